@@ -1,0 +1,39 @@
+/* Small helpers shared by every phasewise module: one out-of-memory policy, bounded string
+ * copies and logging to stderr with a level and a component name. */
+#ifndef PW_UTIL_H
+#define PW_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#define PW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocation that never returns NULL: on exhaustion it logs and aborts, because a balancer that
+ * keeps running with a half-built state is worse than one that restarts. Free with free(). */
+void *pw_xmalloc(size_t size);
+void *pw_xcalloc(size_t count, size_t size);
+void *pw_xrealloc(void *ptr, size_t size);
+char *pw_xstrdup(const char *s);
+
+/* Copies at most size-1 bytes of src into dst and always terminates it. Returns strlen(src), so
+ * a result >= size means the copy was truncated. */
+size_t pw_strlcpy(char *dst, const char *src, size_t size);
+
+enum pw_log_level { PW_LOG_DEBUG, PW_LOG_INFO, PW_LOG_WARN, PW_LOG_ERROR };
+
+/* Messages below this level are dropped. Default PW_LOG_INFO. */
+void pw_log_set_level(enum pw_log_level level);
+enum pw_log_level pw_log_get_level(void);
+
+/* Writes "LEVEL component: message" to stderr. */
+void pw_log(enum pw_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pw_vlog(enum pw_log_level level, const char *component, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+#define pw_debug(comp, ...) pw_log(PW_LOG_DEBUG, comp, __VA_ARGS__)
+#define pw_info(comp, ...)  pw_log(PW_LOG_INFO, comp, __VA_ARGS__)
+#define pw_warn(comp, ...)  pw_log(PW_LOG_WARN, comp, __VA_ARGS__)
+#define pw_error(comp, ...) pw_log(PW_LOG_ERROR, comp, __VA_ARGS__)
+
+#endif

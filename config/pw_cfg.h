@@ -1,0 +1,102 @@
+/* The facility configuration: load it from JSON, validate every field with messages that name
+ * the field, turn it back into JSON and save it atomically. Pure apart from file reads and
+ * writes: no sockets, no clock. The file format is documented in docs/config.md. */
+#ifndef PW_CFG_H
+#define PW_CFG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pw_bal.h"
+
+#define PW_CFG_MAX_NODES    256
+#define PW_CFG_MAX_CHARGERS 10000
+#define PW_CFG_MAX_ERRORS   32
+#define PW_CFG_MAX_FILE     (4u << 20) /* a config larger than 4 MiB is refused */
+
+typedef struct pw_cfg_error {
+    char field[96];    /* JSON path: "chargers[3].max_a" */
+    char message[160]; /* what is wrong and what is allowed */
+} pw_cfg_error;
+
+typedef struct pw_cfg_errors {
+    size_t count; /* may exceed PW_CFG_MAX_ERRORS; only the first ones are kept */
+    pw_cfg_error items[PW_CFG_MAX_ERRORS];
+} pw_cfg_errors;
+
+enum pw_meter_kind {
+    PW_METER_NONE = 0,
+    PW_METER_PW = 1,   /* phasewise protocol meter gateway, by device id */
+    PW_METER_DEFA = 2, /* DEFA Balancer frame, by serial number */
+};
+
+typedef struct pw_cfg_meter {
+    enum pw_meter_kind kind;
+    uint32_t device_id;
+    char defa_serial[12];
+} pw_cfg_meter;
+
+typedef struct pw_cfg_net {
+    char group[16];      /* IPv4 multicast group, dotted quad */
+    uint16_t port;
+    char interface[16];  /* IPv4 address of the interface to join on; 127.0.0.1 for loopback */
+    uint8_t ttl;
+    char key_file[256];  /* facility key; relative paths are relative to the data folder */
+    bool defa_meters;    /* listen for DEFA Balancer meter frames (unauthenticated) */
+    bool defa_emit;      /* emit the main node's currents as DEFA frames (unauthenticated) */
+} pw_cfg_net;
+
+typedef struct pw_cfg_http {
+    char addr[64];
+    uint16_t port;
+    bool dashboard_login; /* the read-only dashboard needs a login too */
+} pw_cfg_http;
+
+typedef struct pw_cfg {
+    char site_name[PW_BAL_NAME_LEN];
+    enum pw_grid grid;
+    pw_bal_node_spec *nodes; /* n_nodes, nodes[0] is the root */
+    pw_cfg_meter *meters;    /* n_nodes, parallel to nodes */
+    size_t n_nodes;
+    pw_bal_charger_spec *chargers;  /* n_chargers */
+    uint32_t *charger_device_ids;   /* n_chargers, parallel to chargers */
+    size_t n_chargers;
+    pw_bal_params params;
+    uint32_t lease_ms; /* how long a sent allocation holds without renewal */
+    uint32_t tick_ms;  /* control loop period when no meter reading arrives */
+    pw_cfg_net net;
+    pw_cfg_http http;
+} pw_cfg;
+
+/* Parses and validates a configuration. Returns a new config (free with pw_cfg_free) or NULL
+ * with errs filled. */
+pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs);
+pw_cfg *pw_cfg_parse(const char *text, size_t len, pw_cfg_errors *errs);
+pw_cfg *pw_cfg_load(const char *path, pw_cfg_errors *errs);
+
+/* The config as JSON in the documented format; caller owns the reference. */
+json_t *pw_cfg_to_json(const pw_cfg *cfg);
+
+/* Writes the config to path atomically: temp file, fsync, rename, fsync of the folder. Returns
+ * 0 or -1 with errs filled. */
+int pw_cfg_save(const pw_cfg *cfg, const char *path, pw_cfg_errors *errs);
+
+void pw_cfg_free(pw_cfg *cfg);
+
+/* A balancer view of the config; borrowed, valid while cfg lives. */
+void pw_cfg_facility(const pw_cfg *cfg, pw_bal_facility *out);
+
+/* Index of the charger with that device id / node with that id, or -1. */
+int pw_cfg_charger_by_device(const pw_cfg *cfg, uint32_t device_id);
+int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id);
+
+/* Prints errors one per line as "field: message" into out (for logs and the CLI). */
+void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size);
+
+/* Wiring as text ("L2L3L1", "L1") and back. Returns 0 or -1. */
+int pw_cfg_wiring_parse(const char *text, uint8_t wiring[PW_LINES]);
+void pw_cfg_wiring_format(const uint8_t wiring[PW_LINES], char out[8]);
+
+#endif

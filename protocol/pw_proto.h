@@ -1,0 +1,168 @@
+/* phasewise LAN protocol v1: encode and decode the authenticated binary datagrams that chargers,
+ * meter gateways and the balancer exchange on the facility's multicast group. Pure: no sockets,
+ * no clock. The byte layout is specified in protocol/PROTOCOL.md. */
+#ifndef PW_PROTO_H
+#define PW_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PW_PROTO_VERSION        1
+#define PW_PROTO_MAX_DATAGRAM   1200 /* bytes, whole datagram including header and tag */
+#define PW_PROTO_KEY_LEN        32
+#define PW_PROTO_DEFAULT_GROUP  "239.255.80.87" /* administratively scoped (RFC 2365) */
+#define PW_PROTO_DEFAULT_PORT   48870
+#define PW_PROTO_MAX_CURRENT_MA 1000000u /* 1000 A: anything above is a decoding error */
+#define PW_PROTO_TEXT_LEN       24       /* model and firmware strings, NUL-terminated here */
+/* Allocation entries that fit one datagram; larger plans are split over several. */
+#define PW_PROTO_ALLOC_PER_DATAGRAM 128
+
+enum pw_proto_err {
+    PW_PROTO_OK = 0,
+    PW_PROTO_E_SHORT = -1,       /* shorter than header + tag, or than the payload it declares */
+    PW_PROTO_E_LONG = -2,        /* longer than PW_PROTO_MAX_DATAGRAM or than it declares */
+    PW_PROTO_E_MAGIC = -3,       /* not a phasewise datagram */
+    PW_PROTO_E_VERSION = -4,     /* unknown protocol version: count and ignore */
+    PW_PROTO_E_TYPE = -5,        /* unknown message type: count and ignore */
+    PW_PROTO_E_AUTH = -6,        /* authentication tag does not match */
+    PW_PROTO_E_REPLAY = -7,      /* old boot id or sequence already seen / too old */
+    PW_PROTO_E_RANGE = -8,       /* a field is outside its valid range (current, state, NaN) */
+    PW_PROTO_E_SPACE = -9,       /* encode: output buffer too small or too many entries */
+    PW_PROTO_E_INVALID = -10,    /* encode: caller passed an invalid message */
+    PW_PROTO_E_COUNT = 10
+};
+
+/* Human-readable text for an error code; static storage. */
+const char *pw_proto_strerror(int err);
+/* Short machine name ("auth", "replay", ...) for counters and metrics; static storage. */
+const char *pw_proto_err_name(int err);
+
+enum pw_proto_type {
+    PW_MSG_ANNOUNCE = 1,   /* charger -> all: identity and capabilities */
+    PW_MSG_STATUS = 2,     /* charger -> all: measurements and state */
+    PW_MSG_METER = 3,      /* meter gateway -> all: per-line readings */
+    PW_MSG_ALLOCATION = 4, /* balancer -> chargers: limits with a lease */
+    PW_MSG_HEARTBEAT = 5,  /* balancer -> all: alive, config generation */
+};
+
+enum pw_link { PW_LINK_ETHERNET = 0, PW_LINK_WIFI = 1, PW_LINK_CELLULAR = 2 };
+
+/* IEC 61851 control pilot states. */
+enum pw_iec_state {
+    PW_IEC_A = 0, /* no vehicle */
+    PW_IEC_B = 1, /* vehicle connected, not charging */
+    PW_IEC_C = 2, /* charging */
+    PW_IEC_D = 3, /* charging with ventilation */
+    PW_IEC_E = 4, /* no power (short to PE, pilot fault) */
+    PW_IEC_F = 5, /* charger fault */
+};
+
+/* Envelope fields shared by every message. */
+typedef struct pw_proto_hdr {
+    uint8_t type;       /* enum pw_proto_type */
+    uint8_t flags;      /* reserved, 0 in v1 */
+    uint32_t sender_id; /* unique per device in a facility */
+    uint32_t boot_id;   /* increases at every start of the sender */
+    uint32_t seq;       /* increases by one per datagram within a boot */
+} pw_proto_hdr;
+
+typedef struct pw_msg_announce {
+    char model[PW_PROTO_TEXT_LEN];
+    char firmware[PW_PROTO_TEXT_LEN];
+    uint8_t wiring[3];    /* grid line (1..3) of terminal L1..L3, 0 = terminal not wired */
+    uint32_t max_current_ma;
+    uint8_t link;         /* enum pw_link */
+    int8_t rssi_dbm;      /* Wi-Fi signal, 0 when not Wi-Fi */
+    bool can_switch_phases;
+} pw_msg_announce;
+
+typedef struct pw_msg_status {
+    uint8_t iec_state;          /* enum pw_iec_state */
+    uint32_t current_ma[3];     /* per charger terminal L1..L3 */
+    uint16_t voltage_dv[3];     /* per terminal, 0.1 V */
+    uint64_t energy_wh;         /* lifetime energy register */
+    uint32_t applied_limit_ma;  /* limit the charger offers the car right now */
+    uint8_t applied_phases;     /* phase count it is using, 0 = unknown */
+    uint32_t alloc_seq;         /* allocation sequence the applied limit came from, 0 = failsafe */
+    uint32_t session_id;        /* 0 = no session */
+} pw_msg_status;
+
+typedef struct pw_msg_meter {
+    uint32_t current_ma[3]; /* per grid line */
+    uint16_t voltage_dv[3];
+    int32_t power_w[3];     /* negative when exporting */
+    uint64_t energy_wh;     /* import register */
+} pw_msg_meter;
+
+typedef struct pw_alloc_entry {
+    uint32_t charger_id; /* the charger's sender_id */
+    uint32_t limit_ma;   /* 0 = pause, else >= the charger's minimum */
+    uint8_t phases;      /* 1 or 3 (0 = leave as is) */
+} pw_alloc_entry;
+
+typedef struct pw_msg_allocation {
+    uint32_t alloc_seq; /* increases with every new plan */
+    uint32_t lease_ms;  /* how long these limits hold without renewal, from reception */
+    uint16_t count;     /* entries in this datagram, <= PW_PROTO_ALLOC_PER_DATAGRAM */
+    pw_alloc_entry entries[PW_PROTO_ALLOC_PER_DATAGRAM];
+} pw_msg_allocation;
+
+typedef struct pw_msg_heartbeat {
+    uint32_t uptime_s;
+    uint32_t config_generation;
+    uint16_t chargers_online;
+    uint8_t state; /* 0 = balancing, 1 = degraded (stale meter etc.) */
+} pw_msg_heartbeat;
+
+/* A decoded message; which member is valid follows hdr.type. */
+typedef struct pw_proto_msg {
+    pw_proto_hdr hdr;
+    union {
+        pw_msg_announce announce;
+        pw_msg_status status;
+        pw_msg_meter meter;
+        pw_msg_allocation allocation;
+        pw_msg_heartbeat heartbeat;
+    } u;
+} pw_proto_msg;
+
+/* Encodes msg, authenticated with key, into out. Returns the datagram length (> 0) or a
+ * negative pw_proto_err. */
+int pw_proto_encode(const pw_proto_msg *msg, const uint8_t key[PW_PROTO_KEY_LEN], uint8_t *out,
+                    size_t out_size);
+
+/* Checks framing and the authentication tag, then decodes. Does not check replay: see
+ * pw_proto_replay_check. Returns 0 or a negative pw_proto_err; msg is only valid on 0. */
+int pw_proto_decode(const uint8_t *buf, size_t len, const uint8_t key[PW_PROTO_KEY_LEN],
+                    pw_proto_msg *msg);
+
+/* Replay state kept by a receiver for one sender. Zero-initialise before first use. */
+typedef struct pw_proto_replay {
+    bool seen;
+    uint32_t boot_id;
+    uint32_t top_seq; /* highest sequence accepted in this boot */
+    uint64_t window;  /* bit i set: top_seq - i was accepted */
+} pw_proto_replay;
+
+/* Accepts (0, state updated) or rejects (PW_PROTO_E_REPLAY, state unchanged) a decoded header
+ * from the sender whose state this is. Call only after pw_proto_decode returned 0. */
+int pw_proto_replay_check(pw_proto_replay *state, const pw_proto_hdr *hdr);
+
+/* Reads a 54-byte DEFA Balancer meter frame (unauthenticated). Returns 0 or a negative
+ * pw_proto_err. serial and firmware are NUL-terminated. */
+typedef struct pw_defa_frame {
+    char serial[12];
+    char firmware[6];
+    uint32_t current_ma[3];
+} pw_defa_frame;
+
+#define PW_DEFA_FRAME_LEN     54
+#define PW_DEFA_DEFAULT_GROUP "234.222.250.1"
+#define PW_DEFA_DEFAULT_PORT  57082
+
+int pw_defa_decode(const uint8_t *buf, size_t len, pw_defa_frame *out);
+/* Builds a frame from out's fields; unknown bytes are zero. Returns PW_DEFA_FRAME_LEN. */
+int pw_defa_encode(const pw_defa_frame *frame, uint8_t out[PW_DEFA_FRAME_LEN]);
+
+#endif
