@@ -1,0 +1,2 @@
+# Unit tests of the multicast socket library (net/) and the facility simulator (sim/).
+pw_unit_test(net_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/net_test.c LIBS pw_net)
