@@ -11,10 +11,12 @@
 
 #include "pw_bal.h"
 
-#define PW_CFG_MAX_NODES    256
-#define PW_CFG_MAX_CHARGERS 10000
-#define PW_CFG_MAX_ERRORS   32
-#define PW_CFG_MAX_FILE     (4u << 20) /* a config larger than 4 MiB is refused */
+#define PW_CFG_MAX_NODES     256
+#define PW_CFG_MAX_CHARGERS  10000
+#define PW_CFG_MAX_ERRORS    32
+#define PW_CFG_MAX_FILE      (4u << 20)      /* a config larger than 4 MiB is refused */
+#define PW_CFG_DEFAULT_GROUP "239.255.80.87" /* same as PW_PROTO_DEFAULT_GROUP */
+#define PW_CFG_DEFAULT_PORT  48870
 
 typedef struct pw_cfg_error {
     char field[96];    /* JSON path: "chargers[3].max_a" */
@@ -39,13 +41,13 @@ typedef struct pw_cfg_meter {
 } pw_cfg_meter;
 
 typedef struct pw_cfg_net {
-    char group[16];      /* IPv4 multicast group, dotted quad */
+    char group[16]; /* IPv4 multicast group, dotted quad */
     uint16_t port;
-    char interface[16];  /* IPv4 address of the interface to join on; 127.0.0.1 for loopback */
+    char interface[16]; /* IPv4 address of the interface to join on; 127.0.0.1 for loopback */
     uint8_t ttl;
-    char key_file[256];  /* facility key; relative paths are relative to the data folder */
-    bool defa_meters;    /* listen for DEFA Balancer meter frames (unauthenticated) */
-    bool defa_emit;      /* emit the main node's currents as DEFA frames (unauthenticated) */
+    char key_file[256]; /* facility key; relative paths are relative to the data folder */
+    bool defa_meters;   /* listen for DEFA Balancer meter frames (unauthenticated) */
+    bool defa_emit;     /* emit the main node's currents as DEFA frames (unauthenticated) */
 } pw_cfg_net;
 
 typedef struct pw_cfg_http {
@@ -60,8 +62,8 @@ typedef struct pw_cfg {
     pw_bal_node_spec *nodes; /* n_nodes, nodes[0] is the root */
     pw_cfg_meter *meters;    /* n_nodes, parallel to nodes */
     size_t n_nodes;
-    pw_bal_charger_spec *chargers;  /* n_chargers */
-    uint32_t *charger_device_ids;   /* n_chargers, parallel to chargers */
+    pw_bal_charger_spec *chargers; /* n_chargers */
+    uint32_t *charger_device_ids;  /* n_chargers, parallel to chargers */
     size_t n_chargers;
     pw_bal_params params;
     uint32_t lease_ms; /* how long a sent allocation holds without renewal */
@@ -94,6 +96,9 @@ int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id);
 
 /* Prints errors one per line as "field: message" into out (for logs and the CLI). */
 void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size);
+
+/* Parses "ADDRESS:PORT" (IPv4 or "localhost"). Returns 0 or -1. */
+int pw_cfg_parse_listen(const char *text, char *addr, size_t addr_size, uint16_t *port);
 
 /* Wiring as text ("L2L3L1", "L1") and back. Returns 0 or -1. */
 int pw_cfg_wiring_parse(const char *text, uint8_t wiring[PW_LINES]);

@@ -1,0 +1,857 @@
+/* Facility configuration: JSON in, validated struct out, and back. Every field is checked and
+ * every problem is reported with the JSON path of the field, so an installer can fix the file or
+ * the form without guessing. */
+#include "pw_cfg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pw_util.h"
+
+#define DEFAULT_KEY_FILE "facility.key"
+
+/* Parsing context: the error list and the JSON path of the object being read. */
+typedef struct ctx {
+    pw_cfg_errors *errs;
+    char path[96];
+} ctx;
+
+static void add_error(ctx *c, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void add_error(ctx *c, const char *field, const char *fmt, ...)
+{
+    size_t i = c->errs->count++;
+    if (i >= PW_CFG_MAX_ERRORS)
+        return;
+    pw_cfg_error *e = &c->errs->items[i];
+    if (field && *field)
+        snprintf(e->field, sizeof e->field, "%s%s%s", c->path, *c->path ? "." : "", field);
+    else
+        pw_strlcpy(e->field, *c->path ? c->path : "(root)", sizeof e->field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+/* Sets the path to "<base>[i]" or "<base>" (i < 0) and returns the previous one in saved. */
+static void push_path(ctx *c, char saved[96], const char *base, long i)
+{
+    memcpy(saved, c->path, sizeof c->path);
+    char next[96];
+    const char *dot = *c->path ? "." : "";
+    int n = i >= 0 ? snprintf(next, sizeof next, "%s%s%s[%ld]", c->path, dot, base, i)
+                   : snprintf(next, sizeof next, "%s%s%s", c->path, dot, base);
+    if (n < 0 || (size_t)n >= sizeof next)
+        pw_strlcpy(next, base, sizeof next); /* deeper than any real config: keep the leaf */
+    memcpy(c->path, next, sizeof next);
+}
+
+static void pop_path(ctx *c, const char saved[96])
+{
+    memcpy(c->path, saved, sizeof c->path);
+}
+
+/* Reports every key of obj not in allowed (NULL-terminated): a misspelt key must not be
+ * silently ignored, or a limit the installer thinks is set would not be. */
+static void check_keys(ctx *c, const json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        size_t i = 0;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (!allowed[i])
+            add_error(c, key, "unknown setting");
+    }
+}
+
+/* Reads an optional number in [lo, hi]; absent leaves *out unchanged. Returns false on error. */
+static bool get_number(ctx *c, const json_t *obj, const char *key, double lo, double hi,
+                       double *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return true;
+    if (!json_is_number(v)) {
+        add_error(c, key, "must be a number");
+        return false;
+    }
+    double d = json_number_value(v);
+    if (!isfinite(d) || d < lo || d > hi) {
+        add_error(c, key, "must be between %g and %g (got %g)", lo, hi, d);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+static bool get_u32(ctx *c, const json_t *obj, const char *key, double lo, double hi, uint32_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v && !json_is_integer(v)) {
+        add_error(c, key, "must be a whole number");
+        return false;
+    }
+    double d = *out;
+    if (!get_number(c, obj, key, lo, hi, &d))
+        return false;
+    *out = (uint32_t)d;
+    return true;
+}
+
+/* Seconds in the file, milliseconds in the struct. */
+static void get_seconds_ms(ctx *c, const json_t *obj, const char *key, double lo, double hi,
+                           uint32_t *out_ms)
+{
+    double s = *out_ms / 1000.0;
+    if (get_number(c, obj, key, lo, hi, &s))
+        *out_ms = (uint32_t)llround(s * 1000.0);
+}
+
+static void get_bool(ctx *c, const json_t *obj, const char *key, bool *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return;
+    if (!json_is_boolean(v))
+        add_error(c, key, "must be true or false");
+    else
+        *out = json_is_true(v);
+}
+
+/* Reads an optional string into out (size bytes); too long is an error. */
+static bool get_string(ctx *c, const json_t *obj, const char *key, char *out, size_t size)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return true;
+    if (!json_is_string(v)) {
+        add_error(c, key, "must be a string");
+        return false;
+    }
+    if (json_string_length(v) >= size || strlen(json_string_value(v)) != json_string_length(v)) {
+        add_error(c, key, "must be at most %zu characters, without NUL", size - 1);
+        return false;
+    }
+    pw_strlcpy(out, json_string_value(v), size);
+    return true;
+}
+
+/* Ids are short machine names used in URLs, logs and the database. */
+static bool valid_id(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
+static void get_id(ctx *c, const json_t *obj, char out[PW_BAL_ID_LEN])
+{
+    if (!json_object_get(obj, "id")) {
+        add_error(c, "id", "is required");
+        return;
+    }
+    if (get_string(c, obj, "id", out, PW_BAL_ID_LEN) && !valid_id(out))
+        add_error(c, "id", "may contain only letters, digits, '-', '_' and '.'");
+}
+
+/* A per-line current: one number for all three lines, or [L1, L2, L3]. */
+static void get_lines(ctx *c, const json_t *obj, const char *key, double lo, double hi,
+                      double out[PW_LINES])
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return;
+    if (json_is_number(v)) {
+        double d = 0;
+        if (get_number(c, obj, key, lo, hi, &d))
+            out[0] = out[1] = out[2] = d;
+        return;
+    }
+    if (!json_is_array(v) || json_array_size(v) != PW_LINES) {
+        add_error(c, key, "must be a number or an array of 3 numbers [L1, L2, L3]");
+        return;
+    }
+    for (size_t i = 0; i < PW_LINES; i++) {
+        json_t *x = json_array_get(v, i);
+        double d = json_is_number(x) ? json_number_value(x) : NAN;
+        if (!isfinite(d) || d < lo || d > hi) {
+            char field[48];
+            snprintf(field, sizeof field, "%s[%zu]", key, i);
+            add_error(c, field, "must be a number between %g and %g", lo, hi);
+            continue;
+        }
+        out[i] = d;
+    }
+}
+
+int pw_cfg_wiring_parse(const char *text, uint8_t wiring[PW_LINES])
+{
+    size_t len = strlen(text);
+    if (len < 2 || len > 6 || len % 2)
+        return -1;
+    uint8_t seen = 0;
+    memset(wiring, 0, PW_LINES);
+    for (size_t t = 0; t < len / 2; t++) {
+        if ((text[2 * t] != 'L' && text[2 * t] != 'l') || text[2 * t + 1] < '1' ||
+            text[2 * t + 1] > '3')
+            return -1;
+        uint8_t line = (uint8_t)(text[2 * t + 1] - '0');
+        if (seen & (1u << line))
+            return -1;
+        seen |= (uint8_t)(1u << line);
+        wiring[t] = line;
+    }
+    return 0;
+}
+
+void pw_cfg_wiring_format(const uint8_t wiring[PW_LINES], char out[8])
+{
+    char *p = out;
+    for (size_t t = 0; t < PW_LINES && wiring[t]; t++) {
+        *p++ = 'L';
+        *p++ = (char)('0' + wiring[t]);
+    }
+    *p = '\0';
+}
+
+static bool parse_ipv4(const char *s, struct in_addr *a)
+{
+    return inet_pton(AF_INET, s, a) == 1;
+}
+
+static void parse_network(ctx *c, const json_t *net, pw_cfg_net *out)
+{
+    static const char *const keys[] = {"group",    "port",        "interface", "ttl",
+                                       "key_file", "defa_meters", "defa_emit", NULL};
+    char saved[96];
+    push_path(c, saved, "network", -1);
+    if (!json_is_object(net)) {
+        add_error(c, NULL, "must be an object");
+        pop_path(c, saved);
+        return;
+    }
+    check_keys(c, net, keys);
+    struct in_addr a;
+    if (get_string(c, net, "group", out->group, sizeof out->group) &&
+        (!parse_ipv4(out->group, &a) || (ntohl(a.s_addr) >> 28) != 0xE))
+        add_error(c, "group", "must be an IPv4 multicast address (224.0.0.0 to 239.255.255.255)");
+    uint32_t port = out->port, ttl = out->ttl;
+    if (get_u32(c, net, "port", 1, 65535, &port))
+        out->port = (uint16_t)port;
+    if (get_string(c, net, "interface", out->interface, sizeof out->interface) &&
+        !parse_ipv4(out->interface, &a))
+        add_error(c, "interface", "must be the IPv4 address of a local interface");
+    if (get_u32(c, net, "ttl", 1, 8, &ttl))
+        out->ttl = (uint8_t)ttl;
+    if (get_string(c, net, "key_file", out->key_file, sizeof out->key_file) && !*out->key_file)
+        add_error(c, "key_file", "must not be empty");
+    get_bool(c, net, "defa_meters", &out->defa_meters);
+    get_bool(c, net, "defa_emit", &out->defa_emit);
+    pop_path(c, saved);
+}
+
+static void parse_http(ctx *c, const json_t *http, pw_cfg_http *out)
+{
+    static const char *const keys[] = {"listen", "dashboard_login", NULL};
+    char saved[96];
+    push_path(c, saved, "http", -1);
+    if (!json_is_object(http)) {
+        add_error(c, NULL, "must be an object");
+        pop_path(c, saved);
+        return;
+    }
+    check_keys(c, http, keys);
+    char listen[80] = "";
+    if (get_string(c, http, "listen", listen, sizeof listen) && *listen &&
+        pw_cfg_parse_listen(listen, out->addr, sizeof out->addr, &out->port) != 0)
+        add_error(c, "listen", "must be ADDRESS:PORT, e.g. 127.0.0.1:8080");
+    get_bool(c, http, "dashboard_login", &out->dashboard_login);
+    pop_path(c, saved);
+}
+
+int pw_cfg_parse_listen(const char *text, char *addr, size_t addr_size, uint16_t *port)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || (size_t)(colon - text) >= addr_size)
+        return -1;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    char host[64];
+    if ((size_t)(colon - text) >= sizeof host)
+        return -1;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    struct in_addr a;
+    if (strcmp(host, "localhost") != 0 && !parse_ipv4(host, &a))
+        return -1;
+    pw_strlcpy(addr, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, addr_size);
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static void parse_balancer(ctx *c, const json_t *b, pw_cfg *cfg)
+{
+    static const char *const keys[] = {
+        "reaction_s",     "min_run_s",       "min_pause_s", "offline_s",
+        "hysteresis_a",   "trim_headroom_a", "probe_s",     "max_phase_switches",
+        "active_phase_a", "lease_s",         "tick_ms",     NULL};
+    char saved[96];
+    push_path(c, saved, "balancer", -1);
+    if (!json_is_object(b)) {
+        add_error(c, NULL, "must be an object");
+        pop_path(c, saved);
+        return;
+    }
+    check_keys(c, b, keys);
+    pw_bal_params *p = &cfg->params;
+    get_seconds_ms(c, b, "reaction_s", 1, 60, &p->reaction_ms);
+    get_seconds_ms(c, b, "min_run_s", 0, 3600, &p->min_run_ms);
+    get_seconds_ms(c, b, "min_pause_s", 0, 3600, &p->min_pause_ms);
+    get_seconds_ms(c, b, "offline_s", 5, 600, &p->offline_ms);
+    get_number(c, b, "hysteresis_a", 0, 10, &p->hysteresis_a);
+    get_number(c, b, "trim_headroom_a", 0.5, 32, &p->trim_headroom_a);
+    get_seconds_ms(c, b, "probe_s", 5, 3600, &p->probe_ms);
+    get_u32(c, b, "max_phase_switches", 0, 100, &p->max_phase_switches);
+    get_number(c, b, "active_phase_a", 0.1, 6, &p->active_phase_a);
+    get_seconds_ms(c, b, "lease_s", 5, 600, &cfg->lease_ms);
+    get_u32(c, b, "tick_ms", 100, 1000, &cfg->tick_ms);
+    /* A lease shorter than two ticks would expire between renewals. */
+    if (cfg->lease_ms < 2 * cfg->tick_ms)
+        add_error(c, "lease_s", "must be at least two control ticks (%u ms)", 2 * cfg->tick_ms);
+    pop_path(c, saved);
+}
+
+static void parse_meter(ctx *c, const json_t *m, pw_bal_node_spec *node, pw_cfg_meter *meter)
+{
+    static const char *const keys[] = {"device_id", "defa_serial", "timeout_s", "fallback_a", NULL};
+    char saved[96];
+    push_path(c, saved, "meter", -1);
+    if (!json_is_object(m)) {
+        add_error(c, NULL, "must be an object with device_id or defa_serial");
+        pop_path(c, saved);
+        return;
+    }
+    check_keys(c, m, keys);
+    bool has_dev = json_object_get(m, "device_id"), has_defa = json_object_get(m, "defa_serial");
+    if (has_dev == has_defa)
+        add_error(c, NULL, "needs exactly one of device_id or defa_serial");
+    if (has_dev && get_u32(c, m, "device_id", 1, 4294967295.0, &meter->device_id))
+        meter->kind = PW_METER_PW;
+    if (has_defa &&
+        get_string(c, m, "defa_serial", meter->defa_serial, sizeof meter->defa_serial)) {
+        if (!*meter->defa_serial)
+            add_error(c, "defa_serial", "must not be empty");
+        meter->kind = PW_METER_DEFA;
+    }
+    node->metered = true;
+    get_seconds_ms(c, m, "timeout_s", 2, 600, &node->meter_timeout_ms);
+    get_lines(c, m, "fallback_a", 0, 10000, node->meter_fallback_a);
+    pop_path(c, saved);
+}
+
+static void parse_node(ctx *c, const json_t *n, pw_cfg *cfg, size_t i)
+{
+    static const char *const keys[] = {
+        "id", "name", "parent", "limit_a", "margin_a", "max_imbalance_a", "meter", NULL};
+    pw_bal_node_spec *node = &cfg->nodes[i];
+    check_keys(c, n, keys);
+    get_id(c, n, node->id);
+    pw_strlcpy(node->name, node->id, sizeof node->name);
+    get_string(c, n, "name", node->name, sizeof node->name);
+    for (size_t j = 0; j < i && *node->id; j++)
+        if (strcmp(cfg->nodes[j].id, node->id) == 0)
+            add_error(c, "id", "'%s' is used by nodes[%zu] too", node->id, j);
+
+    json_t *parent = json_object_get(n, "parent");
+    node->parent = -1;
+    if (i == 0) {
+        if (parent && !json_is_null(parent))
+            add_error(c, "parent", "the first node is the main fuse and has no parent");
+    } else if (!json_is_string(parent)) {
+        add_error(c, "parent", "must name an earlier node (only the first node has none)");
+    } else {
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->nodes[j].id, json_string_value(parent)) == 0)
+                node->parent = (int)j;
+        if (node->parent < 0)
+            add_error(c, "parent", "'%s' is not an earlier node", json_string_value(parent));
+    }
+
+    if (!json_object_get(n, "limit_a"))
+        add_error(c, "limit_a", "is required (the fuse rating per line, in A)");
+    get_lines(c, n, "limit_a", 1, 10000, node->limit_a);
+    get_number(c, n, "margin_a", 0, 1000, &node->margin_a);
+    get_number(c, n, "max_imbalance_a", 0, 10000, &node->max_imbalance_a);
+    for (size_t l = 0; l < PW_LINES; l++)
+        if (node->limit_a[l] > 0 && node->margin_a >= node->limit_a[l])
+            add_error(c, "margin_a", "must be smaller than every line's limit");
+    json_t *meter = json_object_get(n, "meter");
+    if (meter && !json_is_null(meter))
+        parse_meter(c, meter, node, &cfg->meters[i]);
+}
+
+static void parse_charger(ctx *c, const json_t *ch, pw_cfg *cfg, size_t i)
+{
+    static const char *const keys[] = {"id",       "name",   "device_id",       "node",
+                                       "wiring",   "min_a",  "max_a",           "failsafe_a",
+                                       "priority", "weight", "phase_switching", NULL};
+    pw_bal_charger_spec *spec = &cfg->chargers[i];
+    check_keys(c, ch, keys);
+    get_id(c, ch, spec->id);
+    pw_strlcpy(spec->name, spec->id, sizeof spec->name);
+    get_string(c, ch, "name", spec->name, sizeof spec->name);
+
+    if (!json_object_get(ch, "device_id"))
+        add_error(c, "device_id", "is required (the charger's protocol sender id)");
+    get_u32(c, ch, "device_id", 1, 4294967295.0, &cfg->charger_device_ids[i]);
+
+    char node[PW_BAL_ID_LEN] = "";
+    spec->node = -1;
+    if (!json_object_get(ch, "node"))
+        add_error(c, "node", "is required");
+    else if (get_string(c, ch, "node", node, sizeof node) &&
+             (spec->node = pw_cfg_node_by_id(cfg, node)) < 0)
+        add_error(c, "node", "'%s' is not a node", node);
+
+    char wiring[8] = "L1L2L3";
+    if (get_string(c, ch, "wiring", wiring, sizeof wiring) &&
+        pw_cfg_wiring_parse(wiring, spec->wiring) != 0)
+        add_error(c, "wiring",
+                  "must give the grid line of each wired terminal in order, e.g. "
+                  "\"L2L3L1\", or \"L3\" for a single-phase charger");
+    get_number(c, ch, "min_a", 6, 80, &spec->min_a);
+    get_number(c, ch, "max_a", 6, 80, &spec->max_a);
+    get_number(c, ch, "failsafe_a", 0, 80, &spec->failsafe_a);
+    double prio = spec->priority;
+    if (get_number(c, ch, "priority", -100, 100, &prio))
+        spec->priority = (int)prio;
+    get_number(c, ch, "weight", 0.01, 100, &spec->weight);
+    get_bool(c, ch, "phase_switching", &spec->can_switch_phases);
+    if (spec->min_a > spec->max_a)
+        add_error(c, "min_a", "must not exceed max_a (%g A)", spec->max_a);
+    if (spec->failsafe_a > 0 && (spec->failsafe_a < spec->min_a || spec->failsafe_a > spec->max_a))
+        add_error(c, "failsafe_a", "must be 0 or between min_a and max_a");
+}
+
+static void set_defaults(pw_cfg *cfg)
+{
+    pw_strlcpy(cfg->site_name, "phasewise", sizeof cfg->site_name);
+    cfg->grid = PW_GRID_TN;
+    pw_bal_default_params(&cfg->params);
+    cfg->lease_ms = 30000;
+    cfg->tick_ms = 1000;
+    pw_strlcpy(cfg->net.group, PW_CFG_DEFAULT_GROUP, sizeof cfg->net.group);
+    cfg->net.port = PW_CFG_DEFAULT_PORT;
+    /* Loopback unless the installer names the LAN interface: a default must never reach it. */
+    pw_strlcpy(cfg->net.interface, "127.0.0.1", sizeof cfg->net.interface);
+    cfg->net.ttl = 1;
+    pw_strlcpy(cfg->net.key_file, DEFAULT_KEY_FILE, sizeof cfg->net.key_file);
+    pw_strlcpy(cfg->http.addr, "127.0.0.1", sizeof cfg->http.addr);
+    cfg->http.port = 8080;
+}
+
+static void set_node_defaults(pw_bal_node_spec *n)
+{
+    n->meter_timeout_ms = 15000;
+}
+
+static void set_charger_defaults(pw_bal_charger_spec *ch)
+{
+    ch->min_a = 6;
+    ch->max_a = 16;
+    ch->weight = 1;
+    pw_cfg_wiring_parse("L1L2L3", ch->wiring);
+}
+
+/* Reads an array member into a freshly sized table; returns its length or 0 on error. */
+static size_t array_member(ctx *c, const json_t *root, const char *key, size_t max)
+{
+    json_t *a = json_object_get(root, key);
+    if (!json_is_array(a) || json_array_size(a) == 0) {
+        add_error(c, key, "must be a non-empty array");
+        return 0;
+    }
+    if (json_array_size(a) > max) {
+        add_error(c, key, "at most %zu entries are supported", max);
+        return 0;
+    }
+    return json_array_size(a);
+}
+
+/* Cross-field rules that need the whole facility. */
+static void check_facility(ctx *c, pw_cfg *cfg)
+{
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        for (size_t j = 0; j < i; j++) {
+            char field[48];
+            snprintf(field, sizeof field, "chargers[%zu].id", i);
+            if (strcmp(cfg->chargers[i].id, cfg->chargers[j].id) == 0)
+                add_error(c, field, "'%s' is used by chargers[%zu] too", cfg->chargers[j].id, j);
+            snprintf(field, sizeof field, "chargers[%zu].device_id", i);
+            if (cfg->charger_device_ids[i] == cfg->charger_device_ids[j])
+                add_error(c, field, "%u is used by chargers[%zu] too", cfg->charger_device_ids[j],
+                          j);
+        }
+        if (cfg->grid == PW_GRID_IT && cfg->chargers[i].wiring[1] == 0) {
+            char field[48];
+            snprintf(field, sizeof field, "chargers[%zu].wiring", i);
+            add_error(c, field, "on an IT grid a charger needs at least two lines");
+        }
+    }
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        const pw_cfg_meter *m = &cfg->meters[i];
+        for (size_t j = 0; j < i && m->kind == PW_METER_PW; j++) {
+            if (cfg->meters[j].kind == PW_METER_PW && cfg->meters[j].device_id == m->device_id) {
+                char field[48];
+                snprintf(field, sizeof field, "nodes[%zu].meter.device_id", i);
+                add_error(c, field, "%u is the meter of nodes[%zu] too", m->device_id, j);
+            }
+        }
+        for (size_t j = 0; j < cfg->n_chargers && m->kind == PW_METER_PW; j++) {
+            if (cfg->charger_device_ids[j] == m->device_id) {
+                char field[48];
+                snprintf(field, sizeof field, "nodes[%zu].meter.device_id", i);
+                add_error(c, field, "%u is the device id of chargers[%zu]", m->device_id, j);
+            }
+        }
+    }
+    if (c->errs->count)
+        return; /* the balancer's checks assume a structurally sound facility */
+    pw_bal_facility f;
+    pw_cfg_facility(cfg, &f);
+    pw_cfg_error *e = c->errs->count < PW_CFG_MAX_ERRORS ? &c->errs->items[c->errs->count] : NULL;
+    char msg[sizeof e->field + sizeof e->message];
+    if (pw_bal_validate(&f, msg, sizeof msg) != 0) {
+        /* The balancer reports "field: message"; split it so forms can show it by the field. */
+        char *sep = strstr(msg, ": ");
+        c->errs->count++;
+        if (!e)
+            return;
+        if (sep) {
+            *sep = '\0';
+            pw_strlcpy(e->field, msg, sizeof e->field);
+            pw_strlcpy(e->message, sep + 2, sizeof e->message);
+        } else {
+            pw_strlcpy(e->field, "(facility)", sizeof e->field);
+            pw_strlcpy(e->message, msg, sizeof e->message);
+        }
+    }
+}
+
+pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
+{
+    static const char *const keys[] = {"version",  "site",  "grid",     "network", "http",
+                                       "balancer", "nodes", "chargers", NULL};
+    ctx c = {.errs = errs};
+    memset(errs, 0, sizeof *errs);
+    if (!json_is_object(root)) {
+        add_error(&c, NULL, "the configuration must be a JSON object");
+        return NULL;
+    }
+    pw_cfg *cfg = pw_xcalloc(1, sizeof *cfg);
+    set_defaults(cfg);
+    check_keys(&c, root, keys);
+
+    uint32_t version = 1;
+    if (get_u32(&c, root, "version", 1, 1000, &version) && version != 1)
+        add_error(&c, "version", "this phasewise reads version 1 only");
+    get_string(&c, root, "site", cfg->site_name, sizeof cfg->site_name);
+    json_t *grid = json_object_get(root, "grid");
+    if (!json_is_string(grid) ||
+        (strcmp(json_string_value(grid), "TN") && strcmp(json_string_value(grid), "IT")))
+        add_error(&c, "grid", "must be \"TN\" (230 V line-neutral) or \"IT\" (no neutral)");
+    else
+        cfg->grid = strcmp(json_string_value(grid), "IT") == 0 ? PW_GRID_IT : PW_GRID_TN;
+    if (json_object_get(root, "network"))
+        parse_network(&c, json_object_get(root, "network"), &cfg->net);
+    if (json_object_get(root, "http"))
+        parse_http(&c, json_object_get(root, "http"), &cfg->http);
+    if (json_object_get(root, "balancer"))
+        parse_balancer(&c, json_object_get(root, "balancer"), cfg);
+
+    char saved[96];
+    cfg->n_nodes = array_member(&c, root, "nodes", PW_CFG_MAX_NODES);
+    cfg->nodes = pw_xcalloc(cfg->n_nodes, sizeof *cfg->nodes);
+    cfg->meters = pw_xcalloc(cfg->n_nodes, sizeof *cfg->meters);
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        json_t *n = json_array_get(json_object_get(root, "nodes"), i);
+        push_path(&c, saved, "nodes", (long)i);
+        set_node_defaults(&cfg->nodes[i]);
+        if (json_is_object(n))
+            parse_node(&c, n, cfg, i);
+        else
+            add_error(&c, NULL, "must be an object");
+        pop_path(&c, saved);
+    }
+    cfg->n_chargers = array_member(&c, root, "chargers", PW_CFG_MAX_CHARGERS);
+    cfg->chargers = pw_xcalloc(cfg->n_chargers, sizeof *cfg->chargers);
+    cfg->charger_device_ids = pw_xcalloc(cfg->n_chargers, sizeof *cfg->charger_device_ids);
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        json_t *ch = json_array_get(json_object_get(root, "chargers"), i);
+        push_path(&c, saved, "chargers", (long)i);
+        set_charger_defaults(&cfg->chargers[i]);
+        if (json_is_object(ch))
+            parse_charger(&c, ch, cfg, i);
+        else
+            add_error(&c, NULL, "must be an object");
+        pop_path(&c, saved);
+    }
+    if (!errs->count)
+        check_facility(&c, cfg);
+    if (errs->count) {
+        pw_cfg_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+pw_cfg *pw_cfg_parse(const char *text, size_t len, pw_cfg_errors *errs)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        ctx c = {.errs = errs};
+        memset(errs, 0, sizeof *errs);
+        add_error(&c, NULL, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                  jerr.text);
+        return NULL;
+    }
+    pw_cfg *cfg = pw_cfg_from_json(root, errs);
+    json_decref(root);
+    return cfg;
+}
+
+pw_cfg *pw_cfg_load(const char *path, pw_cfg_errors *errs)
+{
+    ctx c = {.errs = errs};
+    memset(errs, 0, sizeof *errs);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        add_error(&c, NULL, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = pw_xmalloc(PW_CFG_MAX_FILE + 1);
+    size_t len = fread(buf, 1, PW_CFG_MAX_FILE + 1, f);
+    bool failed = ferror(f);
+    fclose(f);
+    pw_cfg *cfg = NULL;
+    if (failed)
+        add_error(&c, NULL, "cannot read %s", path);
+    else if (len > PW_CFG_MAX_FILE)
+        add_error(&c, NULL, "%s is larger than %u bytes", path, PW_CFG_MAX_FILE);
+    else
+        cfg = pw_cfg_parse(buf, len, errs);
+    free(buf);
+    return cfg;
+}
+
+static json_t *lines_json(const double v[PW_LINES])
+{
+    if (v[0] == v[1] && v[1] == v[2])
+        return json_real(v[0]);
+    return json_pack("[fff]", v[0], v[1], v[2]);
+}
+
+json_t *pw_cfg_to_json(const pw_cfg *cfg)
+{
+    const pw_bal_params *p = &cfg->params;
+    char listen[96];
+    snprintf(listen, sizeof listen, "%s:%u", cfg->http.addr, cfg->http.port);
+    json_t *root = json_pack(
+        "{s:i, s:s, s:s, s:{s:s, s:i, s:s, s:i, s:s, s:b, s:b}, s:{s:s, s:b}}", "version", 1,
+        "site", cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN", "network", "group",
+        cfg->net.group, "port", cfg->net.port, "interface", cfg->net.interface, "ttl", cfg->net.ttl,
+        "key_file", cfg->net.key_file, "defa_meters", cfg->net.defa_meters, "defa_emit",
+        cfg->net.defa_emit, "http", "listen", listen, "dashboard_login", cfg->http.dashboard_login);
+    json_object_set_new(root, "balancer",
+                        json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:i}",
+                                  "reaction_s", p->reaction_ms / 1000.0, "min_run_s",
+                                  p->min_run_ms / 1000.0, "min_pause_s", p->min_pause_ms / 1000.0,
+                                  "offline_s", p->offline_ms / 1000.0, "hysteresis_a",
+                                  p->hysteresis_a, "trim_headroom_a", p->trim_headroom_a, "probe_s",
+                                  p->probe_ms / 1000.0, "max_phase_switches",
+                                  (int)p->max_phase_switches, "active_phase_a", p->active_phase_a,
+                                  "lease_s", cfg->lease_ms / 1000.0, "tick_ms", (int)cfg->tick_ms));
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        const pw_bal_node_spec *n = &cfg->nodes[i];
+        json_t *o = json_pack(
+            "{s:s, s:s, s:o, s:o, s:f, s:f}", "id", n->id, "name", n->name, "parent",
+            n->parent < 0 ? json_null() : json_string(cfg->nodes[n->parent].id), "limit_a",
+            lines_json(n->limit_a), "margin_a", n->margin_a, "max_imbalance_a", n->max_imbalance_a);
+        const pw_cfg_meter *m = &cfg->meters[i];
+        if (m->kind != PW_METER_NONE) {
+            json_t *mo = json_pack("{s:f, s:o}", "timeout_s", n->meter_timeout_ms / 1000.0,
+                                   "fallback_a", lines_json(n->meter_fallback_a));
+            if (m->kind == PW_METER_PW)
+                json_object_set_new(mo, "device_id", json_integer(m->device_id));
+            else
+                json_object_set_new(mo, "defa_serial", json_string(m->defa_serial));
+            json_object_set_new(o, "meter", mo);
+        }
+        json_array_append_new(nodes, o);
+    }
+    json_object_set_new(root, "nodes", nodes);
+    json_t *chargers = json_array();
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        const pw_bal_charger_spec *ch = &cfg->chargers[i];
+        char wiring[8];
+        pw_cfg_wiring_format(ch->wiring, wiring);
+        json_array_append_new(
+            chargers,
+            json_pack("{s:s, s:s, s:I, s:s, s:s, s:f, s:f, s:f, s:i, s:f, s:b}", "id", ch->id,
+                      "name", ch->name, "device_id", (json_int_t)cfg->charger_device_ids[i], "node",
+                      cfg->nodes[ch->node].id, "wiring", wiring, "min_a", ch->min_a, "max_a",
+                      ch->max_a, "failsafe_a", ch->failsafe_a, "priority", ch->priority, "weight",
+                      ch->weight, "phase_switching", ch->can_switch_phases));
+    }
+    json_object_set_new(root, "chargers", chargers);
+    return root;
+}
+
+/* Writes all of buf to fd, retrying on short writes and EINTR. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* fsync of the folder makes the rename itself durable. */
+static int sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    pw_strlcpy(dir, path, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        pw_strlcpy(dir, ".", sizeof dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int pw_cfg_save(const pw_cfg *cfg, const char *path, pw_cfg_errors *errs)
+{
+    ctx c = {.errs = errs};
+    memset(errs, 0, sizeof *errs);
+    json_t *root = pw_cfg_to_json(cfg);
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(root);
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        add_error(&c, NULL, "path too long: %s", path);
+        free(text);
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int rc = -1;
+    if (fd < 0) {
+        add_error(&c, NULL, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (write_all(fd, text, strlen(text)) != 0 || write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
+        add_error(&c, NULL, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        add_error(&c, NULL, "cannot replace %s: %s", path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (sync_parent_dir(path) != 0)
+        pw_warn("config", "saved %s but could not sync its folder: %s", path, strerror(errno));
+    rc = 0;
+out:
+    free(text);
+    return rc;
+}
+
+void pw_cfg_free(pw_cfg *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->nodes);
+    free(cfg->meters);
+    free(cfg->chargers);
+    free(cfg->charger_device_ids);
+    free(cfg);
+}
+
+void pw_cfg_facility(const pw_cfg *cfg, pw_bal_facility *out)
+{
+    *out = (pw_bal_facility){.grid = cfg->grid,
+                             .nodes = cfg->nodes,
+                             .n_nodes = cfg->n_nodes,
+                             .chargers = cfg->chargers,
+                             .n_chargers = cfg->n_chargers,
+                             .params = cfg->params};
+}
+
+int pw_cfg_charger_by_device(const pw_cfg *cfg, uint32_t device_id)
+{
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        if (cfg->charger_device_ids[i] == device_id)
+            return (int)i;
+    return -1;
+}
+
+int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id)
+{
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if (strcmp(cfg->nodes[i].id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    size_t shown = errs->count < PW_CFG_MAX_ERRORS ? errs->count : PW_CFG_MAX_ERRORS;
+    for (size_t i = 0; i < shown && used < out_size; i++) {
+        int n = snprintf(out + used, out_size - used, "%s: %s\n", errs->items[i].field,
+                         errs->items[i].message);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (errs->count > shown && used < out_size)
+        snprintf(out + used, out_size - used, "(%zu more errors not shown)\n", errs->count - shown);
+}
