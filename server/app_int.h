@@ -1,0 +1,114 @@
+/* Internal state of the appliance, shared by the server's source files (app.c: lifecycle,
+ * control.c: LAN and control tick, statedoc.c: the live state document, api.c: the JSON API). */
+#ifndef PW_APP_INT_H
+#define PW_APP_INT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "app.h"
+#include "pw_bal.h"
+#include "pw_cfg.h"
+#include "pw_net.h"
+#include "pw_proto.h"
+#include "pw_store.h"
+#include "pw_web.h"
+#include "registry.h"
+
+#ifndef PW_PROTO_BALANCER_ID
+#define PW_PROTO_BALANCER_ID 0 /* sender id reserved for the balancer */
+#endif
+
+/* Rejected datagrams by reason: index is -pw_proto_err (0 unused). */
+#define PW_REJECT_SLOTS (PW_PROTO_E_COUNT + 1)
+
+typedef struct pw_counters {
+    uint64_t rx;          /* datagrams received on the group */
+    uint64_t rx_accepted; /* authenticated, fresh, and used */
+    uint64_t rx_own;      /* our own datagrams heard back through multicast loop */
+    uint64_t tx;
+    uint64_t tx_errors;
+    uint64_t rejected[PW_REJECT_SLOTS];
+    uint64_t foreign_balancer; /* allocations from another balancer on the group */
+    uint64_t ticks;
+    uint64_t store_errors;
+} pw_counters;
+
+typedef struct pw_sent_alloc {
+    double limit_a;
+    uint8_t phases;
+} pw_sent_alloc;
+
+typedef struct pw_app {
+    uv_loop_t loop;
+    pw_app_opts opts;
+    char data_dir[1024];
+    char config_path[1100];
+    char db_path[1100];
+    char key_path[1100];
+
+    pw_cfg *cfg;
+    pw_bal *bal;
+    pw_registry reg;
+    uint8_t key[PW_PROTO_KEY_LEN];
+
+    /* Our identity as a protocol sender. */
+    uint32_t boot_id;
+    uint32_t seq;
+
+    pw_net *net;
+    pw_web *web;
+    pw_store *store;
+
+    /* History: the loop fills `filling` while a worker writes `writing`. */
+    pw_store_batch *filling;
+    pw_store_batch *writing;
+    bool write_in_flight;
+    int write_rc;
+    uv_work_t write_req;
+    uint64_t last_store_error_log_ms;
+
+    uv_timer_t tick_timer;
+    uv_signal_t sig_int, sig_term, sig_hup;
+    uv_process_t demo_proc;
+    bool demo_running;
+
+    pw_sent_alloc *sent; /* n_chargers: what the chargers were last told */
+    uint32_t alloc_seq;
+    uint64_t last_alloc_send_ms;
+    uint64_t last_heartbeat_ms;
+    uint64_t last_tick_ms;
+    uint64_t start_ms;
+    uint64_t last_reject_event_ms;
+    uint64_t rejects_logged[PW_REJECT_SLOTS];
+
+    char *state_doc; /* latest state document, malloc'd */
+    size_t state_len;
+
+    pw_counters counters;
+    bool stopping;
+} pw_app;
+
+/* Monotonic milliseconds and Unix wall-clock milliseconds. */
+uint64_t pw_app_now_ms(void);
+int64_t pw_app_wall_ms(void);
+
+/* control.c */
+void pw_control_start(pw_app *app);
+void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
+                            const struct sockaddr_in *from, void *user);
+void pw_control_tick(pw_app *app);
+/* Replaces the running configuration between two ticks; takes ownership of cfg. */
+void pw_control_apply_config(pw_app *app, pw_cfg *cfg);
+void pw_control_log_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Starts a history write of everything collected so far, unless one is in flight. */
+void pw_control_flush_history(pw_app *app);
+
+/* statedoc.c: builds the live state document; caller owns the reference. */
+json_t *pw_statedoc_build(const pw_app *app, uint64_t now_ms);
+
+/* api.c: the JSON API behind the dashboard. */
+void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp);
+
+#endif

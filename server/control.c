@@ -1,0 +1,396 @@
+/* The control path: authenticated datagrams in, the balancer run on every meter reading and at
+ * least every tick, allocations out with a lease, history rows collected for the writer. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app_int.h"
+#include "pw_util.h"
+
+/* Renew leases well before they run out: a lost renewal or two must not let them lapse. */
+#define LEASE_RENEW_FRACTION 3
+#define HEARTBEAT_MS         5000
+#define REJECT_EVENT_MS      60000
+
+void pw_control_log_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
+{
+    pw_store_event ev = {.ts_ms = pw_app_wall_ms()};
+    pw_strlcpy(ev.kind, kind, sizeof ev.kind);
+    pw_strlcpy(ev.subject, subject ? subject : "", sizeof ev.subject);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ev.detail, sizeof ev.detail, fmt, ap);
+    va_end(ap);
+    pw_info("server", "event %s %s: %s", kind, ev.subject, ev.detail);
+    pw_store_batch_add_event(app->filling, &ev);
+}
+
+static enum pw_car_state car_state(const pw_reg_charger *ch)
+{
+    switch (ch->status.iec_state) {
+    case PW_IEC_A:
+        return PW_CAR_NONE;
+    case PW_IEC_B:
+        return ch->drew_this_session ? PW_CAR_SUSPENDED : PW_CAR_CONNECTED;
+    case PW_IEC_C:
+    case PW_IEC_D:
+        return PW_CAR_CHARGING;
+    default:
+        return PW_CAR_FAULT;
+    }
+}
+
+static void on_status(pw_app *app, size_t i, const pw_msg_status *st, uint64_t now)
+{
+    pw_reg_charger *ch = &app->reg.chargers[i];
+    bool had = ch->has_status;
+    uint8_t old_state = ch->status.iec_state;
+    if (!had || st->session_id != ch->status.session_id || st->iec_state == PW_IEC_A)
+        ch->drew_this_session = false;
+    ch->status = *st;
+    ch->has_status = true;
+    if (st->iec_state == PW_IEC_C || st->iec_state == PW_IEC_D)
+        ch->drew_this_session = true;
+    if (had && old_state != st->iec_state)
+        pw_control_log_event(app, "charger_state", app->cfg->chargers[i].id, "pilot %c -> %c",
+                             'A' + old_state, 'A' + st->iec_state);
+
+    pw_bal_measure m = {.car = car_state(ch),
+                        .applied_limit_a = st->applied_limit_ma / 1000.0,
+                        .applied_phases = st->applied_phases};
+    for (size_t t = 0; t < PW_LINES; t++)
+        m.current_a[t] = st->current_ma[t] / 1000.0;
+    pw_bal_set_charger(app->bal, i, &m, now);
+}
+
+static int meter_node(const pw_cfg *cfg, uint32_t device_id)
+{
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if (cfg->meters[i].kind == PW_METER_PW && cfg->meters[i].device_id == device_id)
+            return (int)i;
+    return -1;
+}
+
+static void count_reject(pw_app *app, int err)
+{
+    int slot = -err;
+    if (slot <= 0 || slot >= PW_REJECT_SLOTS)
+        slot = -PW_PROTO_E_INVALID;
+    app->counters.rejected[slot]++;
+}
+
+/* A device that is not in the configuration: listed for the installer, never given current. */
+static void on_unassigned(pw_app *app, const pw_proto_msg *msg, uint64_t now)
+{
+    pw_reg_unassigned *u = pw_reg_unassigned_get(&app->reg, msg->hdr.sender_id);
+    bool first = u->link.last_seen_ms == 0;
+    if (pw_reg_link_accept(&u->link, &msg->hdr, now) != 0) {
+        count_reject(app, PW_PROTO_E_REPLAY);
+        return;
+    }
+    u->last_type = msg->hdr.type;
+    if (msg->hdr.type == PW_MSG_ANNOUNCE)
+        pw_strlcpy(u->model, msg->u.announce.model, sizeof u->model);
+    if (first) {
+        char id[16];
+        snprintf(id, sizeof id, "%u", msg->hdr.sender_id);
+        pw_control_log_event(app, "device_unassigned", id,
+                             "device %u speaks the protocol but is not configured",
+                             msg->hdr.sender_id);
+    }
+}
+
+static void on_charger_msg(pw_app *app, size_t i, const pw_proto_msg *msg, uint64_t now)
+{
+    pw_reg_charger *ch = &app->reg.chargers[i];
+    bool was_offline =
+        ch->link.last_seen_ms == 0 || now - ch->link.last_seen_ms > app->cfg->params.offline_ms;
+    uint32_t reboots = ch->link.reboots;
+    if (pw_reg_link_accept(&ch->link, &msg->hdr, now) != 0) {
+        count_reject(app, PW_PROTO_E_REPLAY);
+        return;
+    }
+    app->counters.rx_accepted++;
+    const char *id = app->cfg->chargers[i].id;
+    if (ch->link.reboots != reboots)
+        pw_control_log_event(app, "charger_reboot", id, "new boot id %u", msg->hdr.boot_id);
+    if (was_offline)
+        pw_control_log_event(app, "charger_online", id, "device %u", msg->hdr.sender_id);
+    if (msg->hdr.type == PW_MSG_ANNOUNCE) {
+        ch->announce = msg->u.announce;
+        ch->announced = true;
+    } else if (msg->hdr.type == PW_MSG_STATUS) {
+        on_status(app, i, &msg->u.status, now);
+    }
+}
+
+static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint64_t now)
+{
+    pw_reg_meter *m = &app->reg.meters[node];
+    if (pw_reg_link_accept(&m->link, &msg->hdr, now) != 0) {
+        count_reject(app, PW_PROTO_E_REPLAY);
+        return;
+    }
+    app->counters.rx_accepted++;
+    memcpy(m->current_ma, msg->u.meter.current_ma, sizeof m->current_ma);
+    m->has_reading = true;
+    double amps[PW_LINES];
+    for (size_t l = 0; l < PW_LINES; l++)
+        amps[l] = m->current_ma[l] / 1000.0;
+    pw_bal_set_meter(app->bal, node, amps, now);
+    /* A fresh reading is the moment to react: the design's cuts apply at once. */
+    pw_control_tick(app);
+}
+
+void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
+                            const struct sockaddr_in *from, void *user)
+{
+    (void)net;
+    (void)from;
+    pw_app *app = user;
+    if (app->stopping)
+        return;
+    app->counters.rx++;
+    pw_proto_msg msg;
+    int rc = pw_proto_decode(buf, len, app->key, &msg);
+    if (rc != 0) {
+        count_reject(app, rc);
+        return;
+    }
+    uint64_t now = pw_app_now_ms();
+    if (msg.hdr.type == PW_MSG_ALLOCATION || msg.hdr.type == PW_MSG_HEARTBEAT) {
+        if (msg.hdr.sender_id == PW_PROTO_BALANCER_ID && msg.hdr.boot_id == app->boot_id) {
+            app->counters.rx_own++;
+        } else {
+            /* Two balancers commanding the same chargers would fight: make it visible. */
+            if (app->counters.foreign_balancer++ == 0)
+                pw_control_log_event(app, "foreign_balancer", "",
+                                     "another balancer (boot %u) sends on the group",
+                                     msg.hdr.boot_id);
+        }
+        return;
+    }
+    int ci = pw_cfg_charger_by_device(app->cfg, msg.hdr.sender_id);
+    int ni = msg.hdr.type == PW_MSG_METER ? meter_node(app->cfg, msg.hdr.sender_id) : -1;
+    if (ci >= 0 && (msg.hdr.type == PW_MSG_ANNOUNCE || msg.hdr.type == PW_MSG_STATUS))
+        on_charger_msg(app, (size_t)ci, &msg, now);
+    else if (ni >= 0)
+        on_meter_msg(app, (size_t)ni, &msg, now);
+    else
+        on_unassigned(app, &msg, now);
+}
+
+static int send_msg(pw_app *app, pw_proto_msg *msg)
+{
+    uint8_t buf[PW_PROTO_MAX_DATAGRAM];
+    msg->hdr.sender_id = PW_PROTO_BALANCER_ID;
+    msg->hdr.boot_id = app->boot_id;
+    msg->hdr.seq = ++app->seq;
+    int n = pw_proto_encode(msg, app->key, buf, sizeof buf);
+    if (n < 0 || pw_net_send(app->net, buf, (size_t)n) != 0) {
+        app->counters.tx_errors++;
+        return -1;
+    }
+    app->counters.tx++;
+    return 0;
+}
+
+/* Sends every configured charger its limit, split over as many datagrams as needed. */
+static void send_allocations(pw_app *app, const pw_bal_result *res, uint64_t now)
+{
+    pw_proto_msg msg = {.hdr.type = PW_MSG_ALLOCATION};
+    pw_msg_allocation *a = &msg.u.allocation;
+    a->alloc_seq = app->alloc_seq;
+    a->lease_ms = app->cfg->lease_ms;
+    for (size_t i = 0; i < app->cfg->n_chargers; i++) {
+        a->entries[a->count++] = (pw_alloc_entry){
+            .charger_id = app->cfg->charger_device_ids[i],
+            .limit_ma = (uint32_t)lround(res[i].limit_a * 1000.0),
+            .phases = res[i].phases,
+        };
+        app->sent[i] = (pw_sent_alloc){res[i].limit_a, res[i].phases};
+        if (a->count == PW_PROTO_ALLOC_PER_DATAGRAM || i + 1 == app->cfg->n_chargers) {
+            send_msg(app, &msg);
+            a->count = 0;
+        }
+    }
+    app->last_alloc_send_ms = now;
+}
+
+static bool plan_changed(const pw_app *app, const pw_bal_result *res)
+{
+    for (size_t i = 0; i < app->cfg->n_chargers; i++)
+        if (fabs(res[i].limit_a - app->sent[i].limit_a) > 1e-6 ||
+            res[i].phases != app->sent[i].phases)
+            return true;
+    return false;
+}
+
+static void send_heartbeat(pw_app *app, uint64_t now)
+{
+    pw_proto_msg msg = {.hdr.type = PW_MSG_HEARTBEAT};
+    uint16_t online = 0;
+    for (size_t i = 0; i < app->cfg->n_chargers; i++) {
+        uint64_t seen = app->reg.chargers[i].link.last_seen_ms;
+        online += seen && now - seen <= app->cfg->params.offline_ms;
+    }
+    msg.u.heartbeat = (pw_msg_heartbeat){.uptime_s = (uint32_t)((now - app->start_ms) / 1000),
+                                         .config_generation = 0,
+                                         .chargers_online = online,
+                                         .state = 0};
+    send_msg(app, &msg);
+    app->last_heartbeat_ms = now;
+}
+
+static void collect_samples(pw_app *app, const pw_bal_result *res)
+{
+    int64_t wall = pw_app_wall_ms();
+    for (size_t i = 0; i < app->cfg->n_chargers; i++) {
+        const pw_reg_charger *ch = &app->reg.chargers[i];
+        if (!ch->has_status)
+            continue;
+        pw_store_charger_sample s = {.ts_ms = wall,
+                                     .state = ch->status.iec_state,
+                                     .limit_a = (float)res[i].limit_a,
+                                     .phases = res[i].phases};
+        pw_strlcpy(s.charger, app->cfg->chargers[i].id, sizeof s.charger);
+        for (size_t t = 0; t < PW_LINES; t++)
+            s.current_a[t] = (float)(ch->status.current_ma[t] / 1000.0);
+        pw_store_batch_add_charger(app->filling, &s);
+    }
+    for (size_t n = 0; n < app->cfg->n_nodes; n++) {
+        const pw_reg_meter *m = &app->reg.meters[n];
+        if (!m->has_reading)
+            continue;
+        pw_store_node_sample s = {.ts_ms = wall};
+        pw_strlcpy(s.node, app->cfg->nodes[n].id, sizeof s.node);
+        for (size_t l = 0; l < PW_LINES; l++)
+            s.current_a[l] = (float)(m->current_ma[l] / 1000.0);
+        pw_store_batch_add_node(app->filling, &s);
+    }
+}
+
+/* Rejected datagrams become one event per reason per minute, not one row per datagram: a
+ * flood must not flood the database too. */
+static void log_rejects(pw_app *app, uint64_t now)
+{
+    if (now - app->last_reject_event_ms < REJECT_EVENT_MS && app->last_reject_event_ms)
+        return;
+    app->last_reject_event_ms = now;
+    for (int slot = 1; slot < PW_REJECT_SLOTS; slot++) {
+        uint64_t n = app->counters.rejected[slot] - app->rejects_logged[slot];
+        if (!n)
+            continue;
+        app->rejects_logged[slot] = app->counters.rejected[slot];
+        pw_control_log_event(app, "datagram_rejected", pw_proto_err_name(-slot),
+                             "%llu datagrams rejected: %s", (unsigned long long)n,
+                             pw_proto_strerror(-slot));
+    }
+}
+
+static void publish_state(pw_app *app, uint64_t now)
+{
+    json_t *doc = pw_statedoc_build(app, now);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(8));
+    json_decref(doc);
+    if (!text)
+        return;
+    free(app->state_doc);
+    app->state_doc = text;
+    app->state_len = strlen(text);
+    if (app->web)
+        pw_web_broadcast(app->web, text, app->state_len);
+}
+
+void pw_control_tick(pw_app *app)
+{
+    if (app->stopping)
+        return;
+    uint64_t now = pw_app_now_ms();
+    app->counters.ticks++;
+    pw_bal_run(app->bal, now);
+    const pw_bal_result *res = pw_bal_results(app->bal);
+    bool changed = plan_changed(app, res);
+    if (changed)
+        app->alloc_seq++;
+    if (changed || now - app->last_alloc_send_ms >= app->cfg->lease_ms / LEASE_RENEW_FRACTION)
+        send_allocations(app, res, now);
+    if (now - app->last_heartbeat_ms >= HEARTBEAT_MS)
+        send_heartbeat(app, now);
+    /* Samples at most once per tick period, however many meter readings arrive. */
+    if (now - app->last_tick_ms >= app->cfg->tick_ms || !app->last_tick_ms) {
+        app->last_tick_ms = now;
+        collect_samples(app, res);
+        log_rejects(app, now);
+        publish_state(app, now);
+        pw_control_flush_history(app);
+    }
+}
+
+static void on_tick_timer(uv_timer_t *t)
+{
+    pw_app *app = t->data;
+    /* A meter reading may have run the control path just now; don't run twice in a row. */
+    if (pw_app_now_ms() - app->last_tick_ms + 50 >= app->cfg->tick_ms)
+        pw_control_tick(app);
+}
+
+void pw_control_start(pw_app *app)
+{
+    app->sent = pw_xcalloc(app->cfg->n_chargers, sizeof *app->sent);
+    for (size_t i = 0; i < app->cfg->n_chargers; i++)
+        app->sent[i].limit_a = -1; /* nothing sent yet: the first plan always goes out */
+    uv_timer_init(&app->loop, &app->tick_timer);
+    app->tick_timer.data = app;
+    uv_timer_start(&app->tick_timer, on_tick_timer, 0, app->cfg->tick_ms / 4);
+}
+
+void pw_control_apply_config(pw_app *app, pw_cfg *cfg)
+{
+    pw_registry reg;
+    pw_registry_init(&reg, cfg);
+    pw_registry_carry_over(&reg, cfg, &app->reg, app->cfg);
+    pw_bal_facility f;
+    pw_cfg_facility(cfg, &f);
+    pw_bal *bal = pw_bal_new(&f);
+    /* Replay the latest measurements into the new balancer so it starts from what is known. */
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        pw_reg_charger *ch = &reg.chargers[i];
+        if (ch->has_status) {
+            pw_bal_measure m = {.car = car_state(ch),
+                                .applied_limit_a = ch->status.applied_limit_ma / 1000.0,
+                                .applied_phases = ch->status.applied_phases};
+            for (size_t t = 0; t < PW_LINES; t++)
+                m.current_a[t] = ch->status.current_ma[t] / 1000.0;
+            pw_bal_set_charger(bal, i, &m, ch->link.last_seen_ms);
+        }
+    }
+    for (size_t n = 0; n < cfg->n_nodes; n++) {
+        pw_reg_meter *m = &reg.meters[n];
+        if (m->has_reading) {
+            double amps[PW_LINES];
+            for (size_t l = 0; l < PW_LINES; l++)
+                amps[l] = m->current_ma[l] / 1000.0;
+            pw_bal_set_meter(bal, n, amps, m->link.last_seen_ms);
+        }
+    }
+    pw_sent_alloc *sent = pw_xcalloc(cfg->n_chargers, sizeof *sent);
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        int j = pw_cfg_charger_by_device(app->cfg, cfg->charger_device_ids[i]);
+        sent[i] = j >= 0 ? app->sent[j] : (pw_sent_alloc){-1, 0};
+    }
+    pw_bal_free(app->bal);
+    pw_registry_close(&app->reg);
+    pw_cfg_free(app->cfg);
+    free(app->sent);
+    app->bal = bal;
+    app->reg = reg;
+    app->cfg = cfg;
+    app->sent = sent;
+    uv_timer_set_repeat(&app->tick_timer, cfg->tick_ms / 4);
+    pw_control_log_event(app, "config_change", "", "%zu nodes, %zu chargers", cfg->n_nodes,
+                         cfg->n_chargers);
+    pw_control_tick(app);
+}
