@@ -22,6 +22,18 @@
 /* Rejected datagrams by reason: index is -pw_proto_err (0 unused). */
 #define PW_REJECT_SLOTS (PW_PROTO_E_COUNT + 1)
 
+#define PW_LATENCY_BUCKETS 8
+extern const double pw_latency_bounds_us[PW_LATENCY_BUCKETS];
+
+/* A cumulative latency histogram in microseconds, Prometheus style. */
+typedef struct pw_latency {
+    uint64_t bucket[PW_LATENCY_BUCKETS]; /* observations <= pw_latency_bounds_us[i] */
+    uint64_t count;
+    uint64_t sum_us;
+} pw_latency;
+
+void pw_latency_observe(pw_latency *h, uint64_t us);
+
 typedef struct pw_counters {
     uint64_t rx;          /* datagrams received on the group */
     uint64_t rx_accepted; /* authenticated, fresh, and used */
@@ -32,6 +44,8 @@ typedef struct pw_counters {
     uint64_t foreign_balancer; /* allocations from another balancer on the group */
     uint64_t ticks;
     uint64_t store_errors;
+    pw_latency meter_to_send; /* meter datagram in -> allocation out */
+    pw_latency tick_time;     /* one control tick */
 } pw_counters;
 
 typedef struct pw_sent_alloc {
@@ -107,6 +121,9 @@ void pw_control_flush_history(pw_app *app);
 
 /* statedoc.c: builds the live state document; caller owns the reference. */
 json_t *pw_statedoc_build(const pw_app *app, uint64_t now_ms);
+
+/* metrics.c: the Prometheus text for /metrics; caller frees. */
+char *pw_metrics_render(const pw_app *app, uint64_t now_ms, size_t *len);
 
 /* api.c: the JSON API behind the dashboard. */
 void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp);

@@ -126,7 +126,8 @@ static void on_charger_msg(pw_app *app, size_t i, const pw_proto_msg *msg, uint6
     }
 }
 
-static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint64_t now)
+static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint64_t now,
+                         uint64_t arrival_ns)
 {
     pw_reg_meter *m = &app->reg.meters[node];
     if (pw_reg_link_accept(&m->link, &msg->hdr, now) != 0) {
@@ -141,7 +142,10 @@ static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint
         amps[l] = m->current_ma[l] / 1000.0;
     pw_bal_set_meter(app->bal, node, amps, now);
     /* A fresh reading is the moment to react: the design's cuts apply at once. */
+    uint64_t sent_before = app->counters.tx;
     pw_control_tick(app);
+    if (app->counters.tx != sent_before)
+        pw_latency_observe(&app->counters.meter_to_send, (uv_hrtime() - arrival_ns) / 1000u);
 }
 
 void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
@@ -150,6 +154,7 @@ void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
     (void)net;
     (void)from;
     pw_app *app = user;
+    uint64_t arrival_ns = uv_hrtime();
     if (app->stopping)
         return;
     app->counters.rx++;
@@ -177,7 +182,7 @@ void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
     if (ci >= 0 && (msg.hdr.type == PW_MSG_ANNOUNCE || msg.hdr.type == PW_MSG_STATUS))
         on_charger_msg(app, (size_t)ci, &msg, now);
     else if (ni >= 0)
-        on_meter_msg(app, (size_t)ni, &msg, now);
+        on_meter_msg(app, (size_t)ni, &msg, now, arrival_ns);
     else
         on_unassigned(app, &msg, now);
 }
@@ -308,7 +313,8 @@ void pw_control_tick(pw_app *app)
 {
     if (app->stopping)
         return;
-    uint64_t now = pw_app_now_ms();
+    uint64_t t0 = uv_hrtime();
+    uint64_t now = t0 / 1000000u;
     app->counters.ticks++;
     pw_bal_run(app->bal, now);
     const pw_bal_result *res = pw_bal_results(app->bal);
@@ -327,6 +333,7 @@ void pw_control_tick(pw_app *app)
         publish_state(app, now);
         pw_control_flush_history(app);
     }
+    pw_latency_observe(&app->counters.tick_time, (uv_hrtime() - t0) / 1000u);
 }
 
 static void on_tick_timer(uv_timer_t *t)
