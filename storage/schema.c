@@ -1,0 +1,96 @@
+/* The database schema as an ordered list of migration steps. A step is never edited once it has
+ * shipped: a change to the schema is a new step at the end of the array. */
+#include "store_internal.h"
+
+#include <stdio.h>
+
+#include "pw_util.h"
+
+/* Version 1: series names, pending samples, events. */
+static const char step1[] =
+    /* One row per charger or node; samples refer to it by a small integer. */
+    "CREATE TABLE series ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind INTEGER NOT NULL," /* 1 charger, 2 node */
+    "  name TEXT NOT NULL,"
+    "  UNIQUE (kind, name));"
+    /* Records not yet sealed into blocks, one per sample, values encoded by codec.c. */
+    "CREATE TABLE tail ("
+    "  id INTEGER PRIMARY KEY,"
+    "  tier INTEGER NOT NULL,"
+    "  series_id INTEGER NOT NULL REFERENCES series(id),"
+    "  ts INTEGER NOT NULL," /* Unix ms */
+    "  v BLOB NOT NULL);"
+    "CREATE TABLE event ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  detail TEXT NOT NULL);"
+    "CREATE INDEX event_ts ON event(ts);";
+
+static const char *const steps[] = {step1};
+
+int pw_store__schema_latest(void)
+{
+    return (int)PW_ARRAY_LEN(steps);
+}
+
+int pw_store__user_version(sqlite3 *db, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Applies the step that leads from the database's current version, inside one IMMEDIATE
+ * transaction: user_version is read under the write lock in case another process migrated
+ * meanwhile. *version is the version before the step, or after it once committed. */
+static int run_step(sqlite3 *db, int target, int *version, char *err, size_t err_size)
+{
+    int v = 0;
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = pw_store__user_version(db, &v);
+    *version = v;
+    if (rc == SQLITE_OK && v < target) {
+        char pragmas[96];
+        /* The application id marks the file as ours from the first step on. */
+        snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id = %d; PRAGMA user_version = %d",
+                 PW_STORE__APP_ID, v + 1);
+        rc = sqlite3_exec(db, steps[v], NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, pragmas, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc == SQLITE_OK && v < target)
+        *version = v + 1;
+    if (rc != SQLITE_OK) {
+        /* The message first: ROLLBACK replaces it. */
+        snprintf(err, err_size, "migrating the database from schema version %d failed: %s", v,
+                 sqlite3_errmsg(db));
+        if (!sqlite3_get_autocommit(db))
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return rc;
+}
+
+int pw_store__migrate(sqlite3 *db, int target, char *err, size_t err_size)
+{
+    assert(target >= 0 && target <= pw_store__schema_latest());
+    int version = 0;
+    do {
+        if (run_step(db, target, &version, err, err_size) != SQLITE_OK)
+            return PW_STORE_E_MIGRATE;
+    } while (version < target);
+    return 0;
+}

@@ -1,0 +1,486 @@
+/* Storage module: opening and migrating (every path from an empty file and from each older
+ * schema), refusing files it must not touch, the record codec, and batched writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pw_store.h"
+#include "pw_util.h"
+#include "store_internal.h"
+#include "store_testutil.h"
+
+typedef struct fixture {
+    char dir[256];
+    char path[300];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = pw_xcalloc(1, sizeof(*f));
+    st_tmpdir(f->dir, sizeof(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/history.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    st_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static pw_store *open_ok(const char *path)
+{
+    char err[512] = "";
+    pw_store *s = NULL;
+    int rc = pw_store_open(&s, path, err, sizeof(err));
+    if (rc)
+        print_message("open failed: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    return s;
+}
+
+/* Decodes the single-record blob of the tail row with the given rowid. */
+static store__rec tail_record(sqlite3 *db, int64_t rowid)
+{
+    sqlite3_stmt *st = NULL;
+    store__rec r = {0};
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT ts, v FROM tail WHERE id = ?", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, rowid);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    store__dec d;
+    store__dec_init(&d, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+                    sqlite3_column_int64(st, 0), PW_STORE__RAW_FIELDS);
+    assert_int_equal(store__dec_next(&d, &r), 1);
+    store__rec extra;
+    assert_int_equal(store__dec_next(&d, &extra), 0);
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* ---- migrations ---- */
+
+/* What a database at schema version v looks like, written with that version's own SQL (never
+ * with today's code), and a check that it survived the migration to the latest version. Each
+ * new migration step adds an entry, which every_step_has_a_fixture insists on. */
+static void check_v1_rows(sqlite3 *db)
+{
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM series WHERE kind = 1 AND name = 'a01'"),
+                     1);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM event WHERE kind = 'charger_online'"), 1);
+    store__rec r = tail_record(db, 1);
+    assert_int_equal(r.ts, 1700000000000);
+    assert_int_equal(r.v[PW_STORE__F_I1], 1600);
+    assert_int_equal(r.v[PW_STORE__F_I2], 0);
+    assert_int_equal(r.v[PW_STORE__F_LIMIT], 1600);
+    assert_int_equal(r.v[PW_STORE__F_STATE], 2);
+    assert_int_equal(r.v[PW_STORE__F_PHASES], 1);
+}
+
+static const struct {
+    const char *rows;
+    void (*check)(sqlite3 *db);
+} at_version[] = {
+    [0] = {NULL, NULL}, /* an empty file */
+    [1] = {"INSERT INTO series (id, kind, name) VALUES (1, 1, 'a01');"
+           /* i1 = 16.00 A, limit 16.00 A, state C, 1 phase */
+           "INSERT INTO tail (id, tier, series_id, ts, v)"
+           "  VALUES (1, 0, 1, 1700000000000, X'72801980190402');"
+           "INSERT INTO event (ts, kind, subject, detail)"
+           "  VALUES (1700000000000, 'charger_online', 'a01', '');",
+           check_v1_rows},
+};
+
+static void every_step_has_a_fixture(void **state)
+{
+    (void)state;
+    assert_int_equal(PW_ARRAY_LEN(at_version), pw_store__schema_latest() + 1);
+}
+
+/* Builds a database at schema version v the way that version's code left it (WAL, its tables,
+ * its rows). */
+static void make_version(const char *path, int v)
+{
+    sqlite3 *db = st_sql_open(path);
+    char err[256];
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(pw_store__migrate(db, v, err, sizeof(err)), 0);
+    if (at_version[v].rows)
+        assert_int_equal(sqlite3_exec(db, at_version[v].rows, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(st_sql_int(db, "PRAGMA user_version"), v);
+    sqlite3_close(db);
+}
+
+static void migrates_from_every_version(void **state)
+{
+    fixture *f = *state;
+    /* Up to and including the latest version: opening a current file must change nothing. */
+    for (int v = 0; v <= pw_store__schema_latest(); v++) {
+        char path[400];
+        snprintf(path, sizeof(path), "%s/v%d.db", f->dir, v);
+        if (v > 0)
+            make_version(path, v);
+        pw_store_close(open_ok(path));
+
+        sqlite3 *db = st_sql_open(path);
+        assert_int_equal(st_sql_int(db, "PRAGMA user_version"), pw_store__schema_latest());
+        assert_int_equal(st_sql_int(db, "PRAGMA application_id"), PW_STORE__APP_ID);
+        assert_int_equal(st_sql_int(db, "SELECT count(*) FROM pragma_integrity_check "
+                                        "WHERE integrity_check <> 'ok'"),
+                         0);
+        if (at_version[v].check)
+            at_version[v].check(db);
+        sqlite3_close(db);
+    }
+}
+
+static void new_file_is_configured(void **state)
+{
+    fixture *f = *state;
+    pw_store *s = open_ok(f->path);
+    sqlite3 *db = pw_store__db(s);
+    char mode[16] = "";
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    pw_strlcpy(mode, (const char *)sqlite3_column_text(st, 0), sizeof(mode));
+    sqlite3_finalize(st);
+    assert_string_equal(mode, "wal");
+    assert_int_equal(st_sql_int(db, "PRAGMA synchronous"), 1); /* NORMAL */
+    assert_int_equal(st_sql_int(db, "PRAGMA foreign_keys"), 1);
+    assert_int_equal(st_sql_int(db, "PRAGMA auto_vacuum"), 2); /* INCREMENTAL */
+    pw_store_close(s);
+}
+
+static void memory_database_fails_the_wal_check(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    pw_store *s = (pw_store *)&err; /* must be reset to NULL */
+    assert_int_equal(pw_store_open(&s, ":memory:", err, sizeof(err)), PW_STORE_E_WAL);
+    assert_null(s);
+    assert_non_null(strstr(err, "WAL"));
+}
+
+static void newer_database_is_refused_untouched(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = st_sql_open(f->path);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
+             PW_STORE__APP_ID, pw_store__schema_latest() + 1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    char err[512] = "";
+    pw_store *s = NULL;
+    assert_int_equal(pw_store_open(&s, f->path, err, sizeof(err)), PW_STORE_E_NEWER);
+    assert_null(s);
+    assert_non_null(strstr(err, "newer phasewise"));
+    assert_non_null(strstr(err, f->path));
+
+    db = st_sql_open(f->path);
+    assert_int_equal(st_sql_int(db, "PRAGMA user_version"), pw_store__schema_latest() + 1);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM sqlite_schema"), 0);
+    assert_int_equal(st_sql_int(db, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1);
+    sqlite3_close(db);
+}
+
+static void foreign_files_are_refused(void **state)
+{
+    fixture *f = *state;
+    char err[512] = "";
+    pw_store *s = NULL;
+
+    sqlite3 *db = st_sql_open(f->path);
+    assert_int_equal(
+        sqlite3_exec(db, "PRAGMA application_id = 42; CREATE TABLE t (x);", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(pw_store_open(&s, f->path, err, sizeof(err)), PW_STORE_E_OPEN);
+    assert_non_null(strstr(err, "another program"));
+
+    char junk[400];
+    snprintf(junk, sizeof(junk), "%s/junk.db", f->dir);
+    FILE *fp = fopen(junk, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 200; i++)
+        fputs("this is not a database file ", fp);
+    fclose(fp);
+    assert_int_equal(pw_store_open(&s, junk, err, sizeof(err)), PW_STORE_E_OPEN);
+    assert_null(s);
+
+    snprintf(junk, sizeof(junk), "%s/missing-dir/history.db", f->dir);
+    assert_int_equal(pw_store_open(&s, junk, err, sizeof(err)), PW_STORE_E_OPEN);
+    assert_non_null(strstr(err, "missing-dir"));
+}
+
+/* A step that fails leaves the file at the version before it, with nothing of the step. */
+static void failed_step_rolls_back(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = st_sql_open(f->path);
+    /* An unrelated table with a name step 1 needs makes step 1 fail half-way. */
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE event (x)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    char err[512] = "";
+    pw_store *s = NULL;
+    assert_int_equal(pw_store_open(&s, f->path, err, sizeof(err)), PW_STORE_E_MIGRATE);
+    assert_non_null(strstr(err, "schema version 0"));
+    db = st_sql_open(f->path);
+    assert_int_equal(st_sql_int(db, "PRAGMA user_version"), 0);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'series'"), 0);
+    sqlite3_close(db);
+}
+
+/* ---- codec ---- */
+
+static void codec_round_trips_and_rejects_garbage(void **state)
+{
+    (void)state;
+    enum { N = 500, K = 15 };
+    static store__rec recs[N];
+    uint32_t x = 12345;
+    int64_t ts = 1700000000000;
+    for (int i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        ts += (i % 7 == 0) ? (int64_t)(x % 5000) - 1000 : 1000; /* also steps backwards */
+        recs[i].ts = ts;
+        for (int k = 0; k < K; k++)
+            recs[i].v[k] = (i % 3 == 0) ? recs[i > 0 ? i - 1 : 0].v[k]
+                                        : (int32_t)((x >> (k % 16)) % 4000) - 2000;
+    }
+    recs[10].v[3] = INT32_MIN;
+    recs[11].v[3] = INT32_MAX;
+
+    store__enc e = {0};
+    store__enc_init(&e, recs[0].ts, K);
+    for (int i = 0; i < N; i++)
+        store__enc_add(&e, &recs[i]);
+    assert_int_equal(e.count, N);
+
+    store__dec d;
+    store__rec r;
+    store__dec_init(&d, e.out.p, e.out.len, recs[0].ts, K);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(store__dec_next(&d, &r), 1);
+        assert_int_equal(r.ts, recs[i].ts);
+        assert_memory_equal(r.v, recs[i].v, sizeof(int32_t) * K);
+    }
+    assert_int_equal(store__dec_next(&d, &r), 0);
+
+    /* Truncated data ends in an error, never in a read past the end. */
+    store__dec_init(&d, e.out.p, e.out.len - 1, recs[0].ts, K);
+    int rc;
+    while ((rc = store__dec_next(&d, &r)) == 1)
+        ;
+    assert_int_equal(rc, -1);
+    /* A mask naming more fields than the tier has is corrupt. */
+    const uint8_t bad_mask[] = {0xff, 0x7f};
+    store__dec_init(&d, bad_mask, sizeof(bad_mask), 0, 6);
+    assert_int_equal(store__dec_next(&d, &r), -1);
+    store__buf_free(&e.out);
+}
+
+static void idle_samples_cost_one_byte(void **state)
+{
+    (void)state;
+    store__enc e = {0};
+    store__rec r = {.ts = 1000};
+    store__enc_init(&e, r.ts, PW_STORE__RAW_FIELDS);
+    for (int i = 0; i < 60; i++, r.ts += 1000)
+        store__enc_add(&e, &r);
+    /* The first record costs 1 byte, the second 3 (the interval appears), the rest 1 each. */
+    assert_int_equal(e.out.len, 1 + 3 + 58);
+    store__buf_free(&e.out);
+}
+
+/* ---- batches and writes ---- */
+
+static pw_store_charger_sample charger(const char *id, int64_t ts, float i1, float limit)
+{
+    pw_store_charger_sample c = {.ts_ms = ts, .state = 2, .limit_a = limit, .phases = 3};
+    pw_strlcpy(c.charger, id, sizeof(c.charger));
+    c.current_a[0] = i1;
+    c.current_a[1] = i1 / 2;
+    c.current_a[2] = -0.004f;
+    return c;
+}
+
+static void batch_counts_and_clears(void **state)
+{
+    (void)state;
+    pw_store_batch *b = pw_store_batch_new();
+    assert_int_equal(pw_store_batch_rows(b), 0);
+    for (int i = 0; i < 100; i++) {
+        pw_store_charger_sample c = charger("c", i, 1, 6);
+        pw_store_batch_add_charger(b, &c);
+    }
+    pw_store_node_sample n = {.ts_ms = 1, .node = "main"};
+    pw_store_batch_add_node(b, &n);
+    pw_store_event e = {.ts_ms = 1, .kind = "config_change"};
+    pw_store_batch_add_event(b, &e);
+    assert_int_equal(pw_store_batch_rows(b), 102);
+    pw_store_batch_clear(b);
+    assert_int_equal(pw_store_batch_rows(b), 0);
+    pw_store_batch_free(b);
+    pw_store_batch_free(NULL);
+}
+
+static void writes_a_batch_in_one_transaction(void **state)
+{
+    fixture *f = *state;
+    pw_store *s = open_ok(f->path);
+    pw_store_batch *b = pw_store_batch_new();
+    assert_int_equal(pw_store_write(s, b), 0); /* empty: nothing to do */
+
+    const int64_t t0 = 1763800000000;
+    for (int tick = 0; tick < 3; tick++) {
+        pw_store_batch_clear(b);
+        for (int c = 0; c < 4; c++) {
+            char id[8];
+            snprintf(id, sizeof(id), "c%d", c);
+            pw_store_charger_sample cs = charger(id, t0 + tick * 1000, 10.0f + c + tick, 16);
+            pw_store_batch_add_charger(b, &cs);
+        }
+        pw_store_node_sample n = {
+            .ts_ms = t0 + tick * 1000, .node = "main", .current_a = {40.25f, 30.5f, 20.0f}};
+        pw_store_batch_add_node(b, &n);
+        assert_int_equal(pw_store_write(s, b), 0);
+        assert_string_equal(pw_store_errmsg(s), "");
+    }
+    pw_store_event ev = {.ts_ms = t0 + 5, .kind = "config_change", .subject = "main"};
+    pw_strlcpy(ev.detail, "limit_a L1 63 -> 50", sizeof(ev.detail));
+    pw_store_batch_clear(b);
+    pw_store_batch_add_event(b, &ev);
+    assert_int_equal(pw_store_write(s, b), 0);
+
+    sqlite3 *db = pw_store__db(s);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM series WHERE kind = 1"), 4);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM series WHERE kind = 2"), 1);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM tail"), 15);
+    /* Tick 2 of charger c3: 10 + 3 + 2 = 15 A, half of it on L2, the tiny negative rounds to 0. */
+    int64_t row = st_sql_int(db, "SELECT t.id FROM tail t JOIN series s ON s.id = t.series_id "
+                                 "WHERE s.name = 'c3' ORDER BY t.ts DESC LIMIT 1");
+    store__rec r = tail_record(db, row);
+    assert_int_equal(r.ts, t0 + 2000);
+    assert_int_equal(r.v[PW_STORE__F_I1], 1500);
+    assert_int_equal(r.v[PW_STORE__F_I2], 750);
+    assert_int_equal(r.v[PW_STORE__F_I3], 0);
+    assert_int_equal(r.v[PW_STORE__F_LIMIT], 1600);
+    assert_int_equal(r.v[PW_STORE__F_STATE], 2);
+    assert_int_equal(r.v[PW_STORE__F_PHASES], 3);
+    row = st_sql_int(db, "SELECT t.id FROM tail t JOIN series s ON s.id = t.series_id "
+                         "WHERE s.name = 'main' ORDER BY t.ts LIMIT 1");
+    r = tail_record(db, row);
+    assert_int_equal(r.v[PW_STORE__F_I1], 4025);
+    assert_int_equal(r.v[PW_STORE__F_I2], 3050);
+    assert_int_equal(r.v[PW_STORE__F_I3], 2000);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM event WHERE kind = 'config_change' AND "
+                                    "subject = 'main' AND detail = 'limit_a L1 63 -> 50'"),
+                     1);
+    pw_store_close(s);
+
+    /* After a reopen the same names map to the same series. */
+    s = open_ok(f->path);
+    pw_store_batch_clear(b);
+    pw_store_charger_sample cs = charger("c0", t0 + 3000, 1, 6);
+    pw_store_batch_add_charger(b, &cs);
+    assert_int_equal(pw_store_write(s, b), 0);
+    db = pw_store__db(s);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM series"), 5);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM tail t JOIN series s ON "
+                                    "s.id = t.series_id WHERE s.name = 'c0'"),
+                     4);
+    pw_store_batch_free(b);
+    pw_store_close(s);
+    /* Closing folded the WAL into the file. */
+    char wal[400];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    FILE *fp = fopen(wal, "rb");
+    if (fp) {
+        fseek(fp, 0, SEEK_END);
+        assert_int_equal(ftell(fp), 0);
+        fclose(fp);
+    }
+}
+
+/* A write that hits a full database changes nothing, and the next one after space is freed
+ * goes through. */
+static void full_database_fails_whole_batch_then_recovers(void **state)
+{
+    fixture *f = *state;
+    pw_store *s = open_ok(f->path);
+    sqlite3 *db = pw_store__db(s);
+    pw_store_batch *b = pw_store_batch_new();
+    pw_store_charger_sample cs = charger("c0", 1, 1, 6);
+    pw_store_batch_add_charger(b, &cs);
+    assert_int_equal(pw_store_write(s, b), 0);
+
+    int64_t pages = st_sql_int(db, "PRAGMA page_count");
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", (long long)pages);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    pw_store_batch_clear(b);
+    for (int i = 0; i < 5000; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "n%d", i); /* new series too, so the cache must forget them */
+        cs = charger(id, 2 + i, 1, 6);
+        pw_store_batch_add_charger(b, &cs);
+    }
+    assert_int_equal(pw_store_write(s, b), PW_STORE_E_WRITE);
+    assert_non_null(strstr(pw_store_errmsg(s), "full"));
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM tail"), 1);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM series"), 1);
+
+    assert_int_equal(sqlite3_exec(db, "PRAGMA max_page_count = 1000000", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(pw_store_write(s, b), 0);
+    assert_string_equal(pw_store_errmsg(s), "");
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM tail"), 5001);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM series"), 5001);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM tail t LEFT JOIN series s ON "
+                                    "s.id = t.series_id WHERE s.id IS NULL"),
+                     0);
+    pw_store_batch_free(b);
+    pw_store_close(s);
+}
+
+static void strerror_names_every_code(void **state)
+{
+    (void)state;
+    for (int e = PW_STORE_E_QUERY; e <= 0; e++)
+        assert_string_not_equal(pw_store_strerror(e), pw_store_strerror(1));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_step_has_a_fixture),
+        cmocka_unit_test_setup_teardown(migrates_from_every_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(new_file_is_configured, setup, teardown),
+        cmocka_unit_test(memory_database_fails_the_wal_check),
+        cmocka_unit_test_setup_teardown(newer_database_is_refused_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(foreign_files_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_step_rolls_back, setup, teardown),
+        cmocka_unit_test(codec_round_trips_and_rejects_garbage),
+        cmocka_unit_test(idle_samples_cost_one_byte),
+        cmocka_unit_test(batch_counts_and_clears),
+        cmocka_unit_test_setup_teardown(writes_a_batch_in_one_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_database_fails_whole_batch_then_recovers, setup,
+                                        teardown),
+        cmocka_unit_test(strerror_names_every_code),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
