@@ -1,2 +1,3 @@
 # Unit tests of the multicast socket library (net/) and the facility simulator (sim/).
 pw_unit_test(net_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/net_test.c LIBS pw_net)
+pw_unit_test(sim_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/sim_test.c LIBS pw_simmodel)
