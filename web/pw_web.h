@@ -1,7 +1,7 @@
 /* The appliance's web front: HTTP and WebSocket served by libwebsockets on the server's libuv
  * loop. It serves the built-in dashboard assets, hands /api/ requests to a handler the server
  * provides and pushes live state to every WebSocket client. It knows nothing of the balancer or
- * the database: the server wires them in. */
+ * the database: the server wires them in. Everything here runs on the loop thread. */
 #ifndef PW_WEB_H
 #define PW_WEB_H
 
@@ -11,22 +11,24 @@
 
 typedef struct pw_web pw_web;
 
+/* One API request; every pointer is borrowed and valid only during the handler call. */
 typedef struct pw_web_request {
-    const char *method; /* "GET", "POST", "PUT", "DELETE" */
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
     const char *path;   /* "/api/state", without the query */
-    const char *query;  /* "from=...&to=..." or "" */
+    const char *query;  /* "from=1&to=2", percent-encoded, or ""; see pw_web_query_param */
     const char *body;   /* NUL-terminated, "" when none */
     size_t body_len;
     const char *origin; /* Origin header or "" */
     const char *cookie; /* Cookie header or "" */
 } pw_web_request;
 
+/* The handler's answer. Header values must not contain CR or LF (web answers 500 if they do). */
 typedef struct pw_web_response {
     int status;               /* HTTP status, 200 by default */
     const char *content_type; /* static string, "application/json" by default */
-    char *body;               /* malloc'd by the handler; freed by web */
+    char *body;               /* malloc'd by the handler (or NULL); freed by web */
     size_t body_len;
-    char set_cookie[256];     /* Set-Cookie value or "" */
+    char set_cookie[256];          /* Set-Cookie value or "" */
     char content_disposition[128]; /* for downloads, or "" */
 } pw_web_response;
 
@@ -34,29 +36,37 @@ typedef struct pw_web_response {
 typedef void (*pw_web_api_fn)(void *ud, const pw_web_request *req, pw_web_response *resp);
 
 typedef struct pw_web_opts {
-    const char *addr;    /* listen address, e.g. "127.0.0.1" */
-    uint16_t port;       /* 0 = pick a free port (see pw_web_port) */
-    size_t max_body;     /* larger request bodies get 413 */
-    pw_web_api_fn api;   /* called for every path under /api/ */
+    const char *addr;  /* listen address, e.g. "127.0.0.1"; NULL, "" or "0.0.0.0" = all */
+    uint16_t port;     /* 0 = pick a free port (see pw_web_port) */
+    size_t max_body;   /* larger request bodies get 413; 0 = 64 KiB */
+    pw_web_api_fn api; /* called for every path under /api/; NULL = 404 there */
     void *api_ud;
 } pw_web_opts;
 
-/* Starts serving on loop. Returns 0 and *out, or -1 with a message in err. */
-int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err,
-               size_t err_size);
+/* Starts serving on loop. Returns 0 and *out, or -1 with a message in err (e.g. the libuv
+ * event-lib plugin of libwebsockets is missing, or the address cannot be bound). On failure
+ * libwebsockets may still hold handles on loop that it releases while the loop runs, so run
+ * the loop before uv_loop_close(). */
+int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err, size_t err_size);
+
+/* Finds argument name in a request's query and writes its decoded value ('+' and %XX undone)
+ * to out. Returns the value's length, or -1 when the argument is absent or does not fit in
+ * size bytes with its NUL. */
+int pw_web_query_param(const char *query, const char *name, char *out, size_t size);
 
 /* The port actually bound. */
 uint16_t pw_web_port(const pw_web *w);
 
-/* Queues text (a JSON document) for every connected WebSocket client on /ws. A slow client
- * gets only the newest message, never an unbounded queue. */
+/* Queues text (a JSON document, copied) for every connected WebSocket client on /ws, and keeps
+ * it as the document a new client receives at once. A slow client gets only the newest
+ * message, never an unbounded queue. */
 void pw_web_broadcast(pw_web *w, const char *text, size_t len);
 
 /* Number of WebSocket clients connected. */
 size_t pw_web_clients(const pw_web *w);
 
-/* Starts an orderly shutdown; done(ud) runs on the loop once libwebsockets has closed every
- * handle it had on it and w is freed. */
+/* Starts an orderly shutdown; done(ud) (may be NULL) runs on the loop once libwebsockets has
+ * closed every handle it had on it and w is freed. Call at most once; w is invalid after. */
 void pw_web_close(pw_web *w, void (*done)(void *ud), void *ud);
 
 #endif

@@ -1,0 +1,790 @@
+/* Tests of web/: pw_web runs on a real libuv loop on 127.0.0.1 and a client thread talks plain
+ * HTTP/1.1 and RFC 6455 to it through sockets; every test ends with uv_loop_close() == 0. */
+#include "pw_util.h"
+#include "pw_web.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+extern const char *pw_web__evlib_path;
+
+/* ---- blocking client side (runs on the client thread, never asserts) ---- */
+
+typedef struct conn {
+    int fd;
+    char buf[256 * 1024];
+    size_t len;
+} conn;
+
+typedef struct http_resp {
+    int status;
+    char head[4096];
+    char *body;
+    size_t body_len;
+} http_resp;
+
+static bool conn_open(conn *c, uint16_t port)
+{
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0)
+        return false;
+    struct timeval tv = {5, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return connect(c->fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+}
+
+static void conn_close(conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+static bool conn_send(conn *c, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Reads more bytes into the buffer; returns the count, 0 on EOF, -1 on error or timeout. */
+static ssize_t conn_fill(conn *c)
+{
+    if (c->len == sizeof(c->buf))
+        return -1;
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+    if (n > 0)
+        c->len += (size_t)n;
+    return n;
+}
+
+static bool conn_need(conn *c, size_t n)
+{
+    while (c->len < n)
+        if (conn_fill(c) <= 0)
+            return false;
+    return true;
+}
+
+static void conn_consume(conn *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+static const char *find_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return hay;
+    return NULL;
+}
+
+/* Copies the value of header name from a response head ("" when absent). */
+static void header_value(const char *head, const char *name, char *out, size_t size)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "\r\n%s:", name);
+    const char *p = find_ci(head, key);
+    out[0] = '\0';
+    if (!p)
+        return;
+    p += strlen(key);
+    while (*p == ' ')
+        p++;
+    size_t n = strcspn(p, "\r\n");
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+static bool http_read(conn *c, http_resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    char *end;
+    for (;;) {
+        c->buf[c->len < sizeof(c->buf) ? c->len : sizeof(c->buf) - 1] = '\0';
+        end = strstr(c->buf, "\r\n\r\n");
+        if (end)
+            break;
+        if (conn_fill(c) <= 0)
+            return false;
+    }
+    size_t head_len = (size_t)(end - c->buf) + 4;
+    if (head_len >= sizeof(r->head))
+        return false;
+    memcpy(r->head, c->buf, head_len);
+    r->head[head_len] = '\0';
+    r->status = atoi(r->head + 9);
+    char clen[32];
+    header_value(r->head, "content-length", clen, sizeof(clen));
+    r->body_len = (size_t)strtoul(clen, NULL, 10);
+    if (!conn_need(c, head_len + r->body_len))
+        return false;
+    r->body = pw_xmalloc(r->body_len + 1);
+    memcpy(r->body, c->buf + head_len, r->body_len);
+    r->body[r->body_len] = '\0';
+    conn_consume(c, head_len + r->body_len);
+    return true;
+}
+
+/* One request on a fresh connection that the client closes afterwards. */
+static bool http_once(uint16_t port, const char *request, http_resp *r)
+{
+    conn *c = pw_xmalloc(sizeof(*c));
+    bool ok = conn_open(c, port) && conn_send(c, request, strlen(request)) && http_read(c, r);
+    conn_close(c);
+    free(c);
+    return ok;
+}
+
+static const char ws_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+static const char ws_accept[] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="; /* RFC 6455, section 1.3 */
+
+static bool ws_handshake(conn *c, uint16_t port, const char *path, http_resp *r)
+{
+    char req[512];
+    memset(r, 0, sizeof(*r));
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+             "Origin: http://127.0.0.1:%u\r\n\r\n",
+             path, port, ws_key, port);
+    if (!conn_open(c, port) || !conn_send(c, req, strlen(req)))
+        return false;
+    /* A 101 has no body and no Content-Length: http_read then reads exactly the head. */
+    return http_read(c, r);
+}
+
+/* Reads one frame; returns the opcode (-1 on error) and a malloc'd NUL-terminated payload. */
+static int ws_read_frame(conn *c, char **payload, size_t *len)
+{
+    if (!conn_need(c, 2))
+        return -1;
+    unsigned char *b = (unsigned char *)c->buf;
+    int opcode = b[0] & 0x0f;
+    if (b[1] & 0x80)
+        return -1; /* servers never mask */
+    size_t n = b[1] & 0x7f, hdr = 2;
+    if (n == 126) {
+        if (!conn_need(c, 4))
+            return -1;
+        b = (unsigned char *)c->buf;
+        n = (size_t)b[2] << 8 | b[3];
+        hdr = 4;
+    } else if (n == 127) {
+        if (!conn_need(c, 10))
+            return -1;
+        b = (unsigned char *)c->buf;
+        n = 0;
+        for (int i = 2; i < 10; i++)
+            n = n << 8 | b[i];
+        hdr = 10;
+    }
+    if (n > sizeof(c->buf) - hdr || !conn_need(c, hdr + n))
+        return -1;
+    *payload = pw_xmalloc(n + 1);
+    memcpy(*payload, c->buf + hdr, n);
+    (*payload)[n] = '\0';
+    *len = n;
+    conn_consume(c, hdr + n);
+    return opcode;
+}
+
+/* True once the server has closed the connection (EOF, possibly after a close frame). */
+static bool wait_eof(conn *c)
+{
+    for (;;) {
+        c->len = 0;
+        ssize_t n = conn_fill(c);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return errno == ECONNRESET;
+    }
+}
+
+/* ---- the loop side ---- */
+
+enum cmd { CMD_NONE, CMD_BROADCAST, CMD_BURST, CMD_CLOSE };
+
+#define BURST 500
+
+typedef struct fixture {
+    uv_loop_t loop;
+    pw_web *web;
+    uint16_t port;
+    uv_async_t wake;
+    _Atomic int cmd;
+    atomic_bool acked;
+    bool closed;
+    size_t clients_seen;
+
+    /* What the API handler saw. */
+    int api_calls;
+    char method[16], path[64], query[128], origin[64], cookie[64];
+    char body[512];
+    size_t body_len;
+
+    /* Results the client thread leaves for the asserts. */
+    bool ok;
+    char why[256];
+    http_resp resp[8];
+    char *frames[4];
+    size_t frame_len[4];
+    int frames_in_burst;
+} fixture;
+
+static void on_web_closed(void *ud)
+{
+    fixture *f = ud;
+    f->closed = true;
+    uv_close((uv_handle_t *)&f->wake, NULL);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    fixture *f = a->data;
+    int cmd = atomic_exchange(&f->cmd, CMD_NONE);
+    char doc[64];
+    switch (cmd) {
+    case CMD_BROADCAST:
+        f->clients_seen = pw_web_clients(f->web);
+        pw_web_broadcast(f->web, "{\"type\":\"state\",\"n\":2}", 22);
+        break;
+    case CMD_BURST:
+        /* All in one loop turn: a client must get the newest, not a queue of 500. */
+        for (int i = 0; i < BURST; i++) {
+            int n = snprintf(doc, sizeof(doc), "{\"burst\":%d}", i);
+            pw_web_broadcast(f->web, doc, (size_t)n);
+        }
+        break;
+    case CMD_CLOSE:
+        pw_web_close(f->web, on_web_closed, f);
+        break;
+    default:
+        return;
+    }
+    atomic_store(&f->acked, true);
+}
+
+/* Client thread: asks the loop to do cmd and waits until it has. */
+static void loop_do(fixture *f, enum cmd cmd)
+{
+    atomic_store(&f->acked, false);
+    atomic_store(&f->cmd, cmd);
+    uv_async_send(&f->wake);
+    while (!atomic_load(&f->acked))
+        usleep(1000);
+}
+
+static void client_fail(fixture *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void client_fail(fixture *f, const char *fmt, ...)
+{
+    if (!f->ok)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->why, sizeof(f->why), fmt, ap);
+    va_end(ap);
+    f->ok = false;
+}
+
+static void record_api(void *ud, const pw_web_request *req, pw_web_response *resp)
+{
+    fixture *f = ud;
+    f->api_calls++;
+    pw_strlcpy(f->method, req->method, sizeof(f->method));
+    pw_strlcpy(f->path, req->path, sizeof(f->path));
+    pw_strlcpy(f->query, req->query, sizeof(f->query));
+    pw_strlcpy(f->origin, req->origin, sizeof(f->origin));
+    pw_strlcpy(f->cookie, req->cookie, sizeof(f->cookie));
+    pw_strlcpy(f->body, req->body, sizeof(f->body));
+    f->body_len = req->body_len;
+
+    char text[128];
+    int n = snprintf(text, sizeof(text), "{\"seen\":\"%s %s\"}", req->method, req->path);
+    resp->status = strcmp(req->method, "POST") == 0 ? 201 : 200;
+    resp->body = pw_xstrdup(text);
+    resp->body_len = (size_t)n;
+    pw_strlcpy(resp->set_cookie, "pw_test=1; HttpOnly", sizeof(resp->set_cookie));
+    pw_strlcpy(resp->content_disposition, "attachment; filename=\"x.csv\"",
+               sizeof(resp->content_disposition));
+}
+
+static void fixture_start(fixture *f, size_t max_body)
+{
+    memset(f, 0, sizeof(*f));
+    f->ok = true;
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(uv_async_init(&f->loop, &f->wake, on_wake), 0);
+    f->wake.data = f;
+    pw_web_opts o = {
+        .addr = "127.0.0.1", .port = 0, .max_body = max_body, .api = record_api, .api_ud = f};
+    char err[256] = "";
+    assert_int_equal(pw_web_new(&f->web, &f->loop, &o, err, sizeof(err)), 0);
+    f->port = pw_web_port(f->web);
+    assert_true(f->port != 0);
+}
+
+/* Runs the loop while scenario runs on a client thread that ends with CMD_CLOSE; then checks
+ * that web really left nothing behind on the loop. */
+static void fixture_run(fixture *f, void *(*scenario)(void *))
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, scenario, f), 0);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    pthread_join(t, NULL);
+    assert_true(f->closed);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    if (!f->ok)
+        fail_msg("%s", f->why);
+}
+
+static void fixture_free(fixture *f)
+{
+    for (size_t i = 0; i < PW_ARRAY_LEN(f->resp); i++)
+        free(f->resp[i].body);
+    for (size_t i = 0; i < PW_ARRAY_LEN(f->frames); i++)
+        free(f->frames[i]);
+}
+
+static char *read_source_asset(const char *name, size_t *len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", PW_WEB_ASSET_DIR, name);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *s = pw_xmalloc((size_t)n + 1);
+    assert_int_equal(fread(s, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    s[n] = '\0';
+    *len = (size_t)n;
+    return s;
+}
+
+/* ---- static assets ---- */
+
+static void *scenario_assets(void *arg)
+{
+    fixture *f = arg;
+    char req[256];
+    static const char *paths[] = {"/", "/app.js", "/style.css", "/nope", "/index.html"};
+    for (size_t i = 0; i < PW_ARRAY_LEN(paths); i++) {
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 paths[i]);
+        if (!http_once(f->port, req, &f->resp[i]))
+            client_fail(f, "GET %s: no response", paths[i]);
+    }
+    char etag[64];
+    header_value(f->resp[0].head, "etag", etag, sizeof(etag));
+    snprintf(req, sizeof(req),
+             "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\nConnection: close\r\n\r\n", etag);
+    if (!http_once(f->port, req, &f->resp[5]))
+        client_fail(f, "conditional GET: no response");
+    if (!http_once(f->port, "POST /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                   &f->resp[6]))
+        client_fail(f, "POST asset: no response");
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+static void test_static_assets(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0);
+    fixture_run(&f, scenario_assets);
+
+    size_t len;
+    char *index = read_source_asset("index.html", &len);
+    char v[1024];
+    assert_int_equal(f.resp[0].status, 200);
+    assert_int_equal(f.resp[0].body_len, len);
+    assert_memory_equal(f.resp[0].body, index, len);
+    assert_string_equal(f.resp[4].body, index);
+    free(index);
+    header_value(f.resp[0].head, "content-type", v, sizeof(v));
+    assert_string_equal(v, "text/html; charset=utf-8");
+
+    /* The policy allows our own origin only, and nothing anywhere else. */
+    header_value(f.resp[0].head, "content-security-policy", v, sizeof(v));
+    assert_non_null(strstr(v, "default-src 'none'"));
+    assert_non_null(strstr(v, "script-src 'self'"));
+    assert_non_null(strstr(v, "connect-src 'self'"));
+    assert_null(strstr(v, "http"));
+    assert_null(strstr(v, "*"));
+    assert_null(strstr(v, "unsafe"));
+    header_value(f.resp[0].head, "x-content-type-options", v, sizeof(v));
+    assert_string_equal(v, "nosniff");
+
+    assert_int_equal(f.resp[1].status, 200);
+    header_value(f.resp[1].head, "content-type", v, sizeof(v));
+    assert_string_equal(v, "text/javascript; charset=utf-8");
+    assert_int_equal(f.resp[2].status, 200);
+    header_value(f.resp[2].head, "content-type", v, sizeof(v));
+    assert_string_equal(v, "text/css; charset=utf-8");
+    header_value(f.resp[2].head, "content-security-policy", v, sizeof(v));
+    assert_non_null(strstr(v, "default-src 'none'"));
+
+    assert_int_equal(f.resp[3].status, 404);
+    assert_non_null(strstr(f.resp[3].body, "\"message\""));
+    assert_int_equal(f.resp[5].status, 304);
+    assert_int_equal(f.resp[5].body_len, 0);
+    assert_int_equal(f.resp[6].status, 405);
+    assert_int_equal(f.api_calls, 0);
+    fixture_free(&f);
+}
+
+/* ---- API hand-off ---- */
+
+static void *scenario_api(void *arg)
+{
+    fixture *f = arg;
+    conn *c = pw_xmalloc(sizeof(*c));
+    const char body[] = "{\"limit_a\":16}";
+    char req[512];
+    /* Two requests on one keep-alive connection: the second must find clean state. */
+    snprintf(req, sizeof(req),
+             "POST /api/chargers/a01?from=10&to=20 HTTP/1.1\r\nHost: x\r\n"
+             "Origin: http://127.0.0.1\r\nCookie: pw_session=abc\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    if (!conn_open(c, f->port) || !conn_send(c, req, strlen(req)) || !http_read(c, &f->resp[0]))
+        client_fail(f, "POST /api: no response");
+    snprintf(req, sizeof(req), "GET /api/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if (!conn_send(c, req, strlen(req)) || !http_read(c, &f->resp[1]))
+        client_fail(f, "GET /api/state after POST on the same connection: no response");
+    conn_close(c);
+    free(c);
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+static void test_api_handler(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0);
+    fixture_run(&f, scenario_api);
+
+    assert_int_equal(f.resp[0].status, 201);
+    assert_string_equal(f.resp[0].body, "{\"seen\":\"POST /api/chargers/a01\"}");
+    char v[256];
+    header_value(f.resp[0].head, "content-type", v, sizeof(v));
+    assert_string_equal(v, "application/json");
+    header_value(f.resp[0].head, "set-cookie", v, sizeof(v));
+    assert_string_equal(v, "pw_test=1; HttpOnly");
+    header_value(f.resp[0].head, "content-disposition", v, sizeof(v));
+    assert_string_equal(v, "attachment; filename=\"x.csv\"");
+
+    /* The second request is what the handler saw last. */
+    assert_int_equal(f.api_calls, 2);
+    assert_int_equal(f.resp[1].status, 200);
+    assert_string_equal(f.resp[1].body, "{\"seen\":\"GET /api/state\"}");
+    assert_string_equal(f.method, "GET");
+    assert_string_equal(f.path, "/api/state");
+    assert_string_equal(f.query, "");
+    assert_string_equal(f.body, "");
+    assert_int_equal(f.body_len, 0);
+    fixture_free(&f);
+}
+
+static void *scenario_api_fields(void *arg)
+{
+    fixture *f = arg;
+    const char body[] = "{\"limit_a\":16}";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "PUT /api/config?from=10&to=20&q=a%%26b%%3Dc+d HTTP/1.1\r\nHost: x\r\n"
+             "Origin: http://127.0.0.1\r\nCookie: pw_session=abc\r\nConnection: close\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    if (!http_once(f->port, req, &f->resp[0]))
+        client_fail(f, "PUT /api/config: no response");
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+static void test_api_request_fields(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0);
+    fixture_run(&f, scenario_api_fields);
+    assert_int_equal(f.resp[0].status, 200);
+    assert_int_equal(f.api_calls, 1);
+    assert_string_equal(f.method, "PUT");
+    assert_string_equal(f.path, "/api/config");
+    /* Values holding '&' or '=' stay unambiguous: web re-encodes what lws decoded. */
+    assert_string_equal(f.query, "from=10&to=20&q=a%26b%3Dc%20d");
+    char v[32];
+    assert_int_equal(pw_web_query_param(f.query, "to", v, sizeof(v)), 2);
+    assert_string_equal(v, "20");
+    assert_int_equal(pw_web_query_param(f.query, "q", v, sizeof(v)), 7);
+    assert_string_equal(v, "a&b=c d");
+    assert_string_equal(f.body, "{\"limit_a\":16}");
+    assert_int_equal(f.body_len, 14);
+    assert_string_equal(f.origin, "http://127.0.0.1");
+    assert_string_equal(f.cookie, "pw_session=abc");
+    fixture_free(&f);
+}
+
+static void *scenario_too_large(void *arg)
+{
+    fixture *f = arg;
+    size_t n = 4096;
+    char *req = pw_xmalloc(n + 256);
+    int h = snprintf(req, 256,
+                     "POST /api/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     n);
+    memset(req + h, 'x', n);
+    req[h + (int)n] = '\0';
+    if (!http_once(f->port, req, &f->resp[0]))
+        client_fail(f, "oversized POST: no response");
+    /* Exactly at the limit is still accepted. */
+    h = snprintf(req, 256,
+                 "POST /api/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 "Content-Length: 1024\r\n\r\n");
+    memset(req + h, 'y', 1024);
+    req[h + 1024] = '\0';
+    if (!http_once(f->port, req, &f->resp[1]))
+        client_fail(f, "POST at the limit: no response");
+    free(req);
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+static void test_body_too_large(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 1024);
+    fixture_run(&f, scenario_too_large);
+    assert_int_equal(f.resp[0].status, 413);
+    assert_non_null(strstr(f.resp[0].body, "\"message\":\"request body too large"));
+    char v[64];
+    header_value(f.resp[0].head, "content-type", v, sizeof(v));
+    assert_string_equal(v, "application/json");
+    assert_int_equal(f.resp[1].status, 201);
+    assert_int_equal(f.api_calls, 1); /* only the one within the limit */
+    assert_int_equal(f.body_len, 1024);
+    fixture_free(&f);
+}
+
+/* ---- WebSocket ---- */
+
+static void *scenario_ws(void *arg)
+{
+    fixture *f = arg;
+    conn *c = pw_xmalloc(sizeof(*c));
+    http_resp hs;
+    if (!ws_handshake(c, f->port, "/ws", &hs) || hs.status != 101) {
+        client_fail(f, "no 101 from /ws: %s", hs.head);
+        goto out;
+    }
+    char accept[64];
+    header_value(hs.head, "sec-websocket-accept", accept, sizeof(accept));
+    if (strcmp(accept, ws_accept) != 0)
+        client_fail(f, "bad Sec-WebSocket-Accept '%s'", accept);
+    free(hs.body);
+
+    /* The document broadcast before we connected arrives at once. */
+    if (ws_read_frame(c, &f->frames[0], &f->frame_len[0]) != 1)
+        client_fail(f, "no first text frame");
+    loop_do(f, CMD_BROADCAST);
+    if (ws_read_frame(c, &f->frames[1], &f->frame_len[1]) != 1)
+        client_fail(f, "no text frame after broadcast");
+    loop_do(f, CMD_BURST);
+    char last[32];
+    snprintf(last, sizeof(last), "{\"burst\":%d}", BURST - 1);
+    for (;;) {
+        char *p;
+        size_t n;
+        if (ws_read_frame(c, &p, &n) != 1) {
+            client_fail(f, "burst: frame missing");
+            break;
+        }
+        f->frames_in_burst++;
+        bool done = strcmp(p, last) == 0;
+        free(p);
+        if (done)
+            break;
+    }
+    /* A path other than /ws is refused. */
+    conn *c2 = pw_xmalloc(sizeof(*c2));
+    if (ws_handshake(c2, f->port, "/other", &hs) && hs.status == 101)
+        client_fail(f, "upgrade on /other accepted");
+    free(hs.body);
+    conn_close(c2);
+    free(c2);
+out:
+    conn_close(c);
+    free(c);
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+static void test_websocket(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0);
+    pw_web_broadcast(f.web, "{\"type\":\"state\",\"n\":1}", 22);
+    fixture_run(&f, scenario_ws);
+    assert_non_null(f.frames[0]);
+    assert_string_equal(f.frames[0], "{\"type\":\"state\",\"n\":1}");
+    assert_non_null(f.frames[1]);
+    assert_string_equal(f.frames[1], "{\"type\":\"state\",\"n\":2}");
+    assert_int_equal(f.clients_seen, 1);
+    /* 500 broadcasts in one loop turn reach this client as the newest only. */
+    assert_true(f.frames_in_burst >= 1 && f.frames_in_burst <= 2);
+    fixture_free(&f);
+}
+
+/* ---- shutdown with clients still connected ---- */
+
+static void *scenario_close_busy(void *arg)
+{
+    fixture *f = arg;
+    conn *ws = pw_xmalloc(sizeof(*ws)), *idle = pw_xmalloc(sizeof(*idle));
+    http_resp hs;
+    if (!ws_handshake(ws, f->port, "/ws", &hs) || hs.status != 101)
+        client_fail(f, "no 101");
+    free(hs.body);
+    /* A keep-alive HTTP connection left idle after one request. */
+    const char req[] = "GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (!conn_open(idle, f->port) || !conn_send(idle, req, strlen(req)) ||
+        !http_read(idle, &f->resp[0]))
+        client_fail(f, "keep-alive GET failed");
+    loop_do(f, CMD_CLOSE);
+    if (!wait_eof(ws))
+        client_fail(f, "WebSocket not closed by pw_web_close");
+    if (!wait_eof(idle))
+        client_fail(f, "idle HTTP connection not closed by pw_web_close");
+    conn_close(ws);
+    conn_close(idle);
+    free(ws);
+    free(idle);
+    return NULL;
+}
+
+static void test_close_with_clients(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0);
+    pw_web_broadcast(f.web, "{}", 2);
+    fixture_run(&f, scenario_close_busy);
+    assert_int_equal(f.resp[0].status, 200);
+    fixture_free(&f);
+}
+
+static void test_query_param(void **state)
+{
+    (void)state;
+    char v[8];
+    const char q[] = "a=1&flag&b=x+y%21&c=%zz&long=123456789&=e";
+    assert_int_equal(pw_web_query_param(q, "a", v, sizeof(v)), 1);
+    assert_string_equal(v, "1");
+    assert_int_equal(pw_web_query_param(q, "flag", v, sizeof(v)), 0);
+    assert_string_equal(v, "");
+    assert_int_equal(pw_web_query_param(q, "b", v, sizeof(v)), 4);
+    assert_string_equal(v, "x y!");
+    assert_int_equal(pw_web_query_param(q, "c", v, sizeof(v)), 3); /* bad escape kept as is */
+    assert_string_equal(v, "%zz");
+    assert_int_equal(pw_web_query_param(q, "long", v, sizeof(v)), -1); /* does not fit */
+    assert_int_equal(pw_web_query_param(q, "", v, sizeof(v)), 1);
+    assert_int_equal(pw_web_query_param(q, "missing", v, sizeof(v)), -1);
+    assert_int_equal(pw_web_query_param("", "a", v, sizeof(v)), -1);
+}
+
+/* ---- start-up failures leave nothing on the loop ---- */
+
+static void test_missing_evlib_plugin(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    const char *saved = pw_web__evlib_path;
+    pw_web__evlib_path = "/nonexistent/libwebsockets-evlib_uv.so";
+    pw_web *w = NULL;
+    pw_web_opts o = {.addr = "127.0.0.1"};
+    char err[256] = "";
+    int rc = pw_web_new(&w, &loop, &o, err, sizeof(err));
+    pw_web__evlib_path = saved;
+    assert_int_equal(rc, -1);
+    assert_null(w);
+    assert_non_null(strstr(err, "libwebsockets-evlib-uv"));
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_port_in_use(void **state)
+{
+    (void)state;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s, 1), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    pw_web *w = NULL;
+    pw_web_opts o = {.addr = "127.0.0.1", .port = ntohs(a.sin_port)};
+    char err[256] = "";
+    assert_int_equal(pw_web_new(&w, &loop, &o, err, sizeof(err)), -1);
+    assert_null(w);
+    assert_non_null(strstr(err, "cannot listen"));
+    /* lws already had handles on the loop: they must drain away by themselves. */
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(s);
+}
+
+int main(void)
+{
+    pw_log_set_level(PW_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_static_assets),      cmocka_unit_test(test_api_handler),
+        cmocka_unit_test(test_api_request_fields), cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_websocket),          cmocka_unit_test(test_close_with_clients),
+        cmocka_unit_test(test_query_param),        cmocka_unit_test(test_missing_evlib_plugin),
+        cmocka_unit_test(test_port_in_use),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,377 @@
+/* phasewise dashboard: renders the live state document (docs/state.md) pushed over the
+ * WebSocket at /ws, reconnecting by itself. Plain DOM, no framework, nothing loaded from
+ * outside the appliance. Elements carry stable ids and data-* attributes for the tests. */
+"use strict";
+
+const STALE_AFTER_MS = 5000; /* the server sends at least once a second */
+const RSSI_WARN_DBM = -75;   /* Wi-Fi weaker than this is worth showing */
+const STATE_TEXT = {
+  A: "no car",
+  B: "car connected",
+  C: "charging",
+  D: "charging (vent.)",
+  E: "no power",
+  F: "fault",
+  "?": "offline",
+};
+
+const $ = (id) => document.getElementById(id);
+
+function fmt1(x) {
+  return typeof x === "number" && isFinite(x) ? x.toFixed(1) : "–";
+}
+
+function fmtAge(ms) {
+  if (typeof ms !== "number" || !isFinite(ms)) return "–";
+  if (ms < 60000) return fmt1(ms / 1000) + " s";
+  if (ms < 3600000) return fmt1(ms / 60000) + " min";
+  return fmt1(ms / 3600000) + " h";
+}
+
+function fmtUptime(s) {
+  if (typeof s !== "number") return "";
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return "up " + (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "min";
+}
+
+/* Creates an element with a class and optional text. */
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/* An element whose data-field names the value it shows. */
+function field(tag, cls, name) {
+  const e = el(tag, cls);
+  e.dataset.field = name;
+  return e;
+}
+
+/* Sets text and the raw number (data-value) of a value element. */
+function setNum(e, x, unit) {
+  e.textContent = fmt1(x) + (unit || "");
+  e.dataset.value = typeof x === "number" ? String(x) : "";
+}
+
+/* ---- connection ---- */
+
+const conn = {
+  ws: null,
+  retryMs: 1000,
+  lastMsg: 0,
+};
+
+function setConn(state, text) {
+  const c = $("conn");
+  c.dataset.state = state;
+  c.textContent = text;
+}
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  setConn("connecting", "connecting…");
+  let ws;
+  try {
+    ws = new WebSocket(proto + "//" + location.host + "/ws");
+  } catch (e) {
+    scheduleReconnect();
+    return;
+  }
+  conn.ws = ws;
+  ws.onopen = () => {
+    conn.retryMs = 1000;
+    setConn("live", "live");
+  };
+  ws.onmessage = (ev) => {
+    let doc;
+    try {
+      doc = JSON.parse(ev.data);
+    } catch (e) {
+      return;
+    }
+    if (doc && doc.type === "state") {
+      conn.lastMsg = Date.now();
+      setConn("live", "live");
+      render(doc);
+    }
+  };
+  ws.onclose = () => {
+    conn.ws = null;
+    scheduleReconnect();
+  };
+  ws.onerror = () => ws.close();
+}
+
+function scheduleReconnect() {
+  const s = Math.round(conn.retryMs / 1000);
+  setConn("offline", "offline – retrying in " + s + " s");
+  setTimeout(connect, conn.retryMs);
+  conn.retryMs = Math.min(conn.retryMs * 2, 10000);
+}
+
+/* A connection that stays open but goes quiet is shown as stale, not live. */
+setInterval(() => {
+  if (conn.ws && conn.lastMsg && Date.now() - conn.lastMsg > STALE_AFTER_MS)
+    setConn("stale", "no data for " + fmtAge(Date.now() - conn.lastMsg));
+}, 1000);
+
+/* ---- rendering ---- */
+
+function render(doc) {
+  $("site").textContent = doc.site || "";
+  $("grid").textContent = doc.grid ? doc.grid + " grid" : "—";
+  $("uptime").textContent = fmtUptime(doc.uptime_s);
+  $("version").textContent = doc.version ? "v" + doc.version : "";
+  document.title = (doc.site ? doc.site + " – " : "") + "phasewise";
+  renderAlerts(doc.alerts || []);
+  renderNodes(doc.nodes || []);
+  renderChargers(doc.chargers || []);
+  renderCounters(doc.counters);
+}
+
+function renderAlerts(alerts) {
+  const ul = $("alerts");
+  ul.replaceChildren();
+  for (const a of alerts) {
+    const li = el("li", "alert alert-" + (a.level || "info"), a.text || "");
+    li.dataset.alertLevel = a.level || "info";
+    ul.appendChild(li);
+  }
+  $("alerts-section").hidden = alerts.length === 0;
+}
+
+/* Node elements are kept by id so values update in place; the tree is rebuilt only when its
+ * shape (ids and parents) changes. */
+const nodeView = { shape: "", byId: new Map() };
+
+function renderNodes(nodes) {
+  const shape = nodes.map((n) => n.id + "<" + (n.parent || "")).join("|");
+  if (shape !== nodeView.shape) buildNodeTree(nodes, shape);
+  for (const n of nodes) updateNode(nodeView.byId.get(n.id), n);
+}
+
+function buildNodeTree(nodes, shape) {
+  const root = $("nodes");
+  root.replaceChildren();
+  nodeView.byId.clear();
+  nodeView.shape = shape;
+  const known = new Set(nodes.map((n) => n.id));
+  const children = new Map();
+  for (const n of nodes) {
+    const p = n.parent && known.has(n.parent) ? n.parent : "";
+    if (!children.has(p)) children.set(p, []);
+    children.get(p).push(n);
+  }
+  const add = (parentEl, list) => {
+    for (const n of list || []) {
+      const v = buildNode(n);
+      nodeView.byId.set(n.id, v);
+      parentEl.appendChild(v.box);
+      add(v.kids, children.get(n.id));
+    }
+  };
+  add(root, children.get(""));
+}
+
+function buildNode(n) {
+  const box = el("section", "node");
+  box.dataset.node = n.id;
+  const head = el("div", "node-head");
+  const name = el("h3", "node-name", n.name || n.id);
+  const meter = field("span", "meter", "meter");
+  head.append(name, meter);
+  const lines = el("div", "lines");
+  const rows = [];
+  for (let i = 0; i < 3; i++) {
+    const row = el("div", "line");
+    row.dataset.line = String(i + 1);
+    const label = el("span", "line-label", "L" + (i + 1));
+    const track = el("div", "track");
+    const measured = el("div", "fill-measured");
+    const planned = el("div", "mark-planned");
+    track.append(measured, planned);
+    const nums = el("span", "line-nums");
+    const m = field("span", "num", "measured");
+    const p = field("span", "num planned", "planned");
+    const lim = field("span", "num", "limit");
+    nums.append(m, el("span", "sep", " / "), lim, el("span", "unit", " A"), el("br"),
+                el("span", "muted", "plan "), p, el("span", "muted", " · free "));
+    const head_ = field("span", "num", "headroom");
+    nums.appendChild(head_);
+    row.append(label, track, nums);
+    lines.appendChild(row);
+    rows.push({ row, measured, planned, m, p, lim, headroom: head_ });
+  }
+  const kids = el("div", "node-children");
+  box.append(head, lines, kids);
+  return { box, name, meter, rows, kids };
+}
+
+function updateNode(v, n) {
+  if (!v) return;
+  v.name.textContent = n.name || n.id;
+  const meter = n.meter;
+  if (meter) {
+    const stale = !!meter.stale;
+    v.meter.textContent = (meter.kind || "meter") + " · " +
+      (stale ? "STALE " : "") + fmtAge(meter.age_ms) + " old";
+    v.meter.dataset.stale = String(stale);
+    v.meter.classList.toggle("bad", stale);
+  } else {
+    v.meter.textContent = "no meter (sum of chargers)";
+    v.meter.dataset.stale = "false";
+    v.meter.classList.remove("bad");
+  }
+  for (let i = 0; i < 3; i++) {
+    const r = v.rows[i];
+    const limit = num(n.limit_a, i), meas = num(n.measured_a, i), plan = num(n.planned_a, i);
+    const room = num(n.headroom_a, i);
+    setNum(r.m, meas);
+    setNum(r.p, plan);
+    setNum(r.lim, limit);
+    setNum(r.headroom, room, " A");
+    const scale = limit > 0 ? limit : Math.max(meas || 0, plan || 0, 1);
+    r.measured.style.width = pct(meas, scale);
+    r.planned.style.left = pct(plan, scale);
+    const over = limit > 0 && meas > limit;
+    r.row.classList.toggle("over", over);
+    r.row.classList.toggle("near", !over && limit > 0 && meas > 0.9 * limit);
+    r.row.dataset.over = String(over);
+  }
+}
+
+function num(arr, i) {
+  return Array.isArray(arr) && typeof arr[i] === "number" ? arr[i] : null;
+}
+
+function pct(x, scale) {
+  if (typeof x !== "number" || !(scale > 0)) return "0%";
+  return Math.max(0, Math.min(100, (100 * x) / scale)).toFixed(1) + "%";
+}
+
+/* Charger rows, kept by id like the nodes. */
+const chargerView = new Map();
+
+function renderChargers(chargers) {
+  const body = $("charger-rows");
+  const seen = new Set();
+  chargers.forEach((c, idx) => {
+    seen.add(c.id);
+    let v = chargerView.get(c.id);
+    if (!v) {
+      v = buildCharger(c);
+      chargerView.set(c.id, v);
+    }
+    if (body.children[idx] !== v.tr) body.insertBefore(v.tr, body.children[idx] || null);
+    updateCharger(v, c);
+  });
+  for (const [id, v] of chargerView) {
+    if (!seen.has(id)) {
+      v.tr.remove();
+      chargerView.delete(id);
+    }
+  }
+  const online = chargers.filter((c) => c.online).length;
+  $("charger-count").textContent = "(" + online + " of " + chargers.length + " online)";
+}
+
+/* A table cell; data-label titles it when the table is shown as cards on a phone. */
+function cell(tr, label, name) {
+  const td = field("td", "", name);
+  td.dataset.label = label;
+  tr.appendChild(td);
+  return td;
+}
+
+function phaseSpans(td, attr) {
+  const spans = [];
+  for (let i = 0; i < 3; i++) {
+    if (i) td.appendChild(el("span", "sep", " / "));
+    const s = el("span", "num");
+    s.dataset[attr] = String(i + 1);
+    td.appendChild(s);
+    spans.push(s);
+  }
+  td.appendChild(el("span", "unit", " A"));
+  return spans;
+}
+
+function buildCharger(c) {
+  const tr = el("tr", "charger");
+  tr.dataset.charger = c.id;
+  const who = cell(tr, "Charger", "name");
+  const name = el("strong");
+  const sub = el("div", "muted small");
+  who.append(name, sub);
+  const state = cell(tr, "State", "state");
+  const badge = el("span", "state");
+  state.appendChild(badge);
+  const current = phaseSpans(cell(tr, "Current", "current"), "phase");
+  const line = phaseSpans(cell(tr, "Grid lines", "line"), "line");
+  const alloc = cell(tr, "Allocation", "allocation");
+  const limit = field("span", "num", "limit");
+  const phases = field("span", "muted", "phases");
+  alloc.append(limit, el("span", "unit", " A "), phases);
+  const reason = cell(tr, "Reason", "reason");
+  const net = cell(tr, "Network", "network");
+  const online = field("span", "net-online", "online");
+  const seen = field("span", "muted small", "last-seen");
+  const loss = field("span", "small", "loss");
+  const rssi = field("span", "small", "rssi");
+  net.append(online, el("br"), seen, el("br"), loss, el("span", "sep", " · "), rssi);
+  return { tr, name, sub, badge, current, line, limit, phases, reason, online, seen, loss,
+           rssi };
+}
+
+function updateCharger(v, c) {
+  v.name.textContent = c.name || c.id;
+  v.sub.textContent = [c.node, c.wiring].filter(Boolean).join(" · ");
+  const st = c.online ? c.state || "?" : "?";
+  v.badge.textContent = st + " · " + (STATE_TEXT[st] || "unknown");
+  v.badge.dataset.state = st;
+  v.tr.dataset.state = st;
+  v.tr.dataset.online = String(!!c.online);
+  for (let i = 0; i < 3; i++) {
+    setNum(v.current[i], num(c.current_a, i));
+    setNum(v.line[i], num(c.line_a, i));
+  }
+  setNum(v.limit, c.limit_a);
+  v.phases.textContent = c.phases ? c.phases + "-phase" : "";
+  v.phases.dataset.value = c.phases ? String(c.phases) : "";
+  v.reason.textContent = c.reason_text || c.reason || "";
+  v.reason.dataset.reason = c.reason || "";
+  v.online.textContent = c.online ? "online" : "offline";
+  v.online.classList.toggle("bad", !c.online);
+  v.seen.textContent = "seen " + fmtAge(c.last_seen_ms) + " ago";
+  v.loss.textContent = "loss " + fmt1(c.loss_pct) + " %";
+  v.loss.dataset.value = typeof c.loss_pct === "number" ? String(c.loss_pct) : "";
+  v.loss.classList.toggle("bad", c.loss_pct > 5);
+  const wifi = c.link === "wifi" || (c.link !== "ethernet" && c.rssi_dbm < 0);
+  const weak = wifi && typeof c.rssi_dbm === "number" && c.rssi_dbm < RSSI_WARN_DBM;
+  v.rssi.textContent = wifi ? "Wi-Fi " + c.rssi_dbm + " dBm" + (weak ? " – weak" : "")
+                            : c.link || "";
+  v.rssi.dataset.warn = String(weak);
+  v.rssi.classList.toggle("bad", weak);
+}
+
+function renderCounters(k) {
+  if (!k) return;
+  const r = k.rejected || {};
+  const rejected = (r.auth || 0) + (r.replay || 0) + (r.malformed || 0);
+  $("counters").textContent = "rx " + (k.rx || 0) + " · tx " + (k.tx || 0) + " · rejected " +
+    rejected + " (auth " + (r.auth || 0) + ", replay " + (r.replay || 0) + ", malformed " +
+    (r.malformed || 0) + ")";
+  $("counters").dataset.rejected = String(rejected);
+}
+
+/* The WebSocket sends the newest document at once; the API is only a first paint. */
+fetch("/api/state", { credentials: "same-origin" })
+  .then((r) => (r.ok ? r.json() : null))
+  .then((doc) => {
+    if (doc && doc.type === "state" && !conn.lastMsg) render(doc);
+  })
+  .catch(() => {});
+connect();

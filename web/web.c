@@ -1,0 +1,816 @@
+/* HTTP and WebSocket front end on the server's libuv loop: libwebsockets 4.1 joins the loop
+ * through its libuv event-lib plugin, serves the embedded dashboard, hands /api/ requests to the
+ * server's handler and pushes the newest state document to every WebSocket client. */
+#include "pw_web.h"
+
+#include "pw_util.h"
+#include "web_assets.h"
+
+#include <dlfcn.h>
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WEB_LOG             "web"
+#define WEB_DEFAULT_BODY    (64 * 1024)
+#define WEB_CHUNK           (16 * 1024)
+#define WEB_HDR_BUF         4096
+#define WEB_WS_PROTOCOL     "phasewise"
+#define WEB_CLOSE_POLL_MS   2
+#define WEB_CLOSE_WARN_TURN 2500
+
+/* Where lws 4.1 looks for its event-lib plugins (LWS_INSTALL_LIBDIR); a variable so the unit
+ * test can point it at a missing file. */
+const char *pw_web__evlib_path = LWS_INSTALL_LIBDIR "/libwebsockets-evlib_uv.so";
+
+/* Nothing the page needs comes from elsewhere, so everything but our own origin is refused. */
+static const char web_csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
+                              "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+                              "manifest-src 'self'; base-uri 'none'; form-action 'self'; "
+                              "frame-ancestors 'none'";
+
+/* A set of pointers: the handles lws put on the loop and the connections it has not freed,
+ * remembered so shutdown can wait until both are gone. */
+typedef struct web_ptrs {
+    const void **v;
+    size_t n, cap;
+} web_ptrs;
+
+enum web_close_state { WEB_OPEN, WEB_CLOSE_START, WEB_CLOSE_WAIT, WEB_CLOSE_FINISH };
+
+struct pw_web {
+    uv_loop_t *loop;
+    struct lws_context *ctx; /* lws writes NULL here once the context is gone (pcontext) */
+    struct lws_vhost *vh;
+    const struct lws_protocols *ws_protocol;
+    pw_web_api_fn api;
+    void *api_ud;
+    size_t max_body;
+    uint16_t port;
+
+    unsigned char *doc; /* newest broadcast, LWS_PRE bytes of headroom before the text */
+    size_t doc_len;
+    uint64_t doc_seq;
+    size_t clients;
+    web_ptrs live_wsi;    /* connections announced by LWS_CALLBACK_WSI_CREATE, not yet freed */
+    web_ptrs lws_handles; /* handles lws added to the loop while we created it */
+    uv_timer_t reaper;    /* drives the multi-turn shutdown */
+    enum web_close_state close_state;
+    unsigned close_turns;
+    void (*done)(void *ud);
+    void *done_ud;
+
+    unsigned char tx[LWS_PRE + WEB_CHUNK]; /* one chunk of an HTTP body being written */
+};
+
+/* One HTTP transaction on a connection. */
+typedef struct web_http {
+    bool active;
+    bool is_api;
+    bool is_head;
+    bool too_large;
+    char method[8];
+    char *path, *query, *origin, *cookie;
+    char *body;
+    size_t body_len;
+    size_t expect_len;
+    /* The response body still to write. */
+    const unsigned char *tx_data;
+    char *tx_owned;
+    size_t tx_len, tx_off;
+} web_http;
+
+typedef struct web_ws {
+    uint64_t sent_seq;
+    bool counted;
+} web_ws;
+
+static int web_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len);
+static int web_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+
+/* protocols[0] serves HTTP; the WebSocket protocol is also the default for clients that name
+ * no subprotocol (pvo "default"). */
+static const struct lws_protocol_vhost_options web_ws_default = {NULL, NULL, "default", "1"};
+static const struct lws_protocol_vhost_options web_pvo = {NULL, &web_ws_default, WEB_WS_PROTOCOL,
+                                                          ""};
+static const struct lws_protocols web_protocols[] = {
+    {"http", web_http_cb, sizeof(web_http), 0, 0, NULL, 0},
+    {WEB_WS_PROTOCOL, web_ws_cb, sizeof(web_ws), 1024, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- logging and setup ---- */
+
+static void web_lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    enum pw_log_level l = level == LLL_ERR    ? PW_LOG_ERROR
+                          : level == LLL_WARN ? PW_LOG_WARN
+                                              : PW_LOG_DEBUG;
+    pw_log(l, "lws", "%.*s", (int)n, line);
+}
+
+/* lws 4.1 from Debian ships libuv support as a plugin (package libwebsockets-evlib-uv); without
+ * it lws cannot join our loop, so say exactly that rather than a vague lws failure. */
+static int web_check_evlib(char *err, size_t err_size)
+{
+    void *h = dlopen(pw_web__evlib_path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(err, err_size,
+                 "libwebsockets cannot use libuv: %s (install the Debian package "
+                 "libwebsockets-evlib-uv)",
+                 dlerror());
+        return -1;
+    }
+    bool ok = dlsym(h, "evlib_uv") != NULL;
+    dlclose(h);
+    if (!ok) {
+        snprintf(err, err_size, "%s is not the libwebsockets libuv plugin (no evlib_uv)",
+                 pw_web__evlib_path);
+        return -1;
+    }
+    return 0;
+}
+
+static void web_ptrs_add(web_ptrs *s, const void *p)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 16;
+        s->v = pw_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    s->v[s->n++] = p;
+}
+
+static bool web_ptrs_has(const web_ptrs *s, const void *p)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i] == p)
+            return true;
+    return false;
+}
+
+static void web_ptrs_remove(web_ptrs *s, const void *p)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i] == p) {
+            s->v[i] = s->v[--s->n];
+            return;
+        }
+}
+
+static void web_snapshot_cb(uv_handle_t *h, void *arg)
+{
+    web_ptrs_add(arg, h);
+}
+
+typedef struct web_diff {
+    const web_ptrs *before;
+    web_ptrs *added;
+} web_diff;
+
+static void web_diff_cb(uv_handle_t *h, void *arg)
+{
+    web_diff *d = arg;
+    if (!web_ptrs_has(d->before, h) && !web_ptrs_has(d->added, h))
+        web_ptrs_add(d->added, h);
+}
+
+/* Remembers every handle on the loop that is not in before: lws's own, since creating the
+ * context and vhost runs synchronously on this thread. */
+static void web_note_lws_handles(pw_web *w, const web_ptrs *before)
+{
+    web_diff d = {before, &w->lws_handles};
+    uv_walk(w->loop, web_diff_cb, &d);
+}
+
+static void web_alive_cb(uv_handle_t *h, void *arg)
+{
+    struct {
+        const web_ptrs *marks;
+        bool alive;
+    } *st = arg;
+    if (web_ptrs_has(st->marks, h))
+        st->alive = true;
+}
+
+/* True while any handle lws created is still on the loop (closing counts: its close callback
+ * still reaches into the context). A freed handle's address reused by someone else's handle
+ * only makes this answer "alive" for longer, never "gone" too early. */
+static bool web_lws_handles_alive(pw_web *w)
+{
+    struct {
+        const web_ptrs *marks;
+        bool alive;
+    } st = {&w->lws_handles, false};
+    uv_walk(w->loop, web_alive_cb, &st);
+    return st.alive;
+}
+
+static void web_reaper_closed(uv_handle_t *h)
+{
+    pw_web *w = h->data;
+    void (*done)(void *) = w->done;
+    void *ud = w->done_ud;
+    free(w->doc);
+    free(w->lws_handles.v);
+    free(w->live_wsi.v);
+    free(w);
+    if (done)
+        done(ud);
+}
+
+/* Shutdown in loop turns (lws issues #1969, #2595): the first lws_context_destroy() starts
+ * closing lws's handles, which libuv finishes only in later turns; once none is left the second
+ * call frees the context. Calling it earlier frees handles libuv still holds. */
+static void web_reaper_cb(uv_timer_t *t)
+{
+    pw_web *w = t->data;
+    switch (w->close_state) {
+    case WEB_OPEN:
+        return;
+    case WEB_CLOSE_START:
+        lws_context_destroy(w->ctx);
+        w->close_state = WEB_CLOSE_WAIT;
+        return;
+    case WEB_CLOSE_WAIT:
+        if (w->live_wsi.n > 0 || web_lws_handles_alive(w)) {
+            if (++w->close_turns == WEB_CLOSE_WARN_TURN)
+                pw_warn(WEB_LOG, "libwebsockets still closing after %u ms (%zu connections)",
+                        w->close_turns * WEB_CLOSE_POLL_MS, w->live_wsi.n);
+            return;
+        }
+        /* One more turn, so close callbacks queued in this one have run too. */
+        w->close_state = WEB_CLOSE_FINISH;
+        return;
+    case WEB_CLOSE_FINISH:
+        if (w->ctx)
+            lws_context_destroy(w->ctx);
+        if (w->ctx)
+            pw_error(WEB_LOG, "libwebsockets context survived its final destroy");
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, web_reaper_closed);
+        return;
+    }
+}
+
+static void web_start_close(pw_web *w, void (*done)(void *), void *ud)
+{
+    w->done = done;
+    w->done_ud = ud;
+    w->close_state = w->ctx ? WEB_CLOSE_START : WEB_CLOSE_FINISH;
+    /* Never destroy the context from inside one of its own callbacks: go through the loop. */
+    uv_timer_start(&w->reaper, web_reaper_cb, 0, WEB_CLOSE_POLL_MS);
+}
+
+static const char *web_iface(const char *addr)
+{
+    if (!addr || !addr[0] || strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0)
+        return NULL;
+    return addr;
+}
+
+int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err, size_t err_size)
+{
+    web_ptrs before = {0};
+    *out = NULL;
+    if (web_check_evlib(err, err_size))
+        return -1;
+
+    pw_web *w = pw_xcalloc(1, sizeof(*w));
+    w->loop = loop;
+    w->api = opts->api;
+    w->api_ud = opts->api_ud;
+    w->max_body = opts->max_body ? opts->max_body : WEB_DEFAULT_BODY;
+    uv_timer_init(loop, &w->reaper);
+    w->reaper.data = w;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, web_lws_log);
+    uv_walk(loop, web_snapshot_cb, &before);
+
+    void *foreign_loops[1] = {loop};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.foreign_loops = foreign_loops;
+    info.pcontext = &w->ctx;
+    info.user = w;
+    info.max_http_header_data = WEB_HDR_BUF;
+    w->ctx = lws_create_context(&info);
+    if (!w->ctx) {
+        snprintf(err, err_size, "libwebsockets could not create its context on the libuv loop");
+        goto fail;
+    }
+    web_note_lws_handles(w, &before);
+    if (w->lws_handles.n == 0) {
+        snprintf(err, err_size,
+                 "libwebsockets did not join the libuv loop (event-lib plugin %s "
+                 "not loaded?)",
+                 pw_web__evlib_path);
+        goto fail;
+    }
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    info.port = opts->port;
+    info.iface = web_iface(opts->addr);
+    info.protocols = web_protocols;
+    info.pvo = &web_pvo;
+    info.vhost_name = "phasewise";
+    w->vh = lws_create_vhost(w->ctx, &info);
+    web_note_lws_handles(w, &before);
+    if (!w->vh) {
+        snprintf(err, err_size, "cannot listen on %s:%u (address in use or not local?)",
+                 opts->addr && opts->addr[0] ? opts->addr : "*", (unsigned)opts->port);
+        goto fail;
+    }
+    w->port = (uint16_t)lws_get_vhost_listen_port(w->vh);
+    w->ws_protocol = lws_vhost_name_to_protocol(w->vh, WEB_WS_PROTOCOL);
+    free(before.v);
+    pw_info(WEB_LOG, "serving http://%s:%u/", opts->addr && opts->addr[0] ? opts->addr : "*",
+            (unsigned)w->port);
+    *out = w;
+    return 0;
+
+fail:
+    free(before.v);
+    /* lws may already have handles on the loop; they go away as the loop runs. */
+    web_start_close(w, NULL, NULL);
+    return -1;
+}
+
+uint16_t pw_web_port(const pw_web *w)
+{
+    return w->port;
+}
+
+size_t pw_web_clients(const pw_web *w)
+{
+    return w->clients;
+}
+
+void pw_web_close(pw_web *w, void (*done)(void *ud), void *ud)
+{
+    if (w->close_state != WEB_OPEN) {
+        pw_error(WEB_LOG, "pw_web_close called twice");
+        return;
+    }
+    web_start_close(w, done, ud);
+}
+
+void pw_web_broadcast(pw_web *w, const char *text, size_t len)
+{
+    if (w->close_state != WEB_OPEN)
+        return;
+    unsigned char *doc = pw_xmalloc(LWS_PRE + len + 1);
+    memcpy(doc + LWS_PRE, text, len);
+    doc[LWS_PRE + len] = '\0';
+    free(w->doc);
+    w->doc = doc;
+    w->doc_len = len;
+    w->doc_seq++;
+    if (w->clients)
+        lws_callback_on_writable_all_protocol_vhost(w->vh, w->ws_protocol);
+}
+
+/* ---- HTTP ---- */
+
+static pw_web *web_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+static void web_http_reset(web_http *h)
+{
+    free(h->path);
+    free(h->query);
+    free(h->origin);
+    free(h->cookie);
+    free(h->body);
+    free(h->tx_owned);
+    memset(h, 0, sizeof(*h));
+}
+
+/* A header's value as a malloc'd string ("" when absent). lws keeps headers only until the
+ * transaction moves on, so everything the handler sees is copied when the request starts. */
+static char *web_hdr_dup(struct lws *wsi, enum lws_token_indexes token)
+{
+    int n = lws_hdr_total_length(wsi, token);
+    char *s = pw_xmalloc(n > 0 ? (size_t)n + 1 : 1);
+    if (n <= 0 || lws_hdr_copy(wsi, s, n + 1, token) < 0)
+        s[0] = '\0';
+    return s;
+}
+
+/* Appends c percent-encoded unless it is unreserved (RFC 3986). */
+static size_t web_pct_put(char *out, size_t len, unsigned char c)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+        strchr("-._~", c)) {
+        out[len++] = (char)c;
+        return len;
+    }
+    out[len++] = '%';
+    out[len++] = hex[c >> 4];
+    out[len++] = hex[c & 15];
+    return len;
+}
+
+/* lws stores the URL arguments one per fragment, already percent-decoded, so "q=a%26b" arrives
+ * as "q=a&b". To hand the server an unambiguous query, each name and value is encoded again
+ * and the arguments joined with '&' (pw_web_query_param() decodes them). */
+static char *web_query_dup(struct lws *wsi)
+{
+    size_t cap = 1, len = 0;
+    for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
+        cap += 3 * (size_t)lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) + 1;
+    char *s = pw_xmalloc(cap), *frag = pw_xmalloc(cap);
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, (int)cap, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n <= 0)
+            break;
+        if (len)
+            s[len++] = '&';
+        const char *eq = strchr(frag, '=');
+        for (int k = 0; k < n; k++)
+            len = frag + k == eq ? (s[len] = '=', len + 1)
+                                 : web_pct_put(s, len, (unsigned char)frag[k]);
+    }
+    s[len] = '\0';
+    free(frag);
+    return s;
+}
+
+static int web_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes one percent-encoded query component of length n into out; returns its length, or
+ * SIZE_MAX when it does not fit in size bytes with the terminating NUL. */
+static size_t web_pct_decode(const char *in, size_t n, char *out, size_t size)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (len + 1 >= size)
+            return SIZE_MAX;
+        int hi, lo;
+        if (in[i] == '%' && i + 2 < n && (hi = web_hexval(in[i + 1])) >= 0 &&
+            (lo = web_hexval(in[i + 2])) >= 0) {
+            out[len++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[len++] = in[i] == '+' ? ' ' : in[i];
+        }
+    }
+    if (size)
+        out[len] = '\0';
+    return len;
+}
+
+int pw_web_query_param(const char *query, const char *name, char *out, size_t size)
+{
+    size_t name_len = strlen(name);
+    for (const char *p = query; p && *p;) {
+        size_t arg_len = strcspn(p, "&");
+        const char *eq = memchr(p, '=', arg_len);
+        size_t key_len = eq ? (size_t)(eq - p) : arg_len;
+        char key[128];
+        if (web_pct_decode(p, key_len, key, sizeof(key)) == name_len &&
+            memcmp(key, name, name_len) == 0) {
+            size_t n = web_pct_decode(eq ? eq + 1 : "", eq ? arg_len - key_len - 1 : 0, out, size);
+            return n == SIZE_MAX || size == 0 ? -1 : (int)n;
+        }
+        p += arg_len;
+        if (*p == '&')
+            p++;
+    }
+    return -1;
+}
+
+static const char *web_method_name(int m)
+{
+    switch (m) {
+    case LWSHUMETH_GET:
+        return "GET";
+    case LWSHUMETH_POST:
+        return "POST";
+    case LWSHUMETH_OPTIONS:
+        return "OPTIONS";
+    case LWSHUMETH_PUT:
+        return "PUT";
+    case LWSHUMETH_PATCH:
+        return "PATCH";
+    case LWSHUMETH_DELETE:
+        return "DELETE";
+    case LWSHUMETH_HEAD:
+        return "HEAD";
+    default:
+        return NULL;
+    }
+}
+
+static bool web_header_value_ok(const char *v)
+{
+    return v && !strpbrk(v, "\r\n");
+}
+
+static int web_add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+                          unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                       (const unsigned char *)value, (int)strlen(value), p, end);
+}
+
+/* The parts of a response besides status, type and body. */
+typedef struct web_extra {
+    const char *set_cookie;
+    const char *content_disposition;
+    const char *etag;
+    const char *cache; /* Cache-Control */
+    const char *allow;
+} web_extra;
+
+static int web_transaction_done(struct lws *wsi)
+{
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* Writes the status line and headers, then either finishes the transaction (no body) or queues
+ * the body for WRITEABLE. owned (may be NULL) is freed once written; data may point into it or
+ * into static memory. Returns what the lws callback should return. */
+static int web_respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
+                       size_t len, char *owned, const web_extra *x)
+{
+    unsigned char buf[LWS_PRE + WEB_HDR_BUF];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+
+    if (lws_add_http_common_headers(wsi, (unsigned)status, type, len, &p, end) ||
+        web_add_header(wsi, "content-security-policy:", web_csp, &p, end) ||
+        web_add_header(wsi, "x-content-type-options:", "nosniff", &p, end) ||
+        web_add_header(wsi, "x-frame-options:", "DENY", &p, end) ||
+        web_add_header(wsi, "referrer-policy:", "no-referrer", &p, end) ||
+        web_add_header(wsi, "cache-control:", x && x->cache ? x->cache : "no-store", &p, end) ||
+        (x && x->set_cookie && x->set_cookie[0] &&
+         web_add_header(wsi, "set-cookie:", x->set_cookie, &p, end)) ||
+        (x && x->content_disposition && x->content_disposition[0] &&
+         web_add_header(wsi, "content-disposition:", x->content_disposition, &p, end)) ||
+        (x && x->etag && web_add_header(wsi, "etag:", x->etag, &p, end)) ||
+        (x && x->allow && web_add_header(wsi, "allow:", x->allow, &p, end)) ||
+        lws_finalize_write_http_header(wsi, start, &p, end)) {
+        free(owned);
+        return -1;
+    }
+    if (len == 0 || h->is_head) {
+        free(owned);
+        h->active = false;
+        return web_transaction_done(wsi);
+    }
+    h->tx_data = data;
+    h->tx_owned = owned;
+    h->tx_len = len;
+    h->tx_off = 0;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* Errors produced by web itself, in the same JSON shape the API uses. */
+static int web_respond_error(struct lws *wsi, web_http *h, int status, const char *message,
+                             const char *allow)
+{
+    char *body = pw_xmalloc(strlen(message) + 32);
+    int n = sprintf(body, "{\"message\":\"%s\",\"field\":null}", message);
+    web_extra x = {.allow = allow};
+    return web_respond(wsi, h, status, "application/json", body, (size_t)n, body, &x);
+}
+
+static int web_write_body(pw_web *w, struct lws *wsi, web_http *h)
+{
+    if (!h->tx_data)
+        return 0; /* a writable callback we did not ask for */
+    size_t n = h->tx_len - h->tx_off;
+    if (n > WEB_CHUNK)
+        n = WEB_CHUNK;
+    bool last = h->tx_off + n == h->tx_len;
+    memcpy(w->tx + LWS_PRE, h->tx_data + h->tx_off, n);
+    if (lws_write(wsi, w->tx + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
+        return -1;
+    h->tx_off += n;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    free(h->tx_owned);
+    h->tx_owned = NULL;
+    h->tx_data = NULL;
+    h->active = false;
+    return web_transaction_done(wsi);
+}
+
+static int web_serve_asset(struct lws *wsi, web_http *h)
+{
+    const pw_web_asset *a = web__asset_find(h->path);
+    if (!a)
+        return web_respond_error(wsi, h, 404, "not found", NULL);
+    if (strcmp(h->method, "GET") != 0 && strcmp(h->method, "HEAD") != 0)
+        return web_respond_error(wsi, h, 405, "method not allowed", "GET, HEAD");
+
+    /* Assets change only with the binary: revalidate each time, answer 304 when unchanged. */
+    web_extra x = {.etag = a->etag, .cache = "no-cache"};
+    char inm[64];
+    if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
+        strcmp(inm, a->etag) == 0)
+        return web_respond(wsi, h, 304, a->content_type, NULL, 0, NULL, &x);
+    return web_respond(wsi, h, 200, a->content_type, a->data, a->len, NULL, &x);
+}
+
+static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
+{
+    if (!w->api)
+        return web_respond_error(wsi, h, 404, "no API here", NULL);
+    pw_web_request req = {
+        .method = h->method,
+        .path = h->path,
+        .query = h->query,
+        .body = h->body ? h->body : "",
+        .body_len = h->body_len,
+        .origin = h->origin,
+        .cookie = h->cookie,
+    };
+    pw_web_response resp;
+    memset(&resp, 0, sizeof(resp));
+    resp.status = 200;
+    resp.content_type = "application/json";
+    w->api(w->api_ud, &req, &resp);
+
+    if (resp.status < 100 || resp.status > 599 || !web_header_value_ok(resp.content_type) ||
+        !web_header_value_ok(resp.set_cookie) || !web_header_value_ok(resp.content_disposition)) {
+        pw_error(WEB_LOG, "API handler gave an invalid response for %s %s", h->method, h->path);
+        free(resp.body);
+        return web_respond_error(wsi, h, 500, "internal error: invalid response", NULL);
+    }
+    web_extra x = {.set_cookie = resp.set_cookie, .content_disposition = resp.content_disposition};
+    return web_respond(wsi, h, resp.status, resp.content_type, resp.body,
+                       resp.body ? resp.body_len : 0, resp.body, &x);
+}
+
+static int web_dispatch(pw_web *w, struct lws *wsi, web_http *h)
+{
+    if (h->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body too large: the limit is %zu bytes", w->max_body);
+        return web_respond_error(wsi, h, 413, msg, NULL);
+    }
+    return h->is_api ? web_call_api(w, wsi, h) : web_serve_asset(wsi, h);
+}
+
+static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *uri, size_t len)
+{
+    web_http_reset(h);
+    h->active = true;
+    char *uri_ptr;
+    int uri_len;
+    const char *method = web_method_name(lws_http_get_uri_and_method(wsi, &uri_ptr, &uri_len));
+    h->path = pw_xmalloc(len + 1);
+    memcpy(h->path, uri, len);
+    h->path[len] = '\0';
+    h->query = web_query_dup(wsi);
+    h->origin = web_hdr_dup(wsi, WSI_TOKEN_ORIGIN);
+    h->cookie = web_hdr_dup(wsi, WSI_TOKEN_HTTP_COOKIE);
+    h->is_api = strcmp(h->path, "/api") == 0 || strncmp(h->path, "/api/", 5) == 0;
+    if (!method)
+        return web_respond_error(wsi, h, 405, "method not allowed", NULL);
+    pw_strlcpy(h->method, method, sizeof(h->method));
+    h->is_head = strcmp(method, "HEAD") == 0;
+
+    char clen[32];
+    if (lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        char *e;
+        unsigned long long n = strtoull(clen, &e, 10);
+        if (*e || clen[0] == '-')
+            return web_respond_error(wsi, h, 400, "bad Content-Length", NULL);
+        h->expect_len = (size_t)n;
+    }
+    if (h->expect_len == 0)
+        return web_dispatch(w, wsi, h);
+    /* A body follows: answer only after lws has read all of it (an early answer would leave
+     * the rest to be parsed as the next request). An oversized one is read and dropped. */
+    if (h->expect_len > w->max_body)
+        h->too_large = true;
+    else
+        h->body = pw_xmalloc(h->expect_len + 1);
+    return 0;
+}
+
+static void web_http_body(pw_web *w, web_http *h, const void *in, size_t len)
+{
+    if (h->too_large)
+        return;
+    if (h->body_len + len > w->max_body || h->body_len + len > h->expect_len) {
+        h->too_large = true;
+        free(h->body);
+        h->body = NULL;
+        h->body_len = 0;
+        return;
+    }
+    memcpy(h->body + h->body_len, in, len);
+    h->body_len += len;
+    h->body[h->body_len] = '\0';
+}
+
+static int web_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    pw_web *w = web_of(wsi);
+    web_http *h = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_WSI_CREATE:
+        web_ptrs_add(&w->live_wsi, wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* Also comes for wsi that had no CREATE (the listener): only ours are removed. */
+        web_ptrs_remove(&w->live_wsi, wsi);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return web_http_begin(w, wsi, h, in, len);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (h && h->active)
+            web_http_body(w, h, in, len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return h && h->active ? web_dispatch(w, wsi, h) : -1;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return h ? web_write_body(w, wsi, h) : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (h)
+            web_http_reset(h);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+/* ---- WebSocket ---- */
+
+static int web_ws_filter(struct lws *wsi)
+{
+    char uri[16];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
+        return 1;
+    return 0;
+}
+
+static int web_ws_send(pw_web *w, struct lws *wsi, web_ws *c)
+{
+    if (!w->doc || c->sent_seq == w->doc_seq)
+        return 0;
+    /* Only the newest document is ever sent; lws keeps any unsent tail itself and calls back
+     * only when it is flushed, so a slow client skips what it missed. */
+    if (lws_write(wsi, w->doc + LWS_PRE, w->doc_len, LWS_WRITE_TEXT) < (int)w->doc_len)
+        return -1;
+    c->sent_seq = w->doc_seq;
+    return 0;
+}
+
+static int web_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    pw_web *w = web_of(wsi);
+    web_ws *c = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return web_ws_filter(wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        c->sent_seq = 0;
+        c->counted = true;
+        w->clients++;
+        if (w->doc)
+            lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return web_ws_send(w, wsi, c);
+    case LWS_CALLBACK_CLOSED:
+        if (c && c->counted) {
+            c->counted = false;
+            w->clients--;
+        }
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return 0; /* clients only listen; pings are answered by lws */
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
