@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PW_LINES        3
-#define PW_BAL_ID_LEN   32 /* ids: short machine names, NUL-terminated */
-#define PW_BAL_NAME_LEN 64 /* display names, NUL-terminated */
+#define PW_LINES          3
+#define PW_BAL_ID_LEN     32 /* ids: short machine names, NUL-terminated */
+#define PW_BAL_NAME_LEN   64 /* display names, NUL-terminated */
 #define PW_BAL_REASON_LEN 128
 
 enum pw_grid {
@@ -23,12 +23,12 @@ enum pw_grid {
 typedef struct pw_bal_node_spec {
     char id[PW_BAL_ID_LEN];
     char name[PW_BAL_NAME_LEN];
-    int parent;                /* index of the parent node; -1 only for node 0 */
-    double limit_a[PW_LINES];  /* rated current per grid line L1..L3 */
-    double margin_a;           /* kept free on every line */
-    double max_imbalance_a;    /* max difference between lines, 0 = no limit */
-    bool metered;              /* a meter reports this node's total per line */
-    uint32_t meter_timeout_ms; /* reading older than this is stale */
+    int parent;                        /* index of the parent node; -1 only for node 0 */
+    double limit_a[PW_LINES];          /* rated current per grid line L1..L3 */
+    double margin_a;                   /* kept free on every line */
+    double max_imbalance_a;            /* max difference between lines, 0 = no limit */
+    bool metered;                      /* a meter reports this node's total per line */
+    uint32_t meter_timeout_ms;         /* reading older than this is stale */
     double meter_fallback_a[PW_LINES]; /* non-EV load budgeted when stale and nothing worse seen */
 } pw_bal_node_spec;
 
@@ -36,27 +36,29 @@ typedef struct pw_bal_node_spec {
 typedef struct pw_bal_charger_spec {
     char id[PW_BAL_ID_LEN];
     char name[PW_BAL_NAME_LEN];
-    int node;                  /* index of the node that feeds it */
-    uint8_t wiring[PW_LINES];  /* grid line (1..3) of terminal L1..L3; 0 = terminal not wired */
-    double min_a;              /* IEC 61851: never offer less, except 0 (default 6) */
-    double max_a;              /* hardware or cable limit */
-    double failsafe_a;         /* what it offers when its lease runs out */
-    int priority;              /* higher classes are served first */
-    double weight;             /* share within a class, > 0 (default 1) */
-    bool can_switch_phases;    /* may be told to charge on 1 phase instead of 3 */
+    int node;                 /* index of the node that feeds it */
+    uint8_t wiring[PW_LINES]; /* grid line (1..3) of terminal L1..L3; 0 = terminal not wired */
+    double min_a;             /* IEC 61851: never offer less, except 0 (default 6) */
+    double max_a;             /* hardware or cable limit */
+    double failsafe_a;        /* what it offers when its lease runs out */
+    int priority;             /* higher classes are served first */
+    double weight;            /* share within a class, > 0 (default 1) */
+    bool can_switch_phases;   /* may be told to charge on 1 phase instead of 3 */
 } pw_bal_charger_spec;
 
 typedef struct pw_bal_params {
-    uint32_t reaction_ms;      /* how long a car may take to follow a new limit (5000) */
-    uint32_t min_run_ms;       /* a started car keeps running at least this long */
-    uint32_t min_pause_ms;     /* a paused car stays paused at least this long */
-    uint32_t offline_ms;       /* a charger silent this long is offline */
-    double hysteresis_a;       /* raises smaller than this are not sent */
-    double trim_headroom_a;    /* a car drawing less is trimmed to its draw plus this */
-    uint32_t probe_ms;         /* trimmed offers are probed upward again after this */
+    uint32_t reaction_ms;        /* how long a car may take to follow a new limit (5000) */
+    uint32_t min_run_ms;         /* a started car keeps running at least this long */
+    uint32_t min_pause_ms;       /* a paused car stays paused at least this long */
+    uint32_t offline_ms;         /* a charger silent this long is offline */
+    double hysteresis_a;         /* raises smaller than this are not sent */
+    double trim_headroom_a;      /* a car drawing less is trimmed to its draw plus this */
+    uint32_t probe_ms;           /* trimmed offers are probed upward again after this */
     uint32_t max_phase_switches; /* per charging session */
-    double active_phase_a;     /* a terminal above this current counts as an active phase */
-    bool oneshot;              /* plan from this input alone: no hold times from the past */
+    double active_phase_a;       /* a terminal above this current counts as an active phase */
+    uint32_t phase_hold_ms;      /* a car switched to 1 phase stays there at least this long */
+    uint32_t meter_history_ms;   /* a stale meter budgets the worst non-EV load seen this long */
+    bool oneshot;                /* plan from this input alone: no hold times from the past */
 } pw_bal_params;
 
 typedef struct pw_bal_facility {
@@ -105,10 +107,10 @@ void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint
 
 enum pw_bal_reason {
     PW_REASON_NO_CAR = 0,
-    PW_REASON_MAX,          /* at the charger's own maximum */
-    PW_REASON_NODE_LIMIT,   /* bound by a node line limit */
-    PW_REASON_IMBALANCE,    /* bound by a node's imbalance limit */
-    PW_REASON_CAR_DRAW,     /* trimmed: car draws less than offered */
+    PW_REASON_MAX,        /* at the charger's own maximum */
+    PW_REASON_NODE_LIMIT, /* bound by a node line limit */
+    PW_REASON_IMBALANCE,  /* bound by a node's imbalance limit */
+    PW_REASON_CAR_DRAW,   /* trimmed: car draws less than offered */
     PW_REASON_PAUSED_PRIORITY,
     PW_REASON_PAUSED_ROTATION,
     PW_REASON_PAUSED_NO_ROOM,
@@ -116,19 +118,26 @@ enum pw_bal_reason {
     PW_REASON_METER_STALE,  /* budget conservative because a meter is stale */
     PW_REASON_OFFLINE,
     PW_REASON_FAULT,
-    PW_REASON_SUSPENDED,
+    PW_REASON_SUSPENDED, /* the car paused itself; its minimum is held so it can resume */
     PW_REASON_COUNT
 };
 
 typedef struct pw_bal_result {
-    double limit_a;     /* 0 = paused, else >= min_a */
-    uint8_t phases;     /* phase count to use: 1 or 3 */
+    double limit_a; /* 0 = paused, else >= min_a */
+    uint8_t phases; /* phase count to use: 1 or 3 */
     enum pw_bal_reason reason;
     char reason_text[PW_BAL_REASON_LEN]; /* "limited by node 'Garage B' line L2" */
+    double line_a[PW_LINES]; /* load budgeted on grid lines L1..L3: the plan, or for a silent or
+                                faulty charger what it may still draw */
+    double demand_a;         /* the most it could use now: max_a, or draw + headroom when trimmed */
+    int bind_node;           /* node of the binding constraint, -1 if none */
+    uint8_t bind_line;       /* its grid line 1..3; 0 for an imbalance limit or none */
+    uint64_t next_turn_ms;   /* paused by rotation: estimated resume time; else 0 */
 } pw_bal_result;
 
 typedef struct pw_bal_node_result {
     double non_ev_a[PW_LINES];  /* budgeted non-EV load */
+    double ev_a[PW_LINES];      /* planned EV load, including what silent chargers may draw */
     double planned_a[PW_LINES]; /* non-EV + planned EV load */
     double limit_a[PW_LINES];   /* limit minus margin */
     double headroom_a[PW_LINES];

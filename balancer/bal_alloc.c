@@ -1,0 +1,285 @@
+/* The static allocation of one run: admit minimums in priority and rotation order, then share
+ * what is left by weighted water-filling within each priority class (highest first), then raise
+ * anyone who can still be raised alone. Everything happens on the constraint rows of bal_int.h. */
+#include "bal_int.h"
+
+#include <math.h>
+
+/* Whether adding amount at the lines of mask to charger k's path keeps every row it tightens
+ * within its cap. On failure *block is the first row that refused. */
+static bool fits(const pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
+{
+    BAL_FOR_PATH_ROWS(b, k, j)
+    {
+        const bal_row *r = &b->rows[j];
+        int c = r->cm[mask];
+        if (c > 0 && r->a + c * amount > r->cap + 1e-9) {
+            *block = (int)j;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void add_load(pw_bal *b, size_t k, uint8_t mask, double amount)
+{
+    BAL_FOR_PATH_ROWS(b, k, j)
+    {
+        bal_row *r = &b->rows[j];
+        r->a += r->cm[mask] * amount;
+    }
+}
+
+/* Why a minimum did not fit on row j: the facility itself has no room, higher classes took it,
+ * or chargers of the same class were ahead in the rotation. */
+static enum pw_bal_reason pause_reason(const bal_row *r, int c, double amount)
+{
+    if (r->base + c * amount > r->cap + 1e-9)
+        return PW_REASON_PAUSED_NO_ROOM;
+    if (r->cls_top + c * amount > r->cap + 1e-9)
+        return PW_REASON_PAUSED_PRIORITY;
+    return PW_REASON_PAUSED_ROTATION;
+}
+
+/* Tries to admit charger k at its minimum, choosing its phase mode: a car on three phases goes
+ * to one phase only where three do not fit; a switched car returns to three phases only with room
+ * to spare (hysteresis), so it does not flip-flop. */
+static bool admit_one(pw_bal *b, size_t k)
+{
+    bal_plan *pl = &b->plan[k];
+    int block = -1;
+    uint8_t mode = 0, tried = pl->mask3;
+    if (pl->mode == 1) {
+        if (pl->can3 && fits(b, k, pl->mask3, pl->lo + b->p.hysteresis_a, &block))
+            mode = 3;
+        else if (tried = pl->mask1, fits(b, k, pl->mask1, pl->lo, &block))
+            mode = 1;
+    } else if (fits(b, k, pl->mask3, pl->lo, &block)) {
+        mode = 3;
+    } else if (pl->can1 && (tried = pl->mask1, fits(b, k, pl->mask1, pl->lo, &block))) {
+        mode = 1;
+    }
+    if (!mode) {
+        const bal_row *r = &b->rows[block];
+        pl->st = ST_PAUSED;
+        pl->block = block;
+        pl->pause = pause_reason(r, r->cm[tried], pl->lo);
+        return false;
+    }
+    pl->tmode = mode;
+    pl->mask = mode == 1 ? pl->mask1 : pl->mask3;
+    pl->st = ST_FROZEN;
+    pl->val = pl->lo;
+    pl->block = -1;
+    add_load(b, k, pl->mask, pl->lo);
+    return true;
+}
+
+static int order_class(const pw_bal *b, size_t i)
+{
+    /* Suspended cars form one last class after every priority class. */
+    size_t k = b->order[i].idx;
+    return b->plan[k].susp ? (int)b->n_cls : b->ch[k].cls;
+}
+
+static void admit(pw_bal *b)
+{
+    for (size_t j = 0; j < b->n_rows; j++) {
+        b->rows[j].a = b->rows[j].base;
+        b->rows[j].b = 0;
+        b->rows[j].npos = 0;
+    }
+    int cls = -1;
+    size_t paused = 0;
+    for (size_t i = 0; i < b->n_order; i++) {
+        if (order_class(b, i) != cls) {
+            cls = order_class(b, i);
+            for (size_t j = 0; j < b->n_rows; j++)
+                b->rows[j].cls_top = b->rows[j].a;
+        }
+        paused += !admit_one(b, b->order[i].idx);
+    }
+    /* An imbalance row can gain room when a charger on its other line is admitted, so a paused
+     * charger may fit after all: retry until nothing changes. Without imbalance rows loads only
+     * grow and a refused minimum stays refused. */
+    bool changed = b->has_imbalance;
+    while (changed && paused) {
+        changed = false;
+        for (size_t i = 0; i < b->n_order; i++) {
+            size_t k = b->order[i].idx;
+            if (b->plan[k].st == ST_PAUSED && admit_one(b, k)) {
+                changed = true;
+                paused--;
+            }
+        }
+    }
+}
+
+/* Freezes charger k at level t; bind is the row that stopped it, -1 for its own cap. */
+static void freeze(pw_bal *b, size_t k, double t, int bind)
+{
+    bal_plan *pl = &b->plan[k];
+    if (pl->st == ST_RISE) {
+        double v = pl->w * t;
+        v = v < pl->lo ? pl->lo : v > pl->hi ? pl->hi : v;
+        BAL_FOR_PATH_ROWS(b, k, j)
+        {
+            bal_row *r = &b->rows[j];
+            int c = r->cm[pl->mask];
+            if (!c)
+                continue;
+            r->a += c * v;
+            r->b -= c * pl->w;
+            r->npos -= c > 0;
+        }
+        pl->val = v;
+    } else {
+        pl->val = pl->lo; /* a floored charger's minimum is already in the rows */
+    }
+    pl->st = ST_FROZEN;
+    pl->bind = bind;
+}
+
+/* The level reached min/w: the charger starts rising with the others. */
+static void start_rising(pw_bal *b, size_t k)
+{
+    bal_plan *pl = &b->plan[k];
+    BAL_FOR_PATH_ROWS(b, k, j)
+    {
+        bal_row *r = &b->rows[j];
+        int c = r->cm[pl->mask];
+        if (!c)
+            continue;
+        r->a -= c * pl->lo;
+        r->b += c * pl->w;
+        r->npos += c > 0;
+    }
+    pl->st = ST_RISE;
+}
+
+/* Row j is full: freeze every active charger below its node that loads it. */
+static size_t freeze_row(pw_bal *b, size_t j, double t)
+{
+    bal_row *r = &b->rows[j];
+    const bal_node *n = &b->nodes[r->node];
+    size_t frozen = 0;
+    for (size_t i = n->lo; i < n->hi; i++) {
+        size_t k = b->dfs_ch[i];
+        bal_plan *pl = &b->plan[k];
+        if ((pl->st == ST_FLOOR || pl->st == ST_RISE) && r->cm[pl->mask] > 0) {
+            freeze(b, k, t, (int)j);
+            frozen++;
+        }
+    }
+    if (!frozen) /* only rounding left it looking tight */
+        r->npos = 0;
+    return frozen;
+}
+
+/* The earliest level at which a row with rising chargers becomes full; -1 if none. */
+static int next_full_row(const pw_bal *b, double t, double *t_row)
+{
+    int best = -1;
+    double bt = INFINITY;
+    for (size_t j = 0; j < b->n_rows; j++) {
+        const bal_row *r = &b->rows[j];
+        if (r->npos <= 0 || r->b <= BAL_EPS)
+            continue;
+        double tj = (r->cap - r->a) / r->b;
+        if (tj < t)
+            tj = t;
+        if (tj < bt) {
+            bt = tj;
+            best = (int)j;
+        }
+    }
+    *t_row = bt;
+    return best;
+}
+
+/* Progressive filling of one class: the level t rises, charger k holds max(lo, w t) capped at
+ * hi, and whoever loads a row that fills up freezes. Events are the kinks of each charger (its
+ * floor ends at lo/w, its cap at hi/w) and rows filling up. */
+static void fill_class(pw_bal *b, size_t from, size_t to)
+{
+    size_t nev = 0, active = 0;
+    for (size_t i = from; i < to; i++) {
+        size_t k = b->order[i].idx;
+        bal_plan *pl = &b->plan[k];
+        if (pl->st != ST_FROZEN)
+            continue;
+        if (pl->hi <= pl->lo + BAL_EPS) {
+            pl->bind = -1;
+            continue;
+        }
+        pl->st = ST_FLOOR;
+        active++;
+        b->events[nev++] = (bal_key){bal__dkey(pl->lo / pl->w), (uint32_t)(2 * k)};
+        b->events[nev++] = (bal_key){bal__dkey(pl->hi / pl->w), (uint32_t)(2 * k + 1)};
+    }
+    bal__sort(b->events, b->tmp, nev);
+    size_t e = 0;
+    double t = 0;
+    while (active > 0) {
+        double t_row, t_ev = e < nev ? bal__keyd(b->events[e].key) : INFINITY;
+        int j = next_full_row(b, t, &t_row);
+        if (j >= 0 && t_row <= t_ev) {
+            t = t_row;
+            active -= freeze_row(b, (size_t)j, t);
+            continue;
+        }
+        if (e >= nev)
+            break; /* cannot happen: every active charger has a cap event left */
+        t = t_ev;
+        for (; e < nev && bal__keyd(b->events[e].key) <= t_ev; e++) {
+            size_t k = b->events[e].idx / 2;
+            bal_plan *pl = &b->plan[k];
+            if (b->events[e].idx % 2 == 0 && pl->st == ST_FLOOR) {
+                start_rising(b, k);
+            } else if (b->events[e].idx % 2 == 1 && (pl->st == ST_FLOOR || pl->st == ST_RISE)) {
+                freeze(b, k, t, -1);
+                active--;
+            }
+        }
+    }
+}
+
+/* With imbalance rows a charger frozen by a line difference may get room later as others rise;
+ * raising each one alone as far as it goes leaves nothing on the table. Without imbalance rows
+ * this finds nothing to do. */
+static void raise_leftovers(pw_bal *b)
+{
+    for (size_t i = 0; i < b->n_order; i++) {
+        size_t k = b->order[i].idx;
+        bal_plan *pl = &b->plan[k];
+        if (pl->st != ST_FROZEN || pl->val >= pl->hi - 1e-9)
+            continue;
+        double room = pl->hi - pl->val;
+        BAL_FOR_PATH_ROWS(b, k, j)
+        {
+            const bal_row *r = &b->rows[j];
+            int c = r->cm[pl->mask];
+            if (c > 0 && (r->cap - r->a) / c < room)
+                room = (r->cap - r->a) / c;
+        }
+        if (room > 1e-6) {
+            add_load(b, k, pl->mask, room);
+            pl->val += room;
+        }
+    }
+}
+
+void bal__allocate(pw_bal *b)
+{
+    admit(b);
+    for (size_t from = 0; from < b->n_order;) {
+        size_t to = from + 1;
+        while (to < b->n_order && order_class(b, to) == order_class(b, from))
+            to++;
+        fill_class(b, from, to);
+        for (size_t j = 0; j < b->n_rows; j++) /* drop rounding residue of the class */
+            b->rows[j].b = 0;
+        from = to;
+    }
+    raise_leftovers(b);
+}

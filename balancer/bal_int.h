@@ -1,0 +1,156 @@
+/* Internal state of the balancer shared by its source files; not part of the public API. The
+ * allocation is a set of linear constraint rows (one per node line, plus the pairwise line
+ * differences of nodes with an imbalance limit) that the admission and water-filling passes fill.
+ */
+#ifndef PW_BAL_INT_H
+#define PW_BAL_INT_H
+
+#include "pw_bal.h"
+
+#define BAL_EPS  1e-9
+#define BAL_HIST 6 /* buckets of the stale-meter history, each meter_history_ms / BAL_HIST long */
+
+/* A sort key: ordered by key, then idx. */
+typedef struct bal_key {
+    uint64_t key;
+    uint32_t idx;
+} bal_key;
+
+/* Sorts a[0..n) by (key, idx) using tmp[0..n) as scratch; no allocation. */
+void bal__sort(bal_key *a, bal_key *tmp, size_t n);
+/* Maps a non-negative double to a key with the same order. */
+uint64_t bal__dkey(double d);
+double bal__keyd(uint64_t k);
+
+/* One constraint: load = a + b * level (during water-filling) must stay <= cap. A charger that
+ * loads the grid lines in mask adds cm[mask] times its current. */
+typedef struct bal_row {
+    double cap;
+    double base;    /* non-EV and silent-charger budget */
+    double a, b;    /* current load, as a + b * level while chargers rise */
+    double cls_top; /* load when the current priority class started admission */
+    int node;
+    int npos;                 /* rising chargers with a positive coefficient */
+    int8_t cm[8];             /* coefficient per line mask */
+    uint8_t line;             /* 1..3 for a line limit; 0 for an imbalance pair */
+    uint8_t hi_line, lo_line; /* imbalance pair: load[hi_line] - load[lo_line] <= cap */
+} bal_row;
+
+typedef struct bal_hist {
+    uint64_t id; /* bucket number: time / span */
+    double max[PW_LINES];
+    bool used;
+} bal_hist;
+
+typedef struct bal_node {
+    pw_bal_node_spec spec;
+    size_t lo, hi;      /* chargers below it are dfs_ch[lo..hi) */
+    size_t row0, nrows; /* its constraint rows */
+    bool has_meter;
+    uint64_t meter_at;
+    double meter_a[PW_LINES];
+    bal_hist hist[BAL_HIST];
+    /* per run */
+    double meas_ev[PW_LINES]; /* what online chargers below it measure */
+    double fixed[PW_LINES];   /* budget of silent and faulty chargers below it */
+    double sub[PW_LINES];     /* sum of the children's non-EV budgets */
+    double non_ev[PW_LINES];  /* budgeted non-EV load */
+    double trans[PW_LINES];   /* load while cuts are still pending */
+    bool stale;               /* its own meter is stale */
+    int stale_src;            /* node whose stale meter shaped this budget, -1 if none */
+    int sub_stale;            /* a child's stale_src, -1 if none */
+} bal_node;
+
+/* What one run decides for a charger. */
+enum bal_st {
+    ST_IDLE,   /* not wanting current (no car, fault, offline) */
+    ST_PAUSED, /* wanting, minimum refused */
+    ST_FLOOR,  /* admitted, held at its minimum while the level rises */
+    ST_RISE,   /* admitted, rising with the level */
+    ST_FROZEN, /* admitted, value final */
+};
+
+typedef struct bal_plan {
+    double lo, hi, w, val; /* floor, cap, weight, value */
+    double line[PW_LINES]; /* final load on grid lines */
+    double pend[PW_LINES]; /* draw above the final plan while its cut is pending */
+    double target;         /* value before the dynamic rules */
+    uint8_t mask3, mask1;  /* lines loaded at the car's own phases / switched to 1 phase */
+    uint8_t mask;          /* lines loaded at the chosen mode */
+    uint8_t mode, tmode;   /* final / target phase mode: 1 or 3 */
+    uint8_t st;
+    bool want, susp, trimmed, online, can1, can3;
+    bool held; /* a raise is held until cuts are seen */
+    int bind;  /* row that froze it, -1 */
+    int block; /* row that refused its minimum, -1 */
+    enum pw_bal_reason pause;
+    double fixed[PW_LINES]; /* silent or faulty: what it may still draw */
+} bal_plan;
+
+/* What the balancer remembers about a charger between runs. */
+typedef struct bal_ch {
+    pw_bal_charger_spec spec;
+    int cls;       /* priority class rank, 0 = highest */
+    uint8_t wired; /* grid lines of all wired terminals */
+    uint8_t one;   /* grid lines loaded when switched to 1 phase */
+    bool has_meas;
+    uint64_t meas_at;
+    pw_bal_measure m;
+    double meas_line[PW_LINES]; /* measured current per grid line */
+    uint8_t car_terms;          /* terminals seen active this session */
+    uint8_t mode;               /* 1 or 3 */
+    uint64_t mode_since;
+    uint32_t switches; /* this session */
+    bool have_prev;
+    double prev_limit;
+    uint8_t prev_mode;
+    double prev_line[PW_LINES];
+    uint64_t offer_since; /* prev_limit unchanged since */
+    bool has_cut;
+    uint64_t cut_at;
+    bool running, paused_by_us;
+    uint64_t run_since, paused_at, waiting_since;
+    double trim_cap; /* 0 = not trimmed */
+    uint64_t trim_at;
+} bal_ch;
+
+struct pw_bal {
+    enum pw_grid grid;
+    pw_bal_params p;
+    size_t n_nodes, n_ch, n_rows, n_cls;
+    bal_node *nodes;
+    bal_ch *ch;
+    bal_plan *plan;
+    bal_row *rows;
+    size_t *dfs_node; /* nodes in depth-first preorder */
+    uint32_t *dfs_ch; /* chargers in the depth-first order of their nodes */
+    bal_key *order;   /* admission order of the wanting chargers */
+    size_t n_order;
+    bal_key *events; /* water-filling events, 2 per charger */
+    bal_key *tmp;    /* sort scratch */
+    pw_bal_result *res;
+    pw_bal_node_result *nres;
+    uint64_t deadline;
+    bool has_imbalance;
+};
+
+/* Admission of minimums in b->order, then weighted water-filling per class, then a pass that
+ * raises anyone who can still be raised alone. Reads plan lo/hi/w/mask3/mask1/can1/can3 and the
+ * rows' base; writes plan mode/mask/val/st/bind/block/pause and rows a. */
+void bal__allocate(pw_bal *b);
+
+/* Rows of a charger's path: every constraint of its node and its ancestors. */
+#define BAL_FOR_PATH_ROWS(b, k, j)                                                                 \
+    for (int n_ = (b)->ch[k].spec.node; n_ >= 0; n_ = (b)->nodes[n_].spec.parent)                  \
+        for (size_t j = (b)->nodes[n_].row0; j < (b)->nodes[n_].row0 + (b)->nodes[n_].nrows; j++)
+
+/* Human-readable name of a node / charger: its name, or its id when unnamed. */
+const char *bal__node_name(const pw_bal *b, int n);
+
+/* Fills the reason code and text of charger k's result (after bal__rotation_eta). */
+void bal__reason(pw_bal *b, size_t k, uint64_t now);
+
+/* Fills next_turn_ms of the cars paused by rotation. */
+void bal__rotation_eta(pw_bal *b, uint64_t now);
+
+#endif

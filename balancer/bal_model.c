@@ -1,0 +1,565 @@
+/* The balancer's model: default parameters, facility validation, construction (all memory a run
+ * needs is sized here) and the measurement inputs. */
+#include "bal_int.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pw_util.h"
+
+void pw_bal_default_params(pw_bal_params *p)
+{
+    *p = (pw_bal_params){
+        .reaction_ms = 5000,
+        .min_run_ms = 15 * 60 * 1000,
+        .min_pause_ms = 5 * 60 * 1000,
+        .offline_ms = 20000,
+        .hysteresis_a = 1.0,
+        .trim_headroom_a = 2.0,
+        .probe_ms = 5 * 60 * 1000,
+        .max_phase_switches = 4,
+        .active_phase_a = 1.0,
+        .phase_hold_ms = 5 * 60 * 1000,
+        .meter_history_ms = 10 * 60 * 1000,
+        .oneshot = false,
+    };
+}
+
+static int fail(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t err_size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && err_size)
+        vsnprintf(err, err_size, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static bool finite_nonneg(double x)
+{
+    return isfinite(x) && x >= 0;
+}
+
+static int validate_node(const pw_bal_facility *f, size_t i, char *err, size_t es)
+{
+    const pw_bal_node_spec *n = &f->nodes[i];
+    if (!n->id[0])
+        return fail(err, es, "nodes[%zu].id: must not be empty", i);
+    if (i == 0 && n->parent != -1)
+        return fail(err, es, "nodes[0].parent: the root has no parent");
+    if (i > 0 && (n->parent < 0 || (size_t)n->parent >= f->n_nodes || (size_t)n->parent == i))
+        return fail(err, es, "nodes[%zu].parent: must be the index of another node", i);
+    for (size_t l = 0; l < PW_LINES; l++) {
+        if (!finite_nonneg(n->limit_a[l]))
+            return fail(err, es, "nodes[%zu].limit_a: must be a non-negative number", i);
+        if (!finite_nonneg(n->meter_fallback_a[l]))
+            return fail(err, es, "nodes[%zu].meter_fallback_a: must be a non-negative number", i);
+    }
+    if (!finite_nonneg(n->margin_a))
+        return fail(err, es, "nodes[%zu].margin_a: must be a non-negative number", i);
+    if (!finite_nonneg(n->max_imbalance_a))
+        return fail(err, es, "nodes[%zu].max_imbalance_a: must be 0 (no limit) or positive", i);
+    if (n->metered && n->meter_timeout_ms == 0)
+        return fail(err, es, "nodes[%zu].meter_timeout_ms: a metered node needs a timeout", i);
+    /* Walking up must reach the root within n_nodes steps, or the parents form a cycle. */
+    int p = n->parent;
+    for (size_t steps = 0; p > 0; steps++, p = f->nodes[p].parent)
+        if (steps > f->n_nodes)
+            return fail(err, es, "nodes[%zu].parent: the parents form a cycle", i);
+    return 0;
+}
+
+static int validate_wiring(const pw_bal_facility *f, size_t i, char *err, size_t es)
+{
+    const uint8_t *w = f->chargers[i].wiring;
+    uint8_t seen = 0;
+    for (size_t t = 0; t < PW_LINES; t++) {
+        if (w[t] > 3)
+            return fail(err, es, "chargers[%zu].wiring: lines are 1..3 (0 = not wired)", i);
+        if (w[t] && (seen & (1u << (w[t] - 1))))
+            return fail(err, es, "chargers[%zu].wiring: line L%u is wired twice", i, w[t]);
+        if (w[t] && t > 0 && !w[t - 1])
+            return fail(err, es, "chargers[%zu].wiring: wire terminals in order from L1", i);
+        if (w[t])
+            seen |= (uint8_t)(1u << (w[t] - 1));
+    }
+    if (!w[0])
+        return fail(err, es, "chargers[%zu].wiring: terminal L1 must be wired", i);
+    if (f->grid == PW_GRID_IT && !w[1])
+        return fail(err, es, "chargers[%zu].wiring: on an IT grid terminals L1 and L2 are needed",
+                    i);
+    if (f->chargers[i].can_switch_phases && !w[2])
+        return fail(err, es,
+                    "chargers[%zu].can_switch_phases: only a three-phase charger can switch", i);
+    return 0;
+}
+
+static int validate_charger(const pw_bal_facility *f, size_t i, char *err, size_t es)
+{
+    const pw_bal_charger_spec *c = &f->chargers[i];
+    if (!c->id[0])
+        return fail(err, es, "chargers[%zu].id: must not be empty", i);
+    if (c->node < 0 || (size_t)c->node >= f->n_nodes)
+        return fail(err, es, "chargers[%zu].node: must be the index of a node", i);
+    if (!isfinite(c->min_a) || c->min_a < 6)
+        return fail(err, es, "chargers[%zu].min_a: IEC 61851 cannot offer less than 6 A", i);
+    if (!isfinite(c->max_a) || c->max_a < c->min_a)
+        return fail(err, es, "chargers[%zu].max_a: must be at least min_a (%g A)", i, c->min_a);
+    if (!finite_nonneg(c->failsafe_a) || c->failsafe_a > c->max_a ||
+        (c->failsafe_a > 0 && c->failsafe_a < c->min_a))
+        return fail(err, es, "chargers[%zu].failsafe_a: must be 0 or between min_a and max_a", i);
+    if (!isfinite(c->weight) || c->weight <= 0)
+        return fail(err, es, "chargers[%zu].weight: must be positive", i);
+    return validate_wiring(f, i, err, es);
+}
+
+static int cmp_id(const void *x, const void *y)
+{
+    const char *const *a = x, *const *b = y;
+    return strcmp(*a, *b);
+}
+
+/* Ids must be unique among nodes and among chargers: results and the API name them by id. */
+static int validate_unique(const char **ids, size_t n, const char *what, char *err, size_t es)
+{
+    qsort(ids, n, sizeof *ids, cmp_id);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(ids[i - 1], ids[i]) == 0)
+            return fail(err, es, "%s: id '%s' is used twice", what, ids[i]);
+    return 0;
+}
+
+static int validate_ids(const pw_bal_facility *f, char *err, size_t es)
+{
+    size_t n = f->n_nodes > f->n_chargers ? f->n_nodes : f->n_chargers;
+    const char **ids = pw_xcalloc(n ? n : 1, sizeof *ids);
+    for (size_t i = 0; i < f->n_nodes; i++)
+        ids[i] = f->nodes[i].id;
+    int rc = validate_unique(ids, f->n_nodes, "nodes", err, es);
+    for (size_t i = 0; rc == 0 && i < f->n_chargers; i++)
+        ids[i] = f->chargers[i].id;
+    if (rc == 0)
+        rc = validate_unique(ids, f->n_chargers, "chargers", err, es);
+    free(ids);
+    return rc;
+}
+
+/* The failsafe currents of all chargers below a node, on every wired line, must fit it: when the
+ * appliance is gone every charger falls back to its failsafe at once. */
+static int validate_failsafe(const pw_bal_facility *f, char *err, size_t es)
+{
+    double *sum = pw_xcalloc(f->n_nodes * PW_LINES, sizeof *sum);
+    for (size_t i = 0; i < f->n_chargers; i++) {
+        const pw_bal_charger_spec *c = &f->chargers[i];
+        for (int n = c->node; n >= 0; n = f->nodes[n].parent)
+            for (size_t t = 0; t < PW_LINES; t++)
+                if (c->wiring[t])
+                    sum[(size_t)n * PW_LINES + c->wiring[t] - 1] += c->failsafe_a;
+    }
+    int rc = 0;
+    for (size_t n = 0; n < f->n_nodes && rc == 0; n++) {
+        const pw_bal_node_spec *s = &f->nodes[n];
+        for (size_t l = 0; l < PW_LINES && rc == 0; l++)
+            if (sum[n * PW_LINES + l] > s->limit_a[l] - s->margin_a + 1e-9)
+                rc = fail(err, es,
+                          "nodes[%zu].limit_a: failsafe currents below '%s' add up to %.1f A on "
+                          "L%zu, more than its %.1f A limit minus margin",
+                          n, s->id, sum[n * PW_LINES + l], l + 1, s->limit_a[l] - s->margin_a);
+    }
+    free(sum);
+    return rc;
+}
+
+static int validate_params(const pw_bal_params *p, char *err, size_t es)
+{
+    if (!finite_nonneg(p->hysteresis_a))
+        return fail(err, es, "params.hysteresis_a: must be a non-negative number");
+    if (!isfinite(p->trim_headroom_a) || p->trim_headroom_a <= 0)
+        return fail(err, es, "params.trim_headroom_a: must be positive");
+    if (!isfinite(p->active_phase_a) || p->active_phase_a <= 0)
+        return fail(err, es, "params.active_phase_a: must be positive");
+    if (p->offline_ms == 0)
+        return fail(err, es, "params.offline_ms: must be positive");
+    return 0;
+}
+
+int pw_bal_validate(const pw_bal_facility *f, char *err, size_t err_size)
+{
+    if (f->n_nodes == 0 || !f->nodes)
+        return fail(err, err_size, "nodes: a facility needs at least its main fuse");
+    if (f->n_chargers && !f->chargers)
+        return fail(err, err_size, "chargers: missing");
+    if (f->grid != PW_GRID_TN && f->grid != PW_GRID_IT)
+        return fail(err, err_size, "grid: must be TN or IT");
+    int rc = validate_params(&f->params, err, err_size);
+    for (size_t i = 0; rc == 0 && i < f->n_nodes; i++)
+        rc = validate_node(f, i, err, err_size);
+    for (size_t i = 0; rc == 0 && i < f->n_chargers; i++)
+        rc = validate_charger(f, i, err, err_size);
+    if (rc == 0)
+        rc = validate_ids(f, err, err_size);
+    if (rc == 0)
+        rc = validate_failsafe(f, err, err_size);
+    return rc;
+}
+
+static uint8_t terms_lines(const uint8_t wiring[PW_LINES], uint8_t terms)
+{
+    uint8_t m = 0;
+    for (size_t t = 0; t < PW_LINES; t++)
+        if ((terms & (1u << t)) && wiring[t])
+            m |= (uint8_t)(1u << (wiring[t] - 1));
+    return m;
+}
+
+/* Depth-first preorder of the nodes, and for each node the range of chargers below it in a
+ * charger order that follows the same walk, so that "every charger below n" is a slice. */
+static void build_tree_order(pw_bal *b)
+{
+    size_t *stack = pw_xmalloc(b->n_nodes * sizeof *stack);
+    size_t *first_child = pw_xmalloc(b->n_nodes * sizeof *first_child);
+    size_t *next_sib = pw_xmalloc(b->n_nodes * sizeof *next_sib);
+    for (size_t n = 0; n < b->n_nodes; n++)
+        first_child[n] = next_sib[n] = SIZE_MAX;
+    for (size_t n = b->n_nodes; n-- > 1;) { /* reversed so children keep their config order */
+        size_t p = (size_t)b->nodes[n].spec.parent;
+        next_sib[n] = first_child[p];
+        first_child[p] = n;
+    }
+    size_t *ch_count = pw_xcalloc(b->n_nodes, sizeof *ch_count);
+    for (size_t k = 0; k < b->n_ch; k++)
+        ch_count[b->ch[k].spec.node]++;
+    size_t *ch_start = pw_xmalloc(b->n_nodes * sizeof *ch_start);
+
+    /* Preorder walk; a node's own chargers come first, then its children's subtrees. */
+    size_t sp = 0, out = 0, pos = 0;
+    stack[sp++] = 0;
+    while (sp) {
+        size_t n = stack[--sp];
+        b->dfs_node[out++] = n;
+        ch_start[n] = pos;
+        pos += ch_count[n];
+        /* Push children in reverse so the first child is visited first. */
+        size_t cnt = 0;
+        for (size_t c = first_child[n]; c != SIZE_MAX; c = next_sib[c])
+            cnt++;
+        for (size_t i = cnt; i-- > 0;) {
+            size_t c = first_child[n];
+            for (size_t s = 0; s < i; s++)
+                c = next_sib[c];
+            stack[sp++] = c;
+        }
+    }
+    size_t *fill = pw_xcalloc(b->n_nodes, sizeof *fill);
+    for (size_t k = 0; k < b->n_ch; k++) {
+        size_t n = (size_t)b->ch[k].spec.node;
+        b->dfs_ch[ch_start[n] + fill[n]++] = (uint32_t)k;
+    }
+    /* A subtree ends where the preorder leaves it: compute ranges bottom-up. */
+    for (size_t i = b->n_nodes; i-- > 0;) {
+        size_t n = b->dfs_node[i];
+        b->nodes[n].lo = ch_start[n];
+        if (b->nodes[n].hi < ch_start[n] + ch_count[n])
+            b->nodes[n].hi = ch_start[n] + ch_count[n];
+        if (n > 0) {
+            bal_node *p = &b->nodes[b->nodes[n].spec.parent];
+            if (p->hi < b->nodes[n].hi)
+                p->hi = b->nodes[n].hi;
+        }
+    }
+    free(fill);
+    free(ch_start);
+    free(ch_count);
+    free(next_sib);
+    free(first_child);
+    free(stack);
+}
+
+static void init_row(bal_row *r, int node, const int8_t coef[PW_LINES])
+{
+    r->node = node;
+    for (unsigned m = 0; m < 8; m++) {
+        int c = 0;
+        for (size_t l = 0; l < PW_LINES; l++)
+            if (m & (1u << l))
+                c += coef[l];
+        r->cm[m] = (int8_t)c;
+    }
+}
+
+/* Three line rows per node, and six ordered line pairs for a node with an imbalance limit. */
+static void build_rows(pw_bal *b)
+{
+    size_t j = 0;
+    for (size_t n = 0; n < b->n_nodes; n++) {
+        bal_node *node = &b->nodes[n];
+        node->row0 = j;
+        for (uint8_t l = 0; l < PW_LINES; l++, j++) {
+            int8_t coef[PW_LINES] = {0, 0, 0};
+            coef[l] = 1;
+            init_row(&b->rows[j], (int)n, coef);
+            b->rows[j].line = (uint8_t)(l + 1);
+        }
+        if (node->spec.max_imbalance_a > 0) {
+            b->has_imbalance = true;
+            for (uint8_t hi = 0; hi < PW_LINES; hi++)
+                for (uint8_t lo = 0; lo < PW_LINES; lo++) {
+                    if (hi == lo)
+                        continue;
+                    int8_t coef[PW_LINES] = {0, 0, 0};
+                    coef[hi] = 1;
+                    coef[lo] = -1;
+                    init_row(&b->rows[j], (int)n, coef);
+                    b->rows[j].hi_line = (uint8_t)(hi + 1);
+                    b->rows[j].lo_line = (uint8_t)(lo + 1);
+                    j++;
+                }
+        }
+        node->nrows = j - node->row0;
+    }
+    b->n_rows = j;
+}
+
+static int cmp_prio_desc(const void *x, const void *y)
+{
+    int a = *(const int *)x, b = *(const int *)y;
+    return (a < b) - (a > b);
+}
+
+/* Class rank per charger: 0 for the highest priority present, 1 for the next, ... */
+static void build_classes(pw_bal *b)
+{
+    int *prios = pw_xmalloc((b->n_ch ? b->n_ch : 1) * sizeof *prios);
+    for (size_t k = 0; k < b->n_ch; k++)
+        prios[k] = b->ch[k].spec.priority;
+    qsort(prios, b->n_ch, sizeof *prios, cmp_prio_desc);
+    size_t distinct = 0;
+    for (size_t k = 0; k < b->n_ch; k++)
+        if (k == 0 || prios[k] != prios[distinct - 1])
+            prios[distinct++] = prios[k];
+    for (size_t k = 0; k < b->n_ch; k++) {
+        size_t lo = 0, hi = distinct;
+        while (lo < hi) { /* prios is descending */
+            size_t mid = (lo + hi) / 2;
+            if (prios[mid] > b->ch[k].spec.priority)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        b->ch[k].cls = (int)lo;
+    }
+    b->n_cls = distinct;
+    free(prios);
+}
+
+pw_bal *pw_bal_new(const pw_bal_facility *f)
+{
+    pw_bal *b = pw_xcalloc(1, sizeof *b);
+    b->grid = f->grid;
+    b->p = f->params;
+    b->n_nodes = f->n_nodes;
+    b->n_ch = f->n_chargers;
+    size_t nk = b->n_ch ? b->n_ch : 1;
+    b->nodes = pw_xcalloc(b->n_nodes, sizeof *b->nodes);
+    b->ch = pw_xcalloc(nk, sizeof *b->ch);
+    b->plan = pw_xcalloc(nk, sizeof *b->plan);
+    b->rows = pw_xcalloc(b->n_nodes * 9, sizeof *b->rows);
+    b->dfs_node = pw_xcalloc(b->n_nodes, sizeof *b->dfs_node);
+    b->dfs_ch = pw_xcalloc(nk, sizeof *b->dfs_ch);
+    b->order = pw_xcalloc(nk, sizeof *b->order);
+    b->events = pw_xcalloc(2 * nk, sizeof *b->events);
+    b->tmp = pw_xcalloc(2 * nk, sizeof *b->tmp);
+    b->res = pw_xcalloc(nk, sizeof *b->res);
+    b->nres = pw_xcalloc(b->n_nodes, sizeof *b->nres);
+    b->deadline = UINT64_MAX;
+    for (size_t n = 0; n < b->n_nodes; n++)
+        b->nodes[n].spec = f->nodes[n];
+    for (size_t k = 0; k < b->n_ch; k++) {
+        bal_ch *c = &b->ch[k];
+        c->spec = f->chargers[k];
+        c->wired = terms_lines(c->spec.wiring, 7);
+        /* A charger switched to one phase uses terminal L1; on IT that phase is the L1-L2 pair. */
+        c->one = terms_lines(c->spec.wiring, b->grid == PW_GRID_IT ? 3 : 1);
+        c->mode = 3;
+        c->prev_mode = 3;
+    }
+    build_tree_order(b);
+    build_rows(b);
+    build_classes(b);
+    return b;
+}
+
+void pw_bal_free(pw_bal *b)
+{
+    if (!b)
+        return;
+    free(b->nodes);
+    free(b->ch);
+    free(b->plan);
+    free(b->rows);
+    free(b->dfs_node);
+    free(b->dfs_ch);
+    free(b->order);
+    free(b->events);
+    free(b->tmp);
+    free(b->res);
+    free(b->nres);
+    free(b);
+}
+
+/* Peer input: a NaN, infinite or negative current is read as no current. */
+static double clean_current(double a)
+{
+    return isfinite(a) && a > 0 ? a : 0;
+}
+
+void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uint64_t now_ms)
+{
+    if (node >= b->n_nodes)
+        return;
+    bal_node *n = &b->nodes[node];
+    for (size_t l = 0; l < PW_LINES; l++)
+        n->meter_a[l] = clean_current(line_a[l]);
+    n->has_meter = true;
+    n->meter_at = now_ms;
+}
+
+void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint64_t now_ms)
+{
+    if (charger >= b->n_ch)
+        return;
+    bal_ch *c = &b->ch[charger];
+    if (!c->has_meas) /* first report: trust the phase mode the charger is in */
+        c->mode = m->applied_phases == 1 ? 1 : 3;
+    c->m = *m;
+    if ((unsigned)c->m.car > PW_CAR_FAULT)
+        c->m.car = PW_CAR_FAULT;
+    c->m.applied_limit_a = clean_current(m->applied_limit_a);
+    for (size_t l = 0; l < PW_LINES; l++) {
+        c->m.current_a[l] = clean_current(m->current_a[l]);
+        c->meas_line[l] = 0;
+    }
+    uint8_t active = 0;
+    for (size_t t = 0; t < PW_LINES; t++) {
+        if (!c->spec.wiring[t])
+            continue;
+        c->meas_line[c->spec.wiring[t] - 1] += c->m.current_a[t];
+        if (c->m.current_a[t] > b->p.active_phase_a)
+            active |= (uint8_t)(1u << t);
+    }
+    if (c->m.car == PW_CAR_NONE) { /* the session ended: forget what we learned about the car */
+        c->car_terms = 0;
+        c->switches = 0;
+        c->mode = 3;
+        c->trim_cap = 0;
+    } else if (c->m.car == PW_CAR_CHARGING && c->mode == 3) {
+        /* Phases only grow within a session: a phase dipping under the threshold for a moment
+         * must not make the plan forget the load it will carry again. */
+        c->car_terms |= active;
+    }
+    c->has_meas = true;
+    c->meas_at = now_ms;
+}
+
+const pw_bal_result *pw_bal_results(const pw_bal *b)
+{
+    return b->res;
+}
+
+const pw_bal_node_result *pw_bal_node_results(const pw_bal *b)
+{
+    return b->nres;
+}
+
+uint64_t pw_bal_next_deadline(const pw_bal *b)
+{
+    return b->deadline;
+}
+
+const char *pw_bal_reason_name(enum pw_bal_reason r)
+{
+    static const char *const names[PW_REASON_COUNT] = {
+        [PW_REASON_NO_CAR] = "no_car",
+        [PW_REASON_MAX] = "max",
+        [PW_REASON_NODE_LIMIT] = "node_limit",
+        [PW_REASON_IMBALANCE] = "imbalance",
+        [PW_REASON_CAR_DRAW] = "car_draw",
+        [PW_REASON_PAUSED_PRIORITY] = "paused_priority",
+        [PW_REASON_PAUSED_ROTATION] = "paused_rotation",
+        [PW_REASON_PAUSED_NO_ROOM] = "paused_no_room",
+        [PW_REASON_WAITING_CUTS] = "waiting_cuts",
+        [PW_REASON_METER_STALE] = "meter_stale",
+        [PW_REASON_OFFLINE] = "offline",
+        [PW_REASON_FAULT] = "fault",
+        [PW_REASON_SUSPENDED] = "suspended",
+    };
+    return (unsigned)r < PW_REASON_COUNT ? names[r] : "unknown";
+}
+
+const char *bal__node_name(const pw_bal *b, int n)
+{
+    const pw_bal_node_spec *s = &b->nodes[n].spec;
+    return s->name[0] ? s->name : s->id;
+}
+
+uint64_t bal__dkey(double d)
+{
+    uint64_t k;
+    if (!(d > 0))
+        d = 0;
+    memcpy(&k, &d, sizeof k);
+    return k; /* non-negative IEEE doubles order like their bit patterns */
+}
+
+double bal__keyd(uint64_t k)
+{
+    double d;
+    memcpy(&d, &k, sizeof d);
+    return d;
+}
+
+static bool key_less(const bal_key *x, const bal_key *y)
+{
+    return x->key < y->key || (x->key == y->key && x->idx < y->idx);
+}
+
+/* Bottom-up merge sort: O(n log n) always and no allocation, runs of 8 by insertion first. */
+void bal__sort(bal_key *a, bal_key *tmp, size_t n)
+{
+    const size_t run = 8;
+    for (size_t s = 0; s < n; s += run) {
+        size_t e = s + run < n ? s + run : n;
+        for (size_t i = s + 1; i < e; i++) {
+            bal_key v = a[i];
+            size_t j = i;
+            for (; j > s && key_less(&v, &a[j - 1]); j--)
+                a[j] = a[j - 1];
+            a[j] = v;
+        }
+    }
+    bal_key *src = a, *dst = tmp;
+    for (size_t width = run; width < n; width *= 2) {
+        for (size_t s = 0; s < n; s += 2 * width) {
+            size_t m = s + width < n ? s + width : n;
+            size_t e = s + 2 * width < n ? s + 2 * width : n;
+            size_t i = s, j = m, o = s;
+            while (i < m && j < e)
+                dst[o++] = key_less(&src[j], &src[i]) ? src[j++] : src[i++];
+            while (i < m)
+                dst[o++] = src[i++];
+            while (j < e)
+                dst[o++] = src[j++];
+        }
+        bal_key *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, n * sizeof *a);
+}

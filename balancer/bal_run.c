@@ -1,0 +1,594 @@
+/* One balancer run: turn measurements into budgets (non-EV load per node, silent chargers, trimmed
+ * demands), allocate, then apply the dynamic rules (cuts at once, raises only into room that the
+ * measurements show, hysteresis) and remember what was decided for the next run. */
+#include "bal_int.h"
+
+#include <math.h>
+#include <string.h>
+
+static uint64_t age(uint64_t now, uint64_t t)
+{
+    return now > t ? now - t : 0;
+}
+
+static int popcount3(uint8_t m)
+{
+    return (m & 1) + ((m >> 1) & 1) + ((m >> 2) & 1);
+}
+
+static uint8_t terms_to_lines(const bal_ch *c, uint8_t terms)
+{
+    uint8_t m = 0;
+    for (size_t t = 0; t < PW_LINES; t++)
+        if ((terms & (1u << t)) && c->spec.wiring[t])
+            m |= (uint8_t)(1u << (c->spec.wiring[t] - 1));
+    return m;
+}
+
+/* Grid lines the car loads at full phases: the terminals measured active, or every wired one
+ * until that is known. On IT a single-phase car sits between terminals L1 and L2, so anything
+ * seen on those two alone means that pair; anything else is treated as all wired lines. */
+static uint8_t car_lines(const pw_bal *b, const bal_ch *c, uint8_t terms)
+{
+    if (!terms)
+        return c->wired;
+    if (b->grid == PW_GRID_IT)
+        return (terms & 4) ? c->wired : c->one;
+    return terms_to_lines(c, terms);
+}
+
+static uint8_t terms_active(const pw_bal *b, const pw_bal_measure *m)
+{
+    uint8_t t = 0;
+    for (size_t i = 0; i < PW_LINES; i++)
+        if (m->current_a[i] > b->p.active_phase_a)
+            t |= (uint8_t)(1u << i);
+    return t;
+}
+
+static double max_draw(const pw_bal_measure *m)
+{
+    double d = 0;
+    for (size_t t = 0; t < PW_LINES; t++)
+        if (m->current_a[t] > d)
+            d = m->current_a[t];
+    return d;
+}
+
+/* A car drawing clearly less than offered is offered its draw plus headroom, so the rest goes to
+ * others; after probe_ms the cap is lifted to see whether it wants more. Returns the demand. */
+static double trimmed_demand(pw_bal *b, size_t k, uint64_t now)
+{
+    bal_ch *c = &b->ch[k];
+    bal_plan *pl = &b->plan[k];
+    const pw_bal_params *p = &b->p;
+    double draw = max_draw(&c->m), cap = 0;
+    double want = draw + p->trim_headroom_a;
+    if (p->oneshot) {
+        double offered = c->m.applied_limit_a;
+        if (c->m.car == PW_CAR_CHARGING && offered > 0 && want + p->hysteresis_a <= offered)
+            cap = want;
+    } else {
+        if (c->trim_cap > 0) {
+            if (age(now, c->trim_at) >= p->probe_ms || draw > c->trim_cap - p->trim_headroom_a / 2)
+                c->trim_cap = 0; /* probe upward, or the car is using what it has */
+            else if (want + p->hysteresis_a < c->trim_cap)
+                c->trim_cap = want; /* its draw fell further */
+        } else if (c->have_prev && c->prev_limit > 0 && c->meas_at >= c->offer_since &&
+                   c->meas_at - c->offer_since >= p->reaction_ms &&
+                   want + p->hysteresis_a <= c->prev_limit) {
+            c->trim_cap = want;
+            c->trim_at = now;
+        }
+        cap = c->trim_cap;
+    }
+    if (cap > 0 && cap < c->spec.max_a) {
+        pl->trimmed = true;
+        return cap < pl->lo ? pl->lo : cap;
+    }
+    return c->spec.max_a;
+}
+
+/* Phase modes open to a wanting car this run. */
+static void phase_options(pw_bal *b, size_t k, uint64_t now)
+{
+    bal_ch *c = &b->ch[k];
+    bal_plan *pl = &b->plan[k];
+    bool oneshot = b->p.oneshot;
+    uint8_t terms =
+        oneshot ? (c->m.car == PW_CAR_CHARGING ? terms_active(b, &c->m) : 0) : c->car_terms;
+    pl->mask3 = car_lines(b, c, terms);
+    pl->mask1 = c->one;
+    bool useful = c->spec.can_switch_phases && popcount3(pl->mask3) > popcount3(pl->mask1);
+    bool budget = oneshot || c->switches < b->p.max_phase_switches;
+    pl->mode = useful && !oneshot && c->mode == 1 ? 1 : 3;
+    pl->can1 = useful && (pl->mode == 1 || budget);
+    pl->can3 = pl->mode == 3 || (budget && age(now, c->mode_since) >= b->p.phase_hold_ms);
+}
+
+/* The first time a charger is planned, what it offers now is the previous plan. */
+static void init_prev(pw_bal *b, size_t k, uint64_t now)
+{
+    bal_ch *c = &b->ch[k];
+    c->have_prev = true;
+    c->prev_limit = c->m.applied_limit_a;
+    c->prev_mode = c->m.applied_phases == 1 ? 1 : 3;
+    uint8_t mask = c->prev_mode == 1 ? c->one : car_lines(b, c, c->car_terms);
+    for (size_t l = 0; l < PW_LINES; l++)
+        c->prev_line[l] = (mask & (1u << l)) ? c->prev_limit : 0;
+    c->offer_since = now;
+    c->running = c->prev_limit > 0;
+    c->run_since = now;
+}
+
+static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
+{
+    bal_ch *c = &b->ch[k];
+    bal_plan *pl = &b->plan[k];
+    memset(pl, 0, sizeof *pl);
+    pl->bind = pl->block = -1;
+    pl->mode = pl->tmode = 3;
+    pl->online = c->has_meas && (b->p.oneshot || age(now, c->meas_at) < b->p.offline_ms);
+    if (!pl->online) {
+        /* Silent: it may still draw its last current, or its failsafe once its lease ends. */
+        for (size_t l = 0; l < PW_LINES; l++) {
+            double fs = (c->wired & (1u << l)) ? c->spec.failsafe_a : 0;
+            double last = c->has_meas ? c->meas_line[l] : 0;
+            pl->fixed[l] = last > fs ? last : fs;
+        }
+        return;
+    }
+    if (!c->have_prev && !b->p.oneshot)
+        init_prev(b, k, now);
+    if (c->m.car == PW_CAR_FAULT) {
+        memcpy(pl->fixed, c->meas_line, sizeof pl->fixed);
+        return;
+    }
+    if (c->m.car == PW_CAR_NONE)
+        return;
+    pl->want = true;
+    pl->susp = c->m.car == PW_CAR_SUSPENDED;
+    pl->lo = c->spec.min_a;
+    pl->w = c->spec.weight;
+    pl->hi = pl->susp ? pl->lo : trimmed_demand(b, k, now);
+    phase_options(b, k, now);
+}
+
+/* Worst non-EV load per line seen within meter_history_ms. */
+static void hist_record(pw_bal *b, bal_node *n, uint64_t now, const double v[PW_LINES])
+{
+    uint64_t span = b->p.meter_history_ms / BAL_HIST ? b->p.meter_history_ms / BAL_HIST : 1;
+    uint64_t id = now / span;
+    bal_hist *h = &n->hist[id % BAL_HIST];
+    if (!h->used || h->id != id) {
+        h->used = true;
+        h->id = id;
+        memcpy(h->max, v, sizeof h->max);
+        return;
+    }
+    for (size_t l = 0; l < PW_LINES; l++)
+        if (v[l] > h->max[l])
+            h->max[l] = v[l];
+}
+
+static void hist_worst(const pw_bal *b, const bal_node *n, uint64_t now, double out[PW_LINES])
+{
+    uint64_t span = b->p.meter_history_ms / BAL_HIST ? b->p.meter_history_ms / BAL_HIST : 1;
+    uint64_t id = now / span;
+    for (size_t i = 0; i < BAL_HIST; i++) {
+        const bal_hist *h = &n->hist[i];
+        if (!h->used || h->id + BAL_HIST <= id)
+            continue;
+        for (size_t l = 0; l < PW_LINES; l++)
+            if (h->max[l] > out[l])
+                out[l] = h->max[l];
+    }
+}
+
+/* Non-EV budget of one node, its children's already summed into sub. A metered node's own
+ * reading covers everything below it; an unmetered node only knows its children's budgets. */
+static void node_budget(pw_bal *b, size_t ni, uint64_t now)
+{
+    bal_node *n = &b->nodes[ni];
+    const pw_bal_node_spec *s = &n->spec;
+    double own[PW_LINES] = {0, 0, 0};
+    n->stale = false;
+    if (s->metered) {
+        n->stale = !n->has_meter || age(now, n->meter_at) >= s->meter_timeout_ms;
+        if (!n->stale) {
+            for (size_t l = 0; l < PW_LINES; l++) {
+                double v = n->meter_a[l] - n->meas_ev[l];
+                own[l] = v > 0 ? v : 0;
+            }
+            if (!b->p.oneshot)
+                hist_record(b, n, now, own);
+        } else {
+            /* Never the last value: the worst seen lately, or the fallback if that is larger. */
+            memcpy(own, s->meter_fallback_a, sizeof own);
+            if (!b->p.oneshot)
+                hist_worst(b, n, now, own);
+        }
+    }
+    n->stale_src = n->stale ? (int)ni : -1;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        bool from_sub = n->sub[l] > own[l];
+        n->non_ev[l] = from_sub ? n->sub[l] : own[l];
+        if (n->stale_src < 0 && (from_sub || !s->metered))
+            n->stale_src = n->sub_stale;
+    }
+}
+
+static void prepare_nodes(pw_bal *b, uint64_t now)
+{
+    for (size_t ni = 0; ni < b->n_nodes; ni++) {
+        bal_node *n = &b->nodes[ni];
+        memset(n->meas_ev, 0, sizeof n->meas_ev);
+        memset(n->fixed, 0, sizeof n->fixed);
+        memset(n->sub, 0, sizeof n->sub);
+        n->sub_stale = -1;
+    }
+    for (size_t k = 0; k < b->n_ch; k++) {
+        bal_node *n = &b->nodes[b->ch[k].spec.node];
+        for (size_t l = 0; l < PW_LINES; l++) {
+            /* A silent charger's draw is not subtracted from the meter: it is budgeted on its
+             * own, and counting it twice errs on the safe side. */
+            if (b->plan[k].online)
+                n->meas_ev[l] += b->ch[k].meas_line[l];
+            n->fixed[l] += b->plan[k].fixed[l];
+        }
+    }
+    /* Children before parents: reverse preorder. */
+    for (size_t i = b->n_nodes; i-- > 0;) {
+        size_t ni = b->dfs_node[i];
+        bal_node *n = &b->nodes[ni];
+        node_budget(b, ni, now);
+        if (ni == 0)
+            continue;
+        bal_node *p = &b->nodes[n->spec.parent];
+        for (size_t l = 0; l < PW_LINES; l++) {
+            p->meas_ev[l] += n->meas_ev[l];
+            p->fixed[l] += n->fixed[l];
+            p->sub[l] += n->non_ev[l];
+        }
+        if (p->sub_stale < 0)
+            p->sub_stale = n->stale_src;
+    }
+    for (size_t ni = 0; ni < b->n_nodes; ni++) {
+        bal_node *n = &b->nodes[ni];
+        double tot[PW_LINES];
+        for (size_t l = 0; l < PW_LINES; l++)
+            tot[l] = n->non_ev[l] + n->fixed[l];
+        for (size_t j = n->row0; j < n->row0 + n->nrows; j++) {
+            bal_row *r = &b->rows[j];
+            if (r->line) {
+                r->base = tot[r->line - 1];
+                r->cap = n->spec.limit_a[r->line - 1] - n->spec.margin_a;
+            } else {
+                r->base = tot[r->hi_line - 1] - tot[r->lo_line - 1];
+                r->cap = n->spec.max_imbalance_a;
+            }
+        }
+    }
+}
+
+#define TIME_BITS 45
+#define TIME_MAX  ((UINT64_C(1) << TIME_BITS) - 1)
+
+static uint64_t clip_age(uint64_t now, uint64_t t)
+{
+    uint64_t a = age(now, t);
+    return a > TIME_MAX ? TIME_MAX : a;
+}
+
+/* Admission order: suspended cars last, then priority class, then a rotation group, then time.
+ * Groups: 0 running within its minimum run time; 1 waiting (longest first); 2 running past its
+ * minimum run (most recently started first, so the longest running yields); 3 paused within its
+ * minimum pause. In oneshot mode there is no past: charger index order within a class. */
+static uint64_t order_key(const pw_bal *b, size_t k, uint64_t now)
+{
+    const bal_ch *c = &b->ch[k];
+    uint64_t group = 1, t = 0;
+    if (!b->p.oneshot) {
+        if (c->running && age(now, c->run_since) < b->p.min_run_ms) {
+            group = 0;
+            t = TIME_MAX - clip_age(now, c->run_since);
+        } else if (c->running) {
+            group = 2;
+            t = clip_age(now, c->run_since);
+        } else {
+            bool guarded = c->paused_by_us && age(now, c->paused_at) < b->p.min_pause_ms;
+            group = guarded ? 3 : 1;
+            t = TIME_MAX - clip_age(now, c->waiting_since);
+        }
+    }
+    return ((uint64_t)b->plan[k].susp << 63) | ((uint64_t)c->cls << (TIME_BITS + 2)) |
+           (group << TIME_BITS) | t;
+}
+
+static void build_order(pw_bal *b, uint64_t now)
+{
+    b->n_order = 0;
+    for (size_t k = 0; k < b->n_ch; k++)
+        if (b->plan[k].want)
+            b->order[b->n_order++] = (bal_key){order_key(b, k, now), (uint32_t)k};
+    bal__sort(b->order, b->tmp, b->n_order);
+}
+
+static void set_lines(double line[PW_LINES], uint8_t mask, double v)
+{
+    for (size_t l = 0; l < PW_LINES; l++)
+        line[l] = (mask & (1u << l)) ? v : 0;
+}
+
+/* Adds a charger's transitional load (its plan, or more while a cut is not yet followed) along
+ * its path, with sign +1 or -1. */
+static void trans_add(pw_bal *b, size_t k, int sign)
+{
+    const bal_plan *pl = &b->plan[k];
+    for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
+        for (size_t l = 0; l < PW_LINES; l++)
+            b->nodes[n].trans[l] += sign * (pl->line[l] > pl->pend[l] ? pl->line[l] : pl->pend[l]);
+}
+
+/* Room for a line load of v on charger k's lines, given the transitional loads without it. */
+static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
+{
+    double room = INFINITY;
+    const bal_plan *pl = &b->plan[k];
+    for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent) {
+        const bal_node *node = &b->nodes[n];
+        for (size_t l = 0; l < PW_LINES; l++) {
+            if (!(mask & (1u << l)))
+                continue;
+            double cap = node->spec.limit_a[l] - node->spec.margin_a;
+            double r = cap - node->trans[l];
+            if (pl->pend[l] > r)
+                return 0; /* its own pending draw already fills the line */
+            if (r < room)
+                room = r;
+        }
+    }
+    return room;
+}
+
+/* Cut or held: what charger k offers until a raise is allowed. The held load must not exceed
+ * the previous plan (not a raise) nor the target (not an overload) on any line. */
+static void hold_prev(pw_bal *b, size_t k)
+{
+    const bal_ch *c = &b->ch[k];
+    bal_plan *pl = &b->plan[k];
+    double v = c->prev_limit < pl->target ? c->prev_limit : pl->target;
+    uint8_t modes[2] = {c->prev_mode, pl->tmode};
+    pl->val = 0;
+    pl->mode = pl->tmode;
+    memset(pl->line, 0, sizeof pl->line);
+    if (v < pl->lo)
+        return;
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t mask = modes[i] == 1 ? pl->mask1 : pl->mask3;
+        double line[PW_LINES];
+        set_lines(line, mask, v);
+        bool ok = true;
+        for (size_t l = 0; l < PW_LINES; l++)
+            ok = ok && line[l] <= c->prev_line[l] + 1e-9 && line[l] <= pl->target + 1e-9 &&
+                 (line[l] == 0 || (pl->mask & (1u << l)));
+        if (ok) {
+            pl->val = v;
+            pl->mode = modes[i];
+            memcpy(pl->line, line, sizeof line);
+            return;
+        }
+    }
+}
+
+static bool is_raise(const bal_ch *c, const bal_plan *pl)
+{
+    for (size_t l = 0; l < PW_LINES; l++)
+        if (pl->line[l] > c->prev_line[l] + 1e-9)
+            return true;
+    return false;
+}
+
+/* Lets held raises go as far as the measured reality allows, in admission order. */
+static void release_raises(pw_bal *b)
+{
+    for (size_t ni = 0; ni < b->n_nodes; ni++)
+        for (size_t l = 0; l < PW_LINES; l++)
+            b->nodes[ni].trans[l] = b->nodes[ni].non_ev[l] + b->nodes[ni].fixed[l];
+    for (size_t k = 0; k < b->n_ch; k++)
+        trans_add(b, k, +1);
+    for (size_t i = 0; i < b->n_order; i++) {
+        size_t k = b->order[i].idx;
+        bal_plan *pl = &b->plan[k];
+        if (!pl->held)
+            continue;
+        trans_add(b, k, -1);
+        double room = trans_room(b, k, pl->mask);
+        double v = pl->mode == pl->tmode ? (room < pl->target ? room : pl->target) : 0;
+        if (pl->mode != pl->tmode && room >= pl->target)
+            v = pl->target; /* a phase change goes all at once */
+        if (v >= pl->target - 1e-9) {
+            pl->val = pl->target;
+            pl->mode = pl->tmode;
+            pl->held = false;
+        } else if (v >= pl->lo && v >= pl->val + b->p.hysteresis_a && pl->mode == pl->tmode) {
+            pl->val = v;
+        }
+        set_lines(pl->line, pl->val > 0 ? (pl->mode == 1 ? pl->mask1 : pl->mask3) : 0, pl->val);
+        trans_add(b, k, +1);
+    }
+}
+
+/* Cuts apply at once; a raise waits until the cuts it depends on show in the measurements or
+ * the reaction window passed; raises smaller than the hysteresis are not sent. */
+static void apply_dynamics(pw_bal *b, uint64_t now)
+{
+    const pw_bal_params *p = &b->p;
+    bool any_held = false;
+    for (size_t k = 0; k < b->n_ch; k++) {
+        bal_ch *c = &b->ch[k];
+        bal_plan *pl = &b->plan[k];
+        pl->target = pl->val;
+        pl->mode = pl->tmode;
+        set_lines(pl->line, pl->val > 0 ? pl->mask : 0, pl->val);
+        memset(pl->pend, 0, sizeof pl->pend);
+        if (p->oneshot || !pl->online)
+            continue;
+        if (c->has_cut && age(now, c->cut_at) < p->reaction_ms)
+            for (size_t l = 0; l < PW_LINES; l++)
+                if (c->meas_line[l] > pl->line[l] + p->active_phase_a)
+                    pl->pend[l] = c->meas_line[l];
+        if (!pl->want || !is_raise(c, pl))
+            continue;
+        if (c->prev_limit > 0 && pl->tmode == c->prev_mode &&
+            pl->target - c->prev_limit < p->hysteresis_a) {
+            pl->val = c->prev_limit; /* too small a raise to be worth sending */
+            set_lines(pl->line, pl->mask, pl->val);
+            continue;
+        }
+        hold_prev(b, k);
+        pl->held = true;
+        any_held = true;
+    }
+    if (any_held)
+        release_raises(b);
+}
+
+static void node_results(pw_bal *b)
+{
+    for (size_t ni = 0; ni < b->n_nodes; ni++) {
+        pw_bal_node_result *r = &b->nres[ni];
+        const bal_node *n = &b->nodes[ni];
+        memset(r, 0, sizeof *r);
+        memcpy(r->non_ev_a, n->non_ev, sizeof r->non_ev_a);
+        memcpy(r->ev_a, n->fixed, sizeof r->ev_a);
+        r->meter_stale = n->stale;
+    }
+    for (size_t k = 0; k < b->n_ch; k++)
+        for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
+            for (size_t l = 0; l < PW_LINES; l++)
+                b->nres[n].ev_a[l] += b->plan[k].line[l];
+    for (size_t ni = 0; ni < b->n_nodes; ni++) {
+        pw_bal_node_result *r = &b->nres[ni];
+        const pw_bal_node_spec *s = &b->nodes[ni].spec;
+        for (size_t l = 0; l < PW_LINES; l++) {
+            r->planned_a[l] = r->non_ev_a[l] + r->ev_a[l];
+            r->limit_a[l] = s->limit_a[l] - s->margin_a;
+            r->headroom_a[l] = r->limit_a[l] - r->planned_a[l];
+        }
+    }
+}
+
+static void charger_results(pw_bal *b, uint64_t now)
+{
+    bal__rotation_eta(b, now);
+    for (size_t k = 0; k < b->n_ch; k++) {
+        const bal_plan *pl = &b->plan[k];
+        pw_bal_result *r = &b->res[k];
+        r->limit_a = pl->val;
+        r->phases = pl->mode == 1 ? 1 : 3;
+        r->demand_a = pl->want ? pl->hi : 0;
+        for (size_t l = 0; l < PW_LINES; l++)
+            r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
+        bal__reason(b, k, now);
+    }
+}
+
+/* Remembers the decision: cuts (for the raise rule), offer changes (for trimming), run and
+ * pause times (for rotation), phase switches (for their cap). */
+static void update_state(pw_bal *b, uint64_t now)
+{
+    for (size_t k = 0; k < b->n_ch; k++) {
+        bal_ch *c = &b->ch[k];
+        const bal_plan *pl = &b->plan[k];
+        if (!pl->online)
+            continue;
+        for (size_t l = 0; l < PW_LINES; l++)
+            if (pl->line[l] < c->prev_line[l] - 1e-9) {
+                c->has_cut = true;
+                c->cut_at = now;
+            }
+        if (fabs(pl->val - c->prev_limit) > 1e-9)
+            c->offer_since = now;
+        if (pl->want && pl->val > 0 && pl->mode != c->mode) {
+            c->mode = pl->mode;
+            c->mode_since = now;
+            c->switches++;
+        }
+        bool run = pl->val > 0;
+        if (run && !c->running) {
+            c->run_since = now;
+            c->paused_by_us = false;
+        } else if (!run && c->running) {
+            c->paused_at = now;
+            c->waiting_since = now;
+            c->paused_by_us = pl->want;
+        }
+        if (!pl->want) {
+            c->waiting_since = now;
+            c->paused_by_us = false;
+        }
+        c->running = run;
+        c->prev_limit = pl->val;
+        c->prev_mode = pl->mode;
+        memcpy(c->prev_line, pl->line, sizeof c->prev_line);
+    }
+}
+
+static void earliest(uint64_t *d, uint64_t now, uint64_t t)
+{
+    if (t > now && t < *d)
+        *d = t;
+}
+
+/* When the next run can decide something new without a new measurement. */
+static uint64_t next_deadline(const pw_bal *b, uint64_t now)
+{
+    const pw_bal_params *p = &b->p;
+    uint64_t d = UINT64_MAX;
+    if (p->oneshot)
+        return d;
+    bool rotating = false;
+    for (size_t k = 0; k < b->n_ch; k++)
+        rotating = rotating || b->res[k].reason == PW_REASON_PAUSED_ROTATION;
+    for (size_t k = 0; k < b->n_ch; k++) {
+        const bal_ch *c = &b->ch[k];
+        const bal_plan *pl = &b->plan[k];
+        if (c->has_meas)
+            earliest(&d, now, c->meas_at + p->offline_ms);
+        if (!pl->want)
+            continue;
+        if (c->has_cut)
+            earliest(&d, now, c->cut_at + p->reaction_ms);
+        if (c->trim_cap > 0)
+            earliest(&d, now, c->trim_at + p->probe_ms);
+        if (c->running && rotating)
+            earliest(&d, now, c->run_since + p->min_run_ms);
+        if (c->paused_by_us)
+            earliest(&d, now, c->paused_at + p->min_pause_ms);
+        if (c->mode == 1)
+            earliest(&d, now, c->mode_since + p->phase_hold_ms);
+    }
+    for (size_t ni = 0; ni < b->n_nodes; ni++) {
+        const bal_node *n = &b->nodes[ni];
+        if (n->spec.metered && n->has_meter)
+            earliest(&d, now, n->meter_at + n->spec.meter_timeout_ms);
+    }
+    return d;
+}
+
+int pw_bal_run(pw_bal *b, uint64_t now_ms)
+{
+    for (size_t k = 0; k < b->n_ch; k++)
+        prepare_charger(b, k, now_ms);
+    prepare_nodes(b, now_ms);
+    build_order(b, now_ms);
+    bal__allocate(b);
+    apply_dynamics(b, now_ms);
+    charger_results(b, now_ms);
+    node_results(b);
+    if (!b->p.oneshot)
+        update_state(b, now_ms);
+    b->deadline = next_deadline(b, now_ms);
+    return 0;
+}

@@ -1,0 +1,5 @@
+# Balancer unit tests: hand-computed rules (oneshot), dynamic rules in fake time, and property
+# tests over random facilities (a larger run is labelled soak).
+add_library(bal_fx STATIC unit/bal_fx.c)
+target_link_libraries(bal_fx PUBLIC pw_bal PkgConfig::CMOCKA pw_util)
+pw_unit_test(bal_test SOURCES unit/bal_test.c LIBS bal_fx)
