@@ -1,18 +1,18 @@
 # Turns a file into a C source defining `const unsigned char SYM[]` (NUL-terminated) and
 # `const size_t SYM_len`, run at build time as
-# cmake -DIN=<file> -DOUT=<file.c> -DSYM=<identifier> -P embed_bytes.cmake
-foreach(var IN OUT SYM)
+# cmake -DINPUT=<file> -DOUTPUT=<file.c> -DSYM=<identifier> -P embed_bytes.cmake
+foreach(var INPUT OUTPUT SYM)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "embed_bytes.cmake: ${var} is not set")
   endif()
 endforeach()
-file(READ "${IN}" hex HEX)
+file(READ "${INPUT}" hex HEX)
 string(LENGTH "${hex}" hex_len)
 math(EXPR size "${hex_len} / 2")
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
 string(REGEX REPLACE "((0x..,){16})" "\\1\n    " bytes "${bytes}")
-get_filename_component(name "${IN}" NAME)
-file(WRITE "${OUT}.tmp" "/* Generated from ${name} by cmake/embed_bytes.cmake; do not edit. */
+get_filename_component(name "${INPUT}" NAME)
+file(WRITE "${OUTPUT}.tmp" "/* Generated from ${name} by cmake/embed_bytes.cmake; do not edit. */
 #include <stddef.h>
 
 const unsigned char ${SYM}[] = {
@@ -20,4 +20,4 @@ const unsigned char ${SYM}[] = {
 };
 const size_t ${SYM}_len = ${size};
 ")
-file(RENAME "${OUT}.tmp" "${OUT}")
+file(RENAME "${OUTPUT}.tmp" "${OUTPUT}")
