@@ -1,0 +1,6 @@
+# Integration tests: the real binaries on loopback multicast, each with its own temp dir and ports.
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+add_test(NAME e2e
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/e2e_test.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(e2e PROPERTIES LABELS "integration" TIMEOUT 180)
