@@ -434,7 +434,11 @@ static void apply_dynamics(pw_bal *b, uint64_t now)
         memset(pl->pend, 0, sizeof pl->pend);
         if (p->oneshot || !pl->online)
             continue;
-        if (c->has_cut && age(now, c->cut_at) < p->reaction_ms)
+        /* A cut made now is as pending as one made within the reaction window. */
+        bool cutting = false;
+        for (size_t l = 0; l < PW_LINES; l++)
+            cutting = cutting || pl->line[l] < c->prev_line[l] - 1e-9;
+        if (cutting || (c->has_cut && age(now, c->cut_at) < p->reaction_ms))
             for (size_t l = 0; l < PW_LINES; l++)
                 if (c->meas_line[l] > pl->line[l] + p->active_phase_a)
                     pl->pend[l] = c->meas_line[l];

@@ -3,3 +3,4 @@
 add_library(bal_fx STATIC unit/bal_fx.c)
 target_link_libraries(bal_fx PUBLIC pw_bal PkgConfig::CMOCKA pw_util)
 pw_unit_test(bal_test SOURCES unit/bal_test.c LIBS bal_fx)
+pw_unit_test(bal_dyn_test SOURCES unit/bal_dyn_test.c LIBS bal_fx)
