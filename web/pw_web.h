@@ -5,6 +5,7 @@
 #ifndef PW_WEB_H
 #define PW_WEB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -20,6 +21,7 @@ typedef struct pw_web_request {
     size_t body_len;
     const char *origin; /* Origin header or "" */
     const char *cookie; /* Cookie header or "" */
+    bool admin;         /* carries a valid admin session (always false with auth disabled) */
 } pw_web_request;
 
 /* The handler's answer. Header values must not contain CR or LF (web answers 500 if they do). */
@@ -35,12 +37,39 @@ typedef struct pw_web_response {
 /* Handles one API request on the loop thread; fills resp. */
 typedef void (*pw_web_api_fn)(void *ud, const pw_web_request *req, pw_web_response *resp);
 
+/* Who may call an API path. web enforces it before the handler runs. */
+typedef enum pw_web_access {
+    PW_WEB_READ,   /* dashboard data: needs a login only when auth.dashboard_login is set */
+    PW_WEB_ADMIN,  /* changes and exports: always needs a login */
+    PW_WEB_PUBLIC, /* never needs a login (health checks) */
+} pw_web_access;
+
+/* Classifies a request; runs on the loop thread. */
+typedef pw_web_access (*pw_web_access_fn)(void *ud, const char *method, const char *path);
+
+/* Authentication. web handles /api/auth/{status,setup,login,logout} itself: the admin password
+ * is set once through setup (there is no default), kept as PBKDF2-SHA256 in
+ * <data_dir>/admin-password (mode 0600), and a login gives an HttpOnly, SameSite=Strict
+ * session cookie. Independently of auth, every state-changing request (not GET/HEAD/OPTIONS)
+ * and every WebSocket upgrade must carry an Origin naming this site, or it gets 403. */
+typedef struct pw_web_auth_opts {
+    const char *data_dir;    /* NULL = no logins at all (everything open, a warning is logged) */
+    bool dashboard_login;    /* the read-only dashboard (READ paths, /ws) needs a login too */
+    bool secure_cookie;      /* mark the cookie Secure (serving HTTPS) */
+    unsigned iterations;     /* PBKDF2 iterations for a new password; 0 = 600000 */
+    pw_web_access_fn access; /* NULL = GET and HEAD are READ, everything else ADMIN */
+    void *access_ud;
+    const char *const *origins; /* further allowed origins, NULL-terminated, or NULL; borrowed
+                                   for the life of the pw_web */
+} pw_web_auth_opts;
+
 typedef struct pw_web_opts {
     const char *addr;  /* listen address, e.g. "127.0.0.1"; NULL, "" or "0.0.0.0" = all */
     uint16_t port;     /* 0 = pick a free port (see pw_web_port) */
     size_t max_body;   /* larger request bodies get 413; 0 = 64 KiB */
     pw_web_api_fn api; /* called for every path under /api/; NULL = 404 there */
     void *api_ud;
+    pw_web_auth_opts auth;
 } pw_web_opts;
 
 /* Starts serving on loop. Returns 0 and *out, or -1 with a message in err (e.g. the libuv
@@ -61,6 +90,9 @@ uint16_t pw_web_port(const pw_web *w);
  * it as the document a new client receives at once. A slow client gets only the newest
  * message, never an unbounded queue. */
 void pw_web_broadcast(pw_web *w, const char *text, size_t len);
+
+/* Switches whether the read-only dashboard needs a login (a config change, no restart). */
+void pw_web_set_dashboard_login(pw_web *w, bool on);
 
 /* Number of WebSocket clients connected. */
 size_t pw_web_clients(const pw_web *w);

@@ -1,23 +1,18 @@
 /* HTTP and WebSocket front end on the server's libuv loop: libwebsockets 4.1 joins the loop
  * through its libuv event-lib plugin, serves the embedded dashboard, hands /api/ requests to the
  * server's handler and pushes the newest state document to every WebSocket client. */
-#include "pw_web.h"
+#include "web_int.h"
 
 #include "pw_util.h"
 #include "web_assets.h"
 
 #include <dlfcn.h>
-#include <libwebsockets.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define WEB_LOG             "web"
 #define WEB_DEFAULT_BODY    (64 * 1024)
-#define WEB_CHUNK           (16 * 1024)
-#define WEB_HDR_BUF         4096
 #define WEB_WS_PROTOCOL     "phasewise"
 #define WEB_CLOSE_POLL_MS   2
 #define WEB_CLOSE_WARN_TURN 2500
@@ -31,62 +26,6 @@ static const char web_csp[] = "default-src 'none'; script-src 'self'; style-src 
                               "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
                               "manifest-src 'self'; base-uri 'none'; form-action 'self'; "
                               "frame-ancestors 'none'";
-
-/* A set of pointers: the handles lws put on the loop and the connections it has not freed,
- * remembered so shutdown can wait until both are gone. */
-typedef struct web_ptrs {
-    const void **v;
-    size_t n, cap;
-} web_ptrs;
-
-enum web_close_state { WEB_OPEN, WEB_CLOSE_START, WEB_CLOSE_WAIT, WEB_CLOSE_FINISH };
-
-struct pw_web {
-    uv_loop_t *loop;
-    struct lws_context *ctx; /* lws writes NULL here once the context is gone (pcontext) */
-    struct lws_vhost *vh;
-    const struct lws_protocols *ws_protocol;
-    pw_web_api_fn api;
-    void *api_ud;
-    size_t max_body;
-    uint16_t port;
-
-    unsigned char *doc; /* newest broadcast, LWS_PRE bytes of headroom before the text */
-    size_t doc_len;
-    uint64_t doc_seq;
-    size_t clients;
-    web_ptrs live_wsi;    /* connections announced by LWS_CALLBACK_WSI_CREATE, not yet freed */
-    web_ptrs lws_handles; /* handles lws added to the loop while we created it */
-    uv_timer_t reaper;    /* drives the multi-turn shutdown */
-    enum web_close_state close_state;
-    unsigned close_turns;
-    void (*done)(void *ud);
-    void *done_ud;
-
-    unsigned char tx[LWS_PRE + WEB_CHUNK]; /* one chunk of an HTTP body being written */
-};
-
-/* One HTTP transaction on a connection. */
-typedef struct web_http {
-    bool active;
-    bool is_api;
-    bool is_head;
-    bool too_large;
-    char method[8];
-    char *path, *query, *origin, *cookie;
-    char *body;
-    size_t body_len;
-    size_t expect_len;
-    /* The response body still to write. */
-    const unsigned char *tx_data;
-    char *tx_owned;
-    size_t tx_len, tx_off;
-} web_http;
-
-typedef struct web_ws {
-    uint64_t sent_seq;
-    bool counted;
-} web_ws;
 
 static int web_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len);
@@ -221,6 +160,7 @@ static void web_reaper_closed(uv_handle_t *h)
     free(w->doc);
     free(w->lws_handles.v);
     free(w->live_wsi.v);
+    web__auth_free(w->auth);
     free(w);
     if (done)
         done(ud);
@@ -240,7 +180,7 @@ static void web_reaper_cb(uv_timer_t *t)
         w->close_state = WEB_CLOSE_WAIT;
         return;
     case WEB_CLOSE_WAIT:
-        if (w->live_wsi.n > 0 || web_lws_handles_alive(w)) {
+        if (w->live_wsi.n > 0 || w->jobs > 0 || web_lws_handles_alive(w)) {
             if (++w->close_turns == WEB_CLOSE_WARN_TURN)
                 pw_warn(WEB_LOG, "libwebsockets still closing after %u ms (%zu connections)",
                         w->close_turns * WEB_CLOSE_POLL_MS, w->live_wsi.n);
@@ -290,6 +230,8 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
     w->max_body = opts->max_body ? opts->max_body : WEB_DEFAULT_BODY;
     uv_timer_init(loop, &w->reaper);
     w->reaper.data = w;
+    if (web__login_init(w, &opts->auth, err, err_size))
+        goto fail;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, web_lws_log);
     uv_walk(loop, web_snapshot_cb, &before);
@@ -350,6 +292,11 @@ uint16_t pw_web_port(const pw_web *w)
     return w->port;
 }
 
+void pw_web_set_dashboard_login(pw_web *w, bool on)
+{
+    w->dashboard_login = on;
+}
+
 size_t pw_web_clients(const pw_web *w)
 {
     return w->clients;
@@ -392,110 +339,23 @@ static void web_http_reset(web_http *h)
     free(h->query);
     free(h->origin);
     free(h->cookie);
+    free(h->host);
     free(h->body);
     free(h->tx_owned);
+    free(h->reply_body);
+    web__login_detach(h);
     memset(h, 0, sizeof(*h));
 }
 
-/* A header's value as a malloc'd string ("" when absent). lws keeps headers only until the
- * transaction moves on, so everything the handler sees is copied when the request starts. */
-static char *web_hdr_dup(struct lws *wsi, enum lws_token_indexes token)
+/* lws keeps headers only until the transaction moves on, so everything the handler sees is
+ * copied when the request starts. */
+char *web__hdr_dup(struct lws *wsi, enum lws_token_indexes token)
 {
     int n = lws_hdr_total_length(wsi, token);
     char *s = pw_xmalloc(n > 0 ? (size_t)n + 1 : 1);
     if (n <= 0 || lws_hdr_copy(wsi, s, n + 1, token) < 0)
         s[0] = '\0';
     return s;
-}
-
-/* Appends c percent-encoded unless it is unreserved (RFC 3986). */
-static size_t web_pct_put(char *out, size_t len, unsigned char c)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-        strchr("-._~", c)) {
-        out[len++] = (char)c;
-        return len;
-    }
-    out[len++] = '%';
-    out[len++] = hex[c >> 4];
-    out[len++] = hex[c & 15];
-    return len;
-}
-
-/* lws stores the URL arguments one per fragment, already percent-decoded, so "q=a%26b" arrives
- * as "q=a&b". To hand the server an unambiguous query, each name and value is encoded again
- * and the arguments joined with '&' (pw_web_query_param() decodes them). */
-static char *web_query_dup(struct lws *wsi)
-{
-    size_t cap = 1, len = 0;
-    for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
-        cap += 3 * (size_t)lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) + 1;
-    char *s = pw_xmalloc(cap), *frag = pw_xmalloc(cap);
-    for (int i = 0;; i++) {
-        int n = lws_hdr_copy_fragment(wsi, frag, (int)cap, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (n <= 0)
-            break;
-        if (len)
-            s[len++] = '&';
-        const char *eq = strchr(frag, '=');
-        for (int k = 0; k < n; k++)
-            len = frag + k == eq ? (s[len] = '=', len + 1)
-                                 : web_pct_put(s, len, (unsigned char)frag[k]);
-    }
-    s[len] = '\0';
-    free(frag);
-    return s;
-}
-
-static int web_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Decodes one percent-encoded query component of length n into out; returns its length, or
- * SIZE_MAX when it does not fit in size bytes with the terminating NUL. */
-static size_t web_pct_decode(const char *in, size_t n, char *out, size_t size)
-{
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (len + 1 >= size)
-            return SIZE_MAX;
-        int hi, lo;
-        if (in[i] == '%' && i + 2 < n && (hi = web_hexval(in[i + 1])) >= 0 &&
-            (lo = web_hexval(in[i + 2])) >= 0) {
-            out[len++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[len++] = in[i] == '+' ? ' ' : in[i];
-        }
-    }
-    if (size)
-        out[len] = '\0';
-    return len;
-}
-
-int pw_web_query_param(const char *query, const char *name, char *out, size_t size)
-{
-    size_t name_len = strlen(name);
-    for (const char *p = query; p && *p;) {
-        size_t arg_len = strcspn(p, "&");
-        const char *eq = memchr(p, '=', arg_len);
-        size_t key_len = eq ? (size_t)(eq - p) : arg_len;
-        char key[128];
-        if (web_pct_decode(p, key_len, key, sizeof(key)) == name_len &&
-            memcmp(key, name, name_len) == 0) {
-            size_t n = web_pct_decode(eq ? eq + 1 : "", eq ? arg_len - key_len - 1 : 0, out, size);
-            return n == SIZE_MAX || size == 0 ? -1 : (int)n;
-        }
-        p += arg_len;
-        if (*p == '&')
-            p++;
-    }
-    return -1;
 }
 
 static const char *web_method_name(int m)
@@ -532,28 +392,18 @@ static int web_add_header(struct lws *wsi, const char *name, const char *value, 
                                        (const unsigned char *)value, (int)strlen(value), p, end);
 }
 
-/* The parts of a response besides status, type and body. */
-typedef struct web_extra {
-    const char *set_cookie;
-    const char *content_disposition;
-    const char *etag;
-    const char *cache; /* Cache-Control */
-    const char *allow;
-} web_extra;
-
 static int web_transaction_done(struct lws *wsi)
 {
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-/* Writes the status line and headers, then either finishes the transaction (no body) or queues
- * the body for WRITEABLE. owned (may be NULL) is freed once written; data may point into it or
- * into static memory. Returns what the lws callback should return. */
-static int web_respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
-                       size_t len, char *owned, const web_extra *x)
+int web__respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
+                 size_t len, char *owned, const web_extra *x)
 {
     unsigned char buf[LWS_PRE + WEB_HDR_BUF];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%u", x ? x->retry_after : 0);
 
     if (lws_add_http_common_headers(wsi, (unsigned)status, type, len, &p, end) ||
         web_add_header(wsi, "content-security-policy:", web_csp, &p, end) ||
@@ -567,6 +417,7 @@ static int web_respond(struct lws *wsi, web_http *h, int status, const char *typ
          web_add_header(wsi, "content-disposition:", x->content_disposition, &p, end)) ||
         (x && x->etag && web_add_header(wsi, "etag:", x->etag, &p, end)) ||
         (x && x->allow && web_add_header(wsi, "allow:", x->allow, &p, end)) ||
+        (x && x->retry_after && web_add_header(wsi, "retry-after:", retry, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end)) {
         free(owned);
         return -1;
@@ -584,14 +435,14 @@ static int web_respond(struct lws *wsi, web_http *h, int status, const char *typ
     return 0;
 }
 
-/* Errors produced by web itself, in the same JSON shape the API uses. */
-static int web_respond_error(struct lws *wsi, web_http *h, int status, const char *message,
-                             const char *allow)
+int web__respond_error(struct lws *wsi, web_http *h, int status, const char *message,
+                       const char *field, const web_extra *x)
 {
-    char *body = pw_xmalloc(strlen(message) + 32);
-    int n = sprintf(body, "{\"message\":\"%s\",\"field\":null}", message);
-    web_extra x = {.allow = allow};
-    return web_respond(wsi, h, status, "application/json", body, (size_t)n, body, &x);
+    size_t cap = strlen(message) + (field ? strlen(field) : 0) + 40;
+    char *body = pw_xmalloc(cap);
+    int n = field ? snprintf(body, cap, "{\"message\":\"%s\",\"field\":\"%s\"}", message, field)
+                  : snprintf(body, cap, "{\"message\":\"%s\",\"field\":null}", message);
+    return web__respond(wsi, h, status, "application/json", body, (size_t)n, body, x);
 }
 
 static int web_write_body(pw_web *w, struct lws *wsi, web_http *h)
@@ -621,23 +472,24 @@ static int web_serve_asset(struct lws *wsi, web_http *h)
 {
     const pw_web_asset *a = web__asset_find(h->path);
     if (!a)
-        return web_respond_error(wsi, h, 404, "not found", NULL);
+        return web__respond_error(wsi, h, 404, "not found", NULL, NULL);
     if (strcmp(h->method, "GET") != 0 && strcmp(h->method, "HEAD") != 0)
-        return web_respond_error(wsi, h, 405, "method not allowed", "GET, HEAD");
+        return web__respond_error(wsi, h, 405, "method not allowed", NULL,
+                                  &(web_extra){.allow = "GET, HEAD"});
 
     /* Assets change only with the binary: revalidate each time, answer 304 when unchanged. */
     web_extra x = {.etag = a->etag, .cache = "no-cache"};
     char inm[64];
     if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
         strcmp(inm, a->etag) == 0)
-        return web_respond(wsi, h, 304, a->content_type, NULL, 0, NULL, &x);
-    return web_respond(wsi, h, 200, a->content_type, a->data, a->len, NULL, &x);
+        return web__respond(wsi, h, 304, a->content_type, NULL, 0, NULL, &x);
+    return web__respond(wsi, h, 200, a->content_type, a->data, a->len, NULL, &x);
 }
 
 static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
 {
     if (!w->api)
-        return web_respond_error(wsi, h, 404, "no API here", NULL);
+        return web__respond_error(wsi, h, 404, "no API here", NULL, NULL);
     pw_web_request req = {
         .method = h->method,
         .path = h->path,
@@ -646,6 +498,7 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
         .body_len = h->body_len,
         .origin = h->origin,
         .cookie = h->cookie,
+        .admin = h->admin,
     };
     pw_web_response resp;
     memset(&resp, 0, sizeof(resp));
@@ -657,21 +510,43 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
         !web_header_value_ok(resp.set_cookie) || !web_header_value_ok(resp.content_disposition)) {
         pw_error(WEB_LOG, "API handler gave an invalid response for %s %s", h->method, h->path);
         free(resp.body);
-        return web_respond_error(wsi, h, 500, "internal error: invalid response", NULL);
+        return web__respond_error(wsi, h, 500, "internal error: invalid response", NULL, NULL);
     }
     web_extra x = {.set_cookie = resp.set_cookie, .content_disposition = resp.content_disposition};
-    return web_respond(wsi, h, resp.status, resp.content_type, resp.body,
-                       resp.body ? resp.body_len : 0, resp.body, &x);
+    return web__respond(wsi, h, resp.status, resp.content_type, resp.body,
+                        resp.body ? resp.body_len : 0, resp.body, &x);
 }
 
 static int web_dispatch(pw_web *w, struct lws *wsi, web_http *h)
 {
+    /* lws 4.1 reports an empty body (BODY with len 0, then BODY_COMPLETION) even for a POST
+     * with Content-Length: 0, which was answered when its headers arrived. */
+    if (h->dispatched)
+        return 0;
+    h->dispatched = true;
     if (h->too_large) {
         char msg[96];
         snprintf(msg, sizeof(msg), "request body too large: the limit is %zu bytes", w->max_body);
-        return web_respond_error(wsi, h, 413, msg, NULL);
+        return web__respond_error(wsi, h, 413, msg, NULL, NULL);
     }
-    return h->is_api ? web_call_api(w, wsi, h) : web_serve_asset(wsi, h);
+    if (!h->is_api)
+        return web_serve_asset(wsi, h);
+    /* Cross-site requests could otherwise ride on the browser's session cookie. */
+    if (web__state_changing(h->method) && !web__origin_allowed(w, h->origin, h->host))
+        return web__respond_error(wsi, h, 403,
+                                  "cross-origin request refused: the Origin header must name "
+                                  "this site",
+                                  "origin", NULL);
+    h->admin = web__logged_in(w, h->cookie);
+    if (strncmp(h->path, "/api/auth/", 10) == 0)
+        return web__login_endpoint(w, wsi, h);
+    if (!web__access_ok(w, h))
+        return web__respond_error(wsi, h, 401,
+                                  web__auth_setup_required(w->auth)
+                                      ? "login required: set the admin password first"
+                                      : "login required",
+                                  NULL, NULL);
+    return web_call_api(w, wsi, h);
 }
 
 static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *uri, size_t len)
@@ -684,12 +559,14 @@ static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *u
     h->path = pw_xmalloc(len + 1);
     memcpy(h->path, uri, len);
     h->path[len] = '\0';
-    h->query = web_query_dup(wsi);
-    h->origin = web_hdr_dup(wsi, WSI_TOKEN_ORIGIN);
-    h->cookie = web_hdr_dup(wsi, WSI_TOKEN_HTTP_COOKIE);
+    h->query = web__query_dup(wsi);
+    h->origin = web__hdr_dup(wsi, WSI_TOKEN_ORIGIN);
+    h->cookie = web__hdr_dup(wsi, WSI_TOKEN_HTTP_COOKIE);
+    h->host = web__hdr_dup(wsi, WSI_TOKEN_HOST);
+    lws_get_peer_simple(wsi, h->peer, sizeof(h->peer));
     h->is_api = strcmp(h->path, "/api") == 0 || strncmp(h->path, "/api/", 5) == 0;
     if (!method)
-        return web_respond_error(wsi, h, 405, "method not allowed", NULL);
+        return web__respond_error(wsi, h, 405, "method not allowed", NULL, NULL);
     pw_strlcpy(h->method, method, sizeof(h->method));
     h->is_head = strcmp(method, "HEAD") == 0;
 
@@ -698,7 +575,7 @@ static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *u
         char *e;
         unsigned long long n = strtoull(clen, &e, 10);
         if (*e || clen[0] == '-')
-            return web_respond_error(wsi, h, 400, "bad Content-Length", NULL);
+            return web__respond_error(wsi, h, 400, "bad Content-Length", NULL, NULL);
         h->expect_len = (size_t)n;
     }
     if (h->expect_len == 0)
@@ -714,7 +591,7 @@ static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *u
 
 static void web_http_body(pw_web *w, web_http *h, const void *in, size_t len)
 {
-    if (h->too_large)
+    if (h->too_large || h->dispatched || len == 0)
         return;
     if (h->body_len + len > w->max_body || h->body_len + len > h->expect_len) {
         h->too_large = true;
@@ -751,6 +628,8 @@ static int web_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return h && h->active ? web_dispatch(w, wsi, h) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (h && h->reply_ready)
+            return web__login_reply(wsi, h);
         return h ? web_write_body(w, wsi, h) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -764,12 +643,27 @@ static int web_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 
 /* ---- WebSocket ---- */
 
-static int web_ws_filter(struct lws *wsi)
+/* Decides a WebSocket upgrade: only on /ws, only from a page of this site (browsers send the
+ * Origin even for WebSockets, which have no same-origin rule of their own), and with a login
+ * when the dashboard needs one. */
+static int web_ws_filter(pw_web *w, struct lws *wsi)
 {
     char uri[16];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
         return 1;
-    return 0;
+    char *origin = web__hdr_dup(wsi, WSI_TOKEN_ORIGIN), *host = web__hdr_dup(wsi, WSI_TOKEN_HOST);
+    char *cookie = web__hdr_dup(wsi, WSI_TOKEN_HTTP_COOKIE);
+    int refuse = 0;
+    if (!web__origin_allowed(w, origin, host)) {
+        pw_warn(WEB_LOG, "WebSocket from origin '%s' refused", origin);
+        refuse = 1;
+    } else if (w->auth && w->dashboard_login && !web__logged_in(w, cookie)) {
+        refuse = 1;
+    }
+    free(origin);
+    free(host);
+    free(cookie);
+    return refuse;
 }
 
 static int web_ws_send(pw_web *w, struct lws *wsi, web_ws *c)
@@ -792,7 +686,7 @@ static int web_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return web_ws_filter(wsi);
+        return web_ws_filter(w, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         c->sent_seq = 0;
         c->counted = true;

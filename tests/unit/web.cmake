@@ -3,3 +3,4 @@ find_package(Threads REQUIRED)
 pw_unit_test(web_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_test.c LIBS pw_web Threads::Threads)
 target_compile_definitions(web_test PRIVATE
   PW_WEB_ASSET_DIR="${CMAKE_CURRENT_LIST_DIR}/../../web/assets")
+pw_unit_test(web_auth_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_auth_test.c LIBS pw_web)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -168,19 +169,28 @@ static bool http_once(uint16_t port, const char *request, http_resp *r)
 static const char ws_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
 static const char ws_accept[] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="; /* RFC 6455, section 1.3 */
 
-static bool ws_handshake(conn *c, uint16_t port, const char *path, http_resp *r)
+/* Opens a WebSocket on path. origin NULL means this site's own; cookie may be NULL. */
+static bool ws_handshake_as(conn *c, uint16_t port, const char *path, const char *origin,
+                            const char *cookie, http_resp *r)
 {
-    char req[512];
+    char req[768], own[64];
     memset(r, 0, sizeof(*r));
+    snprintf(own, sizeof(own), "http://127.0.0.1:%u", port);
     snprintf(req, sizeof(req),
              "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nUpgrade: websocket\r\n"
              "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-             "Origin: http://127.0.0.1:%u\r\n\r\n",
-             path, port, ws_key, port);
+             "Origin: %s\r\n%s%s%s\r\n",
+             path, port, ws_key, origin ? origin : own, cookie ? "Cookie: " : "",
+             cookie ? cookie : "", cookie ? "\r\n" : "");
     if (!conn_open(c, port) || !conn_send(c, req, strlen(req)))
         return false;
     /* A 101 has no body and no Content-Length: http_read then reads exactly the head. */
     return http_read(c, r);
+}
+
+static bool ws_handshake(conn *c, uint16_t port, const char *path, http_resp *r)
+{
+    return ws_handshake_as(c, port, path, NULL, NULL, r);
 }
 
 /* Reads one frame; returns the opcode (-1 on error) and a malloc'd NUL-terminated payload. */
@@ -233,7 +243,7 @@ static bool wait_eof(conn *c)
 
 /* ---- the loop side ---- */
 
-enum cmd { CMD_NONE, CMD_BROADCAST, CMD_BURST, CMD_CLOSE };
+enum cmd { CMD_NONE, CMD_BROADCAST, CMD_BURST, CMD_DASHBOARD_OPEN, CMD_CLOSE };
 
 #define BURST 500
 
@@ -249,14 +259,15 @@ typedef struct fixture {
 
     /* What the API handler saw. */
     int api_calls;
-    char method[16], path[64], query[128], origin[64], cookie[64];
+    bool admin;
+    char method[16], path[64], query[128], origin[64], cookie[128];
     char body[512];
     size_t body_len;
 
     /* Results the client thread leaves for the asserts. */
     bool ok;
     char why[256];
-    http_resp resp[8];
+    http_resp resp[32];
     char *frames[4];
     size_t frame_len[4];
     int frames_in_burst;
@@ -285,6 +296,9 @@ static void on_wake(uv_async_t *a)
             int n = snprintf(doc, sizeof(doc), "{\"burst\":%d}", i);
             pw_web_broadcast(f->web, doc, (size_t)n);
         }
+        break;
+    case CMD_DASHBOARD_OPEN:
+        pw_web_set_dashboard_login(f->web, false);
         break;
     case CMD_CLOSE:
         pw_web_close(f->web, on_web_closed, f);
@@ -328,6 +342,7 @@ static void record_api(void *ud, const pw_web_request *req, pw_web_response *res
     pw_strlcpy(f->cookie, req->cookie, sizeof(f->cookie));
     pw_strlcpy(f->body, req->body, sizeof(f->body));
     f->body_len = req->body_len;
+    f->admin = req->admin;
 
     char text[128];
     int n = snprintf(text, sizeof(text), "{\"seen\":\"%s %s\"}", req->method, req->path);
@@ -339,7 +354,7 @@ static void record_api(void *ud, const pw_web_request *req, pw_web_response *res
                sizeof(resp->content_disposition));
 }
 
-static void fixture_start(fixture *f, size_t max_body)
+static void fixture_start_auth(fixture *f, size_t max_body, const pw_web_auth_opts *auth)
 {
     memset(f, 0, sizeof(*f));
     f->ok = true;
@@ -348,10 +363,17 @@ static void fixture_start(fixture *f, size_t max_body)
     f->wake.data = f;
     pw_web_opts o = {
         .addr = "127.0.0.1", .port = 0, .max_body = max_body, .api = record_api, .api_ud = f};
+    if (auth)
+        o.auth = *auth;
     char err[256] = "";
     assert_int_equal(pw_web_new(&f->web, &f->loop, &o, err, sizeof(err)), 0);
     f->port = pw_web_port(f->web);
     assert_true(f->port != 0);
+}
+
+static void fixture_start(fixture *f, size_t max_body)
+{
+    fixture_start_auth(f, max_body, NULL);
 }
 
 /* Runs the loop while scenario runs on a client thread that ends with CMD_CLOSE; then checks
@@ -476,7 +498,7 @@ static void *scenario_api(void *arg)
     char req[512];
     /* Two requests on one keep-alive connection: the second must find clean state. */
     snprintf(req, sizeof(req),
-             "POST /api/chargers/a01?from=10&to=20 HTTP/1.1\r\nHost: x\r\n"
+             "POST /api/chargers/a01?from=10&to=20 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
              "Origin: http://127.0.0.1\r\nCookie: pw_session=abc\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
@@ -526,7 +548,7 @@ static void *scenario_api_fields(void *arg)
     const char body[] = "{\"limit_a\":16}";
     char req[512];
     snprintf(req, sizeof(req),
-             "PUT /api/config?from=10&to=20&q=a%%26b%%3Dc+d HTTP/1.1\r\nHost: x\r\n"
+             "PUT /api/config?from=10&to=20&q=a%%26b%%3Dc+d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
              "Origin: http://127.0.0.1\r\nCookie: pw_session=abc\r\nConnection: close\r\n"
              "Content-Length: %zu\r\n\r\n%s",
              strlen(body), body);
@@ -575,8 +597,8 @@ static void *scenario_too_large(void *arg)
         client_fail(f, "oversized POST: no response");
     /* Exactly at the limit is still accepted. */
     h = snprintf(req, 256,
-                 "POST /api/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                 "Content-Length: 1024\r\n\r\n");
+                 "POST /api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                 "Origin: http://127.0.0.1\r\nContent-Length: 1024\r\n\r\n");
     memset(req + h, 'y', 1024);
     req[h + 1024] = '\0';
     if (!http_once(f->port, req, &f->resp[1]))
@@ -730,6 +752,236 @@ static void test_query_param(void **state)
     assert_int_equal(pw_web_query_param("", "a", v, sizeof(v)), -1);
 }
 
+/* ---- authentication at the HTTP level ---- */
+
+#define PASSWORD "correct horse battery"
+#define OWN      "http://127.0.0.1"
+
+/* One request on its own connection: method, path, Origin (NULL = none), Cookie (NULL =
+ * none) and a body (NULL = none). */
+static void req_as(fixture *f, int slot, const char *method, const char *path, const char *origin,
+                   const char *cookie, const char *body)
+{
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s%s%s%s"
+             "Content-Length: %zu\r\n\r\n%s",
+             method, path, origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "",
+             cookie ? "Cookie: " : "", cookie ? cookie : "", cookie ? "\r\n" : "",
+             body ? strlen(body) : 0, body ? body : "");
+    if (!http_once(f->port, req, &f->resp[slot]))
+        client_fail(f, "%s %s: no response", method, path);
+}
+
+/* The "pw_session=..." part of a response's Set-Cookie, for sending back. */
+static void session_of(const http_resp *r, char *out, size_t size)
+{
+    header_value(r->head, "set-cookie", out, size);
+    out[strcspn(out, ";")] = '\0';
+}
+
+/* What web does without an access function: reads are dashboard data, the rest admin. */
+static pw_web_access web_test_default_access(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? PW_WEB_READ : PW_WEB_ADMIN;
+}
+
+static pw_web_access test_access(void *ud, const char *method, const char *path)
+{
+    (void)ud;
+    (void)method;
+    if (strcmp(path, "/api/health") == 0)
+        return PW_WEB_PUBLIC;
+    if (strcmp(path, "/api/export") == 0)
+        return PW_WEB_ADMIN;
+    return web_test_default_access(method);
+}
+
+static char session_cookie[128];
+static int api_calls_before_login;
+static bool admin_seen_with_cookie;
+
+static void *scenario_auth(void *arg)
+{
+    fixture *f = arg;
+    req_as(f, 0, "GET", "/api/auth/status", NULL, NULL, NULL);
+    req_as(f, 1, "POST", "/api/thing", OWN, NULL, "{}");
+    req_as(f, 2, "POST", "/api/thing", "http://evil.example", NULL, "{}");
+    req_as(f, 3, "POST", "/api/thing", NULL, NULL, "{}");
+    req_as(f, 4, "POST", "/api/auth/setup", OWN, NULL, "{\"password\":\"short\"}");
+    req_as(f, 5, "POST", "/api/auth/setup", "http://evil.example", NULL,
+           "{\"password\":\"" PASSWORD "\"}");
+    req_as(f, 6, "POST", "/api/auth/setup", OWN, NULL, "{\"password\":\"" PASSWORD "\"}");
+    api_calls_before_login = f->api_calls;
+    req_as(f, 7, "POST", "/api/auth/setup", OWN, NULL, "{\"password\":\"another password\"}");
+    session_of(&f->resp[6], session_cookie, sizeof(session_cookie));
+    req_as(f, 8, "POST", "/api/thing", OWN, session_cookie, "{}");
+    admin_seen_with_cookie = f->admin;
+    req_as(f, 9, "GET", "/api/state", NULL, NULL, NULL);
+    req_as(f, 10, "GET", "/api/auth/status", NULL, session_cookie, NULL);
+    req_as(f, 11, "GET", "/api/export", NULL, NULL, NULL);
+    req_as(f, 12, "POST", "/api/health", OWN, NULL, "{}");
+    req_as(f, 13, "POST", "/api/auth/logout", OWN, session_cookie, "");
+    req_as(f, 14, "POST", "/api/thing", OWN, session_cookie, "{}");
+    req_as(f, 15, "POST", "/api/auth/login", OWN, NULL, "{\"password\":\"wrong password\"}");
+    req_as(f, 16, "POST", "/api/auth/login", OWN, NULL, "{\"password\":");
+    req_as(f, 17, "POST", "/api/auth/login", OWN, NULL, "{\"password\":\"" PASSWORD "\"}");
+    char fresh[128];
+    session_of(&f->resp[17], fresh, sizeof(fresh));
+    req_as(f, 18, "GET", "/api/export", NULL, fresh, NULL);
+    /* Three failures in a row, then the client must wait, even with the right password. */
+    for (int i = 19; i < 22; i++)
+        req_as(f, i, "POST", "/api/auth/login", OWN, NULL, "{\"password\":\"guess\"}");
+    req_as(f, 22, "POST", "/api/auth/login", OWN, NULL, "{\"password\":\"" PASSWORD "\"}");
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+typedef struct data_dir {
+    char path[64];
+    char file[96];
+} data_dir;
+
+static void data_dir_make(data_dir *d)
+{
+    snprintf(d->path, sizeof(d->path), "/tmp/pw-web-test-XXXXXX");
+    assert_non_null(mkdtemp(d->path));
+    snprintf(d->file, sizeof(d->file), "%s/admin-password", d->path);
+}
+
+static void data_dir_remove(data_dir *d)
+{
+    unlink(d->file);
+    assert_int_equal(rmdir(d->path), 0);
+}
+
+static void assert_status(const fixture *f, int slot, int status)
+{
+    if (f->resp[slot].status != status)
+        fail_msg("request %d: status %d, expected %d: %s", slot, f->resp[slot].status, status,
+                 f->resp[slot].body ? f->resp[slot].body : "");
+}
+
+static void test_auth_rules(void **state)
+{
+    (void)state;
+    data_dir d;
+    data_dir_make(&d);
+    pw_web_auth_opts auth = {.data_dir = d.path, .iterations = 1000, .access = test_access};
+    fixture f;
+    fixture_start_auth(&f, 0, &auth);
+    fixture_run(&f, scenario_auth);
+
+    assert_status(&f, 0, 200);
+    assert_non_null(strstr(f.resp[0].body, "\"setup_required\":true"));
+    assert_non_null(strstr(f.resp[0].body, "\"logged_in\":false"));
+    assert_status(&f, 1, 401); /* no password yet: no changes at all */
+    assert_status(&f, 2, 403); /* cross-origin */
+    assert_status(&f, 3, 403); /* no Origin on a change */
+    assert_non_null(strstr(f.resp[3].body, "\"field\":\"origin\""));
+    assert_status(&f, 4, 400);
+    assert_non_null(strstr(f.resp[4].body, "\"field\":\"password\""));
+    assert_status(&f, 5, 403); /* setup is a change too */
+    assert_status(&f, 6, 201);
+    assert_int_equal(api_calls_before_login, 0);
+    char v[256];
+    header_value(f.resp[6].head, "set-cookie", v, sizeof(v));
+    assert_int_equal(strncmp(v, "pw_session=", 11), 0);
+    assert_int_equal(strcspn(v + 11, ";"), 64);
+    assert_non_null(strstr(v, "; HttpOnly"));
+    assert_non_null(strstr(v, "; SameSite=Strict"));
+    assert_non_null(strstr(v, "; Path=/"));
+    assert_null(strstr(v, "Secure"));
+    assert_status(&f, 7, 409); /* only once */
+    assert_status(&f, 8, 201); /* the test handler answers POST with 201 */
+    assert_true(admin_seen_with_cookie);
+    assert_status(&f, 9, 200); /* the dashboard is open by default */
+    assert_non_null(strstr(f.resp[10].body, "\"logged_in\":true"));
+    assert_non_null(strstr(f.resp[10].body, "\"setup_required\":false"));
+    assert_status(&f, 11, 401); /* the server marked this GET as admin-only */
+    assert_status(&f, 12, 201); /* and this POST as public (Origin still required) */
+    assert_status(&f, 13, 200);
+    header_value(f.resp[13].head, "set-cookie", v, sizeof(v));
+    assert_non_null(strstr(v, "Max-Age=0"));
+    assert_status(&f, 14, 401); /* the session ended with the logout */
+    assert_status(&f, 15, 401);
+    assert_non_null(strstr(f.resp[15].body, "wrong password"));
+    assert_status(&f, 16, 400);
+    assert_status(&f, 17, 200);
+    assert_status(&f, 18, 200);
+    assert_status(&f, 19, 401);
+    assert_status(&f, 20, 401);
+    assert_status(&f, 21, 401);
+    assert_status(&f, 22, 429);
+    header_value(f.resp[22].head, "retry-after", v, sizeof(v));
+    assert_true(atoi(v) >= 1);
+
+    /* The password is on disk as PBKDF2 with its salt, readable by the owner only. */
+    struct stat st;
+    assert_int_equal(stat(d.file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    FILE *fp = fopen(d.file, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(v, sizeof(v), fp));
+    fclose(fp);
+    assert_int_equal(strncmp(v, "pbkdf2-sha256$1000$", 19), 0);
+    assert_null(strstr(v, PASSWORD));
+    fixture_free(&f);
+    data_dir_remove(&d);
+}
+
+static void *scenario_dashboard_login(void *arg)
+{
+    fixture *f = arg;
+    conn *c = pw_xmalloc(sizeof(*c));
+    http_resp hs;
+    req_as(f, 0, "GET", "/api/state", NULL, NULL, NULL);
+    if (ws_handshake_as(c, f->port, "/ws", NULL, NULL, &hs) && hs.status == 101)
+        client_fail(f, "WebSocket without login accepted");
+    free(hs.body);
+    conn_close(c);
+    req_as(f, 1, "GET", "/", NULL, NULL, NULL); /* the page itself stays reachable */
+    req_as(f, 2, "POST", "/api/auth/setup", OWN, NULL, "{\"password\":\"" PASSWORD "\"}");
+    char cookie[128];
+    session_of(&f->resp[2], cookie, sizeof(cookie));
+    req_as(f, 3, "GET", "/api/state", NULL, cookie, NULL);
+    if (ws_handshake_as(c, f->port, "/ws", "http://evil.example", cookie, &hs) && hs.status == 101)
+        client_fail(f, "cross-origin WebSocket accepted");
+    free(hs.body);
+    conn_close(c);
+    if (!ws_handshake_as(c, f->port, "/ws", NULL, cookie, &hs) || hs.status != 101)
+        client_fail(f, "WebSocket with login refused");
+    else if (ws_read_frame(c, &f->frames[0], &f->frame_len[0]) != 1)
+        client_fail(f, "no frame after login");
+    free(hs.body);
+    conn_close(c);
+    loop_do(f, CMD_DASHBOARD_OPEN);
+    req_as(f, 4, "GET", "/api/state", NULL, NULL, NULL);
+    free(c);
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+static void test_dashboard_login(void **state)
+{
+    (void)state;
+    data_dir d;
+    data_dir_make(&d);
+    pw_web_auth_opts auth = {.data_dir = d.path, .iterations = 1000, .dashboard_login = true};
+    fixture f;
+    fixture_start_auth(&f, 0, &auth);
+    pw_web_broadcast(f.web, "{\"type\":\"state\"}", 16);
+    fixture_run(&f, scenario_dashboard_login);
+    assert_status(&f, 0, 401);
+    assert_status(&f, 1, 200);
+    assert_status(&f, 2, 201);
+    assert_status(&f, 3, 200);
+    assert_string_equal(f.frames[0], "{\"type\":\"state\"}");
+    assert_status(&f, 4, 200); /* switched off without a restart */
+    fixture_free(&f);
+    data_dir_remove(&d);
+}
+
 /* ---- start-up failures leave nothing on the loop ---- */
 
 static void test_missing_evlib_plugin(void **state)
@@ -783,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_static_assets),      cmocka_unit_test(test_api_handler),
         cmocka_unit_test(test_api_request_fields), cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_websocket),          cmocka_unit_test(test_close_with_clients),
+        cmocka_unit_test(test_auth_rules),         cmocka_unit_test(test_dashboard_login),
         cmocka_unit_test(test_query_param),        cmocka_unit_test(test_missing_evlib_plugin),
         cmocka_unit_test(test_port_in_use),
     };

@@ -1,0 +1,147 @@
+/* Internals shared by the files of web/: the pw_web object, the per-connection HTTP state and
+ * the response helpers. Not for use outside web/. */
+#ifndef PW_WEB_INT_H
+#define PW_WEB_INT_H
+
+#include "pw_web.h"
+#include "web_auth.h"
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WEB_LOG     "web"
+#define WEB_CHUNK   (16 * 1024)
+#define WEB_HDR_BUF 4096
+
+/* A set of pointers: the handles lws put on the loop and the connections it has not freed,
+ * remembered so shutdown can wait until both are gone. */
+typedef struct web_ptrs {
+    const void **v;
+    size_t n, cap;
+} web_ptrs;
+
+enum web_close_state { WEB_OPEN, WEB_CLOSE_START, WEB_CLOSE_WAIT, WEB_CLOSE_FINISH };
+
+struct pw_web {
+    uv_loop_t *loop;
+    struct lws_context *ctx; /* lws writes NULL here once the context is gone (pcontext) */
+    struct lws_vhost *vh;
+    const struct lws_protocols *ws_protocol;
+    pw_web_api_fn api;
+    void *api_ud;
+    size_t max_body;
+    uint16_t port;
+
+    web_auth *auth; /* NULL = logins disabled */
+    bool dashboard_login;
+    bool secure_cookie;
+    pw_web_access_fn access;
+    void *access_ud;
+    const char *const *origins;
+    unsigned jobs;   /* password derivations queued on the libuv thread pool */
+    bool setup_busy; /* a setup is being derived and written */
+
+    unsigned char *doc; /* newest broadcast, LWS_PRE bytes of headroom before the text */
+    size_t doc_len;
+    uint64_t doc_seq;
+    size_t clients;
+    web_ptrs live_wsi;    /* connections announced by LWS_CALLBACK_WSI_CREATE, not yet freed */
+    web_ptrs lws_handles; /* handles lws added to the loop while we created it */
+    uv_timer_t reaper;    /* drives the multi-turn shutdown */
+    enum web_close_state close_state;
+    unsigned close_turns;
+    void (*done)(void *ud);
+    void *done_ud;
+
+    unsigned char tx[LWS_PRE + WEB_CHUNK]; /* one chunk of an HTTP body being written */
+};
+
+struct web_job;
+
+/* One HTTP transaction on a connection. */
+typedef struct web_http {
+    bool active;
+    bool is_api;
+    bool is_head;
+    bool too_large;
+    bool dispatched; /* answered (or being answered): later body callbacks are ignored */
+    bool admin;      /* the request carries a live admin session */
+    char method[8];
+    char *path, *query, *origin, *cookie, *host;
+    char peer[64];
+    char *body;
+    size_t body_len;
+    size_t expect_len;
+    /* A reply computed off the loop (login, setup), sent from the next WRITEABLE. */
+    struct web_job *job;
+    bool reply_ready;
+    int reply_status;
+    char *reply_body;
+    char reply_cookie[256];
+    /* The response body still to write. */
+    const unsigned char *tx_data;
+    char *tx_owned;
+    size_t tx_len, tx_off;
+} web_http;
+
+typedef struct web_ws {
+    uint64_t sent_seq;
+    bool counted;
+} web_ws;
+
+/* The parts of a response besides status, type and body. */
+typedef struct web_extra {
+    const char *set_cookie;
+    const char *content_disposition;
+    const char *etag;
+    const char *cache; /* Cache-Control */
+    const char *allow;
+    unsigned retry_after; /* seconds, 0 = none */
+} web_extra;
+
+/* Writes the status line and headers, then either finishes the transaction (no body) or queues
+ * the body for WRITEABLE. owned (may be NULL) is freed once written; data may point into it or
+ * into static memory. Returns what the lws callback should return. */
+int web__respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
+                 size_t len, char *owned, const web_extra *x);
+
+/* A JSON error {"message": ..., "field": ...} (field may be NULL); message and field are ours
+ * and hold no characters that need escaping. */
+int web__respond_error(struct lws *wsi, web_http *h, int status, const char *message,
+                       const char *field, const web_extra *x);
+
+/* A header's value as a malloc'd string ("" when absent). */
+char *web__hdr_dup(struct lws *wsi, enum lws_token_indexes token);
+
+/* The URL arguments, percent-encoded again, joined with '&' (malloc'd). */
+char *web__query_dup(struct lws *wsi);
+
+/* ---- web_login.c: authentication at the HTTP level ---- */
+
+/* Sets up auth from opts (logins disabled without a data_dir). Returns 0 or -1 with err. */
+int web__login_init(pw_web *w, const pw_web_auth_opts *opts, char *err, size_t err_size);
+
+/* True for methods that change state and so must carry a matching Origin. */
+bool web__state_changing(const char *method);
+
+/* True when origin names this site (Host header host) or one of the configured origins. */
+bool web__origin_allowed(const pw_web *w, const char *origin, const char *host);
+
+/* True when the Cookie header carries a live session (refreshing it). */
+bool web__logged_in(pw_web *w, const char *cookie);
+
+/* True when the request may reach the API handler as it stands. */
+bool web__access_ok(pw_web *w, const web_http *h);
+
+/* Answers a request under /api/auth/. */
+int web__login_endpoint(pw_web *w, struct lws *wsi, web_http *h);
+
+/* Sends a reply a thread-pool job left in h. */
+int web__login_reply(struct lws *wsi, web_http *h);
+
+/* The connection of h is going away: a job still running must not touch it. */
+void web__login_detach(web_http *h);
+
+#endif
