@@ -50,8 +50,9 @@ typedef pw_web_access (*pw_web_access_fn)(void *ud, const char *method, const ch
 /* Authentication. web handles /api/auth/{status,setup,login,logout} itself: the admin password
  * is set once through setup (there is no default), kept as PBKDF2-SHA256 in
  * <data_dir>/admin-password (mode 0600), and a login gives an HttpOnly, SameSite=Strict
- * session cookie. Independently of auth, every state-changing request (not GET/HEAD/OPTIONS)
- * and every WebSocket upgrade must carry an Origin naming this site, or it gets 403. */
+ * session cookie. Independently of auth, a state-changing request (not GET/HEAD/OPTIONS) or
+ * WebSocket upgrade whose Origin names another site is refused (403); clients that send no
+ * Origin (not browsers) pass this check. */
 typedef struct pw_web_auth_opts {
     const char *data_dir;    /* NULL = no logins at all (everything open, a warning is logged) */
     bool dashboard_login;    /* the read-only dashboard (READ paths, /ws) needs a login too */

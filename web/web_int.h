@@ -126,7 +126,8 @@ int web__login_init(pw_web *w, const pw_web_auth_opts *opts, char *err, size_t e
 /* True for methods that change state and so must carry a matching Origin. */
 bool web__state_changing(const char *method);
 
-/* True when origin names this site (Host header host) or one of the configured origins. */
+/* True when origin names this site (Host header host) or one of the configured origins, or
+ * when there is no Origin header at all (not a browser). */
 bool web__origin_allowed(const pw_web *w, const char *origin, const char *host);
 
 /* True when the Cookie header carries a live session (refreshing it). */

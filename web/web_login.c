@@ -59,6 +59,11 @@ bool web__state_changing(const char *method)
 
 bool web__origin_allowed(const pw_web *w, const char *origin, const char *host)
 {
+    /* Browsers send an Origin with every cross-site POST, PUT, DELETE and WebSocket (an opaque
+     * one as "null"), so an absent header means a non-browser client (curl, an integrator's
+     * script) that cannot carry a victim's cookies; those still need a login. */
+    if (!origin || !origin[0])
+        return true;
     return web__origin_ok(origin, host, w->secure_cookie, w->origins);
 }
 

@@ -664,6 +664,13 @@ static void *scenario_ws(void *arg)
         if (done)
             break;
     }
+    /* So is a page of another site, even with logins disabled. */
+    conn *c3 = pw_xmalloc(sizeof(*c3));
+    if (ws_handshake_as(c3, f->port, "/ws", "http://evil.example", NULL, &hs) && hs.status == 101)
+        client_fail(f, "cross-origin upgrade accepted");
+    free(hs.body);
+    conn_close(c3);
+    free(c3);
     /* A path other than /ws is refused. */
     conn *c2 = pw_xmalloc(sizeof(*c2));
     if (ws_handshake(c2, f->port, "/other", &hs) && hs.status == 101)
@@ -817,6 +824,7 @@ static void *scenario_auth(void *arg)
     session_of(&f->resp[6], session_cookie, sizeof(session_cookie));
     req_as(f, 8, "POST", "/api/thing", OWN, session_cookie, "{}");
     admin_seen_with_cookie = f->admin;
+    req_as(f, 23, "POST", "/api/thing", NULL, session_cookie, "{}");
     req_as(f, 9, "GET", "/api/state", NULL, NULL, NULL);
     req_as(f, 10, "GET", "/api/auth/status", NULL, session_cookie, NULL);
     req_as(f, 11, "GET", "/api/export", NULL, NULL, NULL);
@@ -877,8 +885,8 @@ static void test_auth_rules(void **state)
     assert_non_null(strstr(f.resp[0].body, "\"logged_in\":false"));
     assert_status(&f, 1, 401); /* no password yet: no changes at all */
     assert_status(&f, 2, 403); /* cross-origin */
-    assert_status(&f, 3, 403); /* no Origin on a change */
-    assert_non_null(strstr(f.resp[3].body, "\"field\":\"origin\""));
+    assert_non_null(strstr(f.resp[2].body, "\"field\":\"origin\""));
+    assert_status(&f, 3, 401); /* no Origin (not a browser): still needs a login */
     assert_status(&f, 4, 400);
     assert_non_null(strstr(f.resp[4].body, "\"field\":\"password\""));
     assert_status(&f, 5, 403); /* setup is a change too */
@@ -895,7 +903,8 @@ static void test_auth_rules(void **state)
     assert_status(&f, 7, 409); /* only once */
     assert_status(&f, 8, 201); /* the test handler answers POST with 201 */
     assert_true(admin_seen_with_cookie);
-    assert_status(&f, 9, 200); /* the dashboard is open by default */
+    assert_status(&f, 23, 201); /* a script without Origin, logged in */
+    assert_status(&f, 9, 200);  /* the dashboard is open by default */
     assert_non_null(strstr(f.resp[10].body, "\"logged_in\":true"));
     assert_non_null(strstr(f.resp[10].body, "\"setup_required\":false"));
     assert_status(&f, 11, 401); /* the server marked this GET as admin-only */

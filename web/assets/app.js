@@ -106,6 +106,8 @@ function connect() {
 }
 
 function scheduleReconnect() {
+  /* A refused or dropped socket may mean the session ended: ask before retrying. */
+  refreshAuth();
   const s = Math.round(conn.retryMs / 1000);
   setConn("offline", "offline – retrying in " + s + " s");
   setTimeout(connect, conn.retryMs);
@@ -367,6 +369,133 @@ function renderCounters(k) {
   $("counters").dataset.rejected = String(rejected);
 }
 
+/* ---- login and first-start setup ----
+ * The server says what it needs in /api/auth/status: a first start asks for the admin
+ * password to be set, and a locked dashboard shows only the login form. */
+
+const auth = { status: null, wanted: false };
+
+function refreshAuth() {
+  return fetch("/api/auth/status", { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((s) => {
+      if (s) {
+        auth.status = s;
+        applyAuth();
+      }
+    })
+    .catch(() => {});
+}
+
+function applyAuth() {
+  const s = auth.status;
+  const locked = s.auth && s.dashboard_login && !s.logged_in;
+  const button = $("auth-button");
+  button.hidden = !s.auth || s.setup_required;
+  button.textContent = s.logged_in ? "Log out" : "Log in";
+  button.dataset.loggedIn = String(!!s.logged_in);
+  $("dashboard").hidden = locked;
+  if (s.auth && s.setup_required) showAuthForm("setup");
+  else if (locked || (auth.wanted && !s.logged_in)) showAuthForm("login");
+  else hideAuthForm();
+}
+
+function showAuthForm(mode) {
+  const panel = $("auth-panel");
+  const changed = panel.hidden || panel.dataset.mode !== mode;
+  panel.dataset.mode = mode;
+  panel.hidden = false;
+  const setup = mode === "setup";
+  $("auth-title").textContent = setup ? "Set the admin password" : "Log in";
+  $("auth-intro").textContent = setup
+    ? "This appliance has no admin password yet. Choose one (at least 10 characters); " +
+      "it is needed to change the configuration."
+    : "Enter the admin password.";
+  $("auth-password").autocomplete = setup ? "new-password" : "current-password";
+  $("auth-submit").textContent = setup ? "Set password" : "Log in";
+  const s = auth.status;
+  $("auth-cancel").hidden = setup || (s && s.dashboard_login && !s.logged_in);
+  if (changed) {
+    $("auth-message").textContent = "";
+    $("auth-password").value = "";
+    $("auth-confirm").value = "";
+    $("auth-password").focus();
+  }
+}
+
+function hideAuthForm() {
+  $("auth-panel").hidden = true;
+  $("auth-password").value = "";
+  $("auth-confirm").value = "";
+}
+
+function postJson(path, body) {
+  return fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  }).then((r) =>
+    r
+      .json()
+      .catch(() => ({}))
+      .then((data) => ({ status: r.status, data, retry: r.headers.get("Retry-After") })),
+  );
+}
+
+function authFailureText(res, setup) {
+  if (res.status === 401) return "Wrong password.";
+  if (res.status === 429)
+    return "Too many attempts. Try again in " + (res.retry || "a few") + " s.";
+  if (res.status === 409 && setup) return "The password was already set. Log in instead.";
+  return (res.data && res.data.message) || "Failed (HTTP " + res.status + ").";
+}
+
+function submitAuth(ev) {
+  ev.preventDefault();
+  const setup = $("auth-panel").dataset.mode === "setup";
+  const password = $("auth-password").value;
+  const msg = $("auth-message");
+  if (setup && password.length < 10) {
+    msg.textContent = "Use at least 10 characters.";
+    return;
+  }
+  if (setup && password !== $("auth-confirm").value) {
+    msg.textContent = "The two passwords differ.";
+    return;
+  }
+  const submit = $("auth-submit");
+  submit.disabled = true;
+  msg.textContent = "";
+  postJson(setup ? "/api/auth/setup" : "/api/auth/login", { password })
+    .then((res) => {
+      if (res.status === 200 || res.status === 201) {
+        auth.wanted = false;
+        hideAuthForm();
+        if (!conn.ws) connect();
+      } else {
+        msg.textContent = authFailureText(res, setup);
+      }
+      return refreshAuth();
+    })
+    .catch(() => (msg.textContent = "The appliance did not answer."))
+    .finally(() => (submit.disabled = false));
+}
+
+$("auth-form").addEventListener("submit", submitAuth);
+$("auth-cancel").addEventListener("click", () => {
+  auth.wanted = false;
+  hideAuthForm();
+});
+$("auth-button").addEventListener("click", () => {
+  if (auth.status && auth.status.logged_in) {
+    postJson("/api/auth/logout", {}).finally(refreshAuth);
+  } else {
+    auth.wanted = true;
+    showAuthForm("login");
+  }
+});
+
 /* The WebSocket sends the newest document at once; the API is only a first paint. */
 fetch("/api/state", { credentials: "same-origin" })
   .then((r) => (r.ok ? r.json() : null))
@@ -374,4 +503,5 @@ fetch("/api/state", { credentials: "same-origin" })
     if (doc && doc.type === "state" && !conn.lastMsg) render(doc);
   })
   .catch(() => {});
+refreshAuth();
 connect();
