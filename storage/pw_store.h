@@ -24,7 +24,8 @@ enum pw_store_err {
     PW_STORE_E_NEWER = -3,   /* the database was written by a newer phasewise */
     PW_STORE_E_MIGRATE = -4, /* a migration step failed */
     PW_STORE_E_WRITE = -5,   /* a write failed (disk full, read-only, I/O error) */
-    PW_STORE_E_QUERY = -6,
+    PW_STORE_E_QUERY = -6,   /* a query failed (I/O error, or the file is not migrated yet) */
+    PW_STORE_E_ARG = -7,     /* an argument is out of range (empty time range, 0 points, ...) */
 };
 
 const char *pw_store_strerror(int err);
@@ -64,6 +65,30 @@ typedef struct pw_store_event {
     char detail[224];
 } pw_store_event;
 
+/* A charging session, written when it starts and again whenever it changes (energy, peak,
+ * end): rows are matched on (charger, start_ms), so the server can send the whole session each
+ * time. Energy is register_wh - register_start_wh, both from the charger's own register. */
+typedef struct pw_store_session {
+    char charger[32];
+    int64_t start_ms;           /* Unix ms */
+    int64_t end_ms;             /* 0 while the session is still open */
+    uint64_t register_start_wh; /* the charger's lifetime energy register at the start */
+    uint64_t register_wh;       /* its latest reading (the final one once ended) */
+    float peak_a;               /* highest terminal current so far; a lower value never lowers it */
+    char ref[40];               /* the charger's session id or an RFID tag, "" if none */
+} pw_store_session;
+
+/* A new limit the balancer gave a charger, with its reason: a short code and the text a person
+ * reads ("limited by Garage B, L2"). */
+typedef struct pw_store_limit_change {
+    int64_t ts_ms;
+    char charger[32];
+    float limit_a; /* 0 = paused */
+    uint8_t phases;
+    char reason[24];
+    char text[136];
+} pw_store_limit_change;
+
 /* A batch of rows collected during one tick; plain memory, no database handle, so the control
  * loop can fill one while a worker writes the previous one. */
 typedef struct pw_store_batch pw_store_batch;
@@ -75,6 +100,8 @@ size_t pw_store_batch_rows(const pw_store_batch *b);
 void pw_store_batch_add_charger(pw_store_batch *b, const pw_store_charger_sample *s);
 void pw_store_batch_add_node(pw_store_batch *b, const pw_store_node_sample *s);
 void pw_store_batch_add_event(pw_store_batch *b, const pw_store_event *e);
+void pw_store_batch_add_session(pw_store_batch *b, const pw_store_session *s);
+void pw_store_batch_add_limit_change(pw_store_batch *b, const pw_store_limit_change *c);
 
 /* Writes the whole batch in one transaction. Returns 0, or PW_STORE_E_WRITE when nothing of b
  * was written (disk full, read-only file system, I/O error; the reason is in pw_store_errmsg).
@@ -82,5 +109,133 @@ void pw_store_batch_add_event(pw_store_batch *b, const pw_store_event *e);
  * caller may retry the same batch or drop it. b is borrowed for the call and not changed.
  * Not thread-safe per store: call from one thread at a time. */
 int pw_store_write(pw_store *s, const pw_store_batch *b);
+
+/* ---- resolution and retention ---- */
+
+/* Samples are kept at full resolution for raw_keep_ms, and as 1-minute and 15-minute aggregates
+ * (min/avg/max of each line current and of the limit) for m1_keep_ms and m15_keep_ms. Sessions
+ * and events are always kept. When the used size of the database passes max_bytes, the oldest
+ * fine-grained data goes first: full-resolution samples (only those already aggregated), then
+ * limit changes, then 1-minute, then 15-minute aggregates. */
+typedef struct pw_store_policy {
+    int64_t raw_keep_ms;   /* default 7 days */
+    int64_t m1_keep_ms;    /* default 2 years */
+    int64_t m15_keep_ms;   /* default 2 years */
+    int64_t limit_keep_ms; /* limit changes, default 90 days */
+    uint64_t max_bytes;    /* size cap; 0 = none; default 1 GiB */
+    int64_t grace_ms;      /* how late a sample may arrive and still be sealed in its minute; 5 s */
+    uint32_t work;         /* bound on records handled per call; default 200,000 (~10 ms) */
+} pw_store_policy;
+
+/* Fills p with the defaults above. */
+void pw_store_policy_default(pw_store_policy *p);
+
+/* One bounded step of maintenance at wall-clock time now_ms: seals written samples into
+ * compact per-minute blocks, builds the 1-minute and 15-minute aggregates, drops what the policy
+ * no longer keeps and enforces the size cap. Every step is its own transaction, so a crash in
+ * the middle loses nothing. Runs on the writer's thread, like pw_store_write (not concurrently
+ * with it). Call it every few seconds; returns 1 when more work is waiting (call again soon),
+ * 0 when it is up to date, or PW_STORE_E_WRITE (see pw_store_errmsg). */
+int pw_store_maintain(pw_store *s, int64_t now_ms, const pw_store_policy *p);
+
+/* ---- queries: a separate read connection ---- */
+
+/* A read-only connection for the UI and API. It never blocks the writer and never waits for it
+ * (WAL readers see the last committed state). One thread at a time per reader: open one per
+ * thread that runs queries (for example one per libuv worker that serves the API). */
+typedef struct pw_store_reader pw_store_reader;
+
+/* Opens a reader on a database that pw_store_open has already created and migrated. Returns 0 and
+ * *out, or a negative pw_store_err with a message in err. Close with pw_store_reader_close. */
+int pw_store_reader_open(pw_store_reader **out, const char *path, char *err, size_t err_size);
+void pw_store_reader_close(pw_store_reader *r); /* NULL is allowed */
+
+/* The message for the last failed query on r, or "". Borrowed, valid until the next call. */
+const char *pw_store_reader_errmsg(const pw_store_reader *r);
+
+enum pw_store_kind { PW_STORE_CHARGER = 1, PW_STORE_NODE = 2 };
+
+typedef struct pw_store_stat {
+    float min, avg, max;
+} pw_store_stat;
+
+/* One point of a downsampled series: everything recorded in [ts_ms, ts_ms + bucket). */
+typedef struct pw_store_point {
+    int64_t ts_ms;
+    uint32_t samples;         /* full-resolution samples behind the point */
+    pw_store_stat current[3]; /* per charger terminal, or per grid line for a node */
+    pw_store_stat limit;      /* chargers only; 0 for nodes */
+    uint8_t state, phases;    /* chargers only: the last ones in the bucket */
+} pw_store_point;
+
+/* Time series of one charger or node over [from_ms, to_ms), downsampled on the server side to at
+ * most max_points equal buckets; buckets without data are left out. Uses the coarsest stored
+ * resolution that is still finer than a bucket and fills in from other resolutions where that one
+ * has no data (recent minutes, or history older than its retention). On success returns 0,
+ * *points (caller frees with free(); NULL when *count is 0), *count and *bucket_ms (the bucket
+ * width). An unknown name gives 0 points. PW_STORE_E_ARG unless 0 <= from_ms < to_ms <= 2^53
+ * and 1 <= max_points <= 100,000. */
+int pw_store_query_series(pw_store_reader *r, enum pw_store_kind kind, const char *name,
+                          int64_t from_ms, int64_t to_ms, size_t max_points,
+                          pw_store_point **points, size_t *count, int64_t *bucket_ms);
+
+/* A stored session. Energy is the difference of the charger's register readings (0 if the
+ * register went backwards, e.g. a replaced charger). */
+typedef struct pw_store_session_row {
+    int64_t id;
+    pw_store_session s;
+    uint64_t energy_wh;
+} pw_store_session_row;
+
+typedef struct pw_store_session_filter {
+    const char *charger;    /* NULL = every charger */
+    const char *ref;        /* NULL = any id */
+    int64_t from_ms, to_ms; /* sessions that started in [from, to); to_ms 0 = no upper bound */
+    int open;               /* 1 = only open sessions, 0 = only ended ones, -1 = both */
+    uint64_t min_energy_wh;
+    uint32_t limit, offset; /* limit 0 = no limit */
+} pw_store_session_filter;
+
+/* Sessions matching f, newest start first. Returns 0, *rows (caller frees with free()) and
+ * *count. */
+int pw_store_query_sessions(pw_store_reader *r, const pw_store_session_filter *f,
+                            pw_store_session_row **rows, size_t *count);
+
+/* Energy per charger per local day ("2025-11-22") or month ("2025-11"). */
+typedef struct pw_store_energy_row {
+    char charger[32];
+    char period[12];
+    uint32_t sessions;
+    uint64_t energy_wh;
+} pw_store_energy_row;
+
+enum pw_store_period { PW_STORE_DAY, PW_STORE_MONTH };
+
+/* Energy of the sessions that started in [from_ms, to_ms), per charger (or only `charger` when
+ * not NULL) and per day or month in the process's local time zone (TZ); a session counts whole
+ * in the period it started in. Sorted by period, then charger. Returns 0, *rows (caller frees
+ * with free()) and *count. */
+int pw_store_query_energy(pw_store_reader *r, enum pw_store_period period, const char *charger,
+                          int64_t from_ms, int64_t to_ms, pw_store_energy_row **rows,
+                          size_t *count);
+
+/* CSV (RFC 4180, header line, local times in ISO 8601 with offset, energy in kWh) of the sessions
+ * matching f, or of the monthly energy per charger in [from_ms, to_ms) for billing. Returns 0 and
+ * *csv (NUL-terminated; caller frees with free()). */
+int pw_store_csv_sessions(pw_store_reader *r, const pw_store_session_filter *f, char **csv);
+int pw_store_csv_monthly_energy(pw_store_reader *r, int64_t from_ms, int64_t to_ms, char **csv);
+
+/* Events in [from_ms, to_ms), newest first, optionally only those of one kind or subject
+ * (NULL = any), at most limit (0 = no limit). Returns 0, *rows (caller frees with free()) and
+ * *count. */
+int pw_store_query_events(pw_store_reader *r, int64_t from_ms, int64_t to_ms, const char *kind,
+                          const char *subject, uint32_t limit, pw_store_event **rows,
+                          size_t *count);
+
+/* Limit changes in [from_ms, to_ms), newest first, optionally of one charger. Same ownership as
+ * pw_store_query_events. */
+int pw_store_query_limit_changes(pw_store_reader *r, int64_t from_ms, int64_t to_ms,
+                                 const char *charger, uint32_t limit, pw_store_limit_change **rows,
+                                 size_t *count);
 
 #endif

@@ -29,7 +29,47 @@ static const char step1[] =
     "  detail TEXT NOT NULL);"
     "CREATE INDEX event_ts ON event(ts);";
 
-static const char *const steps[] = {step1};
+/* Version 2: sealed blocks and their aggregates, sessions, limit changes, maintenance marks. */
+static const char step2[] =
+    /* Records of one series, tier and period (minute, hour or day), encoded by codec.c. */
+    "CREATE TABLE block ("
+    "  id INTEGER PRIMARY KEY,"
+    "  tier INTEGER NOT NULL," /* 0 raw, 1 one-minute, 2 fifteen-minute aggregates */
+    "  series_id INTEGER NOT NULL REFERENCES series(id),"
+    "  t0 INTEGER NOT NULL," /* first record, Unix ms */
+    "  t1 INTEGER NOT NULL," /* last record */
+    "  n INTEGER NOT NULL,"  /* records */
+    "  v BLOB NOT NULL);"
+    "CREATE INDEX block_series ON block(tier, series_id, t0);"
+    "CREATE INDEX block_age ON block(tier, t1);"
+    /* Samples arrive in time order, so this index only ever grows at its end. */
+    "CREATE INDEX tail_age ON tail(tier, ts);"
+    "CREATE TABLE session ("
+    "  id INTEGER PRIMARY KEY,"
+    "  charger_id INTEGER NOT NULL REFERENCES series(id),"
+    "  start_ms INTEGER NOT NULL,"
+    "  end_ms INTEGER," /* NULL while open */
+    "  register_start_wh INTEGER NOT NULL,"
+    "  register_wh INTEGER NOT NULL,"
+    "  peak_ca INTEGER NOT NULL," /* centiamperes */
+    "  ref TEXT NOT NULL,"
+    "  UNIQUE (charger_id, start_ms));"
+    "CREATE INDEX session_start ON session(start_ms);"
+    "CREATE TABLE limit_change ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts INTEGER NOT NULL,"
+    "  charger_id INTEGER NOT NULL REFERENCES series(id),"
+    "  limit_ca INTEGER NOT NULL,"
+    "  phases INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  text TEXT NOT NULL);"
+    "CREATE INDEX limit_change_ts ON limit_change(ts);"
+    "CREATE INDEX limit_change_charger ON limit_change(charger_id, ts);"
+    /* Progress of maintenance: how far each aggregate tier is built. */
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX event_subject ON event(subject, ts);";
+
+static const char *const steps[] = {step1, step2};
 
 int pw_store__schema_latest(void)
 {

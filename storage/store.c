@@ -12,18 +12,6 @@
 #define BUSY_TIMEOUT_MS    5000
 #define JOURNAL_SIZE_LIMIT 67108864 /* 64 MiB: the WAL is cut back to this after a checkpoint */
 
-/* Every statement the writer runs, prepared once at open. */
-enum stmt_id {
-    ST_BEGIN,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_SERIES_FIND,
-    ST_SERIES_ADD,
-    ST_TAIL_ADD,
-    ST_EVENT_ADD,
-    ST_COUNT
-};
-
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
@@ -32,29 +20,34 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SERIES_ADD] = "INSERT INTO series (kind, name) VALUES (?1, ?2)",
     [ST_TAIL_ADD] = "INSERT INTO tail (tier, series_id, ts, v) VALUES (?1, ?2, ?3, ?4)",
     [ST_EVENT_ADD] = "INSERT INTO event (ts, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
-};
-
-/* Series ids by (kind, name), so a tick with 1,000 samples costs no lookups in the database. */
-typedef struct series_slot {
-    int64_t id; /* 0 = empty slot */
-    uint32_t hash;
-    int kind;
-    char name[32];
-} series_slot;
-
-typedef struct series_cache {
-    series_slot *slots;
-    size_t cap; /* power of two */
-    size_t count;
-} series_cache;
-
-struct pw_store {
-    sqlite3 *db;
-    sqlite3_stmt *stmt[ST_COUNT];
-    series_cache series;
-    store__enc enc;
-    unsigned failed_writes; /* consecutive, for logging the start and end of an outage once */
-    char errmsg[256];
+    /* The server sends the whole session each time; only the peak never goes down, an end
+     * once set stays, and an empty ref does not erase a known one. */
+    [ST_SESSION_PUT] =
+        "INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh, register_wh, "
+        "peak_ca, ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+        "ON CONFLICT (charger_id, start_ms) DO UPDATE SET "
+        "end_ms = coalesce(excluded.end_ms, end_ms), "
+        "register_start_wh = excluded.register_start_wh, register_wh = excluded.register_wh, "
+        "peak_ca = max(peak_ca, excluded.peak_ca), "
+        "ref = CASE WHEN excluded.ref <> '' THEN excluded.ref ELSE ref END",
+    [ST_LIMIT_ADD] = "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, text) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    [ST_TAIL_OLDEST] =
+        "SELECT id, series_id, ts, v FROM tail WHERE tier = 0 AND ts < ?1 ORDER BY ts LIMIT ?2",
+    [ST_TAIL_DEL] = "DELETE FROM tail WHERE id = ?1",
+    [ST_TAIL_ANY_BEFORE] = "SELECT 1 FROM tail WHERE tier = 0 AND ts < ?1 LIMIT 1",
+    [ST_BLOCK_ADD] = "INSERT INTO block (tier, series_id, t0, t1, n, v) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_BLOCK_NEXT] = "SELECT min(t1) FROM block WHERE tier = ?1 AND t1 >= ?2",
+    [ST_BLOCK_RANGE] = PW_STORE__SQL_BLOCK_RANGE,
+    [ST_BLOCK_DEL_OLD] = "DELETE FROM block WHERE id IN (SELECT id FROM block "
+                         "WHERE tier = ?1 AND t1 < ?2 ORDER BY t1 LIMIT ?3)",
+    [ST_LIMIT_DEL_OLD] = "DELETE FROM limit_change WHERE id IN (SELECT id FROM limit_change "
+                         "WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
+    [ST_SERIES_AFTER] = "SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1",
 };
 
 /* A growable array of fixed-size items. */
@@ -67,6 +60,8 @@ struct pw_store_batch {
     store_vec chargers; /* pw_store_charger_sample */
     store_vec nodes;    /* pw_store_node_sample */
     store_vec events;   /* pw_store_event */
+    store_vec sessions; /* pw_store_session */
+    store_vec limits;   /* pw_store_limit_change */
 };
 
 const char *pw_store_strerror(int err)
@@ -86,6 +81,8 @@ const char *pw_store_strerror(int err)
         return "writing to the database failed";
     case PW_STORE_E_QUERY:
         return "a database query failed";
+    case PW_STORE_E_ARG:
+        return "invalid argument";
     default:
         return "unknown storage error";
     }
@@ -139,9 +136,7 @@ static void cache_put(series_cache *c, uint32_t hash, int kind, const char *name
 
 /* ---- statements ---- */
 
-/* Runs a statement that returns no rows and resets it. Returns a SQLite code, SQLITE_OK on
- * success. */
-static int step_done(sqlite3_stmt *st)
+int pw_store__step_done(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -153,15 +148,20 @@ static int bind_text(sqlite3_stmt *st, int col, const char *s, size_t field_size
     return sqlite3_bind_text(st, col, s, (int)strnlen(s, field_size), SQLITE_STATIC);
 }
 
+void pw_store__name(char out[32], const char *field, size_t field_size)
+{
+    size_t len = strnlen(field, field_size);
+    if (len > 31)
+        len = 31;
+    memcpy(out, field, len);
+    out[len] = '\0';
+}
+
 /* Finds or creates the series (kind, name), inside the caller's transaction. */
 static int series_id(pw_store *s, int kind, const char *name_field, size_t field_size, int64_t *id)
 {
     char name[32];
-    size_t len = strnlen(name_field, field_size);
-    if (len >= sizeof(name))
-        len = sizeof(name) - 1;
-    memcpy(name, name_field, len);
-    name[len] = '\0';
+    pw_store__name(name, name_field, field_size);
 
     uint32_t hash = name_hash(kind, name);
     if (s->series.cap) {
@@ -183,7 +183,7 @@ static int series_id(pw_store *s, int kind, const char *name_field, size_t field
         sqlite3_stmt *add = s->stmt[ST_SERIES_ADD];
         sqlite3_bind_int(add, 1, kind);
         sqlite3_bind_text(add, 2, name, -1, SQLITE_STATIC);
-        rc = step_done(add);
+        rc = pw_store__step_done(add);
         if (rc != SQLITE_OK)
             return rc;
         *id = sqlite3_last_insert_rowid(s->db);
@@ -216,17 +216,19 @@ void pw_store_batch_free(pw_store_batch *b)
     free(b->chargers.items);
     free(b->nodes.items);
     free(b->events.items);
+    free(b->sessions.items);
+    free(b->limits.items);
     free(b);
 }
 
 void pw_store_batch_clear(pw_store_batch *b)
 {
-    b->chargers.n = b->nodes.n = b->events.n = 0;
+    b->chargers.n = b->nodes.n = b->events.n = b->sessions.n = b->limits.n = 0;
 }
 
 size_t pw_store_batch_rows(const pw_store_batch *b)
 {
-    return b->chargers.n + b->nodes.n + b->events.n;
+    return b->chargers.n + b->nodes.n + b->events.n + b->sessions.n + b->limits.n;
 }
 
 void pw_store_batch_add_charger(pw_store_batch *b, const pw_store_charger_sample *s)
@@ -242,6 +244,16 @@ void pw_store_batch_add_node(pw_store_batch *b, const pw_store_node_sample *s)
 void pw_store_batch_add_event(pw_store_batch *b, const pw_store_event *e)
 {
     vec_push(&b->events, e, sizeof(*e));
+}
+
+void pw_store_batch_add_session(pw_store_batch *b, const pw_store_session *s)
+{
+    vec_push(&b->sessions, s, sizeof(*s));
+}
+
+void pw_store_batch_add_limit_change(pw_store_batch *b, const pw_store_limit_change *c)
+{
+    vec_push(&b->limits, c, sizeof(*c));
 }
 
 /* ---- writing ---- */
@@ -267,7 +279,7 @@ static int write_raw(pw_store *s, int kind, const char *name, size_t name_size, 
     sqlite3_bind_int64(st, 2, id);
     sqlite3_bind_int64(st, 3, r->ts);
     sqlite3_bind_blob(st, 4, s->enc.out.p, (int)s->enc.out.len, SQLITE_STATIC);
-    return step_done(st);
+    return pw_store__step_done(st);
 }
 
 static void currents_to_record(store__rec *r, const float a[3])
@@ -300,16 +312,56 @@ static int write_event(pw_store *s, const pw_store_event *e)
     bind_text(st, 2, e->kind, sizeof(e->kind));
     bind_text(st, 3, e->subject, sizeof(e->subject));
     bind_text(st, 4, e->detail, sizeof(e->detail));
-    return step_done(st);
+    return pw_store__step_done(st);
 }
 
-/* Ends a failed transaction: keeps the message, rolls back what is left, and forgets series ids
- * that the rollback may have taken away. */
-static void abort_txn(pw_store *s, const char *what)
+/* Registers are unsigned in the protocol; SQLite integers are signed 64-bit. */
+static sqlite3_int64 wh(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+static int write_session(pw_store *s, const pw_store_session *x)
+{
+    int64_t id;
+    int rc = series_id(s, PW_STORE__KIND_CHARGER, x->charger, sizeof(x->charger), &id);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *st = s->stmt[ST_SESSION_PUT];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, x->start_ms);
+    if (x->end_ms)
+        sqlite3_bind_int64(st, 3, x->end_ms);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_int64(st, 4, wh(x->register_start_wh));
+    sqlite3_bind_int64(st, 5, wh(x->register_wh));
+    sqlite3_bind_int(st, 6, centiamps(x->peak_a));
+    bind_text(st, 7, x->ref, sizeof(x->ref));
+    return pw_store__step_done(st);
+}
+
+static int write_limit(pw_store *s, const pw_store_limit_change *c)
+{
+    int64_t id;
+    int rc = series_id(s, PW_STORE__KIND_CHARGER, c->charger, sizeof(c->charger), &id);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *st = s->stmt[ST_LIMIT_ADD];
+    sqlite3_bind_int64(st, 1, c->ts_ms);
+    sqlite3_bind_int64(st, 2, id);
+    sqlite3_bind_int(st, 3, centiamps(c->limit_a));
+    sqlite3_bind_int(st, 4, c->phases);
+    bind_text(st, 5, c->reason, sizeof(c->reason));
+    bind_text(st, 6, c->text, sizeof(c->text));
+    return pw_store__step_done(st);
+}
+
+void pw_store__abort_txn(pw_store *s, const char *what)
 {
     snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what, sqlite3_errmsg(s->db));
     if (!sqlite3_get_autocommit(s->db))
-        step_done(s->stmt[ST_ROLLBACK]);
+        pw_store__step_done(s->stmt[ST_ROLLBACK]);
     cache_clear(&s->series);
 }
 
@@ -318,7 +370,7 @@ int pw_store_write(pw_store *s, const pw_store_batch *b)
     s->errmsg[0] = '\0';
     if (!pw_store_batch_rows(b))
         return 0;
-    int rc = step_done(s->stmt[ST_BEGIN]);
+    int rc = pw_store__step_done(s->stmt[ST_BEGIN]);
     const pw_store_charger_sample *chargers = b->chargers.items;
     for (size_t i = 0; rc == SQLITE_OK && i < b->chargers.n; i++)
         rc = write_charger(s, &chargers[i]);
@@ -328,10 +380,16 @@ int pw_store_write(pw_store *s, const pw_store_batch *b)
     const pw_store_event *events = b->events.items;
     for (size_t i = 0; rc == SQLITE_OK && i < b->events.n; i++)
         rc = write_event(s, &events[i]);
+    const pw_store_session *sessions = b->sessions.items;
+    for (size_t i = 0; rc == SQLITE_OK && i < b->sessions.n; i++)
+        rc = write_session(s, &sessions[i]);
+    const pw_store_limit_change *limits = b->limits.items;
+    for (size_t i = 0; rc == SQLITE_OK && i < b->limits.n; i++)
+        rc = write_limit(s, &limits[i]);
     if (rc == SQLITE_OK)
-        rc = step_done(s->stmt[ST_COMMIT]);
+        rc = pw_store__step_done(s->stmt[ST_COMMIT]);
     if (rc != SQLITE_OK) {
-        abort_txn(s, "write");
+        pw_store__abort_txn(s, "write");
         if (s->failed_writes++ == 0)
             pw_warn("store", "writing history failed, will retry: %s", s->errmsg);
         return PW_STORE_E_WRITE;
@@ -345,8 +403,7 @@ int pw_store_write(pw_store *s, const pw_store_batch *b)
 
 /* ---- open and close ---- */
 
-/* Runs a pragma and copies the first column of its first row (or "") into out. */
-static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t out_size)
+int pw_store__pragma_text(sqlite3 *db, const char *sql, char *out, size_t out_size)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -363,12 +420,10 @@ static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t out_size)
     return rc;
 }
 
-/* Refuses files that are not ours, are read-only, or come from a newer phasewise, before
- * anything is written to them. */
-static int check_file(sqlite3 *db, const char *path, int *version, char *err, size_t err_size)
+int pw_store__check_file(sqlite3 *db, const char *path, int *version, char *err, size_t err_size)
 {
     char app_id[24];
-    int rc = pragma_text(db, "PRAGMA application_id", app_id, sizeof(app_id));
+    int rc = pw_store__pragma_text(db, "PRAGMA application_id", app_id, sizeof(app_id));
     if (rc == SQLITE_OK)
         rc = pw_store__user_version(db, version);
     if (rc != SQLITE_OK) {
@@ -388,6 +443,12 @@ static int check_file(sqlite3 *db, const char *path, int *version, char *err, si
                  path, *version, PW_VERSION, pw_store__schema_latest());
         return PW_STORE_E_NEWER;
     }
+    return 0;
+}
+
+/* The writer refuses files it cannot write, before anything else. */
+static int check_writable(sqlite3 *db, const char *path, char *err, size_t err_size)
+{
     if (sqlite3_db_readonly(db, "main") == 1) {
         snprintf(err, err_size, "%s is read-only", path);
         return PW_STORE_E_OPEN;
@@ -400,11 +461,12 @@ static int check_file(sqlite3 *db, const char *path, int *version, char *err, si
 static int configure(sqlite3 *db, int version, char *err, size_t err_size)
 {
     char val[32], count[32];
-    if (version == 0 && pragma_text(db, "PRAGMA page_count", count, sizeof(count)) == SQLITE_OK &&
+    if (version == 0 &&
+        pw_store__pragma_text(db, "PRAGMA page_count", count, sizeof(count)) == SQLITE_OK &&
         atol(count) == 0)
         sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL);
 
-    int rc = pragma_text(db, "PRAGMA journal_mode = WAL", val, sizeof(val));
+    int rc = pw_store__pragma_text(db, "PRAGMA journal_mode = WAL", val, sizeof(val));
     if (rc != SQLITE_OK || strcmp(val, "wal") != 0) {
         snprintf(err, err_size,
                  "journal_mode=WAL did not take (got \"%s\": %s); the database must be a file on "
@@ -418,7 +480,7 @@ static int configure(sqlite3 *db, int version, char *err, size_t err_size)
                       "PRAGMA journal_size_limit = " PW_STORE__STR(JOURNAL_SIZE_LIMIT),
                       NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = pragma_text(db, "PRAGMA foreign_keys", val, sizeof(val));
+        rc = pw_store__pragma_text(db, "PRAGMA foreign_keys", val, sizeof(val));
     if (rc != SQLITE_OK || strcmp(val, "1") != 0) {
         snprintf(err, err_size, "cannot configure the database connection: %s",
                  rc == SQLITE_OK ? "foreign keys stay off" : sqlite3_errmsg(db));
@@ -427,27 +489,45 @@ static int configure(sqlite3 *db, int version, char *err, size_t err_size)
     return 0;
 }
 
-static int prepare_all(pw_store *s, char *err, size_t err_size)
+int pw_store__connect(sqlite3 **db, const char *path, int flags, char *err, size_t err_size)
 {
-    for (int i = 0; i < ST_COUNT; i++) {
-        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                               NULL) != SQLITE_OK) {
-            snprintf(err, err_size, "cannot prepare \"%s\": %s", stmt_sql[i],
-                     sqlite3_errmsg(s->db));
+    int rc = sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_size, "cannot open %s: %s", path,
+                 *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+        return PW_STORE_E_OPEN;
+    }
+    sqlite3_extended_result_codes(*db, 1);
+    sqlite3_busy_timeout(*db, BUSY_TIMEOUT_MS);
+    return 0;
+}
+
+int pw_store__prepare(sqlite3 *db, const char *const *sql, sqlite3_stmt **st, int n, char *err,
+                      size_t err_size)
+{
+    for (int i = 0; i < n; i++) {
+        if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL) !=
+            SQLITE_OK) {
+            snprintf(err, err_size, "cannot prepare \"%s\": %s", sql[i], sqlite3_errmsg(db));
             return PW_STORE_E_OPEN;
         }
     }
     return 0;
 }
 
+void pw_store__disconnect(sqlite3 *db, sqlite3_stmt **st, int n)
+{
+    for (int i = 0; i < n; i++)
+        sqlite3_finalize(st[i]);
+    int rc = sqlite3_close(db);
+    if (rc != SQLITE_OK)
+        pw_error("store", "closing the database failed: %s", sqlite3_errstr(rc));
+}
+
 /* Finalizes the statements and closes the handle; frees s. */
 static void destroy(pw_store *s)
 {
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->stmt[i]);
-    int rc = sqlite3_close(s->db);
-    if (rc != SQLITE_OK)
-        pw_error("store", "closing the database failed: %s", sqlite3_errstr(rc));
+    pw_store__disconnect(s->db, s->stmt, ST_COUNT);
     cache_clear(&s->series);
     store__buf_free(&s->enc.out);
     free(s);
@@ -458,20 +538,14 @@ int pw_store_open(pw_store **out, const char *path, char *err, size_t err_size)
     *out = NULL;
     pw_store *s = pw_xcalloc(1, sizeof(*s));
     int version = 0, ret;
-    int rc = sqlite3_open_v2(
-        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(err, err_size, "cannot open %s: %s", path,
-                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        ret = PW_STORE_E_OPEN;
+    if ((ret = pw_store__connect(&s->db, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err,
+                                 err_size)))
         goto fail;
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-    if ((ret = check_file(s->db, path, &version, err, err_size)) ||
+    if ((ret = pw_store__check_file(s->db, path, &version, err, err_size)) ||
+        (ret = check_writable(s->db, path, err, err_size)) ||
         (ret = configure(s->db, version, err, err_size)) ||
         (ret = pw_store__migrate(s->db, pw_store__schema_latest(), err, err_size)) ||
-        (ret = prepare_all(s, err, err_size)))
+        (ret = pw_store__prepare(s->db, stmt_sql, s->stmt, ST_COUNT, err, err_size)))
         goto fail;
     *out = s;
     return 0;

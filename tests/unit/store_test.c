@@ -87,18 +87,67 @@ static void check_v1_rows(sqlite3 *db)
     assert_int_equal(r.v[PW_STORE__F_PHASES], 1);
 }
 
+/* Today's code reads a series through the reader API: one point per sample here. */
+static void check_series_readable(const char *path, int64_t t0, size_t samples)
+{
+    char err[256];
+    pw_store_reader *r = NULL;
+    assert_int_equal(pw_store_reader_open(&r, path, err, sizeof(err)), 0);
+    pw_store_point *pts;
+    size_t n;
+    int64_t bucket;
+    assert_int_equal(
+        pw_store_query_series(r, PW_STORE_CHARGER, "a01", t0, t0 + 60000, 60, &pts, &n, &bucket),
+        0);
+    assert_int_equal(bucket, 1000);
+    assert_int_equal(n, samples);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(pts[i].ts_ms, t0 + 1000 * (int64_t)i);
+        assert_float_equal(pts[i].current[0].avg, 16.0, 1e-6);
+        assert_float_equal(pts[i].limit.max, 16.0, 1e-6);
+        assert_int_equal(pts[i].state, 2);
+    }
+    free(pts);
+    pw_store_reader_close(r);
+}
+
+static void check_v2_rows(sqlite3 *db)
+{
+    check_v1_rows(db);
+    assert_int_equal(st_sql_int(db, "SELECT register_wh - register_start_wh FROM session"), 7400);
+    assert_int_equal(st_sql_int(db, "SELECT limit_ca FROM limit_change"), 1000);
+    assert_int_equal(st_sql_int(db, "SELECT value FROM meta WHERE key = 'built.m1'"),
+                     1699999200000);
+}
+
+/* The v1 fixture holds one pending sample, the v2 fixture adds a sealed block of two more. */
 static const struct {
     const char *rows;
     void (*check)(sqlite3 *db);
+    size_t samples; /* of charger a01 from 1700000000000 on */
 } at_version[] = {
-    [0] = {NULL, NULL}, /* an empty file */
+    [0] = {NULL, NULL, 0}, /* an empty file */
     [1] = {"INSERT INTO series (id, kind, name) VALUES (1, 1, 'a01');"
            /* i1 = 16.00 A, limit 16.00 A, state C, 1 phase */
            "INSERT INTO tail (id, tier, series_id, ts, v)"
            "  VALUES (1, 0, 1, 1700000000000, X'72801980190402');"
            "INSERT INTO event (ts, kind, subject, detail)"
            "  VALUES (1700000000000, 'charger_online', 'a01', '');",
-           check_v1_rows},
+           check_v1_rows, 1},
+    [2] = {"INSERT INTO series (id, kind, name) VALUES (1, 1, 'a01');"
+           "INSERT INTO tail (id, tier, series_id, ts, v)"
+           "  VALUES (1, 0, 1, 1700000000000, X'72801980190402');"
+           "INSERT INTO event (ts, kind, subject, detail)"
+           "  VALUES (1700000000000, 'charger_online', 'a01', '');"
+           /* The same sample at +1 s and +2 s: the second record only says "1 s later". */
+           "INSERT INTO block (tier, series_id, t0, t1, n, v)"
+           "  VALUES (0, 1, 1700000001000, 1700000002000, 2, X'7280198019040201D00F');"
+           "INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh, register_wh,"
+           "  peak_ca, ref) VALUES (1, 1700000000000, NULL, 1000, 8400, 1600, '');"
+           "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, text)"
+           "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
+           "INSERT INTO meta (key, value) VALUES ('built.m1', 1699999200000);",
+           check_v2_rows, 3},
 };
 
 static void every_step_has_a_fixture(void **state)
@@ -141,6 +190,8 @@ static void migrates_from_every_version(void **state)
         if (at_version[v].check)
             at_version[v].check(db);
         sqlite3_close(db);
+        if (at_version[v].samples)
+            check_series_readable(path, 1700000000000, at_version[v].samples);
     }
 }
 
