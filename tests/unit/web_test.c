@@ -991,6 +991,44 @@ static void test_dashboard_login(void **state)
     data_dir_remove(&d);
 }
 
+/* A login still being derived on the thread pool when web shuts down: the job must finish
+ * without touching the closed connection, and web must wait for it before freeing itself. */
+static void *scenario_close_during_login(void *arg)
+{
+    fixture *f = arg;
+    req_as(f, 0, "POST", "/api/auth/setup", OWN, NULL, "{\"password\":\"" PASSWORD "\"}");
+    conn *c = pw_xmalloc(sizeof(*c));
+    const char body[] = "{\"password\":\"" PASSWORD "\"}";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: " OWN "\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    if (!conn_open(c, f->port) || !conn_send(c, req, strlen(req)))
+        client_fail(f, "login request not sent");
+    usleep(20000); /* let the loop queue the derivation */
+    loop_do(f, CMD_CLOSE);
+    wait_eof(c);
+    conn_close(c);
+    free(c);
+    return NULL;
+}
+
+static void test_close_during_login(void **state)
+{
+    (void)state;
+    data_dir d;
+    data_dir_make(&d);
+    /* Slow enough (tens of ms) that the close lands while it runs. */
+    pw_web_auth_opts auth = {.data_dir = d.path, .iterations = 100000};
+    fixture f;
+    fixture_start_auth(&f, 0, &auth);
+    fixture_run(&f, scenario_close_during_login);
+    assert_status(&f, 0, 201);
+    fixture_free(&f);
+    data_dir_remove(&d);
+}
+
 /* ---- start-up failures leave nothing on the loop ---- */
 
 static void test_missing_evlib_plugin(void **state)
@@ -1041,11 +1079,17 @@ int main(void)
 {
     pw_log_set_level(PW_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_static_assets),      cmocka_unit_test(test_api_handler),
-        cmocka_unit_test(test_api_request_fields), cmocka_unit_test(test_body_too_large),
-        cmocka_unit_test(test_websocket),          cmocka_unit_test(test_close_with_clients),
-        cmocka_unit_test(test_auth_rules),         cmocka_unit_test(test_dashboard_login),
-        cmocka_unit_test(test_query_param),        cmocka_unit_test(test_missing_evlib_plugin),
+        cmocka_unit_test(test_static_assets),
+        cmocka_unit_test(test_api_handler),
+        cmocka_unit_test(test_api_request_fields),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_websocket),
+        cmocka_unit_test(test_close_with_clients),
+        cmocka_unit_test(test_auth_rules),
+        cmocka_unit_test(test_dashboard_login),
+        cmocka_unit_test(test_close_during_login),
+        cmocka_unit_test(test_query_param),
+        cmocka_unit_test(test_missing_evlib_plugin),
         cmocka_unit_test(test_port_in_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
