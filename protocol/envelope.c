@@ -79,11 +79,19 @@ static void tag_compute(const uint8_t key[PW_PROTO_KEY_LEN], const uint8_t *buf,
     memcpy(tag, full, PW_PROTO_TAG_LEN);
 }
 
+/* Allocations and heartbeats come from the balancer's id, everything else from another one, so
+ * that a charger can never be mistaken for the balancer by its id. */
+static int sender_ok(const pw_proto_hdr *h)
+{
+    bool from_balancer = h->type == PW_MSG_ALLOCATION || h->type == PW_MSG_HEARTBEAT;
+    return from_balancer == (h->sender_id == PW_PROTO_BALANCER_ID);
+}
+
 int pw_proto_encode(const pw_proto_msg *msg, const uint8_t key[PW_PROTO_KEY_LEN], uint8_t *out,
                     size_t out_size)
 {
     const pw_proto_hdr *h = &msg->hdr;
-    if (!pw_proto__type_known(h->type) || h->flags != 0 || h->sender_id == 0)
+    if (!pw_proto__type_known(h->type) || h->flags != 0 || !sender_ok(h))
         return PW_PROTO_E_INVALID;
     int plen = pw_proto__payload_len(msg);
     if (plen < 0)
@@ -146,7 +154,7 @@ int pw_proto_decode(const uint8_t *buf, size_t len, const uint8_t key[PW_PROTO_K
     h->seq = pw_proto__get32(buf + OFF_SEQ);
     if (!pw_proto__type_known(h->type))
         return PW_PROTO_E_TYPE;
-    if (h->flags != 0 || buf[OFF_RSVD] != 0 || h->sender_id == 0)
+    if (h->flags != 0 || buf[OFF_RSVD] != 0 || !sender_ok(h))
         return PW_PROTO_E_RANGE;
     return pw_proto__payload_read(buf + PW_PROTO_HDR_LEN, plen, msg);
 }

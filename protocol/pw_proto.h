@@ -31,12 +31,16 @@
 
 /* Message rates every sender follows (PROTOCOL.md, "Timing"); milliseconds. */
 #define PW_PROTO_STATUS_MIN_INTERVAL_MS 1000   /* on-change statuses at most this often */
-#define PW_PROTO_STATUS_MAX_INTERVAL_MS 20000  /* a status at least this often */
+#define PW_PROTO_STATUS_MAX_INTERVAL_MS 30000  /* a status at least this often */
 #define PW_PROTO_ANNOUNCE_INTERVAL_MS   600000 /* and once at every start */
 #define PW_PROTO_METER_INTERVAL_MS      1000
-#define PW_PROTO_ALLOC_RENEW_MS         20000 /* unchanged plans are re-sent this often */
-#define PW_PROTO_LEASE_MS               60000 /* lease the balancer grants by default */
+#define PW_PROTO_LEASE_MS               30000 /* lease the balancer grants by default */
+#define PW_PROTO_ALLOC_RENEW_MS         10000 /* unchanged plans re-sent: lease / 3 */
 #define PW_PROTO_HEARTBEAT_INTERVAL_MS  30000
+
+/* Sender id of the balancer. Allocations and heartbeats come only from it; chargers and meter
+ * gateways use any other id. */
+#define PW_PROTO_BALANCER_ID 0
 
 enum pw_proto_err {
     PW_PROTO_OK = 0,
@@ -82,7 +86,8 @@ enum pw_iec_state {
 typedef struct pw_proto_hdr {
     uint8_t type;       /* enum pw_proto_type */
     uint8_t flags;      /* no flags are defined in v1: must be 0 */
-    uint32_t sender_id; /* unique per device in a facility, never 0 */
+    uint32_t sender_id; /* unique per device in a facility; PW_PROTO_BALANCER_ID for the
+                         * balancer, which alone sends allocations and heartbeats */
     uint32_t boot_id;   /* increases at every start of the sender */
     uint32_t seq;       /* increases by one per datagram within a boot */
 } pw_proto_hdr;

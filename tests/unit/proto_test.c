@@ -207,7 +207,7 @@ static void test_allocation_split(void **state)
     unsigned found = 0, parts = 0;
     for (unsigned first = 0; first < N; first += PW_PROTO_ALLOC_PER_DATAGRAM, parts++) {
         static pw_proto_msg m, out;
-        m.hdr = (pw_proto_hdr){.type = PW_MSG_ALLOCATION, .sender_id = 1, .seq = parts};
+        m.hdr = (pw_proto_hdr){.type = PW_MSG_ALLOCATION, .seq = parts};
         m.u.allocation.alloc_seq = 9;
         m.u.allocation.lease_ms = PW_PROTO_LEASE_MS;
         unsigned count =
@@ -352,14 +352,19 @@ static const struct patch patches[] = {
     {"unknown type 255", PW_MSG_STATUS, 3, 255, 0, 0, PW_PROTO_E_TYPE},
     {"flags set", PW_MSG_STATUS, 4, 1, 0, 0, PW_PROTO_E_RANGE},
     {"reserved set", PW_MSG_STATUS, 5, 0x80, 0, 0, PW_PROTO_E_RANGE},
-    {"sender 0", PW_MSG_STATUS, 8, 0, 1, 0, PW_PROTO_E_RANGE},
-    /* A type whose fixed payload length differs from what the datagram carries. */
-    {"status as heartbeat", PW_MSG_STATUS, 3, PW_MSG_HEARTBEAT, 0, 0, PW_PROTO_E_LONG},
-    {"heartbeat as status", PW_MSG_HEARTBEAT, 3, PW_MSG_STATUS, 0, 0, PW_PROTO_E_SHORT},
+    {"status from the balancer's id", PW_MSG_STATUS, 8, 0, 1, PW_PROTO_BALANCER_ID,
+     PW_PROTO_E_RANGE},
+    {"allocation from a charger's id", PW_MSG_ALLOCATION, 8, 0, 1, 1001, PW_PROTO_E_RANGE},
+    {"heartbeat from a charger's id", PW_MSG_HEARTBEAT, 8, 0, 1, 1001, PW_PROTO_E_RANGE},
+    /* A type whose payload length differs from what the datagram carries. */
+    {"status as meter", PW_MSG_STATUS, 3, PW_MSG_METER, 0, 0, PW_PROTO_E_LONG},
+    {"meter as status", PW_MSG_METER, 3, PW_MSG_STATUS, 0, 0, PW_PROTO_E_SHORT},
+    {"status as announce", PW_MSG_STATUS, 3, PW_MSG_ANNOUNCE, 0, 0, PW_PROTO_E_SHORT},
+    {"allocation as heartbeat", PW_MSG_ALLOCATION, 3, PW_MSG_HEARTBEAT, 0, 0, PW_PROTO_E_LONG},
     /* 11 bytes read as an allocation: count 12 (chargers online) needs 118 bytes. */
     {"heartbeat as allocation", PW_MSG_HEARTBEAT, 3, PW_MSG_ALLOCATION, 0, 0, PW_PROTO_E_SHORT},
-    /* 40 bytes read as an allocation: count 15800 (L2's low half) is above 128. */
-    {"status as allocation", PW_MSG_STATUS, 3, PW_MSG_ALLOCATION, 0, 0, PW_PROTO_E_RANGE},
+    /* A charger's datagram relabelled as a balancer's type. */
+    {"status as heartbeat", PW_MSG_STATUS, 3, PW_MSG_HEARTBEAT, 0, 0, PW_PROTO_E_RANGE},
     /* status */
     {"iec state G", PW_MSG_STATUS, PAYLOAD + 0, 6, 0, 0, PW_PROTO_E_RANGE},
     {"iec state 255", PW_MSG_STATUS, PAYLOAD + 0, 255, 0, 0, PW_PROTO_E_RANGE},
@@ -454,7 +459,10 @@ static void test_encode_rejects(void **state)
     m.hdr.flags = 1;
     expect_invalid(&m);
     m = *vector_msg(PW_MSG_STATUS);
-    m.hdr.sender_id = 0;
+    m.hdr.sender_id = PW_PROTO_BALANCER_ID;
+    expect_invalid(&m);
+    m = *vector_msg(PW_MSG_HEARTBEAT);
+    m.hdr.sender_id = 1;
     expect_invalid(&m);
     m = *vector_msg(PW_MSG_STATUS);
     m.u.status.current_ma[1] = PW_PROTO_MAX_CURRENT_MA + 1;
@@ -490,7 +498,7 @@ static void test_full_allocation_fits(void **state)
 {
     (void)state;
     static pw_proto_msg m;
-    m.hdr = (pw_proto_hdr){.type = PW_MSG_ALLOCATION, .sender_id = 1};
+    m.hdr = (pw_proto_hdr){.type = PW_MSG_ALLOCATION, .sender_id = PW_PROTO_BALANCER_ID};
     m.u.allocation.lease_ms = PW_PROTO_LEASE_MS;
     m.u.allocation.count = PW_PROTO_ALLOC_PER_DATAGRAM;
     for (unsigned i = 0; i < PW_PROTO_ALLOC_PER_DATAGRAM; i++)

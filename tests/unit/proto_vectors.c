@@ -43,22 +43,24 @@ const struct pw_test_vector pw_test_vectors[] = {
      "0908090308fb000024b8000021cafffffb50000000003ade68b1be439bd070b0"
      "f674c417b03d7815f27f"},
     {"allocation",
-     {.hdr = {.type = PW_MSG_ALLOCATION, .sender_id = 1, .boot_id = 3, .seq = 100},
+     {.hdr =
+          {.type = PW_MSG_ALLOCATION, .sender_id = PW_PROTO_BALANCER_ID, .boot_id = 3, .seq = 100},
       .u.allocation = {.alloc_seq = 42,
                        .lease_ms = PW_PROTO_LEASE_MS,
                        .count = 3,
                        .entries = {{1001, 16000, 3}, {1002, 0, 0}, {1003, 10000, 1}}}},
-     "50570104000000250000000100000003000000640000002a0000ea6000030000"
-     "03e900003e8003000003ea0000000000000003eb0000271001d823c8b3ab758c"
-     "6a9c90491566b53e39"},
+     "50570104000000250000000000000003000000640000002a0000753000030000"
+     "03e900003e8003000003ea0000000000000003eb00002710011b035948be4890"
+     "ccc57297af65ff225f"},
     {"heartbeat",
-     {.hdr = {.type = PW_MSG_HEARTBEAT, .sender_id = 1, .boot_id = 3, .seq = 101},
+     {.hdr =
+          {.type = PW_MSG_HEARTBEAT, .sender_id = PW_PROTO_BALANCER_ID, .boot_id = 3, .seq = 101},
       .u.heartbeat = {.uptime_s = 3600,
                       .config_generation = 5,
                       .chargers_online = 12,
                       .state = PW_HB_BALANCING}},
-     "505701050000000b00000001000000030000006500000e1000000005000c00e4"
-     "e44e088f9f650e5a6658908197b414"},
+     "505701050000000b00000000000000030000006500000e1000000005000c00a9"
+     "98d306082fc2622667c38f99140130"},
 };
 
 const size_t pw_test_vector_count = sizeof pw_test_vectors / sizeof pw_test_vectors[0];
