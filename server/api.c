@@ -32,7 +32,7 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
         reply_json(resp, 200, doc);
     } else if (strcmp(req->path, "/api/config") == 0 && get) {
         reply_json(resp, 200, pw_cfg_to_json(app->cfg));
-    } else if (strcmp(req->path, "/api/metrics") == 0 && get) {
+    } else if (strcmp(req->path, "/metrics") == 0 && get) {
         resp->status = 200;
         resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
         resp->body = pw_metrics_render(app, pw_app_now_ms(), &resp->body_len);

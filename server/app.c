@@ -338,11 +338,13 @@ static int start(pw_app *app)
     pw_info("server", "LAN: group %s port %u on interface %s, ttl %u", no.group, no.port,
             no.interface, no.ttl);
 
-    pw_web_opts wo = {.addr = app->cfg->http.addr,
-                      .port = app->cfg->http.port,
-                      .max_body = 1u << 20,
-                      .api = pw_api_handle,
-                      .api_ud = app};
+    pw_web_opts wo = {
+        .addr = app->cfg->http.addr,
+        .port = app->cfg->http.port,
+        .max_body = 1u << 20,
+        .api = pw_api_handle,
+        .api_ud = app,
+        .auth = {.data_dir = app->data_dir, .dashboard_login = app->cfg->http.dashboard_login}};
     if (pw_web_new(&app->web, &app->loop, &wo, err, sizeof err) != 0) {
         pw_error("web", "%s", err);
         return -1;

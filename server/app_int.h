@@ -15,10 +15,6 @@
 #include "pw_web.h"
 #include "registry.h"
 
-#ifndef PW_PROTO_BALANCER_ID
-#define PW_PROTO_BALANCER_ID 0 /* sender id reserved for the balancer */
-#endif
-
 /* Rejected datagrams by reason: index is -pw_proto_err (0 unused). */
 #define PW_REJECT_SLOTS (PW_PROTO_E_COUNT + 1)
 

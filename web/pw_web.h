@@ -68,7 +68,7 @@ typedef struct pw_web_opts {
     const char *addr;  /* listen address, e.g. "127.0.0.1"; NULL, "" or "0.0.0.0" = all */
     uint16_t port;     /* 0 = pick a free port (see pw_web_port) */
     size_t max_body;   /* larger request bodies get 413; 0 = 64 KiB */
-    pw_web_api_fn api; /* called for every path under /api/; NULL = 404 there */
+    pw_web_api_fn api; /* called for /metrics and every path under /api/; NULL = 404 */
     void *api_ud;
     pw_web_auth_opts auth;
 } pw_web_opts;

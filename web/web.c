@@ -564,7 +564,9 @@ static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *u
     h->cookie = web__hdr_dup(wsi, WSI_TOKEN_HTTP_COOKIE);
     h->host = web__hdr_dup(wsi, WSI_TOKEN_HOST);
     lws_get_peer_simple(wsi, h->peer, sizeof(h->peer));
-    h->is_api = strcmp(h->path, "/api") == 0 || strncmp(h->path, "/api/", 5) == 0;
+    /* /metrics is the Prometheus convention; the server's handler answers it like the API. */
+    h->is_api = strcmp(h->path, "/api") == 0 || strncmp(h->path, "/api/", 5) == 0 ||
+                strcmp(h->path, "/metrics") == 0;
     if (!method)
         return web__respond_error(wsi, h, 405, "method not allowed", NULL, NULL);
     pw_strlcpy(h->method, method, sizeof(h->method));
