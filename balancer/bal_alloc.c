@@ -244,28 +244,38 @@ static void fill_class(pw_bal *b, size_t from, size_t to)
     }
 }
 
-/* With imbalance rows a charger frozen by a line difference may get room later as others rise;
- * raising each one alone as far as it goes leaves nothing on the table. Without imbalance rows
- * this finds nothing to do. */
+/* Raises charger k alone as far as its rows allow; returns by how much. */
+static double raise_alone(pw_bal *b, size_t k)
+{
+    bal_plan *pl = &b->plan[k];
+    if (pl->st != ST_FROZEN || pl->val >= pl->hi - 1e-9)
+        return 0;
+    double room = pl->hi - pl->val;
+    BAL_FOR_PATH_ROWS(b, k, j)
+    {
+        const bal_row *r = &b->rows[j];
+        int c = r->cm[pl->mask];
+        if (c > 0 && (r->cap - r->a) / c < room)
+            room = (r->cap - r->a) / c;
+    }
+    if (room <= 1e-9)
+        return 0;
+    add_load(b, k, pl->mask, room);
+    pl->val += room;
+    return room;
+}
+
+/* With imbalance rows a charger frozen by a line difference may get room later as others rise
+ * (on the other line of the pair), so raise everyone alone until nothing moves. Without
+ * imbalance rows water-filling leaves nothing to raise and one pass finds that. */
 static void raise_leftovers(pw_bal *b)
 {
-    for (size_t i = 0; i < b->n_order; i++) {
-        size_t k = b->order[i].idx;
-        bal_plan *pl = &b->plan[k];
-        if (pl->st != ST_FROZEN || pl->val >= pl->hi - 1e-9)
-            continue;
-        double room = pl->hi - pl->val;
-        BAL_FOR_PATH_ROWS(b, k, j)
-        {
-            const bal_row *r = &b->rows[j];
-            int c = r->cm[pl->mask];
-            if (c > 0 && (r->cap - r->a) / c < room)
-                room = (r->cap - r->a) / c;
-        }
-        if (room > 1e-6) {
-            add_load(b, k, pl->mask, room);
-            pl->val += room;
-        }
+    for (int pass = 0; pass < 64; pass++) {
+        double moved = 0;
+        for (size_t i = 0; i < b->n_order; i++)
+            moved += raise_alone(b, b->order[i].idx);
+        if (moved <= 1e-7 || !b->has_imbalance)
+            break;
     }
 }
 

@@ -351,14 +351,26 @@ static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
     return room;
 }
 
-/* Cut or held: what charger k offers until a raise is allowed. The held load must not exceed
- * the previous plan (not a raise) nor the target (not an overload) on any line. */
+/* The previous offer as line loads with what is known about the car now: a car seen on a new
+ * phase was already drawing there, so learning it is no raise. */
+static void prev_lines_now(const pw_bal *b, size_t k, double line[PW_LINES])
+{
+    const bal_ch *c = &b->ch[k];
+    const bal_plan *pl = &b->plan[k];
+    set_lines(line, c->prev_mode == 1 ? pl->mask1 : pl->mask3, c->prev_limit);
+}
+
+/* Held: what charger k offers until its raise is allowed. The held load must exceed neither
+ * the previous offer (that would be a raise) nor the target (that could overload) on any line:
+ * the smaller current, in whichever of the two phase modes satisfies both, else nothing. */
 static void hold_prev(pw_bal *b, size_t k)
 {
     const bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
     double v = c->prev_limit < pl->target ? c->prev_limit : pl->target;
     uint8_t modes[2] = {c->prev_mode, pl->tmode};
+    double prev[PW_LINES];
+    prev_lines_now(b, k, prev);
     pl->val = 0;
     pl->mode = pl->tmode;
     memset(pl->line, 0, sizeof pl->line);
@@ -370,8 +382,7 @@ static void hold_prev(pw_bal *b, size_t k)
         set_lines(line, mask, v);
         bool ok = true;
         for (size_t l = 0; l < PW_LINES; l++)
-            ok = ok && line[l] <= c->prev_line[l] + 1e-9 && line[l] <= pl->target + 1e-9 &&
-                 (line[l] == 0 || (pl->mask & (1u << l)));
+            ok = ok && line[l] <= prev[l] + 1e-9 && (line[l] == 0 || (pl->mask & (1u << l)));
         if (ok) {
             pl->val = v;
             pl->mode = modes[i];
@@ -381,10 +392,13 @@ static void hold_prev(pw_bal *b, size_t k)
     }
 }
 
-static bool is_raise(const bal_ch *c, const bal_plan *pl)
+static bool is_raise(const pw_bal *b, size_t k)
 {
+    const bal_plan *pl = &b->plan[k];
+    double prev[PW_LINES];
+    prev_lines_now(b, k, prev);
     for (size_t l = 0; l < PW_LINES; l++)
-        if (pl->line[l] > c->prev_line[l] + 1e-9)
+        if (pl->line[l] > prev[l] + 1e-9)
             return true;
     return false;
 }
@@ -442,9 +456,9 @@ static void apply_dynamics(pw_bal *b, uint64_t now)
             for (size_t l = 0; l < PW_LINES; l++)
                 if (c->meas_line[l] > pl->line[l] + p->active_phase_a)
                     pl->pend[l] = c->meas_line[l];
-        if (!pl->want || !is_raise(c, pl))
+        if (!pl->want || !is_raise(b, k))
             continue;
-        if (c->prev_limit > 0 && pl->tmode == c->prev_mode &&
+        if (c->prev_limit >= pl->lo && pl->tmode == c->prev_mode && pl->target > c->prev_limit &&
             pl->target - c->prev_limit < p->hysteresis_a) {
             pl->val = c->prev_limit; /* too small a raise to be worth sending */
             set_lines(pl->line, pl->mask, pl->val);
