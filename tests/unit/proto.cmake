@@ -10,3 +10,5 @@ target_compile_definitions(proto_test PRIVATE PW_SOURCE_DIR="${CMAKE_CURRENT_LIS
 # Prints the vectors for PROTOCOL.md; not a test.
 add_executable(proto_vectors_print ${CMAKE_CURRENT_LIST_DIR}/proto_vectors_print.c)
 target_link_libraries(proto_vectors_print PRIVATE pw_proto_vectors)
+
+pw_unit_test(keyfile_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/keyfile_test.c LIBS pw_keyfile)
