@@ -8,3 +8,18 @@ pw_unit_test(store_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/store_test.c
 
 pw_unit_test(store_history_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/store_history_test.c
              LIBS pw_store pw_store_testutil)
+
+# Crash test: a helper writer killed with SIGKILL in a loop; a short run by default, a long one
+# under the soak label.
+add_executable(store_crash_writer ${CMAKE_CURRENT_LIST_DIR}/store_crash_writer.c)
+target_link_libraries(store_crash_writer PRIVATE pw_store)
+pw_unit_test(store_crash_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/store_crash_test.c
+             LIBS pw_store pw_store_testutil)
+target_compile_definitions(store_crash_test PRIVATE
+                           STORE_CRASH_WRITER="$<TARGET_FILE:store_crash_writer>")
+add_dependencies(store_crash_test store_crash_writer)
+add_test(NAME store_crash_soak COMMAND store_crash_test 400)
+set_tests_properties(store_crash_soak PROPERTIES LABELS "soak" TIMEOUT 1200)
+
+pw_unit_test(store_fault_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/store_fault_test.c
+             LIBS pw_store pw_store_testutil)
