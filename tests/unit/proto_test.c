@@ -249,6 +249,28 @@ static void test_vectors(void **state)
     assert_memory_equal(frame, want, sizeof want);
 }
 
+/* Every hex vector appears verbatim in PROTOCOL.md, so the document cannot drift from the code. */
+static void test_vectors_in_document(void **state)
+{
+    (void)state;
+    FILE *f = fopen(PW_SOURCE_DIR "/protocol/PROTOCOL.md", "r");
+    assert_non_null(f);
+    static char doc[256 * 1024];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    /* The document wraps long hex over lines; compare with whitespace removed. */
+    size_t w = 0;
+    for (size_t r = 0; r < n; r++) {
+        if (doc[r] != ' ' && doc[r] != '\n')
+            doc[w++] = doc[r];
+    }
+    doc[w] = '\0';
+    for (size_t i = 0; i < pw_test_vector_count; i++)
+        assert_non_null(strstr(doc, pw_test_vectors[i].hex));
+    assert_non_null(strstr(doc, pw_test_defa_hex));
+}
+
 /* --- framing rejections --- */
 
 static void test_reject_framing(void **state)
@@ -746,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_extremes),
         cmocka_unit_test(test_allocation_split),
         cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_vectors_in_document),
         cmocka_unit_test(test_reject_framing),
         cmocka_unit_test(test_reject_auth),
         cmocka_unit_test(test_every_bit_flip_rejected),

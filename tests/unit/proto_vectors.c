@@ -46,7 +46,7 @@ const struct pw_test_vector pw_test_vectors[] = {
      {.hdr =
           {.type = PW_MSG_ALLOCATION, .sender_id = PW_PROTO_BALANCER_ID, .boot_id = 3, .seq = 100},
       .u.allocation = {.alloc_seq = 42,
-                       .lease_ms = PW_PROTO_LEASE_MS,
+                       .lease_ms = 30000,
                        .count = 3,
                        .entries = {{1001, 16000, 3}, {1002, 0, 0}, {1003, 10000, 1}}}},
      "50570104000000250000000000000003000000640000002a0000753000030000"
