@@ -32,11 +32,7 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-typedef struct rng {
-    uint64_t s[4];
-} rng;
-
-static void rng_seed(rng *r, uint64_t seed)
+void pw_sim_rng_seed(pw_sim_rng *r, uint64_t seed)
 {
     for (int i = 0; i < 4; i++) {
         seed = mix64(seed);
@@ -50,7 +46,7 @@ static uint64_t rotl(uint64_t x, int k)
 }
 
 /* xoshiro256** */
-static uint64_t rng_next(rng *r)
+uint64_t pw_sim_rng_next(pw_sim_rng *r)
 {
     uint64_t *s = r->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
@@ -64,22 +60,21 @@ static uint64_t rng_next(rng *r)
     return result;
 }
 
-/* Uniform in [0, 1). */
-static double rng_unit(rng *r)
+double pw_sim_rng_unit(pw_sim_rng *r)
 {
-    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+    return (double)(pw_sim_rng_next(r) >> 11) * 0x1.0p-53;
 }
 
-static double rng_range(rng *r, double lo, double hi)
+static double rng_range(pw_sim_rng *r, double lo, double hi)
 {
-    return lo + (hi - lo) * rng_unit(r);
+    return lo + (hi - lo) * pw_sim_rng_unit(r);
 }
 
 /* Normal(mean, sd) clamped to [lo, hi] (Box-Muller). */
-static double rng_normal(rng *r, double mean, double sd, double lo, double hi)
+static double rng_normal(pw_sim_rng *r, double mean, double sd, double lo, double hi)
 {
-    double u1 = 1.0 - rng_unit(r);
-    double u2 = rng_unit(r);
+    double u1 = 1.0 - pw_sim_rng_unit(r);
+    double u2 = pw_sim_rng_unit(r);
     double v = mean + sd * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
     return v < lo ? lo : v > hi ? hi : v;
 }
@@ -387,9 +382,9 @@ static const car_type car_types[] = {
     {3, 16.0, 77.0, 0.45}, {3, 32.0, 52.0, 0.15},
 };
 
-static const car_type *pick_car_type(rng *r)
+static const car_type *pick_car_type(pw_sim_rng *r)
 {
-    double u = rng_unit(r);
+    double u = pw_sim_rng_unit(r);
     for (size_t i = 0; i < PW_ARRAY_LEN(car_types); i++) {
         if (u < car_types[i].share)
             return &car_types[i];
@@ -399,11 +394,11 @@ static const car_type *pick_car_type(rng *r)
 }
 
 /* Arrival hour of day and stay in hours for one car of the pattern. */
-static void pick_stay(rng *r, enum pw_sim_pattern pattern, double *arrive_h, double *stay_h)
+static void pick_stay(pw_sim_rng *r, enum pw_sim_pattern pattern, double *arrive_h, double *stay_h)
 {
     switch (pattern) {
     case PW_SIM_EVENING:
-        if (rng_unit(r) < 0.8) {
+        if (pw_sim_rng_unit(r) < 0.8) {
             *arrive_h = rng_normal(r, 17.5, 1.5, 12.0, 23.5);
             *stay_h = 24.0 - *arrive_h + rng_normal(r, 7.5, 1.0, 5.0, 11.0);
         } else {
@@ -412,7 +407,7 @@ static void pick_stay(rng *r, enum pw_sim_pattern pattern, double *arrive_h, dou
         }
         return;
     case PW_SIM_OFFICE:
-        if (rng_unit(r) < 0.85) {
+        if (pw_sim_rng_unit(r) < 0.85) {
             *arrive_h = rng_normal(r, 8.5, 1.0, 6.0, 12.0);
             *stay_h = rng_normal(r, 8.5, 1.0, 2.0, 11.0);
         } else {
@@ -440,34 +435,34 @@ static int by_arrival(const void *a, const void *b)
     return x->pref < y->pref ? -1 : x->pref > y->pref;
 }
 
-static void make_car(pw_sim *m, rng *r, int64_t day, sim_car *c)
+static void make_car(pw_sim *m, pw_sim_rng *r, int64_t day, sim_car *c)
 {
     double arrive_h, stay_h;
     const car_type *t = pick_car_type(r);
     pick_stay(r, m->p.pattern, &arrive_h, &stay_h);
     int64_t arrive = day_start_ms(m, day) + (int64_t)(arrive_h * HOUR_MS);
     int64_t depart = arrive + (int64_t)(stay_h * HOUR_MS);
-    double u = rng_unit(r);
+    double u = pw_sim_rng_unit(r);
 
     memset(c, 0, sizeof(*c));
     c->v.state = PW_SIM_CAR_COMING;
     c->v.phases = t->phases;
     c->v.max_a = t->max_a;
     c->v.capacity_wh = t->capacity_kwh * 1000.0;
-    c->v.min_start_a = rng_unit(r) < 0.25 ? 7.0 : IEC_MIN_A;
+    c->v.min_start_a = pw_sim_rng_unit(r) < 0.25 ? 7.0 : IEC_MIN_A;
     c->v.arrival_soc = rng_range(r, 0.15, 0.6);
     c->v.target_soc = u < 0.55 ? 0.8 : u < 0.7 ? 0.9 : 1.0;
     c->v.soc = c->v.arrival_soc;
     c->v.need_wh = (c->v.target_soc - c->v.arrival_soc) * c->v.capacity_wh;
     c->v.follow_ms = (uint32_t)rng_range(r, m->p.follow_min_ms, m->p.follow_max_ms + 1.0);
     c->v.charger = -1;
-    c->pref = (uint32_t)rng_next(r);
+    c->pref = (uint32_t)pw_sim_rng_next(r);
     /* Cars of the day before the start that are still parked arrive at t = 0. */
     c->v.arrive_ms = arrive < 0 ? 0 : (uint64_t)arrive;
     c->v.depart_ms = depart < 0 ? 0 : (uint64_t)depart;
 }
 
-static void make_peaks(pw_sim *m, rng *r, int64_t day)
+static void make_peaks(pw_sim *m, pw_sim_rng *r, int64_t day)
 {
     for (size_t i = 0; i < m->n_nodes; i++) {
         const sim_node *n = &m->nodes[i];
@@ -477,7 +472,8 @@ static void make_peaks(pw_sim *m, rng *r, int64_t day)
             int64_t start = day_start_ms(m, day) + (int64_t)rng_range(r, 0.0, PW_SIM_DAY_MS);
             int64_t end = start + (int64_t)(rng_range(r, 3.0, 30.0) * 60000.0);
             double amp = rng_range(r, 0.04, 0.12) * min_line(n->spec.limit_a);
-            uint8_t mask = rng_unit(r) < 0.3 ? 7u : (uint8_t)(1u << (rng_next(r) % 3));
+            uint8_t mask =
+                pw_sim_rng_unit(r) < 0.3 ? 7u : (uint8_t)(1u << (pw_sim_rng_next(r) % 3));
             if (end <= 0)
                 continue;
             if (m->n_peaks == m->cap_peaks) {
@@ -511,11 +507,11 @@ static unsigned cars_per_day(const pw_sim *m)
 /* Generates day `day`: its cars (sorted by arrival, appended) and its appliance peaks. */
 static void generate_day(pw_sim *m, int64_t day)
 {
-    rng r;
+    pw_sim_rng r;
     unsigned n = cars_per_day(m);
     size_t first = m->n_cars;
 
-    rng_seed(&r, m->p.seed ^ mix64((uint64_t)day + 0x5eedull));
+    pw_sim_rng_seed(&r, m->p.seed ^ mix64((uint64_t)day + 0x5eedull));
     if (m->n_cars + n > m->cap_cars) {
         m->cap_cars = (m->n_cars + n) * 2;
         m->cars = pw_xrealloc(m->cars, m->cap_cars * sizeof(*m->cars));
@@ -526,7 +522,8 @@ static void generate_day(pw_sim *m, int64_t day)
         if (c.v.depart_ms > c.v.arrive_ms) /* gone before the start: not part of this run */
             m->cars[m->n_cars++] = c;
     }
-    qsort(m->cars + first, m->n_cars - first, sizeof(*m->cars), by_arrival);
+    if (m->n_cars > first)
+        qsort(m->cars + first, m->n_cars - first, sizeof(*m->cars), by_arrival);
     make_peaks(m, &r, day);
 }
 
@@ -888,14 +885,14 @@ int pw_sim_new(const pw_bal_facility *f, const pw_sim_params *p, pw_sim **out, c
         return rc;
 
     pw_sim *m = pw_xcalloc(1, sizeof(*m));
-    rng r;
+    pw_sim_rng r;
     m->p = *p;
     m->grid = f->grid;
     double start_h = p->start_hour >= 0.0 ? p->start_hour : default_start_hour(p->pattern);
     m->offset_ms = (int64_t)(start_h * HOUR_MS);
     m->n_nodes = f->n_nodes;
     m->nodes = pw_xcalloc(f->n_nodes, sizeof(*m->nodes));
-    rng_seed(&r, p->seed ^ 0x10adull);
+    pw_sim_rng_seed(&r, p->seed ^ 0x10adull);
     for (size_t i = 0; i < f->n_nodes; i++) {
         sim_node *n = &m->nodes[i];
         n->spec = f->nodes[i];

@@ -173,4 +173,15 @@ size_t pw_sim_car_count(const pw_sim *m);
 /* Fills out for car i < pw_sim_car_count(). */
 void pw_sim_car(const pw_sim *m, size_t i, pw_sim_car_view *out);
 
+/* The model's seeded generator (xoshiro256**), for the shell's own randomness such as packet
+ * impairment, so that it too is reproducible from a seed. Caller-allocated, no cleanup. */
+typedef struct pw_sim_rng {
+    uint64_t s[4];
+} pw_sim_rng;
+
+void pw_sim_rng_seed(pw_sim_rng *r, uint64_t seed);
+uint64_t pw_sim_rng_next(pw_sim_rng *r);
+/* Uniform in [0, 1). */
+double pw_sim_rng_unit(pw_sim_rng *r);
+
 #endif

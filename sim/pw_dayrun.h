@@ -1,0 +1,57 @@
+/* A facility simulation in fake time: the simulated facility (pw_simmodel) driven by an
+ * allocator in-process, no network, looping on the next deadline with an explicit now. Runs the
+ * same seeded day under phasewise (pw_bal) and the two baselines (pw_simbase) and measures
+ * overload, energy, fairness, pauses and phase switches. Pure: no I/O, no clock. */
+#ifndef PW_DAYRUN_H
+#define PW_DAYRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pw_bal.h"
+#include "pw_simmodel.h"
+
+enum pw_dayrun_alloc {
+    PW_DAYRUN_PHASEWISE = 0,   /* the real balancer, pw_bal */
+    PW_DAYRUN_STATIC = 1,      /* each node's limit divided among its chargers */
+    PW_DAYRUN_WORST_PHASE = 2, /* every charger counted on every line at its largest phase */
+    PW_DAYRUN_ALLOCATORS = 3
+};
+
+/* "phasewise", "static", "worst-phase"; static storage. */
+const char *pw_dayrun_alloc_name(enum pw_dayrun_alloc a);
+
+typedef struct pw_dayrun_opts {
+    pw_sim_params model;  /* cars, pattern, seed, building load; reaction_ms is overwritten
+                             with the facility's */
+    uint64_t duration_ms; /* simulated time to run */
+    uint32_t meter_ms;    /* meter interval, 1000..10000 */
+    uint32_t tick_ms;     /* control tick when no reading arrives (the server's tick_ms) */
+    uint32_t lease_ms;    /* lease sent with every allocation */
+} pw_dayrun_opts;
+
+/* Fills o with a one-day run, 1 s meters, 1 s tick, 30 s leases and the model's defaults. */
+void pw_dayrun_default_opts(pw_dayrun_opts *o);
+
+typedef struct pw_dayrun_result {
+    double over_s;              /* seconds above the limit, summed over every line of every node */
+    double over_beyond_s;       /* of which beyond the reaction window of an overload episode */
+    double worst_line_beyond_s; /* the largest over_beyond of a single node line */
+    double max_over_a;          /* largest excess seen on any line */
+    double requested_kwh;       /* energy the plugged-in cars asked for */
+    double delivered_kwh;       /* energy they got before leaving or the end of the run */
+    double jain;                /* Jain's index over cars of delivered / requested (capped at 1) */
+    unsigned cars;              /* cars that plugged in */
+    unsigned cars_turned_away;
+    unsigned cars_unmet; /* left (or were still there at the end) with < 99 % of their request */
+    unsigned pauses;     /* charging stopped for lack of current before the car was full */
+    unsigned phase_switches;
+    uint64_t allocator_runs;
+} pw_dayrun_result;
+
+/* Runs the day described by o on facility f (validated) under allocator a. Returns 0, or a
+ * negative pw_sim_err with a message in err. */
+int pw_dayrun(const pw_bal_facility *f, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
+              pw_dayrun_result *out, char *err, size_t err_size);
+
+#endif

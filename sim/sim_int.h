@@ -1,0 +1,111 @@
+/* Internals of phasewise-sim shared by its files: the options, the running simulator (model,
+ * sockets, protocol senders, impairment) and the functions each file provides. */
+#ifndef PW_SIM_INT_H
+#define PW_SIM_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "pw_cfg.h"
+#include "pw_net.h"
+#include "pw_proto.h"
+#include "pw_simmodel.h"
+
+#define SIM_COMP           "sim"
+#define SIM_TICK_MS        50   /* real time between model advances */
+#define SIM_KEEPALIVE_MS   5000 /* a charger repeats its status at least this often */
+#define SIM_REPLAY_SENDERS 4    /* balancers whose replay state is kept */
+#define SIM_KEY_WAIT_MS    10000
+#define SIM_KEY_RETRY_MS   250
+
+typedef struct sim_opts {
+    const char *config;
+    const char *key_file;
+    const char *report;
+    const char *group;         /* NULL = the config's */
+    int port;                  /* 0 = the config's */
+    const char *interface;     /* NULL = the config's */
+    double speed;              /* simulated ms per real ms */
+    double duration_s;         /* simulated seconds; 0 = until a signal */
+    uint32_t meter_ms;         /* meter interval, simulated */
+    double loss, dup, reorder; /* packet impairment probabilities, both directions */
+    pw_sim_params model;
+} sim_opts;
+
+/* Packet impairment in one direction: drop, duplicate, or hold one datagram back so that it
+ * arrives after the next one (or at the end of the tick). */
+typedef struct sim_impair {
+    double loss, dup, reorder;
+    pw_sim_rng rng;
+    bool holding;
+    size_t held_len;
+    uint8_t held[PW_PROTO_MAX_DATAGRAM];
+    uint64_t dropped, duplicated, reordered;
+} sim_impair;
+
+/* One device speaking the protocol: a charger or a meter gateway. */
+typedef struct sim_sender {
+    uint32_t id;
+    uint32_t seq;
+} sim_sender;
+
+typedef struct sim_charger_tx {
+    sim_sender s;
+    pw_msg_status last; /* what was last sent */
+    uint64_t last_real; /* loop time of that send */
+    bool sent;
+} sim_charger_tx;
+
+typedef struct sim_counters {
+    uint64_t tx, tx_errors;
+    uint64_t rx, rx_alloc, rx_heartbeat, rx_rejected, rx_replay, rx_unknown_charger;
+} sim_counters;
+
+typedef struct sim_app {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    uv_timer_t key_retry;
+    uv_signal_t sig_int, sig_term;
+    sim_opts o;
+    pw_cfg *cfg;
+    pw_sim *model;
+    uint8_t key[PW_PROTO_KEY_LEN];
+    uint64_t key_wait_start;
+    pw_net *net;      /* the phasewise group */
+    pw_net *defa_net; /* DEFA meter frames, only if a node has a DEFA meter */
+    uint32_t boot_id;
+    sim_charger_tx *chargers; /* n_chargers */
+    sim_sender *meters;       /* n_nodes; id 0 = no phasewise meter at that node */
+    double *meter_energy_wh;  /* n_nodes, import registers */
+    pw_proto_replay replay[SIM_REPLAY_SENDERS];
+    uint32_t replay_ids[SIM_REPLAY_SENDERS];
+    sim_impair tx_imp, rx_imp;
+    FILE *report;
+    uint64_t t0_real; /* loop time at simulated time 0 */
+    uint64_t last_announce_real;
+    uint64_t next_meter_ms, next_report_ms;
+    bool running; /* network up, ticking */
+    bool stopping;
+    int exit_code;
+    sim_counters c;
+} sim_app;
+
+/* agent.c: the protocol side. */
+int sim_agent_start(sim_app *app);  /* opens sockets and announces; 0 or -1 (logged) */
+void sim_agent_close(sim_app *app); /* closes the sockets */
+/* Advances the model to simulated time sim_ms, sending what falls due on the way. */
+void sim_agent_advance(sim_app *app, uint64_t sim_ms);
+/* Delivers datagrams held back for reordering. */
+void sim_agent_flush(sim_app *app);
+void sim_agent_send_announces(sim_app *app);
+void sim_impair_init(sim_impair *im, double loss, double dup, double reorder, uint64_t seed);
+
+/* report.c: one JSON line of ground truth; returns 0 or -1 on a write error. */
+int sim_report_write(sim_app *app);
+
+/* main.c: simulated time now, from the loop clock. */
+uint64_t sim_now_ms(sim_app *app);
+
+#endif
