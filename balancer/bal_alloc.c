@@ -115,6 +115,76 @@ static void admit(pw_bal *b)
     }
 }
 
+/* ---- which row fills up next ---- */
+
+/* The level at which row j is full, or infinity while nothing that loads it rises. */
+static double row_full_at(const bal_row *r)
+{
+    return r->npos > 0 && r->b > BAL_EPS ? (r->cap - r->a) / r->b : INFINITY;
+}
+
+static uint32_t earlier(const pw_bal *b, uint32_t x, uint32_t y)
+{
+    return b->row_t[y] < b->row_t[x] || (b->row_t[y] == b->row_t[x] && y < x) ? y : x;
+}
+
+static void seg_fix(pw_bal *b, size_t j)
+{
+    b->row_t[j] = row_full_at(&b->rows[j]);
+    for (size_t i = (b->seg_leaves + j) / 2; i >= 1; i /= 2)
+        b->seg[i] = earlier(b, b->seg[2 * i], b->seg[2 * i + 1]);
+}
+
+static void seg_build(pw_bal *b)
+{
+    size_t n = b->seg_leaves;
+    b->row_t[b->n_rows] = INFINITY; /* sentinel for the unused leaves */
+    for (size_t j = 0; j < n; j++) {
+        size_t row = j < b->n_rows ? j : b->n_rows;
+        if (j < b->n_rows)
+            b->row_t[j] = row_full_at(&b->rows[j]);
+        b->seg[n + j] = (uint32_t)row;
+    }
+    for (size_t i = n - 1; i >= 1; i--)
+        b->seg[i] = earlier(b, b->seg[2 * i], b->seg[2 * i + 1]);
+    for (size_t i = 0; i < b->n_dirty; i++) /* left over from the previous class */
+        b->is_dirty[b->dirty[i]] = false;
+    b->n_dirty = 0;
+}
+
+static void touch(pw_bal *b, size_t j)
+{
+    if (!b->is_dirty[j]) {
+        b->is_dirty[j] = true;
+        b->dirty[b->n_dirty++] = (uint32_t)j;
+    }
+}
+
+/* The earliest level >= t at which a row with rising chargers becomes full; -1 if none.
+ * Touched rows are brought up to date first. Changes that can only make a row fill later are
+ * not touched (see freeze): their stored level is early, never late, so the earliest stored
+ * level is checked against its row and fixed until it is exact. */
+static int next_full_row(pw_bal *b, double t, double *t_row)
+{
+    for (size_t i = 0; i < b->n_dirty; i++) {
+        b->is_dirty[b->dirty[i]] = false;
+        seg_fix(b, b->dirty[i]);
+    }
+    b->n_dirty = 0;
+    for (;;) {
+        uint32_t j = b->seg[1];
+        if (j >= b->n_rows || b->row_t[j] == INFINITY)
+            return -1;
+        double exact = row_full_at(&b->rows[j]);
+        if (exact != b->row_t[j]) {
+            seg_fix(b, j);
+            continue;
+        }
+        *t_row = exact < t ? t : exact;
+        return (int)j;
+    }
+}
+
 /* Freezes charger k at level t; bind is the row that stopped it, -1 for its own cap. */
 static void freeze(pw_bal *b, size_t k, double t, int bind)
 {
@@ -131,6 +201,8 @@ static void freeze(pw_bal *b, size_t k, double t, int bind)
             r->a += c * v;
             r->b -= c * pl->w;
             r->npos -= c > 0;
+            if (c < 0) /* only a row it unloads fills up sooner */
+                touch(b, j);
         }
         pl->val = v;
     } else {
@@ -153,6 +225,8 @@ static void start_rising(pw_bal *b, size_t k)
         r->a -= c * pl->lo;
         r->b += c * pl->w;
         r->npos += c > 0;
+        if (c > 0) /* only a row it loads fills up sooner */
+            touch(b, j);
     }
     pl->st = ST_RISE;
 }
@@ -171,30 +245,11 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
             frozen++;
         }
     }
-    if (!frozen) /* only rounding left it looking tight */
+    if (!frozen) { /* only rounding left it looking tight */
         r->npos = 0;
-    return frozen;
-}
-
-/* The earliest level at which a row with rising chargers becomes full; -1 if none. */
-static int next_full_row(const pw_bal *b, double t, double *t_row)
-{
-    int best = -1;
-    double bt = INFINITY;
-    for (size_t j = 0; j < b->n_rows; j++) {
-        const bal_row *r = &b->rows[j];
-        if (r->npos <= 0 || r->b <= BAL_EPS)
-            continue;
-        double tj = (r->cap - r->a) / r->b;
-        if (tj < t)
-            tj = t;
-        if (tj < bt) {
-            bt = tj;
-            best = (int)j;
-        }
+        touch(b, j);
     }
-    *t_row = bt;
-    return best;
+    return frozen;
 }
 
 /* Progressive filling of one class: the level t rises, charger k holds max(lo, w t) capped at
@@ -218,6 +273,7 @@ static void fill_class(pw_bal *b, size_t from, size_t to)
         b->events[nev++] = (bal_key){bal__dkey(pl->hi / pl->w), (uint32_t)(2 * k + 1)};
     }
     bal__sort(b->events, b->tmp, nev);
+    seg_build(b);
     size_t e = 0;
     double t = 0;
     while (active > 0) {
@@ -266,15 +322,17 @@ static double raise_alone(pw_bal *b, size_t k)
 }
 
 /* With imbalance rows a charger frozen by a line difference may get room later as others rise
- * (on the other line of the pair), so raise everyone alone until nothing moves. Without
- * imbalance rows water-filling leaves nothing to raise and one pass finds that. */
+ * (on the other line of the pair), so raise those below an imbalance limit alone until nothing
+ * moves. Line rows only fill up, so for everyone else water-filling left nothing to raise (the
+ * property tests check exactly that). */
 static void raise_leftovers(pw_bal *b)
 {
-    for (int pass = 0; pass < 64; pass++) {
+    for (int pass = 0; pass < 64 && b->has_imbalance; pass++) {
         double moved = 0;
         for (size_t i = 0; i < b->n_order; i++)
-            moved += raise_alone(b, b->order[i].idx);
-        if (moved <= 1e-7 || !b->has_imbalance)
+            if (b->ch[b->order[i].idx].imb_path)
+                moved += raise_alone(b, b->order[i].idx);
+        if (moved <= 1e-7)
             break;
     }
 }

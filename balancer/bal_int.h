@@ -10,13 +10,14 @@
 #define BAL_EPS  1e-9
 #define BAL_HIST 6 /* buckets of the stale-meter history, each meter_history_ms / BAL_HIST long */
 
-/* A sort key: ordered by key, then idx. */
+/* A sort key: ordered by key; idx rides along. */
 typedef struct bal_key {
     uint64_t key;
     uint32_t idx;
 } bal_key;
 
-/* Sorts a[0..n) by (key, idx) using tmp[0..n) as scratch; no allocation. */
+/* Sorts a[0..n) by key, keeping the input order of equal keys (stable), using tmp[0..n) as
+ * scratch; no allocation. */
 void bal__sort(bal_key *a, bal_key *tmp, size_t n);
 /* Maps a non-negative double to a key with the same order. */
 uint64_t bal__dkey(double d);
@@ -87,10 +88,30 @@ typedef struct bal_plan {
     double fixed[PW_LINES]; /* silent or faulty: what it may still draw */
 } bal_plan;
 
+/* The charger spec fields a run reads, packed (ids and names are not needed after new). */
+typedef struct bal_spec {
+    double min_a, max_a, failsafe_a, weight;
+    int node, priority;
+    uint8_t wiring[PW_LINES];
+    bool can_switch_phases;
+} bal_spec;
+
+/* A reason decided: its code and every value its sentence shows. */
+typedef struct bal_why {
+    enum pw_bal_reason code;
+    uint8_t variant; /* which sentence of the code */
+    bool one_phase;
+    int row;    /* binding or blocking row, -1 */
+    int stale;  /* node whose stale meter is named, -1 */
+    double x;   /* amperes shown, to a tenth */
+    uint64_t n; /* seconds or minutes shown */
+} bal_why;
+
 /* What the balancer remembers about a charger between runs. */
 typedef struct bal_ch {
-    pw_bal_charger_spec spec;
+    bal_spec spec;
     int cls;       /* priority class rank, 0 = highest */
+    bool imb_path; /* a node on its path has an imbalance limit */
     uint8_t wired; /* grid lines of all wired terminals */
     uint8_t one;   /* grid lines loaded when switched to 1 phase */
     bool has_meas;
@@ -110,6 +131,8 @@ typedef struct bal_ch {
     uint64_t cut_at;
     bool running, paused_by_us;
     uint64_t run_since, paused_at, waiting_since;
+    bool has_why;
+    bal_why why;     /* reason of the last run, to write its sentence only when it changes */
     double trim_cap; /* 0 = not trimmed */
     uint64_t trim_at;
 } bal_ch;
@@ -128,6 +151,14 @@ struct pw_bal {
     size_t n_order;
     bal_key *events; /* water-filling events, 2 per charger */
     bal_key *tmp;    /* sort scratch */
+    /* Water-filling: the level at which each row fills up, kept in a tournament tree so the
+     * next row to fill is found without scanning every row at every step. */
+    double *row_t; /* n_rows + 1; the last is an always-infinite sentinel */
+    uint32_t *seg; /* 2 * seg_leaves: leaves hold rows, inner nodes the earliest below */
+    size_t seg_leaves;
+    uint32_t *dirty; /* rows touched since the tree was last brought up to date */
+    size_t n_dirty;
+    bool *is_dirty;
     pw_bal_result *res;
     pw_bal_node_result *nres;
     uint64_t deadline;

@@ -378,11 +378,27 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->res = pw_xcalloc(nk, sizeof *b->res);
     b->nres = pw_xcalloc(b->n_nodes, sizeof *b->nres);
     b->deadline = UINT64_MAX;
+    size_t max_rows = b->n_nodes * 9;
+    b->seg_leaves = 1;
+    while (b->seg_leaves < max_rows + 1)
+        b->seg_leaves *= 2;
+    b->row_t = pw_xcalloc(max_rows + 1, sizeof *b->row_t);
+    b->seg = pw_xcalloc(2 * b->seg_leaves, sizeof *b->seg);
+    b->dirty = pw_xcalloc(max_rows, sizeof *b->dirty);
+    b->is_dirty = pw_xcalloc(max_rows, sizeof *b->is_dirty);
     for (size_t n = 0; n < b->n_nodes; n++)
         b->nodes[n].spec = f->nodes[n];
     for (size_t k = 0; k < b->n_ch; k++) {
         bal_ch *c = &b->ch[k];
-        c->spec = f->chargers[k];
+        const pw_bal_charger_spec *s = &f->chargers[k];
+        c->spec = (bal_spec){.min_a = s->min_a,
+                             .max_a = s->max_a,
+                             .failsafe_a = s->failsafe_a,
+                             .weight = s->weight,
+                             .node = s->node,
+                             .priority = s->priority,
+                             .can_switch_phases = s->can_switch_phases};
+        memcpy(c->spec.wiring, s->wiring, sizeof c->spec.wiring);
         c->wired = terms_lines(c->spec.wiring, 7);
         /* A charger switched to one phase uses terminal L1; on IT that phase is the L1-L2 pair. */
         c->one = terms_lines(c->spec.wiring, b->grid == PW_GRID_IT ? 3 : 1);
@@ -391,6 +407,9 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     }
     build_tree_order(b);
     build_rows(b);
+    for (size_t k = 0; k < b->n_ch; k++)
+        for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
+            b->ch[k].imb_path = b->ch[k].imb_path || b->nodes[n].spec.max_imbalance_a > 0;
     build_classes(b);
     return b;
 }
@@ -408,6 +427,10 @@ void pw_bal_free(pw_bal *b)
     free(b->order);
     free(b->events);
     free(b->tmp);
+    free(b->row_t);
+    free(b->seg);
+    free(b->dirty);
+    free(b->is_dirty);
     free(b->res);
     free(b->nres);
     free(b);
@@ -524,38 +547,44 @@ double bal__keyd(uint64_t k)
     return d;
 }
 
-static bool key_less(const bal_key *x, const bal_key *y)
+/* Small arrays: insertion sort, stable. */
+static void insertion_sort(bal_key *a, size_t n)
 {
-    return x->key < y->key || (x->key == y->key && x->idx < y->idx);
+    for (size_t i = 1; i < n; i++) {
+        bal_key v = a[i];
+        size_t j = i;
+        for (; j > 0 && v.key < a[j - 1].key; j--)
+            a[j] = a[j - 1];
+        a[j] = v;
+    }
 }
 
-/* Bottom-up merge sort: O(n log n) always and no allocation, runs of 8 by insertion first. */
+/* Least-significant-digit radix sort, 8 bits a pass, stable; passes where every key has the
+ * same digit are skipped (keys of one run share most high bits). O(n), no allocation. */
 void bal__sort(bal_key *a, bal_key *tmp, size_t n)
 {
-    const size_t run = 8;
-    for (size_t s = 0; s < n; s += run) {
-        size_t e = s + run < n ? s + run : n;
-        for (size_t i = s + 1; i < e; i++) {
-            bal_key v = a[i];
-            size_t j = i;
-            for (; j > s && key_less(&v, &a[j - 1]); j--)
-                a[j] = a[j - 1];
-            a[j] = v;
-        }
+    if (n < 64) {
+        insertion_sort(a, n);
+        return;
     }
+    uint32_t count[8][256];
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < n; i++)
+        for (unsigned d = 0; d < 8; d++)
+            count[d][(a[i].key >> (8 * d)) & 0xff]++;
     bal_key *src = a, *dst = tmp;
-    for (size_t width = run; width < n; width *= 2) {
-        for (size_t s = 0; s < n; s += 2 * width) {
-            size_t m = s + width < n ? s + width : n;
-            size_t e = s + 2 * width < n ? s + 2 * width : n;
-            size_t i = s, j = m, o = s;
-            while (i < m && j < e)
-                dst[o++] = key_less(&src[j], &src[i]) ? src[j++] : src[i++];
-            while (i < m)
-                dst[o++] = src[i++];
-            while (j < e)
-                dst[o++] = src[j++];
+    for (unsigned d = 0; d < 8; d++) {
+        uint32_t *c = count[d];
+        if (c[(src[0].key >> (8 * d)) & 0xff] == n)
+            continue;
+        uint32_t sum = 0;
+        for (unsigned v = 0; v < 256; v++) {
+            uint32_t x = c[v];
+            c[v] = sum;
+            sum += x;
         }
+        for (size_t i = 0; i < n; i++)
+            dst[c[(src[i].key >> (8 * d)) & 0xff]++] = src[i];
         bal_key *t = src;
         src = dst;
         dst = t;

@@ -2,32 +2,76 @@
  * by node 'Garage B' line L2") or why it is paused, and when rotation will give it a turn. */
 #include "bal_int.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
-static void say(pw_bal_result *r, enum pw_bal_reason code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* A small text builder: reasons are written for every charger on every run, and printf with
+ * floating point would cost more than the allocation itself. Output is truncated, never
+ * overrun. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
 
-static void say(pw_bal_result *r, enum pw_bal_reason code, const char *fmt, ...)
+static void put(text *t, const char *s)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->reason_text, sizeof r->reason_text, fmt, ap);
-    va_end(ap);
-    r->reason = code;
+    size_t n = strlen(s);
+    if (n > t->cap - 1 - t->len)
+        n = t->cap - 1 - t->len;
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void put_uint(text *t, uint64_t v)
+{
+    char buf[24];
+    size_t n = 0;
+    do
+        buf[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    char out[24];
+    for (size_t i = 0; i < n; i++)
+        out[i] = buf[n - 1 - i];
+    out[n] = '\0';
+    put(t, out);
+}
+
+/* Amperes with one decimal ("10.7"), or none when whole ("16"). */
+static void put_amps(text *t, double a)
+{
+    uint64_t tenths = (uint64_t)((a > 0 ? a : 0) * 10 + 0.5);
+    put_uint(t, tenths / 10);
+    if (tenths % 10) {
+        char frac[3] = {'.', (char)('0' + tenths % 10), '\0'};
+        put(t, frac);
+    }
+}
+
+static void put_line(text *t, unsigned line)
+{
+    char s[3] = {'L', (char)('0' + line), '\0'};
+    put(t, s);
 }
 
 /* "node 'Garage B' line L2" or "node 'Garage B' imbalance limit (L1 over L3 by at most 20 A)". */
-static void describe_row(const pw_bal *b, int j, char *out, size_t size)
+static void put_row(text *t, const pw_bal *b, int j)
 {
     const bal_row *row = &b->rows[j];
-    const char *name = bal__node_name(b, row->node);
-    if (row->line)
-        snprintf(out, size, "node '%s' line L%u", name, row->line);
-    else
-        snprintf(out, size, "node '%s' imbalance limit (L%u over L%u by at most %.0f A)", name,
-                 row->hi_line, row->lo_line, row->cap);
+    put(t, "node '");
+    put(t, bal__node_name(b, row->node));
+    put(t, "' ");
+    if (row->line) {
+        put(t, "line ");
+        put_line(t, row->line);
+        return;
+    }
+    put(t, "imbalance limit (");
+    put_line(t, row->hi_line);
+    put(t, " over ");
+    put_line(t, row->lo_line);
+    put(t, " by at most ");
+    put_amps(t, row->cap);
+    put(t, " A)");
 }
 
 /* The row that binds a charger below its demand: where it froze if that row is still full,
@@ -50,114 +94,191 @@ static int binding_row(const pw_bal *b, size_t k)
     return -1;
 }
 
-static void set_bind(const pw_bal *b, pw_bal_result *r, int j)
-{
-    if (j < 0)
-        return;
-    r->bind_node = b->rows[j].node;
-    r->bind_line = b->rows[j].line;
-}
-
-static void offline_reason(const pw_bal *b, size_t k, uint64_t now, pw_bal_result *r)
-{
-    const bal_ch *c = &b->ch[k];
-    double budget = 0;
-    for (size_t l = 0; l < PW_LINES; l++)
-        if (b->plan[k].fixed[l] > budget)
-            budget = b->plan[k].fixed[l];
-    if (c->has_meas)
-        say(r, PW_REASON_OFFLINE, "charger silent for %llu s: budgeted at %.1f A",
-            (unsigned long long)((now > c->meas_at ? now - c->meas_at : 0) / 1000), budget);
-    else
-        say(r, PW_REASON_OFFLINE, "charger not heard from yet: budgeted at %.1f A", budget);
-}
-
-static void paused_reason(const pw_bal *b, size_t k, uint64_t now, pw_bal_result *r)
+/* Decides the reason of charger k: the code and everything its sentence shows. */
+static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
 {
     const bal_plan *pl = &b->plan[k];
-    char where[96];
-    describe_row(b, pl->block, where, sizeof where);
-    set_bind(b, r, pl->block);
-    if (pl->susp) {
-        say(r, PW_REASON_SUSPENDED, "car paused itself; no room at %s to hold its minimum %.0f A",
-            where, pl->lo);
-        return;
+    const bal_ch *c = &b->ch[k];
+    const pw_bal_result *r = &b->res[k];
+    bal_why w = {.row = -1, .stale = -1};
+    if (!pl->online) {
+        w.code = PW_REASON_OFFLINE;
+        w.variant = c->has_meas;
+        w.n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
+        for (size_t l = 0; l < PW_LINES; l++)
+            w.x = pl->fixed[l] > w.x ? pl->fixed[l] : w.x;
+    } else if (c->m.car == PW_CAR_FAULT) {
+        w.code = PW_REASON_FAULT;
+    } else if (!pl->want) {
+        w.code = PW_REASON_NO_CAR;
+    } else if (pl->held) {
+        w.code = PW_REASON_WAITING_CUTS;
+        w.variant = pl->val > 0;
+        w.x = pl->target;
+    } else if (pl->val <= 0) {
+        w.row = pl->block;
+        w.code = pl->susp ? PW_REASON_SUSPENDED : pl->pause;
+        w.variant = pl->susp ? 0 : r->next_turn_ms > now;
+        w.x = pl->lo;
+        w.n = r->next_turn_ms > now ? (r->next_turn_ms - now + 59999) / 60000 : 0;
+    } else if (pl->susp) {
+        w.code = PW_REASON_SUSPENDED;
+        w.variant = 1;
+        w.x = pl->lo;
+    } else if (pl->target >= pl->hi - 1e-6) {
+        w.code = pl->trimmed ? PW_REASON_CAR_DRAW : PW_REASON_MAX;
+        w.x = pl->hi;
+    } else if ((w.row = binding_row(b, k)) < 0) {
+        w.code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */
+        w.variant = 1;
+        w.x = pl->val;
+    } else {
+        const bal_row *row = &b->rows[w.row];
+        w.stale = row->line ? b->nodes[row->node].stale_src : -1;
+        w.code = !row->line     ? PW_REASON_IMBALANCE
+                 : w.stale >= 0 ? PW_REASON_METER_STALE
+                                : PW_REASON_NODE_LIMIT;
     }
-    switch (pl->pause) {
+    w.one_phase = pl->want && pl->val > 0 && pl->mode == 1;
+    /* Amperes are shown to a tenth: a change below that is no new sentence. */
+    w.x = (double)(int64_t)(w.x * 10 + 0.5) / 10;
+    return w;
+}
+
+static bool same_why(const bal_why *x, const bal_why *y)
+{
+    return x->code == y->code && x->variant == y->variant && x->one_phase == y->one_phase &&
+           x->row == y->row && x->stale == y->stale && x->x == y->x && x->n == y->n;
+}
+
+static void render_paused(const pw_bal *b, const bal_why *w, text *t)
+{
+    switch (w->code) {
+    case PW_REASON_SUSPENDED:
+        put(t, "car paused itself; no room at ");
+        put_row(t, b, w->row);
+        put(t, " to hold its minimum ");
+        put_amps(t, w->x);
+        put(t, " A");
+        break;
     case PW_REASON_PAUSED_PRIORITY:
-        say(r, pl->pause, "paused: higher-priority cars use %s", where);
+        put(t, "paused: higher-priority cars use ");
+        put_row(t, b, w->row);
         break;
     case PW_REASON_PAUSED_ROTATION:
-        if (r->next_turn_ms > now) {
-            uint64_t min = (r->next_turn_ms - now + 59999) / 60000;
-            say(r, pl->pause, "paused: rotation, next turn in ~%llu min (%s is full)",
-                (unsigned long long)min, where);
+        if (w->variant) {
+            put(t, "paused: rotation, next turn in ~");
+            put_uint(t, w->n);
+            put(t, " min (");
+            put_row(t, b, w->row);
+            put(t, " is full)");
         } else {
-            say(r, pl->pause, "paused: rotation, minimums do not all fit at %s", where);
+            put(t, "paused: rotation, minimums do not all fit at ");
+            put_row(t, b, w->row);
         }
         break;
     default:
-        say(r, PW_REASON_PAUSED_NO_ROOM, "paused: %s has no room for the minimum %.0f A", where,
-            pl->lo);
+        put(t, "paused: ");
+        put_row(t, b, w->row);
+        put(t, " has no room for the minimum ");
+        put_amps(t, w->x);
+        put(t, " A");
         break;
     }
 }
 
-static void limited_reason(const pw_bal *b, size_t k, pw_bal_result *r)
+/* Writes the sentence of a decided reason. */
+static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
 {
-    const bal_plan *pl = &b->plan[k];
-    int j = binding_row(b, k);
-    if (j < 0) { /* only a hysteresis hold leaves a charger below demand with room left */
-        say(r, PW_REASON_NODE_LIMIT, "kept at %.1f A: a raise under %.1f A is not sent", pl->val,
-            b->p.hysteresis_a);
-        return;
+    text t = {out, 0, size};
+    out[0] = '\0';
+    switch (w->code) {
+    case PW_REASON_OFFLINE:
+        put(&t, w->variant ? "charger silent for " : "charger not heard from yet");
+        if (w->variant) {
+            put_uint(&t, w->n);
+            put(&t, " s");
+        }
+        put(&t, ": budgeted at ");
+        put_amps(&t, w->x);
+        put(&t, " A");
+        break;
+    case PW_REASON_FAULT:
+        put(&t, "charger reports a fault");
+        break;
+    case PW_REASON_NO_CAR:
+        put(&t, "no car connected");
+        break;
+    case PW_REASON_WAITING_CUTS:
+        if (!w->variant) {
+            put(&t, "starts once other chargers have followed their cuts");
+            break;
+        }
+        put(&t, "raise to ");
+        put_amps(&t, w->x);
+        put(&t, " A waits until other chargers follow cuts");
+        break;
+    case PW_REASON_CAR_DRAW:
+        put(&t, "car draws ");
+        put_amps(&t, w->x - b->p.trim_headroom_a);
+        put(&t, " A, less than offered: offer trimmed to ");
+        put_amps(&t, w->x);
+        put(&t, " A");
+        break;
+    case PW_REASON_MAX:
+        put(&t, "at the charger's maximum ");
+        put_amps(&t, w->x);
+        put(&t, " A");
+        break;
+    case PW_REASON_SUSPENDED:
+        if (!w->variant) {
+            render_paused(b, w, &t);
+            break;
+        }
+        put(&t, "car paused itself; holding the minimum ");
+        put_amps(&t, w->x);
+        put(&t, " A so it can resume");
+        break;
+    case PW_REASON_NODE_LIMIT:
+    case PW_REASON_IMBALANCE:
+    case PW_REASON_METER_STALE:
+        if (w->variant) {
+            put(&t, "kept at ");
+            put_amps(&t, w->x);
+            put(&t, " A: a raise under ");
+            put_amps(&t, b->p.hysteresis_a);
+            put(&t, " A is not sent");
+            break;
+        }
+        put(&t, "limited by ");
+        put_row(&t, b, w->row);
+        if (w->stale >= 0) {
+            put(&t, "; meter '");
+            put(&t, bal__node_name(b, w->stale));
+            put(&t, "' stale: conservative budget");
+        }
+        break;
+    default:
+        render_paused(b, w, &t);
+        break;
     }
-    char where[96];
-    describe_row(b, j, where, sizeof where);
-    set_bind(b, r, j);
-    int stale = b->nodes[b->rows[j].node].stale_src;
-    if (stale >= 0 && b->rows[j].line)
-        say(r, PW_REASON_METER_STALE, "limited by %s; meter '%s' stale: conservative budget", where,
-            bal__node_name(b, stale));
-    else
-        say(r, b->rows[j].line ? PW_REASON_NODE_LIMIT : PW_REASON_IMBALANCE, "limited by %s",
-            where);
+    if (w->one_phase)
+        put(&t, ", on 1 phase");
 }
 
 void bal__reason(pw_bal *b, size_t k, uint64_t now)
 {
-    const bal_plan *pl = &b->plan[k];
-    const bal_ch *c = &b->ch[k];
     pw_bal_result *r = &b->res[k];
-    r->bind_node = -1;
-    r->bind_line = 0;
-    if (!pl->online) {
-        offline_reason(b, k, now, r);
-    } else if (c->m.car == PW_CAR_FAULT) {
-        say(r, PW_REASON_FAULT, "charger reports a fault");
-    } else if (!pl->want) {
-        say(r, PW_REASON_NO_CAR, "no car connected");
-    } else if (pl->held && pl->val <= 0) {
-        say(r, PW_REASON_WAITING_CUTS, "starts once other chargers have followed their cuts");
-    } else if (pl->held) {
-        say(r, PW_REASON_WAITING_CUTS, "raise to %.1f A waits until other chargers follow cuts",
-            pl->target);
-    } else if (pl->val <= 0) {
-        paused_reason(b, k, now, r);
-    } else if (pl->susp) {
-        say(r, PW_REASON_SUSPENDED,
-            "car paused itself; holding the minimum %.0f A so it can resume", pl->lo);
-    } else if (pl->target >= pl->hi - 1e-6 && pl->trimmed) {
-        say(r, PW_REASON_CAR_DRAW, "car draws %.1f A, less than offered: offer trimmed to %.1f A",
-            pl->hi - b->p.trim_headroom_a < 0 ? 0 : pl->hi - b->p.trim_headroom_a, pl->hi);
-    } else if (pl->target >= pl->hi - 1e-6) {
-        say(r, PW_REASON_MAX, "at the charger's maximum %.0f A", pl->hi);
-    } else {
-        limited_reason(b, k, r);
-    }
-    size_t len = strlen(r->reason_text);
-    if (pl->want && pl->val > 0 && pl->mode == 1 && len + 16 < sizeof r->reason_text)
-        snprintf(r->reason_text + len, sizeof r->reason_text - len, ", on 1 phase");
+    bal_why w = decide(b, k, now);
+    r->reason = w.code;
+    r->bind_node = w.row >= 0 ? b->rows[w.row].node : -1;
+    r->bind_line = w.row >= 0 ? b->rows[w.row].line : 0;
+    /* Most chargers keep their reason from run to run: write the sentence only when it changes. */
+    if (b->ch[k].has_why && same_why(&w, &b->ch[k].why) && r->reason_text[0])
+        return;
+    render(b, &w, r->reason_text, sizeof r->reason_text);
+    b->ch[k].why = w;
+    b->ch[k].has_why = true;
 }
 
 /* Estimated resume time of cars paused by rotation: the running cars of the class leave in the

@@ -125,9 +125,13 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
 {
     bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
-    memset(pl, 0, sizeof *pl);
+    pl->val = pl->lo = pl->hi = 0;
+    pl->mask = 0;
+    pl->st = ST_IDLE;
+    pl->want = pl->susp = pl->trimmed = pl->held = false;
     pl->bind = pl->block = -1;
     pl->mode = pl->tmode = 3;
+    memset(pl->fixed, 0, sizeof pl->fixed);
     pl->online = c->has_meas && (b->p.oneshot || age(now, c->meas_at) < b->p.offline_ms);
     if (!pl->online) {
         /* Silent: it may still draw its last current, or its failsafe once its lease ends. */

@@ -108,7 +108,7 @@ static void test_partial_raise(void **state)
     /* a still draws 30: b can only go to 40 - 30 = 10 now, which is no raise at all. */
     A_EQ(fx_res(&x, 1)->limit_a, 10);
     assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_WAITING_CUTS);
-    assert_text(fx_res(&x, 1), "raise to 20.0 A");
+    assert_text(fx_res(&x, 1), "raise to 20 A");
     draws(&x, 0, 26, 1000); /* a on its way down */
     fx_run(&x, 1000);
     A_EQ(fx_res(&x, 1)->limit_a, 14);

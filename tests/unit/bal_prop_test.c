@@ -23,6 +23,8 @@
 #define MAX_NODES 12
 #define MAX_CH    200
 #define EPS       1e-6
+#define N_CLS     5 /* priorities -1..2 give ranks 0..3; suspended cars rank last */
+#define SUSP_CLS  (N_CLS - 1)
 
 static uint64_t prop_count = 10000;
 static uint64_t prop_seed = 0x9e3779b97f4a7c15u;
@@ -193,6 +195,11 @@ typedef struct check {
     const pw_bal_result *r;
     const pw_bal_node_result *nr;
     int cls[MAX_CH]; /* rank, suspended cars last */
+    /* per node and line: running chargers' minimum loads per class, and for fairness the largest
+     * weighted share per class among chargers that could give (above their minimum) */
+    double min_by_cls[MAX_NODES][PW_LINES][N_CLS];
+    double top_level[MAX_NODES][PW_LINES][N_CLS];
+    int lowest_giver[MAX_NODES][PW_LINES]; /* largest class rank above its minimum, -1 */
     uint8_t mask[MAX_CH], mask3[MAX_CH], mask1[MAX_CH];
     bool want[MAX_CH], fixed_load[MAX_CH];
     double demand[MAX_CH];
@@ -209,14 +216,6 @@ static uint8_t lines_of(const pw_bal_charger_spec *c, uint8_t terms)
         if ((terms & (1u << t)) && c->wiring[t])
             m |= (uint8_t)(1u << (c->wiring[t] - 1));
     return m;
-}
-
-static bool below(const world *w, int k, size_t n)
-{
-    for (int p = w->ch[k].node; p >= 0; p = w->nodes[p].parent)
-        if ((size_t)p == n)
-            return true;
-    return false;
 }
 
 static void fail_seed(const world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -251,7 +250,7 @@ static void derive_chargers(check *c)
         int higher = 0;
         for (int i = 0; i < np; i++)
             higher += prios[i] > s->priority;
-        c->cls[k] = m->car == PW_CAR_SUSPENDED ? MAX_CH + 1 : higher;
+        c->cls[k] = m->car == PW_CAR_SUSPENDED ? SUSP_CLS : higher;
         c->want[k] = w->measured[k] && m->car != PW_CAR_NONE && m->car != PW_CAR_FAULT;
         c->fixed_load[k] = !w->measured[k] || m->car == PW_CAR_FAULT;
         uint8_t terms = 0;
@@ -368,6 +367,36 @@ static void check_chargers(check *c)
     }
 }
 
+/* Per node and line aggregates of the running chargers for the fairness and pause checks. */
+static void aggregate(check *c)
+{
+    const world *w = c->w;
+    for (size_t n = 0; n < w->f.n_nodes; n++)
+        for (size_t l = 0; l < PW_LINES; l++) {
+            c->lowest_giver[n][l] = -1;
+            for (size_t r = 0; r < N_CLS; r++)
+                c->min_by_cls[n][l][r] = c->top_level[n][l][r] = 0;
+        }
+    for (size_t k = 0; k < w->f.n_chargers; k++) {
+        const pw_bal_result *r = &c->r[k];
+        if (r->limit_a <= 0 || c->fixed_load[k])
+            continue;
+        int cls = c->cls[k];
+        bool gives = r->limit_a > w->ch[k].min_a + EPS;
+        double lev = r->limit_a / w->ch[k].weight;
+        for (int n = w->ch[k].node; n >= 0; n = w->nodes[n].parent)
+            for (size_t l = 0; l < PW_LINES; l++) {
+                if (!(c->mask[k] & (1u << l)))
+                    continue;
+                c->min_by_cls[n][l][cls] += w->ch[k].min_a;
+                if (gives && lev > c->top_level[n][l][cls])
+                    c->top_level[n][l][cls] = lev;
+                if (gives && cls > c->lowest_giver[n][l])
+                    c->lowest_giver[n][l] = cls;
+            }
+    }
+}
+
 static double cap_of(const world *w, size_t n, size_t l)
 {
     return w->nodes[n].limit_a[l] - w->nodes[n].margin_a;
@@ -452,47 +481,29 @@ static void check_fairness(const check *c)
         if (r->limit_a <= 0 || r->limit_a >= c->demand[k] - EPS || c->imb_path[k])
             continue;
         double lev = r->limit_a / w->ch[k].weight;
+        int cls = c->cls[k];
         bool ok = false;
         for (int n = w->ch[k].node; n >= 0 && !ok; n = w->nodes[n].parent)
-            for (size_t l = 0; l < PW_LINES && !ok; l++) {
-                if (!(c->mask[k] & (1u << l)) || c->total[n][l] < cap_of(w, n, l) - EPS)
-                    continue;
-                bool good = true;
-                for (size_t m = 0; m < w->f.n_chargers && good; m++) {
-                    const pw_bal_result *q = &c->r[m];
-                    if (m == k || q->limit_a <= 0 || !(c->mask[m] & (1u << l)) ||
-                        !below(w, (int)m, (size_t)n) || c->fixed_load[m])
-                        continue;
-                    bool above_min = q->limit_a > w->ch[m].min_a + EPS;
-                    if (c->cls[m] == c->cls[k] && above_min &&
-                        q->limit_a / w->ch[m].weight > lev + EPS)
-                        good = false;
-                    if (c->cls[m] > c->cls[k] && above_min)
-                        good = false;
-                }
-                ok = good;
-            }
+            for (size_t l = 0; l < PW_LINES && !ok; l++)
+                ok = (c->mask[k] & (1u << l)) && c->total[n][l] >= cap_of(w, n, l) - EPS &&
+                     c->top_level[n][l][cls] <= lev + EPS && c->lowest_giver[n][l] <= cls;
         if (!ok)
-            fail_seed(w, "charger %zu at %.4f (class %d) is not max-min fair", k, r->limit_a,
-                      c->cls[k]);
+            fail_seed(w, "charger %zu at %.4f (class %d) is not max-min fair", k, r->limit_a, cls);
     }
 }
 
 /* Whether charger k's minimum fits at mask with running chargers at their minimums, counting
- * only chargers of class <= max_cls (all classes when max_cls is large). */
+ * only chargers of class <= max_cls. */
 static bool min_fits(const check *c, size_t k, uint8_t mask, int max_cls, bool line_rows_only)
 {
     const world *w = c->w;
     for (int n = w->ch[k].node; n >= 0; n = w->nodes[n].parent) {
         double load[PW_LINES];
-        for (size_t l = 0; l < PW_LINES; l++)
+        for (size_t l = 0; l < PW_LINES; l++) {
             load[l] = c->at_min[n][l];
-        if (max_cls < MAX_CH + 1) /* leave out lower classes */
-            for (size_t m = 0; m < w->f.n_chargers; m++)
-                if (c->cls[m] > max_cls && c->r[m].limit_a > 0 && below(w, (int)m, (size_t)n))
-                    for (size_t l = 0; l < PW_LINES; l++)
-                        if (c->mask[m] & (1u << l))
-                            load[l] -= w->ch[m].min_a;
+            for (int r = max_cls + 1; r < N_CLS; r++) /* leave out lower classes */
+                load[l] -= c->min_by_cls[n][l][r];
+        }
         double add = w->ch[k].min_a;
         for (size_t l = 0; l < PW_LINES; l++)
             if ((mask & (1u << l)) && load[l] + add > cap_of(w, (size_t)n, l) + 1e-9)
@@ -517,10 +528,10 @@ static void check_pauses(const check *c)
         if (!c->want[k] || c->r[k].limit_a > 0)
             continue;
         bool sw = w->ch[k].can_switch_phases;
-        if (min_fits(c, k, c->mask3[k], MAX_CH + 1, false) ||
-            (sw && min_fits(c, k, c->mask1[k], MAX_CH + 1, false)))
+        if (min_fits(c, k, c->mask3[k], SUSP_CLS, false) ||
+            (sw && min_fits(c, k, c->mask1[k], SUSP_CLS, false)))
             fail_seed(w, "charger %zu paused needlessly: %s", k, c->r[k].reason_text);
-        if (c->imb_path[k] || c->cls[k] > MAX_CH)
+        if (c->imb_path[k] || c->cls[k] == SUSP_CLS)
             continue;
         if (min_fits(c, k, c->mask3[k], c->cls[k], true) ||
             (sw && min_fits(c, k, c->mask1[k], c->cls[k], true)))
@@ -599,6 +610,7 @@ static void check_world(world *w)
     check_chargers(&c);
     check_constraints(&c);
     check_pareto(&c);
+    aggregate(&c);
     check_fairness(&c);
     check_pauses(&c);
     count_cases(&c);
@@ -709,7 +721,7 @@ static void test_live_facilities(void **state)
 {
     (void)state;
     static world w;
-    uint64_t count = single_seed ? 1 : prop_count / 20, runs = 0;
+    uint64_t count = single_seed ? 1 : prop_count / 40, runs = 0;
     for (uint64_t i = 0; i < count; i++) {
         gen_world(&w, prop_seed + i);
         w.f.params.oneshot = false;
