@@ -111,10 +111,22 @@ static uint32_t next_boot_id(const char *data_dir)
     return boot;
 }
 
+#define MAINTAIN_EVERY_MS 5000
+#define MAINTAIN_STEPS    4 /* bounded work per write; the rest waits for the next one */
+
+/* Runs on a libuv worker: the batch, then (every few seconds) a bounded step of retention and
+ * aggregation. The loop never waits on SQLite. */
 static void write_work(uv_work_t *req)
 {
     pw_app *app = req->data;
     app->write_rc = pw_store_write(app->store, app->writing);
+    int64_t wall = pw_app_wall_ms();
+    if (app->write_rc != 0 || wall - app->last_maintain_ms < MAINTAIN_EVERY_MS)
+        return;
+    app->last_maintain_ms = wall;
+    for (int i = 0; i < MAINTAIN_STEPS; i++)
+        if (pw_store_maintain(app->store, wall, &app->store_policy) != 1)
+            break;
 }
 
 /* Rows whose write failed stay in `writing` and are retried first; rows collected meanwhile
@@ -320,6 +332,7 @@ static int start(pw_app *app)
         pw_error("storage", "%s", err);
         return -1;
     }
+    pw_store_policy_default(&app->store_policy);
     app->filling = pw_store_batch_new();
     app->writing = pw_store_batch_new();
 

@@ -77,6 +77,8 @@ typedef struct pw_app {
     int write_rc;
     uv_work_t write_req;
     uint64_t last_store_error_log_ms;
+    pw_store_policy store_policy;
+    int64_t last_maintain_ms; /* wall clock, touched only by the writer */
 
     uv_timer_t tick_timer;
     uv_signal_t sig_int, sig_term, sig_hup;

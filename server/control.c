@@ -13,6 +13,7 @@
 #define LEASE_RENEW_FRACTION 3
 #define HEARTBEAT_MS         5000
 #define REJECT_EVENT_MS      60000
+#define SESSION_SAVE_MS      60000 /* an open session's energy is written once a minute */
 
 void pw_control_log_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
 {
@@ -42,6 +43,46 @@ static enum pw_car_state car_state(const pw_reg_charger *ch)
     }
 }
 
+static void save_session(pw_app *app, size_t i, int64_t end_ms, uint64_t now)
+{
+    pw_reg_charger *ch = &app->reg.chargers[i];
+    pw_store_session s = {.start_ms = ch->session_start_ms,
+                          .end_ms = end_ms,
+                          .register_start_wh = ch->register_start_wh,
+                          .register_wh = ch->status.energy_wh,
+                          .peak_a = ch->session_peak_a};
+    pw_strlcpy(s.charger, app->cfg->chargers[i].id, sizeof s.charger);
+    if (ch->status.session_id)
+        snprintf(s.ref, sizeof s.ref, "%u", ch->status.session_id);
+    pw_store_batch_add_session(app->filling, &s);
+    ch->session_saved_ms = now;
+}
+
+/* Sessions run from plug-in to unplug and are billed from the charger's own energy register. */
+static void track_session(pw_app *app, size_t i, uint64_t now)
+{
+    pw_reg_charger *ch = &app->reg.chargers[i];
+    bool plugged = ch->status.iec_state != PW_IEC_A;
+    if (plugged && !ch->in_session) {
+        ch->in_session = true;
+        ch->session_start_ms = pw_app_wall_ms();
+        ch->register_start_wh = ch->status.energy_wh;
+        ch->session_peak_a = 0;
+        save_session(app, i, 0, now);
+    }
+    if (!ch->in_session)
+        return;
+    for (size_t t = 0; t < PW_LINES; t++)
+        if (ch->status.current_ma[t] / 1000.0f > ch->session_peak_a)
+            ch->session_peak_a = ch->status.current_ma[t] / 1000.0f;
+    if (!plugged) {
+        ch->in_session = false;
+        save_session(app, i, pw_app_wall_ms(), now);
+    } else if (now - ch->session_saved_ms >= SESSION_SAVE_MS) {
+        save_session(app, i, 0, now);
+    }
+}
+
 static void on_status(pw_app *app, size_t i, const pw_msg_status *st, uint64_t now)
 {
     pw_reg_charger *ch = &app->reg.chargers[i];
@@ -57,6 +98,7 @@ static void on_status(pw_app *app, size_t i, const pw_msg_status *st, uint64_t n
         pw_control_log_event(app, "charger_state", app->cfg->chargers[i].id, "pilot %c -> %c",
                              'A' + old_state, 'A' + st->iec_state);
 
+    track_session(app, i, now);
     pw_bal_measure m = {.car = car_state(ch),
                         .applied_limit_a = st->applied_limit_ma / 1000.0,
                         .applied_phases = st->applied_phases};
@@ -209,7 +251,17 @@ static void send_allocations(pw_app *app, const pw_bal_result *res, uint64_t now
     pw_msg_allocation *a = &msg.u.allocation;
     a->alloc_seq = app->alloc_seq;
     a->lease_ms = app->cfg->lease_ms;
+    int64_t wall = pw_app_wall_ms();
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
+        if (fabs(res[i].limit_a - app->sent[i].limit_a) > 1e-6 ||
+            res[i].phases != app->sent[i].phases) {
+            pw_store_limit_change c = {
+                .ts_ms = wall, .limit_a = (float)res[i].limit_a, .phases = res[i].phases};
+            pw_strlcpy(c.charger, app->cfg->chargers[i].id, sizeof c.charger);
+            pw_strlcpy(c.reason, pw_bal_reason_name(res[i].reason), sizeof c.reason);
+            pw_strlcpy(c.text, res[i].reason_text, sizeof c.text);
+            pw_store_batch_add_limit_change(app->filling, &c);
+        }
         a->entries[a->count++] = (pw_alloc_entry){
             .charger_id = app->cfg->charger_device_ids[i],
             .limit_ma = (uint32_t)lround(res[i].limit_a * 1000.0),

@@ -30,6 +30,12 @@ typedef struct pw_reg_charger {
     bool has_status;
     pw_msg_status status;
     bool drew_this_session; /* a later pilot state B means the car paused itself */
+    /* The charging session as it goes to history: from plug-in (pilot leaves A) to unplug. */
+    bool in_session;
+    int64_t session_start_ms; /* Unix ms */
+    uint64_t register_start_wh;
+    float session_peak_a;
+    uint64_t session_saved_ms; /* monotonic time the session row was last written */
 } pw_reg_charger;
 
 typedef struct pw_reg_meter {
