@@ -139,8 +139,9 @@ static int read_tail(pw_store *s, int64_t cutoff, int64_t limit, tail_row *rows,
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Encodes sorted rows as one block per series and minute and deletes them from the tail. */
-static int seal_rows(pw_store *s, tail_row *rows, size_t n)
+/* Encodes sorted rows as one block per series and minute and deletes them from the tail: every
+ * row before `before` in one range delete when the rows are exactly those, else one by one. */
+static int seal_rows(pw_store *s, tail_row *rows, size_t n, int64_t before)
 {
     int rc = SQLITE_OK;
     store__rec *recs = pw_xmalloc(n * sizeof(*recs));
@@ -154,6 +155,11 @@ static int seal_rows(pw_store *s, tail_row *rows, size_t n)
         i = j;
     }
     free(recs);
+    if (before != INT64_MIN) {
+        sqlite3_stmt *range = s->stmt[ST_TAIL_DEL_BEFORE];
+        sqlite3_bind_int64(range, 1, before);
+        return rc == SQLITE_OK ? pw_store__step_done(range) : rc;
+    }
     sqlite3_stmt *del = s->stmt[ST_TAIL_DEL];
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
         sqlite3_bind_int64(del, 1, rows[i].id);
@@ -178,19 +184,22 @@ static int seal_tail(maint *m)
         if (rc == SQLITE_OK)
             rc = read_tail(s, cutoff, limit, rows, &n, &bad);
         full = n == (size_t)limit; /* else everything before the cutoff is in hand */
+        int64_t before = cutoff;
         if (full) {
-            /* Leave the chunk's last minute whole for the next chunk, unless that is all. */
-            int64_t last = floor_to(rows[n - 1].rec.ts, pw_store__tiers[0].span_ms);
+            /* Leave the chunk's last minute whole for the next chunk, unless that is all (then
+             * rows of one timestamp may straddle chunks: delete them by id). */
+            before = floor_to(rows[n - 1].rec.ts, pw_store__tiers[0].span_ms);
             size_t keep = n;
-            while (keep > 0 && floor_to(rows[keep - 1].rec.ts, pw_store__tiers[0].span_ms) == last)
+            while (keep > 0 && rows[keep - 1].rec.ts >= before)
                 keep--;
             n = keep ? keep : n;
+            before = keep ? before : INT64_MIN;
         }
         if (bad)
             pw_warn("store", "%zu pending samples did not decode and were sealed as zeros", bad);
         if (rc == SQLITE_OK && n) {
             qsort(rows, n, sizeof(*rows), cmp_tail_row);
-            rc = seal_rows(s, rows, n);
+            rc = seal_rows(s, rows, n, before);
         }
         if (rc == SQLITE_OK)
             rc = pw_store__step_done(s->stmt[ST_COMMIT]);
@@ -469,6 +478,11 @@ int pw_store_maintain(pw_store *s, int64_t now_ms, const pw_store_policy *p)
 {
     maint m = {.s = s, .p = p, .now = now_ms, .budget = p->work ? p->work : 1};
     s->errmsg[0] = '\0';
+    if (p->raw_keep_ms < 0 || p->m1_keep_ms < 0 || p->m15_keep_ms < 0 || p->limit_keep_ms < 0 ||
+        p->grace_ms < 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "maintenance: negative period in the policy");
+        return PW_STORE_E_ARG;
+    }
     int rc = seal_tail(&m);
     if (rc == SQLITE_OK)
         rc = build_tier(&m, PW_STORE__TIER_M1);

@@ -135,7 +135,8 @@ void pw_store_policy_default(pw_store_policy *p);
  * no longer keeps and enforces the size cap. Every step is its own transaction, so a crash in
  * the middle loses nothing. Runs on the writer's thread, like pw_store_write (not concurrently
  * with it). Call it every few seconds; returns 1 when more work is waiting (call again soon),
- * 0 when it is up to date, or PW_STORE_E_WRITE (see pw_store_errmsg). */
+ * 0 when it is up to date, PW_STORE_E_WRITE (see pw_store_errmsg; nothing half-done stays
+ * behind) or PW_STORE_E_ARG for a policy with a negative period. */
 int pw_store_maintain(pw_store *s, int64_t now_ms, const pw_store_policy *p);
 
 /* ---- queries: a separate read connection ---- */

@@ -88,7 +88,8 @@ int pw_store_reader_open(pw_store_reader **out, const char *path, char *err, siz
         (ret = reader_check(r->db, path, err, err_size)))
         goto fail;
     ret = PW_STORE_E_OPEN;
-    if (sqlite3_exec(r->db, "PRAGMA query_only = 1", NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlite3_exec(r->db, "PRAGMA query_only = 1; PRAGMA cache_size = -8192", NULL, NULL, NULL) !=
+        SQLITE_OK) {
         snprintf(err, err_size, "cannot configure a reader: %s", sqlite3_errmsg(r->db));
         goto fail;
     }
@@ -270,7 +271,8 @@ static int fill(series_query *q, int chosen, int64_t end)
     for (int t = chosen + 1; t < PW_STORE__TIERS; t++)
         order[n++] = t;
 
-    /* Each step cuts the middle out of a range, so the list grows by at most one per tier. */
+    /* A tier's coverage is one interval, so cutting it out of disjoint ranges leaves at most one
+     * more range than before: the list grows by at most one per tier. */
     range todo[PW_STORE__TIERS + 1] = {{q->start, end}};
     int ntodo = 1;
     for (int i = 0; rc == SQLITE_OK && i < n; i++) {
@@ -284,8 +286,10 @@ static int fill(series_query *q, int chosen, int64_t end)
                 continue;
             rc = read_tier(q, t, lo, hi);
             todo[j] = (range){u.lo, lo}; /* what is left on either side */
-            if (hi < u.hi)
+            if (hi < u.hi) { /* only the range holding the end of this tier's coverage */
+                assert(ntodo < (int)PW_ARRAY_LEN(todo));
                 todo[ntodo++] = (range){hi, u.hi};
+            }
         }
     }
     return rc;

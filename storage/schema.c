@@ -69,7 +69,13 @@ static const char step2[] =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX event_subject ON event(subject, ts);";
 
-static const char *const steps[] = {step1, step2};
+/* Version 3: the pending-sample index also carries the series, so that a query for one series
+ * over the newest minutes filters on the index alone instead of reading every pending row of
+ * every series. It still only ever grows at its end as samples arrive. */
+static const char step3[] = "DROP INDEX tail_age;"
+                            "CREATE INDEX tail_age ON tail(tier, ts, series_id);";
+
+static const char *const steps[] = {step1, step2, step3};
 
 int pw_store__schema_latest(void)
 {

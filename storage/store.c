@@ -38,6 +38,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TAIL_OLDEST] =
         "SELECT id, series_id, ts, v FROM tail WHERE tier = 0 AND ts < ?1 ORDER BY ts LIMIT ?2",
     [ST_TAIL_DEL] = "DELETE FROM tail WHERE id = ?1",
+    [ST_TAIL_DEL_BEFORE] = "DELETE FROM tail WHERE tier = 0 AND ts < ?1",
     [ST_TAIL_ANY_BEFORE] = "SELECT 1 FROM tail WHERE tier = 0 AND ts < ?1 LIMIT 1",
     [ST_BLOCK_ADD] = "INSERT INTO block (tier, series_id, t0, t1, n, v) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -139,6 +139,7 @@ enum store__stmt {
     ST_META_SET,
     ST_TAIL_OLDEST,     /* tail rows before a time, oldest first */
     ST_TAIL_DEL,        /* one tail row */
+    ST_TAIL_DEL_BEFORE, /* every tail row before a time */
     ST_TAIL_ANY_BEFORE, /* is any tail row older than a time? */
     ST_BLOCK_ADD,
     ST_BLOCK_NEXT,    /* the first block end at or after a time, per tier */

@@ -424,6 +424,9 @@ static void retention_keeps_aggregates_sessions_and_events(void **state)
 
     maintain_all(f, T0 + 100 * DAY, 20000);
     assert_int_equal(count(f, "SELECT count(*) FROM limit_change"), 0);
+    pw_store_policy bad = f->policy;
+    bad.raw_keep_ms = -1;
+    assert_int_equal(pw_store_maintain(f->s, T0 + 100 * DAY, &bad), PW_STORE_E_ARG);
 
     /* Past two years everything but sessions and events has gone. */
     maintain_all(f, T0 + 731 * DAY, 20000);

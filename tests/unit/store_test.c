@@ -120,6 +120,22 @@ static void check_v2_rows(sqlite3 *db)
                      1699999200000);
 }
 
+/* Rows of a version 2 database. */
+static const char v2_rows[] =
+    "INSERT INTO series (id, kind, name) VALUES (1, 1, 'a01');"
+    "INSERT INTO tail (id, tier, series_id, ts, v)"
+    "  VALUES (1, 0, 1, 1700000000000, X'72801980190402');"
+    "INSERT INTO event (ts, kind, subject, detail)"
+    "  VALUES (1700000000000, 'charger_online', 'a01', '');"
+    /* The same sample at +1 s and +2 s: the second record only says "1 s later". */
+    "INSERT INTO block (tier, series_id, t0, t1, n, v)"
+    "  VALUES (0, 1, 1700000001000, 1700000002000, 2, X'7280198019040201D00F');"
+    "INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh, register_wh,"
+    "  peak_ca, ref) VALUES (1, 1700000000000, NULL, 1000, 8400, 1600, '');"
+    "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, text)"
+    "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
+    "INSERT INTO meta (key, value) VALUES ('built.m1', 1699999200000);";
+
 /* The v1 fixture holds one pending sample, the v2 fixture adds a sealed block of two more. */
 static const struct {
     const char *rows;
@@ -134,20 +150,9 @@ static const struct {
            "INSERT INTO event (ts, kind, subject, detail)"
            "  VALUES (1700000000000, 'charger_online', 'a01', '');",
            check_v1_rows, 1},
-    [2] = {"INSERT INTO series (id, kind, name) VALUES (1, 1, 'a01');"
-           "INSERT INTO tail (id, tier, series_id, ts, v)"
-           "  VALUES (1, 0, 1, 1700000000000, X'72801980190402');"
-           "INSERT INTO event (ts, kind, subject, detail)"
-           "  VALUES (1700000000000, 'charger_online', 'a01', '');"
-           /* The same sample at +1 s and +2 s: the second record only says "1 s later". */
-           "INSERT INTO block (tier, series_id, t0, t1, n, v)"
-           "  VALUES (0, 1, 1700000001000, 1700000002000, 2, X'7280198019040201D00F');"
-           "INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh, register_wh,"
-           "  peak_ca, ref) VALUES (1, 1700000000000, NULL, 1000, 8400, 1600, '');"
-           "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, text)"
-           "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
-           "INSERT INTO meta (key, value) VALUES ('built.m1', 1699999200000);",
-           check_v2_rows, 3},
+    [2] = {v2_rows, check_v2_rows, 3},
+    /* Version 3 only changed an index: the same rows. */
+    [3] = {v2_rows, check_v2_rows, 3},
 };
 
 static void every_step_has_a_fixture(void **state)
