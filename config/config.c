@@ -33,9 +33,11 @@ static void add_error(ctx *c, const char *field, const char *fmt, ...)
     if (i >= PW_CFG_MAX_ERRORS)
         return;
     pw_cfg_error *e = &c->errs->items[i];
-    if (field && *field)
-        snprintf(e->field, sizeof e->field, "%s%s%s", c->path, *c->path ? "." : "", field);
-    else
+    if (field && *field) {
+        int n = snprintf(e->field, sizeof e->field, "%s%s%s", c->path, *c->path ? "." : "", field);
+        if (n >= (int)sizeof e->field) /* a path deeper than the buffer: show that it was cut */
+            memcpy(e->field + sizeof e->field - 4, "...", 4);
+    } else
         pw_strlcpy(e->field, *c->path ? c->path : "(root)", sizeof e->field);
     va_list ap;
     va_start(ap, fmt);
