@@ -22,6 +22,48 @@ static void reply_error(pw_web_response *resp, int status, const char *field, co
     reply_json(resp, status, err);
 }
 
+static json_t *errors_json(const pw_cfg_errors *errs)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < errs->count && i < PW_CFG_MAX_ERRORS; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "field", errs->items[i].field, "message",
+                                             errs->items[i].message));
+    return arr;
+}
+
+/* Parses and validates a config from a request body; on failure replies 400 with every error
+ * by field and returns NULL. */
+static pw_cfg *config_from_body(const pw_web_request *req, pw_web_response *resp)
+{
+    pw_cfg_errors errs;
+    pw_cfg *cfg = pw_cfg_parse(req->body, req->body_len, &errs);
+    if (!cfg) {
+        json_t *body = json_pack("{s:s, s:o}", "error", "the configuration is not valid", "errors",
+                                 errors_json(&errs));
+        if (errs.count)
+            json_object_set_new(body, "field", json_string(errs.items[0].field));
+        reply_json(resp, 400, body);
+    }
+    return cfg;
+}
+
+/* Validates, saves atomically, then applies between two ticks; the running config stays in
+ * force if any step fails. */
+static void put_config(pw_app *app, const pw_web_request *req, pw_web_response *resp)
+{
+    pw_cfg *cfg = config_from_body(req, resp);
+    if (!cfg)
+        return;
+    pw_cfg_errors errs;
+    if (pw_cfg_save(cfg, app->config_path, &errs) != 0) {
+        pw_cfg_free(cfg);
+        reply_error(resp, 500, NULL, errs.items[0].message);
+        return;
+    }
+    pw_control_apply_config(app, cfg);
+    reply_json(resp, 200, json_pack("{s:b}", "ok", 1));
+}
+
 void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
 {
     pw_app *app = ud;
@@ -32,6 +74,14 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
         reply_json(resp, 200, doc);
     } else if (strcmp(req->path, "/api/config") == 0 && get) {
         reply_json(resp, 200, pw_cfg_to_json(app->cfg));
+    } else if (strcmp(req->path, "/api/config/validate") == 0 && strcmp(req->method, "POST") == 0) {
+        pw_cfg *cfg = config_from_body(req, resp);
+        if (cfg) {
+            pw_cfg_free(cfg);
+            reply_json(resp, 200, json_pack("{s:b, s:[]}", "ok", 1, "errors"));
+        }
+    } else if (strcmp(req->path, "/api/config") == 0 && strcmp(req->method, "PUT") == 0) {
+        put_config(app, req, resp);
     } else if (strcmp(req->path, "/metrics") == 0 && get) {
         resp->status = 200;
         resp->content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -406,8 +406,36 @@ void pw_control_start(pw_app *app)
     uv_timer_start(&app->tick_timer, on_tick_timer, 0, app->cfg->tick_ms / 4);
 }
 
+/* The parts of a new config that live in sockets: the interface can be rejoined at once; the
+ * group, port, key and listening address keep their running values until a restart. */
+static void apply_network(pw_app *app, pw_cfg *cfg)
+{
+    const pw_cfg *old = app->cfg;
+    if (strcmp(cfg->net.group, old->net.group) || cfg->net.port != old->net.port ||
+        strcmp(cfg->net.key_file, old->net.key_file) || cfg->net.ttl != old->net.ttl ||
+        strcmp(cfg->http.addr, old->http.addr) || cfg->http.port != old->http.port)
+        pw_warn("server", "network group, port, TTL, key file and listen address changes take "
+                          "effect after a restart");
+    if (strcmp(cfg->net.interface, old->net.interface) != 0 && app->net &&
+        pw_net_rejoin(app->net, cfg->net.interface) != 0)
+        pw_strlcpy(cfg->net.interface, old->net.interface, sizeof cfg->net.interface);
+    bool login = cfg->http.dashboard_login;
+    cfg->net = (pw_cfg_net){
+        .ttl = old->net.ttl, .defa_meters = cfg->net.defa_meters, .defa_emit = cfg->net.defa_emit};
+    pw_strlcpy(cfg->net.group, old->net.group, sizeof cfg->net.group);
+    cfg->net.port = old->net.port;
+    pw_strlcpy(cfg->net.interface, app->net ? pw_net_interface(app->net) : old->net.interface,
+               sizeof cfg->net.interface);
+    pw_strlcpy(cfg->net.key_file, old->net.key_file, sizeof cfg->net.key_file);
+    cfg->http = old->http;
+    cfg->http.dashboard_login = login;
+    if (app->web)
+        pw_web_set_dashboard_login(app->web, login);
+}
+
 void pw_control_apply_config(pw_app *app, pw_cfg *cfg)
 {
+    apply_network(app, cfg);
     pw_registry reg;
     pw_registry_init(&reg, cfg);
     pw_registry_carry_over(&reg, cfg, &app->reg, app->cfg);

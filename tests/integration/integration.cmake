@@ -4,3 +4,7 @@ add_test(NAME e2e
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/e2e_test.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(e2e PROPERTIES LABELS "integration" TIMEOUT 180)
+add_test(NAME api
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/api_test.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(api PROPERTIES LABELS "integration" TIMEOUT 120)
