@@ -42,7 +42,8 @@ static const struct err_text err_texts[] = {
 
 static const struct err_text *err_lookup(int err)
 {
-    if (err > 0 || -err >= (int)PW_ARRAY_LEN(err_texts))
+    /* Compared on the negative side: -INT_MIN would overflow. */
+    if (err > 0 || err <= -(int)PW_ARRAY_LEN(err_texts))
         return NULL;
     return &err_texts[-err];
 }

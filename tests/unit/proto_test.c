@@ -12,6 +12,7 @@
 
 #include <mbedtls/md.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -756,6 +757,8 @@ static void test_error_names(void **state)
     assert_string_equal(pw_proto_err_name(PW_PROTO_E_REPLAY), "replay");
     assert_string_equal(pw_proto_err_name(-PW_PROTO_E_COUNT - 1), "unknown");
     assert_string_equal(pw_proto_err_name(1), "unknown");
+    assert_string_equal(pw_proto_err_name(INT_MIN), "unknown");
+    assert_string_equal(pw_proto_strerror(INT_MAX), "unknown protocol error");
     assert_string_equal(pw_proto_type_name(PW_MSG_ALLOCATION), "allocation");
     assert_string_equal(pw_proto_type_name(0), "unknown");
     assert_string_equal(pw_proto_type_name(6), "unknown");

@@ -1,0 +1,6 @@
+# Protocol benchmark: decode+verify throughput and bytes per charger per day. Figures only;
+# build with CMAKE_BUILD_TYPE=RelWithDebInfo (-O2) or Release.
+if(TARGET pw_proto)
+  add_executable(proto_bench ${CMAKE_CURRENT_LIST_DIR}/proto_bench.c)
+  target_link_libraries(proto_bench PRIVATE pw_proto ${MATH_LIB})
+endif()
