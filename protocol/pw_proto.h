@@ -51,7 +51,7 @@ enum pw_proto_err {
     PW_PROTO_E_TYPE = -5,     /* unknown message type: count and ignore */
     PW_PROTO_E_AUTH = -6,     /* authentication tag does not match */
     PW_PROTO_E_REPLAY = -7,   /* old boot id or sequence already seen / too old */
-    PW_PROTO_E_RANGE = -8,    /* a field is outside its valid range (current, state, NaN) */
+    PW_PROTO_E_RANGE = -8,    /* out of range: current, voltage, state, text, reserved bits */
     PW_PROTO_E_SPACE = -9,    /* encode: output buffer too small or too many entries */
     PW_PROTO_E_INVALID = -10, /* encode: caller passed an invalid message */
     PW_PROTO_E_COUNT = 10
