@@ -436,26 +436,33 @@ void pw_bal_free(pw_bal *b)
     free(b);
 }
 
-/* Peer input: a NaN, infinite or negative current is read as no current. */
+static bool all_finite(const double a[PW_LINES])
+{
+    return isfinite(a[0]) && isfinite(a[1]) && isfinite(a[2]);
+}
+
+/* A charger draws, it never feeds in: a negative current is read as none. */
 static double clean_current(double a)
 {
-    return isfinite(a) && a > 0 ? a : 0;
+    return a > 0 ? a : 0;
 }
 
 void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uint64_t now_ms)
 {
-    if (node >= b->n_nodes)
+    if (node >= b->n_nodes || !all_finite(line_a))
         return;
     bal_node *n = &b->nodes[node];
+    /* A negative (exporting) line is kept: non-EV load is clamped at 0 after subtracting the
+     * chargers, which errs on the safe side either way. */
     for (size_t l = 0; l < PW_LINES; l++)
-        n->meter_a[l] = clean_current(line_a[l]);
+        n->meter_a[l] = line_a[l];
     n->has_meter = true;
     n->meter_at = now_ms;
 }
 
 void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint64_t now_ms)
 {
-    if (charger >= b->n_ch)
+    if (charger >= b->n_ch || !all_finite(m->current_a) || !isfinite(m->applied_limit_a))
         return;
     bal_ch *c = &b->ch[charger];
     if (!c->has_meas) /* first report: trust the phase mode the charger is in */

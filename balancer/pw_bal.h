@@ -47,17 +47,18 @@ typedef struct pw_bal_charger_spec {
 } pw_bal_charger_spec;
 
 typedef struct pw_bal_params {
-    uint32_t reaction_ms;        /* how long a car may take to follow a new limit (5000) */
-    uint32_t min_run_ms;         /* a started car keeps running at least this long */
-    uint32_t min_pause_ms;       /* a paused car stays paused at least this long */
-    uint32_t offline_ms;         /* a charger silent this long is offline */
-    double hysteresis_a;         /* raises smaller than this are not sent */
-    double trim_headroom_a;      /* a car drawing less is trimmed to its draw plus this */
-    uint32_t probe_ms;           /* trimmed offers are probed upward again after this */
-    uint32_t max_phase_switches; /* per charging session */
-    double active_phase_a;       /* a terminal above this current counts as an active phase */
-    uint32_t phase_hold_ms;      /* a car switched to 1 phase stays there at least this long */
-    uint32_t meter_history_ms;   /* a stale meter budgets the worst non-EV load seen this long */
+    uint32_t reaction_ms;        /* how long a car may take to follow a new limit (5 s) */
+    uint32_t min_run_ms;         /* a started car keeps running at least this long (15 min) */
+    uint32_t min_pause_ms;       /* a paused car stays paused at least this long (5 min) */
+    uint32_t offline_ms;         /* a charger silent this long is offline (20 s) */
+    double hysteresis_a;         /* raises smaller than this are not sent (1 A) */
+    double trim_headroom_a;      /* a car drawing less is trimmed to its draw plus this (2 A) */
+    uint32_t probe_ms;           /* trimmed offers are probed upward again after this (5 min) */
+    uint32_t max_phase_switches; /* per charging session (4) */
+    double active_phase_a;       /* a terminal above this current is an active phase (1 A) */
+    uint32_t phase_hold_ms;      /* a car switched to 1 phase stays there this long (5 min) */
+    uint32_t meter_history_ms;   /* a stale meter budgets the worst non-EV load seen this long
+                                    (10 min) */
     bool oneshot;                /* plan from this input alone: no hold times from the past */
 } pw_bal_params;
 
@@ -70,7 +71,7 @@ typedef struct pw_bal_facility {
     pw_bal_params params;
 } pw_bal_facility;
 
-/* Fills p with the documented defaults. */
+/* Fills p with the defaults noted on each field (oneshot off). */
 void pw_bal_default_params(pw_bal_params *p);
 
 /* Checks a facility for consistency (tree shape, limits, wiring, min <= max, failsafe sums fit
@@ -80,8 +81,9 @@ int pw_bal_validate(const pw_bal_facility *f, char *err, size_t err_size);
 
 typedef struct pw_bal pw_bal;
 
-/* Creates a balancer for a validated facility; copies everything it needs from f. Never returns
- * NULL (aborts on OOM). Free with pw_bal_free. */
+/* Creates a balancer for a validated facility; copies everything it needs from f and sizes all
+ * memory a run needs (pw_bal_run allocates nothing). Never returns NULL (aborts on OOM). Free
+ * with pw_bal_free (NULL is fine). */
 pw_bal *pw_bal_new(const pw_bal_facility *f);
 void pw_bal_free(pw_bal *b);
 
@@ -101,7 +103,10 @@ typedef struct pw_bal_measure {
     uint8_t applied_phases;     /* 1 or 3, 0 = unknown */
 } pw_bal_measure;
 
-/* Feed measurements. now_ms is monotonic; node/charger are indices into the facility. */
+/* Feed measurements; they are copied. now_ms is monotonic, node and charger are indices into the
+ * facility (out of range: ignored). A reading with a non-finite current is ignored, so that a
+ * broken input ages into the conservative budget instead of reading as 0 A; a charger's negative
+ * current counts as 0. */
 void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uint64_t now_ms);
 void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint64_t now_ms);
 

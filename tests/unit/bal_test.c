@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <string.h>
 
 #include "bal_fx.h"
@@ -560,6 +561,33 @@ static void test_suspended_yield_first(void **state)
     fx_free(&x);
 }
 
+/* Broken readings are ignored rather than read as 0 A: a NaN meter stays stale (fallback), a
+ * NaN charger report leaves the charger unheard (failsafe budget); out-of-range indices do
+ * nothing; a negative charger current counts as none. */
+static void test_bad_input_ignored(void **state)
+{
+    (void)state;
+    fx x;
+    fx_init(&x, PW_GRID_TN, true);
+    int n = fx_node(&x, "main", -1, 32, 32, 32);
+    fx_meter(&x, n, 10000, 10);
+    fx_charger(&x, "a", n, "L1L2L3", 32);
+    fx_charger(&x, "b", n, "L1L2L3", 16);
+    x.ch[1].failsafe_a = 6;
+    fx_start(&x);
+    fx_meter_read(&x, n, 0, NAN, 0, 0);
+    fx_meas(&x, 0, PW_CAR_CHARGING, -5, 0, 0, 0, 0);
+    fx_meas(&x, 1, PW_CAR_CHARGING, 10, INFINITY, 10, 0, 0);
+    fx_meas(&x, 7, PW_CAR_CHARGING, 10, 10, 10, 0, 0);
+    fx_meter_read(&x, 5, 99, 99, 99, 0);
+    fx_run(&x, 0);
+    assert_true(fx_nres(&x, n)->meter_stale);
+    assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_OFFLINE);
+    A_EQ(fx_res(&x, 0)->line_a[0], 32 - 10 - 6);
+    A_EQ(fx_nres(&x, n)->non_ev_a[0], 10);
+    fx_free(&x);
+}
+
 static bool rejected(fx *x, const char *field)
 {
     char err[256];
@@ -643,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_trim_oneshot),
         cmocka_unit_test(test_states),
         cmocka_unit_test(test_suspended_yield_first),
+        cmocka_unit_test(test_bad_input_ignored),
         cmocka_unit_test(test_validate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
