@@ -29,14 +29,10 @@ static void draws(fx *x, int k, double a, uint64_t now)
     fx_meas(x, k, a > 0 ? PW_CAR_CHARGING : PW_CAR_CONNECTED, a, a, a, a, now);
 }
 
-/* One main fuse of `limit` A per line with n 3-phase chargers (max 16 or given). */
+/* A started garage in live mode: one main fuse, n 3-phase chargers. */
 static void garage(fx *x, double limit, int n, double max_a)
 {
-    static const char *const ids[] = {"a", "b", "c", "d", "e", "f"};
-    fx_init(x, PW_GRID_TN, false);
-    int m = fx_node(x, "main", -1, limit, limit, limit);
-    for (int i = 0; i < n; i++)
-        fx_charger(x, ids[i], m, "L1L2L3", max_a);
+    fx_garage(x, PW_GRID_TN, false, limit, n, "L1L2L3", max_a);
     fx_start(x);
 }
 

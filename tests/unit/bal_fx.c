@@ -60,6 +60,23 @@ int fx_charger(fx *x, const char *id, int node, const char *wiring, double max_a
     return k;
 }
 
+void fx_garage(fx *x, enum pw_grid grid, bool oneshot, double limit, int n, const char *wiring,
+               double max_a)
+{
+    fx_init(x, grid, oneshot);
+    int m = fx_node(x, "main", -1, limit, limit, limit);
+    for (int i = 0; i < n; i++) {
+        char id[2] = {(char)('a' + i), '\0'};
+        fx_charger(x, id, m, wiring, max_a);
+    }
+}
+
+void fx_all_connected(fx *x, uint64_t now)
+{
+    for (size_t k = 0; k < x->f.n_chargers; k++)
+        fx_meas(x, (int)k, PW_CAR_CONNECTED, 0, 0, 0, 0, now);
+}
+
 void fx_start(fx *x)
 {
     char err[256];

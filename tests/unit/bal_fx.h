@@ -28,6 +28,12 @@ void fx_meter(fx *x, int n, uint32_t timeout_ms, double fallback);
 /* Adds a charger (min 6, weight 1, priority 0, failsafe 0) with wiring like "L2L3L1" or "L1".
  * Returns its index. */
 int fx_charger(fx *x, const char *id, int node, const char *wiring, double max_a);
+/* One main fuse "main" of limit A per line with n chargers "a", "b", ... wired alike
+ * with max max_a; not started, so a test can adjust specs before fx_start. */
+void fx_garage(fx *x, enum pw_grid grid, bool oneshot, double limit, int n, const char *wiring,
+               double max_a);
+/* Reports every charger as connected (plugged in, not drawing). */
+void fx_all_connected(fx *x, uint64_t now);
 /* Validates (failing the test on error) and creates the balancer. */
 void fx_start(fx *x);
 void fx_free(fx *x);

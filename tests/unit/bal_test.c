@@ -26,13 +26,10 @@ static void test_equal_share(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 32, 32, 32);
-    for (int i = 0; i < 3; i++)
-        fx_charger(&x, i == 0 ? "a" : i == 1 ? "b" : "c", n, "L1L2L3", 16);
+    fx_garage(&x, PW_GRID_TN, true, 32, 3, "L1L2L3", 16);
+    int n = 0;
     fx_start(&x);
-    for (int k = 0; k < 3; k++)
-        fx_meas(&x, k, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_all_connected(&x, 0);
     fx_run(&x, 0);
     for (int k = 0; k < 3; k++) {
         A_EQ(fx_res(&x, k)->limit_a, 32.0 / 3);
@@ -51,10 +48,9 @@ static void test_at_max(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 63, 63, 63);
-    fx_charger(&x, "a", n, "L1L2L3", 16);
-    fx_charger(&x, "b", n, "L1L2L3", 32);
+    fx_garage(&x, PW_GRID_TN, true, 63, 2, "L1L2L3", 16);
+    x.ch[1].max_a = 32;
+    int n = 0;
     fx_start(&x);
     fx_charging(&x, 0, 10, 10, 10, 0);
     fx_charging(&x, 1, 10, 10, 10, 0);
@@ -72,15 +68,11 @@ static void test_weights_and_caps(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 30, 30, 30);
-    fx_charger(&x, "a", n, "L1L2L3", 32);
-    fx_charger(&x, "b", n, "L1L2L3", 32);
-    fx_charger(&x, "c", n, "L1L2L3", 7);
+    fx_garage(&x, PW_GRID_TN, true, 30, 3, "L1L2L3", 32);
+    x.ch[2].max_a = 7;
     x.ch[1].weight = 2;
     fx_start(&x);
-    for (int k = 0; k < 3; k++)
-        fx_meas(&x, k, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_all_connected(&x, 0);
     fx_run(&x, 0);
     /* c is capped at 7; 23 A left for weights 1:2. */
     A_EQ(fx_res(&x, 2)->limit_a, 7);
@@ -94,15 +86,11 @@ static void test_priority_classes(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 30, 30, 30);
-    fx_charger(&x, "low1", n, "L1L2L3", 32);
-    fx_charger(&x, "low2", n, "L1L2L3", 32);
-    fx_charger(&x, "high", n, "L1L2L3", 16);
+    fx_garage(&x, PW_GRID_TN, true, 30, 3, "L1L2L3", 32);
+    x.ch[2].max_a = 16;
     x.ch[2].priority = 5;
     fx_start(&x);
-    for (int k = 0; k < 3; k++)
-        fx_meas(&x, k, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_all_connected(&x, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 2)->limit_a, 16); /* 30 - 2 x 6 = 18 would fit; its max is 16 */
     A_EQ(fx_res(&x, 0)->limit_a, 7);
@@ -112,8 +100,7 @@ static void test_priority_classes(void **state)
     fx_free(&x);
     x.nodes[0].limit_a[0] = x.nodes[0].limit_a[1] = x.nodes[0].limit_a[2] = 24;
     fx_start(&x);
-    for (int k = 0; k < 3; k++)
-        fx_meas(&x, k, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_all_connected(&x, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 2)->limit_a, 12);
     A_EQ(fx_res(&x, 0)->limit_a, 6);
@@ -126,13 +113,9 @@ static void test_pause_when_minimums_do_not_fit(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 16, 16, 16);
-    for (int i = 0; i < 3; i++)
-        fx_charger(&x, i == 0 ? "a" : i == 1 ? "b" : "c", n, "L1L2L3", 16);
+    fx_garage(&x, PW_GRID_TN, true, 16, 3, "L1L2L3", 16);
     fx_start(&x);
-    for (int k = 0; k < 3; k++)
-        fx_meas(&x, k, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_all_connected(&x, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 0)->limit_a, 8);
     A_EQ(fx_res(&x, 1)->limit_a, 8);
@@ -148,14 +131,10 @@ static void test_pause_by_priority(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 10, 10, 10);
-    fx_charger(&x, "a", n, "L1L2L3", 16);
-    fx_charger(&x, "b", n, "L1L2L3", 16);
+    fx_garage(&x, PW_GRID_TN, true, 10, 2, "L1L2L3", 16);
     x.ch[1].priority = 1;
     fx_start(&x);
-    fx_meas(&x, 0, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
-    fx_meas(&x, 1, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_all_connected(&x, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 1)->limit_a, 10);
     A_EQ(fx_res(&x, 0)->limit_a, 0);
@@ -423,17 +402,13 @@ static void test_margin(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 32, 32, 32);
-    x.nodes[n].margin_a = 2;
-    fx_charger(&x, "a", n, "L1L2L3", 32);
-    fx_charger(&x, "b", n, "L1L2L3", 32);
+    fx_garage(&x, PW_GRID_TN, true, 32, 2, "L1L2L3", 32);
+    x.nodes[0].margin_a = 2;
     fx_start(&x);
-    fx_meas(&x, 0, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
-    fx_meas(&x, 1, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_all_connected(&x, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 0)->limit_a, 15);
-    A_EQ(fx_nres(&x, n)->limit_a[0], 30);
+    A_EQ(fx_nres(&x, 0)->limit_a[0], 30);
     fx_free(&x);
 }
 
@@ -497,10 +472,7 @@ static void test_trim_oneshot(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 32, 32, 32);
-    fx_charger(&x, "a", n, "L1L2L3", 32);
-    fx_charger(&x, "b", n, "L1L2L3", 32);
+    fx_garage(&x, PW_GRID_TN, true, 32, 2, "L1L2L3", 32);
     fx_start(&x);
     fx_meas(&x, 0, PW_CAR_CHARGING, 8, 8, 8, 16, 0);
     fx_meas(&x, 1, PW_CAR_CHARGING, 16, 16, 16, 16, 0);
@@ -518,12 +490,7 @@ static void test_states(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 32, 32, 32);
-    fx_charger(&x, "a", n, "L1L2L3", 32);
-    fx_charger(&x, "b", n, "L1L2L3", 32);
-    fx_charger(&x, "c", n, "L1L2L3", 32);
-    fx_charger(&x, "d", n, "L1L2L3", 32);
+    fx_garage(&x, PW_GRID_TN, true, 32, 4, "L1L2L3", 32);
     fx_start(&x);
     fx_meas(&x, 0, PW_CAR_NONE, 0, 0, 0, 0, 0);
     fx_meas(&x, 1, PW_CAR_FAULT, 3, 3, 3, 0, 0);
@@ -545,10 +512,7 @@ static void test_suspended_yield_first(void **state)
 {
     (void)state;
     fx x;
-    fx_init(&x, PW_GRID_TN, true);
-    int n = fx_node(&x, "main", -1, 10, 10, 10);
-    fx_charger(&x, "a", n, "L1L2L3", 32);
-    fx_charger(&x, "b", n, "L1L2L3", 32);
+    fx_garage(&x, PW_GRID_TN, true, 10, 2, "L1L2L3", 32);
     x.ch[0].priority = 3;
     fx_start(&x);
     fx_meas(&x, 0, PW_CAR_SUSPENDED, 0, 0, 0, 0, 0);
