@@ -87,6 +87,7 @@ typedef struct pw_app {
 
     pw_sent_alloc *sent; /* n_chargers: what the chargers were last told */
     uint32_t alloc_seq;
+    uint32_t config_generation; /* configs applied since start, in heartbeats */
     uint64_t last_alloc_send_ms;
     uint64_t last_heartbeat_ms;
     uint64_t last_tick_ms;

@@ -11,7 +11,6 @@
 
 /* Renew leases well before they run out: a lost renewal or two must not let them lapse. */
 #define LEASE_RENEW_FRACTION 3
-#define HEARTBEAT_MS         5000
 #define REJECT_EVENT_MS      60000
 #define SESSION_SAVE_MS      60000 /* an open session's energy is written once a minute */
 
@@ -293,10 +292,14 @@ static void send_heartbeat(pw_app *app, uint64_t now)
         uint64_t seen = app->reg.chargers[i].link.last_seen_ms;
         online += seen && now - seen <= app->cfg->params.offline_ms;
     }
+    bool degraded = false;
+    const pw_bal_node_result *nres = pw_bal_node_results(app->bal);
+    for (size_t n = 0; n < app->cfg->n_nodes; n++)
+        degraded |= nres[n].meter_stale;
     msg.u.heartbeat = (pw_msg_heartbeat){.uptime_s = (uint32_t)((now - app->start_ms) / 1000),
-                                         .config_generation = 0,
+                                         .config_generation = app->config_generation,
                                          .chargers_online = online,
-                                         .state = 0};
+                                         .state = degraded ? PW_HB_DEGRADED : PW_HB_BALANCING};
     send_msg(app, &msg);
     app->last_heartbeat_ms = now;
 }
@@ -375,7 +378,7 @@ void pw_control_tick(pw_app *app)
         app->alloc_seq++;
     if (changed || now - app->last_alloc_send_ms >= app->cfg->lease_ms / LEASE_RENEW_FRACTION)
         send_allocations(app, res, now);
-    if (now - app->last_heartbeat_ms >= HEARTBEAT_MS)
+    if (now - app->last_heartbeat_ms >= PW_PROTO_HEARTBEAT_INTERVAL_MS)
         send_heartbeat(app, now);
     /* Samples at most once per tick period, however many meter readings arrive. */
     if (now - app->last_tick_ms >= app->cfg->tick_ms || !app->last_tick_ms) {
@@ -477,6 +480,7 @@ void pw_control_apply_config(pw_app *app, pw_cfg *cfg)
     app->cfg = cfg;
     app->sent = sent;
     uv_timer_set_repeat(&app->tick_timer, cfg->tick_ms / 4);
+    app->config_generation++;
     pw_control_log_event(app, "config_change", "", "%zu nodes, %zu chargers", cfg->n_nodes,
                          cfg->n_chargers);
     pw_control_tick(app);
