@@ -8,8 +8,7 @@
 #include "sim_int.h"
 #include "pw_util.h"
 
-#define CURRENT_TOLERANCE_MA 200 /* smaller changes (taper) wait for the keepalive */
-#define VOLTAGE_DV           2300
+#define VOLTAGE_DV 2300
 
 /* ---- impairment ------------------------------------------------------------------------------ */
 
@@ -123,54 +122,36 @@ void sim_agent_send_announces(sim_app *app)
     app->last_announce_real = uv_now(&app->loop);
 }
 
-static void build_status(const sim_app *app, size_t i, pw_msg_status *st)
+static void build_status(const sim_app *app, size_t i, const pw_sim_charger_view *v,
+                         pw_msg_status *st)
 {
-    pw_sim_charger_view v;
-    pw_sim_charger(app->model, i, &v);
     memset(st, 0, sizeof(*st));
-    st->iec_state = (uint8_t)v.iec;
+    st->iec_state = (uint8_t)v->iec;
     for (int t = 0; t < PW_LINES; t++) {
-        st->current_ma[t] = to_ma(v.current_a[t]);
+        st->current_ma[t] = to_ma(v->current_a[t]);
         st->voltage_dv[t] = app->cfg->chargers[i].wiring[t] ? VOLTAGE_DV : 0;
     }
-    st->energy_wh = (uint64_t)v.energy_wh;
-    st->applied_limit_ma = to_ma(v.offered_a);
-    st->applied_phases = v.phases;
-    st->alloc_seq = v.alloc_seq;
-    st->session_id = v.session_id;
+    st->energy_wh = (uint64_t)v->energy_wh;
+    st->applied_limit_ma = to_ma(v->offered_a);
+    st->applied_phases = v->phases;
+    st->alloc_seq = v->alloc_seq;
+    st->session_id = v->session_id;
 }
 
-static bool status_changed(const pw_msg_status *a, const pw_msg_status *b)
-{
-    if (a->iec_state != b->iec_state || a->applied_limit_ma != b->applied_limit_ma ||
-        a->applied_phases != b->applied_phases || a->alloc_seq != b->alloc_seq ||
-        a->session_id != b->session_id)
-        return true;
-    for (int t = 0; t < PW_LINES; t++) {
-        long d = (long)a->current_ma[t] - (long)b->current_ma[t];
-        if (d > CURRENT_TOLERANCE_MA || d < -CURRENT_TOLERANCE_MA)
-            return true;
-    }
-    return false;
-}
-
-/* Sends a status for every charger whose state changed (at most once per protocol interval) or
- * that has been quiet for the keepalive time. */
+/* Sends a status for every charger that the reporting rule (pw_sim_status_due) says is due. */
 static void send_statuses(sim_app *app)
 {
     uint64_t now = uv_now(&app->loop);
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
         sim_charger_tx *tx = &app->chargers[i];
-        pw_proto_msg msg = {.hdr.type = PW_MSG_STATUS};
-        build_status(app, i, &msg.u.status);
-        uint64_t quiet = now - tx->last_real;
-        bool due =
-            !tx->sent || quiet >= SIM_KEEPALIVE_MS ||
-            (quiet >= PW_PROTO_STATUS_MIN_INTERVAL_MS && status_changed(&msg.u.status, &tx->last));
-        if (!due)
+        pw_sim_charger_view v;
+        pw_sim_charger(app->model, i, &v);
+        if (!pw_sim_status_due(tx->sent ? &tx->last : NULL, &v, now - tx->last_real))
             continue;
+        pw_proto_msg msg = {.hdr.type = PW_MSG_STATUS};
+        build_status(app, i, &v, &msg.u.status);
         send_as(app, &tx->s, &msg);
-        tx->last = msg.u.status;
+        tx->last = v;
         tx->last_real = now;
         tx->sent = true;
     }
@@ -271,8 +252,14 @@ static void apply_allocation(sim_app *app, const pw_msg_allocation *a, uint64_t 
             app->c.rx_unknown_charger++;
             continue;
         }
+        pw_sim_charger_view before;
+        pw_sim_charger(app->model, (size_t)ci, &before);
         pw_sim_apply(app->model, (size_t)ci, e->limit_ma / 1000.0, e->phases, a->lease_ms,
                      a->alloc_seq, sim_ms);
+        if (fabs(before.offered_a - e->limit_ma / 1000.0) >= 0.05)
+            pw_debug(SIM_COMP, "t=%.1f s charger %u: offer %.1f -> %.1f A (allocation %u)",
+                     sim_ms / 1000.0, e->charger_id, before.offered_a, e->limit_ma / 1000.0,
+                     a->alloc_seq);
     }
 }
 

@@ -27,6 +27,7 @@ void pw_dayrun_default_opts(pw_dayrun_opts *o)
     o->duration_ms = PW_SIM_DAY_MS;
     o->meter_ms = 1000;
     o->tick_ms = 1000;
+    o->tick_offset_ms = 500;
     o->lease_ms = 30000;
 }
 
@@ -39,31 +40,52 @@ typedef struct run {
     pw_base_wp *wp;
     double *limits;
     uint8_t *phases;
-    uint32_t *session; /* per charger: session of the last report */
-    bool *drew;        /* per charger: the car drew current in this session */
+    uint32_t *session;             /* per charger: session of the last report */
+    bool *drew;                    /* per charger: the car drew current in this session */
+    pw_sim_charger_view *reported; /* per charger: its last status */
+    uint64_t *reported_at;         /* per charger: when it went out; UINT64_MAX = never */
     uint32_t seq;
     uint64_t runs;
 } run;
 
 /* What a charger's status tells the appliance, interpreted as the server does: a car in state
  * B that drew current in this session has suspended itself. */
-static void measure(run *r, size_t i, pw_bal_measure *out)
+static void measure(run *r, size_t i, const pw_sim_charger_view *v, pw_bal_measure *out)
 {
-    pw_sim_charger_view v;
-    pw_sim_charger(r->m, i, &v);
-    if (v.session_id != r->session[i] || v.iec == PW_SIM_IEC_A) {
-        r->session[i] = v.session_id;
+    if (v->session_id != r->session[i] || v->iec == PW_SIM_IEC_A) {
+        r->session[i] = v->session_id;
         r->drew[i] = false;
     }
-    r->drew[i] |= v.iec == PW_SIM_IEC_C;
+    r->drew[i] |= v->iec == PW_SIM_IEC_C;
     memset(out, 0, sizeof(*out));
-    out->car = v.iec == PW_SIM_IEC_A   ? PW_CAR_NONE
-               : v.iec == PW_SIM_IEC_C ? PW_CAR_CHARGING
-               : r->drew[i]            ? PW_CAR_SUSPENDED
-                                       : PW_CAR_CONNECTED;
-    memcpy(out->current_a, v.current_a, sizeof(out->current_a));
-    out->applied_limit_a = v.offered_a;
-    out->applied_phases = v.phases;
+    out->car = v->iec == PW_SIM_IEC_A   ? PW_CAR_NONE
+               : v->iec == PW_SIM_IEC_C ? PW_CAR_CHARGING
+               : r->drew[i]             ? PW_CAR_SUSPENDED
+                                        : PW_CAR_CONNECTED;
+    memcpy(out->current_a, v->current_a, sizeof(out->current_a));
+    out->applied_limit_a = v->offered_a;
+    out->applied_phases = v->phases;
+}
+
+/* Chargers whose status is due report to the allocator, as they would over the network. */
+static void feed_statuses(run *r, uint64_t now)
+{
+    for (size_t i = 0; i < r->f->n_chargers; i++) {
+        pw_sim_charger_view v;
+        pw_bal_measure me;
+        pw_sim_charger(r->m, i, &v);
+        bool never = r->reported_at[i] == UINT64_MAX;
+        if (!r->o->instant_status &&
+            !pw_sim_status_due(never ? NULL : &r->reported[i], &v, now - r->reported_at[i]))
+            continue;
+        r->reported[i] = v;
+        r->reported_at[i] = now;
+        measure(r, i, &v, &me);
+        if (r->a == PW_DAYRUN_PHASEWISE)
+            pw_bal_set_charger(r->bal, i, &me, now);
+        else if (r->a == PW_DAYRUN_WORST_PHASE)
+            pw_base_wp_set_charger(r->wp, i, &me);
+    }
 }
 
 static void feed_meters(run *r, uint64_t now)
@@ -80,17 +102,9 @@ static void feed_meters(run *r, uint64_t now)
     }
 }
 
-/* Chargers report, the allocator runs, the chargers receive their limits. */
+/* The allocator runs and the chargers receive their limits. */
 static void control(run *r, uint64_t now)
 {
-    for (size_t i = 0; i < r->f->n_chargers; i++) {
-        pw_bal_measure me;
-        measure(r, i, &me);
-        if (r->a == PW_DAYRUN_PHASEWISE)
-            pw_bal_set_charger(r->bal, i, &me, now);
-        else if (r->a == PW_DAYRUN_WORST_PHASE)
-            pw_base_wp_set_charger(r->wp, i, &me);
-    }
     if (r->a == PW_DAYRUN_PHASEWISE) {
         pw_bal_run(r->bal, now);
         const pw_bal_result *res = pw_bal_results(r->bal);
@@ -115,14 +129,20 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 static void loop(run *r)
 {
     uint64_t end = r->o->duration_ms, t = 0;
-    uint64_t next_meter = 0, next_tick = 0;
+    uint64_t next_meter = 0, next_tick = r->o->tick_offset_ms;
     while (t < end) {
-        bool due = false;
+        /* As on the wire: the meter gateway's reading sets off a run at once, the chargers'
+         * statuses reach the allocator when the protocol's rules let them out (or, with
+         * instant statuses, before every run). */
+        if (r->o->instant_status)
+            feed_statuses(r, t);
         if (t >= next_meter) {
             feed_meters(r, t);
             next_meter += r->o->meter_ms;
-            due = true;
+            control(r, t);
         }
+        feed_statuses(r, t);
+        bool due = false;
         if (t >= next_tick) {
             next_tick += r->o->tick_ms;
             due = true;
@@ -132,7 +152,9 @@ static void loop(run *r)
             control(r, t);
         if (r->bal)
             bal_next = pw_bal_next_deadline(r->bal);
+        /* Statuses go out as things change: look again at least every status interval. */
         uint64_t next = min_u64(pw_sim_next_event(r->m), min_u64(next_meter, next_tick));
+        next = min_u64(next, t + PW_SIM_STATUS_MIN_MS);
         if (bal_next > t)
             next = min_u64(next, bal_next);
         next = min_u64(next, end);
@@ -201,6 +223,10 @@ int pw_dayrun(const pw_bal_facility *f, const pw_dayrun_opts *o, enum pw_dayrun_
     r.phases = pw_xcalloc(f->n_chargers, sizeof(*r.phases));
     r.session = pw_xcalloc(f->n_chargers, sizeof(*r.session));
     r.drew = pw_xcalloc(f->n_chargers, sizeof(*r.drew));
+    r.reported = pw_xcalloc(f->n_chargers, sizeof(*r.reported));
+    r.reported_at = pw_xmalloc(f->n_chargers * sizeof(*r.reported_at));
+    for (size_t i = 0; i < f->n_chargers; i++)
+        r.reported_at[i] = UINT64_MAX;
     if (a == PW_DAYRUN_PHASEWISE)
         r.bal = pw_bal_new(f);
     else if (a == PW_DAYRUN_WORST_PHASE)
@@ -218,5 +244,7 @@ int pw_dayrun(const pw_bal_facility *f, const pw_dayrun_opts *o, enum pw_dayrun_
     free(r.phases);
     free(r.session);
     free(r.drew);
+    free(r.reported);
+    free(r.reported_at);
     return 0;
 }

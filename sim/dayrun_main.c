@@ -28,6 +28,8 @@ static const char usage[] =
     "  --base-load F         building load at its daily peak, share of a metered node's limit\n"
     "  --meter-interval S    seconds between meter readings, 1..10 (default 1)\n"
     "  --allocator A         phasewise | static | worst-phase | all (default all)\n"
+    "  --instant-status      the allocator sees every charger as it is at every run, instead of\n"
+    "                        through statuses sent by the protocol's rules (at most 1/s)\n"
     "  --check               exit 1 if phasewise leaves any line above its limit beyond the\n"
     "                        reaction window\n"
     "  --help\n";
@@ -74,6 +76,7 @@ static int parse(int argc, char **argv, cli *c)
         {"meter-interval", required_argument, NULL, 'm'},
         {"allocator", required_argument, NULL, 'A'},
         {"check", no_argument, NULL, 'k'},
+        {"instant-status", no_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -125,6 +128,9 @@ static int parse(int argc, char **argv, cli *c)
         case 'k':
             c->check = true;
             break;
+        case 'i':
+            c->run.instant_status = true;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 1;
@@ -154,10 +160,11 @@ static void print_header(const cli *c, const pw_cfg *cfg)
 {
     printf("facility '%s': %zu nodes, %zu chargers, %s grid\n", cfg->site_name, cfg->n_nodes,
            cfg->n_chargers, cfg->grid == PW_GRID_IT ? "IT" : "TN");
-    printf("simulated %.2f h, seed %llu, %s arrivals, meters every %.0f s, reaction window "
-           "%.1f s\n\n",
+    printf("simulated %.2f h, seed %llu, %s arrivals, meters every %.0f s, statuses %s, reaction "
+           "window %.1f s\n\n",
            c->run.duration_ms / 3600000.0, (unsigned long long)c->run.model.seed,
            pw_sim_pattern_name(c->run.model.pattern), c->run.meter_ms / 1000.0,
+           c->run.instant_status ? "instant" : "by protocol rules",
            cfg->params.reaction_ms / 1000.0);
     printf("%-12s %10s %10s %9s %9s %9s %7s %6s %5s %6s %7s %7s %8s\n", "allocator", "over s",
            "beyond s", "max A", "req kWh", "got kWh", "got %", "Jain", "cars", "unmet", "pauses",

@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "cli.h"
@@ -299,16 +298,16 @@ static void try_key(uv_timer_t *t)
 {
     sim_app *app = t->data;
     char err[256];
-    struct stat st;
-    bool missing = stat(app->o.key_file, &st) != 0 && errno == ENOENT;
-    if (!missing && pw_keyfile_load(app->o.key_file, app->key, err, sizeof(err)) == 0) {
+    int rc = pw_keyfile_load(app->o.key_file, app->key, err, sizeof(err));
+    bool missing = rc == PW_KEYFILE_E_MISSING;
+    if (rc == 0) {
         uv_timer_stop(&app->key_retry);
         start_running(app);
         return;
     }
     if (!missing || uv_now(&app->loop) - app->key_wait_start >= SIM_KEY_WAIT_MS) {
-        pw_error(SIM_COMP, "key file %s: %s", app->o.key_file,
-                 missing ? "does not exist (the appliance creates it)" : err);
+        pw_error(SIM_COMP, "key file %s: %s%s", app->o.key_file, err,
+                 missing ? " (the appliance creates it)" : "");
         shutdown_sim(app, 1);
         return;
     }

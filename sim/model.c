@@ -951,6 +951,25 @@ void pw_sim_charger(const pw_sim *m, size_t i, pw_sim_charger_view *out)
     out->car = ch->car;
 }
 
+static bool status_changed(const pw_sim_charger_view *a, const pw_sim_charger_view *b)
+{
+    if (a->iec != b->iec || fabs(a->offered_a - b->offered_a) >= 0.05 || a->phases != b->phases ||
+        a->alloc_seq != b->alloc_seq || a->session_id != b->session_id)
+        return true;
+    for (int t = 0; t < PW_LINES; t++) {
+        if (fabs(a->current_a[t] - b->current_a[t]) > PW_SIM_STATUS_TOLERANCE_A)
+            return true;
+    }
+    return false;
+}
+
+bool pw_sim_status_due(const pw_sim_charger_view *last, const pw_sim_charger_view *cur,
+                       uint64_t since_ms)
+{
+    return last == NULL || since_ms >= PW_SIM_STATUS_KEEPALIVE_MS ||
+           (since_ms >= PW_SIM_STATUS_MIN_MS && status_changed(last, cur));
+}
+
 void pw_sim_node(const pw_sim *m, size_t i, pw_sim_node_view *out)
 {
     *out = m->nodes[i].v;

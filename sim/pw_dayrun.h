@@ -5,6 +5,7 @@
 #ifndef PW_DAYRUN_H
 #define PW_DAYRUN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,15 +23,19 @@ enum pw_dayrun_alloc {
 const char *pw_dayrun_alloc_name(enum pw_dayrun_alloc a);
 
 typedef struct pw_dayrun_opts {
-    pw_sim_params model;  /* cars, pattern, seed, building load; reaction_ms is overwritten
-                             with the facility's */
-    uint64_t duration_ms; /* simulated time to run */
-    uint32_t meter_ms;    /* meter interval, 1000..10000 */
-    uint32_t tick_ms;     /* control tick when no reading arrives (the server's tick_ms) */
-    uint32_t lease_ms;    /* lease sent with every allocation */
+    pw_sim_params model;     /* cars, pattern, seed, building load; reaction_ms is overwritten
+                                with the facility's */
+    uint64_t duration_ms;    /* simulated time to run */
+    uint32_t meter_ms;       /* meter interval, 1000..10000 */
+    uint32_t tick_ms;        /* control tick when no reading arrives (the server's tick_ms) */
+    uint32_t tick_offset_ms; /* phase of the tick against the meter readings */
+    bool instant_status;     /* the allocator sees every charger as it is at every run, instead of
+                                through statuses sent by the protocol's rules (pw_sim_status_due) */
+    uint32_t lease_ms;       /* lease sent with every allocation */
 } pw_dayrun_opts;
 
-/* Fills o with a one-day run, 1 s meters, 1 s tick, 30 s leases and the model's defaults. */
+/* Fills o with a one-day run, 1 s meters, 1 s tick half a second after each reading, statuses
+ * by the protocol's rules, 30 s leases and the model's defaults. */
 void pw_dayrun_default_opts(pw_dayrun_opts *o);
 
 typedef struct pw_dayrun_result {

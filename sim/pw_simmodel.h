@@ -110,6 +110,19 @@ typedef struct pw_sim_charger_view {
 /* Fills out for charger i (index into the facility's chargers). */
 void pw_sim_charger(const pw_sim *m, size_t i, pw_sim_charger_view *out);
 
+/* How a simulated charger reports (protocol "Timing"): a status on change, at most once per
+ * PW_SIM_STATUS_MIN_MS, and at least every PW_SIM_STATUS_KEEPALIVE_MS; current changes smaller
+ * than PW_SIM_STATUS_TOLERANCE_A (taper) wait for the keepalive. The keepalive stays well inside
+ * the balancer's default offline time (20 s) and the protocol's budget of 1 MB a charger a day. */
+#define PW_SIM_STATUS_MIN_MS       1000
+#define PW_SIM_STATUS_KEEPALIVE_MS 10000
+#define PW_SIM_STATUS_TOLERANCE_A  0.2
+
+/* True if a status is due for a charger now: last is the view it last reported (NULL: never),
+ * cur the view now, since_ms the time since that report. */
+bool pw_sim_status_due(const pw_sim_charger_view *last, const pw_sim_charger_view *cur,
+                       uint64_t since_ms);
+
 typedef struct pw_sim_node_view {
     double load_a[PW_LINES];         /* true total per grid line: building load + chargers below */
     double base_a[PW_LINES];         /* building load at this node and the metered nodes below it */

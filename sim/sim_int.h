@@ -14,9 +14,8 @@
 #include "pw_simmodel.h"
 
 #define SIM_COMP           "sim"
-#define SIM_TICK_MS        50   /* real time between model advances */
-#define SIM_KEEPALIVE_MS   5000 /* a charger repeats its status at least this often */
-#define SIM_REPLAY_SENDERS 4    /* balancers whose replay state is kept */
+#define SIM_TICK_MS        50 /* real time between model advances */
+#define SIM_REPLAY_SENDERS 4  /* balancers whose replay state is kept */
 #define SIM_KEY_WAIT_MS    10000
 #define SIM_KEY_RETRY_MS   250
 
@@ -53,8 +52,8 @@ typedef struct sim_sender {
 
 typedef struct sim_charger_tx {
     sim_sender s;
-    pw_msg_status last; /* what was last sent */
-    uint64_t last_real; /* loop time of that send */
+    pw_sim_charger_view last; /* what was last sent */
+    uint64_t last_real;       /* loop time of that send */
     bool sent;
 } sim_charger_tx;
 
