@@ -12,7 +12,9 @@ set -eu
 
 IMAGE=phasewise:check
 DEMO_PORT=18080
-DEMO_SECONDS=20 # upper bound for the simulated chargers to come online
+DEMO_DATA=/tmp/phasewise-demo # inside the container
+DEMO_MIN_SECONDS=6            # long enough for several control ticks and history writes
+DEMO_MAX_SECONDS=20           # upper bound for every simulated charger to come online
 
 step="start"
 reported=""
@@ -93,6 +95,7 @@ command -v buildah >/dev/null 2>&1 || missing="$missing buildah"
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
+command -v sqlite3 >/dev/null 2>&1 || missing="$missing sqlite3"
 if [ -n "$missing" ]; then
   echo "check: installing$missing" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -156,8 +159,9 @@ fi
 # --- 3. build the Dockerfile -------------------------------------------------------------------
 begin "buildah bud -f docker/Dockerfile -t $IMAGE"
 # --pull=never: the base must be the debootstrapped one, never a registry's. --format docker keeps
-# the HEALTHCHECK (OCI has no field for it). --layers caches the dependency layers between runs.
-buildah bud --isolation=chroot --pull=never --format docker --layers \
+# the HEALTHCHECK (OCI has no field for it). --layers caches the dependency layers between runs;
+# --force-rm removes the build's working containers also when a step fails.
+buildah bud --isolation=chroot --pull=never --format docker --layers --force-rm \
   -f docker/Dockerfile -t "$IMAGE" . || fail "buildah bud"
 
 # --- 4. image metadata ---------------------------------------------------------------------------
@@ -184,12 +188,13 @@ uid=$(buildah run --isolation=chroot --user phasewise "$ctr" -- id -u) || fail "
 # --- 6. the demo --------------------------------------------------------------------------------
 begin "phasewise serve --demo in the image (private network namespace, loopback only)"
 # Runs inside the container as the image's user: starts the demo, waits until every simulated
-# charger is online in /api/state, stops it with SIGINT and checks what it left behind.
+# charger is online in /api/state and the demo has run DEMO_MIN_SECONDS, stops it with SIGINT
+# and checks what it left behind. The data stays in the container for step 7.
 # shellcheck disable=SC2016 # expanded by the shell inside the container
 demo_script='
 set -u
-port=$1 limit=$2
-d=$(mktemp -d)
+port=$1 min=$2 limit=$3 d=$4
+rm -rf "$d" && mkdir -p "$d" || exit 1
 get() { # GET $1 over HTTP/1.0 with bash alone; prints status line, headers and body
   timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf \"GET %s HTTP/1.0\\r\\n\\r\\n\" \"\$0\" >&3 && cat <&3" "$1" 2>/dev/null
 }
@@ -205,7 +210,7 @@ while [ $i -lt "$limit" ] && ! exited; do
   state=$(get /api/state)
   total=$(printf "%s" "$state" | grep -o "\"online\":\(true\|false\)" | wc -l)
   online=$(printf "%s" "$state" | grep -o "\"online\":true" | wc -l)
-  [ "$total" -gt 0 ] && [ "$online" -eq "$total" ] && break
+  [ "$total" -gt 0 ] && [ "$online" -eq "$total" ] && [ $i -ge "$min" ] && break
 done
 kill -INT $pid 2>/dev/null
 j=0
@@ -214,24 +219,47 @@ exited || { echo "demo: still running 10 s after SIGINT"; kill -KILL $pid; }
 wait $pid; rc=$?
 echo "demo: exit status $rc after ${i} s; health $healthy; chargers online $online of $total"
 echo "demo: data folder:"; ls -l "$d"
-echo "demo: log (last 15 lines):"; tail -n 15 "$d/log"
+echo "demo: log (last 8 lines):"; tail -n 8 "$d/log"
+# The simulator reports at exit how many allocations its chargers received from the appliance.
+allocs=$(grep -o "allocations [0-9]*" "$d/log" | tail -n 1 | cut -d " " -f 2)
 ok=1
 [ $rc -eq 0 ] || { echo "demo: FAIL: exit status $rc, expected 0"; ok=0; }
 [ $healthy -eq 1 ] || { echo "demo: FAIL: /api/health never answered 200"; ok=0; }
 [ "$total" -gt 0 ] && [ "$online" -eq "$total" ] ||
   { echo "demo: FAIL: $online of $total chargers online within $limit s"; ok=0; }
+[ "${allocs:-0}" -gt 0 ] ||
+  { echo "demo: FAIL: the simulator received no allocations (summary: ${allocs:-none})"; ok=0; }
 grep -q "dashboard at http://127.0.0.1:$port/" "$d/log" || { echo "demo: FAIL: no dashboard line"; ok=0; }
 grep -q "stopped cleanly" "$d/log" || { echo "demo: FAIL: no clean stop logged"; ok=0; }
 [ -s "$d/phasewise.db" ] || { echo "demo: FAIL: no database at $d/phasewise.db"; ok=0; }
 [ -s "$d/facility.key" ] || { echo "demo: FAIL: no facility key"; ok=0; }
 phasewise check-config "$d/config.json" || { echo "demo: FAIL: seeded config rejected"; ok=0; }
-rm -rf "$d"
 [ $ok -eq 1 ]
 '
 # unshare -n: the container gets a network namespace holding only its own loopback, so nothing
 # in the image can reach a real interface and the demo cannot meet other loopback multicast.
 unshare --net sh -c 'ip link set lo up && exec "$@"' sh \
   buildah run --isolation=chroot --user phasewise "$ctr" -- \
-  bash -c "$demo_script" demo "$DEMO_PORT" "$DEMO_SECONDS" >&2 || fail "demo run (see above)"
+  bash -c "$demo_script" demo "$DEMO_PORT" "$DEMO_MIN_SECONDS" "$DEMO_MAX_SECONDS" "$DEMO_DATA" \
+  >&2 || fail "demo run (see above)"
+
+# --- 7. the demo's database ----------------------------------------------------------------------
+begin "the demo's database (host sqlite3, read-only)"
+mnt=$(buildah mount "$ctr") || fail "buildah mount"
+db="$mnt$DEMO_DATA/phasewise.db"
+[ ! -e "$db-wal" ] || [ ! -s "$db-wal" ] || fail "WAL not checkpointed at a clean stop: $db-wal"
+integrity=$(sqlite3 -readonly "$db" "PRAGMA integrity_check;") || fail "sqlite3 $db"
+[ "$integrity" = ok ] || fail "PRAGMA integrity_check: $integrity"
+journal=$(sqlite3 -readonly "$db" "PRAGMA journal_mode;")
+[ "$journal" = wal ] || fail "journal_mode is '$journal', expected wal"
+# Row counts of every table, so the check does not depend on the schema of the day.
+rows=0
+for t in $(sqlite3 -readonly "$db" "SELECT name FROM sqlite_master WHERE type = 'table';"); do
+  n=$(sqlite3 -readonly "$db" "SELECT count(*) FROM \"$t\";") || fail "count rows of $t"
+  echo "check: table $t: $n rows" >&2
+  rows=$((rows + n))
+done
+buildah umount "$ctr" >/dev/null
+[ "$rows" -gt 0 ] || fail "the demo wrote no rows"
 
 begin "cleanup"
