@@ -10,59 +10,11 @@
 
 #define VOLTAGE_DV 2300
 
-/* ---- impairment ------------------------------------------------------------------------------ */
-
-typedef void (*deliver_fn)(sim_app *app, const uint8_t *buf, size_t len);
-
-void sim_impair_init(sim_impair *im, double loss, double dup, double reorder, uint64_t seed)
-{
-    memset(im, 0, sizeof(*im));
-    im->loss = loss;
-    im->dup = dup;
-    im->reorder = reorder;
-    pw_sim_rng_seed(&im->rng, seed);
-}
-
-/* Passes one datagram through the impairment and on to deliver (zero, one or two times, now or
- * after the next datagram). */
-static void impair_pass(sim_app *app, sim_impair *im, const uint8_t *buf, size_t len,
-                        deliver_fn deliver)
-{
-    if (im->loss > 0.0 && pw_sim_rng_unit(&im->rng) < im->loss) {
-        im->dropped++;
-        return;
-    }
-    if (im->reorder > 0.0 && !im->holding && len <= sizeof(im->held) &&
-        pw_sim_rng_unit(&im->rng) < im->reorder) {
-        memcpy(im->held, buf, len);
-        im->held_len = len;
-        im->holding = true;
-        return;
-    }
-    deliver(app, buf, len);
-    if (im->dup > 0.0 && pw_sim_rng_unit(&im->rng) < im->dup) {
-        im->duplicated++;
-        deliver(app, buf, len);
-    }
-    if (im->holding) {
-        im->holding = false;
-        im->reordered++;
-        deliver(app, im->held, im->held_len);
-    }
-}
-
-static void impair_flush(sim_app *app, sim_impair *im, deliver_fn deliver)
-{
-    if (im->holding) {
-        im->holding = false;
-        deliver(app, im->held, im->held_len);
-    }
-}
-
 /* ---- sending --------------------------------------------------------------------------------- */
 
-static void deliver_out(sim_app *app, const uint8_t *buf, size_t len)
+static void deliver_out(void *ctx, const uint8_t *buf, size_t len)
 {
+    sim_app *app = ctx;
     if (pw_net_send(app->net, buf, len) == 0)
         app->c.tx++;
     else
@@ -82,7 +34,7 @@ static void send_as(sim_app *app, sim_sender *s, pw_proto_msg *msg)
         pw_warn(SIM_COMP, "cannot encode a message of sender %u: %s", s->id, pw_proto_strerror(n));
         return;
     }
-    impair_pass(app, &app->tx_imp, buf, (size_t)n, deliver_out);
+    pw_sim_impair_pass(&app->tx_imp, buf, (size_t)n, deliver_out, app);
 }
 
 static uint32_t to_ma(double amps)
@@ -263,8 +215,9 @@ static void apply_allocation(sim_app *app, const pw_msg_allocation *a, uint64_t 
     }
 }
 
-static void deliver_in(sim_app *app, const uint8_t *buf, size_t len)
+static void deliver_in(void *ctx, const uint8_t *buf, size_t len)
 {
+    sim_app *app = ctx;
     pw_proto_msg msg;
     int rc = pw_proto_decode(buf, len, app->key, &msg);
     if (rc != 0) {
@@ -298,7 +251,7 @@ static void on_datagram(pw_net *net, const uint8_t *buf, size_t len, const struc
     if (!app->running || app->stopping)
         return;
     app->c.rx++;
-    impair_pass(app, &app->rx_imp, buf, len, deliver_in);
+    pw_sim_impair_pass(&app->rx_imp, buf, len, deliver_in, app);
 }
 
 /* DEFA frames are only sent; whatever arrives on that group is not for the simulator. */
@@ -314,8 +267,8 @@ static void on_defa_datagram(pw_net *net, const uint8_t *buf, size_t len,
 
 void sim_agent_flush(sim_app *app)
 {
-    impair_flush(app, &app->tx_imp, deliver_out);
-    impair_flush(app, &app->rx_imp, deliver_in);
+    pw_sim_impair_flush(&app->tx_imp, deliver_out, app);
+    pw_sim_impair_flush(&app->rx_imp, deliver_in, app);
 }
 
 static bool has_defa_meter(const pw_cfg *cfg)

@@ -387,8 +387,8 @@ int main(int argc, char **argv)
         return 1;
     }
     app.boot_id = make_boot_id();
-    sim_impair_init(&app.tx_imp, app.o.loss, app.o.dup, app.o.reorder, app.o.model.seed ^ 0x7e);
-    sim_impair_init(&app.rx_imp, app.o.loss, app.o.dup, app.o.reorder, app.o.model.seed ^ 0x4e);
+    pw_sim_impair_init(&app.tx_imp, app.o.loss, app.o.dup, app.o.reorder, app.o.model.seed ^ 0x7e);
+    pw_sim_impair_init(&app.rx_imp, app.o.loss, app.o.dup, app.o.reorder, app.o.model.seed ^ 0x4e);
     if (init_loop(&app) != 0) {
         pw_error(SIM_COMP, "cannot initialise the event loop");
         free_app(&app);

@@ -11,6 +11,7 @@
 #include "pw_cfg.h"
 #include "pw_net.h"
 #include "pw_proto.h"
+#include "pw_simimpair.h"
 #include "pw_simmodel.h"
 
 #define SIM_COMP           "sim"
@@ -32,17 +33,6 @@ typedef struct sim_opts {
     double loss, dup, reorder; /* packet impairment probabilities, both directions */
     pw_sim_params model;
 } sim_opts;
-
-/* Packet impairment in one direction: drop, duplicate, or hold one datagram back so that it
- * arrives after the next one (or at the end of the tick). */
-typedef struct sim_impair {
-    double loss, dup, reorder;
-    pw_sim_rng rng;
-    bool holding;
-    size_t held_len;
-    uint8_t held[PW_PROTO_MAX_DATAGRAM];
-    uint64_t dropped, duplicated, reordered;
-} sim_impair;
 
 /* One device speaking the protocol: a charger or a meter gateway. */
 typedef struct sim_sender {
@@ -80,7 +70,7 @@ typedef struct sim_app {
     double *meter_energy_wh;  /* n_nodes, import registers */
     pw_proto_replay replay[SIM_REPLAY_SENDERS];
     uint32_t replay_ids[SIM_REPLAY_SENDERS];
-    sim_impair tx_imp, rx_imp;
+    pw_sim_impair tx_imp, rx_imp; /* to the network / from it */
     FILE *report;
     uint64_t t0_real; /* loop time at simulated time 0 */
     uint64_t last_announce_real;
@@ -99,7 +89,6 @@ void sim_agent_advance(sim_app *app, uint64_t sim_ms);
 /* Delivers datagrams held back for reordering. */
 void sim_agent_flush(sim_app *app);
 void sim_agent_send_announces(sim_app *app);
-void sim_impair_init(sim_impair *im, double loss, double dup, double reorder, uint64_t seed);
 
 /* report.c: one JSON line of ground truth; returns 0 or -1 on a write error. */
 int sim_report_write(sim_app *app);
