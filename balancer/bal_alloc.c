@@ -75,11 +75,10 @@ static bool admit_one(pw_bal *b, size_t k)
     return true;
 }
 
-static int order_class(const pw_bal *b, size_t i)
+/* Suspended cars form one last class after every priority class. */
+static int key_class(const pw_bal *b, const bal_key *key)
 {
-    /* Suspended cars form one last class after every priority class. */
-    size_t k = b->order[i].idx;
-    return b->plan[k].susp ? (int)b->n_cls : b->ch[k].cls;
+    return b->plan[key->idx].susp ? (int)b->n_cls : b->ch[key->idx].cls;
 }
 
 static void admit(pw_bal *b)
@@ -92,8 +91,8 @@ static void admit(pw_bal *b)
     int cls = -1;
     size_t paused = 0;
     for (size_t i = 0; i < b->n_order; i++) {
-        if (order_class(b, i) != cls) {
-            cls = order_class(b, i);
+        if (key_class(b, &b->order[i]) != cls) {
+            cls = key_class(b, &b->order[i]);
             for (size_t j = 0; j < b->n_rows; j++)
                 b->rows[j].cls_top = b->rows[j].a;
         }
@@ -185,20 +184,21 @@ static int next_full_row(pw_bal *b, double t, double *t_row)
     }
 }
 
-/* Freezes charger k at level t; bind is the row that stopped it, -1 for its own cap. */
+/* Freezes charger k at level t; bind is the row that stopped it, -1 for its own cap. A rising
+ * charger holds x + w t, clamped to [floor, hi]. */
 static void freeze(pw_bal *b, size_t k, double t, int bind)
 {
     bal_plan *pl = &b->plan[k];
     if (pl->st == ST_RISE) {
-        double v = pl->w * t;
-        v = v < pl->lo ? pl->lo : v > pl->hi ? pl->hi : v;
+        double v = pl->x + pl->w * t;
+        v = v < pl->floor ? pl->floor : v > pl->hi ? pl->hi : v;
         BAL_FOR_PATH_ROWS(b, k, j)
         {
             bal_row *r = &b->rows[j];
             int c = r->cm[pl->mask];
             if (!c)
                 continue;
-            r->a += c * v;
+            r->a += c * (v - pl->x);
             r->b -= c * pl->w;
             r->npos -= c > 0;
             if (c < 0) /* only a row it unloads fills up sooner */
@@ -206,13 +206,13 @@ static void freeze(pw_bal *b, size_t k, double t, int bind)
         }
         pl->val = v;
     } else {
-        pl->val = pl->lo; /* a floored charger's minimum is already in the rows */
+        pl->val = pl->floor; /* a floored charger's floor is already in the rows */
     }
     pl->st = ST_FROZEN;
     pl->bind = bind;
 }
 
-/* The level reached min/w: the charger starts rising with the others. */
+/* The level reached (floor - x) / w: the charger starts rising with the others. */
 static void start_rising(pw_bal *b, size_t k)
 {
     bal_plan *pl = &b->plan[k];
@@ -222,7 +222,7 @@ static void start_rising(pw_bal *b, size_t k)
         int c = r->cm[pl->mask];
         if (!c)
             continue;
-        r->a -= c * pl->lo;
+        r->a -= c * (pl->floor - pl->x);
         r->b += c * pl->w;
         r->npos += c > 0;
         if (c > 0) /* only a row it loads fills up sooner */
@@ -252,25 +252,38 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
     return frozen;
 }
 
-/* Progressive filling of one class: the level t rises, charger k holds max(lo, w t) capped at
- * hi, and whoever loads a row that fills up freezes. Events are the kinks of each charger (its
- * floor ends at lo/w, its cap at hi/w) and rows filling up. */
-static void fill_class(pw_bal *b, size_t from, size_t to)
+/* Stopped by an imbalance row: the only kind of stop that can lift again, when chargers on the
+ * other line of the pair rise (line rows only fill up; caps stay). */
+static bool imbalance_bound(const pw_bal *b, const bal_plan *pl)
+{
+    return pl->bind >= 0 && b->rows[pl->bind].line == 0;
+}
+
+/* Progressive filling of one class: the level t rises, charger k holds max(floor, x + w t)
+ * capped at hi, and whoever loads a row that fills up freezes. Events are the kinks of each
+ * charger (its floor ends at (floor - x) / w, its cap at (hi - x) / w) and rows filling up.
+ * The first fill starts everyone from their minimum (x = 0: shares grow in proportion to the
+ * weights); a refill lets chargers below an imbalance limit rise together from where they are
+ * (x = floor = their value). */
+static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
     size_t nev = 0, active = 0;
-    for (size_t i = from; i < to; i++) {
-        size_t k = b->order[i].idx;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = list[i].idx;
         bal_plan *pl = &b->plan[k];
         if (pl->st != ST_FROZEN)
             continue;
-        if (pl->hi <= pl->lo + BAL_EPS) {
-            pl->bind = -1;
+        pl->floor = refill ? pl->val : pl->lo;
+        pl->x = refill ? pl->val : 0;
+        if (pl->hi <= pl->floor + BAL_EPS) {
+            if (!refill)
+                pl->bind = -1;
             continue;
         }
         pl->st = ST_FLOOR;
         active++;
-        b->events[nev++] = (bal_key){bal__dkey(pl->lo / pl->w), (uint32_t)(2 * k)};
-        b->events[nev++] = (bal_key){bal__dkey(pl->hi / pl->w), (uint32_t)(2 * k + 1)};
+        b->events[nev++] = (bal_key){bal__dkey((pl->floor - pl->x) / pl->w), (uint32_t)(2 * k)};
+        b->events[nev++] = (bal_key){bal__dkey((pl->hi - pl->x) / pl->w), (uint32_t)(2 * k + 1)};
     }
     bal__sort(b->events, b->tmp, nev);
     seg_build(b);
@@ -321,13 +334,55 @@ static double raise_alone(pw_bal *b, size_t k)
     return room;
 }
 
-/* With imbalance rows a charger frozen by a line difference may get room later as others rise
- * (on the other line of the pair), so raise those below an imbalance limit alone until nothing
- * moves. Line rows only fill up, so for everyone else water-filling left nothing to raise (the
+/* Fills list (in admission order) one priority class after the other. */
+static void fill_classes(pw_bal *b, const bal_key *list, size_t n, bool refill)
+{
+    for (size_t from = 0; from < n;) {
+        size_t to = from + 1;
+        while (to < n && key_class(b, &list[to]) == key_class(b, &list[from]))
+            to++;
+        fill_class(b, list + from, to - from, refill);
+        for (size_t j = 0; j < b->n_rows; j++) /* drop rounding residue of the class */
+            b->rows[j].b = 0;
+        from = to;
+    }
+}
+
+/* One refill: the chargers stopped by an imbalance row rise together again. Returns by how
+ * much they rose in all. */
+static double refill(pw_bal *b)
+{
+    size_t n = 0;
+    double before = 0, after = 0;
+    for (size_t i = 0; i < b->n_order; i++) {
+        const bal_plan *pl = &b->plan[b->order[i].idx];
+        if (pl->st == ST_FROZEN && imbalance_bound(b, pl)) {
+            b->cand[n++] = b->order[i];
+            before += pl->val;
+        }
+    }
+    if (n < 2) /* one charger alone is raised by the last pass */
+        return 0;
+    fill_classes(b, b->cand, n, true);
+    for (size_t i = 0; i < n; i++)
+        after += b->plan[b->cand[i].idx].val;
+    return after - before;
+}
+
+/* With imbalance rows, freezing a charger at a line difference is premature when chargers on
+ * the other line keep rising: the difference may shrink again. Two imbalance limits can block
+ * two chargers in turn, so raising one at a time would crawl; instead the chargers stopped by an
+ * imbalance row rise together again from where they are until nothing moves (this converges
+ * geometrically when the two sides rise at different rates), and a last pass raises each alone.
+ * Line rows only fill up, so for everyone else water-filling left nothing to raise (the
  * property tests check exactly that). */
 static void raise_leftovers(pw_bal *b)
 {
-    for (int pass = 0; pass < 64 && b->has_imbalance; pass++) {
+    if (!b->has_imbalance)
+        return;
+    for (int pass = 0; pass < 100 && refill(b) > 1e-9; pass++)
+        continue;
+    for (int pass = 0; pass < 64; pass++) {
         double moved = 0;
         for (size_t i = 0; i < b->n_order; i++)
             if (b->ch[b->order[i].idx].imb_path)
@@ -340,14 +395,6 @@ static void raise_leftovers(pw_bal *b)
 void bal__allocate(pw_bal *b)
 {
     admit(b);
-    for (size_t from = 0; from < b->n_order;) {
-        size_t to = from + 1;
-        while (to < b->n_order && order_class(b, to) == order_class(b, from))
-            to++;
-        fill_class(b, from, to);
-        for (size_t j = 0; j < b->n_rows; j++) /* drop rounding residue of the class */
-            b->rows[j].b = 0;
-        from = to;
-    }
+    fill_classes(b, b->order, b->n_order, false);
     raise_leftovers(b);
 }

@@ -72,7 +72,8 @@ enum bal_st {
 };
 
 typedef struct bal_plan {
-    double lo, hi, w, val; /* floor, cap, weight, value */
+    double lo, hi, w, val; /* minimum, cap (demand), weight, value */
+    double floor, x;       /* water-filling: held at floor, then rises as x + w * level */
     double line[PW_LINES]; /* final load on grid lines */
     double pend[PW_LINES]; /* draw above the final plan while its cut is pending */
     double target;         /* value before the dynamic rules */
@@ -151,6 +152,7 @@ struct pw_bal {
     size_t n_order;
     bal_key *events; /* water-filling events, 2 per charger */
     bal_key *tmp;    /* sort scratch */
+    bal_key *cand;   /* chargers taking part in a refill */
     /* Water-filling: the level at which each row fills up, kept in a tournament tree so the
      * next row to fill is found without scanning every row at every step. */
     double *row_t; /* n_rows + 1; the last is an always-infinite sentinel */

@@ -375,6 +375,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->order = pw_xcalloc(nk, sizeof *b->order);
     b->events = pw_xcalloc(2 * nk, sizeof *b->events);
     b->tmp = pw_xcalloc(2 * nk, sizeof *b->tmp);
+    b->cand = pw_xcalloc(nk, sizeof *b->cand);
     b->res = pw_xcalloc(nk, sizeof *b->res);
     b->nres = pw_xcalloc(b->n_nodes, sizeof *b->nres);
     b->deadline = UINT64_MAX;
@@ -427,6 +428,7 @@ void pw_bal_free(pw_bal *b)
     free(b->order);
     free(b->events);
     free(b->tmp);
+    free(b->cand);
     free(b->row_t);
     free(b->seg);
     free(b->dirty);
