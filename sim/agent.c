@@ -197,6 +197,10 @@ static pw_proto_replay *replay_for(sim_app *app, uint32_t sender)
 
 static void apply_allocation(sim_app *app, const pw_msg_allocation *a, uint64_t sim_ms)
 {
+    /* The balancer renews leases in real time; in a sped-up simulation they must last as long
+     * in real time, so they are stretched into simulated time. */
+    double stretched = (double)a->lease_ms * app->o.speed;
+    uint32_t lease_sim_ms = stretched >= UINT32_MAX ? UINT32_MAX : (uint32_t)stretched;
     for (uint16_t k = 0; k < a->count; k++) {
         const pw_alloc_entry *e = &a->entries[k];
         int ci = pw_cfg_charger_by_device(app->cfg, e->charger_id);
@@ -206,7 +210,7 @@ static void apply_allocation(sim_app *app, const pw_msg_allocation *a, uint64_t 
         }
         pw_sim_charger_view before;
         pw_sim_charger(app->model, (size_t)ci, &before);
-        pw_sim_apply(app->model, (size_t)ci, e->limit_ma / 1000.0, e->phases, a->lease_ms,
+        pw_sim_apply(app->model, (size_t)ci, e->limit_ma / 1000.0, e->phases, lease_sim_ms,
                      a->alloc_seq, sim_ms);
         if (fabs(before.offered_a - e->limit_ma / 1000.0) >= 0.05)
             pw_debug(SIM_COMP, "t=%.1f s charger %u: offer %.1f -> %.1f A (allocation %u)",
