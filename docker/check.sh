@@ -5,13 +5,13 @@
 #   sudo sh docker/check.sh
 #
 # Needs root (debootstrap, buildah's chroot isolation, a private network namespace for the demo)
-# and the Debian mirror apt is configured with. Installs buildah, debootstrap and iproute2 if
-# missing. The base image is made once and reused; the built image stays as phasewise:check.
+# and the Debian mirror apt is configured with. Installs buildah, debootstrap, iproute2 and
+# sqlite3 if missing. The base image is made once and reused; the built image stays as phasewise:check.
 # Exits 0 when every step passed, else non-zero with the step that failed.
 set -eu
 
 IMAGE=phasewise:check
-DEMO_PORT=18080
+DEMO_PORT=8080 # the image's port, which its HEALTHCHECK probes; free in the private namespace
 DEMO_DATA=/tmp/phasewise-demo # inside the container
 DEMO_MIN_SECONDS=6            # long enough for several control ticks and history writes
 DEMO_MAX_SECONDS=20           # upper bound for every simulated charger to come online
@@ -166,14 +166,19 @@ buildah bud --isolation=chroot --pull=never --format docker --layers --force-rm 
 
 # --- 4. image metadata ---------------------------------------------------------------------------
 begin "image metadata"
-meta=$(buildah inspect --type image \
-  --format '{{.Docker.Config.User}}|{{.Docker.Config.ExposedPorts}}|{{.Docker.Config.Volumes}}' \
-  "$IMAGE") || fail "buildah inspect $IMAGE"
-echo "check: user|ports|volumes = $meta" >&2
+fmt='{{.Docker.Config.User}}|{{.Docker.Config.ExposedPorts}}|{{.Docker.Config.Volumes}}'
+meta=$(buildah inspect --type image --format "$fmt|{{.Docker.Config.Healthcheck.Test}}" "$IMAGE") ||
+  fail "buildah inspect $IMAGE"
+printf 'check: user|ports|volumes|healthcheck = %s\n' "$meta" >&2
 case "$meta" in
-  phasewise\|*8080/tcp*\|*/var/lib/phasewise*) ;;
-  *) fail "expected user phasewise, port 8080/tcp and volume /var/lib/phasewise, got: $meta" ;;
+  phasewise\|*8080/tcp*\|*/var/lib/phasewise*\|*/api/health*) ;;
+  *) fail "expected user phasewise, port 8080/tcp, volume /var/lib/phasewise, a health check" ;;
 esac
+# The demo runs the image's own HEALTHCHECK command, which must be CMD ["bash", "-c", SCRIPT].
+test_arg() { buildah inspect --type image --format "{{index .Docker.Config.Healthcheck.Test $1}}" "$IMAGE"; }
+[ "$(test_arg 0) $(test_arg 1) $(test_arg 2)" = "CMD bash -c" ] ||
+  fail "expected HEALTHCHECK CMD [\"bash\", \"-c\", ...] in docker/Dockerfile"
+healthcheck=$(test_arg 3)
 
 # --- 5. phasewise --version ---------------------------------------------------------------------
 begin "phasewise --version in the image"
@@ -187,13 +192,14 @@ uid=$(buildah run --isolation=chroot --user phasewise "$ctr" -- id -u) || fail "
 
 # --- 6. the demo --------------------------------------------------------------------------------
 begin "phasewise serve --demo in the image (private network namespace, loopback only)"
-# Runs inside the container as the image's user: starts the demo, waits until every simulated
-# charger is online in /api/state and the demo has run DEMO_MIN_SECONDS, stops it with SIGINT
-# and checks what it left behind. The data stays in the container for step 7.
+# Runs inside the container as the image's user: starts the demo, waits until the image's health
+# check passes, every simulated charger is online in /api/state and the demo has run
+# DEMO_MIN_SECONDS, stops it with SIGINT and checks what it left behind. The data stays in the
+# container for step 7.
 # shellcheck disable=SC2016 # expanded by the shell inside the container
 demo_script='
 set -u
-port=$1 min=$2 limit=$3 d=$4
+port=$1 min=$2 limit=$3 d=$4 healthcheck=$5
 rm -rf "$d" && mkdir -p "$d" || exit 1
 get() { # GET $1 over HTTP/1.0 with bash alone; prints status line, headers and body
   timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf \"GET %s HTTP/1.0\\r\\n\\r\\n\" \"\$0\" >&3 && cat <&3" "$1" 2>/dev/null
@@ -206,7 +212,7 @@ pid=$!
 healthy=0 online=0 total=-1 i=0
 while [ $i -lt "$limit" ] && ! exited; do
   sleep 1; i=$((i + 1))
-  get /api/health | head -n 1 | grep -q " 200 " && healthy=1 || continue
+  bash -c "$healthcheck" && healthy=1 || continue
   state=$(get /api/state)
   total=$(printf "%s" "$state" | grep -o "\"online\":\(true\|false\)" | wc -l)
   online=$(printf "%s" "$state" | grep -o "\"online\":true" | wc -l)
@@ -224,7 +230,7 @@ echo "demo: log (last 8 lines):"; tail -n 8 "$d/log"
 allocs=$(grep -o "allocations [0-9]*" "$d/log" | tail -n 1 | cut -d " " -f 2)
 ok=1
 [ $rc -eq 0 ] || { echo "demo: FAIL: exit status $rc, expected 0"; ok=0; }
-[ $healthy -eq 1 ] || { echo "demo: FAIL: /api/health never answered 200"; ok=0; }
+[ $healthy -eq 1 ] || { echo "demo: FAIL: the image HEALTHCHECK never passed"; ok=0; }
 [ "$total" -gt 0 ] && [ "$online" -eq "$total" ] ||
   { echo "demo: FAIL: $online of $total chargers online within $limit s"; ok=0; }
 [ "${allocs:-0}" -gt 0 ] ||
@@ -241,7 +247,7 @@ phasewise check-config "$d/config.json" || { echo "demo: FAIL: seeded config rej
 unshare --net sh -c 'ip link set lo up && exec "$@"' sh \
   buildah run --isolation=chroot --user phasewise "$ctr" -- \
   bash -c "$demo_script" demo "$DEMO_PORT" "$DEMO_MIN_SECONDS" "$DEMO_MAX_SECONDS" "$DEMO_DATA" \
-  >&2 || fail "demo run (see above)"
+  "$healthcheck" >&2 || fail "demo run (see above)"
 
 # --- 7. the demo's database ----------------------------------------------------------------------
 begin "the demo's database (host sqlite3, read-only)"
