@@ -6,7 +6,8 @@
 #
 # Needs root (debootstrap, buildah's chroot isolation, a private network namespace for the demo)
 # and the Debian mirror apt is configured with. Installs buildah, debootstrap, iproute2 and
-# sqlite3 if missing. The base image is made once and reused; the built image stays as phasewise:check.
+# sqlite3 if missing. The base image is made once and reused; the built image stays as
+# phasewise:check.
 # Exits 0 when every step passed, else non-zero with the step that failed.
 set -eu
 
@@ -62,13 +63,17 @@ trap 'exit 130' INT TERM
 # Prints the first mirror URI apt uses for the given suite (one-line and deb822 sources alike).
 apt_mirror() {
   suite=$1
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+  srcdir=/etc/apt/sources.list.d
+  for f in /etc/apt/sources.list "$srcdir"/*.list "$srcdir"/*.sources; do
     [ -r "$f" ] || continue
     case "$f" in
       *.sources)
         # deb822: stanzas separated by blank lines; take URIs of a "deb" stanza with the suite.
         awk -v suite="$suite" '
-          function flush() { if (deb && uri != "" && has) { print uri; exit } deb = has = 0; uri = "" }
+          function flush() {
+            if (deb && uri != "" && has) { print uri; exit }
+            deb = has = 0; uri = ""
+          }
           /^[ \t]*$/ { flush(); next }
           /^Types:/ { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
           /^URIs:/ { uri = $2 }
@@ -145,8 +150,9 @@ else
   tar -C "$rootfs" --numeric-owner -cf - . | tar -C "$mnt" --numeric-owner -xpf - ||
     fail "copying the root filesystem into the image"
   buildah umount "$ctr" >/dev/null
-  buildah config --cmd bash --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    "$ctr" || fail "buildah config"
+  buildah config --cmd bash \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr" ||
+    fail "buildah config"
   buildah commit --quiet "$ctr" "$qualified" >/dev/null || fail "buildah commit $qualified"
   # Also the localhost/ name buildah gives short names, so FROM resolves without a registry.
   [ "$qualified" = "$base" ] || buildah tag "$qualified" "localhost/$base" || fail "buildah tag"
@@ -175,7 +181,9 @@ case "$meta" in
   *) fail "expected user phasewise, port 8080/tcp, volume /var/lib/phasewise, a health check" ;;
 esac
 # The demo runs the image's own HEALTHCHECK command, which must be CMD ["bash", "-c", SCRIPT].
-test_arg() { buildah inspect --type image --format "{{index .Docker.Config.Healthcheck.Test $1}}" "$IMAGE"; }
+test_arg() {
+  buildah inspect --type image --format "{{index .Docker.Config.Healthcheck.Test $1}}" "$IMAGE"
+}
 [ "$(test_arg 0) $(test_arg 1) $(test_arg 2)" = "CMD bash -c" ] ||
   fail "expected HEALTHCHECK CMD [\"bash\", \"-c\", ...] in docker/Dockerfile"
 healthcheck=$(test_arg 3)
@@ -202,7 +210,8 @@ set -u
 port=$1 min=$2 limit=$3 d=$4 healthcheck=$5
 rm -rf "$d" && mkdir -p "$d" || exit 1
 get() { # GET $1 over HTTP/1.0 with bash alone; prints status line, headers and body
-  timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf \"GET %s HTTP/1.0\\r\\n\\r\\n\" \"\$0\" >&3 && cat <&3" "$1" 2>/dev/null
+  timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port &&
+    printf \"GET %s HTTP/1.0\\r\\n\\r\\n\" \"\$0\" >&3 && cat <&3" "$1" 2>/dev/null
 }
 exited() { # a zombie still answers kill -0, so read the state from /proc
   [ ! -e /proc/$pid ] || [ "$(cut -d " " -f 3 /proc/$pid/stat 2>/dev/null)" = Z ]
@@ -235,7 +244,8 @@ ok=1
   { echo "demo: FAIL: $online of $total chargers online within $limit s"; ok=0; }
 [ "${allocs:-0}" -gt 0 ] ||
   { echo "demo: FAIL: the simulator received no allocations (summary: ${allocs:-none})"; ok=0; }
-grep -q "dashboard at http://127.0.0.1:$port/" "$d/log" || { echo "demo: FAIL: no dashboard line"; ok=0; }
+grep -q "dashboard at http://127.0.0.1:$port/" "$d/log" ||
+  { echo "demo: FAIL: no dashboard line"; ok=0; }
 grep -q "stopped cleanly" "$d/log" || { echo "demo: FAIL: no clean stop logged"; ok=0; }
 [ -s "$d/phasewise.db" ] || { echo "demo: FAIL: no database at $d/phasewise.db"; ok=0; }
 [ -s "$d/facility.key" ] || { echo "demo: FAIL: no facility key"; ok=0; }
