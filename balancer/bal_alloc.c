@@ -267,7 +267,10 @@ static bool imbalance_bound(const pw_bal *b, const bal_plan *pl)
  * (x = floor = their value). */
 static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
-    size_t nev = 0, active = 0;
+    /* Floor ends and caps are sorted apart (floor ends are usually all alike, which sorts for
+     * free) and merged as the level rises. */
+    bal_key *floors = b->events, *caps = b->events + b->n_ch;
+    size_t nf = 0, nc = 0, active = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k = list[i].idx;
         bal_plan *pl = &b->plan[k];
@@ -282,31 +285,35 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         }
         pl->st = ST_FLOOR;
         active++;
-        b->events[nev++] = (bal_key){bal__dkey((pl->floor - pl->x) / pl->w), (uint32_t)(2 * k)};
-        b->events[nev++] = (bal_key){bal__dkey((pl->hi - pl->x) / pl->w), (uint32_t)(2 * k + 1)};
+        floors[nf++] = (bal_key){bal__dkey((pl->floor - pl->x) / pl->w), (uint32_t)k};
+        caps[nc++] = (bal_key){bal__dkey((pl->hi - pl->x) / pl->w), (uint32_t)k};
     }
-    bal__sort(b->events, b->tmp, nev);
+    bal__sort(floors, b->tmp, nf);
+    bal__sort(caps, b->tmp, nc);
     seg_build(b);
-    size_t e = 0;
+    size_t ef = 0, ec = 0;
     double t = 0;
     while (active > 0) {
-        double t_row, t_ev = e < nev ? bal__keyd(b->events[e].key) : INFINITY;
+        double tf = ef < nf ? bal__keyd(floors[ef].key) : INFINITY;
+        double tc = ec < nc ? bal__keyd(caps[ec].key) : INFINITY;
+        double t_row, t_ev = tf < tc ? tf : tc;
         int j = next_full_row(b, t, &t_row);
         if (j >= 0 && t_row <= t_ev) {
             t = t_row;
             active -= freeze_row(b, (size_t)j, t);
             continue;
         }
-        if (e >= nev)
+        if (t_ev == INFINITY)
             break; /* cannot happen: every active charger has a cap event left */
         t = t_ev;
-        for (; e < nev && bal__keyd(b->events[e].key) <= t_ev; e++) {
-            size_t k = b->events[e].idx / 2;
-            bal_plan *pl = &b->plan[k];
-            if (b->events[e].idx % 2 == 0 && pl->st == ST_FLOOR) {
-                start_rising(b, k);
-            } else if (b->events[e].idx % 2 == 1 && (pl->st == ST_FLOOR || pl->st == ST_RISE)) {
-                freeze(b, k, t, -1);
+        /* At one level, floors end before caps are reached. */
+        for (; ef < nf && bal__keyd(floors[ef].key) <= t_ev; ef++)
+            if (b->plan[floors[ef].idx].st == ST_FLOOR)
+                start_rising(b, floors[ef].idx);
+        for (; ec < nc && bal__keyd(caps[ec].key) <= t_ev; ec++) {
+            bal_plan *pl = &b->plan[caps[ec].idx];
+            if (pl->st == ST_FLOOR || pl->st == ST_RISE) {
+                freeze(b, caps[ec].idx, t, -1);
                 active--;
             }
         }

@@ -150,7 +150,7 @@ struct pw_bal {
     uint32_t *dfs_ch; /* chargers in the depth-first order of their nodes */
     bal_key *order;   /* admission order of the wanting chargers */
     size_t n_order;
-    bal_key *events; /* water-filling events, 2 per charger */
+    bal_key *events; /* water-filling: floor ends [0, n_ch), caps [n_ch, 2 n_ch) */
     bal_key *tmp;    /* sort scratch */
     bal_key *cand;   /* chargers taking part in a refill */
     /* Water-filling: the level at which each row fills up, kept in a tournament tree so the

@@ -568,32 +568,34 @@ static void insertion_sort(bal_key *a, size_t n)
     }
 }
 
-/* Least-significant-digit radix sort, 8 bits a pass, stable; passes where every key has the
- * same digit are skipped (keys of one run share most high bits). O(n), no allocation. */
+/* Least-significant-digit radix sort, 8 bits a pass, stable. Only digits in which the keys
+ * differ are sorted on (keys of one run share most bytes: classes, exponents), so a run of
+ * equal keys costs one pass over them. O(n), no allocation. */
 void bal__sort(bal_key *a, bal_key *tmp, size_t n)
 {
     if (n < 64) {
         insertion_sort(a, n);
         return;
     }
-    uint32_t count[8][256];
-    memset(count, 0, sizeof count);
-    for (size_t i = 0; i < n; i++)
-        for (unsigned d = 0; d < 8; d++)
-            count[d][(a[i].key >> (8 * d)) & 0xff]++;
+    uint64_t differ = 0;
+    for (size_t i = 1; i < n; i++)
+        differ |= a[i].key ^ a[0].key;
     bal_key *src = a, *dst = tmp;
     for (unsigned d = 0; d < 8; d++) {
-        uint32_t *c = count[d];
-        if (c[(src[0].key >> (8 * d)) & 0xff] == n)
+        unsigned shift = 8 * d;
+        if (!((differ >> shift) & 0xff))
             continue;
+        uint32_t count[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[(src[i].key >> shift) & 0xff]++;
         uint32_t sum = 0;
         for (unsigned v = 0; v < 256; v++) {
-            uint32_t x = c[v];
-            c[v] = sum;
+            uint32_t x = count[v];
+            count[v] = sum;
             sum += x;
         }
         for (size_t i = 0; i < n; i++)
-            dst[c[(src[i].key >> (8 * d)) & 0xff]++] = src[i];
+            dst[count[(src[i].key >> shift) & 0xff]++] = src[i];
         bal_key *t = src;
         src = dst;
         dst = t;
