@@ -313,10 +313,13 @@ int pw_cfg_parse_listen(const char *text, char *addr, size_t addr_size, uint16_t
 
 static void parse_balancer(ctx *c, const json_t *b, pw_cfg *cfg)
 {
-    static const char *const keys[] = {
-        "reaction_s",     "min_run_s",       "min_pause_s", "offline_s",
-        "hysteresis_a",   "trim_headroom_a", "probe_s",     "max_phase_switches",
-        "active_phase_a", "lease_s",         "tick_ms",     NULL};
+    static const char *const keys[] = {"reaction_s",      "min_run_s",
+                                       "min_pause_s",     "offline_s",
+                                       "hysteresis_a",    "trim_headroom_a",
+                                       "probe_s",         "max_phase_switches",
+                                       "active_phase_a",  "phase_hold_s",
+                                       "meter_history_s", "lease_s",
+                                       "tick_ms",         NULL};
     char saved[96];
     push_path(c, saved, "balancer", -1);
     if (!json_is_object(b)) {
@@ -335,6 +338,8 @@ static void parse_balancer(ctx *c, const json_t *b, pw_cfg *cfg)
     get_seconds_ms(c, b, "probe_s", 5, 3600, &p->probe_ms);
     get_u32(c, b, "max_phase_switches", 0, 100, &p->max_phase_switches);
     get_number(c, b, "active_phase_a", 0.1, 6, &p->active_phase_a);
+    get_seconds_ms(c, b, "phase_hold_s", 0, 3600, &p->phase_hold_ms);
+    get_seconds_ms(c, b, "meter_history_s", 10, 86400, &p->meter_history_ms);
     get_seconds_ms(c, b, "lease_s", 5, 600, &cfg->lease_ms);
     get_u32(c, b, "tick_ms", 100, 1000, &cfg->tick_ms);
     /* A lease shorter than two ticks would expire between renewals. */
@@ -685,15 +690,16 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
         cfg->net.group, "port", cfg->net.port, "interface", cfg->net.interface, "ttl", cfg->net.ttl,
         "key_file", cfg->net.key_file, "defa_meters", cfg->net.defa_meters, "defa_emit",
         cfg->net.defa_emit, "http", "listen", listen, "dashboard_login", cfg->http.dashboard_login);
-    json_object_set_new(root, "balancer",
-                        json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:i}",
-                                  "reaction_s", p->reaction_ms / 1000.0, "min_run_s",
-                                  p->min_run_ms / 1000.0, "min_pause_s", p->min_pause_ms / 1000.0,
-                                  "offline_s", p->offline_ms / 1000.0, "hysteresis_a",
-                                  p->hysteresis_a, "trim_headroom_a", p->trim_headroom_a, "probe_s",
-                                  p->probe_ms / 1000.0, "max_phase_switches",
-                                  (int)p->max_phase_switches, "active_phase_a", p->active_phase_a,
-                                  "lease_s", cfg->lease_ms / 1000.0, "tick_ms", (int)cfg->tick_ms));
+    json_object_set_new(
+        root, "balancer",
+        json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:i}", "reaction_s",
+                  p->reaction_ms / 1000.0, "min_run_s", p->min_run_ms / 1000.0, "min_pause_s",
+                  p->min_pause_ms / 1000.0, "offline_s", p->offline_ms / 1000.0, "hysteresis_a",
+                  p->hysteresis_a, "trim_headroom_a", p->trim_headroom_a, "probe_s",
+                  p->probe_ms / 1000.0, "max_phase_switches", (int)p->max_phase_switches,
+                  "active_phase_a", p->active_phase_a, "phase_hold_s", p->phase_hold_ms / 1000.0,
+                  "meter_history_s", p->meter_history_ms / 1000.0, "lease_s",
+                  cfg->lease_ms / 1000.0, "tick_ms", (int)cfg->tick_ms));
     json_t *nodes = json_array();
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         const pw_bal_node_spec *n = &cfg->nodes[i];
