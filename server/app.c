@@ -248,6 +248,7 @@ static void stop(pw_app *app)
         pw_net_close(app->net, NULL, NULL);
         app->net = NULL;
     }
+    pw_defa_stop(app);
     if (app->web)
         pw_web_close(app->web, on_web_closed, app);
 }
@@ -350,6 +351,8 @@ static int start(pw_app *app)
         return -1;
     pw_info("server", "LAN: group %s port %u on interface %s, ttl %u", no.group, no.port,
             no.interface, no.ttl);
+    if (pw_defa_start(app) != 0)
+        return -1;
 
     pw_web_opts wo = {
         .addr = app->cfg->http.addr,

@@ -67,6 +67,7 @@ typedef struct pw_app {
     uint32_t seq;
 
     pw_net *net;
+    pw_net *defa_net; /* DEFA meter frames, only when the config asks for them */
     pw_web *web;
     pw_store *store;
 
@@ -115,8 +116,18 @@ void pw_control_tick(pw_app *app);
 void pw_control_apply_config(pw_app *app, pw_cfg *cfg);
 void pw_control_log_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Feeds a node meter's reading (from either meter protocol) and reacts at once. */
+void pw_control_meter_reading(pw_app *app, size_t node, const uint32_t current_ma[PW_LINES],
+                              uint64_t now_ms, uint64_t arrival_ns);
+/* Counts a rejected datagram by its pw_proto_err. */
+void pw_control_count_reject(pw_app *app, int err);
 /* Starts a history write of everything collected so far, unless one is in flight. */
 void pw_control_flush_history(pw_app *app);
+
+/* defa.c: DEFA Balancer meter frames, both directions opt-in (unauthenticated). */
+int pw_defa_start(pw_app *app);
+void pw_defa_emit(pw_app *app);
+void pw_defa_stop(pw_app *app);
 
 /* statedoc.c: builds the live state document; caller owns the reference. */
 json_t *pw_statedoc_build(const pw_app *app, uint64_t now_ms);

@@ -114,7 +114,7 @@ static int meter_node(const pw_cfg *cfg, uint32_t device_id)
     return -1;
 }
 
-static void count_reject(pw_app *app, int err)
+void pw_control_count_reject(pw_app *app, int err)
 {
     int slot = -err;
     if (slot <= 0 || slot >= PW_REJECT_SLOTS)
@@ -128,7 +128,7 @@ static void on_unassigned(pw_app *app, const pw_proto_msg *msg, uint64_t now)
     pw_reg_unassigned *u = pw_reg_unassigned_get(&app->reg, msg->hdr.sender_id);
     bool first = u->link.last_seen_ms == 0;
     if (pw_reg_link_accept(&u->link, &msg->hdr, now) != 0) {
-        count_reject(app, PW_PROTO_E_REPLAY);
+        pw_control_count_reject(app, PW_PROTO_E_REPLAY);
         return;
     }
     u->last_type = msg->hdr.type;
@@ -150,7 +150,7 @@ static void on_charger_msg(pw_app *app, size_t i, const pw_proto_msg *msg, uint6
         ch->link.last_seen_ms == 0 || now - ch->link.last_seen_ms > app->cfg->params.offline_ms;
     uint32_t reboots = ch->link.reboots;
     if (pw_reg_link_accept(&ch->link, &msg->hdr, now) != 0) {
-        count_reject(app, PW_PROTO_E_REPLAY);
+        pw_control_count_reject(app, PW_PROTO_E_REPLAY);
         return;
     }
     app->counters.rx_accepted++;
@@ -167,16 +167,12 @@ static void on_charger_msg(pw_app *app, size_t i, const pw_proto_msg *msg, uint6
     }
 }
 
-static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint64_t now,
-                         uint64_t arrival_ns)
+void pw_control_meter_reading(pw_app *app, size_t node, const uint32_t current_ma[PW_LINES],
+                              uint64_t now, uint64_t arrival_ns)
 {
     pw_reg_meter *m = &app->reg.meters[node];
-    if (pw_reg_link_accept(&m->link, &msg->hdr, now) != 0) {
-        count_reject(app, PW_PROTO_E_REPLAY);
-        return;
-    }
     app->counters.rx_accepted++;
-    memcpy(m->current_ma, msg->u.meter.current_ma, sizeof m->current_ma);
+    memcpy(m->current_ma, current_ma, sizeof m->current_ma);
     m->has_reading = true;
     double amps[PW_LINES];
     for (size_t l = 0; l < PW_LINES; l++)
@@ -187,6 +183,16 @@ static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint
     pw_control_tick(app);
     if (app->counters.tx != sent_before)
         pw_latency_observe(&app->counters.meter_to_send, (uv_hrtime() - arrival_ns) / 1000u);
+}
+
+static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint64_t now,
+                         uint64_t arrival_ns)
+{
+    if (pw_reg_link_accept(&app->reg.meters[node].link, &msg->hdr, now) != 0) {
+        pw_control_count_reject(app, PW_PROTO_E_REPLAY);
+        return;
+    }
+    pw_control_meter_reading(app, node, msg->u.meter.current_ma, now, arrival_ns);
 }
 
 void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
@@ -202,7 +208,7 @@ void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
     pw_proto_msg msg;
     int rc = pw_proto_decode(buf, len, app->key, &msg);
     if (rc != 0) {
-        count_reject(app, rc);
+        pw_control_count_reject(app, rc);
         return;
     }
     uint64_t now = pw_app_now_ms();
@@ -386,6 +392,7 @@ void pw_control_tick(pw_app *app)
         collect_samples(app, res);
         log_rejects(app, now);
         publish_state(app, now);
+        pw_defa_emit(app);
         pw_control_flush_history(app);
     }
     pw_latency_observe(&app->counters.tick_time, (uv_hrtime() - t0) / 1000u);
@@ -416,9 +423,10 @@ static void apply_network(pw_app *app, pw_cfg *cfg)
     const pw_cfg *old = app->cfg;
     if (strcmp(cfg->net.group, old->net.group) || cfg->net.port != old->net.port ||
         strcmp(cfg->net.key_file, old->net.key_file) || cfg->net.ttl != old->net.ttl ||
-        strcmp(cfg->http.addr, old->http.addr) || cfg->http.port != old->http.port)
-        pw_warn("server", "network group, port, TTL, key file and listen address changes take "
-                          "effect after a restart");
+        strcmp(cfg->http.addr, old->http.addr) || cfg->http.port != old->http.port ||
+        (cfg->net.defa_meters || cfg->net.defa_emit) != (app->defa_net != NULL))
+        pw_warn("server", "network group, port, TTL, key file, listen address and turning DEFA "
+                          "frames on or off take effect after a restart");
     if (strcmp(cfg->net.interface, old->net.interface) != 0 && app->net &&
         pw_net_rejoin(app->net, cfg->net.interface) != 0)
         pw_strlcpy(cfg->net.interface, old->net.interface, sizeof cfg->net.interface);

@@ -8,3 +8,7 @@ add_test(NAME api
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/api_test.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(api PROPERTIES LABELS "integration" TIMEOUT 120)
+add_test(NAME defa
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/defa_test.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(defa PROPERTIES LABELS "integration" TIMEOUT 120)
