@@ -119,7 +119,11 @@ static uint32_t next_boot_id(const char *data_dir)
 static void write_work(uv_work_t *req)
 {
     pw_app *app = req->data;
+    uint64_t t0 = uv_hrtime();
     app->write_rc = pw_store_write(app->store, app->writing);
+    app->write_ns = uv_hrtime() - t0;
+    if (app->write_rc != 0)
+        pw_strlcpy(app->write_error, pw_store_errmsg(app->store), sizeof app->write_error);
     int64_t wall = pw_app_wall_ms();
     if (app->write_rc != 0 || wall - app->last_maintain_ms < MAINTAIN_EVERY_MS)
         return;
@@ -137,10 +141,17 @@ static void after_write(uv_work_t *req, int status)
 {
     pw_app *app = req->data;
     app->write_in_flight = false;
+    pw_latency_observe(&app->counters.store_write, app->write_ns / 1000u);
     if (status == 0 && app->write_rc == 0) {
+        if (app->store_error[0])
+            pw_info("storage", "history writes work again");
+        app->store_error[0] = '\0';
         pw_store_batch_clear(app->writing);
         return;
     }
+    /* Copied here, on the loop thread, so the state document never reads a worker's buffer. */
+    pw_strlcpy(app->store_error, status != 0 ? uv_strerror(status) : app->write_error,
+               sizeof app->store_error);
     app->counters.store_errors++;
     uint64_t now = pw_app_now_ms();
     if (now - app->last_store_error_log_ms > 60000 || !app->last_store_error_log_ms) {

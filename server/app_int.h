@@ -42,6 +42,8 @@ typedef struct pw_counters {
     uint64_t store_errors;
     pw_latency meter_to_send; /* meter datagram in -> allocation out */
     pw_latency tick_time;     /* one control tick */
+    pw_latency store_loop;    /* the loop's own share of history per tick (rows, hand-over) */
+    pw_latency store_write;   /* one batch written by the worker */
 } pw_counters;
 
 typedef struct pw_sent_alloc {
@@ -76,6 +78,9 @@ typedef struct pw_app {
     pw_store_batch *writing;
     bool write_in_flight;
     int write_rc;
+    uint64_t write_ns;     /* duration of the last write, set by the worker */
+    char write_error[256]; /* the worker's message for a failed write */
+    char store_error[256]; /* why history is not being written, "" when it is (loop thread) */
     uv_work_t write_req;
     uint64_t last_store_error_log_ms;
     pw_store_policy store_policy;

@@ -389,11 +389,13 @@ void pw_control_tick(pw_app *app)
     /* Samples at most once per tick period, however many meter readings arrive. */
     if (now - app->last_tick_ms >= app->cfg->tick_ms || !app->last_tick_ms) {
         app->last_tick_ms = now;
+        uint64_t s0 = uv_hrtime();
         collect_samples(app, res);
+        pw_control_flush_history(app);
+        pw_latency_observe(&app->counters.store_loop, (uv_hrtime() - s0) / 1000u);
         log_rejects(app, now);
         publish_state(app, now);
         pw_defa_emit(app);
-        pw_control_flush_history(app);
     }
     pw_latency_observe(&app->counters.tick_time, (uv_hrtime() - t0) / 1000u);
 }

@@ -194,6 +194,11 @@ json_t *pw_statedoc_build(const pw_app *app, uint64_t now)
                                         (json_int_t)(now - d->link.last_seen_ms)));
     }
     reject_alerts(app, alerts);
+    if (app->store_error[0]) {
+        char text[320];
+        snprintf(text, sizeof text, "history is not being written: %s", app->store_error);
+        json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", "error", "text", text));
+    }
     json_t *doc = json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:I}", "type", "state", "version", PW_VERSION, "site",
         cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN", "time_ms",

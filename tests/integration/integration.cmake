@@ -12,3 +12,7 @@ add_test(NAME defa
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/defa_test.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(defa PROPERTIES LABELS "integration" TIMEOUT 120)
+add_test(NAME storage_full
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/storage_full_test.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(storage_full PROPERTIES LABELS "integration" TIMEOUT 150 SKIP_RETURN_CODE 77)
