@@ -19,6 +19,13 @@ char *pw_xstrdup(const char *s);
  * a result >= size means the copy was truncated. */
 size_t pw_strlcpy(char *dst, const char *src, size_t size);
 
+/* Replaces the file at path with data, atomically and durably: writes "<path>.tmp" (never
+ * through a symlink) with the given mode, fsyncs it, renames it over path and fsyncs the
+ * folder. After a crash path holds either the old or the new content. Returns 0, or -1 with a
+ * message in err. */
+int pw_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode, char *err,
+                         size_t err_size);
+
 enum pw_log_level { PW_LOG_DEBUG, PW_LOG_INFO, PW_LOG_WARN, PW_LOG_ERROR };
 
 /* Messages below this level are dropped. Default PW_LOG_INFO. */

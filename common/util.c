@@ -1,9 +1,13 @@
 /* Out-of-memory policy, bounded string copy and stderr logging for all modules. */
 #include "pw_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static enum pw_log_level log_level = PW_LOG_INFO;
 
@@ -79,4 +83,69 @@ void pw_log(enum pw_log_level level, const char *component, const char *fmt, ...
     va_start(ap, fmt);
     pw_vlog(level, component, fmt, ap);
     va_end(ap);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* fsync of the folder makes the rename itself durable. */
+static int sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    pw_strlcpy(dir, path, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        pw_strlcpy(dir, ".", sizeof dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int pw_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode, char *err,
+                         size_t err_size)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+        snprintf(err, err_size, "path too long: %s", path);
+        return -1;
+    }
+    /* O_NOFOLLOW: a planted symlink must not redirect the write. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
+    if (fd < 0) {
+        snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    if (fchmod(fd, (mode_t)mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        snprintf(err, err_size, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        snprintf(err, err_size, "cannot replace %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (sync_parent_dir(path) != 0)
+        pw_warn("util", "saved %s but could not sync its folder: %s", path, strerror(errno));
+    return 0;
 }

@@ -737,41 +737,6 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
     return root;
 }
 
-/* Writes all of buf to fd, retrying on short writes and EINTR. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* fsync of the folder makes the rename itself durable. */
-static int sync_parent_dir(const char *path)
-{
-    char dir[4096];
-    pw_strlcpy(dir, path, sizeof dir);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        pw_strlcpy(dir, ".", sizeof dir);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int pw_cfg_save(const pw_cfg *cfg, const char *path, pw_cfg_errors *errs)
 {
     ctx c = {.errs = errs};
@@ -779,34 +744,10 @@ int pw_cfg_save(const pw_cfg *cfg, const char *path, pw_cfg_errors *errs)
     json_t *root = pw_cfg_to_json(cfg);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(root);
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        add_error(&c, NULL, "path too long: %s", path);
-        free(text);
-        return -1;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    int rc = -1;
-    if (fd < 0) {
-        add_error(&c, NULL, "cannot create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (write_all(fd, text, strlen(text)) != 0 || write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
-        add_error(&c, NULL, "cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        add_error(&c, NULL, "cannot replace %s: %s", path, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (sync_parent_dir(path) != 0)
-        pw_warn("config", "saved %s but could not sync its folder: %s", path, strerror(errno));
-    rc = 0;
-out:
+    char msg[sizeof errs->items[0].message];
+    int rc = pw_write_file_atomic(path, text, strlen(text), 0640, msg, sizeof msg);
+    if (rc != 0)
+        add_error(&c, NULL, "%s", msg);
     free(text);
     return rc;
 }

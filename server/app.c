@@ -86,7 +86,7 @@ static pw_cfg *load_config(const char *path)
  * in the data folder. */
 static uint32_t next_boot_id(const char *data_dir)
 {
-    char path[1100], tmp[1110];
+    char path[1100];
     uint32_t boot = 0;
     if (join_path(path, sizeof path, data_dir, "boot.count") != 0)
         return (uint32_t)time(NULL);
@@ -100,14 +100,10 @@ static uint32_t next_boot_id(const char *data_dir)
     if (boot == 0)
         boot = (uint32_t)time(NULL);
     boot++;
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%u\n", boot) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0 ||
-        fclose(f) != 0 || rename(tmp, path) != 0) {
-        pw_warn("server", "cannot save boot counter %s: %s", path, strerror(errno));
-        if (f)
-            unlink(tmp);
-    }
+    char text[16], err[256];
+    int n = snprintf(text, sizeof text, "%u\n", boot);
+    if (pw_write_file_atomic(path, text, (size_t)n, 0640, err, sizeof err) != 0)
+        pw_warn("server", "cannot save the boot counter: %s", err);
     return boot;
 }
 

@@ -188,62 +188,15 @@ bool web__auth_verify(const web_pw_record *rec, const char *password, size_t len
     return ok;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int web__auth_store(const char *dir, const web_pw_record *rec, char *err, size_t err_size)
 {
     char line[256], salt[2 * WEB_AUTH_SALT_LEN + 1], hash[2 * WEB_AUTH_HASH_LEN + 1];
     hex_encode(rec->salt, sizeof(rec->salt), salt);
     hex_encode(rec->hash, sizeof(rec->hash), hash);
     int n = snprintf(line, sizeof(line), "%s$%u$%s$%s\n", AUTH_SCHEME, rec->iterations, salt, hash);
-    char *tmp = auth_path(dir, ".tmp"), *path = auth_path(dir, "");
-    int rc = -1;
-    /* O_NOFOLLOW: a planted symlink must not redirect the write. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (fchmod(fd, 0600) || write_all(fd, line, (size_t)n) || fsync(fd)) {
-        snprintf(err, err_size, "cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, path)) {
-        snprintf(err, err_size, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (fsync_dir(dir))
-        pw_warn(AUTH_LOG, "cannot fsync %s: %s", dir, strerror(errno));
-    rc = 0;
-out:
+    char *path = auth_path(dir, "");
+    int rc = pw_write_file_atomic(path, line, (size_t)n, 0600, err, err_size);
     explicit_bzero(line, sizeof(line));
-    free(tmp);
     free(path);
     return rc;
 }
