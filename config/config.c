@@ -17,6 +17,8 @@
 #include "pw_util.h"
 
 #define DEFAULT_KEY_FILE "facility.key"
+#define DEFAULT_TLS_CERT "tls-cert.pem"
+#define DEFAULT_TLS_KEY  "tls-key.pem"
 
 /* Parsing context: the error list and the JSON path of the object being read. */
 typedef struct ctx {
@@ -269,9 +271,30 @@ static void parse_network(ctx *c, const json_t *net, pw_cfg_net *out)
     pop_path(c, saved);
 }
 
+static void parse_tls(ctx *c, const json_t *tls, pw_cfg_tls *out)
+{
+    static const char *const keys[] = {"enabled", "cert_file", "key_file", NULL};
+    char saved[96];
+    push_path(c, saved, "tls", -1);
+    if (!json_is_object(tls)) {
+        add_error(c, NULL, "must be an object");
+        pop_path(c, saved);
+        return;
+    }
+    check_keys(c, tls, keys);
+    get_bool(c, tls, "enabled", &out->enabled);
+    if (get_string(c, tls, "cert_file", out->cert_file, sizeof out->cert_file) && !*out->cert_file)
+        add_error(c, "cert_file", "must not be empty");
+    if (get_string(c, tls, "key_file", out->key_file, sizeof out->key_file) && !*out->key_file)
+        add_error(c, "key_file", "must not be empty");
+    if (!strcmp(out->cert_file, out->key_file))
+        add_error(c, "key_file", "must be another file than cert_file");
+    pop_path(c, saved);
+}
+
 static void parse_http(ctx *c, const json_t *http, pw_cfg_http *out)
 {
-    static const char *const keys[] = {"listen", "dashboard_login", NULL};
+    static const char *const keys[] = {"listen", "dashboard_login", "tls", NULL};
     char saved[96];
     push_path(c, saved, "http", -1);
     if (!json_is_object(http)) {
@@ -285,6 +308,8 @@ static void parse_http(ctx *c, const json_t *http, pw_cfg_http *out)
         pw_cfg_parse_listen(listen, out->addr, sizeof out->addr, &out->port) != 0)
         add_error(c, "listen", "must be ADDRESS:PORT, e.g. 127.0.0.1:8080");
     get_bool(c, http, "dashboard_login", &out->dashboard_login);
+    if (json_object_get(http, "tls"))
+        parse_tls(c, json_object_get(http, "tls"), &out->tls);
     pop_path(c, saved);
 }
 
@@ -475,6 +500,8 @@ static void set_defaults(pw_cfg *cfg)
     pw_strlcpy(cfg->net.key_file, DEFAULT_KEY_FILE, sizeof cfg->net.key_file);
     pw_strlcpy(cfg->http.addr, "127.0.0.1", sizeof cfg->http.addr);
     cfg->http.port = 8080;
+    pw_strlcpy(cfg->http.tls.cert_file, DEFAULT_TLS_CERT, sizeof cfg->http.tls.cert_file);
+    pw_strlcpy(cfg->http.tls.key_file, DEFAULT_TLS_KEY, sizeof cfg->http.tls.key_file);
 }
 
 static void set_node_defaults(pw_bal_node_spec *n)
@@ -685,11 +712,13 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
     char listen[96];
     snprintf(listen, sizeof listen, "%s:%u", cfg->http.addr, cfg->http.port);
     json_t *root = json_pack(
-        "{s:i, s:s, s:s, s:{s:s, s:i, s:s, s:i, s:s, s:b, s:b}, s:{s:s, s:b}}", "version", 1,
-        "site", cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN", "network", "group",
-        cfg->net.group, "port", cfg->net.port, "interface", cfg->net.interface, "ttl", cfg->net.ttl,
-        "key_file", cfg->net.key_file, "defa_meters", cfg->net.defa_meters, "defa_emit",
-        cfg->net.defa_emit, "http", "listen", listen, "dashboard_login", cfg->http.dashboard_login);
+        "{s:i, s:s, s:s, s:{s:s, s:i, s:s, s:i, s:s, s:b, s:b}, s:{s:s, s:b, s:{s:b, s:s, s:s}}}",
+        "version", 1, "site", cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN",
+        "network", "group", cfg->net.group, "port", cfg->net.port, "interface", cfg->net.interface,
+        "ttl", cfg->net.ttl, "key_file", cfg->net.key_file, "defa_meters", cfg->net.defa_meters,
+        "defa_emit", cfg->net.defa_emit, "http", "listen", listen, "dashboard_login",
+        cfg->http.dashboard_login, "tls", "enabled", cfg->http.tls.enabled, "cert_file",
+        cfg->http.tls.cert_file, "key_file", cfg->http.tls.key_file);
     json_object_set_new(
         root, "balancer",
         json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:i}", "reaction_s",

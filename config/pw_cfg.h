@@ -50,10 +50,19 @@ typedef struct pw_cfg_net {
     bool defa_emit;     /* emit the main node's currents as DEFA frames (unauthenticated) */
 } pw_cfg_net;
 
+/* HTTPS for the dashboard and API. Relative paths are relative to the data folder; when
+ * neither file exists the appliance generates a self-signed pair there on start. */
+typedef struct pw_cfg_tls {
+    bool enabled;
+    char cert_file[256]; /* PEM certificate (chain) */
+    char key_file[256];  /* PEM private key, mode 0600 */
+} pw_cfg_tls;
+
 typedef struct pw_cfg_http {
     char addr[64];
     uint16_t port;
     bool dashboard_login; /* the read-only dashboard needs a login too */
+    pw_cfg_tls tls;
 } pw_cfg_http;
 
 typedef struct pw_cfg {

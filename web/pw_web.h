@@ -1,7 +1,9 @@
 /* The appliance's web front: HTTP and WebSocket served by libwebsockets on the server's libuv
  * loop. It serves the built-in dashboard assets, hands /api/ requests to a handler the server
  * provides and pushes live state to every WebSocket client. It knows nothing of the balancer or
- * the database: the server wires them in. Everything here runs on the loop thread. */
+ * the database: the server wires them in. Everything here runs on the loop thread; a handler
+ * whose answer takes longer (a history query) defers it and completes it later, so the loop
+ * never waits. */
 #ifndef PW_WEB_H
 #define PW_WEB_H
 
@@ -11,6 +13,8 @@
 #include <uv.h>
 
 typedef struct pw_web pw_web;
+typedef struct pw_web_pending pw_web_pending;
+struct web_http;
 
 /* One API request; every pointer is borrowed and valid only during the handler call. */
 typedef struct pw_web_request {
@@ -19,9 +23,10 @@ typedef struct pw_web_request {
     const char *query;  /* "from=1&to=2", percent-encoded, or ""; see pw_web_query_param */
     const char *body;   /* NUL-terminated, "" when none */
     size_t body_len;
-    const char *origin; /* Origin header or "" */
-    const char *cookie; /* Cookie header or "" */
-    bool admin;         /* carries a valid admin session (always false with auth disabled) */
+    const char *origin;     /* Origin header or "" */
+    const char *cookie;     /* Cookie header or "" */
+    bool admin;             /* carries a valid admin session (always false with auth disabled) */
+    struct web_http *http_; /* web's own: names the transaction for pw_web_defer */
 } pw_web_request;
 
 /* The handler's answer. Header values must not contain CR or LF (web answers 500 if they do). */
@@ -34,8 +39,24 @@ typedef struct pw_web_response {
     char content_disposition[128]; /* for downloads, or "" */
 } pw_web_response;
 
-/* Handles one API request on the loop thread; fills resp. */
+/* Handles one API request on the loop thread; fills resp, or calls pw_web_defer and leaves
+ * resp alone to answer later. */
 typedef void (*pw_web_api_fn)(void *ud, const pw_web_request *req, pw_web_response *resp);
+
+/* Called by an API handler, during the handler call, to answer req later: web keeps the
+ * connection waiting (up to a minute) until pw_web_complete is called with the handle. Copy
+ * whatever the later answer needs from req now. Returns the handle, owned by the caller until
+ * it passes it to pw_web_complete, which must happen exactly once, on the loop thread. */
+pw_web_pending *pw_web_defer(const pw_web_request *req);
+
+/* Sends resp as the answer to a deferred request and frees p. Takes resp->body. If the client
+ * went away meanwhile (or web is shutting down) the answer is dropped; that is not an error.
+ * pw_web_close waits for every deferred request to be completed. Loop thread only. */
+void pw_web_complete(pw_web_pending *p, pw_web_response *resp);
+
+/* False once the client of a deferred request has gone: its answer would be dropped, so the
+ * work need not start. */
+bool pw_web_pending_alive(const pw_web_pending *p);
 
 /* Who may call an API path. web enforces it before the handler runs. */
 typedef enum pw_web_access {
@@ -65,7 +86,11 @@ typedef struct pw_web_auth_opts {
 } pw_web_auth_opts;
 
 typedef struct pw_web_opts {
-    const char *addr;  /* listen address, e.g. "127.0.0.1"; NULL, "" or "0.0.0.0" = all */
+    const char *addr; /* listen address, e.g. "127.0.0.1"; NULL, "" or "0.0.0.0" = all */
+    /* HTTPS: PEM certificate (chain) and private key files; both NULL = plain HTTP. With TLS
+     * cookies are Secure and only HTTP/1.1 is offered (ALPN). */
+    const char *tls_cert;
+    const char *tls_key;
     uint16_t port;     /* 0 = pick a free port (see pw_web_port) */
     size_t max_body;   /* larger request bodies get 413; 0 = 64 KiB */
     pw_web_api_fn api; /* called for /metrics and every path under /api/; NULL = 404 */

@@ -7,10 +7,12 @@
 #include "web_assets.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define WEB_DEFAULT_BODY    (64 * 1024)
 #define WEB_WS_PROTOCOL     "phasewise"
@@ -180,10 +182,12 @@ static void web_reaper_cb(uv_timer_t *t)
         w->close_state = WEB_CLOSE_WAIT;
         return;
     case WEB_CLOSE_WAIT:
-        if (w->live_wsi.n > 0 || w->jobs > 0 || web_lws_handles_alive(w)) {
+        if (w->live_wsi.n > 0 || w->jobs > 0 || w->pending > 0 || web_lws_handles_alive(w)) {
             if (++w->close_turns == WEB_CLOSE_WARN_TURN)
-                pw_warn(WEB_LOG, "libwebsockets still closing after %u ms (%zu connections)",
-                        w->close_turns * WEB_CLOSE_POLL_MS, w->live_wsi.n);
+                pw_warn(WEB_LOG,
+                        "libwebsockets still closing after %u ms (%zu connections, %u "
+                        "deferred answers)",
+                        w->close_turns * WEB_CLOSE_POLL_MS, w->live_wsi.n, w->pending);
             return;
         }
         /* One more turn, so close callbacks queued in this one have run too. */
@@ -236,10 +240,19 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
     lws_set_log_level(LLL_ERR | LLL_WARN, web_lws_log);
     uv_walk(loop, web_snapshot_cb, &before);
 
+    w->tls = opts->tls_cert != NULL;
+    if (w->tls != (opts->tls_key != NULL)) {
+        snprintf(err, err_size, "HTTPS needs both a certificate and a private key file");
+        goto fail;
+    }
+    if (w->tls)
+        w->secure_cookie = true; /* a cookie set over HTTPS must never travel in clear */
+
     void *foreign_loops[1] = {loop};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   (w->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
     info.foreign_loops = foreign_loops;
     info.pcontext = &w->ctx;
     info.user = w;
@@ -265,18 +278,31 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
     info.protocols = web_protocols;
     info.pvo = &web_pvo;
     info.vhost_name = "phasewise";
+    if (w->tls) {
+        info.ssl_cert_filepath = opts->tls_cert;
+        info.ssl_private_key_filepath = opts->tls_key;
+        /* The handlers speak HTTP/1.1 transactions; keep browsers from negotiating h2. */
+        info.alpn = "http/1.1";
+    }
     w->vh = lws_create_vhost(w->ctx, &info);
     web_note_lws_handles(w, &before);
     if (!w->vh) {
-        snprintf(err, err_size, "cannot listen on %s:%u (address in use or not local?)",
-                 opts->addr && opts->addr[0] ? opts->addr : "*", (unsigned)opts->port);
+        if (w->tls)
+            snprintf(err, err_size,
+                     "cannot serve HTTPS on %s:%u: the address is in use or not local, or the "
+                     "certificate %s or key %s cannot be used (see the lws messages above)",
+                     opts->addr && opts->addr[0] ? opts->addr : "*", (unsigned)opts->port,
+                     opts->tls_cert, opts->tls_key);
+        else
+            snprintf(err, err_size, "cannot listen on %s:%u (address in use or not local?)",
+                     opts->addr && opts->addr[0] ? opts->addr : "*", (unsigned)opts->port);
         goto fail;
     }
     w->port = (uint16_t)lws_get_vhost_listen_port(w->vh);
     w->ws_protocol = lws_vhost_name_to_protocol(w->vh, WEB_WS_PROTOCOL);
     free(before.v);
-    pw_info(WEB_LOG, "serving http://%s:%u/", opts->addr && opts->addr[0] ? opts->addr : "*",
-            (unsigned)w->port);
+    pw_info(WEB_LOG, "serving %s://%s:%u/", w->tls ? "https" : "http",
+            opts->addr && opts->addr[0] ? opts->addr : "*", (unsigned)w->port);
     *out = w;
     return 0;
 
@@ -328,6 +354,15 @@ void pw_web_broadcast(pw_web *w, const char *text, size_t len)
 
 /* ---- HTTP ---- */
 
+/* A request whose answer the API handler gives later (pw_web_defer). */
+struct pw_web_pending {
+    pw_web *w;
+    struct lws *wsi; /* NULL once the connection has gone */
+    web_http *h;
+    char method[8];
+    char *path; /* for the log */
+};
+
 static pw_web *web_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
@@ -342,8 +377,13 @@ static void web_http_reset(web_http *h)
     free(h->host);
     free(h->body);
     free(h->tx_owned);
-    free(h->reply_body);
+    free(h->reply.body);
     web__login_detach(h);
+    if (h->pending) {
+        /* Its answer, when it comes, has nowhere to go. */
+        h->pending->h = NULL;
+        h->pending->wsi = NULL;
+    }
     memset(h, 0, sizeof(*h));
 }
 
@@ -440,8 +480,8 @@ int web__respond_error(struct lws *wsi, web_http *h, int status, const char *mes
 {
     size_t cap = strlen(message) + (field ? strlen(field) : 0) + 40;
     char *body = pw_xmalloc(cap);
-    int n = field ? snprintf(body, cap, "{\"message\":\"%s\",\"field\":\"%s\"}", message, field)
-                  : snprintf(body, cap, "{\"message\":\"%s\",\"field\":null}", message);
+    int n = field ? snprintf(body, cap, "{\"error\":\"%s\",\"field\":\"%s\"}", message, field)
+                  : snprintf(body, cap, "{\"error\":\"%s\",\"field\":null}", message);
     return web__respond(wsi, h, status, "application/json", body, (size_t)n, body, x);
 }
 
@@ -486,6 +526,95 @@ static int web_serve_asset(struct lws *wsi, web_http *h)
     return web__respond(wsi, h, 200, a->content_type, a->data, a->len, NULL, &x);
 }
 
+/* Checks a handler's answer before any of it reaches the wire. */
+static bool web_response_ok(const pw_web_response *resp)
+{
+    return resp->status >= 100 && resp->status <= 599 && web_header_value_ok(resp->content_type) &&
+           web_header_value_ok(resp->set_cookie) && web_header_value_ok(resp->content_disposition);
+}
+
+void web__reply_later(web_http *h, int status, const char *type, char *body, size_t len,
+                      const char *cookie, const char *disposition)
+{
+    free(h->reply.body);
+    h->reply.status = status;
+    h->reply.type = type;
+    h->reply.body = body;
+    h->reply.len = body ? len : 0;
+    pw_strlcpy(h->reply.cookie, cookie ? cookie : "", sizeof(h->reply.cookie));
+    pw_strlcpy(h->reply.disposition, disposition ? disposition : "", sizeof(h->reply.disposition));
+    h->reply_ready = true;
+    lws_callback_on_writable(h->wsi);
+}
+
+static int web_send_reply(struct lws *wsi, web_http *h)
+{
+    h->reply_ready = false;
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    web_reply r = h->reply;
+    memset(&h->reply, 0, sizeof(h->reply));
+    web_extra x = {.set_cookie = r.cookie, .content_disposition = r.disposition};
+    int rc = web__respond(wsi, h, r.status, r.type, r.body, r.len, r.body, &x);
+    explicit_bzero(r.cookie, sizeof(r.cookie));
+    return rc;
+}
+
+pw_web_pending *pw_web_defer(const pw_web_request *req)
+{
+    web_http *h = req->http_;
+    pw_web *w = web_of(h->wsi);
+    pw_web_pending *p = pw_xcalloc(1, sizeof(*p));
+    p->w = w;
+    p->wsi = h->wsi;
+    p->h = h;
+    pw_strlcpy(p->method, h->method, sizeof(p->method));
+    p->path = pw_xstrdup(h->path);
+    h->pending = p;
+    w->pending++;
+    /* The answer comes later; keep lws from timing the connection out meanwhile. */
+    lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, 60);
+    return p;
+}
+
+bool pw_web_pending_alive(const pw_web_pending *p)
+{
+    if (!p->h || p->w->close_state != WEB_OPEN)
+        return false;
+    /* lws reads nothing more from a connection while its transaction is open, so it notices a
+     * client that left only when the answer is written: look at the socket itself. End of
+     * stream or an error means gone; data (a pipelined request, TLS records) or nothing yet
+     * means the client still waits. */
+    int fd = lws_get_socket_fd(p->wsi);
+    char c;
+    ssize_t n = fd >= 0 ? recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 0;
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+}
+
+void pw_web_complete(pw_web_pending *p, pw_web_response *resp)
+{
+    pw_web *w = p->w;
+    web_http *h = p->h;
+    if (h && !web_response_ok(resp)) {
+        pw_error(WEB_LOG, "API handler gave an invalid deferred response for %s %s", p->method,
+                 p->path);
+        free(resp->body);
+        const char msg[] = "{\"error\":\"internal error: invalid response\",\"field\":null}";
+        web__reply_later(h, 500, "application/json", pw_xstrdup(msg), strlen(msg), NULL, NULL);
+    } else if (h) {
+        web__reply_later(h, resp->status, resp->content_type, resp->body,
+                         resp->body ? resp->body_len : 0, resp->set_cookie,
+                         resp->content_disposition);
+    } else {
+        free(resp->body);
+    }
+    resp->body = NULL;
+    if (h)
+        h->pending = NULL;
+    w->pending--;
+    free(p->path);
+    free(p);
+}
+
 static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
 {
     if (!w->api)
@@ -499,15 +628,18 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
         .origin = h->origin,
         .cookie = h->cookie,
         .admin = h->admin,
+        .http_ = h,
     };
     pw_web_response resp;
     memset(&resp, 0, sizeof(resp));
     resp.status = 200;
     resp.content_type = "application/json";
     w->api(w->api_ud, &req, &resp);
-
-    if (resp.status < 100 || resp.status > 599 || !web_header_value_ok(resp.content_type) ||
-        !web_header_value_ok(resp.set_cookie) || !web_header_value_ok(resp.content_disposition)) {
+    if (h->pending) {
+        free(resp.body); /* the answer is pw_web_complete's, not this one */
+        return 0;
+    }
+    if (!web_response_ok(&resp)) {
         pw_error(WEB_LOG, "API handler gave an invalid response for %s %s", h->method, h->path);
         free(resp.body);
         return web__respond_error(wsi, h, 500, "internal error: invalid response", NULL, NULL);
@@ -553,6 +685,7 @@ static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *u
 {
     web_http_reset(h);
     h->active = true;
+    h->wsi = wsi;
     char *uri_ptr;
     int uri_len;
     const char *method = web_method_name(lws_http_get_uri_and_method(wsi, &uri_ptr, &uri_len));
@@ -631,7 +764,7 @@ static int web_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
         return h && h->active ? web_dispatch(w, wsi, h) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (h && h->reply_ready)
-            return web__login_reply(wsi, h);
+            return web_send_reply(wsi, h);
         return h ? web_write_body(w, wsi, h) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:

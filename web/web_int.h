@@ -40,8 +40,10 @@ struct pw_web {
     pw_web_access_fn access;
     void *access_ud;
     const char *const *origins;
-    unsigned jobs;   /* password derivations queued on the libuv thread pool */
-    bool setup_busy; /* a setup is being derived and written */
+    unsigned jobs;    /* password derivations queued on the libuv thread pool */
+    unsigned pending; /* API answers deferred by the handler (pw_web_defer), not yet completed */
+    bool setup_busy;  /* a setup is being derived and written */
+    bool tls;         /* serving HTTPS */
 
     unsigned char *doc; /* newest broadcast, LWS_PRE bytes of headroom before the text */
     size_t doc_len;
@@ -60,6 +62,17 @@ struct pw_web {
 
 struct web_job;
 
+/* An answer computed away from the lws callback (a password check, a deferred API request),
+ * sent from the connection's next WRITEABLE. */
+typedef struct web_reply {
+    int status;
+    const char *type; /* static string */
+    char *body;       /* malloc'd or NULL */
+    size_t len;
+    char cookie[256];
+    char disposition[128];
+} web_reply;
+
 /* One HTTP transaction on a connection. */
 typedef struct web_http {
     bool active;
@@ -74,12 +87,13 @@ typedef struct web_http {
     char *body;
     size_t body_len;
     size_t expect_len;
-    /* A reply computed off the loop (login, setup), sent from the next WRITEABLE. */
+    struct lws *wsi;
+    /* A reply computed later (login, setup, a deferred API request), sent from the next
+     * WRITEABLE once reply_ready is set. */
     struct web_job *job;
+    struct pw_web_pending *pending;
     bool reply_ready;
-    int reply_status;
-    char *reply_body;
-    char reply_cookie[256];
+    web_reply reply;
     /* The response body still to write. */
     const unsigned char *tx_data;
     char *tx_owned;
@@ -107,10 +121,14 @@ typedef struct web_extra {
 int web__respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
                  size_t len, char *owned, const web_extra *x);
 
-/* A JSON error {"message": ..., "field": ...} (field may be NULL); message and field are ours
+/* A JSON error {"error": ..., "field": ...} (field may be NULL); message and field are ours
  * and hold no characters that need escaping. */
 int web__respond_error(struct lws *wsi, web_http *h, int status, const char *message,
                        const char *field, const web_extra *x);
+
+/* Leaves reply (body taken over) for the connection's next WRITEABLE. */
+void web__reply_later(web_http *h, int status, const char *type, char *body, size_t len,
+                      const char *cookie, const char *disposition);
 
 /* A header's value as a malloc'd string ("" when absent). */
 char *web__hdr_dup(struct lws *wsi, enum lws_token_indexes token);
@@ -138,9 +156,6 @@ bool web__access_ok(pw_web *w, const web_http *h);
 
 /* Answers a request under /api/auth/. */
 int web__login_endpoint(pw_web *w, struct lws *wsi, web_http *h);
-
-/* Sends a reply a thread-pool job left in h. */
-int web__login_reply(struct lws *wsi, web_http *h);
 
 /* The connection of h is going away: a job still running must not touch it. */
 void web__login_detach(web_http *h);

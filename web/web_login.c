@@ -197,23 +197,25 @@ static void job_done(uv_work_t *req, int status)
     web_http *h = job->h;
     if (job->wsi && h) {
         h->job = NULL;
-        char token[WEB_AUTH_TOKEN_HEX + 1];
-        h->reply_cookie[0] = '\0';
+        char token[WEB_AUTH_TOKEN_HEX + 1], cookie[256] = "";
+        int reply_status;
+        const char *body;
         if (ok && web__auth_session_open(w->auth, now, token) == 0) {
-            login_cookie(w, token, h->reply_cookie, sizeof(h->reply_cookie));
+            login_cookie(w, token, cookie, sizeof(cookie));
             explicit_bzero(token, sizeof(token));
-            h->reply_status = job->kind == JOB_SETUP ? 201 : 200;
-            h->reply_body = pw_xstrdup("{\"ok\":true}");
+            reply_status = job->kind == JOB_SETUP ? 201 : 200;
+            body = "{\"ok\":true}";
         } else if (job->kind == JOB_LOGIN && status == 0 && !job->ok) {
-            h->reply_status = 401;
-            h->reply_body = pw_xstrdup("{\"message\":\"wrong password\",\"field\":\"password\"}");
+            reply_status = 401;
+            body = "{\"error\":\"wrong password\",\"field\":\"password\"}";
         } else {
-            h->reply_status = 500;
-            h->reply_body = pw_xstrdup("{\"message\":\"could not store the password; see the "
-                                       "appliance log\",\"field\":null}");
+            reply_status = 500;
+            body = "{\"error\":\"could not store the password; see the appliance log\","
+                   "\"field\":null}";
         }
-        h->reply_ready = true;
-        lws_callback_on_writable(job->wsi);
+        web__reply_later(h, reply_status, "application/json", pw_xstrdup(body), strlen(body),
+                         cookie, NULL);
+        explicit_bzero(cookie, sizeof(cookie));
     }
     job_free(job);
 }
@@ -225,15 +227,6 @@ void web__login_detach(web_http *h)
         h->job->h = NULL;
         h->job = NULL;
     }
-}
-
-int web__login_reply(struct lws *wsi, web_http *h)
-{
-    h->reply_ready = false;
-    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-    char *body = h->reply_body;
-    h->reply_body = NULL;
-    return login_json(wsi, h, h->reply_status, body, h->reply_cookie);
 }
 
 /* Queues a derivation of password (taken over) for this request. */

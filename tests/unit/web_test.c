@@ -243,7 +243,15 @@ static bool wait_eof(conn *c)
 
 /* ---- the loop side ---- */
 
-enum cmd { CMD_NONE, CMD_BROADCAST, CMD_BURST, CMD_DASHBOARD_OPEN, CMD_CLOSE };
+enum cmd {
+    CMD_NONE,
+    CMD_BROADCAST,
+    CMD_BURST,
+    CMD_DASHBOARD_OPEN,
+    CMD_CLOSE,
+    CMD_COMPLETE,
+    CMD_PROBE
+};
 
 #define BURST 500
 
@@ -256,6 +264,13 @@ typedef struct fixture {
     atomic_bool acked;
     bool closed;
     size_t clients_seen;
+
+    /* Deferred API answers, completed in order by CMD_COMPLETE. */
+    pw_web_pending *pending[4];
+    size_t n_pending, n_completed;
+    bool alive_at_complete[4];
+    bool closed_at_probe;
+    bool alive_at_probe;
 
     /* What the API handler saw. */
     int api_calls;
@@ -280,6 +295,22 @@ static void on_web_closed(void *ud)
     uv_close((uv_handle_t *)&f->wake, NULL);
 }
 
+/* Answers the oldest deferred request, as a query finishing on a worker would. */
+static void complete_next(fixture *f)
+{
+    if (f->n_completed == f->n_pending)
+        return;
+    size_t i = f->n_completed++;
+    f->alive_at_complete[i] = pw_web_pending_alive(f->pending[i]);
+    char text[64];
+    int n = snprintf(text, sizeof(text), "{\"late\":%zu}", i);
+    pw_web_response resp = {
+        .status = 202, .content_type = "text/csv", .body = pw_xstrdup(text), .body_len = (size_t)n};
+    pw_strlcpy(resp.content_disposition, "attachment; filename=\"late.csv\"",
+               sizeof(resp.content_disposition));
+    pw_web_complete(f->pending[i], &resp);
+}
+
 static void on_wake(uv_async_t *a)
 {
     fixture *f = a->data;
@@ -302,6 +333,14 @@ static void on_wake(uv_async_t *a)
         break;
     case CMD_CLOSE:
         pw_web_close(f->web, on_web_closed, f);
+        break;
+    case CMD_COMPLETE:
+        complete_next(f);
+        break;
+    case CMD_PROBE:
+        f->closed_at_probe = f->closed;
+        f->alive_at_probe =
+            f->n_completed < f->n_pending && pw_web_pending_alive(f->pending[f->n_completed]);
         break;
     default:
         return;
@@ -335,6 +374,11 @@ static void record_api(void *ud, const pw_web_request *req, pw_web_response *res
 {
     fixture *f = ud;
     f->api_calls++;
+    if (strcmp(req->path, "/api/slow") == 0 && f->n_pending < PW_ARRAY_LEN(f->pending)) {
+        f->pending[f->n_pending++] = pw_web_defer(req);
+        resp->body = pw_xstrdup("ignored"); /* web must drop what a deferring handler left */
+        return;
+    }
     pw_strlcpy(f->method, req->method, sizeof(f->method));
     pw_strlcpy(f->path, req->path, sizeof(f->path));
     pw_strlcpy(f->query, req->query, sizeof(f->query));
@@ -480,7 +524,7 @@ static void test_static_assets(void **state)
     assert_non_null(strstr(v, "default-src 'none'"));
 
     assert_int_equal(f.resp[3].status, 404);
-    assert_non_null(strstr(f.resp[3].body, "\"message\""));
+    assert_non_null(strstr(f.resp[3].body, "\"error\""));
     assert_int_equal(f.resp[5].status, 304);
     assert_int_equal(f.resp[5].body_len, 0);
     assert_int_equal(f.resp[6].status, 405);
@@ -615,13 +659,93 @@ static void test_body_too_large(void **state)
     fixture_start(&f, 1024);
     fixture_run(&f, scenario_too_large);
     assert_int_equal(f.resp[0].status, 413);
-    assert_non_null(strstr(f.resp[0].body, "\"message\":\"request body too large"));
+    assert_non_null(strstr(f.resp[0].body, "\"error\":\"request body too large"));
     char v[64];
     header_value(f.resp[0].head, "content-type", v, sizeof(v));
     assert_string_equal(v, "application/json");
     assert_int_equal(f.resp[1].status, 201);
     assert_int_equal(f.api_calls, 1); /* only the one within the limit */
     assert_int_equal(f.body_len, 1024);
+    fixture_free(&f);
+}
+
+/* ---- deferred answers ---- */
+
+static const char slow_req[] = "GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/* True once the loop has taken n requests off the wire (the handler has run). */
+static bool wait_api_calls(fixture *f, int n)
+{
+    for (int i = 0; i < 2000 && __atomic_load_n(&f->api_calls, __ATOMIC_SEQ_CST) < n; i++)
+        usleep(1000);
+    return __atomic_load_n(&f->api_calls, __ATOMIC_SEQ_CST) >= n;
+}
+
+static void *scenario_deferred(void *arg)
+{
+    fixture *f = arg;
+    conn *a = pw_xmalloc(sizeof(*a)), *b = pw_xmalloc(sizeof(*b)), *c = pw_xmalloc(sizeof(*c));
+    /* a: answered later, and the connection then serves the next request as usual. */
+    if (!conn_open(a, f->port) || !conn_send(a, slow_req, strlen(slow_req)) ||
+        !wait_api_calls(f, 1))
+        client_fail(f, "deferred request not handled");
+    struct timeval tv = {0, 200000};
+    setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (conn_fill(a) > 0)
+        client_fail(f, "a deferred request was answered before it was completed");
+    tv.tv_sec = 5;
+    setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    loop_do(f, CMD_COMPLETE);
+    if (!http_read(a, &f->resp[0]))
+        client_fail(f, "no deferred answer");
+    const char next[] = "GET /api/state HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (!conn_send(a, next, strlen(next)) || !http_read(a, &f->resp[1]))
+        client_fail(f, "keep-alive request after a deferred one: no answer");
+    /* b: the client leaves before the answer; completing it must be harmless. */
+    if (!conn_open(b, f->port) || !conn_send(b, slow_req, strlen(slow_req)) ||
+        !wait_api_calls(f, 3))
+        client_fail(f, "second deferred request not handled");
+    conn_close(b);
+    usleep(50000); /* let the close reach the server's socket */
+    loop_do(f, CMD_COMPLETE);
+    /* c: still waiting when web shuts down: the close waits for the answer, which is dropped. */
+    if (!conn_open(c, f->port) || !conn_send(c, slow_req, strlen(slow_req)) ||
+        !wait_api_calls(f, 4))
+        client_fail(f, "third deferred request not handled");
+    loop_do(f, CMD_CLOSE);
+    usleep(50000);
+    loop_do(f, CMD_PROBE);
+    loop_do(f, CMD_COMPLETE);
+    wait_eof(c);
+    conn_close(a);
+    conn_close(c);
+    free(a);
+    free(b);
+    free(c);
+    return NULL;
+}
+
+static void test_deferred(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0);
+    fixture_run(&f, scenario_deferred);
+    assert_int_equal(f.n_pending, 3);
+    assert_int_equal(f.n_completed, 3);
+    assert_int_equal(f.resp[0].status, 202);
+    assert_string_equal(f.resp[0].body, "{\"late\":0}");
+    char v[128];
+    header_value(f.resp[0].head, "content-type", v, sizeof(v));
+    assert_string_equal(v, "text/csv");
+    header_value(f.resp[0].head, "content-disposition", v, sizeof(v));
+    assert_string_equal(v, "attachment; filename=\"late.csv\"");
+    assert_int_equal(f.resp[1].status, 200);
+    assert_string_equal(f.resp[1].body, "{\"seen\":\"GET /api/state\"}");
+    assert_true(f.alive_at_complete[0]);
+    assert_false(f.alive_at_complete[1]); /* the client had gone */
+    assert_false(f.closed_at_probe);      /* close waited for the deferred answer */
+    assert_false(f.alive_at_probe);       /* and told the handler not to bother */
     fixture_free(&f);
 }
 
@@ -1079,17 +1203,12 @@ int main(void)
 {
     pw_log_set_level(PW_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_static_assets),
-        cmocka_unit_test(test_api_handler),
-        cmocka_unit_test(test_api_request_fields),
-        cmocka_unit_test(test_body_too_large),
-        cmocka_unit_test(test_websocket),
-        cmocka_unit_test(test_close_with_clients),
-        cmocka_unit_test(test_auth_rules),
-        cmocka_unit_test(test_dashboard_login),
-        cmocka_unit_test(test_close_during_login),
-        cmocka_unit_test(test_query_param),
-        cmocka_unit_test(test_missing_evlib_plugin),
+        cmocka_unit_test(test_static_assets),      cmocka_unit_test(test_api_handler),
+        cmocka_unit_test(test_api_request_fields), cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_deferred),           cmocka_unit_test(test_websocket),
+        cmocka_unit_test(test_close_with_clients), cmocka_unit_test(test_auth_rules),
+        cmocka_unit_test(test_dashboard_login),    cmocka_unit_test(test_close_during_login),
+        cmocka_unit_test(test_query_param),        cmocka_unit_test(test_missing_evlib_plugin),
         cmocka_unit_test(test_port_in_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -448,7 +448,7 @@ function authFailureText(res, setup) {
   if (res.status === 429)
     return "Too many attempts. Try again in " + (res.retry || "a few") + " s.";
   if (res.status === 409 && setup) return "The password was already set. Log in instead.";
-  return (res.data && res.data.message) || "Failed (HTTP " + res.status + ").";
+  return (res.data && (res.data.error || res.data.message)) || "Failed (HTTP " + res.status + ").";
 }
 
 function submitAuth(ev) {
