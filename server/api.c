@@ -1,11 +1,13 @@
-/* The JSON API behind the dashboard (docs/api.md). Errors are JSON objects with a message. */
+/* The JSON API behind the dashboard (docs/api.md): live state, configuration, health and
+ * metrics here; history in api_history.c, chargers, nodes, preview and pairing in
+ * api_facility.c. Errors are JSON objects with a message and the field. */
 #include <stdio.h>
 #include <string.h>
 
 #include "app_int.h"
 #include "pw_util.h"
 
-static void reply_json(pw_web_response *resp, int status, json_t *body)
+void pw_api_set_json(pw_web_response *resp, int status, json_t *body)
 {
     resp->status = status;
     resp->content_type = "application/json";
@@ -14,12 +16,11 @@ static void reply_json(pw_web_response *resp, int status, json_t *body)
     json_decref(body);
 }
 
-static void reply_error(pw_web_response *resp, int status, const char *field, const char *msg)
+void pw_api_set_error(pw_web_response *resp, int status, const char *field, const char *msg)
 {
     json_t *err = json_pack("{s:s}", "error", msg);
-    if (field)
-        json_object_set_new(err, "field", json_string(field));
-    reply_json(resp, status, err);
+    json_object_set_new(err, "field", field ? json_string(field) : json_null());
+    pw_api_set_json(resp, status, err);
 }
 
 static json_t *errors_json(const pw_cfg_errors *errs)
@@ -31,19 +32,23 @@ static json_t *errors_json(const pw_cfg_errors *errs)
     return arr;
 }
 
+void pw_api_set_config_errors(pw_web_response *resp, const pw_cfg_errors *errs)
+{
+    json_t *body = json_pack("{s:s, s:o}", "error", "the configuration is not valid", "errors",
+                             errors_json(errs));
+    if (errs->count)
+        json_object_set_new(body, "field", json_string(errs->items[0].field));
+    pw_api_set_json(resp, 400, body);
+}
+
 /* Parses and validates a config from a request body; on failure replies 400 with every error
  * by field and returns NULL. */
 static pw_cfg *config_from_body(const pw_web_request *req, pw_web_response *resp)
 {
     pw_cfg_errors errs;
     pw_cfg *cfg = pw_cfg_parse(req->body, req->body_len, &errs);
-    if (!cfg) {
-        json_t *body = json_pack("{s:s, s:o}", "error", "the configuration is not valid", "errors",
-                                 errors_json(&errs));
-        if (errs.count)
-            json_object_set_new(body, "field", json_string(errs.items[0].field));
-        reply_json(resp, 400, body);
-    }
+    if (!cfg)
+        pw_api_set_config_errors(resp, &errs);
     return cfg;
 }
 
@@ -57,11 +62,11 @@ static void put_config(pw_app *app, const pw_web_request *req, pw_web_response *
     pw_cfg_errors errs;
     if (pw_cfg_save(cfg, app->config_path, &errs) != 0) {
         pw_cfg_free(cfg);
-        reply_error(resp, 500, NULL, errs.items[0].message);
+        pw_api_set_error(resp, 500, NULL, errs.items[0].message);
         return;
     }
     pw_control_apply_config(app, cfg);
-    reply_json(resp, 200, json_pack("{s:b}", "ok", 1));
+    pw_api_set_json(resp, 200, json_pack("{s:b}", "ok", 1));
 }
 
 void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
@@ -71,14 +76,14 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
     if (strcmp(req->path, "/api/state") == 0 && get) {
         json_t *doc = app->state_doc ? json_loads(app->state_doc, 0, NULL)
                                      : pw_statedoc_build(app, pw_app_now_ms());
-        reply_json(resp, 200, doc);
+        pw_api_set_json(resp, 200, doc);
     } else if (strcmp(req->path, "/api/config") == 0 && get) {
-        reply_json(resp, 200, pw_cfg_to_json(app->cfg));
+        pw_api_set_json(resp, 200, pw_cfg_to_json(app->cfg));
     } else if (strcmp(req->path, "/api/config/validate") == 0 && strcmp(req->method, "POST") == 0) {
         pw_cfg *cfg = config_from_body(req, resp);
         if (cfg) {
             pw_cfg_free(cfg);
-            reply_json(resp, 200, json_pack("{s:b, s:[]}", "ok", 1, "errors"));
+            pw_api_set_json(resp, 200, json_pack("{s:b, s:[]}", "ok", 1, "errors"));
         }
     } else if (strcmp(req->path, "/api/config") == 0 && strcmp(req->method, "PUT") == 0) {
         put_config(app, req, resp);
@@ -87,10 +92,23 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
         resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
         resp->body = pw_metrics_render(app, pw_app_now_ms(), &resp->body_len);
     } else if (strcmp(req->path, "/api/health") == 0 && get) {
-        reply_json(resp, 200,
-                   json_pack("{s:s, s:s, s:I}", "status", "ok", "version", PW_VERSION, "uptime_s",
-                             (json_int_t)((pw_app_now_ms() - app->start_ms) / 1000)));
-    } else {
-        reply_error(resp, 404, NULL, "no such API endpoint or method");
+        pw_api_set_json(resp, 200,
+                        json_pack("{s:s, s:s, s:I}", "status", "ok", "version", PW_VERSION,
+                                  "uptime_s",
+                                  (json_int_t)((pw_app_now_ms() - app->start_ms) / 1000)));
+    } else if (!pw_api_history_handle(app, req, resp) && !pw_api_facility_handle(app, req, resp)) {
+        pw_api_set_error(resp, 404, NULL, "no such API endpoint or method");
     }
+}
+
+pw_web_access pw_api_access(void *ud, const char *method, const char *path)
+{
+    (void)ud;
+    /* Health checks (Docker, monitoring) never log in. */
+    if (strcmp(path, "/api/health") == 0)
+        return PW_WEB_PUBLIC;
+    /* Billing data and the facility key are not dashboard data. */
+    if (strncmp(path, "/api/export/", 12) == 0 || strcmp(path, "/api/config/pairing") == 0)
+        return PW_WEB_ADMIN;
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? PW_WEB_READ : PW_WEB_ADMIN;
 }

@@ -13,6 +13,7 @@
 #include "app_int.h"
 #include "pw_keyfile.h"
 #include "pw_util.h"
+#include "tls.h"
 
 extern const unsigned char pw_demo_config[];
 extern const size_t pw_demo_config_len;
@@ -324,6 +325,24 @@ static int resolve(pw_app *app, const pw_app_opts *opts)
     return join_path(app->key_path, sizeof app->key_path, app->data_dir, app->cfg->net.key_file);
 }
 
+/* HTTPS: the installer's certificate, or a self-signed one made on first start. */
+static int start_tls(pw_app *app, char *cert, char *key, size_t size)
+{
+    char err[1400];
+    bool created = false;
+    if (join_path(cert, size, app->data_dir, app->cfg->http.tls.cert_file) != 0 ||
+        join_path(key, size, app->data_dir, app->cfg->http.tls.key_file) != 0)
+        return -1;
+    if (pw_tls_ensure(cert, key, app->cfg->http.addr, &created, err, sizeof err) != 0) {
+        pw_error("web", "HTTPS: %s", err);
+        return -1;
+    }
+    if (created)
+        pw_info("web", "generated a self-signed HTTPS certificate %s (key %s, mode 0600)", cert,
+                key);
+    return 0;
+}
+
 static int start(pw_app *app)
 {
     char err[512];
@@ -361,18 +380,29 @@ static int start(pw_app *app)
     if (pw_defa_start(app) != 0)
         return -1;
 
-    pw_web_opts wo = {
-        .addr = app->cfg->http.addr,
-        .port = app->cfg->http.port,
-        .max_body = 1u << 20,
-        .api = pw_api_handle,
-        .api_ud = app,
-        .auth = {.data_dir = app->data_dir, .dashboard_login = app->cfg->http.dashboard_login}};
+    app->api_pool = pw_api_pool_new(&app->loop, app->db_path);
+    pw_web_opts wo = {.addr = app->cfg->http.addr,
+                      .port = app->cfg->http.port,
+                      .max_body = 1u << 20,
+                      .api = pw_api_handle,
+                      .api_ud = app,
+                      .auth = {.data_dir = app->data_dir,
+                               .dashboard_login = app->cfg->http.dashboard_login,
+                               .access = pw_api_access,
+                               .access_ud = app}};
+    char cert[1100], key[1100];
+    if (app->cfg->http.tls.enabled) {
+        if (start_tls(app, cert, key, sizeof cert) != 0)
+            return -1;
+        wo.tls_cert = cert;
+        wo.tls_key = key;
+    }
     if (pw_web_new(&app->web, &app->loop, &wo, err, sizeof err) != 0) {
         pw_error("web", "%s", err);
         return -1;
     }
-    pw_info("server", "dashboard at http://%s:%u/", app->cfg->http.addr, pw_web_port(app->web));
+    pw_info("server", "dashboard at %s://%s:%u/", wo.tls_cert ? "https" : "http",
+            app->cfg->http.addr, pw_web_port(app->web));
 
     start_signals(app);
     pw_control_start(app);
@@ -410,6 +440,7 @@ int pw_app_run(const pw_app_opts *opts)
     } else if (started) {
         pw_info("server", "stopped cleanly");
     }
+    pw_api_pool_free(app->api_pool);
     pw_store_batch_free(app->filling);
     pw_store_batch_free(app->writing);
     if (app->bal)

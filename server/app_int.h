@@ -46,6 +46,8 @@ typedef struct pw_counters {
     pw_latency store_write;   /* one batch written by the worker */
 } pw_counters;
 
+typedef struct pw_api_pool pw_api_pool;
+
 typedef struct pw_sent_alloc {
     double limit_a;
     uint8_t phases;
@@ -72,6 +74,7 @@ typedef struct pw_app {
     pw_net *defa_net; /* DEFA meter frames, only when the config asks for them */
     pw_web *web;
     pw_store *store;
+    pw_api_pool *api_pool; /* API work (history queries, previews) on libuv workers */
 
     /* History: the loop fills `filling` while a worker writes `writing`. */
     pw_store_batch *filling;
@@ -142,5 +145,32 @@ char *pw_metrics_render(const pw_app *app, uint64_t now_ms, size_t *len);
 
 /* api.c: the JSON API behind the dashboard. */
 void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp);
+/* Who may call a path (pw_web_access_fn): exports and the pairing text need a login. */
+pw_web_access pw_api_access(void *ud, const char *method, const char *path);
+/* Fill a response with a JSON document (reference stolen), an {"error", "field"} object, or the
+ * config validation errors by field (400). Thread-safe: workers use them too. */
+void pw_api_set_json(pw_web_response *resp, int status, json_t *body);
+void pw_api_set_error(pw_web_response *resp, int status, const char *field, const char *msg);
+void pw_api_set_config_errors(pw_web_response *resp, const pw_cfg_errors *errs);
+
+/* api_history.c: the worker pool and the history endpoints. */
+typedef void (*pw_api_work_fn)(void *arg, pw_store_reader *reader, pw_web_response *resp);
+/* A pool on loop whose jobs read db_path. Free with pw_api_pool_free once the loop has run to
+ * its end (no job left). */
+pw_api_pool *pw_api_pool_new(uv_loop_t *loop, const char *db_path);
+void pw_api_pool_free(pw_api_pool *p);
+/* Answers req later: fn(arg, reader, resp) runs on a libuv worker (reader NULL unless
+ * needs_reader; a read connection of that worker's slot) and its resp is sent back from the
+ * loop. arg is freed with arg_free (may be NULL) afterwards. When the pool is saturated, fills
+ * resp with 503 at once, frees arg and returns false. */
+bool pw_api_submit(pw_app *app, const pw_web_request *req, pw_web_response *resp, bool needs_reader,
+                   pw_api_work_fn fn, void *arg, void (*arg_free)(void *arg));
+/* The decoded query argument name (caller frees), or NULL when absent. */
+char *pw_api_arg(const pw_web_request *req, const char *name);
+/* Handles the history paths; returns false for a path that is not one of them. */
+bool pw_api_history_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
+
+/* api_facility.c: chargers, nodes, config preview and the pairing text. Same contract. */
+bool pw_api_facility_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
 
 #endif
