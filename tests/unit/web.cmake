@@ -4,3 +4,7 @@ pw_unit_test(web_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_test.c LIBS pw_web T
 target_compile_definitions(web_test PRIVATE
   PW_WEB_ASSET_DIR="${CMAKE_CURRENT_LIST_DIR}/../../web/assets")
 pw_unit_test(web_auth_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_auth_test.c LIBS pw_web)
+# The HTTPS certificate the server makes or checks (server/tls.c).
+if(TARGET pw_server)
+  pw_unit_test(web_tls_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_tls_test.c LIBS pw_server)
+endif()
