@@ -578,11 +578,14 @@ static void bench_year(int chargers, int days, int capped)
            (double)file_size(path) / chargers);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db,
-                       "SELECT tier, count(*), sum(n), min(t0), max(t1) FROM block GROUP BY tier",
+                       "SELECT tier, count(*), sum(n), min(t0), max(t1), sum(length(v)) "
+                       "FROM block GROUP BY tier",
                        -1, &st, NULL);
     while (sqlite3_step(st) == SQLITE_ROW)
-        printf("  tier %d: %lld blocks, %lld records, %.1f days from %.1f\n",
+        printf("  tier %d: %lld blocks, %lld records, %lld bytes of encoded records, "
+               "%.1f days from day %.1f\n",
                sqlite3_column_int(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+               sqlite3_column_int64(st, 5),
                (double)(sqlite3_column_int64(st, 4) - sqlite3_column_int64(st, 3)) / DAY_MS,
                (double)(sqlite3_column_int64(st, 3) - T0) / DAY_MS);
     sqlite3_finalize(st);

@@ -40,6 +40,7 @@ void pw_store_policy_default(pw_store_policy *p)
         .m15_keep_ms = 730 * DAY_MS,
         .limit_keep_ms = 90 * DAY_MS,
         .max_bytes = 1024ull * 1024 * 1024,
+        .cap_keep_raw_ms = 24 * 3600 * 1000LL,
         .grace_ms = 5000,
         .work = 200000,
     };
@@ -440,11 +441,16 @@ static int size_cap(maint *m)
     if (used > m->p->max_bytes) {
         uint64_t target = m->p->max_bytes / 100 * CAP_TARGET_PCT;
         rc = drop_limits(m, cut, &limit_cut);
-        /* Raw samples, limit changes, 1-minute, then 15-minute aggregates. */
-        const int order[] = {PW_STORE__TIER_RAW, -1, PW_STORE__TIER_M1, PW_STORE__TIER_M15};
+        /* Raw samples older than the protected window, limit changes, 1-minute aggregates, the
+         * protected raw samples, then 15-minute aggregates; each oldest first. */
+        const int order[] = {PW_STORE__TIER_RAW, -1, PW_STORE__TIER_M1, PW_STORE__TIER_RAW,
+                             PW_STORE__TIER_M15};
+        int64_t protect = m->now - m->p->cap_keep_raw_ms;
         for (size_t i = 0; rc == SQLITE_OK && i < PW_ARRAY_LEN(order) && used > target; i++) {
             int64_t deleted = 1;
             int64_t c = order[i] < 0 ? limit_cut : cut[order[i]];
+            if (i == 0)
+                c = min64(c, protect);
             while (rc == SQLITE_OK && deleted && used > target && m->budget > 0) {
                 rc = delete_oldest(m, order[i], c, DELETE_CHUNK, &deleted);
                 if (rc == SQLITE_OK)
@@ -479,7 +485,7 @@ int pw_store_maintain(pw_store *s, int64_t now_ms, const pw_store_policy *p)
     maint m = {.s = s, .p = p, .now = now_ms, .budget = p->work ? p->work : 1};
     s->errmsg[0] = '\0';
     if (p->raw_keep_ms < 0 || p->m1_keep_ms < 0 || p->m15_keep_ms < 0 || p->limit_keep_ms < 0 ||
-        p->grace_ms < 0) {
+        p->cap_keep_raw_ms < 0 || p->grace_ms < 0) {
         snprintf(s->errmsg, sizeof(s->errmsg), "maintenance: negative period in the policy");
         return PW_STORE_E_ARG;
     }

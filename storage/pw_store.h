@@ -115,16 +115,18 @@ int pw_store_write(pw_store *s, const pw_store_batch *b);
 /* Samples are kept at full resolution for raw_keep_ms, and as 1-minute and 15-minute aggregates
  * (min/avg/max of each line current and of the limit) for m1_keep_ms and m15_keep_ms. Sessions
  * and events are always kept. When the used size of the database passes max_bytes, the oldest
- * fine-grained data goes first: full-resolution samples (only those already aggregated), then
- * limit changes, then 1-minute, then 15-minute aggregates. */
+ * fine-grained data goes first, down to 90% of the cap: full-resolution samples older than
+ * cap_keep_raw_ms, then limit changes, then 1-minute aggregates, then the newer full-resolution
+ * samples, then 15-minute aggregates; each oldest first, and samples only once aggregated. */
 typedef struct pw_store_policy {
-    int64_t raw_keep_ms;   /* default 7 days */
-    int64_t m1_keep_ms;    /* default 2 years */
-    int64_t m15_keep_ms;   /* default 2 years */
-    int64_t limit_keep_ms; /* limit changes, default 90 days */
-    uint64_t max_bytes;    /* size cap; 0 = none; default 1 GiB */
-    int64_t grace_ms;      /* how late a sample may arrive and still be sealed in its minute; 5 s */
-    uint32_t work;         /* bound on records handled per call; default 200,000 (~10 ms) */
+    int64_t raw_keep_ms;     /* default 7 days */
+    int64_t m1_keep_ms;      /* default 2 years */
+    int64_t m15_keep_ms;     /* default 2 years */
+    int64_t limit_keep_ms;   /* limit changes, default 90 days */
+    uint64_t max_bytes;      /* size cap; 0 = none; default 1 GiB */
+    int64_t cap_keep_raw_ms; /* newest full resolution the cap takes last; default 24 hours */
+    int64_t grace_ms; /* how late a sample may arrive and still be sealed in its minute; 5 s */
+    uint32_t work;    /* bound on records handled per call; default 200,000 (~10 ms) */
 } pw_store_policy;
 
 /* Fills p with the defaults above. */

@@ -478,8 +478,10 @@ static void size_cap_drops_oldest_fine_data_first(void **state)
         (st_sql_int(db, "PRAGMA page_count") - st_sql_int(db, "PRAGMA freelist_count")) * page;
     int64_t raw_blocks = count(f, "SELECT count(*) FROM block WHERE tier = 0");
 
-    /* A cap a little under the current size: only the oldest raw blocks go. */
+    /* A cap a little under the current size, no protected window: only the oldest raw blocks
+     * go. */
     f->policy.max_bytes = (uint64_t)(used * 95 / 100);
+    f->policy.cap_keep_raw_ms = 0;
     maintain_all(f, T0 + DAY + HOUR, 20000);
     int64_t left = count(f, "SELECT count(*) FROM block WHERE tier = 0");
     assert_true(left > 0 && left < raw_blocks);
@@ -504,23 +506,58 @@ static void size_cap_drops_oldest_fine_data_first(void **state)
                      0);
 }
 
-/* With the cap a little over what the 1-minute tier alone needs, raw goes before 1-minute data
- * and 15-minute data is untouched. */
+/* Raw blocks ending in [from, to). */
+static int64_t raw_blocks(fixture *f, int64_t from, int64_t to)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM block WHERE tier = 0 AND t1 >= %lld AND "
+             "t1 < %lld",
+             (long long)from, (long long)to);
+    return count(f, sql);
+}
+
+/* Whatever the cap, the order holds: raw samples older than the protected window, then
+ * 1-minute aggregates, then the protected raw samples, then 15-minute aggregates. Tight and loose
+ * caps between them reach every stage. */
 static void size_cap_order(void **state)
 {
     fixture *f = *state;
-    write_day_and_aggregate(f);
-    sqlite3 *db = pw_store__db(f->s);
-    int64_t page = st_sql_int(db, "PRAGMA page_size");
-    int64_t used =
-        (st_sql_int(db, "PRAGMA page_count") - st_sql_int(db, "PRAGMA freelist_count")) * page;
-    f->policy.max_bytes = (uint64_t)used / 4;
-    maintain_all(f, T0 + DAY + HOUR, 20000);
-    assert_int_equal(count(f, "SELECT count(*) FROM block WHERE tier = 2"), 2);
-    int64_t raw = count(f, "SELECT count(*) FROM block WHERE tier = 0");
-    int64_t m1 = count(f, "SELECT count(*) FROM block WHERE tier = 1");
-    assert_true(raw < 2 * 1440);
-    assert_true(m1 == 48 || raw == 0); /* 1-minute data only goes once raw is gone */
+    const int64_t now = T0 + DAY + HOUR, protect = now - 12 * HOUR;
+    const double share[] = {0.9, 0.5, 0.3, 0.1, 0.01};
+    int reached[4] = {0};
+    for (size_t i = 0; i < PW_ARRAY_LEN(share); i++) {
+        write_day_and_aggregate(f);
+        sqlite3 *db = pw_store__db(f->s);
+        int64_t page = st_sql_int(db, "PRAGMA page_size");
+        int64_t used =
+            (st_sql_int(db, "PRAGMA page_count") - st_sql_int(db, "PRAGMA freelist_count")) * page;
+        int64_t old_raw = raw_blocks(f, 0, protect), new_raw = raw_blocks(f, protect, INT64_MAX);
+
+        f->policy.max_bytes = (uint64_t)((double)used * share[i]);
+        f->policy.cap_keep_raw_ms = 12 * HOUR;
+        maintain_all(f, now, 20000);
+
+        int gone[4] = {raw_blocks(f, 0, protect) < old_raw,
+                       count(f, "SELECT count(*) FROM block WHERE tier = 1") < 48,
+                       raw_blocks(f, protect, INT64_MAX) < new_raw,
+                       count(f, "SELECT count(*) FROM block WHERE tier = 2") < 2};
+        /* A stage only starts once every earlier stage has nothing left. */
+        if (gone[1])
+            assert_int_equal(raw_blocks(f, 0, protect), 0);
+        if (gone[2])
+            assert_int_equal(count(f, "SELECT count(*) FROM block WHERE tier = 1"), 0);
+        if (gone[3])
+            assert_int_equal(count(f, "SELECT count(*) FROM block WHERE tier < 2"), 0);
+        assert_true(gone[0]);
+        int64_t left =
+            (st_sql_int(db, "PRAGMA page_count") - st_sql_int(db, "PRAGMA freelist_count")) * page;
+        assert_true(left <= (int64_t)f->policy.max_bytes || gone[3]);
+        for (int k = 0; k < 4; k++)
+            reached[k] |= gone[k];
+    }
+    for (int k = 0; k < 4; k++)
+        assert_true(reached[k]);
 }
 
 /* ---- sessions, energy, CSV ---- */
