@@ -14,12 +14,14 @@ BUILD="build-essential cmake pkg-config libuv1-dev libwebsockets-dev libwebsocke
  libsqlite3-dev libmbedtls-dev libjansson-dev"
 TEST="libcmocka-dev python3 sqlite3 procps iproute2"
 FUZZ="clang libclang-rt-14-dev"
-BROWSER="chromium nodejs npm"
+BROWSER="chromium nodejs"
 
 case "${1:-}" in
   --runtime) want="$RUNTIME" ;;
   --fuzz) want="$BUILD $TEST $FUZZ" ;;
-  --browser) want="$BUILD $TEST $BROWSER" ;;
+  # npm comes with Node.js from nodesource; Debian's own nodejs needs its npm package.
+  --browser) want="$BUILD $TEST $BROWSER"
+             command -v npm >/dev/null 2>&1 || want="$want npm" ;;
   ""|--all) want="$BUILD $TEST" ;;
   *) echo "usage: $0 [--runtime|--fuzz|--browser]" >&2; exit 2 ;;
 esac

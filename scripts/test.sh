@@ -1,10 +1,18 @@
 #!/bin/sh
 # Installs what is missing, then builds and runs the whole test suite twice: a normal build with
-# warnings as errors, and an ASan+UBSan build. Slow soak and fuzz runs are labelled and skipped
-# here (see README.md). Pass --quick to skip the sanitizer build.
+# warnings as errors, and an ASan+UBSan build, each including the browser test in headless
+# Chromium (label browser). Slow soak and fuzz runs are labelled and skipped here (see
+# README.md). Pass --quick to skip the sanitizer build.
 set -eu
 cd "$(dirname "$0")/.."
-sh docker/install-deps.sh
+sh docker/install-deps.sh --browser
+# The browser test's driver (playwright-core) from the checked-in lockfile; the npm cache is
+# used first, so a machine that ran this once works offline. Without it the test is skipped.
+if [ ! -d tests/browser/node_modules/playwright-core ] ||
+   [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+  (cd tests/browser && npm ci --prefer-offline --no-audit --no-fund) ||
+    echo "test.sh: npm ci failed: the browser test will be skipped" >&2
+fi
 jobs="$(nproc)"
 presets="dev asan"
 [ "${1:-}" = "--quick" ] && presets="dev"

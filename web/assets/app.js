@@ -1,7 +1,12 @@
-/* phasewise dashboard: renders the live state document (docs/state.md) pushed over the
- * WebSocket at /ws, reconnecting by itself. Plain DOM, no framework, nothing loaded from
+/* phasewise UI entry: the live dashboard (the state document of docs/state.md pushed over the
+ * WebSocket at /ws, reconnecting by itself), login and first-start setup, and the page router
+ * for the history and commissioning views. Plain DOM, no framework, nothing loaded from
  * outside the appliance. Elements carry stable ids and data-* attributes for the tests. */
-"use strict";
+import { showCommission } from "./commission.js";
+import { showHistory } from "./history.js";
+import {
+  $, api, el, field, fmt1, fmtAge, setFacility, setNum, setSession,
+} from "./util.js";
 
 const STALE_AFTER_MS = 5000; /* the server sends at least once a second */
 const RSSI_WARN_DBM = -75;   /* Wi-Fi weaker than this is worth showing */
@@ -15,45 +20,11 @@ const STATE_TEXT = {
   "?": "offline",
 };
 
-const $ = (id) => document.getElementById(id);
-
-function fmt1(x) {
-  return typeof x === "number" && isFinite(x) ? x.toFixed(1) : "–";
-}
-
-function fmtAge(ms) {
-  if (typeof ms !== "number" || !isFinite(ms)) return "–";
-  if (ms < 60000) return fmt1(ms / 1000) + " s";
-  if (ms < 3600000) return fmt1(ms / 60000) + " min";
-  return fmt1(ms / 3600000) + " h";
-}
-
 function fmtUptime(s) {
   if (typeof s !== "number") return "";
   const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60);
   return "up " + (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "min";
-}
-
-/* Creates an element with a class and optional text. */
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
-/* An element whose data-field names the value it shows. */
-function field(tag, cls, name) {
-  const e = el(tag, cls);
-  e.dataset.field = name;
-  return e;
-}
-
-/* Sets text and the raw number (data-value) of a value element. */
-function setNum(e, x, unit) {
-  e.textContent = fmt1(x) + (unit || "");
-  e.dataset.value = typeof x === "number" ? String(x) : "";
 }
 
 /* ---- connection ---- */
@@ -123,6 +94,7 @@ setInterval(() => {
 /* ---- rendering ---- */
 
 function render(doc) {
+  setFacility(doc);
   $("site").textContent = doc.site || "";
   $("grid").textContent = doc.grid ? doc.grid + " grid" : "—";
   $("uptime").textContent = fmtUptime(doc.uptime_s);
@@ -182,7 +154,9 @@ function buildNode(n) {
   const box = el("section", "node");
   box.dataset.node = n.id;
   const head = el("div", "node-head");
-  const name = el("h3", "node-name", n.name || n.id);
+  const name = el("a", "node-name", n.name || n.id);
+  name.href = "#/history?node=" + encodeURIComponent(n.id);
+  name.title = "history of this circuit";
   const meter = field("span", "meter", "meter");
   head.append(name, meter);
   const lines = el("div", "lines");
@@ -305,7 +279,9 @@ function buildCharger(c) {
   const tr = el("tr", "charger");
   tr.dataset.charger = c.id;
   const who = cell(tr, "Charger", "name");
-  const name = el("strong");
+  const name = el("a", "charger-name");
+  name.href = "#/history?charger=" + encodeURIComponent(c.id);
+  name.title = "history of this charger";
   const sub = el("div", "muted small");
   who.append(name, sub);
   const state = cell(tr, "State", "state");
@@ -376,12 +352,12 @@ function renderCounters(k) {
 const auth = { status: null, wanted: false };
 
 function refreshAuth() {
-  return fetch("/api/auth/status", { credentials: "same-origin" })
-    .then((r) => (r.ok ? r.json() : null))
-    .then((s) => {
-      if (s) {
-        auth.status = s;
+  return api("GET", "/api/auth/status")
+    .then((res) => {
+      if (res.status === 200 && res.data) {
+        auth.status = res.data;
         applyAuth();
+        setSession(res.data);
       }
     })
     .catch(() => {});
@@ -394,7 +370,7 @@ function applyAuth() {
   button.hidden = !s.auth || s.setup_required;
   button.textContent = s.logged_in ? "Log out" : "Log in";
   button.dataset.loggedIn = String(!!s.logged_in);
-  $("dashboard").hidden = locked;
+  $("views").hidden = locked;
   if (s.auth && s.setup_required) showAuthForm("setup");
   else if (locked || (auth.wanted && !s.logged_in)) showAuthForm("login");
   else hideAuthForm();
@@ -429,26 +405,12 @@ function hideAuthForm() {
   $("auth-confirm").value = "";
 }
 
-function postJson(path, body) {
-  return fetch(path, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  }).then((r) =>
-    r
-      .json()
-      .catch(() => ({}))
-      .then((data) => ({ status: r.status, data, retry: r.headers.get("Retry-After") })),
-  );
-}
-
 function authFailureText(res, setup) {
   if (res.status === 401) return "Wrong password.";
   if (res.status === 429)
     return "Too many attempts. Try again in " + (res.retry || "a few") + " s.";
   if (res.status === 409 && setup) return "The password was already set. Log in instead.";
-  return (res.data && (res.data.error || res.data.message)) || "Failed (HTTP " + res.status + ").";
+  return (res.data && res.data.error) || "Failed (HTTP " + res.status + ").";
 }
 
 function submitAuth(ev) {
@@ -467,7 +429,7 @@ function submitAuth(ev) {
   const submit = $("auth-submit");
   submit.disabled = true;
   msg.textContent = "";
-  postJson(setup ? "/api/auth/setup" : "/api/auth/login", { password })
+  api("POST", setup ? "/api/auth/setup" : "/api/auth/login", { password })
     .then((res) => {
       if (res.status === 200 || res.status === 201) {
         auth.wanted = false;
@@ -487,21 +449,47 @@ $("auth-cancel").addEventListener("click", () => {
   auth.wanted = false;
   hideAuthForm();
 });
+function askLogin() {
+  auth.wanted = true;
+  showAuthForm("login");
+}
+
+$("commission-login").addEventListener("click", askLogin);
+$("history-login").addEventListener("click", askLogin);
 $("auth-button").addEventListener("click", () => {
   if (auth.status && auth.status.logged_in) {
-    postJson("/api/auth/logout", {}).finally(refreshAuth);
+    api("POST", "/api/auth/logout", {}).finally(refreshAuth);
   } else {
-    auth.wanted = true;
-    showAuthForm("login");
+    askLogin();
   }
 });
 
-/* The WebSocket sends the newest document at once; the API is only a first paint. */
-fetch("/api/state", { credentials: "same-origin" })
-  .then((r) => (r.ok ? r.json() : null))
-  .then((doc) => {
+/* ---- pages: #/ (dashboard), #/history?charger=ID or ?node=ID, #/commission ---- */
+
+const VIEWS = { "": "view-dashboard", history: "view-history", commission: "view-commission" };
+
+function route() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [name, q] = hash.split("?");
+  const page = Object.prototype.hasOwnProperty.call(VIEWS, name) ? name : "";
+  for (const [key, id] of Object.entries(VIEWS)) $(id).hidden = key !== page;
+  for (const a of document.querySelectorAll("nav.pages a"))
+    a.setAttribute("aria-current", a.dataset.page === page ? "page" : "false");
+  const params = Object.fromEntries(new URLSearchParams(q || ""));
+  if (page === "history") showHistory(params);
+  else if (page === "commission") showCommission();
+  window.scrollTo(0, 0);
+}
+
+window.addEventListener("hashchange", route);
+
+/* The WebSocket sends the newest document at once; the API is only a first paint, and the
+ * pages wait for it so their pickers know the chargers and circuits. */
+api("GET", "/api/state")
+  .then((res) => {
+    const doc = res.data;
     if (doc && doc.type === "state" && !conn.lastMsg) render(doc);
   })
-  .catch(() => {});
-refreshAuth();
+  .catch(() => {})
+  .finally(() => refreshAuth().finally(route));
 connect();

@@ -1,0 +1,667 @@
+/* The commissioning view: the facility configuration (docs/config.md) as forms. The forms edit a
+ * draft copy of the config; the appliance validates it and its messages appear next to the
+ * field they name ("chargers[3].wiring"); Preview runs the balancer on the draft with the
+ * measurements of now; Save replaces the running config atomically. Export and import move the
+ * draft as a JSON file. */
+import {
+  $, api, downloadText, el, errorText, facility, fmtAge, loggedIn, session,
+} from "./util.js";
+
+const WIRINGS = ["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L2L1L3", "L3L2L1", "L1", "L2", "L3",
+                 "L1L2", "L2L3", "L3L1"];
+const BALANCER = [
+  ["reaction_s", "Car reaction time", "s"], ["lease_s", "Lease", "s"],
+  ["tick_ms", "Control period", "ms"], ["min_run_s", "Min. run time", "s"],
+  ["min_pause_s", "Min. pause time", "s"], ["offline_s", "Offline after", "s"],
+  ["hysteresis_a", "Hysteresis", "A"], ["trim_headroom_a", "Trim headroom", "A"],
+  ["probe_s", "Probe upward after", "s"], ["max_phase_switches", "Phase switches per session", ""],
+  ["phase_hold_s", "Phase hold", "s"], ["active_phase_a", "Active phase above", "A"],
+  ["meter_history_s", "Stale-meter window", "s"],
+];
+
+const cm = { draft: null, saved: "", ready: false, busy: false };
+
+/* ---- paths into the draft: "chargers[3].wiring" ---- */
+
+function parsePath(path) {
+  const parts = [];
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) parts.push(m[2] !== undefined ? Number(m[2]) : m[1]);
+  return parts;
+}
+
+function getPath(obj, path) {
+  let o = obj;
+  for (const p of parsePath(path)) {
+    if (o === null || o === undefined) return undefined;
+    o = o[p];
+  }
+  return o;
+}
+
+/* Sets a value (undefined deletes the key), creating objects on the way. */
+function setPath(obj, path, value) {
+  const parts = parsePath(path);
+  let o = obj;
+  for (let i = 0; i < parts.length - 1; i++) {
+    if (o[parts[i]] === undefined || o[parts[i]] === null) o[parts[i]] = {};
+    o = o[parts[i]];
+  }
+  const last = parts[parts.length - 1];
+  if (value === undefined) delete o[last];
+  else o[last] = value;
+}
+
+/* ---- inputs bound to the draft ---- */
+
+/* An input whose data-path names its place in the draft and data-type how to read it. */
+function input(path, type, opts = {}) {
+  const v = getPath(cm.draft, path);
+  let e;
+  if (type === "bool") {
+    e = el("input");
+    e.type = "checkbox";
+    e.checked = !!v;
+  } else if (opts.choices) {
+    e = el("select");
+    for (const [value, text] of opts.choices) {
+      const o = el("option", "", text);
+      o.value = value;
+      e.appendChild(o);
+    }
+    e.value = v === null || v === undefined ? "" : String(v);
+  } else {
+    e = el("input");
+    e.type = type === "number" ? "number" : "text";
+    if (type === "number") e.step = "any";
+    if (opts.list) e.setAttribute("list", opts.list);
+    e.value = v === null || v === undefined ? "" : Array.isArray(v) ? v.join(", ") : String(v);
+    if (opts.placeholder) e.placeholder = opts.placeholder;
+  }
+  if (opts.optional) e.dataset.optional = "1";
+  if (opts.rerender) e.dataset.rerender = "1";
+  e.dataset.path = path;
+  e.dataset.type = type;
+  if (opts.required) e.required = true;
+  return e;
+}
+
+/* A labelled field; errors for its path appear inside it, under the input. */
+function fld(label, control, unit, wide) {
+  const w = el("label", "fld" + (wide ? " wide" : ""));
+  w.appendChild(el("span", "fld-label", label + (unit ? " (" + unit + ")" : "")));
+  w.appendChild(control);
+  w.dataset.for = control.dataset.path || "";
+  return w;
+}
+
+/* Reads an input's value in the draft's terms; undefined means "leave out" (the default). */
+function readInput(e) {
+  switch (e.dataset.type) {
+  case "bool":
+    return e.checked;
+  case "number": {
+    if (e.value.trim() === "") return undefined;
+    const n = Number(e.value);
+    return isFinite(n) ? n : e.value; /* the server says what is wrong with it */
+  }
+  case "amps": { /* "40" or "40, 40, 32" */
+    const t = e.value.trim();
+    if (t === "") return undefined;
+    const parts = t.split(/[\s,;]+/).map(Number);
+    if (parts.some((x) => !isFinite(x))) return t;
+    return parts.length === 1 ? parts[0] : parts;
+  }
+  case "parent":
+    return e.value === "" ? null : e.value;
+  default:
+    return e.value === "" && e.dataset.optional ? undefined : e.value;
+  }
+}
+
+/* The three per-line inputs of a limit: one number when they agree, else [L1, L2, L3]. */
+function readLines(group) {
+  const vals = [...group.querySelectorAll("input")].map((i) =>
+    i.value.trim() === "" ? NaN : Number(i.value));
+  if (vals.every((v) => isNaN(v))) return undefined;
+  if (vals.every((v) => v === vals[0])) return vals[0];
+  return vals.map((v) => (isNaN(v) ? 0 : v));
+}
+
+function linesGroup(path) {
+  const group = el("div", "lines-input");
+  group.dataset.path = path;
+  group.dataset.type = "lines";
+  const v = getPath(cm.draft, path);
+  ["L1", "L2", "L3"].forEach((name, i) => {
+    const e = el("input");
+    e.type = "number";
+    e.step = "any";
+    e.setAttribute("aria-label", name);
+    e.placeholder = name;
+    e.dataset.line = String(i);
+    e.value = v === undefined ? "" : String(Array.isArray(v) ? v[i] ?? "" : v);
+    group.appendChild(e);
+  });
+  return group;
+}
+
+function onEdit(ev) {
+  const t = ev.target;
+  const group = t.closest("[data-type=lines]");
+  const bound = group || (t.dataset && t.dataset.path ? t : null);
+  if (!bound) return;
+  const value = group ? readLines(group) : readInput(t);
+  setPath(cm.draft, bound.dataset.path, value);
+  clearError(bound.dataset.path);
+  markDirty();
+  /* Ids and names appear elsewhere (legends, pickers): redraw once the edit is done. */
+  if (ev.type === "change" && t.dataset.rerender) render();
+}
+
+function markDirty() {
+  const dirty = JSON.stringify(cm.draft) !== cm.saved;
+  $("cfg-dirty").hidden = !dirty;
+  $("commission").dataset.dirty = String(dirty);
+}
+
+/* ---- sections ---- */
+
+function section(title, ...children) {
+  const s = el("fieldset", "cfg-section");
+  s.appendChild(el("legend", "", title));
+  const grid = el("div", "fld-grid");
+  grid.append(...children);
+  s.appendChild(grid);
+  return s;
+}
+
+function siteSection() {
+  return section("Site",
+    fld("Site name", input("site", "text")),
+    fld("Grid", input("grid", "text", { choices: [["TN", "TN (230 V line–neutral)"],
+                                                   ["IT", "IT (230 V between lines)"]] })));
+}
+
+function networkSection() {
+  return section("Network and protocol",
+    fld("Interface address", input("network.interface", "text", { placeholder: "127.0.0.1" })),
+    fld("Multicast group", input("network.group", "text")),
+    fld("UDP port", input("network.port", "number")),
+    fld("TTL", input("network.ttl", "number")),
+    fld("Key file", input("network.key_file", "text")),
+    fld("Read DEFA meter frames", input("network.defa_meters", "bool")),
+    fld("Send DEFA meter frames", input("network.defa_emit", "bool")),
+    pairingBlock());
+}
+
+function pairingBlock() {
+  const box = el("div", "pairing wide");
+  const button = el("button", "button-quiet", "Show pairing text");
+  button.type = "button";
+  button.id = "pairing-show";
+  const out = el("code", "pairing-text");
+  out.id = "pairing-text";
+  button.addEventListener("click", () => {
+    api("GET", "/api/config/pairing").then((res) => {
+      out.textContent = res.status === 200 ? res.data.grouped : errorText(res);
+      out.dataset.hex = res.status === 200 ? res.data.pairing : "";
+    });
+  });
+  box.append(el("p", "muted small",
+    "Chargers and meters authenticate with the facility key. Type this text into a device " +
+    "when pairing it; keep it secret."), button, out);
+  return box;
+}
+
+function httpSection() {
+  return section("Web access",
+    fld("Listen address", input("http.listen", "text"), "restart"),
+    fld("Dashboard needs a login", input("http.dashboard_login", "bool")),
+    fld("HTTPS", input("http.tls.enabled", "bool"), "restart"),
+    fld("Certificate file", input("http.tls.cert_file", "text")),
+    fld("Key file", input("http.tls.key_file", "text")));
+}
+
+function balancerSection() {
+  return section("Balancer", ...BALANCER.map(([key, label, unit]) =>
+    fld(label, input("balancer." + key, "number"), unit)));
+}
+
+function meterKind(m) {
+  if (!m) return "";
+  return m.defa_serial !== undefined ? "defa" : "pw";
+}
+
+function nodeCard(n, i, nodes) {
+  const base = "nodes[" + i + "]";
+  const card = el("fieldset", "cfg-card");
+  card.dataset.node = n.id || "";
+  card.dataset.path = base;
+  card.appendChild(el("legend", "", i === 0 ? "Main fuse" : "Circuit " + (n.name || n.id || i)));
+  const grid = el("div", "fld-grid");
+  const parents = [["", "— (root)"], ...nodes.slice(0, i).map((p) => [p.id, p.name || p.id])];
+  const parent = input(base + ".parent", "parent", { choices: parents });
+  parent.disabled = i === 0;
+  grid.append(
+    fld("Id", input(base + ".id", "text", { required: true, rerender: true })),
+    fld("Name", input(base + ".name", "text", { optional: true, rerender: true })),
+    fld("Fed from", parent),
+    fld("Limit per line", linesGroup(base + ".limit_a"), "A", true),
+    fld("Margin", input(base + ".margin_a", "number"), "A"),
+    fld("Max. imbalance", input(base + ".max_imbalance_a", "number"), "A"));
+  const kind = el("select");
+  for (const [v, t] of [["", "no meter"], ["pw", "phasewise meter"], ["defa", "DEFA meter frame"]]) {
+    const o = el("option", "", t);
+    o.value = v;
+    kind.appendChild(o);
+  }
+  kind.value = meterKind(n.meter);
+  kind.dataset.meterFor = String(i);
+  kind.addEventListener("change", () => {
+    const m = n.meter || {};
+    if (kind.value === "") delete n.meter;
+    else if (kind.value === "pw") n.meter = { device_id: m.device_id, timeout_s: m.timeout_s,
+                                              fallback_a: m.fallback_a };
+    else n.meter = { defa_serial: m.defa_serial || "", timeout_s: m.timeout_s,
+                     fallback_a: m.fallback_a };
+    markDirty();
+    render();
+  });
+  grid.appendChild(fld("Meter", kind));
+  if (n.meter) {
+    const mb = base + ".meter";
+    grid.append(
+      n.meter.defa_serial !== undefined
+        ? fld("DEFA serial", input(mb + ".defa_serial", "text"))
+        : fld("Meter device id", input(mb + ".device_id", "number")),
+      fld("Stale after", input(mb + ".timeout_s", "number"), "s"),
+      fld("Budget while stale", input(mb + ".fallback_a", "amps", { placeholder: "40 or 40, 40, 32" }),
+          "A"));
+  }
+  card.appendChild(grid);
+  card.appendChild(actionButton("Remove circuit", () => {
+    cm.draft.nodes.splice(i, 1);
+    render();
+  }, i === 0));
+  return card;
+}
+
+function actionButton(text, fn, disabled) {
+  const b = el("button", "button-quiet small", text);
+  b.type = "button";
+  b.disabled = !!disabled;
+  b.addEventListener("click", () => {
+    fn();
+    markDirty();
+  });
+  return b;
+}
+
+function liveBadge(c) {
+  const live = facility.chargers.find((x) => x.device_id === c.device_id);
+  const b = el("span", "pill small");
+  if (!live) {
+    b.textContent = "not in the running config";
+  } else {
+    b.textContent = (live.online ? "online · " + live.state : "offline") + " · " +
+      (typeof live.limit_a === "number" ? live.limit_a.toFixed(1) + " A now" : "");
+    b.classList.toggle("bad", !live.online);
+  }
+  return b;
+}
+
+function chargerCard(c, i) {
+  const base = "chargers[" + i + "]";
+  const card = el("fieldset", "cfg-card");
+  card.dataset.charger = c.id || "";
+  card.dataset.path = base;
+  const legend = el("legend", "", (c.name || c.id || "charger") + " ");
+  legend.appendChild(liveBadge(c));
+  card.appendChild(legend);
+  const nodes = (cm.draft.nodes || []).map((n) => [n.id, n.name || n.id]);
+  const grid = el("div", "fld-grid");
+  grid.append(
+    fld("Id", input(base + ".id", "text", { required: true })),
+    fld("Name", input(base + ".name", "text", { optional: true, rerender: true })),
+    fld("Device id", input(base + ".device_id", "number")),
+    fld("Circuit", input(base + ".node", "text", { choices: nodes })),
+    fld("Wiring", input(base + ".wiring", "text", { list: "wiring-options",
+                                                   placeholder: "L1L2L3" })),
+    fld("Min", input(base + ".min_a", "number"), "A"),
+    fld("Max", input(base + ".max_a", "number"), "A"),
+    fld("Failsafe", input(base + ".failsafe_a", "number"), "A"),
+    fld("Priority", input(base + ".priority", "number")),
+    fld("Weight", input(base + ".weight", "number")),
+    fld("Can switch to 1 phase", input(base + ".phase_switching", "bool")));
+  card.appendChild(grid);
+  const actions = el("div", "card-actions");
+  actions.append(
+    actionButton("Duplicate", () => {
+      cm.draft.chargers.splice(i + 1, 0, copyCharger(c));
+      render();
+    }),
+    actionButton("Remove charger", () => {
+      cm.draft.chargers.splice(i, 1);
+      render();
+    }));
+  card.appendChild(actions);
+  return card;
+}
+
+/* A new charger like c with the next free id and device id. */
+function copyCharger(c) {
+  const ids = new Set(cm.draft.chargers.map((x) => x.id));
+  const devs = cm.draft.chargers.map((x) => Number(x.device_id) || 0);
+  let n = cm.draft.chargers.length + 1, id;
+  do id = "c" + String(n++).padStart(2, "0"); while (ids.has(id));
+  return Object.assign({}, c, { id, name: id, device_id: Math.max(0, ...devs) + 1 });
+}
+
+function unassignedBlock() {
+  const box = el("div", "unassigned");
+  const list = facility.unassigned || [];
+  if (!list.length) return box;
+  box.appendChild(el("p", "muted", "Devices speaking the protocol that are not configured:"));
+  for (const d of list) {
+    const row = el("div", "unassigned-row");
+    row.dataset.device = String(d.device_id);
+    const add = el("button", "button-quiet small", "Add as charger");
+    add.type = "button";
+    add.addEventListener("click", () => {
+      const c = copyCharger(cm.draft.chargers[cm.draft.chargers.length - 1] ||
+                            { node: cm.draft.nodes[0].id, wiring: "L1L2L3" });
+      c.device_id = d.device_id;
+      cm.draft.chargers.push(c);
+      markDirty();
+      render();
+    });
+    row.append(el("span", "", "device " + d.device_id + " · " + (d.model || "?") + " · seen " +
+                  fmtAge(d.last_seen_ms) + " ago"), add);
+    box.appendChild(row);
+  }
+  return box;
+}
+
+/* Rebuilds the forms from the draft (after a structural change or a load). */
+function render() {
+  const form = $("cfg-form");
+  const scroll = window.scrollY;
+  form.replaceChildren();
+  const d = cm.draft;
+  d.nodes = d.nodes || [];
+  d.chargers = d.chargers || [];
+  form.append(siteSection());
+  const nodes = el("fieldset", "cfg-section");
+  nodes.appendChild(el("legend", "", "Circuits (" + d.nodes.length + ")"));
+  nodes.dataset.path = "nodes";
+  d.nodes.forEach((n, i) => nodes.appendChild(nodeCard(n, i, d.nodes)));
+  const addNode = el("button", "button-quiet", "Add circuit");
+  addNode.type = "button";
+  addNode.id = "cfg-add-node";
+  addNode.addEventListener("click", () => {
+    const ids = new Set(d.nodes.map((n) => n.id));
+    let k = d.nodes.length, id;
+    do id = "circuit-" + k++; while (ids.has(id));
+    d.nodes.push({ id, name: id, parent: d.nodes.length ? d.nodes[0].id : null, limit_a: 32 });
+    markDirty();
+    render();
+  });
+  nodes.appendChild(addNode);
+  form.append(nodes);
+  const chargers = el("fieldset", "cfg-section");
+  chargers.dataset.path = "chargers";
+  chargers.appendChild(el("legend", "", "Chargers (" + d.chargers.length + ")"));
+  chargers.appendChild(unassignedBlock());
+  const cards = el("div", "cfg-cards");
+  d.chargers.forEach((c, i) => cards.appendChild(chargerCard(c, i)));
+  chargers.appendChild(cards);
+  const addCharger = el("button", "button-quiet", "Add charger");
+  addCharger.type = "button";
+  addCharger.id = "cfg-add-charger";
+  addCharger.addEventListener("click", () => {
+    d.chargers.push(copyCharger(d.chargers[d.chargers.length - 1] ||
+                                { node: d.nodes.length ? d.nodes[0].id : "", wiring: "L1L2L3" }));
+    markDirty();
+    render();
+  });
+  chargers.appendChild(addCharger);
+  form.append(chargers, balancerSection(), networkSection(), httpSection());
+  markDirty();
+  window.scrollTo(0, scroll);
+}
+
+/* ---- messages by field ---- */
+
+function clearError(path) {
+  for (const e of document.querySelectorAll(".field-error")) {
+    if (e.dataset.errorFor === path) e.remove();
+  }
+  const bound = document.querySelector(`[data-path="${path}"]`);
+  if (bound) bound.removeAttribute("aria-invalid");
+}
+
+function clearErrors() {
+  for (const e of document.querySelectorAll(".field-error")) e.remove();
+  for (const e of document.querySelectorAll("[aria-invalid]")) e.removeAttribute("aria-invalid");
+  $("cfg-errors").replaceChildren();
+  $("cfg-errors").hidden = true;
+}
+
+/* The element for a field path, or for the nearest enclosing path the form shows. */
+function targetFor(path) {
+  let p = path;
+  while (p) {
+    const e = document.querySelector(`#cfg-form [data-path="${p}"]`);
+    if (e) return e;
+    const cut = Math.max(p.lastIndexOf("."), p.lastIndexOf("["));
+    p = cut > 0 ? p.slice(0, cut) : "";
+  }
+  return null;
+}
+
+function showErrors(errors) {
+  clearErrors();
+  const list = $("cfg-errors");
+  let first = null;
+  for (const err of errors) {
+    const target = targetFor(err.field);
+    const msg = el("span", "field-error", err.message);
+    msg.dataset.errorFor = err.field;
+    msg.setAttribute("role", "alert");
+    if (target) {
+      target.setAttribute("aria-invalid", "true");
+      const holder = target.closest(".fld") || target;
+      if (holder.tagName === "FIELDSET") holder.insertBefore(msg, holder.children[1] || null);
+      else holder.appendChild(msg);
+      first = first || target;
+    }
+    const li = el("li");
+    const b = el("button", "link", err.field);
+    b.type = "button";
+    b.addEventListener("click", () => target && target.focus && target.focus());
+    li.append(b, el("span", "", ": " + err.message));
+    list.appendChild(li);
+  }
+  list.hidden = errors.length === 0;
+  if (first) first.scrollIntoView({ block: "center", behavior: "smooth" });
+}
+
+function setMessage(text, kind) {
+  const m = $("cfg-message");
+  m.textContent = text;
+  m.dataset.kind = kind || "";
+}
+
+/* ---- actions ---- */
+
+/* Runs an API call with the buttons disabled; handles 400 with errors by field. */
+function act(method, path, body, ok) {
+  if (cm.busy) return Promise.resolve();
+  cm.busy = true;
+  for (const b of document.querySelectorAll("#cfg-actions button")) b.disabled = true;
+  setMessage("…");
+  return api(method, path, body)
+    .then((res) => {
+      if (res.status === 200) {
+        clearErrors();
+        ok(res.data);
+      } else if (res.data && Array.isArray(res.data.errors)) {
+        showErrors(res.data.errors);
+        setMessage(res.data.errors.length + " problem" + (res.data.errors.length === 1 ? "" : "s") +
+          " to fix: see the fields marked in red.", "bad");
+      } else {
+        if (res.data && res.data.field) showErrors([{ field: res.data.field, message: errorText(res) }]);
+        setMessage(errorText(res), "bad");
+      }
+    }, () => setMessage("The appliance did not answer.", "bad"))
+    .finally(() => {
+      cm.busy = false;
+      for (const b of document.querySelectorAll("#cfg-actions button")) b.disabled = false;
+    });
+}
+
+function validate() {
+  return act("POST", "/api/config/validate", cm.draft, () =>
+    setMessage("The configuration is valid.", "ok"));
+}
+
+function preview() {
+  return act("POST", "/api/config/preview", cm.draft, (plan) => {
+    renderPreview(plan);
+    setMessage("Preview below: nothing was changed.", "ok");
+  });
+}
+
+function save() {
+  return act("PUT", "/api/config", cm.draft, () => {
+    setMessage("Saved and applied.", "ok");
+    $("preview").hidden = true;
+    load();
+  });
+}
+
+function renderPreview(plan) {
+  const box = $("preview");
+  box.hidden = false;
+  const s = plan.summary;
+  $("preview-summary").textContent = s.running + " charging, " + s.paused + " paused, " + s.idle +
+    " idle; " + s.ev_line_a_total.toFixed(1) + " A offered over all lines. Computed from the " +
+    "measurements of now, without the hold times of the running balancer.";
+  const body = $("preview-chargers");
+  body.replaceChildren();
+  for (const c of plan.chargers) {
+    const tr = el("tr");
+    tr.dataset.charger = c.id;
+    const live = facility.byId.get(c.id);
+    const now = live && typeof live.limit_a === "number" ? live.limit_a : null;
+    const td = (label, text, name, value) => {
+      const e = el("td", name === "name" ? "" : "num", text);
+      e.dataset.label = label;
+      if (name) e.dataset.field = name;
+      if (value !== undefined) e.dataset.value = String(value);
+      tr.appendChild(e);
+      return e;
+    };
+    td("Charger", c.name, "name");
+    td("Now", now === null ? "–" : now.toFixed(1), "now", now === null ? "" : now);
+    const p = td("Preview", c.limit_a.toFixed(1), "preview-limit", c.limit_a);
+    if (now !== null && Math.abs(now - c.limit_a) >= 0.05) p.classList.add("changed");
+    td("Phases", String(c.phases), "phases");
+    const reason = td("Reason", c.reason_text, "reason");
+    reason.className = "";
+    body.appendChild(tr);
+  }
+  const nodes = $("preview-nodes");
+  nodes.replaceChildren();
+  for (const n of plan.nodes) {
+    const tr = el("tr");
+    tr.dataset.node = n.id;
+    tr.appendChild(el("th", "", n.name));
+    for (let l = 0; l < 3; l++) {
+      const td = el("td", "num", n.planned_a[l].toFixed(1) + " / " + n.limit_a[l].toFixed(0));
+      td.dataset.label = "L" + (l + 1);
+      td.classList.toggle("bad", n.headroom_a[l] < 0);
+      tr.appendChild(td);
+    }
+    nodes.appendChild(tr);
+  }
+  box.scrollIntoView({ block: "start", behavior: "smooth" });
+}
+
+function exportJson() {
+  downloadText("phasewise-config.json", JSON.stringify(cm.draft, null, 2) + "\n",
+               "application/json");
+}
+
+function importJson(file) {
+  file.text().then((text) => {
+    let doc;
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      setMessage("Not a JSON file: " + e.message, "bad");
+      return;
+    }
+    if (!doc || typeof doc !== "object" || Array.isArray(doc)) {
+      setMessage("The file does not hold a configuration object.", "bad");
+      return;
+    }
+    cm.draft = doc;
+    render();
+    setMessage("Imported " + file.name + ": check it, then Save.", "ok");
+    validate();
+  });
+}
+
+function load() {
+  return Promise.all([api("GET", "/api/config"), api("GET", "/api/chargers")]).then(([cfg, ch]) => {
+    if (cfg.status !== 200) {
+      setMessage(errorText(cfg), "bad");
+      return;
+    }
+    if (ch.status === 200) facility.unassigned = ch.data.unassigned || [];
+    cm.draft = cfg.data;
+    cm.saved = JSON.stringify(cfg.data);
+    clearErrors();
+    render();
+  }, () => setMessage("The appliance did not answer.", "bad"));
+}
+
+function applyLock() {
+  const ok = loggedIn();
+  $("commission-locked").hidden = ok;
+  $("commission").hidden = !ok;
+  if (ok && !cm.draft) load();
+}
+
+function setup() {
+  const list = $("wiring-options");
+  for (const w of WIRINGS) {
+    const o = el("option");
+    o.value = w;
+    list.appendChild(o);
+  }
+  const form = $("cfg-form");
+  form.addEventListener("input", onEdit);
+  form.addEventListener("change", onEdit);
+  form.addEventListener("submit", (ev) => ev.preventDefault());
+  $("cfg-validate").addEventListener("click", validate);
+  $("cfg-preview").addEventListener("click", preview);
+  $("cfg-save").addEventListener("click", save);
+  $("cfg-reload").addEventListener("click", () => {
+    setMessage("");
+    load();
+  });
+  $("cfg-export").addEventListener("click", exportJson);
+  $("cfg-import").addEventListener("change", (ev) => {
+    if (ev.target.files.length) importJson(ev.target.files[0]);
+    ev.target.value = "";
+  });
+  session.addEventListener("change", applyLock);
+  cm.ready = true;
+}
+
+export function showCommission() {
+  if (!cm.ready) setup();
+  applyLock();
+}

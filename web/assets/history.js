@@ -1,0 +1,384 @@
+/* The history view: a chart of any charger or node over a chosen range, energy per charger and
+ * month with the billing CSV, the charging sessions with their CSV, and the event log. Every
+ * query runs on the appliance's worker threads (GET /api/history/..., /api/energy, ...). */
+import { drawChart } from "./chart.js";
+import {
+  $, api, el, errorText, facility, fmtDuration, fmtKwh, fmtTime, fromLocalInput,
+  loggedIn, query, session, toLocalInput,
+} from "./util.js";
+
+const RANGES = [
+  ["1h", "last hour", 3600e3],
+  ["6h", "last 6 hours", 6 * 3600e3],
+  ["24h", "last 24 hours", 86400e3],
+  ["7d", "last 7 days", 7 * 86400e3],
+  ["30d", "last 30 days", 30 * 86400e3],
+  ["custom", "custom range…", 0],
+];
+const EVENT_KINDS = [
+  "config_change", "charger_online", "charger_state", "charger_reboot", "device_unassigned",
+  "datagram_rejected", "foreign_balancer", "start",
+];
+const LINES = ["L1", "L2", "L3"];
+
+const view = { ready: false, chart: null, resize: null };
+
+/* ---- the chart ---- */
+
+function fillWhatOptions() {
+  const sel = $("history-what");
+  const keep = sel.value;
+  sel.replaceChildren();
+  const groups = [["Chargers", "charger", facility.chargers], ["Circuits", "node", facility.nodes]];
+  for (const [label, kind, list] of groups) {
+    const g = el("optgroup");
+    g.label = label;
+    for (const item of list) {
+      const o = el("option", "", item.name + (item.name !== item.id ? " (" + item.id + ")" : ""));
+      o.value = kind + ":" + item.id;
+      g.appendChild(o);
+    }
+    sel.appendChild(g);
+  }
+  if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+}
+
+function fillCharger(sel, allText) {
+  const keep = sel.value;
+  sel.replaceChildren(el("option", "", allText));
+  sel.options[0].value = "";
+  for (const c of facility.chargers) {
+    const o = el("option", "", c.name);
+    o.value = c.id;
+    sel.appendChild(o);
+  }
+  sel.value = keep;
+}
+
+function chartRange() {
+  const r = $("history-range").value;
+  if (r === "custom") {
+    const from = fromLocalInput($("history-from").value), to = fromLocalInput($("history-to").value);
+    return from !== null && to !== null && from < to ? { from, to } : null;
+  }
+  const span = RANGES.find((x) => x[0] === r)[2];
+  const to = Date.now();
+  return { from: to - span, to };
+}
+
+function setStatus(id, text, bad) {
+  const e = $(id);
+  e.textContent = text;
+  e.classList.toggle("bad", !!bad);
+}
+
+function loadChart() {
+  const [kind, id] = ($("history-what").value || "").split(":");
+  const range = chartRange();
+  if (!id) return;
+  if (!range) {
+    setStatus("history-status", "Choose a start before the end.", true);
+    return;
+  }
+  const box = $("history-chart");
+  const points = Math.max(60, Math.min(1000, Math.floor((box.clientWidth || 600) / 2)));
+  setStatus("history-status", "loading…");
+  const path = "/api/history/" + kind + "/" + encodeURIComponent(id) +
+    query({ from: Math.floor(range.from), to: Math.floor(range.to), points });
+  api("GET", path).then((res) => {
+    if (res.status !== 200) {
+      setStatus("history-status", errorText(res), true);
+      return;
+    }
+    view.chart = chartSpec(kind, id, res.data);
+    renderChart();
+    const n = res.data.points.length;
+    setStatus("history-status", n + " points of " + Math.round(res.data.bucket_ms / 1000) +
+      " s each · query " + res.data.query_ms + " ms");
+    box.dataset.points = String(n);
+    box.dataset.kind = kind;
+    box.dataset.id = id;
+  }, () => setStatus("history-status", "The appliance did not answer.", true));
+}
+
+function chartSpec(kind, id, doc) {
+  const series = LINES.map((name, i) => ({
+    label: kind === "charger" ? "terminal " + name : name,
+    cls: "s" + (i + 1),
+    points: doc.points.map((p) => [p.t, p.avg_a[i]]),
+    band: doc.points.map((p) => [p.t, p.min_a[i], p.max_a[i]]),
+  }));
+  const hlines = [];
+  if (kind === "charger") {
+    series.push({ label: "offered", cls: "limit", step: true, dashed: true,
+                  points: doc.points.map((p) => [p.t, p.limit_a]) });
+  } else {
+    const node = facility.nodes.find((n) => n.id === id);
+    const limits = node && Array.isArray(node.limit_a) ? node.limit_a : [];
+    const lowest = limits.length ? Math.min(...limits) : null;
+    if (lowest !== null) hlines.push({ value: lowest, label: "limit " + lowest + " A", cls: "limit" });
+  }
+  const name = (kind === "charger" ? facility.chargers : facility.nodes).find((x) => x.id === id);
+  return {
+    from: doc.from, to: doc.to, bucket_ms: doc.bucket_ms, unit: "A", series, hlines,
+    label: "currents of " + (name ? name.name : id), readout: $("history-readout"),
+  };
+}
+
+function renderChart() {
+  if (!view.chart) return;
+  drawChart($("history-chart"), view.chart);
+  const legend = $("history-legend");
+  legend.replaceChildren();
+  for (const s of view.chart.series) {
+    const item = el("span", "legend-item");
+    item.append(el("span", "swatch " + s.cls + (s.dashed ? " dashed" : "")), el("span", "", s.label));
+    legend.appendChild(item);
+  }
+  $("history-readout").textContent = "Point at the chart to read the values.";
+}
+
+/* ---- energy per charger and month ---- */
+
+function monthStart(year, month) {
+  return new Date(year, month, 1).getTime();
+}
+
+/* [from, to) for the energy table: the last 12 months or one calendar year. */
+function energyRange() {
+  const v = $("energy-year").value, now = new Date();
+  if (v === "12m") return {
+    from: monthStart(now.getFullYear(), now.getMonth() - 11),
+    to: monthStart(now.getFullYear(), now.getMonth() + 1),
+  };
+  const y = Number(v);
+  return { from: monthStart(y, 0), to: monthStart(y + 1, 0) };
+}
+
+function fillYears() {
+  const sel = $("energy-year");
+  if (sel.options.length) return;
+  const o = el("option", "", "last 12 months");
+  o.value = "12m";
+  sel.appendChild(o);
+  const y = new Date().getFullYear();
+  for (let i = 0; i < 3; i++) {
+    const yo = el("option", "", String(y - i));
+    yo.value = String(y - i);
+    sel.appendChild(yo);
+  }
+}
+
+function loadEnergy() {
+  const r = energyRange();
+  $("energy-csv").href = "/api/export/energy.csv" + query({ from: r.from, to: r.to });
+  setStatus("energy-status", "loading…");
+  api("GET", "/api/energy" + query({ period: "month", from: r.from, to: r.to })).then((res) => {
+    if (res.status !== 200) {
+      setStatus("energy-status", errorText(res), true);
+      return;
+    }
+    renderEnergy(res.data);
+    setStatus("energy-status", "Energy of the sessions that started in each month, in kWh.");
+  }, () => setStatus("energy-status", "The appliance did not answer.", true));
+}
+
+function renderEnergy(doc) {
+  const months = [...new Set(doc.rows.map((r) => r.period))].sort();
+  const chargers = [...new Set(doc.rows.map((r) => r.charger))].sort();
+  const cell = new Map(doc.rows.map((r) => [r.charger + "|" + r.period, r]));
+  const table = $("energy-table");
+  table.replaceChildren();
+  if (!doc.rows.length) {
+    table.appendChild(el("caption", "muted", "No charging sessions in this period."));
+    return;
+  }
+  const head = el("tr");
+  head.append(el("th", "", "Charger"), ...months.map((m) => el("th", "num", m)),
+              el("th", "num", "Total"));
+  table.appendChild(el("thead")).appendChild(head);
+  const body = table.appendChild(el("tbody"));
+  const colTotals = months.map(() => 0);
+  for (const c of chargers) {
+    const tr = el("tr");
+    tr.dataset.charger = c;
+    tr.appendChild(el("th", "", (facility.byId.get(c) || { name: c }).name));
+    let total = 0;
+    months.forEach((m, i) => {
+      const r = cell.get(c + "|" + m);
+      const wh = r ? r.energy_wh : 0;
+      total += wh;
+      colTotals[i] += wh;
+      const td = el("td", "num", r ? fmtKwh(wh) : "–");
+      td.dataset.month = m;
+      td.dataset.wh = String(wh);
+      tr.appendChild(td);
+    });
+    const tt = el("td", "num total", fmtKwh(total));
+    tt.dataset.wh = String(total);
+    tr.appendChild(tt);
+    body.appendChild(tr);
+  }
+  const foot = el("tr", "totals");
+  foot.append(el("th", "", "All chargers"), ...colTotals.map((wh) => el("td", "num", fmtKwh(wh))),
+              el("td", "num total", fmtKwh(doc.total_wh)));
+  table.appendChild(el("tfoot")).appendChild(foot);
+}
+
+/* ---- sessions ---- */
+
+function sessionsRange() {
+  const v = $("sessions-month").value; /* "2025-11" */
+  const [y, m] = v ? v.split("-").map(Number) : [new Date().getFullYear(), new Date().getMonth() + 1];
+  return { from: monthStart(y, m - 1), to: monthStart(y, m) };
+}
+
+function loadSessions() {
+  const r = sessionsRange(), charger = $("sessions-charger").value || null;
+  $("sessions-csv").href = "/api/export/sessions.csv" + query({ charger, from: r.from, to: r.to });
+  setStatus("sessions-status", "loading…");
+  api("GET", "/api/sessions" + query({ charger, from: r.from, to: r.to, limit: 500 })).then(
+    (res) => {
+      if (res.status !== 200) {
+        setStatus("sessions-status", errorText(res), true);
+        return;
+      }
+      renderSessions(res.data.sessions);
+      const n = res.data.sessions.length;
+      setStatus("sessions-status", n === 500 ? "The newest 500 sessions; the CSV has all." :
+        n + " session" + (n === 1 ? "" : "s") + ".");
+    },
+    () => setStatus("sessions-status", "The appliance did not answer.", true),
+  );
+}
+
+function renderSessions(rows) {
+  const body = $("sessions-rows");
+  body.replaceChildren();
+  const now = Date.now();
+  for (const s of rows) {
+    const tr = el("tr");
+    tr.dataset.session = String(s.id);
+    const name = (facility.byId.get(s.charger) || { name: s.charger }).name;
+    const cells = [
+      ["Charger", name], ["Started", fmtTime(s.start_ms)],
+      ["Ended", s.end_ms ? fmtTime(s.end_ms) : "still plugged in"],
+      ["Duration", fmtDuration((s.end_ms || now) - s.start_ms)],
+      ["Energy (kWh)", fmtKwh(s.energy_wh)], ["Peak (A)", s.peak_a.toFixed(1)], ["Id", s.ref || ""],
+    ];
+    for (const [label, text] of cells) {
+      const td = el("td", "", text);
+      td.dataset.label = label;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
+/* ---- events ---- */
+
+function loadEvents() {
+  const kind = $("events-kind").value || null;
+  api("GET", "/api/events" + query({ kind, limit: 100, from: Date.now() - 30 * 86400e3 })).then(
+    (res) => {
+      const ul = $("events-list");
+      ul.replaceChildren();
+      if (res.status !== 200) {
+        setStatus("events-status", errorText(res), true);
+        return;
+      }
+      for (const e of res.data.events) {
+        const li = el("li", "event");
+        li.dataset.kind = e.kind;
+        li.append(el("time", "muted small", fmtTime(e.ts_ms)), el("span", "pill small", e.kind),
+                  el("span", "", (e.subject ? e.subject + ": " : "") + e.detail));
+        ul.appendChild(li);
+      }
+      setStatus("events-status", res.data.events.length ? "" : "No events in the last 30 days.");
+    },
+    () => setStatus("events-status", "The appliance did not answer.", true),
+  );
+}
+
+/* ---- set-up ---- */
+
+function updateDownloads() {
+  const ok = loggedIn();
+  for (const id of ["energy-csv", "sessions-csv"]) {
+    const a = $(id);
+    a.classList.toggle("disabled", !ok);
+    a.setAttribute("aria-disabled", String(!ok));
+    a.title = ok ? "" : "Log in to download";
+  }
+  $("history-login-hint").hidden = ok;
+}
+
+function setup() {
+  const range = $("history-range");
+  for (const [value, text] of RANGES) {
+    const o = el("option", "", text);
+    o.value = value;
+    range.appendChild(o);
+  }
+  range.value = "24h";
+  const kinds = $("events-kind");
+  kinds.replaceChildren(el("option", "", "all kinds"));
+  kinds.options[0].value = "";
+  for (const k of EVENT_KINDS) {
+    const o = el("option", "", k.replace(/_/g, " "));
+    o.value = k;
+    kinds.appendChild(o);
+  }
+  range.addEventListener("change", () => {
+    const custom = range.value === "custom";
+    $("history-custom").hidden = !custom;
+    if (custom && !$("history-from").value) {
+      $("history-from").value = toLocalInput(Date.now() - 86400e3);
+      $("history-to").value = toLocalInput(Date.now());
+    }
+    if (!custom) loadChart();
+  });
+  $("history-what").addEventListener("change", loadChart);
+  $("history-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadChart();
+  });
+  fillYears();
+  $("energy-year").addEventListener("change", loadEnergy);
+  const now = new Date();
+  $("sessions-month").value = now.getFullYear() + "-" + String(now.getMonth() + 1).padStart(2, "0");
+  $("sessions-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadSessions();
+  });
+  $("sessions-charger").addEventListener("change", loadSessions);
+  $("sessions-month").addEventListener("change", loadSessions);
+  kinds.addEventListener("change", loadEvents);
+  for (const id of ["energy-csv", "sessions-csv"])
+    $(id).addEventListener("click", (ev) => {
+      if (!loggedIn()) ev.preventDefault();
+    });
+  session.addEventListener("change", updateDownloads);
+  /* The chart is drawn for the box's width: redraw when the screen turns or resizes. */
+  let pending = 0;
+  window.addEventListener("resize", () => {
+    clearTimeout(pending);
+    pending = setTimeout(renderChart, 150);
+  });
+  view.ready = true;
+}
+
+/* Shows the view; params may name what to chart ({charger: "a01"} or {node: "main"}). */
+export function showHistory(params) {
+  if (!view.ready) setup();
+  fillWhatOptions();
+  fillCharger($("sessions-charger"), "all chargers");
+  if (params.charger) $("history-what").value = "charger:" + params.charger;
+  else if (params.node) $("history-what").value = "node:" + params.node;
+  updateDownloads();
+  loadChart();
+  loadEnergy();
+  loadSessions();
+  loadEvents();
+}
+

@@ -1,0 +1,141 @@
+/* phasewise UI helpers shared by the views: DOM building, number and time formatting, calls to
+ * the JSON API (docs/api.md) and the login state every view reacts to. */
+
+export const $ = (id) => document.getElementById(id);
+
+/* Creates an element with a class and optional text. */
+export function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = text;
+  return e;
+}
+
+/* An element whose data-field names the value it shows (the browser tests read these). */
+export function field(tag, cls, name) {
+  const e = el(tag, cls);
+  e.dataset.field = name;
+  return e;
+}
+
+export function fmt1(x) {
+  return typeof x === "number" && isFinite(x) ? x.toFixed(1) : "–";
+}
+
+/* Sets text and the raw number (data-value) of a value element. */
+export function setNum(e, x, unit) {
+  e.textContent = fmt1(x) + (unit || "");
+  e.dataset.value = typeof x === "number" ? String(x) : "";
+}
+
+export function fmtAge(ms) {
+  if (typeof ms !== "number" || !isFinite(ms)) return "–";
+  if (ms < 60000) return fmt1(ms / 1000) + " s";
+  if (ms < 3600000) return fmt1(ms / 60000) + " min";
+  return fmt1(ms / 3600000) + " h";
+}
+
+function pad2(n) {
+  return String(n).padStart(2, "0");
+}
+
+/* Local date and time, "2025-11-22 18:05". */
+export function fmtTime(ms) {
+  if (typeof ms !== "number") return "–";
+  const d = new Date(ms);
+  return d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + " " +
+    pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+}
+
+export function fmtDuration(ms) {
+  if (typeof ms !== "number" || ms < 0) return "–";
+  const min = Math.round(ms / 60000);
+  return min < 60 ? min + " min" : Math.floor(min / 60) + " h " + pad2(min % 60) + " min";
+}
+
+export function fmtKwh(wh) {
+  return typeof wh === "number" ? (wh / 1000).toFixed(2) : "–";
+}
+
+/* The value a datetime-local input takes for a time in ms, and back. */
+export function toLocalInput(ms) {
+  const d = new Date(ms);
+  return d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + "T" +
+    pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+}
+
+export function fromLocalInput(text) {
+  const ms = new Date(text).getTime();
+  return isFinite(ms) ? ms : null;
+}
+
+/* Calls the API. Resolves to {status, data, retry} (data is the parsed JSON or null); rejects
+ * only when the appliance cannot be reached. */
+export function api(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+  }
+  return fetch(path, init).then((r) =>
+    r
+      .json()
+      .catch(() => null)
+      .then((data) => ({ status: r.status, data, retry: r.headers.get("Retry-After") })),
+  );
+}
+
+/* A query string from an object, leaving out null and undefined values. */
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "")
+    q.set(k, String(v));
+  const s = q.toString();
+  return s ? "?" + s : "";
+}
+
+/* The message of an API error body ({"error", "field"}). */
+export function errorText(res) {
+  if (res.data && res.data.error) return res.data.error;
+  if (res.status === 401) return "Log in first.";
+  return "Failed (HTTP " + res.status + ").";
+}
+
+/* Offers text as a file download without a round trip. */
+export function downloadText(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = el("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/* The login state from /api/auth/status, shared by every view; "change" fires on updates. */
+export const session = new EventTarget();
+session.status = null;
+
+export function loggedIn() {
+  const s = session.status;
+  return !!(s && (s.logged_in || !s.auth));
+}
+
+export function setSession(status) {
+  session.status = status;
+  session.dispatchEvent(new Event("change"));
+}
+
+/* Lists of the facility's chargers and nodes for the pickers, from the latest state document. */
+export const facility = { chargers: [], nodes: [], byId: new Map() };
+
+export function setFacility(doc) {
+  facility.chargers = (doc.chargers || []).map((c) => ({ id: c.id, name: c.name || c.id,
+    limit_a: c.limit_a, device_id: c.device_id, online: c.online, state: c.state,
+    reason_text: c.reason_text }));
+  facility.nodes = (doc.nodes || []).map((n) => ({ id: n.id, name: n.name || n.id,
+    limit_a: n.limit_a }));
+  facility.byId = new Map(facility.chargers.map((c) => [c.id, c]));
+  facility.unassigned = doc.unassigned || [];
+}
