@@ -252,6 +252,8 @@ static void stop(pw_app *app)
             uv_close(handles[i], NULL);
     if (app->demo_running)
         uv_process_kill(&app->demo_proc, SIGTERM);
+    pw_control_stop(app);
+    pw_netwatch_stop(app);
     if (app->net) {
         pw_net_close(app->net, NULL, NULL);
         app->net = NULL;
@@ -406,6 +408,7 @@ static int start(pw_app *app)
 
     start_signals(app);
     pw_control_start(app);
+    pw_netwatch_start(app);
     pw_control_log_event(app, "start", "", "phasewise %s, boot %u, %zu chargers", PW_VERSION,
                          app->boot_id, app->cfg->n_chargers);
     if (app->opts.demo && start_demo(app) != 0)

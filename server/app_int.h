@@ -39,6 +39,9 @@ typedef struct pw_counters {
     uint64_t rejected[PW_REJECT_SLOTS];
     uint64_t foreign_balancer; /* allocations from another balancer on the group */
     uint64_t ticks;
+    uint64_t plans;       /* new allocation plans sent */
+    uint64_t cut_resends; /* plans sent again because a cut was not confirmed in time */
+    uint64_t rejoins;     /* multicast group joined again after an address or link change */
     uint64_t store_errors;
     pw_latency meter_to_send; /* meter datagram in -> allocation out */
     pw_latency tick_time;     /* one control tick */
@@ -51,7 +54,12 @@ typedef struct pw_api_pool pw_api_pool;
 typedef struct pw_sent_alloc {
     double limit_a;
     uint8_t phases;
+    uint8_t cut_resends; /* times the plan went out again for an unconfirmed cut */
+    uint64_t cut_ms;     /* a lower limit was sent then and no status confirmed it; 0 = none */
 } pw_sent_alloc;
+
+typedef struct pw_publisher pw_publisher;
+typedef struct pw_netwatch pw_netwatch;
 
 typedef struct pw_app {
     uv_loop_t loop;
@@ -99,13 +107,16 @@ typedef struct pw_app {
     uint32_t config_generation; /* configs applied since start, in heartbeats */
     uint64_t last_alloc_send_ms;
     uint64_t last_heartbeat_ms;
-    uint64_t last_tick_ms;
+    uint64_t last_tick_ms; /* last periodic pass: history, state document */
+    uint64_t last_run_ms;  /* last control pass: balancer run and sends */
     uint64_t start_ms;
     uint64_t last_reject_event_ms;
     uint64_t rejects_logged[PW_REJECT_SLOTS];
 
     char *state_doc; /* latest state document, malloc'd */
     size_t state_len;
+    pw_publisher *publisher; /* builds the next state document a slice at a time */
+    pw_netwatch *netwatch;   /* rejoins the group when the LAN address or link changes */
 
     pw_counters counters;
     bool stopping;
@@ -120,6 +131,8 @@ void pw_control_start(pw_app *app);
 void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
                             const struct sockaddr_in *from, void *user);
 void pw_control_tick(pw_app *app);
+/* Closes the control path's own handles (the state publisher) at shutdown. */
+void pw_control_stop(pw_app *app);
 /* Replaces the running configuration between two ticks; takes ownership of cfg. */
 void pw_control_apply_config(pw_app *app, pw_cfg *cfg);
 void pw_control_log_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
@@ -132,13 +145,23 @@ void pw_control_count_reject(pw_app *app, int err);
 /* Starts a history write of everything collected so far, unless one is in flight. */
 void pw_control_flush_history(pw_app *app);
 
+/* netwatch.c: polls the LAN interface and calls pw_net_rejoin when its address or link
+ * changes (a DHCP renewal, a cable replugged), so a stale membership never silences the LAN.
+ * Nothing to do on loopback-only hosts beyond the polling. Stop closes the timer. */
+void pw_netwatch_start(pw_app *app);
+void pw_netwatch_stop(pw_app *app);
+
 /* defa.c: DEFA Balancer meter frames, both directions opt-in (unauthenticated). */
 int pw_defa_start(pw_app *app);
 void pw_defa_emit(pw_app *app);
 void pw_defa_stop(pw_app *app);
 
-/* statedoc.c: builds the live state document; caller owns the reference. */
+/* statedoc.c: builds the live state document; caller owns the reference. The document without
+ * its "chargers" array, and one charger's entry, let the control loop build a large facility's
+ * document a slice at a time. */
 json_t *pw_statedoc_build(const pw_app *app, uint64_t now_ms);
+json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now_ms);
+json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now_ms);
 
 /* metrics.c: the Prometheus text for /metrics; caller frees. */
 char *pw_metrics_render(const pw_app *app, uint64_t now_ms, size_t *len);

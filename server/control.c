@@ -13,6 +13,17 @@
 #define LEASE_RENEW_FRACTION 3
 #define REJECT_EVENT_MS      60000
 #define SESSION_SAVE_MS      60000 /* an open session's energy is written once a minute */
+/* A lower limit that no status has confirmed after this long goes out again (PROTOCOL.md 5.4):
+ * a lost cut must not wait for the next renewal while a fuse is overloaded. */
+#define CUT_CONFIRM_MS   2000
+#define CUT_MAX_RESENDS  2
+#define STATE_SLICE      50 /* chargers per slice of the state document, well under a ms */
+#define STATE_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(8))
+
+/* The control pass: runs the balancer and sends a plan that changed, a renewal that is due, or
+ * the plan again for a cut no status confirmed. Returns the time the first allocation datagram
+ * left (uv_hrtime ns), 0 if none did. */
+static uint64_t control_pass(pw_app *app, uint64_t now);
 
 void pw_control_log_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
 {
@@ -98,20 +109,15 @@ static void on_status(pw_app *app, size_t i, const pw_msg_status *st, uint64_t n
                              'A' + old_state, 'A' + st->iec_state);
 
     track_session(app, i, now);
+    pw_sent_alloc *sent = &app->sent[i];
+    if (sent->cut_ms && st->applied_limit_ma <= (uint32_t)lround(sent->limit_a * 1000.0) + 1)
+        sent->cut_ms = 0;
     pw_bal_measure m = {.car = car_state(ch),
                         .applied_limit_a = st->applied_limit_ma / 1000.0,
                         .applied_phases = st->applied_phases};
     for (size_t t = 0; t < PW_LINES; t++)
         m.current_a[t] = st->current_ma[t] / 1000.0;
     pw_bal_set_charger(app->bal, i, &m, now);
-}
-
-static int meter_node(const pw_cfg *cfg, uint32_t device_id)
-{
-    for (size_t i = 0; i < cfg->n_nodes; i++)
-        if (cfg->meters[i].kind == PW_METER_PW && cfg->meters[i].device_id == device_id)
-            return (int)i;
-    return -1;
 }
 
 void pw_control_count_reject(pw_app *app, int err)
@@ -178,11 +184,14 @@ void pw_control_meter_reading(pw_app *app, size_t node, const uint32_t current_m
     for (size_t l = 0; l < PW_LINES; l++)
         amps[l] = m->current_ma[l] / 1000.0;
     pw_bal_set_meter(app->bal, node, amps, now);
-    /* A fresh reading is the moment to react: the design's cuts apply at once. */
-    uint64_t sent_before = app->counters.tx;
-    pw_control_tick(app);
-    if (app->counters.tx != sent_before)
-        pw_latency_observe(&app->counters.meter_to_send, (uv_hrtime() - arrival_ns) / 1000u);
+    /* A fresh reading is the moment to react: the design's cuts apply at once. Only the control
+     * pass runs here; history and the state document wait for the timer. */
+    if (app->stopping)
+        return;
+    uint64_t sent_ns = control_pass(app, now);
+    if (sent_ns)
+        pw_latency_observe(&app->counters.meter_to_send,
+                           sent_ns > arrival_ns ? (sent_ns - arrival_ns) / 1000u : 0);
 }
 
 static void on_meter_msg(pw_app *app, size_t node, const pw_proto_msg *msg, uint64_t now,
@@ -224,8 +233,9 @@ void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
         }
         return;
     }
-    int ci = pw_cfg_charger_by_device(app->cfg, msg.hdr.sender_id);
-    int ni = msg.hdr.type == PW_MSG_METER ? meter_node(app->cfg, msg.hdr.sender_id) : -1;
+    int ci = pw_registry_charger(&app->reg, msg.hdr.sender_id);
+    int ni =
+        msg.hdr.type == PW_MSG_METER ? pw_registry_meter_node(&app->reg, msg.hdr.sender_id) : -1;
     if (ci >= 0 && (msg.hdr.type == PW_MSG_ANNOUNCE || msg.hdr.type == PW_MSG_STATUS))
         on_charger_msg(app, (size_t)ci, &msg, now);
     else if (ni >= 0)
@@ -249,45 +259,82 @@ static int send_msg(pw_app *app, pw_proto_msg *msg)
     return 0;
 }
 
-/* Sends every configured charger its limit, split over as many datagrams as needed. */
-static void send_allocations(pw_app *app, const pw_bal_result *res, uint64_t now)
+static bool limit_differs(const pw_sent_alloc *sent, const pw_bal_result *res)
+{
+    return fabs(res->limit_a - sent->limit_a) > 1e-6 || res->phases != sent->phases;
+}
+
+/* Records a limit change for history and remembers a cut until a status confirms it. */
+static void note_change(pw_app *app, size_t i, const pw_bal_result *res, int64_t wall, uint64_t now)
+{
+    pw_store_limit_change c = {
+        .ts_ms = wall, .limit_a = (float)res->limit_a, .phases = res->phases};
+    pw_strlcpy(c.charger, app->cfg->chargers[i].id, sizeof c.charger);
+    pw_strlcpy(c.reason, pw_bal_reason_name(res->reason), sizeof c.reason);
+    pw_strlcpy(c.text, res->reason_text, sizeof c.text);
+    pw_store_batch_add_limit_change(app->filling, &c);
+    if (res->limit_a < app->sent[i].limit_a - 1e-6) {
+        app->sent[i].cut_ms = now;
+        app->sent[i].cut_resends = 0;
+    }
+}
+
+/* Sends every configured charger its limit, split over as many datagrams as needed. Returns the
+ * time the first datagram left (uv_hrtime ns), or 0 if none could be sent. */
+static uint64_t send_allocations(pw_app *app, const pw_bal_result *res, uint64_t now)
 {
     pw_proto_msg msg = {.hdr.type = PW_MSG_ALLOCATION};
     pw_msg_allocation *a = &msg.u.allocation;
     a->alloc_seq = app->alloc_seq;
     a->lease_ms = app->cfg->lease_ms;
     int64_t wall = pw_app_wall_ms();
+    uint64_t first_ns = 0;
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
-        if (fabs(res[i].limit_a - app->sent[i].limit_a) > 1e-6 ||
-            res[i].phases != app->sent[i].phases) {
-            pw_store_limit_change c = {
-                .ts_ms = wall, .limit_a = (float)res[i].limit_a, .phases = res[i].phases};
-            pw_strlcpy(c.charger, app->cfg->chargers[i].id, sizeof c.charger);
-            pw_strlcpy(c.reason, pw_bal_reason_name(res[i].reason), sizeof c.reason);
-            pw_strlcpy(c.text, res[i].reason_text, sizeof c.text);
-            pw_store_batch_add_limit_change(app->filling, &c);
-        }
+        if (limit_differs(&app->sent[i], &res[i]))
+            note_change(app, i, &res[i], wall, now);
         a->entries[a->count++] = (pw_alloc_entry){
             .charger_id = app->cfg->charger_device_ids[i],
             .limit_ma = (uint32_t)lround(res[i].limit_a * 1000.0),
             .phases = res[i].phases,
         };
-        app->sent[i] = (pw_sent_alloc){res[i].limit_a, res[i].phases};
+        app->sent[i].limit_a = res[i].limit_a;
+        app->sent[i].phases = res[i].phases;
         if (a->count == PW_PROTO_ALLOC_PER_DATAGRAM || i + 1 == app->cfg->n_chargers) {
-            send_msg(app, &msg);
+            if (send_msg(app, &msg) == 0 && !first_ns)
+                first_ns = uv_hrtime();
             a->count = 0;
         }
     }
     app->last_alloc_send_ms = now;
+    return first_ns;
 }
 
 static bool plan_changed(const pw_app *app, const pw_bal_result *res)
 {
     for (size_t i = 0; i < app->cfg->n_chargers; i++)
-        if (fabs(res[i].limit_a - app->sent[i].limit_a) > 1e-6 ||
-            res[i].phases != app->sent[i].phases)
+        if (limit_differs(&app->sent[i], &res[i]))
             return true;
     return false;
+}
+
+/* True if a cut has waited CUT_CONFIRM_MS for a status and may still be sent again; those cuts
+ * start waiting anew. A charger that never confirms is left to the renewals after a few tries. */
+static bool cuts_unconfirmed(pw_app *app, uint64_t now)
+{
+    bool again = false;
+    for (size_t i = 0; i < app->cfg->n_chargers; i++) {
+        pw_sent_alloc *s = &app->sent[i];
+        if (!s->cut_ms || now - s->cut_ms < CUT_CONFIRM_MS)
+            continue;
+        if (s->cut_resends >= CUT_MAX_RESENDS) {
+            s->cut_ms = 0;
+            continue;
+        }
+        s->cut_resends++;
+        s->cut_ms = now;
+        again = true;
+    }
+    return again;
 }
 
 static void send_heartbeat(pw_app *app, uint64_t now)
@@ -356,56 +403,182 @@ static void log_rejects(pw_app *app, uint64_t now)
     }
 }
 
+/* ---- the state document, a slice at a time ------------------------------------------------ */
+
+/* With a thousand chargers the document takes milliseconds to build and dump; built in one go
+ * it would hold up every datagram that arrives meanwhile, meter readings included. So the
+ * chargers' entries are built in slices from an idle handle, with the loop polling the sockets
+ * in between, and spliced into the rest of the document when the last slice is done. */
+struct pw_publisher {
+    uv_idle_t idle;
+    pw_app *app;
+    uint64_t now; /* the document's time */
+    size_t next;  /* next charger to add */
+    char *head;   /* the document without its chargers, dumped; NULL when idle */
+    char *text;   /* the chargers' entries so far, comma separated */
+    size_t len, cap;
+};
+
+static void text_append(pw_publisher *p, const char *s, size_t n)
+{
+    if (p->len + n + 1 > p->cap) {
+        p->cap = (p->len + n + 1) * 2;
+        p->text = pw_xrealloc(p->text, p->cap);
+    }
+    memcpy(p->text + p->len, s, n);
+    p->len += n;
+    p->text[p->len] = '\0';
+}
+
+static void publish_reset(pw_publisher *p)
+{
+    free(p->head);
+    p->head = NULL;
+    p->len = 0;
+    p->next = 0;
+    if (!uv_is_closing((uv_handle_t *)&p->idle))
+        uv_idle_stop(&p->idle);
+}
+
+/* Adds the next slice of chargers. Returns true when every charger is in. */
+static bool publish_slice(pw_publisher *p)
+{
+    const pw_app *app = p->app;
+    size_t end = p->next + STATE_SLICE;
+    if (end > app->cfg->n_chargers)
+        end = app->cfg->n_chargers;
+    if (p->next == end)
+        return true;
+    json_t *arr = json_array();
+    for (size_t i = p->next; i < end; i++)
+        json_array_append_new(arr, pw_statedoc_charger(app, i, p->now));
+    char *s = json_dumps(arr, STATE_JSON_FLAGS);
+    json_decref(arr);
+    if (s) {
+        size_t n = strlen(s); /* "[...]": the brackets are not copied */
+        if (p->len)
+            text_append(p, ",", 1);
+        text_append(p, s + 1, n - 2);
+        free(s);
+    }
+    p->next = end;
+    return end == app->cfg->n_chargers;
+}
+
+static void publish_finish(pw_publisher *p)
+{
+    pw_app *app = p->app;
+    static const char open[] = ",\"chargers\":[", close[] = "]}";
+    size_t head = strlen(p->head) - 1; /* without the closing brace */
+    size_t total = head + sizeof open - 1 + p->len + sizeof close - 1;
+    char *doc = pw_xmalloc(total + 1);
+    memcpy(doc, p->head, head);
+    memcpy(doc + head, open, sizeof open - 1);
+    memcpy(doc + head + sizeof open - 1, p->text ? p->text : "", p->len);
+    memcpy(doc + total - (sizeof close - 1), close, sizeof close);
+    free(app->state_doc);
+    app->state_doc = doc;
+    app->state_len = total;
+    if (app->web)
+        pw_web_broadcast(app->web, doc, total);
+    publish_reset(p);
+}
+
+static void on_publish_idle(uv_idle_t *idle)
+{
+    pw_publisher *p = idle->data;
+    if (p->app->stopping) {
+        publish_reset(p);
+        return;
+    }
+    if (publish_slice(p))
+        publish_finish(p);
+}
+
+/* Starts the next document; the first slice is built at once, so a small facility's document
+ * is done in this call. A document still in progress is started over. */
 static void publish_state(pw_app *app, uint64_t now)
 {
-    json_t *doc = pw_statedoc_build(app, now);
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(8));
-    json_decref(doc);
-    if (!text)
+    pw_publisher *p = app->publisher;
+    publish_reset(p);
+    json_t *head = pw_statedoc_build_head(app, now);
+    p->head = json_dumps(head, STATE_JSON_FLAGS);
+    json_decref(head);
+    if (!p->head)
         return;
-    free(app->state_doc);
-    app->state_doc = text;
-    app->state_len = strlen(text);
-    if (app->web)
-        pw_web_broadcast(app->web, text, app->state_len);
+    p->now = now;
+    if (publish_slice(p))
+        publish_finish(p);
+    else
+        uv_idle_start(&p->idle, on_publish_idle);
+}
+
+static void on_publisher_closed(uv_handle_t *h)
+{
+    pw_publisher *p = h->data;
+    free(p->text);
+    free(p);
+}
+
+/* ---- control and periodic passes --------------------------------------------------------------
+ */
+
+static uint64_t control_pass(pw_app *app, uint64_t now)
+{
+    uint64_t t0 = uv_hrtime();
+    app->counters.ticks++;
+    app->last_run_ms = now;
+    pw_bal_run(app->bal, now);
+    const pw_bal_result *res = pw_bal_results(app->bal);
+    bool changed = plan_changed(app, res);
+    bool resend = !changed && cuts_unconfirmed(app, now);
+    uint64_t sent_ns = 0;
+    if (changed) {
+        app->alloc_seq++;
+        app->counters.plans++;
+    }
+    app->counters.cut_resends += resend;
+    if (changed || resend ||
+        now - app->last_alloc_send_ms >= app->cfg->lease_ms / LEASE_RENEW_FRACTION)
+        sent_ns = send_allocations(app, res, now);
+    if (now - app->last_heartbeat_ms >= PW_PROTO_HEARTBEAT_INTERVAL_MS)
+        send_heartbeat(app, now);
+    pw_latency_observe(&app->counters.tick_time, (uv_hrtime() - t0) / 1000u);
+    return sent_ns;
+}
+
+/* Once per tick period, never on a meter reading's path: history rows, reject events, the state
+ * document and DEFA frames. */
+static void periodic_pass(pw_app *app, uint64_t now)
+{
+    app->last_tick_ms = now;
+    uint64_t s0 = uv_hrtime();
+    collect_samples(app, pw_bal_results(app->bal));
+    pw_control_flush_history(app);
+    pw_latency_observe(&app->counters.store_loop, (uv_hrtime() - s0) / 1000u);
+    log_rejects(app, now);
+    publish_state(app, now);
+    pw_defa_emit(app);
 }
 
 void pw_control_tick(pw_app *app)
 {
     if (app->stopping)
         return;
-    uint64_t t0 = uv_hrtime();
-    uint64_t now = t0 / 1000000u;
-    app->counters.ticks++;
-    pw_bal_run(app->bal, now);
-    const pw_bal_result *res = pw_bal_results(app->bal);
-    bool changed = plan_changed(app, res);
-    if (changed)
-        app->alloc_seq++;
-    if (changed || now - app->last_alloc_send_ms >= app->cfg->lease_ms / LEASE_RENEW_FRACTION)
-        send_allocations(app, res, now);
-    if (now - app->last_heartbeat_ms >= PW_PROTO_HEARTBEAT_INTERVAL_MS)
-        send_heartbeat(app, now);
-    /* Samples at most once per tick period, however many meter readings arrive. */
-    if (now - app->last_tick_ms >= app->cfg->tick_ms || !app->last_tick_ms) {
-        app->last_tick_ms = now;
-        uint64_t s0 = uv_hrtime();
-        collect_samples(app, res);
-        pw_control_flush_history(app);
-        pw_latency_observe(&app->counters.store_loop, (uv_hrtime() - s0) / 1000u);
-        log_rejects(app, now);
-        publish_state(app, now);
-        pw_defa_emit(app);
-    }
-    pw_latency_observe(&app->counters.tick_time, (uv_hrtime() - t0) / 1000u);
+    uint64_t now = pw_app_now_ms();
+    control_pass(app, now);
+    periodic_pass(app, now);
 }
 
 static void on_tick_timer(uv_timer_t *t)
 {
     pw_app *app = t->data;
-    /* A meter reading may have run the control path just now; don't run twice in a row. */
-    if (pw_app_now_ms() - app->last_tick_ms + 50 >= app->cfg->tick_ms)
-        pw_control_tick(app);
+    uint64_t now = pw_app_now_ms();
+    /* A meter reading may have run the control pass just now; don't run twice in a row. */
+    if (now - app->last_run_ms + 50 >= app->cfg->tick_ms)
+        control_pass(app, now);
+    if (now - app->last_tick_ms >= app->cfg->tick_ms || !app->last_tick_ms)
+        periodic_pass(app, now);
 }
 
 void pw_control_start(pw_app *app)
@@ -413,9 +586,23 @@ void pw_control_start(pw_app *app)
     app->sent = pw_xcalloc(app->cfg->n_chargers, sizeof *app->sent);
     for (size_t i = 0; i < app->cfg->n_chargers; i++)
         app->sent[i].limit_a = -1; /* nothing sent yet: the first plan always goes out */
+    pw_publisher *p = pw_xcalloc(1, sizeof *p);
+    p->app = app;
+    uv_idle_init(&app->loop, &p->idle);
+    p->idle.data = p;
+    app->publisher = p;
     uv_timer_init(&app->loop, &app->tick_timer);
     app->tick_timer.data = app;
     uv_timer_start(&app->tick_timer, on_tick_timer, 0, app->cfg->tick_ms / 4);
+}
+
+void pw_control_stop(pw_app *app)
+{
+    if (!app->publisher)
+        return;
+    publish_reset(app->publisher);
+    uv_close((uv_handle_t *)&app->publisher->idle, on_publisher_closed);
+    app->publisher = NULL;
 }
 
 /* The parts of a new config that live in sockets: the interface can be rejoined at once; the
@@ -478,9 +665,12 @@ void pw_control_apply_config(pw_app *app, pw_cfg *cfg)
     }
     pw_sent_alloc *sent = pw_xcalloc(cfg->n_chargers, sizeof *sent);
     for (size_t i = 0; i < cfg->n_chargers; i++) {
-        int j = pw_cfg_charger_by_device(app->cfg, cfg->charger_device_ids[i]);
-        sent[i] = j >= 0 ? app->sent[j] : (pw_sent_alloc){-1, 0};
+        int j = pw_registry_charger(&app->reg, cfg->charger_device_ids[i]);
+        sent[i] = j >= 0 ? app->sent[j] : (pw_sent_alloc){.limit_a = -1};
     }
+    /* A half-built state document describes the old facility. */
+    if (app->publisher)
+        publish_reset(app->publisher);
     pw_bal_free(app->bal);
     pw_registry_close(&app->reg);
     pw_cfg_free(app->cfg);

@@ -55,6 +55,29 @@ static void histogram(buf *b, const char *name, const char *help, const pw_laten
         (unsigned long long)h->count, name, h->sum_us / 1e6, name, (unsigned long long)h->count);
 }
 
+/* The chargers' reported draw per node and line (every charger below the node, through its
+ * wiring): the load an unmetered node carries, and the EV share of a metered one. */
+static void chargers_load(buf *b, const pw_app *app)
+{
+    const pw_cfg *cfg = app->cfg;
+    double *load = pw_xcalloc(cfg->n_nodes * PW_LINES, sizeof *load);
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        const pw_reg_charger *ch = &app->reg.chargers[i];
+        for (size_t t = 0; t < PW_LINES && ch->has_status; t++) {
+            uint8_t line = cfg->chargers[i].wiring[t];
+            for (int n = cfg->chargers[i].node; n >= 0 && line; n = cfg->nodes[n].parent)
+                load[(size_t)n * PW_LINES + line - 1] += ch->status.current_ma[t] / 1000.0;
+        }
+    }
+    put(b, "# HELP phasewise_node_charger_amperes Chargers' reported draw per node and line.\n"
+           "# TYPE phasewise_node_charger_amperes gauge\n");
+    for (size_t n = 0; n < cfg->n_nodes; n++)
+        for (size_t l = 0; l < PW_LINES; l++)
+            put(b, "phasewise_node_charger_amperes{node=\"%s\",line=\"L%zu\"} %.1f\n",
+                cfg->nodes[n].id, l + 1, load[n * PW_LINES + l]);
+    free(load);
+}
+
 char *pw_metrics_render(const pw_app *app, uint64_t now, size_t *len)
 {
     buf b = {.data = pw_xmalloc(4096), .cap = 4096};
@@ -68,6 +91,17 @@ char *pw_metrics_render(const pw_app *app, uint64_t now, size_t *len)
         "# TYPE phasewise_datagrams_received_total counter\n"
         "phasewise_datagrams_received_total %llu\n",
         (unsigned long long)c->rx);
+    put(&b,
+        "# HELP phasewise_datagrams_accepted_total Authentic, fresh datagrams from configured "
+        "devices.\n"
+        "# TYPE phasewise_datagrams_accepted_total counter\n"
+        "phasewise_datagrams_accepted_total %llu\n",
+        (unsigned long long)c->rx_accepted);
+    put(&b,
+        "# HELP phasewise_datagrams_send_errors_total Datagrams that could not be sent.\n"
+        "# TYPE phasewise_datagrams_send_errors_total counter\n"
+        "phasewise_datagrams_send_errors_total %llu\n",
+        (unsigned long long)c->tx_errors);
     put(&b,
         "# HELP phasewise_datagrams_sent_total Datagrams sent to the group.\n"
         "# TYPE phasewise_datagrams_sent_total counter\n"
@@ -98,6 +132,25 @@ char *pw_metrics_render(const pw_app *app, uint64_t now, size_t *len)
         put(&b, "phasewise_allocation_amperes{charger=\"%s\",phases=\"%u\"} %.1f\n",
             cfg->chargers[i].id, res[i].phases, res[i].limit_a);
 
+    put(&b,
+        "# HELP phasewise_allocation_plans_total New allocation plans sent.\n"
+        "# TYPE phasewise_allocation_plans_total counter\n"
+        "phasewise_allocation_plans_total %llu\n"
+        "# HELP phasewise_allocation_cut_resends_total Plans sent again because a lower limit "
+        "was not confirmed in time.\n"
+        "# TYPE phasewise_allocation_cut_resends_total counter\n"
+        "phasewise_allocation_cut_resends_total %llu\n"
+        "# HELP phasewise_multicast_rejoins_total Group joined again after the interface's "
+        "address or link changed.\n"
+        "# TYPE phasewise_multicast_rejoins_total counter\n"
+        "phasewise_multicast_rejoins_total %llu\n"
+        "# HELP phasewise_foreign_balancer_datagrams_total Allocations and heartbeats from "
+        "another balancer on the group.\n"
+        "# TYPE phasewise_foreign_balancer_datagrams_total counter\n"
+        "phasewise_foreign_balancer_datagrams_total %llu\n",
+        (unsigned long long)c->plans, (unsigned long long)c->cut_resends,
+        (unsigned long long)c->rejoins, (unsigned long long)c->foreign_balancer);
+
     put(&b, "# HELP phasewise_node_planned_amperes Planned load per node and line.\n"
             "# TYPE phasewise_node_planned_amperes gauge\n");
     for (size_t n = 0; n < cfg->n_nodes; n++)
@@ -110,6 +163,13 @@ char *pw_metrics_render(const pw_app *app, uint64_t now, size_t *len)
         for (size_t l = 0; l < PW_LINES && app->reg.meters[n].has_reading; l++)
             put(&b, "phasewise_node_measured_amperes{node=\"%s\",line=\"L%zu\"} %.1f\n",
                 cfg->nodes[n].id, l + 1, app->reg.meters[n].current_ma[l] / 1000.0);
+    chargers_load(&b, app);
+    put(&b, "# HELP phasewise_meter_stale A node's meter is stale and its budget conservative.\n"
+            "# TYPE phasewise_meter_stale gauge\n");
+    for (size_t n = 0; n < cfg->n_nodes; n++)
+        if (cfg->meters[n].kind != PW_METER_NONE)
+            put(&b, "phasewise_meter_stale{node=\"%s\"} %d\n", cfg->nodes[n].id,
+                nres[n].meter_stale ? 1 : 0);
     put(&b, "# HELP phasewise_node_limit_amperes Rated current per node and line.\n"
             "# TYPE phasewise_node_limit_amperes gauge\n");
     for (size_t n = 0; n < cfg->n_nodes; n++)

@@ -6,6 +6,19 @@
 
 #include "pw_util.h"
 
+static int index_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const pw_reg_index *)a)->device_id, y = ((const pw_reg_index *)b)->device_id;
+    return (x > y) - (x < y);
+}
+
+static int index_find(const pw_reg_index *idx, size_t n, uint32_t device_id)
+{
+    pw_reg_index key = {.device_id = device_id};
+    const pw_reg_index *hit = n ? bsearch(&key, idx, n, sizeof *idx, index_cmp) : NULL;
+    return hit ? (int)hit->index : -1;
+}
+
 void pw_registry_init(pw_registry *r, const pw_cfg *cfg)
 {
     memset(r, 0, sizeof *r);
@@ -13,20 +26,42 @@ void pw_registry_init(pw_registry *r, const pw_cfg *cfg)
     r->chargers = pw_xcalloc(cfg->n_chargers, sizeof *r->chargers);
     r->n_nodes = cfg->n_nodes;
     r->meters = pw_xcalloc(cfg->n_nodes, sizeof *r->meters);
+    r->charger_index = pw_xcalloc(cfg->n_chargers + 1, sizeof *r->charger_index);
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        r->charger_index[i] = (pw_reg_index){cfg->charger_device_ids[i], (uint32_t)i};
+    qsort(r->charger_index, cfg->n_chargers, sizeof *r->charger_index, index_cmp);
+    r->meter_index = pw_xcalloc(cfg->n_nodes + 1, sizeof *r->meter_index);
+    for (size_t n = 0; n < cfg->n_nodes; n++)
+        if (cfg->meters[n].kind == PW_METER_PW)
+            r->meter_index[r->n_meter_index++] =
+                (pw_reg_index){cfg->meters[n].device_id, (uint32_t)n};
+    qsort(r->meter_index, r->n_meter_index, sizeof *r->meter_index, index_cmp);
 }
 
 void pw_registry_close(pw_registry *r)
 {
     free(r->chargers);
     free(r->meters);
+    free(r->charger_index);
+    free(r->meter_index);
     memset(r, 0, sizeof *r);
+}
+
+int pw_registry_charger(const pw_registry *r, uint32_t device_id)
+{
+    return index_find(r->charger_index, r->n_chargers, device_id);
+}
+
+int pw_registry_meter_node(const pw_registry *r, uint32_t device_id)
+{
+    return index_find(r->meter_index, r->n_meter_index, device_id);
 }
 
 void pw_registry_carry_over(pw_registry *to, const pw_cfg *to_cfg, const pw_registry *from,
                             const pw_cfg *from_cfg)
 {
     for (size_t i = 0; i < to_cfg->n_chargers; i++) {
-        int j = pw_cfg_charger_by_device(from_cfg, to_cfg->charger_device_ids[i]);
+        int j = pw_registry_charger(from, to_cfg->charger_device_ids[i]);
         if (j >= 0)
             to->chargers[i] = from->chargers[j];
     }
@@ -41,7 +76,7 @@ void pw_registry_carry_over(pw_registry *to, const pw_cfg *to_cfg, const pw_regi
     }
     /* Devices that were unassigned and are now configured start fresh; the rest stay listed. */
     for (size_t i = 0; i < from->n_unassigned; i++)
-        if (pw_cfg_charger_by_device(to_cfg, from->unassigned[i].device_id) < 0)
+        if (pw_registry_charger(to, from->unassigned[i].device_id) < 0)
             to->unassigned[to->n_unassigned++] = from->unassigned[i];
 }
 

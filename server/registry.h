@@ -51,6 +51,12 @@ typedef struct pw_reg_unassigned {
     char model[PW_PROTO_TEXT_LEN];
 } pw_reg_unassigned;
 
+/* A device id and the index of its charger or node, in a table sorted by device id. */
+typedef struct pw_reg_index {
+    uint32_t device_id;
+    uint32_t index;
+} pw_reg_index;
+
 typedef struct pw_registry {
     pw_reg_charger *chargers; /* parallel to cfg->chargers */
     size_t n_chargers;
@@ -58,11 +64,22 @@ typedef struct pw_registry {
     size_t n_nodes;
     pw_reg_unassigned unassigned[PW_REG_MAX_UNASSIGNED];
     size_t n_unassigned;
+    /* Every datagram is looked up by its sender: binary search, not a walk over a thousand
+     * chargers. */
+    pw_reg_index *charger_index; /* n_chargers entries */
+    pw_reg_index *meter_index;   /* n_meter_index entries: nodes with a phasewise meter */
+    size_t n_meter_index;
 } pw_registry;
 
 /* Sizes the registry for cfg. Close with pw_registry_close. */
 void pw_registry_init(pw_registry *r, const pw_cfg *cfg);
 void pw_registry_close(pw_registry *r);
+
+/* The index of the configured charger with this device id, or -1. */
+int pw_registry_charger(const pw_registry *r, uint32_t device_id);
+
+/* The node whose phasewise meter gateway has this device id, or -1. */
+int pw_registry_meter_node(const pw_registry *r, uint32_t device_id);
 
 /* Carries the state of devices that stay in the configuration over to a registry built for a
  * new configuration (matched by device id), so a config change does not forget live data. */

@@ -53,8 +53,9 @@ static const char *link_name(uint8_t link)
     }
 }
 
-static json_t *charger_json(const pw_app *app, size_t i, const pw_bal_result *res, uint64_t now)
+json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
 {
+    const pw_bal_result *res = pw_bal_results(app->bal);
     const pw_bal_charger_spec *spec = &app->cfg->chargers[i];
     const pw_reg_charger *ch = &app->reg.chargers[i];
     bool online = is_online(app, &ch->link, now);
@@ -165,18 +166,15 @@ static void reject_alerts(const pw_app *app, json_t *alerts)
     }
 }
 
-json_t *pw_statedoc_build(const pw_app *app, uint64_t now)
+json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now)
 {
     const pw_cfg *cfg = app->cfg;
-    const pw_bal_result *res = pw_bal_results(app->bal);
     const pw_bal_node_result *nres = pw_bal_node_results(app->bal);
     json_t *alerts = json_array();
     json_t *nodes = json_array();
     for (size_t n = 0; n < cfg->n_nodes; n++)
         json_array_append_new(nodes, node_json(app, n, &nres[n], now, alerts));
-    json_t *chargers = json_array();
     for (size_t i = 0; i < cfg->n_chargers; i++) {
-        json_array_append_new(chargers, charger_json(app, i, res, now));
         const pw_reg_charger *ch = &app->reg.chargers[i];
         if (ch->announced && ch->announce.link == PW_LINK_WIFI && ch->announce.rssi_dbm < -75) {
             char text[160];
@@ -204,9 +202,18 @@ json_t *pw_statedoc_build(const pw_app *app, uint64_t now)
         cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN", "time_ms",
         (json_int_t)pw_app_wall_ms(), "uptime_s", (json_int_t)((now - app->start_ms) / 1000));
     json_object_set_new(doc, "nodes", nodes);
-    json_object_set_new(doc, "chargers", chargers);
     json_object_set_new(doc, "unassigned", unassigned);
     json_object_set_new(doc, "alerts", alerts);
     json_object_set_new(doc, "counters", counters_json(app));
+    return doc;
+}
+
+json_t *pw_statedoc_build(const pw_app *app, uint64_t now)
+{
+    json_t *doc = pw_statedoc_build_head(app, now);
+    json_t *chargers = json_array();
+    for (size_t i = 0; i < app->cfg->n_chargers; i++)
+        json_array_append_new(chargers, pw_statedoc_charger(app, i, now));
+    json_object_set_new(doc, "chargers", chargers);
     return doc;
 }
