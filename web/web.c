@@ -279,6 +279,8 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
     info.pvo = &web_pvo;
     info.vhost_name = "phasewise";
     if (w->tls) {
+        /* lws enables TLS on a vhost only when its own creation options ask for it too. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = opts->tls_cert;
         info.ssl_private_key_filepath = opts->tls_key;
         /* The handlers speak HTTP/1.1 transactions; keep browsers from negotiating h2. */

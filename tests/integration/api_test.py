@@ -1,15 +1,149 @@
 #!/usr/bin/env python3
 """The appliance's JSON API on loopback: logins guard every change, a foreign Origin is refused,
 malformed or invalid input gets 400 and changes nothing, a valid config takes effect at once and
-is saved; SIGHUP with a broken file keeps the running config; /metrics speaks Prometheus."""
+is saved; SIGHUP with a broken file keeps the running config; /metrics speaks Prometheus. The
+history, export, preview and pairing endpoints keep the same rules (exports and the pairing text
+need a login even to read); HTTPS with a certificate generated on first start."""
 import argparse
 import json
 import os
 import signal
+import socket
+import ssl
 import time
+import urllib.error
+import urllib.request
 
 import pwtest
 from pwtest import check, log
+
+
+def http_raw(port, path, headers=None, method="GET", body=None):
+    """Returns (status, headers, body bytes) without parsing."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=body,
+                                 headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def check_history(port, auth):
+    """Reads are dashboard data; exports are billing data and need a login."""
+    for path in ("/api/history/node/main?points=10", "/api/history/charger/a01",
+                 "/api/sessions", "/api/energy?period=day", "/api/events?limit=5",
+                 "/api/history/limits", "/api/chargers", "/api/nodes"):
+        st, body = pwtest.http_json(port, path)
+        check(st == 200, f"GET {path} got {st} {body}")
+    st, body = pwtest.http_json(port, "/api/history/node/main?from=abc")
+    check(st == 400 and body["field"] == "from", f"a bad 'from' got {st} {body}")
+    st, body = pwtest.http_json(port, "/api/energy?period=week")
+    check(st == 400 and body["field"] == "period", f"a bad period got {st} {body}")
+    st, body = pwtest.http_json(port, "/api/history/node/main?from=20&to=10")
+    check(st == 400, f"an empty range got {st} {body}")
+    for path in ("/api/export/sessions.csv", "/api/export/energy.csv", "/api/config/pairing"):
+        st, _, _ = http_raw(port, path)
+        check(st == 401, f"GET {path} without a login got {st}, not 401")
+    st, hdr, body = http_raw(port, "/api/export/energy.csv", {"Cookie": auth["Cookie"]})
+    check(st == 200 and hdr["Content-Type"].startswith("text/csv") and
+          "attachment" in hdr["Content-Disposition"], f"energy export: {st} {hdr}")
+    check(body.decode().splitlines()[0].count(",") >= 2, f"energy CSV header: {body[:80]!r}")
+    st, hdr, body = http_raw(port, "/api/export/sessions.csv?charger=a01", {"Cookie": auth["Cookie"]})
+    check(st == 200 and body.startswith(b"session,charger,"), f"sessions export: {st} {body[:80]!r}")
+    log("history reads open, bad arguments 400 by field, exports and pairing need a login")
+
+
+def check_preview(port, origin, auth, before):
+    """A preview changes nothing, and gets the same 401/403/400 rules as a change."""
+    good = json.loads(json.dumps(before))
+    good["chargers"][0]["max_a"] = 10
+    st, _ = pwtest.http_json(port, "/api/config/preview", "POST", good, origin)
+    check(st == 401, f"an unauthenticated preview got {st}, not 401")
+    st, _ = pwtest.http_json(port, "/api/config/preview", "POST", good,
+                             dict(auth, Origin="http://evil.example"))
+    check(st == 403, f"a cross-origin preview got {st}, not 403")
+    st, body = pwtest.http_json(port, "/api/config/preview", "POST", b"[1, 2", auth)
+    check(st == 400 and "error" in body, f"a malformed preview got {st} {body}")
+    bad = json.loads(json.dumps(before))
+    bad["chargers"][1]["min_a"] = 3
+    st, body = pwtest.http_json(port, "/api/config/preview", "POST", bad, auth)
+    check(st == 400 and body["errors"][0]["field"] == "chargers[1].min_a",
+          f"an invalid preview did not name the field: {st} {body}")
+    st, plan = pwtest.http_json(port, "/api/config/preview", "POST", good, auth)
+    check(st == 200, f"a valid preview got {st} {plan}")
+    first = plan["chargers"][0]
+    check(first["id"] == good["chargers"][0]["id"] and first["limit_a"] in (0, 10) or
+          0 < first["limit_a"] <= 10, f"the preview ignored max_a 10: {first}")
+    check({"summary", "nodes", "inputs"} <= plan.keys(), f"preview lacks parts: {plan.keys()}")
+    st, now = pwtest.http_json(port, "/api/config")
+    check(now == before, "a preview changed the running config")
+    log("preview: 401/403/400 like a change, errors by field, allocation returned, nothing "
+        "applied")
+
+
+def check_pairing(port, auth, tmp):
+    st, body = pwtest.http_json(port, "/api/config/pairing", headers={"Cookie": auth["Cookie"]})
+    with open(os.path.join(tmp, "facility.key")) as f:
+        key = f.read().strip()
+    check(st == 200 and body["pairing"] == key and body["grouped"].replace(" ", "") == key,
+          f"pairing text does not match the key file: {st}")
+
+
+def check_oversized(port, auth, before):
+    big = b'{"site": "' + b"x" * (1 << 20) + b'"}'
+    st, body = pwtest.http_json(port, "/api/config", "PUT", big, auth)
+    check(st == 413 and "error" in body, f"an oversized config got {st} {body}")
+    st, now = pwtest.http_json(port, "/api/config")
+    check(now == before, "an oversized request changed the config")
+    log("oversized body: 413, nothing changed")
+
+
+def check_https(args, tmp, procs):
+    """HTTPS by option: a self-signed certificate made on first start, key mode 0600, Secure
+    cookies, and no plain HTTP on that port."""
+    port = pwtest.free_tcp_port()
+    cfg = pwtest.test_config(port, pwtest.free_udp_port())
+    cfg["http"]["tls"] = {"enabled": True}
+    data = os.path.join(tmp, "tls")
+    os.mkdir(data)
+    cfg_path = os.path.join(data, "config.json")
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    pw = procs.start("phasewise-tls", [args.phasewise, "serve", "--config", cfg_path, "--data",
+                                       data])
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def https(path, method="GET", body=None, headers=None):
+        req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", method=method,
+                                     data=body, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+    pwtest.wait_for("HTTPS", lambda: https("/api/health")[0] == 200, 15)
+    cert, key = os.path.join(data, "tls-cert.pem"), os.path.join(data, "tls-key.pem")
+    check(os.stat(key).st_mode & 0o777 == 0o600, "the HTTPS key is readable by others")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw) as tls:
+        served = ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
+        check(tls.selected_alpn_protocol() in (None, "http/1.1"), "HTTPS offered h2")
+    with open(cert) as f:
+        check(f.read().split() == served.split(), "the served certificate is not tls-cert.pem")
+    st, hdr, _ = https("/api/auth/setup", "POST", json.dumps({"password": "correct horse battery"})
+                       .encode(), {"Origin": f"https://127.0.0.1:{port}",
+                                   "Content-Type": "application/json"})
+    check(st == 201 and "; Secure" in hdr["Set-Cookie"], f"setup over HTTPS: {st} {hdr}")
+    try:
+        st, _ = pwtest.http_json(port, "/api/health")
+    except (OSError, urllib.error.URLError):
+        st = None  # reset or refused: no plain HTTP there
+    check(st != 200, "plain HTTP answered on the HTTPS port")
+    check(procs.stop(pw) == 0, "phasewise (HTTPS) did not exit 0")
+    log("HTTPS: self-signed certificate generated (key 0600) and served, Secure cookie")
 
 
 def main():
@@ -71,6 +205,11 @@ def main():
         check(st == 400 and body["errors"][0]["field"] == "chargers[2].wiring",
               f"validate did not name the field: {st} {body}")
 
+        check_history(port, auth)
+        check_preview(port, origin, auth, before)
+        check_pairing(port, auth, tmp)
+        check_oversized(port, auth, before)
+
         st, body = pwtest.http_json(port, "/api/config", "PUT", changed, auth)
         check(st == 200, f"a valid change got {st} {body}")
 
@@ -100,6 +239,7 @@ def main():
                      "phasewise_datagrams_rejected_total{reason=\"auth\"}"):
             check(name in text, f"/metrics lacks {name}")
         check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
+        check_https(args, tmp, procs)
 
 
 if __name__ == "__main__":
