@@ -12,6 +12,13 @@
 
 /* ---- sending --------------------------------------------------------------------------------- */
 
+/* A device in a --meter-outage or --silence window (meters are device 0 there). */
+static bool silent(const sim_app *app, uint32_t device_id)
+{
+    return pw_sim_outage_active(app->o.outages, app->o.n_outages, device_id,
+                                pw_sim_now(app->model));
+}
+
 static void deliver_out(void *ctx, const uint8_t *buf, size_t len)
 {
     sim_app *app = ctx;
@@ -61,6 +68,8 @@ void sim_agent_send_announces(sim_app *app)
 {
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
         const pw_bal_charger_spec *spec = &app->cfg->chargers[i];
+        if (silent(app, app->chargers[i].s.id))
+            continue;
         pw_proto_msg msg = {.hdr.type = PW_MSG_ANNOUNCE};
         pw_msg_announce *a = &msg.u.announce;
         pw_strlcpy(a->model, "phasewise-sim", sizeof(a->model));
@@ -96,6 +105,8 @@ static void send_statuses(sim_app *app)
     uint64_t now = uv_now(&app->loop);
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
         sim_charger_tx *tx = &app->chargers[i];
+        if (silent(app, tx->s.id))
+            continue;
         pw_sim_charger_view v;
         pw_sim_charger(app->model, i, &v);
         if (!pw_sim_status_due(tx->sent ? &tx->last : NULL, &v, now - tx->last_real))
@@ -131,7 +142,7 @@ static void send_meters(sim_app *app)
     for (size_t i = 0; i < app->cfg->n_nodes; i++) {
         enum pw_meter_kind kind = app->cfg->meters[i].kind;
         double amps[PW_LINES];
-        if (kind == PW_METER_NONE)
+        if (kind == PW_METER_NONE || silent(app, 0))
             continue;
         pw_sim_meter_reading(app->model, i, amps);
         if (kind == PW_METER_DEFA) {
@@ -208,6 +219,8 @@ static void apply_allocation(sim_app *app, const pw_msg_allocation *a, uint64_t 
             app->c.rx_unknown_charger++;
             continue;
         }
+        if (silent(app, e->charger_id))
+            continue;
         pw_sim_charger_view before;
         pw_sim_charger(app->model, (size_t)ci, &before);
         pw_sim_apply(app->model, (size_t)ci, e->limit_ma / 1000.0, e->phases, lease_sim_ms,

@@ -36,6 +36,11 @@ static const char usage[] =
     "  --report FILE         append one JSON line of ground truth per simulated second\n"
     "  --loss P --dup P --reorder P\n"
     "                        impair datagrams in both directions with these probabilities\n"
+    "  --meter-outage START:SECONDS\n"
+    "                        every meter sends nothing from START for SECONDS (simulated)\n"
+    "  --silence ID:START:SECONDS\n"
+    "                        the charger with device id ID sends and hears nothing from START\n"
+    "                        for SECONDS (simulated), as with its cable pulled; repeatable\n"
     "  --verbose             debug logging\n"
     "  --help, --version\n";
 
@@ -57,6 +62,8 @@ enum {
     OPT_LOSS,
     OPT_DUP,
     OPT_REORDER,
+    OPT_METER_OUTAGE,
+    OPT_SILENCE,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -80,6 +87,8 @@ static const struct option long_opts[] = {
     {"loss", required_argument, NULL, OPT_LOSS},
     {"dup", required_argument, NULL, OPT_DUP},
     {"reorder", required_argument, NULL, OPT_REORDER},
+    {"meter-outage", required_argument, NULL, OPT_METER_OUTAGE},
+    {"silence", required_argument, NULL, OPT_SILENCE},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -134,6 +143,23 @@ static int numeric_opt(sim_opts *o, int c, const char *arg)
     return -1;
 }
 
+/* Adds a --meter-outage or --silence window. Returns 0 or -1 (logged). */
+static int add_outage(sim_opts *o, int charger, const char *arg)
+{
+    const char *opt = charger ? "--silence" : "--meter-outage";
+    if (o->n_outages == PW_SIM_MAX_OUTAGES) {
+        pw_error(SIM_COMP, "%s: at most %d outages", opt, PW_SIM_MAX_OUTAGES);
+        return -1;
+    }
+    if (pw_sim_outage_parse(arg, charger, &o->outages[o->n_outages]) != 0) {
+        pw_error(SIM_COMP, "%s: '%s' is not %s", opt, arg,
+                 charger ? "DEVICE_ID:START:SECONDS" : "START:SECONDS");
+        return -1;
+    }
+    o->n_outages++;
+    return 0;
+}
+
 /* Parses argv into o. Returns 0 to run, 1 to exit 0 (help, version), -1 on a usage error. */
 static int parse_args(int argc, char **argv, sim_opts *o)
 {
@@ -164,6 +190,11 @@ static int parse_args(int argc, char **argv, sim_opts *o)
             break;
         case OPT_REPORT:
             o->report = optarg;
+            break;
+        case OPT_METER_OUTAGE:
+        case OPT_SILENCE:
+            if (add_outage(o, c == OPT_SILENCE, optarg) != 0)
+                return -1;
             break;
         case OPT_VERBOSE:
             pw_log_set_level(PW_LOG_DEBUG);

@@ -33,4 +33,20 @@ void pw_sim_impair_pass(pw_sim_impair *im, const uint8_t *buf, size_t len, pw_si
 /* Delivers a held datagram, if any (the end of a tick, so nothing is held for long). */
 void pw_sim_impair_flush(pw_sim_impair *im, pw_sim_deliver_fn fn, void *ctx);
 
+/* A device that goes silent for a while: it sends nothing and hears nothing from start_ms to
+ * end_ms (simulated time), as with a cable pulled or a meter gateway hung. */
+typedef struct pw_sim_outage {
+    uint32_t device_id; /* a charger's device id; 0 = every phasewise meter gateway */
+    uint64_t start_ms, end_ms;
+} pw_sim_outage;
+
+#define PW_SIM_MAX_OUTAGES 8
+
+/* Parses "START:SECONDS" (device_id 0) or, with_device, "DEVICE:START:SECONDS"; times in
+ * seconds, fractions allowed. Returns 0 and fills out, or -1 if text is not of that form. */
+int pw_sim_outage_parse(const char *text, int with_device, pw_sim_outage *out);
+
+/* True if any of the n outages covers device_id at sim_ms. */
+int pw_sim_outage_active(const pw_sim_outage *o, size_t n, uint32_t device_id, uint64_t sim_ms);
+
 #endif

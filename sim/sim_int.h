@@ -31,6 +31,8 @@ typedef struct sim_opts {
     double duration_s;         /* simulated seconds; 0 = until a signal */
     uint32_t meter_ms;         /* meter interval, simulated */
     double loss, dup, reorder; /* packet impairment probabilities, both directions */
+    pw_sim_outage outages[PW_SIM_MAX_OUTAGES]; /* silent meters and chargers */
+    size_t n_outages;
     pw_sim_params model;
 } sim_opts;
 

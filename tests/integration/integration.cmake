@@ -16,3 +16,10 @@ add_test(NAME storage_full
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/storage_full_test.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(storage_full PROPERTIES LABELS "integration" TIMEOUT 150 SKIP_RETURN_CODE 77)
+# Faults on real processes (issue 5): each under a minute, short timeouts in the test's config.
+foreach(fault lossy meter_outage charger_silent)
+  add_test(NAME fault_${fault}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_${fault}.py
+                   --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+  set_tests_properties(fault_${fault} PROPERTIES LABELS "integration" TIMEOUT 120)
+endforeach()

@@ -578,6 +578,37 @@ static void test_impairment(void **state)
     assert_memory_equal(ta.got, tb.got, sizeof(ta.got));
 }
 
+static void test_outages(void **state)
+{
+    pw_sim_outage o[2];
+    (void)state;
+    assert_int_equal(pw_sim_outage_parse("30:120", 0, &o[0]), 0);
+    assert_int_equal(o[0].device_id, 0);
+    assert_int_equal(o[0].start_ms, 30000);
+    assert_int_equal(o[0].end_ms, 150000);
+    assert_int_equal(pw_sim_outage_parse("1003:2.5:10", 1, &o[1]), 0);
+    assert_int_equal(o[1].device_id, 1003);
+    assert_int_equal(o[1].start_ms, 2500);
+    assert_int_equal(o[1].end_ms, 12500);
+    /* Malformed: missing parts, zero length, a device where none is expected, negative. */
+    pw_sim_outage bad;
+    const char *const wrong[] = {"30", "30:", ":5", "30:0", "1:2:3", "-1:5", "30:5x"};
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++)
+        assert_int_equal(pw_sim_outage_parse(wrong[i], 0, &bad), -1);
+    assert_int_equal(pw_sim_outage_parse("0:1:5", 1, &bad), -1);
+    assert_int_equal(pw_sim_outage_parse("7:5", 1, &bad), -1);
+
+    /* The window is [start, end) and belongs to its device only. */
+    assert_false(pw_sim_outage_active(o, 2, 0, 29999));
+    assert_true(pw_sim_outage_active(o, 2, 0, 30000));
+    assert_true(pw_sim_outage_active(o, 2, 0, 149999));
+    assert_false(pw_sim_outage_active(o, 2, 0, 150000));
+    assert_true(pw_sim_outage_active(o, 2, 1003, 2500));
+    assert_false(pw_sim_outage_active(o, 2, 1004, 2500));
+    assert_false(pw_sim_outage_active(o, 2, 1003, 12500));
+    assert_false(pw_sim_outage_active(o, 0, 0, 40000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_rejects_bad_params),
         cmocka_unit_test(test_status_reporting_rule),
         cmocka_unit_test(test_impairment),
+        cmocka_unit_test(test_outages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

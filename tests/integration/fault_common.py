@@ -1,0 +1,121 @@
+"""Shared pieces of the fault tests (fault_*.py): the demo facility on this test's own ports with
+short timeouts, the appliance and the simulator started in a pwtest workspace, the simulator's
+ground-truth report, the live state and /metrics. Loopback only."""
+import json
+import os
+import time
+import urllib.request
+
+import pwtest
+from pwtest import check, log
+
+
+def write_config(tmp, balancer=None, meter=None, http_port=None, mcast_port=None, interface=None):
+    """The demo facility on fresh ports with balancer and main-meter overrides; returns
+    (config dict, path, http port)."""
+    http_port = http_port or pwtest.free_tcp_port()
+    cfg = pwtest.test_config(http_port, mcast_port or pwtest.free_udp_port())
+    cfg["balancer"].update(balancer or {})
+    cfg["nodes"][0]["meter"].update(meter or {})
+    if interface:
+        cfg["network"]["interface"] = interface
+    path = os.path.join(tmp, "config.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=1)
+    return cfg, path, http_port
+
+
+def start_appliance(procs, tmp, cfg_path, http_port, binary, name="phasewise", prefix=()):
+    p = procs.start(name, list(prefix) + [binary, "serve", "--config", cfg_path, "--data", tmp,
+                                          "--db", os.path.join(tmp, "history.db")])
+    if http_port:
+        pwtest.wait_for("the appliance's API",
+                        lambda: pwtest.http_json(http_port, "/api/health")[0] == 200, 20)
+    else:
+        pwtest.wait_for("the facility key", lambda: os.path.exists(os.path.join(tmp,
+                                                                                "facility.key")),
+                        20)
+    return p
+
+
+def start_sim(procs, tmp, cfg_path, binary, extra=(), name="phasewise-sim", prefix=()):
+    """The simulator with a busy evening (cars on most chargers) and its report in tmp."""
+    report = os.path.join(tmp, f"{name}.jsonl")
+    args = list(prefix) + [binary, "--config", cfg_path, "--key-file",
+                           os.path.join(tmp, "facility.key"), "--seed", "11", "--cars", "40",
+                           "--arrivals", "evening", "--start-hour", "18.5", "--report", report]
+    p = procs.start(name, args + list(extra))
+    p.report = report
+    return p
+
+
+def read_report(path):
+    """Every complete line of the simulator's ground-truth report so far."""
+    lines = []
+    if not os.path.exists(path):
+        return lines
+    with open(path) as f:
+        for raw in f:
+            if raw.endswith("\n"):
+                lines.append(json.loads(raw))
+    return lines
+
+
+def last_report(path):
+    r = read_report(path)
+    return r[-1] if r else None
+
+
+def state(http_port):
+    st, doc = pwtest.http_json(http_port, "/api/state")
+    check(st == 200, f"/api/state answered {st}")
+    return doc
+
+
+def metrics(http_port):
+    """/metrics as {series with labels: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def wait_balancing(http_port, report, n, timeout=25):
+    """Until every charger is online at the appliance and holds a lease in the simulator."""
+    def ready():
+        doc = state(http_port)
+        last = last_report(report)
+        return (sum(c["online"] for c in doc["chargers"]) == n and last is not None and
+                all(c["lease"] == "active" for c in last["chargers"]))
+    pwtest.wait_for(f"all {n} chargers online and leased", ready, timeout)
+    log(f"all {n} chargers online and leased")
+
+
+def check_no_overload(reports, what, tolerance_ms=0):
+    """No node line above its limit beyond the reaction window, per the simulator's ground
+    truth; returns the worst excess seen (A) for the log."""
+    check(reports, f"{what}: no simulator report")
+    final = reports[-1]
+    for node in final["nodes"]:
+        for line in range(3):
+            check(node["over_beyond_ms"][line] <= tolerance_ms,
+                  f"{what}: node {node['id']} L{line + 1} above its limit beyond the reaction "
+                  f"window for {node['over_beyond_ms'][line]} ms")
+    return max(max(node["max_over_a"]) for node in final["nodes"])
+
+
+def charging(report_line):
+    return sum(c["state"] == "C" for c in report_line["chargers"])
+
+
+def sleep_watch(seconds, procs_alive):
+    """Sleeps, failing early if a process that must stay up exits."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for p in procs_alive:
+            check(p.poll() is None, f"{p.name} exited with {p.returncode}")
+        time.sleep(0.5)
