@@ -10,15 +10,18 @@ import pwtest
 from pwtest import check, log
 
 
-def write_config(tmp, balancer=None, meter=None, http_port=None, mcast_port=None, interface=None):
-    """The demo facility on fresh ports with balancer and main-meter overrides; returns
-    (config dict, path, http port)."""
+def write_config(tmp, balancer=None, meter=None, http_port=None, mcast_port=None, interface=None,
+                 only_chargers=None):
+    """The demo facility on fresh ports with balancer and main-meter overrides (and only the
+    chargers named, if given); returns (config dict, path, http port)."""
     http_port = http_port or pwtest.free_tcp_port()
     cfg = pwtest.test_config(http_port, mcast_port or pwtest.free_udp_port())
     cfg["balancer"].update(balancer or {})
     cfg["nodes"][0]["meter"].update(meter or {})
     if interface:
         cfg["network"]["interface"] = interface
+    if only_chargers is not None:
+        cfg["chargers"] = [c for c in cfg["chargers"] if c["id"] in set(only_chargers)]
     path = os.path.join(tmp, "config.json")
     with open(path, "w") as f:
         json.dump(cfg, f, indent=1)

@@ -23,3 +23,15 @@ foreach(fault lossy meter_outage charger_silent)
                    --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
   set_tests_properties(fault_${fault} PROPERTIES LABELS "integration" TIMEOUT 120)
 endforeach()
+add_test(NAME fault_sigkill
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_sigkill.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+add_test(NAME fault_forged
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_forged.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+# Network namespaces and a veth pair made and deleted by the test; skipped without root.
+add_test(NAME fault_rejoin
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_rejoin.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(fault_sigkill fault_forged fault_rejoin
+                     PROPERTIES LABELS "integration" TIMEOUT 120 SKIP_RETURN_CODE 77)
