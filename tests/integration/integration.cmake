@@ -35,3 +35,7 @@ add_test(NAME fault_rejoin
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(fault_sigkill fault_forged fault_rejoin
                      PROPERTIES LABELS "integration" TIMEOUT 120 SKIP_RETURN_CODE 77)
+add_test(NAME fault_devices
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_devices.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(fault_devices PROPERTIES LABELS "integration" TIMEOUT 120)
