@@ -11,7 +11,8 @@
 #include "pw_util.h"
 
 /* Jobs in flight. libuv's pool has four threads and the history writer needs one of them; two
- * queries at a time keep the appliance responsive without starving it. */
+ * queries at a time keep the appliance responsive without starving it, and on a machine with
+ * two cores or fewer one query at a time leaves a core to the control loop. */
 #define POOL_WORKERS 2
 #define POOL_QUEUE   32 /* requests waiting beyond these are refused with 503 */
 
@@ -46,6 +47,7 @@ struct pw_api_pool {
      * over by uv_queue_work and given back in its after-work callback, so no lock is needed. */
     pw_store_reader *readers[POOL_WORKERS];
     bool busy[POOL_WORKERS];
+    unsigned workers; /* slots in use: 1..POOL_WORKERS */
     unsigned running;
     pw_api_job *head, *tail;
     size_t queued;
@@ -57,6 +59,7 @@ pw_api_pool *pw_api_pool_new(uv_loop_t *loop, const char *db_path)
     pw_api_pool *p = pw_xcalloc(1, sizeof *p);
     p->loop = loop;
     pw_strlcpy(p->db_path, db_path, sizeof p->db_path);
+    p->workers = uv_available_parallelism() > 2 ? POOL_WORKERS : 1;
     return p;
 }
 
@@ -117,7 +120,7 @@ static void job_done(uv_work_t *req, int status)
  * void) without running. */
 static void pool_dispatch(pw_api_pool *pool)
 {
-    while (pool->head && pool->running < POOL_WORKERS) {
+    while (pool->head && pool->running < pool->workers) {
         pw_api_job *job = pool->head;
         pool->head = job->next;
         if (!pool->head)
