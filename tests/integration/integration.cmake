@@ -39,3 +39,7 @@ add_test(NAME fault_devices
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_devices.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(fault_devices PROPERTIES LABELS "integration" TIMEOUT 120)
+add_test(NAME fault_config_reload
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_config_reload.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(fault_config_reload PROPERTIES LABELS "integration" TIMEOUT 120)
