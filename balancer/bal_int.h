@@ -49,17 +49,27 @@ typedef struct bal_node {
     size_t row0, nrows; /* its constraint rows */
     bool has_meter;
     uint64_t meter_at;
+    uint32_t meter_iv; /* time between its last two readings, at most its timeout */
+    int slot; /* metered: its column in every charger's draw-at-reading table (bal_ch.at_meter),
+                 the number of metered nodes above it; -1 unmetered */
+    int mup;  /* the nearest metered node above it, -1 if none */
     double meter_a[PW_LINES];
     bal_hist hist[BAL_HIST];
     /* per run */
-    double meas_ev[PW_LINES]; /* what online chargers below it measure */
-    double fixed[PW_LINES];   /* budget of silent and faulty chargers below it */
-    double sub[PW_LINES];     /* sum of the children's non-EV budgets */
-    double non_ev[PW_LINES];  /* budgeted non-EV load */
-    double trans[PW_LINES];   /* load while cuts are still pending */
-    bool stale;               /* its own meter is stale */
-    int stale_src;            /* node whose stale meter shaped this budget, -1 if none */
-    int sub_stale;            /* a child's stale_src, -1 if none */
+    double meas_ev[PW_LINES];   /* metered: what online chargers below drew when it was read */
+    uint32_t path_iv;           /* the longest meter interval of it and the metered nodes above */
+    double fixed[PW_LINES];     /* budget of silent and faulty chargers below it */
+    double sub[PW_LINES];       /* sum of the children's non-EV budgets */
+    double non_ev[PW_LINES];    /* budgeted non-EV load */
+    double in_flight[PW_LINES]; /* metered: what chargers below may have dropped by following a
+                                   cut before the reading without a status saying so yet */
+    double sub_t[PW_LINES];     /* sum of the children's non_ev_t */
+    double non_ev_t[PW_LINES];  /* the non-EV budget raises may rely on: with in_flight added,
+                                   since such a drop in the reading hides as less non-EV load */
+    double trans[PW_LINES];     /* load while cuts are still pending */
+    bool stale;                 /* its own meter is stale */
+    int stale_src;              /* node whose stale meter shaped this budget, -1 if none */
+    int sub_stale;              /* a child's stale_src, -1 if none */
 } bal_node;
 
 /* What one run decides for a charger. */
@@ -82,9 +92,11 @@ typedef struct bal_plan {
     uint8_t mode, tmode;   /* final / target phase mode: 1 or 3 */
     uint8_t st;
     bool want, susp, trimmed, online, can1, can3;
-    bool held; /* a raise is held until cuts are seen */
-    int bind;  /* row that froze it, -1 */
-    int block; /* row that refused its minimum, -1 */
+    bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
+    bool held;     /* a raise is held until cuts are seen */
+    bool own_wait; /* held until the car has followed its own last change */
+    int bind;      /* row that froze it, -1 */
+    int block;     /* row that refused its minimum, -1 */
     enum pw_bal_reason pause;
     double fixed[PW_LINES]; /* silent or faulty: what it may still draw */
 } bal_plan;
@@ -102,10 +114,12 @@ typedef struct bal_why {
     enum pw_bal_reason code;
     uint8_t variant; /* which sentence of the code */
     bool one_phase;
-    int row;    /* binding or blocking row, -1 */
-    int stale;  /* node whose stale meter is named, -1 */
-    double x;   /* amperes shown, to a tenth */
-    uint64_t n; /* seconds or minutes shown */
+    int row;     /* binding or blocking row, -1 */
+    int stale;   /* node whose stale meter is named, -1 */
+    double x;    /* amperes shown, to a tenth */
+    double y;    /* a car's draw, to a tenth */
+    double kept; /* the offer kept below its target by the hysteresis, to a tenth; 0 = none */
+    uint64_t n;  /* seconds or minutes shown */
 } bal_why;
 
 /* What the balancer remembers about a charger between runs. */
@@ -113,14 +127,21 @@ typedef struct bal_ch {
     bal_spec spec;
     int cls;       /* priority class rank, 0 = highest */
     bool imb_path; /* a node on its path has an imbalance limit */
+    int metered;   /* the nearest metered node at or above its node, -1 if none; the next ones
+                      up follow bal_node.mup */
     uint8_t wired; /* grid lines of all wired terminals */
     uint8_t one;   /* grid lines loaded when switched to 1 phase */
     bool has_meas;
     uint64_t meas_at;
     pw_bal_measure m;
     double meas_line[PW_LINES]; /* measured current per grid line */
-    uint8_t car_terms;          /* terminals seen active this session */
-    uint8_t mode;               /* 1 or 3 */
+    /* What it drew per grid line when each metered node above it was last read, column by the
+     * node's slot: never more than any status that may describe that moment reported, so that
+     * meter minus chargers never under-estimates the non-EV load. n_slots x PW_LINES, in
+     * pw_bal.at_meter. */
+    double *at_meter;
+    uint8_t car_terms; /* terminals seen active this session */
+    uint8_t mode;      /* 1 or 3 */
     uint64_t mode_since;
     uint32_t switches; /* this session */
     bool have_prev;
@@ -128,8 +149,18 @@ typedef struct bal_ch {
     uint8_t prev_mode;
     double prev_line[PW_LINES];
     uint64_t offer_since; /* prev_limit unchanged since */
-    bool has_cut;
+    bool sent;            /* an offer change of ours is on record: */
+    bool last_up;         /* the last was a raise */
+    uint64_t sent_at;     /* at this time */
+    /* A cut whose freed room may not be seen yet: until then raises count the charger at what
+     * it was last seen to draw, by its status and by every meter above it (with a slow meter
+     * the non-EV load is only as new as the reading). After the reaction window plus one meter
+     * interval the cut is taken as followed. */
+    bool cut_pending;
     uint64_t cut_at;
+    double low_line[PW_LINES]; /* the lowest it was offered per grid line while cuts pend: it
+                                  may have followed that before a reading, unreported */
+    bool susp_believed;        /* its car's "suspended" was believed: held until it changes state */
     bool running, paused_by_us;
     uint64_t run_since, paused_at, waiting_since;
     bool has_why;
@@ -144,6 +175,8 @@ struct pw_bal {
     size_t n_nodes, n_ch, n_rows, n_cls;
     bal_node *nodes;
     bal_ch *ch;
+    double *at_meter; /* n_ch x n_slots x PW_LINES, see bal_ch.at_meter */
+    size_t n_slots;   /* the most metered nodes on any path from a node to the root */
     bal_plan *plan;
     bal_row *rows;
     size_t *dfs_node; /* nodes in depth-first preorder */
@@ -176,6 +209,9 @@ void bal__allocate(pw_bal *b);
 #define BAL_FOR_PATH_ROWS(b, k, j)                                                                 \
     for (int n_ = (b)->ch[k].spec.node; n_ >= 0; n_ = (b)->nodes[n_].spec.parent)                  \
         for (size_t j = (b)->nodes[n_].row0; j < (b)->nodes[n_].row0 + (b)->nodes[n_].nrows; j++)
+
+/* The metered nodes on charger k's path, nearest first. */
+#define BAL_FOR_PATH_METERS(b, k, n) for (int n = (b)->ch[k].metered; n >= 0; n = (b)->nodes[n].mup)
 
 /* Human-readable name of a node / charger: its name, or its id when unnamed. */
 const char *bal__node_name(const pw_bal *b, int n);

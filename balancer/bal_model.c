@@ -16,7 +16,10 @@ void pw_bal_default_params(pw_bal_params *p)
         .reaction_ms = 5000,
         .min_run_ms = 15 * 60 * 1000,
         .min_pause_ms = 5 * 60 * 1000,
-        .offline_ms = 20000,
+        .offline_ms = 90000,
+        .status_min_ms = 1000,
+        .status_max_ms = 30000,
+        .status_delay_ms = 250,
         .hysteresis_a = 1.0,
         .trim_headroom_a = 2.0,
         .probe_ms = 5 * 60 * 1000,
@@ -186,6 +189,8 @@ static int validate_params(const pw_bal_params *p, char *err, size_t es)
         return fail(err, es, "params.active_phase_a: must be positive");
     if (p->offline_ms == 0)
         return fail(err, es, "params.offline_ms: must be positive");
+    if (p->status_max_ms == 0)
+        return fail(err, es, "params.status_max_ms: must be positive");
     return 0;
 }
 
@@ -326,6 +331,41 @@ static void build_rows(pw_bal *b)
     b->n_rows = j;
 }
 
+/* The nearest metered node at or above node n, -1 if none. */
+static int metered_at_or_above(const pw_bal *b, int n)
+{
+    while (n >= 0 && !b->nodes[n].spec.metered)
+        n = b->nodes[n].spec.parent;
+    return n;
+}
+
+/* Columns of the draw-at-reading table: a metered node's slot is the number of metered nodes
+ * above it, so the metered nodes on one path have distinct slots. Also the chain of metered
+ * nodes up every path, so that runs visit only those. */
+static void build_slots(pw_bal *b)
+{
+    b->n_slots = 0;
+    for (size_t n = 0; n < b->n_nodes; n++) {
+        bal_node *node = &b->nodes[n];
+        node->mup = metered_at_or_above(b, node->spec.parent);
+        node->slot = -1;
+        if (!node->spec.metered)
+            continue;
+        int above = 0;
+        for (int p = node->mup; p >= 0; p = b->nodes[p].mup)
+            above++;
+        node->slot = above;
+        if ((size_t)above + 1 > b->n_slots)
+            b->n_slots = (size_t)above + 1;
+    }
+    size_t nk = b->n_ch ? b->n_ch : 1, ns = b->n_slots ? b->n_slots : 1;
+    b->at_meter = pw_xcalloc(nk * ns * PW_LINES, sizeof *b->at_meter);
+    for (size_t k = 0; k < b->n_ch; k++) {
+        b->ch[k].at_meter = b->at_meter + k * ns * PW_LINES;
+        b->ch[k].metered = metered_at_or_above(b, b->ch[k].spec.node);
+    }
+}
+
 static int cmp_prio_desc(const void *x, const void *y)
 {
     int a = *(const int *)x, b = *(const int *)y;
@@ -408,6 +448,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     }
     build_tree_order(b);
     build_rows(b);
+    build_slots(b);
     for (size_t k = 0; k < b->n_ch; k++)
         for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
             b->ch[k].imb_path = b->ch[k].imb_path || b->nodes[n].spec.max_imbalance_a > 0;
@@ -421,6 +462,7 @@ void pw_bal_free(pw_bal *b)
         return;
     free(b->nodes);
     free(b->ch);
+    free(b->at_meter);
     free(b->plan);
     free(b->rows);
     free(b->dfs_node);
@@ -458,8 +500,54 @@ void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uin
      * chargers, which errs on the safe side either way. */
     for (size_t l = 0; l < PW_LINES; l++)
         n->meter_a[l] = line_a[l];
+    if (n->has_meter && now_ms > n->meter_at) {
+        uint64_t iv = now_ms - n->meter_at;
+        n->meter_iv = (uint32_t)(iv < n->spec.meter_timeout_ms ? iv : n->spec.meter_timeout_ms);
+    }
     n->has_meter = true;
     n->meter_at = now_ms;
+    if (n->slot < 0)
+        return;
+    /* The reading includes what the chargers below draw now: remember it as the statuses known
+     * so far tell it. A charger not heard from yet counts as drawing nothing (the safe side). */
+    for (size_t i = n->lo; i < n->hi; i++) {
+        const bal_ch *c = &b->ch[b->dfs_ch[i]];
+        double *at = c->at_meter + (size_t)n->slot * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++)
+            at[l] = c->has_meas ? c->meas_line[l] : 0;
+    }
+}
+
+/* Whether a status arriving at now, after one at prev, may report a change that happened before
+ * a meter reading at read: the change came after the previous status was measured, and either
+ * the status was held back by the protocol's minimum interval (the change may be up to that
+ * old) or it arrived within the delay of the reading. */
+static bool may_predate(const pw_bal_params *p, uint64_t read, uint64_t prev, uint64_t now)
+{
+    if (now < read || prev > read + p->status_delay_ms)
+        return false;
+    return now - prev < (uint64_t)p->status_min_ms + p->status_delay_ms ||
+           now <= read + p->status_delay_ms;
+}
+
+/* A status that may describe the moment a meter above the charger was read lowers the draw
+ * remembered for that reading where it is lower: the meter may already have seen the drop. */
+static void lower_at_meter(pw_bal *b, size_t k, bool had, uint64_t prev, uint64_t now)
+{
+    bal_ch *c = &b->ch[k];
+    BAL_FOR_PATH_METERS(b, k, n)
+    {
+        const bal_node *node = &b->nodes[n];
+        if (!node->has_meter)
+            continue;
+        /* Not heard from before: the reading already counted it as drawing nothing. */
+        if (!had || !may_predate(&b->p, node->meter_at, prev, now))
+            continue;
+        double *at = c->at_meter + (size_t)node->slot * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++)
+            if (c->meas_line[l] < at[l])
+                at[l] = c->meas_line[l];
+    }
 }
 
 void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint64_t now_ms)
@@ -485,16 +573,23 @@ void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint
         if (c->m.current_a[t] > b->p.active_phase_a)
             active |= (uint8_t)(1u << t);
     }
+    if (c->m.car != PW_CAR_SUSPENDED)
+        c->susp_believed = false;
     if (c->m.car == PW_CAR_NONE) { /* the session ended: forget what we learned about the car */
         c->car_terms = 0;
         c->switches = 0;
         c->mode = 3;
         c->trim_cap = 0;
-    } else if (c->m.car == PW_CAR_CHARGING && c->mode == 3) {
+    } else if (c->m.car == PW_CAR_CHARGING && c->mode == 3 && m->applied_phases != 1 &&
+               (b->p.oneshot || now_ms - c->mode_since >= b->p.reaction_ms ||
+                now_ms < c->mode_since)) {
         /* Phases only grow within a session: a phase dipping under the threshold for a moment
-         * must not make the plan forget the load it will carry again. */
+         * must not make the plan forget the load it will carry again. Only a car that has had
+         * the reaction window to follow a switch back to three phases shows its phases: one
+         * still on the single phase it was switched to would read as a single-phase car. */
         c->car_terms |= active;
     }
+    lower_at_meter(b, charger, c->has_meas, c->meas_at, now_ms);
     c->has_meas = true;
     c->meas_at = now_ms;
 }

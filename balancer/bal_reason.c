@@ -94,6 +94,42 @@ static int binding_row(const pw_bal *b, size_t k)
     return -1;
 }
 
+static double tenths(double a)
+{
+    return (double)(int64_t)(a * 10 + 0.5) / 10;
+}
+
+static double largest(const double a[PW_LINES])
+{
+    double m = 0;
+    for (size_t l = 0; l < PW_LINES; l++)
+        m = a[l] > m ? a[l] : m;
+    return m;
+}
+
+/* What bounds the target of a running charger: its own demand (its maximum, or its draw plus
+ * headroom when trimmed) or a full row. */
+static void decide_bound(const pw_bal *b, size_t k, bal_why *w)
+{
+    const bal_plan *pl = &b->plan[k];
+    if (pl->target >= pl->hi - 1e-6) {
+        w->code = pl->trimmed ? PW_REASON_CAR_DRAW : PW_REASON_MAX;
+        w->x = pl->hi;
+        w->y = pl->trimmed ? largest(b->ch[k].m.current_a) : 0;
+        w->variant = pl->trimmed && pl->hi <= pl->lo + 1e-6; /* trimmed to the minimum */
+    } else if ((w->row = binding_row(b, k)) < 0) {
+        w->code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */
+        w->variant = 1;
+        w->x = pl->val;
+    } else {
+        const bal_row *row = &b->rows[w->row];
+        w->stale = row->line ? b->nodes[row->node].stale_src : -1;
+        w->code = !row->line      ? PW_REASON_IMBALANCE
+                  : w->stale >= 0 ? PW_REASON_METER_STALE
+                                  : PW_REASON_NODE_LIMIT;
+    }
+}
+
 /* Decides the reason of charger k: the code and everything its sentence shows. */
 static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
 {
@@ -101,19 +137,19 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
     const bal_ch *c = &b->ch[k];
     const pw_bal_result *r = &b->res[k];
     bal_why w = {.row = -1, .stale = -1};
-    if (!pl->online) {
+    if (!pl->online || pl->overdue) {
         w.code = PW_REASON_OFFLINE;
-        w.variant = c->has_meas;
+        w.variant = pl->overdue ? 2 : c->has_meas;
         w.n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
-        for (size_t l = 0; l < PW_LINES; l++)
-            w.x = pl->fixed[l] > w.x ? pl->fixed[l] : w.x;
+        w.x = largest(pl->fixed);
+        w.y = pl->overdue ? c->prev_limit : 0;
     } else if (c->m.car == PW_CAR_FAULT) {
         w.code = PW_REASON_FAULT;
     } else if (!pl->want) {
         w.code = PW_REASON_NO_CAR;
     } else if (pl->held) {
         w.code = PW_REASON_WAITING_CUTS;
-        w.variant = pl->val > 0;
+        w.variant = pl->own_wait ? 2 : pl->val > 0;
         w.x = pl->target;
     } else if (pl->val <= 0) {
         w.row = pl->block;
@@ -125,30 +161,25 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
         w.code = PW_REASON_SUSPENDED;
         w.variant = 1;
         w.x = pl->lo;
-    } else if (pl->target >= pl->hi - 1e-6) {
-        w.code = pl->trimmed ? PW_REASON_CAR_DRAW : PW_REASON_MAX;
-        w.x = pl->hi;
-    } else if ((w.row = binding_row(b, k)) < 0) {
-        w.code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */
-        w.variant = 1;
-        w.x = pl->val;
     } else {
-        const bal_row *row = &b->rows[w.row];
-        w.stale = row->line ? b->nodes[row->node].stale_src : -1;
-        w.code = !row->line     ? PW_REASON_IMBALANCE
-                 : w.stale >= 0 ? PW_REASON_METER_STALE
-                                : PW_REASON_NODE_LIMIT;
+        decide_bound(b, k, &w);
+        /* A raise under the hysteresis was not sent: say so, and what bounds the target. */
+        if (pl->val < pl->target - 1e-6)
+            w.kept = pl->val;
     }
     w.one_phase = pl->want && pl->val > 0 && pl->mode == 1;
     /* Amperes are shown to a tenth: a change below that is no new sentence. */
-    w.x = (double)(int64_t)(w.x * 10 + 0.5) / 10;
+    w.x = tenths(w.x);
+    w.y = tenths(w.y);
+    w.kept = tenths(w.kept);
     return w;
 }
 
 static bool same_why(const bal_why *x, const bal_why *y)
 {
     return x->code == y->code && x->variant == y->variant && x->one_phase == y->one_phase &&
-           x->row == y->row && x->stale == y->stale && x->x == y->x && x->n == y->n;
+           x->row == y->row && x->stale == y->stale && x->x == y->x && x->y == y->y &&
+           x->kept == y->kept && x->n == y->n;
 }
 
 static void render_paused(const pw_bal *b, const bal_why *w, text *t)
@@ -187,6 +218,47 @@ static void render_paused(const pw_bal *b, const bal_why *w, text *t)
     }
 }
 
+/* "kept at 15.5 A: a raise under 1 A" */
+static void put_kept(const pw_bal *b, double kept, text *t)
+{
+    put(t, "kept at ");
+    put_amps(t, kept);
+    put(t, " A: a raise under ");
+    put_amps(t, b->p.hysteresis_a);
+    put(t, " A");
+}
+
+/* A charger bound by its own demand: the charger's maximum, or a car drawing less than offered
+ * (its draw and the trimmed offer). */
+static void render_own_limit(const pw_bal *b, const bal_why *w, text *t)
+{
+    if (w->kept > 0) {
+        put_kept(b, w->kept, t);
+        put(t, w->code == PW_REASON_MAX ? " to the charger's maximum " : " to ");
+        put_amps(t, w->x);
+        put(t, " A");
+        if (w->code == PW_REASON_CAR_DRAW) {
+            put(t, " (car draws ");
+            put_amps(t, w->y);
+            put(t, " A)");
+        }
+        put(t, " is not sent");
+        return;
+    }
+    if (w->code == PW_REASON_MAX) {
+        put(t, "at the charger's maximum ");
+        put_amps(t, w->x);
+        put(t, " A");
+        return;
+    }
+    put(t, "car draws ");
+    put_amps(t, w->y);
+    put(t, w->variant ? " A, less than offered: offer trimmed to its minimum "
+                      : " A, less than offered: offer trimmed to ");
+    put_amps(t, w->x);
+    put(t, " A");
+}
+
 /* Writes the sentence of a decided reason. */
 static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
 {
@@ -194,12 +266,19 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
     out[0] = '\0';
     switch (w->code) {
     case PW_REASON_OFFLINE:
-        put(&t, w->variant ? "charger silent for " : "charger not heard from yet");
+        put(&t, w->variant == 2 ? "no status for "
+                : w->variant    ? "charger silent for "
+                                : "charger not heard from yet");
         if (w->variant) {
             put_uint(&t, w->n);
             put(&t, " s");
         }
-        put(&t, ": budgeted at ");
+        if (w->variant == 2) {
+            put(&t, ": offer ");
+            put_amps(&t, w->y);
+            put(&t, " A held");
+        }
+        put(&t, w->variant == 2 ? ", budgeted at " : ": budgeted at ");
         put_amps(&t, w->x);
         put(&t, " A");
         break;
@@ -216,19 +295,12 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
         }
         put(&t, "raise to ");
         put_amps(&t, w->x);
-        put(&t, " A waits until other chargers follow cuts");
+        put(&t, w->variant == 2 ? " A waits until the car has followed its last change"
+                                : " A waits until other chargers follow cuts");
         break;
     case PW_REASON_CAR_DRAW:
-        put(&t, "car draws ");
-        put_amps(&t, w->x - b->p.trim_headroom_a);
-        put(&t, " A, less than offered: offer trimmed to ");
-        put_amps(&t, w->x);
-        put(&t, " A");
-        break;
     case PW_REASON_MAX:
-        put(&t, "at the charger's maximum ");
-        put_amps(&t, w->x);
-        put(&t, " A");
+        render_own_limit(b, w, &t);
         break;
     case PW_REASON_SUSPENDED:
         if (!w->variant) {
@@ -242,13 +314,12 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
     case PW_REASON_NODE_LIMIT:
     case PW_REASON_IMBALANCE:
     case PW_REASON_METER_STALE:
-        if (w->variant) {
-            put(&t, "kept at ");
-            put_amps(&t, w->x);
-            put(&t, " A: a raise under ");
-            put_amps(&t, b->p.hysteresis_a);
-            put(&t, " A is not sent");
-            break;
+        if (w->variant || w->kept > 0) {
+            put_kept(b, w->variant ? w->x : w->kept, &t);
+            put(&t, " is not sent");
+            if (w->variant)
+                break;
+            put(&t, "; ");
         }
         put(&t, "limited by ");
         put_row(&t, b, w->row);

@@ -121,6 +121,33 @@ static void init_prev(pw_bal *b, size_t k, uint64_t now)
     c->run_since = now;
 }
 
+/* A silent charger may still draw its last current, or its failsafe once its lease ends; one
+ * whose status is only overdue may also still draw what it was last offered. */
+static void silent_budget(const bal_ch *c, bool overdue, double fixed[PW_LINES])
+{
+    for (size_t l = 0; l < PW_LINES; l++) {
+        double fs = (c->wired & (1u << l)) ? c->spec.failsafe_a : 0;
+        double last = c->has_meas ? c->meas_line[l] : 0;
+        fixed[l] = last > fs ? last : fs;
+        if (overdue && c->prev_line[l] > fixed[l])
+            fixed[l] = c->prev_line[l];
+    }
+}
+
+/* A car that stopped drawing is reported as suspended, but it may have stopped because it was
+ * offered too little: believe it paused itself only once it has been offered at least its
+ * minimum for the reaction window, and then until it changes state. */
+static bool suspended_itself(pw_bal *b, bal_ch *c)
+{
+    if (b->p.oneshot || c->susp_believed)
+        return true;
+    double min = c->spec.min_a - 1e-9;
+    c->susp_believed = c->m.applied_limit_a >= min && c->prev_limit >= min &&
+                       c->meas_at >= c->offer_since &&
+                       c->meas_at - c->offer_since >= b->p.reaction_ms;
+    return c->susp_believed;
+}
+
 static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
 {
     bal_ch *c = &b->ch[k];
@@ -128,22 +155,26 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->val = pl->lo = pl->hi = 0;
     pl->mask = 0;
     pl->st = ST_IDLE;
-    pl->want = pl->susp = pl->trimmed = pl->held = false;
+    pl->want = pl->susp = pl->trimmed = pl->held = pl->overdue = pl->own_wait = false;
     pl->bind = pl->block = -1;
     pl->mode = pl->tmode = 3;
     memset(pl->fixed, 0, sizeof pl->fixed);
     pl->online = c->has_meas && (b->p.oneshot || age(now, c->meas_at) < b->p.offline_ms);
     if (!pl->online) {
-        /* Silent: it may still draw its last current, or its failsafe once its lease ends. */
-        for (size_t l = 0; l < PW_LINES; l++) {
-            double fs = (c->wired & (1u << l)) ? c->spec.failsafe_a : 0;
-            double last = c->has_meas ? c->meas_line[l] : 0;
-            pl->fixed[l] = last > fs ? last : fs;
-        }
+        silent_budget(c, false, pl->fixed);
         return;
     }
     if (!c->have_prev && !b->p.oneshot)
         init_prev(b, k, now);
+    /* A charger that missed a status may have lost the appliance too and fall back to its
+     * failsafe when its lease ends: budget that, and hold its offer (if it hears us, nothing
+     * changes for its car) until it is heard again or goes offline. */
+    if (!b->p.oneshot &&
+        age(now, c->meas_at) > (uint64_t)b->p.status_max_ms + b->p.status_delay_ms) {
+        pl->overdue = true;
+        silent_budget(c, true, pl->fixed);
+        return;
+    }
     if (c->m.car == PW_CAR_FAULT) {
         memcpy(pl->fixed, c->meas_line, sizeof pl->fixed);
         return;
@@ -151,7 +182,7 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     if (c->m.car == PW_CAR_NONE)
         return;
     pl->want = true;
-    pl->susp = c->m.car == PW_CAR_SUSPENDED;
+    pl->susp = c->m.car == PW_CAR_SUSPENDED && suspended_itself(b, c);
     pl->lo = c->spec.min_a;
     pl->w = c->spec.weight;
     pl->hi = pl->susp ? pl->lo : trimmed_demand(b, k, now);
@@ -189,17 +220,48 @@ static void hist_worst(const pw_bal *b, const bal_node *n, uint64_t now, double 
     }
 }
 
+/* Whether charger k's last cut may still be unseen: within the reaction window plus the longest
+ * meter interval above it. */
+static bool cut_pending(pw_bal *b, size_t k, uint64_t now)
+{
+    bal_ch *c = &b->ch[k];
+    uint64_t window = (uint64_t)b->p.reaction_ms + b->nodes[c->spec.node].path_iv;
+    if (c->cut_pending && age(now, c->cut_at) >= window)
+        c->cut_pending = false;
+    return c->cut_pending;
+}
+
+/* Adds what charger k drew to every metered node above it: in live mode as it drew when that
+ * meter was read (a meter reading minus later currents would see a car's ramp as building load
+ * vanishing), in oneshot mode as measured. While cuts pend the car may have followed any of
+ * them before the reading, unreported: down to the lowest offer, which in_flight keeps for the
+ * raise rule. */
+static void add_meter_draws(pw_bal *b, size_t k, uint64_t now)
+{
+    const bal_ch *c = &b->ch[k];
+    bool cut = !b->p.oneshot && cut_pending(b, k, now);
+    BAL_FOR_PATH_METERS(b, k, ni)
+    {
+        bal_node *n = &b->nodes[ni];
+        const double *d = b->p.oneshot ? c->meas_line : c->at_meter + (size_t)n->slot * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++) {
+            n->meas_ev[l] += d[l];
+            if (cut && d[l] > c->low_line[l])
+                n->in_flight[l] += d[l] - c->low_line[l];
+        }
+    }
+}
+
 /* Non-EV budget of one node, its children's already summed into sub. A metered node's own
  * reading covers everything below it; an unmetered node only knows its children's budgets. */
 static void node_budget(pw_bal *b, size_t ni, uint64_t now)
 {
     bal_node *n = &b->nodes[ni];
     const pw_bal_node_spec *s = &n->spec;
-    double own[PW_LINES] = {0, 0, 0};
-    n->stale = false;
+    double own[PW_LINES] = {0, 0, 0}, flight[PW_LINES] = {0, 0, 0};
     if (s->metered) {
-        n->stale = !n->has_meter || age(now, n->meter_at) >= s->meter_timeout_ms;
         if (!n->stale) {
+            memcpy(flight, n->in_flight, sizeof flight);
             for (size_t l = 0; l < PW_LINES; l++) {
                 double v = n->meter_a[l] - n->meas_ev[l];
                 own[l] = v > 0 ? v : 0;
@@ -217,6 +279,8 @@ static void node_budget(pw_bal *b, size_t ni, uint64_t now)
     for (size_t l = 0; l < PW_LINES; l++) {
         bool from_sub = n->sub[l] > own[l];
         n->non_ev[l] = from_sub ? n->sub[l] : own[l];
+        double t = own[l] + flight[l];
+        n->non_ev_t[l] = n->sub_t[l] > t ? n->sub_t[l] : t;
         if (n->stale_src < 0 && (from_sub || !s->metered))
             n->stale_src = n->sub_stale;
     }
@@ -224,22 +288,28 @@ static void node_budget(pw_bal *b, size_t ni, uint64_t now)
 
 static void prepare_nodes(pw_bal *b, uint64_t now)
 {
-    for (size_t ni = 0; ni < b->n_nodes; ni++) {
-        bal_node *n = &b->nodes[ni];
+    for (size_t i = 0; i < b->n_nodes; i++) { /* parents before children: preorder */
+        bal_node *n = &b->nodes[b->dfs_node[i]];
         memset(n->meas_ev, 0, sizeof n->meas_ev);
+        memset(n->in_flight, 0, sizeof n->in_flight);
         memset(n->fixed, 0, sizeof n->fixed);
         memset(n->sub, 0, sizeof n->sub);
+        memset(n->sub_t, 0, sizeof n->sub_t);
         n->sub_stale = -1;
+        n->stale =
+            n->spec.metered && (!n->has_meter || age(now, n->meter_at) >= n->spec.meter_timeout_ms);
+        uint32_t up = n->spec.parent >= 0 ? b->nodes[n->spec.parent].path_iv : 0;
+        uint32_t own = n->slot >= 0 && !n->stale ? n->meter_iv : 0;
+        n->path_iv = own > up ? own : up;
     }
     for (size_t k = 0; k < b->n_ch; k++) {
         bal_node *n = &b->nodes[b->ch[k].spec.node];
-        for (size_t l = 0; l < PW_LINES; l++) {
-            /* A silent charger's draw is not subtracted from the meter: it is budgeted on its
-             * own, and counting it twice errs on the safe side. */
-            if (b->plan[k].online)
-                n->meas_ev[l] += b->ch[k].meas_line[l];
+        for (size_t l = 0; l < PW_LINES; l++)
             n->fixed[l] += b->plan[k].fixed[l];
-        }
+        /* A silent charger's draw is not subtracted from the meter: it is budgeted on its own,
+         * and counting it twice errs on the safe side. */
+        if (b->plan[k].online)
+            add_meter_draws(b, k, now);
     }
     /* Children before parents: reverse preorder. */
     for (size_t i = b->n_nodes; i-- > 0;) {
@@ -250,9 +320,9 @@ static void prepare_nodes(pw_bal *b, uint64_t now)
             continue;
         bal_node *p = &b->nodes[n->spec.parent];
         for (size_t l = 0; l < PW_LINES; l++) {
-            p->meas_ev[l] += n->meas_ev[l];
             p->fixed[l] += n->fixed[l];
             p->sub[l] += n->non_ev[l];
+            p->sub_t[l] += n->non_ev_t[l];
         }
         if (p->sub_stale < 0)
             p->sub_stale = n->stale_src;
@@ -412,13 +482,13 @@ static void release_raises(pw_bal *b)
 {
     for (size_t ni = 0; ni < b->n_nodes; ni++)
         for (size_t l = 0; l < PW_LINES; l++)
-            b->nodes[ni].trans[l] = b->nodes[ni].non_ev[l] + b->nodes[ni].fixed[l];
+            b->nodes[ni].trans[l] = b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l];
     for (size_t k = 0; k < b->n_ch; k++)
         trans_add(b, k, +1);
     for (size_t i = 0; i < b->n_order; i++) {
         size_t k = b->order[i].idx;
         bal_plan *pl = &b->plan[k];
-        if (!pl->held)
+        if (!pl->held || pl->own_wait)
             continue;
         trans_add(b, k, -1);
         double room = trans_room(b, k, pl->mask);
@@ -437,8 +507,47 @@ static void release_raises(pw_bal *b)
     }
 }
 
-/* Cuts apply at once; a raise waits until the cuts it depends on show in the measurements or
- * the reaction window passed; raises smaller than the hysteresis are not sent. */
+/* What charger k may still draw per grid line while a cut is pending: the most its status and
+ * the readings of the fresh meters above it show. A drop its status shows is seen only once a
+ * meter read after it agrees. */
+static void pending_draw(const pw_bal *b, size_t k, double d[PW_LINES])
+{
+    const bal_ch *c = &b->ch[k];
+    memcpy(d, c->meas_line, PW_LINES * sizeof *d);
+    BAL_FOR_PATH_METERS(b, k, n)
+    {
+        const bal_node *node = &b->nodes[n];
+        if (node->stale)
+            continue;
+        const double *at = c->at_meter + (size_t)node->slot * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++)
+            d[l] = at[l] > d[l] ? at[l] : d[l];
+    }
+}
+
+/* Whether charger k's last offer change is still in flight: within the reaction window and no
+ * status since shows the car following it (at or below a cut; at a raise, or drawing less but
+ * already its own maximum). Raising it again before it has followed would only make it chase
+ * commands: one change in flight at a time. */
+static bool change_in_flight(const pw_bal *b, size_t k, uint64_t now)
+{
+    const bal_ch *c = &b->ch[k];
+    double tol = b->p.active_phase_a;
+    if (!c->sent || age(now, c->sent_at) >= b->p.reaction_ms)
+        return false;
+    if (c->meas_at <= c->sent_at)
+        return true;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        if (!c->last_up && c->meas_line[l] > c->prev_line[l] + tol)
+            return true;
+        if (c->last_up && c->prev_line[l] > 0 && c->meas_line[l] < c->prev_line[l] - tol)
+            return true;
+    }
+    return false;
+}
+
+/* Cuts apply at once; a raise waits until the cuts it depends on are seen (cut_pending);
+ * raises smaller than the hysteresis are not sent. */
 static void apply_dynamics(pw_bal *b, uint64_t now)
 {
     const pw_bal_params *p = &b->p;
@@ -450,16 +559,20 @@ static void apply_dynamics(pw_bal *b, uint64_t now)
         pl->mode = pl->tmode;
         set_lines(pl->line, pl->val > 0 ? pl->mask : 0, pl->val);
         memset(pl->pend, 0, sizeof pl->pend);
-        if (p->oneshot || !pl->online)
+        if (p->oneshot || !pl->online || pl->overdue)
             continue;
-        /* A cut made now is as pending as one made within the reaction window. */
+        /* Until a cut is seen, the charger may still draw what it drew before: a cut made now
+         * is as pending as an earlier one. */
         bool cutting = false;
         for (size_t l = 0; l < PW_LINES; l++)
             cutting = cutting || pl->line[l] < c->prev_line[l] - 1e-9;
-        if (cutting || (c->has_cut && age(now, c->cut_at) < p->reaction_ms))
+        if (cut_pending(b, k, now) || cutting) {
+            double d[PW_LINES];
+            pending_draw(b, k, d);
             for (size_t l = 0; l < PW_LINES; l++)
-                if (c->meas_line[l] > pl->line[l] + p->active_phase_a)
-                    pl->pend[l] = c->meas_line[l];
+                if (d[l] > pl->line[l] + p->active_phase_a)
+                    pl->pend[l] = d[l];
+        }
         if (!pl->want || !is_raise(b, k))
             continue;
         if (c->prev_limit >= pl->lo && pl->tmode == c->prev_mode && pl->target > c->prev_limit &&
@@ -470,6 +583,7 @@ static void apply_dynamics(pw_bal *b, uint64_t now)
         }
         hold_prev(b, k);
         pl->held = true;
+        pl->own_wait = change_in_flight(b, k, now);
         any_held = true;
     }
     if (any_held)
@@ -506,14 +620,34 @@ static void charger_results(pw_bal *b, uint64_t now)
     bal__rotation_eta(b, now);
     for (size_t k = 0; k < b->n_ch; k++) {
         const bal_plan *pl = &b->plan[k];
+        const bal_ch *c = &b->ch[k];
         pw_bal_result *r = &b->res[k];
-        r->limit_a = pl->val;
-        r->phases = pl->mode == 1 ? 1 : 3;
+        /* An overdue charger keeps its offer (budgeted in fixed, so not as a plan). */
+        r->limit_a = pl->overdue ? c->prev_limit : pl->val;
+        r->phases = (pl->overdue ? c->prev_mode : pl->mode) == 1 ? 1 : 3;
         r->demand_a = pl->want ? pl->hi : 0;
         for (size_t l = 0; l < PW_LINES; l++)
             r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
         bal__reason(b, k, now);
     }
+}
+
+/* A cut starts or extends the pending period; while it lasts, the lowest offer is kept. */
+static void track_cuts(bal_ch *c, const double line[PW_LINES], uint64_t now)
+{
+    bool cut = false;
+    for (size_t l = 0; l < PW_LINES; l++)
+        cut = cut || line[l] < c->prev_line[l] - 1e-9;
+    if (cut && !c->cut_pending)
+        memcpy(c->low_line, c->prev_line, sizeof c->low_line);
+    if (cut) {
+        c->cut_pending = true;
+        c->cut_at = now;
+    }
+    if (c->cut_pending)
+        for (size_t l = 0; l < PW_LINES; l++)
+            if (line[l] < c->low_line[l])
+                c->low_line[l] = line[l];
 }
 
 /* Remembers the decision: cuts (for the raise rule), offer changes (for trimming), run and
@@ -523,15 +657,14 @@ static void update_state(pw_bal *b, uint64_t now)
     for (size_t k = 0; k < b->n_ch; k++) {
         bal_ch *c = &b->ch[k];
         const bal_plan *pl = &b->plan[k];
-        if (!pl->online)
+        if (!pl->online || pl->overdue)
             continue;
-        for (size_t l = 0; l < PW_LINES; l++)
-            if (pl->line[l] < c->prev_line[l] - 1e-9) {
-                c->has_cut = true;
-                c->cut_at = now;
-            }
-        if (fabs(pl->val - c->prev_limit) > 1e-9)
-            c->offer_since = now;
+        track_cuts(c, pl->line, now);
+        if (fabs(pl->val - c->prev_limit) > 1e-9) {
+            c->offer_since = c->sent_at = now;
+            c->sent = true;
+            c->last_up = pl->val > c->prev_limit;
+        }
         if (pl->want && pl->val > 0 && pl->mode != c->mode) {
             c->mode = pl->mode;
             c->mode_since = now;
@@ -576,12 +709,15 @@ static uint64_t next_deadline(const pw_bal *b, uint64_t now)
     for (size_t k = 0; k < b->n_ch; k++) {
         const bal_ch *c = &b->ch[k];
         const bal_plan *pl = &b->plan[k];
-        if (c->has_meas)
-            earliest(&d, now, c->meas_at + p->offline_ms);
+        if (c->has_meas) { /* its status becomes overdue, or it goes offline */
+            uint64_t overdue = c->meas_at + p->status_max_ms + p->status_delay_ms + 1;
+            uint64_t offline = c->meas_at + p->offline_ms;
+            earliest(&d, now, overdue > now && overdue < offline ? overdue : offline);
+        }
+        if (c->cut_pending)
+            earliest(&d, now, c->cut_at + p->reaction_ms + b->nodes[c->spec.node].path_iv);
         if (!pl->want)
             continue;
-        if (c->has_cut)
-            earliest(&d, now, c->cut_at + p->reaction_ms);
         if (c->trim_cap > 0)
             earliest(&d, now, c->trim_at + p->probe_ms);
         if (c->running && rotating)

@@ -50,7 +50,16 @@ typedef struct pw_bal_params {
     uint32_t reaction_ms;        /* how long a car may take to follow a new limit (5 s) */
     uint32_t min_run_ms;         /* a started car keeps running at least this long (15 min) */
     uint32_t min_pause_ms;       /* a paused car stays paused at least this long (5 min) */
-    uint32_t offline_ms;         /* a charger silent this long is offline (20 s) */
+    uint32_t offline_ms;         /* a charger silent this long is offline (90 s: three of the
+                                    protocol's 30 s status intervals, so one lost status never
+                                    marks an idle charger offline) */
+    uint32_t status_min_ms;      /* chargers send a changed status at most this often (1 s,
+                                    PW_PROTO_STATUS_MIN_INTERVAL_MS) */
+    uint32_t status_max_ms;      /* and at least this often (30 s, PW_PROTO_STATUS_MAX_INTERVAL_MS):
+                                    a charger silent longer has missed a status and is budgeted
+                                    at no less than its failsafe current until it is heard again */
+    uint32_t status_delay_ms;    /* how much older than its arrival a status or a meter reading
+                                    may be (250 ms) */
     double hysteresis_a;         /* raises smaller than this are not sent (1 A) */
     double trim_headroom_a;      /* a car drawing less is trimmed to its draw plus this (2 A) */
     uint32_t probe_ms;           /* trimmed offers are probed upward again after this (5 min) */

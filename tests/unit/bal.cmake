@@ -1,9 +1,11 @@
-# Balancer unit tests: hand-computed rules (oneshot), dynamic rules in fake time, and property
-# tests over random facilities (a larger run is labelled soak).
+# Balancer unit tests: hand-computed rules (oneshot), dynamic rules and the timing of meters and
+# statuses in fake time, and property tests over random facilities (a larger run is labelled
+# soak).
 add_library(bal_fx STATIC unit/bal_fx.c)
 target_link_libraries(bal_fx PUBLIC pw_bal PkgConfig::CMOCKA pw_util)
 pw_unit_test(bal_test SOURCES unit/bal_test.c LIBS bal_fx ${MATH_LIB})
 pw_unit_test(bal_dyn_test SOURCES unit/bal_dyn_test.c LIBS bal_fx)
+pw_unit_test(bal_timing_test SOURCES unit/bal_timing_test.c LIBS bal_fx)
 pw_unit_test(bal_prop_test SOURCES unit/bal_prop_test.c LIBS pw_bal ${MATH_LIB})
 add_test(NAME bal_prop_soak COMMAND bal_prop_test --count 200000)
 set_tests_properties(bal_prop_soak PROPERTIES LABELS "soak" TIMEOUT 1800)

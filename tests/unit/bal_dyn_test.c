@@ -8,8 +8,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <string.h>
-
 #include "pw_util.h"
 
 #include "bal_fx.h"
@@ -17,34 +15,15 @@
 #define A_EQ(x, y) assert_float_equal((x), (y), 1e-6)
 #define MIN_MS     60000u
 
-static void assert_text(const pw_bal_result *r, const char *part)
-{
-    if (!strstr(r->reason_text, part))
-        fail_msg("reason '%s' lacks '%s'", r->reason_text, part);
-}
-
-/* A 3-phase car reporting that it draws a on every terminal and is offered a. */
-static void draws(fx *x, int k, double a, uint64_t now)
-{
-    fx_meas(x, k, a > 0 ? PW_CAR_CHARGING : PW_CAR_CONNECTED, a, a, a, a, now);
-}
-
-/* A started garage in live mode: one main fuse, n 3-phase chargers. */
-static void garage(fx *x, double limit, int n, double max_a)
-{
-    fx_garage(x, PW_GRID_TN, false, limit, n, "L1L2L3", max_a);
-    fx_start(x);
-}
-
 /* Two cars at 16 on 32 A; a third arrives. The two are cut to 32/3 at once; the newcomer waits
  * until their measurements show the cut, then gets its share. */
 static void test_cut_now_raise_after_seen(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 32, 3, 16);
-    draws(&x, 0, 16, 0);
-    draws(&x, 1, 16, 0);
+    fx_live_garage(&x, 32, 3, 16);
+    fx_draws(&x, 0, 16, 0);
+    fx_draws(&x, 1, 16, 0);
     fx_meas(&x, 2, PW_CAR_NONE, 0, 0, 0, 0, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 0)->limit_a, 16);
@@ -57,14 +36,14 @@ static void test_cut_now_raise_after_seen(void **state)
     assert_int_equal(fx_res(&x, 2)->reason, PW_REASON_WAITING_CUTS);
     assert_int_equal(pw_bal_next_deadline(x.b), 1000 + 5000);
 
-    draws(&x, 0, 16, 1500); /* not followed yet */
+    fx_draws(&x, 0, 16, 1500); /* not followed yet */
     fx_run(&x, 2000);
     A_EQ(fx_res(&x, 2)->limit_a, 0);
 
-    draws(&x, 0, 10.6, 2500);
+    fx_draws(&x, 0, 10.6, 2500);
     fx_run(&x, 2600); /* b has not reported since the cut: still pending */
     A_EQ(fx_res(&x, 2)->limit_a, 0);
-    draws(&x, 1, 10.6, 2700);
+    fx_draws(&x, 1, 10.6, 2700);
     fx_run(&x, 2800);
     A_EQ(fx_res(&x, 2)->limit_a, 32.0 / 3);
     assert_int_equal(fx_res(&x, 2)->reason, PW_REASON_NODE_LIMIT);
@@ -76,9 +55,9 @@ static void test_raise_after_reaction_window(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 32, 3, 16);
-    draws(&x, 0, 16, 0);
-    draws(&x, 1, 16, 0);
+    fx_live_garage(&x, 32, 3, 16);
+    fx_draws(&x, 0, 16, 0);
+    fx_draws(&x, 1, 16, 0);
     fx_meas(&x, 2, PW_CAR_CONNECTED, 0, 0, 0, 0, 1000);
     fx_run(&x, 0);
     /* First run: a and b are cut from what they offer; c waits for them. */
@@ -96,19 +75,20 @@ static void test_partial_raise(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 40, 2, 32);
-    draws(&x, 0, 30, 0);
-    draws(&x, 1, 10, 0);
+    fx_live_garage(&x, 40, 2, 32);
+    fx_draws(&x, 0, 30, 0);
+    fx_draws(&x, 1, 10, 0);
     fx_run(&x, 0); /* target 20/20: a is cut 30 -> 20, b may rise 10 -> 20 */
     A_EQ(fx_res(&x, 0)->limit_a, 20);
     /* a still draws 30: b can only go to 40 - 30 = 10 now, which is no raise at all. */
     A_EQ(fx_res(&x, 1)->limit_a, 10);
     assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_WAITING_CUTS);
-    assert_text(fx_res(&x, 1), "raise to 20 A");
-    draws(&x, 0, 26, 1000); /* a on its way down */
+    fx_assert_text(fx_res(&x, 1), "raise to 20 A");
+    fx_draws(&x, 0, 26, 1000); /* a on its way down */
     fx_run(&x, 1000);
     A_EQ(fx_res(&x, 1)->limit_a, 14);
-    draws(&x, 0, 20, 2000);
+    fx_draws(&x, 1, 14, 1500); /* b follows its partial raise */
+    fx_draws(&x, 0, 20, 2000);
     fx_run(&x, 2000);
     A_EQ(fx_res(&x, 1)->limit_a, 20);
     fx_free(&x);
@@ -129,7 +109,7 @@ static void test_hysteresis(void **state)
     double lim = 0;
     for (size_t i = 0; i < PW_ARRAY_LEN(non_ev); i++) {
         uint64_t t = i * 1000;
-        draws(&x, 0, lim, t);
+        fx_draws(&x, 0, lim, t);
         fx_meter_read(&x, n, non_ev[i] + lim, non_ev[i] + lim, non_ev[i] + lim, t);
         fx_run(&x, t);
         lim = fx_res(&x, 0)->limit_a;
@@ -144,9 +124,9 @@ static void test_trim_and_probe(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 32, 2, 32);
-    draws(&x, 0, 16, 0);
-    draws(&x, 1, 16, 0);
+    fx_live_garage(&x, 32, 2, 32);
+    fx_draws(&x, 0, 16, 0);
+    fx_draws(&x, 1, 16, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 0)->limit_a, 16);
     fx_meas(&x, 0, PW_CAR_CHARGING, 8, 8, 8, 16, 4000);
@@ -167,13 +147,13 @@ static void test_trim_and_probe(void **state)
 
     /* Probe: the trim is lifted and b is cut to the fair share at once; a's raise waits until
      * b is seen to follow. */
-    draws(&x, 1, 25, probe);
+    fx_draws(&x, 1, 25, probe);
     fx_meas(&x, 0, PW_CAR_CHARGING, 5, 5, 5, 7, probe);
     fx_run(&x, probe);
     A_EQ(fx_res(&x, 1)->limit_a, 16);
     A_EQ(fx_res(&x, 0)->limit_a, 7);
     assert_int_equal(fx_res(&x, 0)->reason, PW_REASON_WAITING_CUTS);
-    draws(&x, 1, 16, probe + 1000);
+    fx_draws(&x, 1, 16, probe + 1000);
     fx_run(&x, probe + 1000);
     A_EQ(fx_res(&x, 0)->limit_a, 16);
     /* Still drawing 5 a reaction window after the raise: trimmed again. */
@@ -198,7 +178,7 @@ static void test_rotation(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 16, 3, 16);
+    fx_live_garage(&x, 16, 3, 16);
     const pw_bal_params *p = &x.f.params;
     double lim[3] = {0, 0, 0}, energy[3] = {0, 0, 0};
     uint64_t changed[3] = {0, 0, 0};
@@ -207,7 +187,7 @@ static void test_rotation(void **state)
     const uint64_t step = 10000, end = 4 * 60 * MIN_MS;
     for (uint64_t t = 0; t <= end; t += step) {
         for (int k = 0; k < 3; k++)
-            draws(&x, k, lim[k], t); /* cars follow within one step */
+            fx_draws(&x, k, lim[k], t); /* cars follow within one step */
         fx_run(&x, t);
         int running = 0;
         for (int k = 0; k < 3; k++) {
@@ -224,7 +204,7 @@ static void test_rotation(void **state)
             }
             if (r->reason == PW_REASON_PAUSED_ROTATION) {
                 assert_true(r->next_turn_ms > t);
-                assert_text(r, "next turn in ~");
+                fx_assert_text(r, "next turn in ~");
                 saw_eta = true;
             }
             lim[k] = r->limit_a;
@@ -247,18 +227,18 @@ static void test_rotation_eta(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 16, 3, 16);
+    fx_live_garage(&x, 16, 3, 16);
     const pw_bal_params *p = &x.f.params;
     for (int k = 0; k < 3; k++)
-        draws(&x, k, 0, 0);
+        fx_draws(&x, k, 0, 0);
     fx_run(&x, 0);
     /* a and b run; c waits for the first of them to end its minimum run. */
     assert_int_equal(fx_res(&x, 2)->next_turn_ms, p->min_run_ms);
-    assert_text(fx_res(&x, 2), "next turn in ~15 min");
+    fx_assert_text(fx_res(&x, 2), "next turn in ~15 min");
     const uint64_t t = p->min_run_ms;
-    draws(&x, 0, 8, t - 1000);
-    draws(&x, 1, 8, t - 1000);
-    draws(&x, 2, 0, t - 1000);
+    fx_draws(&x, 0, 8, t - 1000);
+    fx_draws(&x, 1, 8, t - 1000);
+    fx_draws(&x, 2, 0, t - 1000);
     fx_run(&x, t - 1000);
     assert_int_equal(pw_bal_next_deadline(x.b), t); /* a's and b's minimum run ends */
     fx_run(&x, t);
@@ -266,10 +246,10 @@ static void test_rotation_eta(void **state)
      * minimum pause; c starts once b is seen to stop. */
     assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_PAUSED_ROTATION);
     assert_int_equal(fx_res(&x, 1)->next_turn_ms, t + p->min_pause_ms);
-    assert_text(fx_res(&x, 1), "next turn in ~5 min");
+    fx_assert_text(fx_res(&x, 1), "next turn in ~5 min");
     A_EQ(fx_res(&x, 0)->limit_a, 8);
     assert_int_equal(fx_res(&x, 2)->reason, PW_REASON_WAITING_CUTS);
-    draws(&x, 1, 0, t + 1000);
+    fx_draws(&x, 1, 0, t + 1000);
     fx_run(&x, t + 1000);
     A_EQ(fx_res(&x, 2)->limit_a, 8);
     fx_free(&x);
@@ -371,22 +351,22 @@ static void test_charger_goes_silent(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 32, 2, 32);
+    fx_live_garage(&x, 32, 2, 32);
     x.ch[1].failsafe_a = 8;
     fx_free(&x);
     fx_start(&x);
-    draws(&x, 0, 16, 0);
-    draws(&x, 1, 16, 0);
+    fx_draws(&x, 0, 16, 0);
+    fx_draws(&x, 1, 16, 0);
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 1)->limit_a, 16);
     uint64_t t = x.f.params.offline_ms;
-    draws(&x, 0, 16, t);
+    fx_draws(&x, 0, 16, t);
     fx_run(&x, t); /* b last reported at 0: silent, budgeted at its last 16 */
     assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_OFFLINE);
     A_EQ(fx_res(&x, 1)->line_a[2], 16);
     A_EQ(fx_res(&x, 0)->limit_a, 16);
-    draws(&x, 1, 16, t + 1000);
-    draws(&x, 0, 16, t + 1000);
+    fx_draws(&x, 1, 16, t + 1000);
+    fx_draws(&x, 0, 16, t + 1000);
     fx_run(&x, t + 1000);
     assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_NODE_LIMIT);
     A_EQ(fx_res(&x, 1)->limit_a, 16);
@@ -399,13 +379,13 @@ static void test_oneshot(void **state)
 {
     (void)state;
     fx x;
-    garage(&x, 32, 3, 16);
+    fx_live_garage(&x, 32, 3, 16);
     fx_free(&x);
     x.f.params.oneshot = true;
     fx_start(&x);
-    draws(&x, 0, 16, 0);
-    draws(&x, 1, 16, 0);
-    draws(&x, 2, 0, 0);
+    fx_draws(&x, 0, 16, 0);
+    fx_draws(&x, 1, 16, 0);
+    fx_draws(&x, 2, 0, 0);
     for (int round = 0; round < 2; round++) {
         fx_run(&x, (uint64_t)round * 100);
         for (int k = 0; k < 3; k++)

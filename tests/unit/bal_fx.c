@@ -71,6 +71,23 @@ void fx_garage(fx *x, enum pw_grid grid, bool oneshot, double limit, int n, cons
     }
 }
 
+void fx_live_garage(fx *x, double limit, int n, double max_a)
+{
+    fx_garage(x, PW_GRID_TN, false, limit, n, "L1L2L3", max_a);
+    fx_start(x);
+}
+
+void fx_draws(fx *x, int k, double a, uint64_t now)
+{
+    fx_meas(x, k, a > 0 ? PW_CAR_CHARGING : PW_CAR_CONNECTED, a, a, a, a, now);
+}
+
+void fx_assert_text(const pw_bal_result *r, const char *part)
+{
+    if (!strstr(r->reason_text, part))
+        fail_msg("reason '%s' lacks '%s'", r->reason_text, part);
+}
+
 void fx_all_connected(fx *x, uint64_t now)
 {
     for (size_t k = 0; k < x->f.n_chargers; k++)

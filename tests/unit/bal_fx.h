@@ -48,6 +48,15 @@ void fx_run(fx *x, uint64_t now);
 const pw_bal_result *fx_res(fx *x, int k);
 const pw_bal_node_result *fx_nres(fx *x, int n);
 
+/* A started garage in live mode: one main fuse "main" of limit A per line, n 3-phase chargers
+ * "a", "b", ... of max max_a. */
+void fx_live_garage(fx *x, double limit, int n, double max_a);
+/* A 3-phase car on charger k reporting that it draws a on every terminal and is offered a
+ * (connected, not charging, when a is 0). */
+void fx_draws(fx *x, int k, double a, uint64_t now);
+/* Fails the test unless the result's reason text contains part. */
+void fx_assert_text(const pw_bal_result *r, const char *part);
+
 /* Checks the planned EV + non-EV load of every node line against limit minus margin. */
 void fx_assert_no_overload(fx *x);
 
