@@ -4,3 +4,13 @@ pw_unit_test(sim_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/sim_test.c LIBS p
 pw_unit_test(dayrun_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/dayrun_test.c
              LIBS pw_dayrun pw_cfg)
 target_compile_definitions(dayrun_test PRIVATE PW_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+# A simulated week under phasewise with realistic status timing, 1 s and 10 s meters: --check
+# fails if any line stays above its limit beyond the reaction window. Slow: labelled soak.
+if(TARGET phasewise-dayrun)
+  foreach(meter_s 1 10)
+    add_test(NAME dayrun_week_meter${meter_s}s
+             COMMAND phasewise-dayrun --config ${PROJECT_SOURCE_DIR}/config/demo.json --days 7
+                     --meter-interval ${meter_s} --allocator phasewise --check)
+    set_tests_properties(dayrun_week_meter${meter_s}s PROPERTIES LABELS "soak" TIMEOUT 900)
+  endforeach()
+endif()
