@@ -94,7 +94,7 @@ typedef struct bal_plan {
     bool want, susp, trimmed, online, can1, can3;
     bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
     bool held;     /* a raise is held until cuts are seen */
-    bool own_wait; /* held until the car has followed its own last change */
+    bool own_wait; /* held until the car has followed its own last cut */
     int bind;      /* row that froze it, -1 */
     int block;     /* row that refused its minimum, -1 */
     enum pw_bal_reason pause;

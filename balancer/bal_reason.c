@@ -295,7 +295,7 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
         }
         put(&t, "raise to ");
         put_amps(&t, w->x);
-        put(&t, w->variant == 2 ? " A waits until the car has followed its last change"
+        put(&t, w->variant == 2 ? " A waits until the car has followed its last cut"
                                 : " A waits until other chargers follow cuts");
         break;
     case PW_REASON_CAR_DRAW:

@@ -525,24 +525,20 @@ static void pending_draw(const pw_bal *b, size_t k, double d[PW_LINES])
     }
 }
 
-/* Whether charger k's last offer change is still in flight: within the reaction window and no
- * status since shows the car following it (at or below a cut; at a raise, or drawing less but
- * already its own maximum). Raising it again before it has followed would only make it chase
- * commands: one change in flight at a time. */
-static bool change_in_flight(const pw_bal *b, size_t k, uint64_t now)
+/* Whether charger k's last offer change was a cut its car has not followed yet: within the
+ * reaction window and no status since shows it at or below the cut. Taking a cut back before
+ * then only makes the car chase commands (down and up every second while readings and statuses
+ * disagree for a moment); the next raise waits until it has followed. */
+static bool cut_unfollowed(const pw_bal *b, size_t k, uint64_t now)
 {
     const bal_ch *c = &b->ch[k];
-    double tol = b->p.active_phase_a;
-    if (!c->sent || age(now, c->sent_at) >= b->p.reaction_ms)
+    if (!c->sent || c->last_up || age(now, c->sent_at) >= b->p.reaction_ms)
         return false;
     if (c->meas_at <= c->sent_at)
         return true;
-    for (size_t l = 0; l < PW_LINES; l++) {
-        if (!c->last_up && c->meas_line[l] > c->prev_line[l] + tol)
+    for (size_t l = 0; l < PW_LINES; l++)
+        if (c->meas_line[l] > c->prev_line[l] + b->p.active_phase_a)
             return true;
-        if (c->last_up && c->prev_line[l] > 0 && c->meas_line[l] < c->prev_line[l] - tol)
-            return true;
-    }
     return false;
 }
 
@@ -583,7 +579,7 @@ static void apply_dynamics(pw_bal *b, uint64_t now)
         }
         hold_prev(b, k);
         pl->held = true;
-        pl->own_wait = change_in_flight(b, k, now);
+        pl->own_wait = cut_unfollowed(b, k, now);
         any_held = true;
     }
     if (any_held)
