@@ -179,7 +179,7 @@ void sim_agent_advance(sim_app *app, uint64_t sim_ms)
                 fclose(app->report);
                 app->report = NULL;
             }
-            app->next_report_ms += 1000;
+            app->next_report_ms += app->o.report_ms;
         }
         if (t == sim_ms)
             break;

@@ -34,6 +34,7 @@ static const char usage[] =
     "  --group G --port P    multicast group and port (default: the config's)\n"
     "  --interface A         local IPv4 address to use (default: the config's, 127.0.0.1)\n"
     "  --report FILE         append one JSON line of ground truth per simulated second\n"
+    "  --report-interval S   simulated seconds between report lines (default 1)\n"
     "  --loss P --dup P --reorder P\n"
     "                        impair datagrams in both directions with these probabilities\n"
     "  --meter-outage START:SECONDS\n"
@@ -59,6 +60,7 @@ enum {
     OPT_PORT,
     OPT_IFACE,
     OPT_REPORT,
+    OPT_REPORT_INTERVAL,
     OPT_LOSS,
     OPT_DUP,
     OPT_REORDER,
@@ -84,6 +86,7 @@ static const struct option long_opts[] = {
     {"port", required_argument, NULL, OPT_PORT},
     {"interface", required_argument, NULL, OPT_IFACE},
     {"report", required_argument, NULL, OPT_REPORT},
+    {"report-interval", required_argument, NULL, OPT_REPORT_INTERVAL},
     {"loss", required_argument, NULL, OPT_LOSS},
     {"dup", required_argument, NULL, OPT_DUP},
     {"reorder", required_argument, NULL, OPT_REORDER},
@@ -133,6 +136,11 @@ static int numeric_opt(sim_opts *o, int c, const char *arg)
             return -1;
         o->port = (int)v;
         return 0;
+    case OPT_REPORT_INTERVAL:
+        if (parse_num("report-interval", arg, 1, 86400, &v))
+            return -1;
+        o->report_ms = (uint32_t)lround(v * 1000.0);
+        return 0;
     case OPT_LOSS:
         return parse_num("loss", arg, 0, 1, &o->loss);
     case OPT_DUP:
@@ -168,6 +176,7 @@ static int parse_args(int argc, char **argv, sim_opts *o)
     pw_sim_default_params(&o->model);
     o->speed = 1.0;
     o->meter_ms = 1000;
+    o->report_ms = 1000;
     while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
         switch (c) {
         case OPT_CONFIG:

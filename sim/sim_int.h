@@ -30,6 +30,7 @@ typedef struct sim_opts {
     double speed;              /* simulated ms per real ms */
     double duration_s;         /* simulated seconds; 0 = until a signal */
     uint32_t meter_ms;         /* meter interval, simulated */
+    uint32_t report_ms;        /* report line interval, simulated */
     double loss, dup, reorder; /* packet impairment probabilities, both directions */
     pw_sim_outage outages[PW_SIM_MAX_OUTAGES]; /* silent meters and chargers */
     size_t n_outages;

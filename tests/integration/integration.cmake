@@ -43,3 +43,8 @@ add_test(NAME fault_config_reload
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_config_reload.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(fault_config_reload PROPERTIES LABELS "integration" TIMEOUT 120)
+# The appliance's safety soak: 120 chargers through a simulated day in about ten minutes.
+add_test(NAME soak_day
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/soak_day.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(soak_day PROPERTIES LABELS "soak" TIMEOUT 1200)
