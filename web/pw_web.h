@@ -77,7 +77,7 @@ typedef pw_web_access (*pw_web_access_fn)(void *ud, const char *method, const ch
 typedef struct pw_web_auth_opts {
     const char *data_dir;    /* NULL = no logins at all (everything open, a warning is logged) */
     bool dashboard_login;    /* the read-only dashboard (READ paths, /ws) needs a login too */
-    bool secure_cookie;      /* mark the cookie Secure (serving HTTPS) */
+    bool secure_cookie;      /* mark the cookie Secure (implied when serving HTTPS) */
     unsigned iterations;     /* PBKDF2 iterations for a new password; 0 = 600000 */
     pw_web_access_fn access; /* NULL = GET and HEAD are READ, everything else ADMIN */
     void *access_ud;

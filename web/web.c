@@ -572,6 +572,7 @@ pw_web_pending *pw_web_defer(const pw_web_request *req)
     pw_strlcpy(p->method, h->method, sizeof(p->method));
     p->path = pw_xstrdup(h->path);
     h->pending = p;
+    h->deferred = true;
     w->pending++;
     /* The answer comes later; keep lws from timing the connection out meanwhile. */
     lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, 60);
@@ -637,7 +638,7 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
     resp.status = 200;
     resp.content_type = "application/json";
     w->api(w->api_ud, &req, &resp);
-    if (h->pending) {
+    if (h->deferred) {
         free(resp.body); /* the answer is pw_web_complete's, not this one */
         return 0;
     }

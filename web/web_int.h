@@ -92,6 +92,7 @@ typedef struct web_http {
      * WRITEABLE once reply_ready is set. */
     struct web_job *job;
     struct pw_web_pending *pending;
+    bool deferred; /* the handler called pw_web_defer (it may even have completed already) */
     bool reply_ready;
     web_reply reply;
     /* The response body still to write. */

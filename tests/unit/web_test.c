@@ -379,6 +379,16 @@ static void record_api(void *ud, const pw_web_request *req, pw_web_response *res
         resp->body = pw_xstrdup("ignored"); /* web must drop what a deferring handler left */
         return;
     }
+    if (strcmp(req->path, "/api/now") == 0) {
+        /* Deferred and completed before the handler returns: still exactly one answer. */
+        pw_web_pending *p = pw_web_defer(req);
+        pw_web_response late = {.status = 203,
+                                .content_type = "application/json",
+                                .body = pw_xstrdup("{\"now\":1}"),
+                                .body_len = 9};
+        pw_web_complete(p, &late);
+        return;
+    }
     pw_strlcpy(f->method, req->method, sizeof(f->method));
     pw_strlcpy(f->path, req->path, sizeof(f->path));
     pw_strlcpy(f->query, req->query, sizeof(f->query));
@@ -701,16 +711,20 @@ static void *scenario_deferred(void *arg)
     const char next[] = "GET /api/state HTTP/1.1\r\nHost: x\r\n\r\n";
     if (!conn_send(a, next, strlen(next)) || !http_read(a, &f->resp[1]))
         client_fail(f, "keep-alive request after a deferred one: no answer");
+    const char now[] = "GET /api/now HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (!conn_send(a, now, strlen(now)) || !http_read(a, &f->resp[2]) ||
+        !conn_send(a, next, strlen(next)) || !http_read(a, &f->resp[3]))
+        client_fail(f, "a request completed inside its handler: no (single) answer");
     /* b: the client leaves before the answer; completing it must be harmless. */
     if (!conn_open(b, f->port) || !conn_send(b, slow_req, strlen(slow_req)) ||
-        !wait_api_calls(f, 3))
+        !wait_api_calls(f, 5))
         client_fail(f, "second deferred request not handled");
     conn_close(b);
     usleep(50000); /* let the close reach the server's socket */
     loop_do(f, CMD_COMPLETE);
     /* c: still waiting when web shuts down: the close waits for the answer, which is dropped. */
     if (!conn_open(c, f->port) || !conn_send(c, slow_req, strlen(slow_req)) ||
-        !wait_api_calls(f, 4))
+        !wait_api_calls(f, 6))
         client_fail(f, "third deferred request not handled");
     loop_do(f, CMD_CLOSE);
     usleep(50000);
@@ -742,6 +756,9 @@ static void test_deferred(void **state)
     assert_string_equal(v, "attachment; filename=\"late.csv\"");
     assert_int_equal(f.resp[1].status, 200);
     assert_string_equal(f.resp[1].body, "{\"seen\":\"GET /api/state\"}");
+    assert_int_equal(f.resp[2].status, 203);
+    assert_string_equal(f.resp[2].body, "{\"now\":1}");
+    assert_int_equal(f.resp[3].status, 200); /* the next request on the connection is its own */
     assert_true(f.alive_at_complete[0]);
     assert_false(f.alive_at_complete[1]); /* the client had gone */
     assert_false(f.closed_at_probe);      /* close waited for the deferred answer */
