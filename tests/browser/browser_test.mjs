@@ -186,6 +186,7 @@ async function main() {
   fs.writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   const base = `http://127.0.0.1:${httpPort}`;
   const report = path.join(tmp, "truth.jsonl");
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "pw-chromium-"));
   let ok = false, context = null;
   const problems = [];
   try {
@@ -195,7 +196,6 @@ async function main() {
       "--seed", "7", "--cars", "40", "--arrivals", "evening", "--start-hour", "18.5", "--report",
       report], tmp);
 
-    const profile = fs.mkdtempSync(path.join(os.tmpdir(), "pw-chromium-"));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
@@ -343,6 +343,7 @@ async function main() {
   } finally {
     if (context) await context.close().catch(() => {});
     killAll();
+    fs.rmSync(profile, { recursive: true, force: true });
     if (ok && !process.env.PW_KEEP_TMP) fs.rmSync(tmp, { recursive: true, force: true });
     else {
       log(`kept ${tmp}`);
