@@ -45,8 +45,9 @@ def main():
         losses = [c["loss_pct"] for c in doc["chargers"]]
         mean = statistics.mean(losses)
         m = fc.metrics(port)
-        check(m['phasewise_datagrams_rejected_total{reason="replay"}'] == rejected["replay"],
-              "/metrics and /api/state disagree on replays")
+        # The state document is a snapshot of the last tick; the counter only grows since.
+        check(m['phasewise_datagrams_rejected_total{reason="replay"}'] >= rejected["replay"],
+              "/metrics counts fewer replays than /api/state showed before it")
 
         reports = fc.read_report(sim.report)
         worst = fc.check_no_overload(reports, "lossy LAN")
