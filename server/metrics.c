@@ -178,9 +178,10 @@ char *pw_metrics_render(const pw_app *app, uint64_t now, size_t *len)
                 cfg->nodes[n].id, l + 1, cfg->nodes[n].limit_a[l]);
 
     histogram(&b, "phasewise_control_latency_seconds",
-              "From a meter datagram's arrival to the allocation leaving.", &c->meter_to_send);
-    histogram(&b, "phasewise_tick_duration_seconds", "Time spent in one control tick.",
-              &c->tick_time);
+              "From a meter datagram's arrival to the first allocation datagram it caused leaving.",
+              &c->meter_to_send);
+    histogram(&b, "phasewise_tick_duration_seconds",
+              "Time spent in one control pass (balancer run and sends).", &c->tick_time);
     put(&b,
         "# HELP phasewise_store_errors_total Failed history writes.\n"
         "# TYPE phasewise_store_errors_total counter\n"

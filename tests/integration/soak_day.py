@@ -2,7 +2,7 @@
 """Safety soak on real processes: a facility of 120 chargers (four metered garages of 30 on 100 A
 under a metered 330 A main fuse, so both levels bind in the evening) through a compressed
 simulated day (phasewise-sim --speed 144: 24 h in about ten minutes) with 300 car arrivals,
-building load peaking at 40 % of each fuse and its appliance peaks. Records every node line's
+building load peaking at 65 % of each fuse and its appliance peaks. Records every node line's
 load from the simulator's ground truth and reports the time any line spent above its limit
 beyond the reaction window (goal: none, asserted), and the appliance's memory at the start and
 the end (bounded growth, asserted) and its CPU. Run under the asan build, the appliance's clean
@@ -75,7 +75,7 @@ def main():
         duration = args.hours * 3600
         sim = procs.start("phasewise-sim", [
             args.sim, "--config", cfg_path, "--key-file", os.path.join(tmp, "facility.key"),
-            "--seed", "5", "--cars", "300", "--base-load", "0.4", "--arrivals", "evening", "--start-hour", str(args.start_hour), "--speed",
+            "--seed", "5", "--cars", "300", "--base-load", "0.65", "--arrivals", "evening", "--start-hour", str(args.start_hour), "--speed",
             str(args.speed), "--duration", str(duration), "--report", report,
             "--report-interval", "60"])
         pwtest.wait_for(f"all {n} chargers online", lambda: sum(
