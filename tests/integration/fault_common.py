@@ -7,6 +7,7 @@ import time
 import urllib.request
 
 import pwtest
+from e2e_test import read_report  # noqa: F401 (the fault tests use it through this module)
 from pwtest import check, log
 
 
@@ -50,18 +51,6 @@ def start_sim(procs, tmp, cfg_path, binary, extra=(), name="phasewise-sim", pref
     p = procs.start(name, args + list(extra))
     p.report = report
     return p
-
-
-def read_report(path):
-    """Every complete line of the simulator's ground-truth report so far."""
-    lines = []
-    if not os.path.exists(path):
-        return lines
-    with open(path) as f:
-        for raw in f:
-            if raw.endswith("\n"):
-                lines.append(json.loads(raw))
-    return lines
 
 
 def last_report(path):

@@ -40,14 +40,8 @@ class Lan:
                                                               0, 1), skip)
 
     def drain(self):
-        while True:
-            try:
-                data = self.sock.recv(2048)
-            except BlockingIOError:
-                return
-            alloc = pwproto.decode_allocation(self.key, data)
-            if alloc:
-                self.allocated |= set(alloc[2])
+        for _, _, entries in pwproto.pending_allocations(self.sock, self.key):
+            self.allocated |= set(entries)
 
 
 def charger(doc, cid):

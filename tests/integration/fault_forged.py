@@ -36,15 +36,10 @@ class Facility:
         return data
 
     def drain(self):
-        while True:
-            try:
-                data = self.sock.recv(2048)
-            except BlockingIOError:
-                return
-            alloc = pwproto.decode_allocation(self.key, data)
-            for d, (limit, _) in (alloc[2].items() if alloc else ()):
-                if d in self.limits and alloc[0] >= self.seqs[d]:
-                    self.limits[d], self.seqs[d] = limit, alloc[0]
+        for seq, _, entries in pwproto.pending_allocations(self.sock, self.key):
+            for d, (limit, _) in entries.items():
+                if d in self.limits and seq >= self.seqs[d]:
+                    self.limits[d], self.seqs[d] = limit, seq
 
     def status(self, d):
         draw = min(self.limits[d], 16000)

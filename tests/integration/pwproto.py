@@ -81,6 +81,19 @@ def decode_allocation(key, data):
     return seq, lease, entries
 
 
+def pending_allocations(sock, key):
+    """Every authentic allocation waiting on a non-blocking socket, as decode_allocation gives
+    them; other datagrams are read and dropped."""
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            return
+        alloc = decode_allocation(key, data)
+        if alloc:
+            yield alloc
+
+
 class Sender:
     """One device's identity: sender id, boot id and the next sequence number."""
 
