@@ -53,6 +53,7 @@ typedef struct bal_node {
     int slot; /* metered: its column in every charger's draw-at-reading table (bal_ch.at_meter),
                  the number of metered nodes above it; -1 unmetered */
     int mup;  /* the nearest metered node above it, -1 if none */
+    double at_sum[PW_LINES]; /* metered: the sum of the at_meter columns of the chargers below */
     double meter_a[PW_LINES];
     bal_hist hist[BAL_HIST];
     /* per run */
@@ -60,12 +61,12 @@ typedef struct bal_node {
     uint32_t path_iv;           /* the longest meter interval of it and the metered nodes above */
     double fixed[PW_LINES];     /* budget of silent and faulty chargers below it */
     double sub[PW_LINES];       /* sum of the children's non-EV budgets */
+    double own[PW_LINES];       /* non-EV load by its own meter (0 unmetered) */
     double non_ev[PW_LINES];    /* budgeted non-EV load */
     double in_flight[PW_LINES]; /* metered: what chargers below may have dropped by following a
-                                   cut before the reading without a status saying so yet */
-    double sub_t[PW_LINES];     /* sum of the children's non_ev_t */
-    double non_ev_t[PW_LINES];  /* the non-EV budget raises may rely on: with in_flight added,
-                                   since such a drop in the reading hides as less non-EV load */
+                                   pending cut before the reading, no status saying so yet */
+    double non_ev_t[PW_LINES];  /* the non-EV budget raises rely on: with in_flight added, since
+                                   such a drop hides in the reading as less non-EV load */
     double trans[PW_LINES];     /* load while cuts are still pending */
     bool stale;                 /* its own meter is stale */
     int stale_src;              /* node whose stale meter shaped this budget, -1 if none */
@@ -94,7 +95,7 @@ typedef struct bal_plan {
     bool want, susp, trimmed, online, can1, can3;
     bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
     bool held;     /* a raise is held until cuts are seen */
-    bool own_wait; /* held until the car has followed its own last cut */
+    bool own_wait; /* held until its own pending cut is seen */
     int bind;      /* row that froze it, -1 */
     int block;     /* row that refused its minimum, -1 */
     enum pw_bal_reason pause;
@@ -149,18 +150,14 @@ typedef struct bal_ch {
     uint8_t prev_mode;
     double prev_line[PW_LINES];
     uint64_t offer_since; /* prev_limit unchanged since */
-    bool sent;            /* an offer change of ours is on record: */
-    bool last_up;         /* the last was a raise */
-    uint64_t sent_at;     /* at this time */
     /* A cut whose freed room may not be seen yet: until then raises count the charger at what
      * it was last seen to draw, by its status and by every meter above it (with a slow meter
      * the non-EV load is only as new as the reading). After the reaction window plus one meter
      * interval the cut is taken as followed. */
     bool cut_pending;
-    uint64_t cut_at;
-    double low_line[PW_LINES]; /* the lowest it was offered per grid line while cuts pend: it
-                                  may have followed that before a reading, unreported */
-    bool susp_believed;        /* its car's "suspended" was believed: held until it changes state */
+    uint64_t cut_at, cut_until; /* the last cut; pending until cut_until */
+    double low_line[PW_LINES];  /* the lowest offer per grid line while cuts pend */
+    bool susp_believed; /* its car's "suspended" was believed: held until it changes state */
     bool running, paused_by_us;
     uint64_t run_since, paused_at, waiting_since;
     bool has_why;
@@ -176,6 +173,7 @@ struct pw_bal {
     bal_node *nodes;
     bal_ch *ch;
     double *at_meter; /* n_ch x n_slots x PW_LINES, see bal_ch.at_meter */
+    double *acc;      /* n_nodes x PW_LINES scratch for sums over subtrees */
     size_t n_slots;   /* the most metered nodes on any path from a node to the root */
     bal_plan *plan;
     bal_row *rows;

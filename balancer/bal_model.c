@@ -418,6 +418,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->cand = pw_xcalloc(nk, sizeof *b->cand);
     b->res = pw_xcalloc(nk, sizeof *b->res);
     b->nres = pw_xcalloc(b->n_nodes, sizeof *b->nres);
+    b->acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->acc);
     b->deadline = UINT64_MAX;
     size_t max_rows = b->n_nodes * 9;
     b->seg_leaves = 1;
@@ -463,6 +464,7 @@ void pw_bal_free(pw_bal *b)
     free(b->nodes);
     free(b->ch);
     free(b->at_meter);
+    free(b->acc);
     free(b->plan);
     free(b->rows);
     free(b->dfs_node);
@@ -510,11 +512,14 @@ void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uin
         return;
     /* The reading includes what the chargers below draw now: remember it as the statuses known
      * so far tell it. A charger not heard from yet counts as drawing nothing (the safe side). */
+    memset(n->at_sum, 0, sizeof n->at_sum);
     for (size_t i = n->lo; i < n->hi; i++) {
         const bal_ch *c = &b->ch[b->dfs_ch[i]];
         double *at = c->at_meter + (size_t)n->slot * PW_LINES;
-        for (size_t l = 0; l < PW_LINES; l++)
+        for (size_t l = 0; l < PW_LINES; l++) {
             at[l] = c->has_meas ? c->meas_line[l] : 0;
+            n->at_sum[l] += at[l];
+        }
     }
 }
 
@@ -537,7 +542,7 @@ static void lower_at_meter(pw_bal *b, size_t k, bool had, uint64_t prev, uint64_
     bal_ch *c = &b->ch[k];
     BAL_FOR_PATH_METERS(b, k, n)
     {
-        const bal_node *node = &b->nodes[n];
+        bal_node *node = &b->nodes[n];
         if (!node->has_meter)
             continue;
         /* Not heard from before: the reading already counted it as drawing nothing. */
@@ -545,8 +550,10 @@ static void lower_at_meter(pw_bal *b, size_t k, bool had, uint64_t prev, uint64_
             continue;
         double *at = c->at_meter + (size_t)node->slot * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
-            if (c->meas_line[l] < at[l])
+            if (c->meas_line[l] < at[l]) {
+                node->at_sum[l] -= at[l] - c->meas_line[l];
                 at[l] = c->meas_line[l];
+            }
     }
 }
 

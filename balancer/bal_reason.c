@@ -163,15 +163,20 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
         w.x = pl->lo;
     } else {
         decide_bound(b, k, &w);
-        /* A raise under the hysteresis was not sent: say so, and what bounds the target. */
-        if (pl->val < pl->target - 1e-6)
+        /* A raise under the hysteresis to the charger's own limit was not sent: say so, or the
+         * sentence would name a limit the offer is not at. (Below a node limit, the node still
+         * is what binds.) */
+        bool own = w.code == PW_REASON_MAX || w.code == PW_REASON_CAR_DRAW;
+        if (own && pl->val < pl->target - 1e-6)
             w.kept = pl->val;
     }
     w.one_phase = pl->want && pl->val > 0 && pl->mode == 1;
     /* Amperes are shown to a tenth: a change below that is no new sentence. */
     w.x = tenths(w.x);
-    w.y = tenths(w.y);
-    w.kept = tenths(w.kept);
+    if (w.y > 0)
+        w.y = tenths(w.y);
+    if (w.kept > 0)
+        w.kept = tenths(w.kept);
     return w;
 }
 
@@ -314,12 +319,10 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
     case PW_REASON_NODE_LIMIT:
     case PW_REASON_IMBALANCE:
     case PW_REASON_METER_STALE:
-        if (w->variant || w->kept > 0) {
-            put_kept(b, w->variant ? w->x : w->kept, &t);
+        if (w->variant) {
+            put_kept(b, w->x, &t);
             put(&t, " is not sent");
-            if (w->variant)
-                break;
-            put(&t, "; ");
+            break;
         }
         put(&t, "limited by ");
         put_row(&t, b, w->row);

@@ -121,6 +121,15 @@ static void init_prev(pw_bal *b, size_t k, uint64_t now)
     c->run_since = now;
 }
 
+/* A cut may still be unseen within the reaction window plus the longest meter interval above
+ * the charger (bal_node.path_iv, as of this run). */
+static void cut_expiry(const pw_bal *b, bal_ch *c, uint64_t now)
+{
+    c->cut_until = c->cut_at + b->p.reaction_ms + b->nodes[c->spec.node].path_iv;
+    if (c->cut_pending && now >= c->cut_until)
+        c->cut_pending = false;
+}
+
 /* A silent charger may still draw its last current, or its failsafe once its lease ends; one
  * whose status is only overdue may also still draw what it was last offered. */
 static void silent_budget(const bal_ch *c, bool overdue, double fixed[PW_LINES])
@@ -160,6 +169,8 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->mode = pl->tmode = 3;
     memset(pl->fixed, 0, sizeof pl->fixed);
     pl->online = c->has_meas && (b->p.oneshot || age(now, c->meas_at) < b->p.offline_ms);
+    if (c->cut_pending)
+        cut_expiry(b, c, now);
     if (!pl->online) {
         silent_budget(c, false, pl->fixed);
         return;
@@ -220,35 +231,23 @@ static void hist_worst(const pw_bal *b, const bal_node *n, uint64_t now, double 
     }
 }
 
-/* Whether charger k's last cut may still be unseen: within the reaction window plus the longest
- * meter interval above it. */
-static bool cut_pending(pw_bal *b, size_t k, uint64_t now)
-{
-    bal_ch *c = &b->ch[k];
-    uint64_t window = (uint64_t)b->p.reaction_ms + b->nodes[c->spec.node].path_iv;
-    if (c->cut_pending && age(now, c->cut_at) >= window)
-        c->cut_pending = false;
-    return c->cut_pending;
-}
-
-/* Adds what charger k drew to every metered node above it: in live mode as it drew when that
- * meter was read (a meter reading minus later currents would see a car's ramp as building load
- * vanishing), in oneshot mode as measured. While cuts pend the car may have followed any of
- * them before the reading, unreported: down to the lowest offer, which in_flight keeps for the
- * raise rule. */
-static void add_meter_draws(pw_bal *b, size_t k, uint64_t now)
+/* What the metered nodes' readings contained of charger k, where it does not count: in live
+ * mode each reading holds the draws its chargers had reported when it was taken (at_sum), so a
+ * car ramping up after it does not make building load vanish; a silent charger is taken out
+ * again, as it is budgeted on its own (counting it twice errs on the safe side). In oneshot mode
+ * the online chargers count as measured. */
+static void meter_draws(pw_bal *b, size_t k)
 {
     const bal_ch *c = &b->ch[k];
-    bool cut = !b->p.oneshot && cut_pending(b, k, now);
+    double sign = b->p.oneshot ? 1 : -1;
+    const double *d = c->meas_line;
     BAL_FOR_PATH_METERS(b, k, ni)
     {
         bal_node *n = &b->nodes[ni];
-        const double *d = b->p.oneshot ? c->meas_line : c->at_meter + (size_t)n->slot * PW_LINES;
-        for (size_t l = 0; l < PW_LINES; l++) {
-            n->meas_ev[l] += d[l];
-            if (cut && d[l] > c->low_line[l])
-                n->in_flight[l] += d[l] - c->low_line[l];
-        }
+        if (!b->p.oneshot)
+            d = c->at_meter + (size_t)n->slot * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++)
+            n->meas_ev[l] += sign * d[l];
     }
 }
 
@@ -258,10 +257,10 @@ static void node_budget(pw_bal *b, size_t ni, uint64_t now)
 {
     bal_node *n = &b->nodes[ni];
     const pw_bal_node_spec *s = &n->spec;
-    double own[PW_LINES] = {0, 0, 0}, flight[PW_LINES] = {0, 0, 0};
+    double *own = n->own;
+    memset(n->own, 0, sizeof n->own);
     if (s->metered) {
         if (!n->stale) {
-            memcpy(flight, n->in_flight, sizeof flight);
             for (size_t l = 0; l < PW_LINES; l++) {
                 double v = n->meter_a[l] - n->meas_ev[l];
                 own[l] = v > 0 ? v : 0;
@@ -270,7 +269,7 @@ static void node_budget(pw_bal *b, size_t ni, uint64_t now)
                 hist_record(b, n, now, own);
         } else {
             /* Never the last value: the worst seen lately, or the fallback if that is larger. */
-            memcpy(own, s->meter_fallback_a, sizeof own);
+            memcpy(own, s->meter_fallback_a, sizeof n->own);
             if (!b->p.oneshot)
                 hist_worst(b, n, now, own);
         }
@@ -279,10 +278,21 @@ static void node_budget(pw_bal *b, size_t ni, uint64_t now)
     for (size_t l = 0; l < PW_LINES; l++) {
         bool from_sub = n->sub[l] > own[l];
         n->non_ev[l] = from_sub ? n->sub[l] : own[l];
-        double t = own[l] + flight[l];
-        n->non_ev_t[l] = n->sub_t[l] > t ? n->sub_t[l] : t;
         if (n->stale_src < 0 && (from_sub || !s->metered))
             n->stale_src = n->sub_stale;
+    }
+}
+
+/* Which meters are stale, and the longest interval of the fresh meters on each node's path. */
+static void prepare_meters(pw_bal *b, uint64_t now)
+{
+    for (size_t i = 0; i < b->n_nodes; i++) { /* parents before children: preorder */
+        bal_node *n = &b->nodes[b->dfs_node[i]];
+        n->stale =
+            n->spec.metered && (!n->has_meter || age(now, n->meter_at) >= n->spec.meter_timeout_ms);
+        uint32_t up = n->spec.parent >= 0 ? b->nodes[n->spec.parent].path_iv : 0;
+        uint32_t own = n->slot >= 0 && !n->stale ? n->meter_iv : 0;
+        n->path_iv = own > up ? own : up;
     }
 }
 
@@ -290,26 +300,24 @@ static void prepare_nodes(pw_bal *b, uint64_t now)
 {
     for (size_t i = 0; i < b->n_nodes; i++) { /* parents before children: preorder */
         bal_node *n = &b->nodes[b->dfs_node[i]];
-        memset(n->meas_ev, 0, sizeof n->meas_ev);
-        memset(n->in_flight, 0, sizeof n->in_flight);
+        if (n->slot >= 0 && !b->p.oneshot)
+            memcpy(n->meas_ev, n->at_sum, sizeof n->meas_ev);
+        else
+            memset(n->meas_ev, 0, sizeof n->meas_ev);
         memset(n->fixed, 0, sizeof n->fixed);
         memset(n->sub, 0, sizeof n->sub);
-        memset(n->sub_t, 0, sizeof n->sub_t);
         n->sub_stale = -1;
-        n->stale =
-            n->spec.metered && (!n->has_meter || age(now, n->meter_at) >= n->spec.meter_timeout_ms);
-        uint32_t up = n->spec.parent >= 0 ? b->nodes[n->spec.parent].path_iv : 0;
-        uint32_t own = n->slot >= 0 && !n->stale ? n->meter_iv : 0;
-        n->path_iv = own > up ? own : up;
+        memset(n->in_flight, 0, sizeof n->in_flight);
     }
     for (size_t k = 0; k < b->n_ch; k++) {
         bal_node *n = &b->nodes[b->ch[k].spec.node];
         for (size_t l = 0; l < PW_LINES; l++)
             n->fixed[l] += b->plan[k].fixed[l];
-        /* A silent charger's draw is not subtracted from the meter: it is budgeted on its own,
-         * and counting it twice errs on the safe side. */
-        if (b->plan[k].online)
-            add_meter_draws(b, k, now);
+        /* Live: the readings hold every charger already (at_sum), the silent ones come out;
+         * oneshot: the online ones go in. */
+        bool adjust = b->p.oneshot ? b->plan[k].online : !b->plan[k].online;
+        if (b->ch[k].has_meas && adjust)
+            meter_draws(b, k);
     }
     /* Children before parents: reverse preorder. */
     for (size_t i = b->n_nodes; i-- > 0;) {
@@ -322,7 +330,6 @@ static void prepare_nodes(pw_bal *b, uint64_t now)
         for (size_t l = 0; l < PW_LINES; l++) {
             p->fixed[l] += n->fixed[l];
             p->sub[l] += n->non_ev[l];
-            p->sub_t[l] += n->non_ev_t[l];
         }
         if (p->sub_stale < 0)
             p->sub_stale = n->stale_src;
@@ -392,6 +399,24 @@ static void set_lines(double line[PW_LINES], uint8_t mask, double v)
 {
     for (size_t l = 0; l < PW_LINES; l++)
         line[l] = (mask & (1u << l)) ? v : 0;
+}
+
+/* Per-line amounts added at each charger's node, summed over every node's subtree: the sums over
+ * all chargers below each node in one walk of the tree instead of one per charger. */
+static double *subtree_begin(pw_bal *b)
+{
+    memset(b->acc, 0, b->n_nodes * PW_LINES * sizeof *b->acc);
+    return b->acc;
+}
+
+static void subtree_end(pw_bal *b)
+{
+    for (size_t i = b->n_nodes; i-- > 1;) { /* children before parents; the root has none */
+        size_t ni = b->dfs_node[i];
+        double *up = b->acc + (size_t)b->nodes[ni].spec.parent * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++)
+            up[l] += b->acc[ni * PW_LINES + l];
+    }
 }
 
 /* Adds a charger's transitional load (its plan, or more while a cut is not yet followed) along
@@ -477,14 +502,64 @@ static bool is_raise(const pw_bal *b, size_t k)
     return false;
 }
 
+/* What charger k may still draw per grid line while a cut is pending: the most its status and
+ * the readings of the fresh meters above it show. A drop its status shows is seen only once a
+ * meter read after it agrees. And the other way round: the car may have followed a pending cut
+ * before a reading, down to its lowest offer, with no status saying so yet (a late or lost
+ * status); that drop hides in the reading as less non-EV load, which in_flight gives back to
+ * the raise rule. */
+static void pending_draw(pw_bal *b, size_t k, double d[PW_LINES])
+{
+    const bal_ch *c = &b->ch[k];
+    memcpy(d, c->meas_line, PW_LINES * sizeof *d);
+    BAL_FOR_PATH_METERS(b, k, n)
+    {
+        bal_node *node = &b->nodes[n];
+        if (node->stale)
+            continue;
+        const double *at = c->at_meter + (size_t)node->slot * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++) {
+            d[l] = at[l] > d[l] ? at[l] : d[l];
+            double low = c->cut_pending ? c->low_line[l] : at[l];
+            node->in_flight[l] += at[l] > low ? at[l] - low : 0;
+        }
+    }
+}
+
+/* The non-EV budget raises rely on (non_ev_t): a metered node's own with in_flight added, or
+ * its children's if larger, as for non_ev. */
+static void raise_budgets(pw_bal *b)
+{
+    double *acc = subtree_begin(b);
+    for (size_t i = b->n_nodes; i-- > 0;) { /* children before parents */
+        size_t ni = b->dfs_node[i];
+        bal_node *n = &b->nodes[ni];
+        double *sub = acc + ni * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++) {
+            double t = n->own[l] + n->in_flight[l];
+            n->non_ev_t[l] = sub[l] > t ? sub[l] : t;
+            if (ni > 0)
+                acc[(size_t)n->spec.parent * PW_LINES + l] += n->non_ev_t[l];
+        }
+    }
+}
+
 /* Lets held raises go as far as the measured reality allows, in admission order. */
 static void release_raises(pw_bal *b)
 {
+    raise_budgets(b);
+    double *acc = subtree_begin(b);
+    for (size_t k = 0; k < b->n_ch; k++) {
+        const bal_plan *pl = &b->plan[k];
+        double *a = acc + (size_t)b->ch[k].spec.node * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++)
+            a[l] += pl->line[l] > pl->pend[l] ? pl->line[l] : pl->pend[l];
+    }
+    subtree_end(b);
     for (size_t ni = 0; ni < b->n_nodes; ni++)
         for (size_t l = 0; l < PW_LINES; l++)
-            b->nodes[ni].trans[l] = b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l];
-    for (size_t k = 0; k < b->n_ch; k++)
-        trans_add(b, k, +1);
+            b->nodes[ni].trans[l] =
+                b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
     for (size_t i = 0; i < b->n_order; i++) {
         size_t k = b->order[i].idx;
         bal_plan *pl = &b->plan[k];
@@ -507,44 +582,27 @@ static void release_raises(pw_bal *b)
     }
 }
 
-/* What charger k may still draw per grid line while a cut is pending: the most its status and
- * the readings of the fresh meters above it show. A drop its status shows is seen only once a
- * meter read after it agrees. */
-static void pending_draw(const pw_bal *b, size_t k, double d[PW_LINES])
+/* Whether charger k's pending cut is not seen yet: no status since, or its status or a meter
+ * above it (d, from pending_draw) still shows it above its offer. Taking the cut back before
+ * then would make the car chase commands, down and up every second while a reading and the
+ * statuses disagree for a moment; and a drop the car made before a reading but reported only
+ * later (a late or lost status) would read as building load gone, room the raise would take. */
+static bool cut_unseen(const pw_bal *b, size_t k, const double d[PW_LINES])
 {
     const bal_ch *c = &b->ch[k];
-    memcpy(d, c->meas_line, PW_LINES * sizeof *d);
-    BAL_FOR_PATH_METERS(b, k, n)
-    {
-        const bal_node *node = &b->nodes[n];
-        if (node->stale)
-            continue;
-        const double *at = c->at_meter + (size_t)node->slot * PW_LINES;
-        for (size_t l = 0; l < PW_LINES; l++)
-            d[l] = at[l] > d[l] ? at[l] : d[l];
-    }
-}
-
-/* Whether charger k's last offer change was a cut its car has not followed yet: within the
- * reaction window and no status since shows it at or below the cut. Taking a cut back before
- * then only makes the car chase commands (down and up every second while readings and statuses
- * disagree for a moment); the next raise waits until it has followed. */
-static bool cut_unfollowed(const pw_bal *b, size_t k, uint64_t now)
-{
-    const bal_ch *c = &b->ch[k];
-    if (!c->sent || c->last_up || age(now, c->sent_at) >= b->p.reaction_ms)
+    if (!c->cut_pending)
         return false;
-    if (c->meas_at <= c->sent_at)
+    if (c->meas_at <= c->cut_at)
         return true;
     for (size_t l = 0; l < PW_LINES; l++)
-        if (c->meas_line[l] > c->prev_line[l] + b->p.active_phase_a)
+        if (d[l] > c->prev_line[l] + b->p.active_phase_a)
             return true;
     return false;
 }
 
 /* Cuts apply at once; a raise waits until the cuts it depends on are seen (cut_pending);
  * raises smaller than the hysteresis are not sent. */
-static void apply_dynamics(pw_bal *b, uint64_t now)
+static void apply_dynamics(pw_bal *b)
 {
     const pw_bal_params *p = &b->p;
     bool any_held = false;
@@ -562,8 +620,8 @@ static void apply_dynamics(pw_bal *b, uint64_t now)
         bool cutting = false;
         for (size_t l = 0; l < PW_LINES; l++)
             cutting = cutting || pl->line[l] < c->prev_line[l] - 1e-9;
-        if (cut_pending(b, k, now) || cutting) {
-            double d[PW_LINES];
+        double d[PW_LINES] = {0, 0, 0};
+        if (c->cut_pending || cutting) {
             pending_draw(b, k, d);
             for (size_t l = 0; l < PW_LINES; l++)
                 if (d[l] > pl->line[l] + p->active_phase_a)
@@ -579,7 +637,7 @@ static void apply_dynamics(pw_bal *b, uint64_t now)
         }
         hold_prev(b, k);
         pl->held = true;
-        pl->own_wait = cut_unfollowed(b, k, now);
+        pl->own_wait = cut_unseen(b, k, d);
         any_held = true;
     }
     if (any_held)
@@ -596,10 +654,14 @@ static void node_results(pw_bal *b)
         memcpy(r->ev_a, n->fixed, sizeof r->ev_a);
         r->meter_stale = n->stale;
     }
+    double *acc = subtree_begin(b);
     for (size_t k = 0; k < b->n_ch; k++)
-        for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
-            for (size_t l = 0; l < PW_LINES; l++)
-                b->nres[n].ev_a[l] += b->plan[k].line[l];
+        for (size_t l = 0; l < PW_LINES; l++)
+            acc[(size_t)b->ch[k].spec.node * PW_LINES + l] += b->plan[k].line[l];
+    subtree_end(b);
+    for (size_t ni = 0; ni < b->n_nodes; ni++)
+        for (size_t l = 0; l < PW_LINES; l++)
+            b->nres[ni].ev_a[l] += acc[ni * PW_LINES + l];
     for (size_t ni = 0; ni < b->n_nodes; ni++) {
         pw_bal_node_result *r = &b->nres[ni];
         const pw_bal_node_spec *s = &b->nodes[ni].spec;
@@ -629,21 +691,21 @@ static void charger_results(pw_bal *b, uint64_t now)
 }
 
 /* A cut starts or extends the pending period; while it lasts, the lowest offer is kept. */
-static void track_cuts(bal_ch *c, const double line[PW_LINES], uint64_t now)
+static void track_cuts(const pw_bal *b, bal_ch *c, const double line[PW_LINES], uint64_t now)
 {
-    bool cut = false;
-    for (size_t l = 0; l < PW_LINES; l++)
-        cut = cut || line[l] < c->prev_line[l] - 1e-9;
-    if (cut && !c->cut_pending)
-        memcpy(c->low_line, c->prev_line, sizeof c->low_line);
+    bool cut = (line[0] < c->prev_line[0] - 1e-9) | (line[1] < c->prev_line[1] - 1e-9) |
+               (line[2] < c->prev_line[2] - 1e-9);
+    if (!cut && !c->cut_pending)
+        return;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        double from = c->cut_pending ? c->low_line[l] : c->prev_line[l];
+        c->low_line[l] = line[l] < from ? line[l] : from;
+    }
     if (cut) {
         c->cut_pending = true;
         c->cut_at = now;
+        cut_expiry(b, c, now);
     }
-    if (c->cut_pending)
-        for (size_t l = 0; l < PW_LINES; l++)
-            if (line[l] < c->low_line[l])
-                c->low_line[l] = line[l];
 }
 
 /* Remembers the decision: cuts (for the raise rule), offer changes (for trimming), run and
@@ -655,12 +717,9 @@ static void update_state(pw_bal *b, uint64_t now)
         const bal_plan *pl = &b->plan[k];
         if (!pl->online || pl->overdue)
             continue;
-        track_cuts(c, pl->line, now);
-        if (fabs(pl->val - c->prev_limit) > 1e-9) {
-            c->offer_since = c->sent_at = now;
-            c->sent = true;
-            c->last_up = pl->val > c->prev_limit;
-        }
+        track_cuts(b, c, pl->line, now);
+        if (fabs(pl->val - c->prev_limit) > 1e-9)
+            c->offer_since = now;
         if (pl->want && pl->val > 0 && pl->mode != c->mode) {
             c->mode = pl->mode;
             c->mode_since = now;
@@ -710,8 +769,7 @@ static uint64_t next_deadline(const pw_bal *b, uint64_t now)
             uint64_t offline = c->meas_at + p->offline_ms;
             earliest(&d, now, overdue > now && overdue < offline ? overdue : offline);
         }
-        if (c->cut_pending)
-            earliest(&d, now, c->cut_at + p->reaction_ms + b->nodes[c->spec.node].path_iv);
+        earliest(&d, now, c->cut_pending ? c->cut_until : UINT64_MAX);
         if (!pl->want)
             continue;
         if (c->trim_cap > 0)
@@ -733,12 +791,13 @@ static uint64_t next_deadline(const pw_bal *b, uint64_t now)
 
 int pw_bal_run(pw_bal *b, uint64_t now_ms)
 {
+    prepare_meters(b, now_ms);
     for (size_t k = 0; k < b->n_ch; k++)
         prepare_charger(b, k, now_ms);
     prepare_nodes(b, now_ms);
     build_order(b, now_ms);
     bal__allocate(b);
-    apply_dynamics(b, now_ms);
+    apply_dynamics(b);
     charger_results(b, now_ms);
     node_results(b);
     if (!b->p.oneshot)
