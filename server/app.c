@@ -232,6 +232,20 @@ static int start_demo(pw_app *app)
     return 0;
 }
 
+/* Logins and password changes go to the event history like rejected datagrams do; refused
+ * attempts of a throttled client at most once a minute, so hammering cannot fill the disk. */
+static void on_security_event(void *ud, const char *kind, const char *peer)
+{
+    pw_app *app = ud;
+    if (strcmp(kind, "login_throttled") == 0) {
+        uint64_t now = pw_app_now_ms();
+        if (app->last_throttle_event_ms && now - app->last_throttle_event_ms < 60000)
+            return;
+        app->last_throttle_event_ms = now;
+    }
+    pw_control_log_event(app, kind, "", "client %s", peer);
+}
+
 static void on_web_closed(void *ud)
 {
     pw_app *app = ud;
@@ -391,7 +405,9 @@ static int start(pw_app *app)
                       .auth = {.data_dir = app->data_dir,
                                .dashboard_login = app->cfg->http.dashboard_login,
                                .access = pw_api_access,
-                               .access_ud = app}};
+                               .access_ud = app,
+                               .on_event = on_security_event,
+                               .event_ud = app}};
     char cert[1100], key[1100];
     if (app->cfg->http.tls.enabled) {
         if (start_tls(app, cert, key, sizeof cert) != 0)

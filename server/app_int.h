@@ -111,6 +111,7 @@ typedef struct pw_app {
     uint64_t last_run_ms;  /* last control pass: balancer run and sends */
     uint64_t start_ms;
     uint64_t last_reject_event_ms;
+    uint64_t last_throttle_event_ms;
     uint64_t rejects_logged[PW_REJECT_SLOTS];
 
     char *state_doc; /* latest state document, malloc'd */

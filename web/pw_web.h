@@ -81,6 +81,10 @@ typedef struct pw_web_auth_opts {
     unsigned iterations;     /* PBKDF2 iterations for a new password; 0 = 600000 */
     pw_web_access_fn access; /* NULL = GET and HEAD are READ, everything else ADMIN */
     void *access_ud;
+    /* Called on the loop for security events ("admin_password_set", "login", "login_failed",
+     * "login_throttled") with the client's address, so the server can keep them in history. */
+    void (*on_event)(void *ud, const char *kind, const char *peer);
+    void *event_ud;
     const char *const *origins; /* further allowed origins, NULL-terminated, or NULL; borrowed
                                    for the life of the pw_web */
 } pw_web_auth_opts;

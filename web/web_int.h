@@ -40,6 +40,8 @@ struct pw_web {
     pw_web_access_fn access;
     void *access_ud;
     const char *const *origins;
+    void (*on_event)(void *ud, const char *kind, const char *peer);
+    void *event_ud;
     unsigned jobs;    /* password derivations queued on the libuv thread pool */
     unsigned pending; /* API answers deferred by the handler (pw_web_defer), not yet completed */
     bool setup_busy;  /* a setup is being derived and written */

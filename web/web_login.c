@@ -34,6 +34,8 @@ typedef struct web_job {
 int web__login_init(pw_web *w, const pw_web_auth_opts *opts, char *err, size_t err_size)
 {
     w->dashboard_login = opts->dashboard_login;
+    w->on_event = opts->on_event;
+    w->event_ud = opts->event_ud;
     w->secure_cookie = opts->secure_cookie;
     w->access = opts->access;
     w->access_ud = opts->access_ud;
@@ -174,6 +176,12 @@ static void job_work(uv_work_t *req)
 
 /* Back on the loop: apply the outcome and, if the client is still there, leave the reply for
  * its next WRITEABLE. */
+static void security_event(pw_web *w, const char *kind, const char *peer)
+{
+    if (w->on_event)
+        w->on_event(w->event_ud, kind, peer);
+}
+
 static void job_done(uv_work_t *req, int status)
 {
     web_job *job = req->data;
@@ -186,6 +194,7 @@ static void job_done(uv_work_t *req, int status)
         if (ok) {
             web__auth_install(w->auth, &job->rec);
             pw_info(WEB_LOG, "admin password set");
+            security_event(w, "admin_password_set", job->peer);
         } else {
             pw_error(WEB_LOG, "admin password not set: %s", job->err);
         }
@@ -193,6 +202,7 @@ static void job_done(uv_work_t *req, int status)
         web__auth_rate_note(w->auth, job->peer, ok, now);
         if (!ok)
             pw_warn(WEB_LOG, "failed login from %s", job->peer);
+        security_event(w, ok ? "login" : "login_failed", job->peer);
     }
     web_http *h = job->h;
     if (job->wsi && h) {
@@ -284,6 +294,7 @@ static int login_login(pw_web *w, struct lws *wsi, web_http *h, char *password, 
     }
     uint64_t wait = web__auth_rate_wait(w->auth, h->peer, uv_now(w->loop));
     if (wait > 0) {
+        security_event(w, "login_throttled", h->peer);
         secret_free(password, len);
         web_extra x = {.retry_after = (unsigned)((wait + 999) / 1000)};
         return web__respond_error(wsi, h, 429, "too many failed logins: wait before trying again",

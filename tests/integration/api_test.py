@@ -173,7 +173,9 @@ def main():
         st, _ = pwtest.http_json(port, "/api/auth/setup", "POST",
                                  {"password": "correct horse battery"}, origin)
         check(st in (200, 201, 204), f"first-start setup failed: {st}")
-        import urllib.request
+        st, _ = pwtest.http_json(port, "/api/auth/login", "POST", {"password": "wrong guess"},
+                                 origin)
+        check(st == 401, f"a wrong password got {st}, not 401")
         req = urllib.request.Request(f"http://127.0.0.1:{port}/api/auth/login", method="POST",
                                      data=json.dumps({"password": "correct horse battery"}
                                                      ).encode(), headers=origin)
@@ -182,6 +184,12 @@ def main():
         check("HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Strict" in
               r.headers["Set-Cookie"], "the session cookie lacks HttpOnly/SameSite=Strict")
         auth = dict(origin, Cookie=cookie)
+
+        def security_events():
+            st, body = pwtest.http_json(port, "/api/events?kind=login_failed", headers=auth)
+            return st == 200 and body["events"]
+        events = pwtest.wait_for("the failed login in the event history", security_events, 10)
+        check("127.0.0.1" in events[0]["detail"], f"failed login event lacks the client: {events}")
 
         evil = dict(auth, Origin="http://evil.example")
         st, _ = pwtest.http_json(port, "/api/config", "PUT", changed, evil)
