@@ -63,8 +63,8 @@ typedef struct bal_node {
     double sub[PW_LINES];       /* sum of the children's non-EV budgets */
     double own[PW_LINES];       /* non-EV load by its own meter (0 unmetered) */
     double non_ev[PW_LINES];    /* budgeted non-EV load */
-    double in_flight[PW_LINES]; /* metered: what chargers below may have dropped by following a
-                                   pending cut before the reading, no status saying so yet */
+    double in_flight[PW_LINES]; /* what chargers below may have dropped by following a pending
+                                   cut before a reading, no status saying so yet */
     double non_ev_t[PW_LINES];  /* the non-EV budget raises rely on: with in_flight added, since
                                    such a drop hides in the reading as less non-EV load */
     double trans[PW_LINES];     /* load while cuts are still pending */
@@ -141,8 +141,9 @@ typedef struct bal_ch {
      * meter minus chargers never under-estimates the non-EV load. n_slots x PW_LINES, in
      * pw_bal.at_meter. */
     double *at_meter;
-    uint8_t car_terms; /* terminals seen active this session */
-    uint8_t mode;      /* 1 or 3 */
+    double at_max[PW_LINES]; /* the most any of those readings has it drawing */
+    uint8_t car_terms;       /* terminals seen active this session */
+    uint8_t mode;            /* 1 or 3 */
     uint64_t mode_since;
     uint32_t switches; /* this session */
     bool have_prev;
@@ -196,6 +197,7 @@ struct pw_bal {
     pw_bal_node_result *nres;
     uint64_t deadline;
     bool has_imbalance;
+    bool rotating; /* the last run paused a car for rotation */
 };
 
 /* Admission of minimums in b->order, then weighted water-filling per class, then a pass that

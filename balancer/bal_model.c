@@ -493,6 +493,19 @@ static double clean_current(double a)
     return a > 0 ? a : 0;
 }
 
+/* The most any reading above charger k has it drawing, per line. */
+static void update_at_max(pw_bal *b, size_t k)
+{
+    bal_ch *c = &b->ch[k];
+    memset(c->at_max, 0, sizeof c->at_max);
+    BAL_FOR_PATH_METERS(b, k, n)
+    {
+        const double *at = c->at_meter + (size_t)b->nodes[n].slot * PW_LINES;
+        for (size_t l = 0; l < PW_LINES; l++)
+            c->at_max[l] = at[l] > c->at_max[l] ? at[l] : c->at_max[l];
+    }
+}
+
 void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uint64_t now_ms)
 {
     if (node >= b->n_nodes || !all_finite(line_a))
@@ -520,6 +533,7 @@ void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uin
             at[l] = c->has_meas ? c->meas_line[l] : 0;
             n->at_sum[l] += at[l];
         }
+        update_at_max(b, b->dfs_ch[i]);
     }
 }
 
@@ -540,6 +554,7 @@ static bool may_predate(const pw_bal_params *p, uint64_t read, uint64_t prev, ui
 static void lower_at_meter(pw_bal *b, size_t k, bool had, uint64_t prev, uint64_t now)
 {
     bal_ch *c = &b->ch[k];
+    bool lowered = false;
     BAL_FOR_PATH_METERS(b, k, n)
     {
         bal_node *node = &b->nodes[n];
@@ -553,8 +568,11 @@ static void lower_at_meter(pw_bal *b, size_t k, bool had, uint64_t prev, uint64_
             if (c->meas_line[l] < at[l]) {
                 node->at_sum[l] -= at[l] - c->meas_line[l];
                 at[l] = c->meas_line[l];
+                lowered = true;
             }
     }
+    if (lowered)
+        update_at_max(b, k);
 }
 
 void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint64_t now_ms)
@@ -588,8 +606,8 @@ void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint
         c->mode = 3;
         c->trim_cap = 0;
     } else if (c->m.car == PW_CAR_CHARGING && c->mode == 3 && m->applied_phases != 1 &&
-               (b->p.oneshot || now_ms - c->mode_since >= b->p.reaction_ms ||
-                now_ms < c->mode_since)) {
+               (b->p.oneshot || c->switches == 0 || now_ms < c->mode_since ||
+                now_ms - c->mode_since >= b->p.reaction_ms)) {
         /* Phases only grow within a session: a phase dipping under the threshold for a moment
          * must not make the plan forget the load it will carry again. Only a car that has had
          * the reaction window to follow a switch back to three phases shows its phases: one

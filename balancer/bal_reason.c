@@ -115,7 +115,11 @@ static void decide_bound(const pw_bal *b, size_t k, bal_why *w)
     if (pl->target >= pl->hi - 1e-6) {
         w->code = pl->trimmed ? PW_REASON_CAR_DRAW : PW_REASON_MAX;
         w->x = pl->hi;
-        w->y = pl->trimmed ? largest(b->ch[k].m.current_a) : 0;
+        /* The draw the trim was made for (it follows the draw down by whole amperes), so
+         * that the sentence does not change with every small move of the current. */
+        const bal_ch *c = &b->ch[k];
+        double draw = b->p.oneshot ? largest(c->m.current_a) : c->trim_cap - b->p.trim_headroom_a;
+        w->y = pl->trimmed ? draw : 0;
         w->variant = pl->trimmed && pl->hi <= pl->lo + 1e-6; /* trimmed to the minimum */
     } else if ((w->row = binding_row(b, k)) < 0) {
         w->code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */

@@ -503,43 +503,40 @@ static bool is_raise(const pw_bal *b, size_t k)
 }
 
 /* What charger k may still draw per grid line while a cut is pending: the most its status and
- * the readings of the fresh meters above it show. A drop its status shows is seen only once a
- * meter read after it agrees. And the other way round: the car may have followed a pending cut
- * before a reading, down to its lowest offer, with no status saying so yet (a late or lost
- * status); that drop hides in the reading as less non-EV load, which in_flight gives back to
- * the raise rule. */
+ * the readings above it show (at_max). A drop its status shows is seen only once a meter read
+ * after it agrees. And the other way round: the car may have followed a pending cut before a
+ * reading, down to its lowest offer, with no status saying so yet (a late or lost status); that
+ * drop hides in the reading as less non-EV load, which in_flight gives back to the raise rule. */
 static void pending_draw(pw_bal *b, size_t k, double d[PW_LINES])
 {
     const bal_ch *c = &b->ch[k];
-    memcpy(d, c->meas_line, PW_LINES * sizeof *d);
-    BAL_FOR_PATH_METERS(b, k, n)
-    {
-        bal_node *node = &b->nodes[n];
-        if (node->stale)
-            continue;
-        const double *at = c->at_meter + (size_t)node->slot * PW_LINES;
-        for (size_t l = 0; l < PW_LINES; l++) {
-            d[l] = at[l] > d[l] ? at[l] : d[l];
-            double low = c->cut_pending ? c->low_line[l] : at[l];
-            node->in_flight[l] += at[l] > low ? at[l] - low : 0;
-        }
+    double *flight = b->nodes[c->spec.node].in_flight;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        double at = c->at_max[l];
+        d[l] = at > c->meas_line[l] ? at : c->meas_line[l];
+        double low = c->cut_pending ? c->low_line[l] : at;
+        flight[l] += at > low ? at - low : 0;
     }
 }
 
-/* The non-EV budget raises rely on (non_ev_t): a metered node's own with in_flight added, or
- * its children's if larger, as for non_ev. */
+/* The non-EV budget raises rely on (non_ev_t): a fresh metered node's own with the in_flight of
+ * the chargers below added, or its children's if larger, as for non_ev. */
 static void raise_budgets(pw_bal *b)
 {
     double *acc = subtree_begin(b);
-    for (size_t i = b->n_nodes; i-- > 0;) { /* children before parents */
+    for (size_t i = b->n_nodes; i-- > 0;) { /* children before parents: sums are complete */
         size_t ni = b->dfs_node[i];
         bal_node *n = &b->nodes[ni];
-        double *sub = acc + ni * PW_LINES;
+        bal_node *up = ni > 0 ? &b->nodes[n->spec.parent] : NULL;
+        bool fresh = n->slot >= 0 && !n->stale;
         for (size_t l = 0; l < PW_LINES; l++) {
-            double t = n->own[l] + n->in_flight[l];
-            n->non_ev_t[l] = sub[l] > t ? sub[l] : t;
-            if (ni > 0)
+            double t = n->own[l] + (fresh ? n->in_flight[l] : 0);
+            double sub = acc[ni * PW_LINES + l];
+            n->non_ev_t[l] = sub > t ? sub : t;
+            if (up) {
                 acc[(size_t)n->spec.parent * PW_LINES + l] += n->non_ev_t[l];
+                up->in_flight[l] += n->in_flight[l];
+            }
         }
     }
 }
@@ -676,6 +673,7 @@ static void node_results(pw_bal *b)
 static void charger_results(pw_bal *b, uint64_t now)
 {
     bal__rotation_eta(b, now);
+    b->rotating = false;
     for (size_t k = 0; k < b->n_ch; k++) {
         const bal_plan *pl = &b->plan[k];
         const bal_ch *c = &b->ch[k];
@@ -687,6 +685,7 @@ static void charger_results(pw_bal *b, uint64_t now)
         for (size_t l = 0; l < PW_LINES; l++)
             r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
         bal__reason(b, k, now);
+        b->rotating = b->rotating || r->reason == PW_REASON_PAUSED_ROTATION;
     }
 }
 
@@ -758,9 +757,7 @@ static uint64_t next_deadline(const pw_bal *b, uint64_t now)
     uint64_t d = UINT64_MAX;
     if (p->oneshot)
         return d;
-    bool rotating = false;
-    for (size_t k = 0; k < b->n_ch; k++)
-        rotating = rotating || b->res[k].reason == PW_REASON_PAUSED_ROTATION;
+    bool rotating = b->rotating;
     for (size_t k = 0; k < b->n_ch; k++) {
         const bal_ch *c = &b->ch[k];
         const bal_plan *pl = &b->plan[k];
