@@ -112,10 +112,13 @@ typedef struct pw_bal_measure {
     uint8_t applied_phases;     /* 1 or 3, 0 = unknown */
 } pw_bal_measure;
 
-/* Feed measurements; they are copied. now_ms is monotonic, node and charger are indices into the
- * facility (out of range: ignored). A reading with a non-finite current is ignored, so that a
- * broken input ages into the conservative budget instead of reading as 0 A; a charger's negative
- * current counts as 0. */
+/* Feed measurements as they arrive, in time order; they are copied. now_ms is monotonic, node
+ * and charger are indices into the facility (out of range: ignored). A reading with a non-finite
+ * current is ignored, so that a broken input ages into the conservative budget instead of
+ * reading as 0 A; a charger's negative current counts as 0. A meter reading is taken to contain
+ * what the chargers below it had reported by then: a status arriving later describes the draw
+ * after it, unless it may predate it (held back by status_min_ms, or within status_delay_ms),
+ * and then it can only lower the draw the reading is taken to contain. */
 void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uint64_t now_ms);
 void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint64_t now_ms);
 
