@@ -328,6 +328,7 @@ def latency(fac, pid, http_port, readings, rate):
             "first_p50_us": percentile(first, 0.5) if first else None,
             "first_p99_us": percentile(first, 0.99) if first else None,
             "first_max_us": max(first) if first else None,
+            "first_over_2ms": sum(v > 2000 for v in first),
             "last_p50_us": percentile(last, 0.5) if last else None,
             "last_p99_us": percentile(last, 0.99) if last else None,
             "appliance_hist_count": hcount,
@@ -398,7 +399,7 @@ def main():
     if any(n < 1 or n > 2000 for n in args.chargers) or args.readings > 5000:
         ap.error("1..2000 chargers and at most 5000 readings")
     print("chargers | steady CPU | timed CPU | plans/readings | first datagram p50/p99/max us |"
-          " last datagram p50/p99 us | appliance histogram p50/p99 <= us | tick p99 <= us |"
+          " > 2 ms | last datagram p50/p99 us | appliance histogram p50/p99 <= us | tick p99 <= us |"
           " RSS KiB start/end")
     for n in args.chargers:
         r = run_one(args.phasewise, n, args)
@@ -407,6 +408,7 @@ def main():
         print(f"{n:8} | {r['steady_cpu_pct']:9.1f}% | {r['cpu_pct']:8.1f}% | "
               f"{r['plans']:5}/{r['readings']:<5} ({r['complete_plans']} complete) | "
               f"{fmt(r['first_p50_us'])}/{fmt(r['first_p99_us'])}/{fmt(r['first_max_us'])} | "
+              f"{r['first_over_2ms']} | "
               f"{fmt(r['last_p50_us'])}/{fmt(r['last_p99_us'])} | "
               f"{fmt(r['appliance_p50_le_us'])}/{fmt(r['appliance_p99_le_us'])} "
               f"({r['appliance_hist_count']}) | {fmt(r['tick_p99_le_us'])} | "

@@ -279,31 +279,34 @@ static void note_change(pw_app *app, size_t i, const pw_bal_result *res, int64_t
     }
 }
 
-/* Sends every configured charger its limit, split over as many datagrams as needed. Returns the
- * time the first datagram left (uv_hrtime ns), or 0 if none could be sent. */
+/* Sends every configured charger its limit, split over as many datagrams as needed, then records
+ * what changed: the datagrams leave first, the bookkeeping for history can wait a moment.
+ * Returns the time the first datagram left (uv_hrtime ns), or 0 if none could be sent. */
 static uint64_t send_allocations(pw_app *app, const pw_bal_result *res, uint64_t now)
 {
     pw_proto_msg msg = {.hdr.type = PW_MSG_ALLOCATION};
     pw_msg_allocation *a = &msg.u.allocation;
     a->alloc_seq = app->alloc_seq;
     a->lease_ms = app->cfg->lease_ms;
-    int64_t wall = pw_app_wall_ms();
     uint64_t first_ns = 0;
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
-        if (limit_differs(&app->sent[i], &res[i]))
-            note_change(app, i, &res[i], wall, now);
         a->entries[a->count++] = (pw_alloc_entry){
             .charger_id = app->cfg->charger_device_ids[i],
             .limit_ma = (uint32_t)lround(res[i].limit_a * 1000.0),
             .phases = res[i].phases,
         };
-        app->sent[i].limit_a = res[i].limit_a;
-        app->sent[i].phases = res[i].phases;
         if (a->count == PW_PROTO_ALLOC_PER_DATAGRAM || i + 1 == app->cfg->n_chargers) {
             if (send_msg(app, &msg) == 0 && !first_ns)
                 first_ns = uv_hrtime();
             a->count = 0;
         }
+    }
+    int64_t wall = pw_app_wall_ms();
+    for (size_t i = 0; i < app->cfg->n_chargers; i++) {
+        if (limit_differs(&app->sent[i], &res[i]))
+            note_change(app, i, &res[i], wall, now);
+        app->sent[i].limit_a = res[i].limit_a;
+        app->sent[i].phases = res[i].phases;
     }
     app->last_alloc_send_ms = now;
     return first_ns;
