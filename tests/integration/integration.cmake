@@ -48,3 +48,7 @@ add_test(NAME soak_day
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/soak_day.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(soak_day PROPERTIES LABELS "soak" TIMEOUT 1200)
+add_test(NAME fault_cut_resend
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_cut_resend.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(fault_cut_resend PROPERTIES LABELS "integration" TIMEOUT 120)
