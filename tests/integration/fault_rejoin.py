@@ -34,19 +34,21 @@ class Namespaces:
     def __init__(self):
         tag = f"{os.getpid() % 100000}"
         self.a, self.b = f"pwt-a-{tag}", f"pwt-b-{tag}"
+        # Unique names: concurrent runs must not meet even for the moment of creation.
+        self.dev_a, self.dev_b = f"pwa{tag}", f"pwb{tag}"
 
     def __enter__(self):
         try:
             ip("netns", "add", self.a)
             ip("netns", "add", self.b)
-            ip("link", "add", "pwa", "netns", self.a, "type", "veth", "peer", "name", "pwb",
-               "netns", self.b)
-            for ns, dev, host in ((self.a, "pwa", 1), (self.b, "pwb", 2)):
+            ip("link", "add", self.dev_a, "netns", self.a, "type", "veth", "peer", "name",
+               self.dev_b, "netns", self.b)
+            for ns, dev, host in ((self.a, self.dev_a, 1), (self.b, self.dev_b, 2)):
                 ip("-n", ns, "link", "set", "lo", "up")
                 ip("-n", ns, "addr", "add", f"{SUBNET}.{host}/24", "dev", dev)
                 ip("-n", ns, "link", "set", dev, "up")
             # Programs list only running interfaces; a veth runs once both ends are up.
-            for ns, dev in ((self.a, "pwa"), (self.b, "pwb")):
+            for ns, dev in ((self.a, self.dev_a), (self.b, self.dev_b)):
                 pwtest.wait_for(f"{dev} running", lambda ns=ns, dev=dev: "state UP" in ip(
                     "-n", ns, "-o", "link", "show", "dev", dev).stdout, 10)
         except BaseException:
@@ -114,8 +116,8 @@ def main():
         base = rejoins(ns, port)
 
         # A new address, as a DHCP renewal would give: the old one disappears.
-        ip("-n", ns.a, "addr", "del", f"{SUBNET}.1/24", "dev", "pwa")
-        ip("-n", ns.a, "addr", "add", f"{SUBNET}.11/24", "dev", "pwa")
+        ip("-n", ns.a, "addr", "del", f"{SUBNET}.1/24", "dev", ns.dev_a)
+        ip("-n", ns.a, "addr", "add", f"{SUBNET}.11/24", "dev", ns.dev_a)
         t0 = time.monotonic()
         pwtest.wait_for("the appliance to rejoin on its new address",
                         lambda: rejoins(ns, port) > base, 10)
@@ -129,9 +131,9 @@ def main():
 
         # The link goes down and comes back (cable replugged).
         base = rejoins(ns, port)
-        ip("-n", ns.a, "link", "set", "pwa", "down")
+        ip("-n", ns.a, "link", "set", ns.dev_a, "down")
         fc.sleep_watch(4, [pw, sim])
-        ip("-n", ns.a, "link", "set", "pwa", "up")
+        ip("-n", ns.a, "link", "set", ns.dev_a, "up")
         t0 = time.monotonic()
         log("link down for 4 s and up again")
         pwtest.wait_for("the appliance to rejoin after the link came back",
