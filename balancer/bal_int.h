@@ -108,6 +108,7 @@ typedef struct bal_spec {
     int node, priority;
     uint8_t wiring[PW_LINES];
     bool can_switch_phases;
+    pw_bal_timing timing; /* resolved: no zero fields */
 } bal_spec;
 
 /* A reason decided: its code and every value its sentence shows. */

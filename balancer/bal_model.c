@@ -398,6 +398,17 @@ static void build_classes(pw_bal *b)
     free(prios);
 }
 
+/* A charger's timing as its transport gave it, the facility's params where it gave none. */
+static pw_bal_timing resolve_timing(const pw_bal_timing *t, const pw_bal_params *p)
+{
+    return (pw_bal_timing){
+        .status_min_ms = t->status_min_ms ? t->status_min_ms : p->status_min_ms,
+        .status_max_ms = t->status_max_ms ? t->status_max_ms : p->status_max_ms,
+        .status_delay_ms = t->status_delay_ms ? t->status_delay_ms : p->status_delay_ms,
+        .offline_ms = t->offline_ms ? t->offline_ms : p->offline_ms,
+    };
+}
+
 pw_bal *pw_bal_new(const pw_bal_facility *f)
 {
     pw_bal *b = pw_xcalloc(1, sizeof *b);
@@ -441,6 +452,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
                              .priority = s->priority,
                              .can_switch_phases = s->can_switch_phases};
         memcpy(c->spec.wiring, s->wiring, sizeof c->spec.wiring);
+        c->spec.timing = resolve_timing(&s->timing, &b->p);
         c->wired = terms_lines(c->spec.wiring, 7);
         /* A charger switched to one phase uses terminal L1; on IT that phase is the L1-L2 pair. */
         c->one = terms_lines(c->spec.wiring, b->grid == PW_GRID_IT ? 3 : 1);
@@ -541,7 +553,7 @@ void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uin
  * a meter reading at read: the change came after the previous status was measured, and either
  * the status was held back by the protocol's minimum interval (the change may be up to that
  * old) or it arrived within the delay of the reading. */
-static bool may_predate(const pw_bal_params *p, uint64_t read, uint64_t prev, uint64_t now)
+static bool may_predate(const pw_bal_timing *p, uint64_t read, uint64_t prev, uint64_t now)
 {
     if (now < read || prev > read + p->status_delay_ms)
         return false;
@@ -561,7 +573,7 @@ static void lower_at_meter(pw_bal *b, size_t k, bool had, uint64_t prev, uint64_
         if (!node->has_meter)
             continue;
         /* Not heard from before: the reading already counted it as drawing nothing. */
-        if (!had || !may_predate(&b->p, node->meter_at, prev, now))
+        if (!had || !may_predate(&c->spec.timing, node->meter_at, prev, now))
             continue;
         double *at = c->at_meter + (size_t)node->slot * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)

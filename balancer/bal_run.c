@@ -168,7 +168,7 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->bind = pl->block = -1;
     pl->mode = pl->tmode = 3;
     memset(pl->fixed, 0, sizeof pl->fixed);
-    pl->online = c->has_meas && (b->p.oneshot || age(now, c->meas_at) < b->p.offline_ms);
+    pl->online = c->has_meas && (b->p.oneshot || age(now, c->meas_at) < c->spec.timing.offline_ms);
     if (c->cut_pending)
         cut_expiry(b, c, now);
     if (!pl->online) {
@@ -181,7 +181,8 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
      * failsafe when its lease ends: budget that, and hold its offer (if it hears us, nothing
      * changes for its car) until it is heard again or goes offline. */
     if (!b->p.oneshot &&
-        age(now, c->meas_at) > (uint64_t)b->p.status_max_ms + b->p.status_delay_ms) {
+        age(now, c->meas_at) >
+            (uint64_t)c->spec.timing.status_max_ms + c->spec.timing.status_delay_ms) {
         pl->overdue = true;
         silent_budget(c, true, pl->fixed);
         return;
@@ -762,8 +763,9 @@ static uint64_t next_deadline(const pw_bal *b, uint64_t now)
         const bal_ch *c = &b->ch[k];
         const bal_plan *pl = &b->plan[k];
         if (c->has_meas) { /* its status becomes overdue, or it goes offline */
-            uint64_t overdue = c->meas_at + p->status_max_ms + p->status_delay_ms + 1;
-            uint64_t offline = c->meas_at + p->offline_ms;
+            const pw_bal_timing *t = &c->spec.timing;
+            uint64_t overdue = c->meas_at + t->status_max_ms + t->status_delay_ms + 1;
+            uint64_t offline = c->meas_at + t->offline_ms;
             earliest(&d, now, overdue > now && overdue < offline ? overdue : offline);
         }
         earliest(&d, now, c->cut_pending ? c->cut_until : UINT64_MAX);

@@ -32,6 +32,15 @@ typedef struct pw_bal_node_spec {
     double meter_fallback_a[PW_LINES]; /* non-EV load budgeted when stale and nothing worse seen */
 } pw_bal_node_spec;
 
+/* How a charger's transport reports: per charger, since a LAN charger sends a status every
+ * 1-30 s and an OCPP charge point every 10-60 s. A zero field takes the facility's params. */
+typedef struct pw_bal_timing {
+    uint32_t status_min_ms;   /* a changed status comes at most this often */
+    uint32_t status_max_ms;   /* and at least this often; a charger silent longer missed one */
+    uint32_t status_delay_ms; /* how much older than its arrival a status may be */
+    uint32_t offline_ms;      /* silent this long: offline */
+} pw_bal_timing;
+
 /* A charger and how it is wired. */
 typedef struct pw_bal_charger_spec {
     char id[PW_BAL_ID_LEN];
@@ -44,6 +53,7 @@ typedef struct pw_bal_charger_spec {
     int priority;             /* higher classes are served first */
     double weight;            /* share within a class, > 0 (default 1) */
     bool can_switch_phases;   /* may be told to charge on 1 phase instead of 3 */
+    pw_bal_timing timing;     /* its transport's timing; zero fields: the params' */
 } pw_bal_charger_spec;
 
 typedef struct pw_bal_params {

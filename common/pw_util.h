@@ -19,6 +19,10 @@ char *pw_xstrdup(const char *s);
  * a result >= size means the copy was truncated. */
 size_t pw_strlcpy(char *dst, const char *src, size_t size);
 
+/* Unix wall-clock milliseconds, for history rows; control decisions use the loop's monotonic
+ * time instead. */
+long long pw_wall_ms(void);
+
 /* Replaces the file at path with data, atomically and durably: writes "<path>.tmp" (never
  * through a symlink) with the given mode, fsyncs it, renames it over path and fsyncs the
  * folder. After a crash path holds either the old or the new content. Returns 0, or -1 with a

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,13 @@ char *pw_xstrdup(const char *s)
 {
     size_t n = strlen(s) + 1;
     return memcpy(pw_xmalloc(n), s, n);
+}
+
+long long pw_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 size_t pw_strlcpy(char *dst, const char *src, size_t size)

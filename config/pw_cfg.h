@@ -28,17 +28,20 @@ typedef struct pw_cfg_errors {
     pw_cfg_error items[PW_CFG_MAX_ERRORS];
 } pw_cfg_errors;
 
-enum pw_meter_kind {
-    PW_METER_NONE = 0,
-    PW_METER_PW = 1,   /* phasewise protocol meter gateway, by device id */
-    PW_METER_DEFA = 2, /* DEFA Balancer frame, by serial number */
+/* How a device is reached: the transport it speaks and its identity there. In the file it is
+ * {"lan": {"device_id": 1001}} or {"defa": {"serial": "..."}}; later transports add kinds. */
+enum pw_cfg_link_kind {
+    PW_CFG_LINK_NONE = 0, /* not reached at all (an unmetered node) */
+    PW_CFG_LINK_LAN = 1,  /* phasewise LAN protocol, by device id */
+    PW_CFG_LINK_DEFA = 2, /* DEFA Balancer meter frame, by serial number (meters only) */
+    PW_CFG_LINK_KINDS
 };
 
-typedef struct pw_cfg_meter {
-    enum pw_meter_kind kind;
-    uint32_t device_id;
-    char defa_serial[12];
-} pw_cfg_meter;
+typedef struct pw_cfg_link {
+    enum pw_cfg_link_kind kind;
+    uint32_t device_id; /* lan */
+    char serial[12];    /* defa */
+} pw_cfg_link;
 
 typedef struct pw_cfg_net {
     char group[16]; /* IPv4 multicast group, dotted quad */
@@ -69,10 +72,11 @@ typedef struct pw_cfg {
     char site_name[PW_BAL_NAME_LEN];
     enum pw_grid grid;
     pw_bal_node_spec *nodes; /* n_nodes, nodes[0] is the root */
-    pw_cfg_meter *meters;    /* n_nodes, parallel to nodes */
+    pw_cfg_link *meters;     /* n_nodes, parallel to nodes: each node's meter, kind NONE if
+                                unmetered */
     size_t n_nodes;
     pw_bal_charger_spec *chargers; /* n_chargers */
-    uint32_t *charger_device_ids;  /* n_chargers, parallel to chargers */
+    pw_cfg_link *charger_links;    /* n_chargers, parallel to chargers */
     size_t n_chargers;
     pw_bal_params params;
     uint32_t lease_ms; /* how long a sent allocation holds without renewal */
@@ -99,9 +103,24 @@ void pw_cfg_free(pw_cfg *cfg);
 /* A balancer view of the config; borrowed, valid while cfg lives. */
 void pw_cfg_facility(const pw_cfg *cfg, pw_bal_facility *out);
 
-/* Index of the charger with that device id / node with that id, or -1. */
-int pw_cfg_charger_by_device(const pw_cfg *cfg, uint32_t device_id);
+/* Index of the charger reached by that link / node with that id, or -1. */
+int pw_cfg_charger_by_link(const pw_cfg *cfg, const pw_cfg_link *link);
 int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id);
+
+/* Links: the same device; the kind's name in the file ("lan", "defa"; "" for NONE); a short
+ * text for people ("lan device 1001", "defa meter ABC123"); the file's JSON object (caller
+ * owns the reference; null for NONE). */
+bool pw_cfg_link_equal(const pw_cfg_link *a, const pw_cfg_link *b);
+const char *pw_cfg_link_kind_name(enum pw_cfg_link_kind kind);
+void pw_cfg_link_format(const pw_cfg_link *link, char *out, size_t out_size);
+json_t *pw_cfg_link_to_json(const pw_cfg_link *link);
+
+/* The settings that take effect only at a restart (sockets opened at start: LAN group, port,
+ * TTL, key file, DEFA frames on or off, HTTP address, port and TLS) that differ between the
+ * running and the saved config, as field paths ("network.port") into out; returns how many
+ * (at most max). */
+size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const char **out,
+                             size_t max);
 
 /* Prints errors one per line as "field: message" into out (for logs and the CLI). */
 void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size);

@@ -190,6 +190,34 @@ typedef struct pw_proto_replay {
  * pw_proto_decode returned 0, so that forged headers never move the window. */
 int pw_proto_replay_check(pw_proto_replay *state, const pw_proto_hdr *hdr);
 
+/* A sender's link as a receiver sees it: replay state plus loss counted from sequence gaps. */
+typedef struct pw_proto_link {
+    uint64_t last_seen_ms; /* monotonic; 0 = never */
+    uint32_t boot_id;
+    uint32_t last_seq;
+    uint64_t received; /* datagrams accepted since the current boot started */
+    uint64_t expected; /* sequence span seen in this boot: received + lost */
+    uint32_t reboots;  /* boot id changes seen */
+    pw_proto_replay replay;
+} pw_proto_link;
+
+/* Replay-checks hdr against the sender's link and, if accepted, records it as seen at now_ms.
+ * Returns 0 or PW_PROTO_E_REPLAY (link unchanged). */
+int pw_proto_link_accept(pw_proto_link *link, const pw_proto_hdr *hdr, uint64_t now_ms);
+
+/* Loss in percent over the current boot, from sequence gaps. */
+double pw_proto_link_loss_pct(const pw_proto_link *link);
+
+/* The wire carries milliamperes; everything past the codec speaks amperes. */
+static inline double pw_proto_amps(uint32_t ma)
+{
+    return ma / 1000.0;
+}
+
+/* Amperes to the wire, rounded; negative or non-finite values become 0, values above
+ * PW_PROTO_MAX_CURRENT_MA are capped to it. */
+uint32_t pw_proto_milliamps(double a);
+
 /* A DEFA Balancer meter frame: 54 bytes, unauthenticated, L1..L3 currents in mA. */
 typedef struct pw_defa_frame {
     char serial[12];        /* printable ASCII, NUL-terminated, 1..11 characters */

@@ -52,6 +52,39 @@ static pw_cfg *config_from_body(const pw_web_request *req, pw_web_response *resp
     return cfg;
 }
 
+/* The saved settings that take effect only at a restart, as field paths. */
+static json_t *restart_pending(const pw_app *app)
+{
+    const char *fields[16];
+    size_t n = pw_app_restart_pending(app, fields, PW_ARRAY_LEN(fields));
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(fields[i]));
+    return arr;
+}
+
+/* The config exactly as saved, and which of its settings wait for a restart. */
+static void get_config(const pw_app *app, pw_web_response *resp)
+{
+    json_t *doc = pw_cfg_to_json(app->cfg);
+    json_object_set_new(doc, "restart_pending", restart_pending(app));
+    pw_api_set_json(resp, 200, doc);
+}
+
+/* The latest state document as it was published: no parse and dump per request. */
+static void get_state(const pw_app *app, pw_web_response *resp)
+{
+    if (!app->state_doc) {
+        pw_api_set_json(resp, 200, pw_statedoc_build(app, uv_now(&app->loop)));
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "application/json";
+    resp->body = pw_xmalloc(app->state_len + 1);
+    memcpy(resp->body, app->state_doc, app->state_len + 1);
+    resp->body_len = app->state_len;
+}
+
 /* Validates, saves atomically, then applies between two ticks; the running config stays in
  * force if any step fails. */
 static void put_config(pw_app *app, const pw_web_request *req, pw_web_response *resp)
@@ -65,8 +98,9 @@ static void put_config(pw_app *app, const pw_web_request *req, pw_web_response *
         pw_api_set_error(resp, 500, NULL, errs.items[0].message);
         return;
     }
-    pw_control_apply_config(app, cfg);
-    pw_api_set_json(resp, 200, json_pack("{s:b}", "ok", 1));
+    pw_app_apply_config(app, cfg);
+    pw_api_set_json(resp, 200, json_pack("{s:b, s:o}", "ok", 1, "restart_pending",
+                                         restart_pending(app)));
 }
 
 void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
@@ -74,11 +108,9 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
     pw_app *app = ud;
     bool get = strcmp(req->method, "GET") == 0;
     if (strcmp(req->path, "/api/state") == 0 && get) {
-        json_t *doc = app->state_doc ? json_loads(app->state_doc, 0, NULL)
-                                     : pw_statedoc_build(app, pw_app_now_ms());
-        pw_api_set_json(resp, 200, doc);
+        get_state(app, resp);
     } else if (strcmp(req->path, "/api/config") == 0 && get) {
-        pw_api_set_json(resp, 200, pw_cfg_to_json(app->cfg));
+        get_config(app, resp);
     } else if (strcmp(req->path, "/api/config/validate") == 0 && strcmp(req->method, "POST") == 0) {
         pw_cfg *cfg = config_from_body(req, resp);
         if (cfg) {
@@ -90,12 +122,12 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
     } else if (strcmp(req->path, "/metrics") == 0 && get) {
         resp->status = 200;
         resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-        resp->body = pw_metrics_render(app, pw_app_now_ms(), &resp->body_len);
+        resp->body = pw_metrics_render(app, uv_now(&app->loop), &resp->body_len);
     } else if (strcmp(req->path, "/api/health") == 0 && get) {
         pw_api_set_json(resp, 200,
                         json_pack("{s:s, s:s, s:I}", "status", "ok", "version", PW_VERSION,
                                   "uptime_s",
-                                  (json_int_t)((pw_app_now_ms() - app->start_ms) / 1000)));
+                                  (json_int_t)((uv_now(&app->loop) - app->start_ms) / 1000)));
     } else if (!pw_api_history_handle(app, req, resp) && !pw_api_facility_handle(app, req, resp)) {
         pw_api_set_error(resp, 404, NULL, "no such API endpoint or method");
     }

@@ -1,8 +1,11 @@
-/* Appliance lifecycle: resolve paths, load the config, bring up storage, the LAN socket, the web
- * front and the control tick on one loop, and take them down in reverse on SIGINT/SIGTERM. */
+/* The shell: resolve paths, load the config, bring the modules up in order on one loop (storage,
+ * the control core, the transports, the web front, the network watch) and down in reverse on
+ * SIGINT/SIGTERM. It runs the core once per loop turn after the I/O and from one timer armed at
+ * the core's next deadline, and owns history batching and the state document. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +21,8 @@
 extern const unsigned char pw_demo_config[];
 extern const size_t pw_demo_config_len;
 
-uint64_t pw_app_now_ms(void)
-{
-    return uv_hrtime() / 1000000u;
-}
-
-int64_t pw_app_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* The transports the appliance speaks, in start order. */
+static pw_transport *(*const transport_new[])(void) = {pw_tr_lan_new, pw_tr_defa_new};
 
 static int join_path(char *out, size_t size, const char *dir, const char *name)
 {
@@ -108,82 +102,6 @@ static uint32_t next_boot_id(const char *data_dir)
     return boot;
 }
 
-#define MAINTAIN_EVERY_MS 5000
-#define MAINTAIN_STEPS    4 /* bounded work per write; the rest waits for the next one */
-
-/* Runs on a libuv worker: the batch, then (every few seconds) a bounded step of retention and
- * aggregation. The loop never waits on SQLite. */
-static void write_work(uv_work_t *req)
-{
-    pw_app *app = req->data;
-    uint64_t t0 = uv_hrtime();
-    app->write_rc = pw_store_write(app->store, app->writing);
-    app->write_ns = uv_hrtime() - t0;
-    if (app->write_rc != 0)
-        pw_strlcpy(app->write_error, pw_store_errmsg(app->store), sizeof app->write_error);
-    int64_t wall = pw_app_wall_ms();
-    if (app->write_rc != 0 || wall - app->last_maintain_ms < MAINTAIN_EVERY_MS)
-        return;
-    app->last_maintain_ms = wall;
-    for (int i = 0; i < MAINTAIN_STEPS; i++)
-        if (pw_store_maintain(app->store, wall, &app->store_policy) != 1)
-            break;
-}
-
-/* Rows whose write failed stay in `writing` and are retried first; rows collected meanwhile
- * wait in `filling`, up to a bound, so a full disk costs history but never memory. */
-#define MAX_PENDING_ROWS 2000000
-
-static void after_write(uv_work_t *req, int status)
-{
-    pw_app *app = req->data;
-    app->write_in_flight = false;
-    pw_latency_observe(&app->counters.store_write, app->write_ns / 1000u);
-    if (status == 0 && app->write_rc == 0) {
-        if (app->store_error[0])
-            pw_info("storage", "history writes work again");
-        app->store_error[0] = '\0';
-        pw_store_batch_clear(app->writing);
-        return;
-    }
-    /* Copied here, on the loop thread, so the state document never reads a worker's buffer. */
-    pw_strlcpy(app->store_error, status != 0 ? uv_strerror(status) : app->write_error,
-               sizeof app->store_error);
-    app->counters.store_errors++;
-    uint64_t now = pw_app_now_ms();
-    if (now - app->last_store_error_log_ms > 60000 || !app->last_store_error_log_ms) {
-        app->last_store_error_log_ms = now;
-        pw_error("storage", "history write failed (%s); balancing continues, retrying",
-                 pw_store_strerror(app->write_rc));
-    }
-    if (pw_store_batch_rows(app->filling) > MAX_PENDING_ROWS) {
-        pw_error("storage", "dropping %zu history rows that could not be written",
-                 pw_store_batch_rows(app->filling));
-        pw_store_batch_clear(app->filling);
-    }
-}
-
-void pw_control_flush_history(pw_app *app)
-{
-    if (app->write_in_flight || !app->store)
-        return;
-    /* An empty `writing` batch means the last write succeeded: hand over the new rows. */
-    if (pw_store_batch_rows(app->writing) == 0) {
-        pw_store_batch *tmp = app->writing;
-        app->writing = app->filling;
-        app->filling = tmp;
-    }
-    if (pw_store_batch_rows(app->writing) == 0)
-        return;
-    app->write_in_flight = true;
-    app->write_req.data = app;
-    /* At shutdown the loop is done: write on this thread. */
-    if (app->stopping || uv_queue_work(&app->loop, &app->write_req, write_work, after_write)) {
-        write_work(&app->write_req);
-        after_write(&app->write_req, 0);
-    }
-}
-
 static void on_demo_exit(uv_process_t *proc, int64_t status, int sig)
 {
     pw_app *app = proc->data;
@@ -196,8 +114,8 @@ static void on_demo_exit(uv_process_t *proc, int64_t status, int sig)
 static int start_demo(pw_app *app)
 {
     char group[16], port[8], seed[] = "1";
-    pw_strlcpy(group, app->cfg->net.group, sizeof group);
-    snprintf(port, sizeof port, "%u", app->cfg->net.port);
+    pw_strlcpy(group, app->boot_cfg->net.group, sizeof group);
+    snprintf(port, sizeof port, "%u", app->boot_cfg->net.port);
     char *args[] = {(char *)app->opts.sim_path,
                     "--config",
                     app->config_path,
@@ -232,18 +150,235 @@ static int start_demo(pw_app *app)
     return 0;
 }
 
+
+static pw_cfg *clone_config(const pw_cfg *cfg)
+{
+    pw_cfg_errors errs;
+    json_t *j = pw_cfg_to_json(cfg);
+    pw_cfg *copy = pw_cfg_from_json(j, &errs);
+    json_decref(j);
+    if (!copy) { /* our own output must parse: anything else is a bug worth stopping for */
+        pw_error("server", "the running config does not survive its own round trip: %s",
+                 errs.items[0].message);
+        abort();
+    }
+    return copy;
+}
+
+void pw_app_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
+{
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    pw_info("server", "event %s %s: %s", kind, subject ? subject : "", detail);
+    if (app->history)
+        pw_history_event(app->history, pw_wall_ms(), kind, subject, detail);
+}
+
+/* ---- the core's sink ---------------------------------------------------------------------- */
+
+static void on_ctl_event(void *ud, int64_t wall, const char *kind, const char *subject,
+                         const char *detail)
+{
+    pw_app *app = ud;
+    pw_info("server", "event %s %s: %s", kind, subject, detail);
+    pw_history_event(app->history, wall, kind, subject, detail);
+}
+
+static void on_ctl_session(void *ud, size_t i, const pw_ctl_session *s)
+{
+    pw_app *app = ud;
+    pw_history_session(app->history, app->cfg->chargers[i].id, s);
+}
+
+static void on_ctl_limit(void *ud, size_t i, const pw_bal_result *r, int64_t wall)
+{
+    pw_app *app = ud;
+    pw_history_limit_change(app->history, app->cfg->chargers[i].id, r, wall);
+}
+
+static void on_transport_event(void *ud, const char *kind, const char *subject,
+                               const char *detail)
+{
+    pw_app_event(ud, kind, subject, "%s", detail);
+}
+
+/* Each charger's timing, from the transport that reaches it. Caller frees. */
+static pw_bal_timing *charger_timing(const pw_app *app, const pw_cfg *cfg)
+{
+    pw_bal_timing *t = pw_xcalloc(cfg->n_chargers + 1, sizeof *t);
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        for (size_t k = 0; k < app->n_tr; k++)
+            if (app->tr[k]->ops->kind == cfg->charger_links[i].kind)
+                app->tr[k]->ops->timing(app->tr[k], cfg, &t[i]);
+    return t;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+static void on_deadline(uv_timer_t *t);
+
+/* Runs the core if it asked to run by now and hands what it marked due to the transports, then
+ * arms the deadline timer for its next wish. */
+static void dispatch(pw_app *app)
+{
+    if (app->stopping)
+        return;
+    uint64_t now = uv_now(&app->loop);
+    if (pw_ctl_next_deadline(app->ctl) <= now) {
+        uint64_t t0 = uv_hrtime();
+        int64_t wall = pw_wall_ms();
+        pw_ctl_run(app->ctl, now, wall);
+        for (size_t k = 0; k < app->n_tr; k++)
+            if (app->tr[k]->ops->send)
+                app->tr[k]->ops->send(app->tr[k], now, wall);
+        pw_latency_observe(&app->run_time, (uv_hrtime() - t0) / 1000u);
+    }
+    uint64_t next = pw_ctl_next_deadline(app->ctl);
+    if (next == UINT64_MAX)
+        uv_timer_stop(&app->deadline);
+    else /* a wish for "now" is served by the next turn's check, not by a busy timer */
+        uv_timer_start(&app->deadline, on_deadline, next > now ? next - now : 1, 0);
+}
+
+static void on_check(uv_check_t *c)
+{
+    dispatch(c->data);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    dispatch(t->data);
+}
+
+static void on_state_doc(void *ud, char *doc, size_t len)
+{
+    pw_app *app = ud;
+    free(app->state_doc);
+    app->state_doc = doc;
+    app->state_len = len;
+    if (app->web)
+        pw_web_broadcast(app->web, doc, len);
+}
+
+static json_t *doc_head(void *ud, uint64_t now)
+{
+    return pw_statedoc_build_head(ud, now);
+}
+
+static json_t *doc_charger(void *ud, size_t i, uint64_t now)
+{
+    return pw_statedoc_charger(ud, i, now);
+}
+
+static size_t doc_count(void *ud)
+{
+    return ((pw_app *)ud)->cfg->n_chargers;
+}
+
+/* Once per tick, never on a meter reading's path: history rows, the state document and the
+ * transports' periodic work. */
+static void on_tick(uv_timer_t *t)
+{
+    pw_app *app = t->data;
+    uint64_t now = uv_now(&app->loop);
+    pw_history_samples(app->history, app->ctl, pw_wall_ms());
+    pw_history_flush(app->history);
+    pw_publisher_start(app->publisher, now);
+    for (size_t k = 0; k < app->n_tr; k++)
+        if (app->tr[k]->ops->tick)
+            app->tr[k]->ops->tick(app->tr[k], now);
+}
+
+/* ---- configuration ------------------------------------------------------------------------- */
+
+size_t pw_app_restart_pending(const pw_app *app, const char **out, size_t max)
+{
+    return pw_cfg_restart_fields(app->boot_cfg, app->cfg, out, max);
+}
+
+static void on_watch(void *ud, enum pw_net_watch_event ev, const char *addr, const char *ifname);
+
+static int watch_cb(void *ud, enum pw_net_watch_event ev, const char *addr, const char *ifname)
+{
+    pw_app *app = ud;
+    if (ev != PW_NET_WATCH_UP) {
+        on_watch(ud, ev, addr, ifname);
+        return 0;
+    }
+    int rc = 0;
+    for (size_t k = 0; k < app->n_tr; k++)
+        if (app->tr[k]->ops->net_changed && app->tr[k]->ops->net_changed(app->tr[k], addr) != 0)
+            rc = -1;
+    if (rc == 0) {
+        app->rejoins++;
+        pw_app_event(app, "network_rejoin", ifname, "joined the group again on %s (interface %s)",
+                     addr, ifname);
+    }
+    return rc;
+}
+
+static void on_watch(void *ud, enum pw_net_watch_event ev, const char *addr, const char *ifname)
+{
+    pw_app *app = ud;
+    if (ev == PW_NET_WATCH_LOST)
+        pw_app_event(app, "network_lost", ifname,
+                     "address %s is gone from interface %s; waiting for it to return", addr,
+                     ifname);
+    else
+        pw_app_event(app, "network_down", ifname, "interface %s (%s) is down", ifname, addr);
+}
+
+/* The LAN interface is the one socket setting that can change live: join there instead. */
+static void change_interface(pw_app *app, const char *addr)
+{
+    for (size_t k = 0; k < app->n_tr; k++)
+        if (app->tr[k]->ops->net_changed && app->tr[k]->ops->net_changed(app->tr[k], addr) != 0)
+            pw_warn("server", "cannot join on interface %s; the LAN stays where it was", addr);
+    pw_net_watch_stop(app->watch);
+    app->watch = pw_net_watch_start(&app->loop, addr, watch_cb, app);
+}
+
+void pw_app_apply_config(pw_app *app, pw_cfg *cfg)
+{
+    uint64_t now = uv_now(&app->loop);
+    if (strcmp(cfg->net.interface, app->cfg->net.interface) != 0)
+        change_interface(app, cfg->net.interface);
+    if (app->web)
+        pw_web_set_dashboard_login(app->web, cfg->http.dashboard_login);
+    pw_bal_timing *timing = charger_timing(app, cfg);
+    pw_ctl_set_config(app->ctl, cfg, timing, now, pw_wall_ms());
+    free(timing);
+    for (size_t k = 0; k < app->n_tr; k++)
+        app->tr[k]->ops->reconfigure(app->tr[k], cfg);
+    pw_publisher_reset(app->publisher); /* a half-built document describes the old facility */
+    pw_cfg_free(app->cfg);
+    app->cfg = cfg;
+    const char *pending[16];
+    size_t n = pw_app_restart_pending(app, pending, PW_ARRAY_LEN(pending));
+    for (size_t i = 0; i < n; i++)
+        pw_warn("server", "%s is saved and takes effect after a restart", pending[i]);
+    uv_timer_set_repeat(&app->tick, cfg->tick_ms);
+    dispatch(app);
+    on_tick(&app->tick);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
 /* Logins and password changes go to the event history like rejected datagrams do; refused
  * attempts of a throttled client at most once a minute, so hammering cannot fill the disk. */
 static void on_security_event(void *ud, const char *kind, const char *peer)
 {
     pw_app *app = ud;
     if (strcmp(kind, "login_throttled") == 0) {
-        uint64_t now = pw_app_now_ms();
+        uint64_t now = uv_now(&app->loop);
         if (app->last_throttle_event_ms && now - app->last_throttle_event_ms < 60000)
             return;
         app->last_throttle_event_ms = now;
     }
-    pw_control_log_event(app, kind, "", "client %s", peer);
+    pw_app_event(app, kind, "", "client %s", peer);
 }
 
 static void on_web_closed(void *ud)
@@ -252,29 +387,36 @@ static void on_web_closed(void *ud)
     app->web = NULL;
 }
 
+static void close_handle(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
 static void stop(pw_app *app)
 {
     if (app->stopping)
         return;
     pw_info("server", "shutting down");
     app->stopping = true;
-    /* Handles are closed only if they were started: start() may have failed half-way. */
-    uv_handle_t *handles[] = {(uv_handle_t *)&app->tick_timer, (uv_handle_t *)&app->sig_int,
-                              (uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_hup};
-    for (size_t i = 0; i < PW_ARRAY_LEN(handles); i++)
-        if (handles[i]->loop && !uv_is_closing(handles[i]))
-            uv_close(handles[i], NULL);
+    /* In reverse order of start; a handle is closed only if it was started (start() may have
+     * failed half-way). */
     if (app->demo_running)
         uv_process_kill(&app->demo_proc, SIGTERM);
-    pw_control_stop(app);
-    pw_netwatch_stop(app);
-    if (app->net) {
-        pw_net_close(app->net, NULL, NULL);
-        app->net = NULL;
-    }
-    pw_defa_stop(app);
+    pw_net_watch_stop(app->watch);
+    app->watch = NULL;
     if (app->web)
         pw_web_close(app->web, on_web_closed, app);
+    for (size_t k = app->n_tr; k-- > 0;)
+        app->tr[k]->ops->stop(app->tr[k]);
+    app->n_tr = 0;
+    pw_publisher_close(app->publisher);
+    app->publisher = NULL;
+    uv_handle_t *handles[] = {(uv_handle_t *)&app->check,   (uv_handle_t *)&app->deadline,
+                              (uv_handle_t *)&app->tick,    (uv_handle_t *)&app->sig_int,
+                              (uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_hup};
+    for (size_t i = 0; i < PW_ARRAY_LEN(handles); i++)
+        close_handle(handles[i]);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -284,7 +426,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         pw_info("server", "SIGHUP: reloading %s", app->config_path);
         pw_cfg *cfg = load_config(app->config_path);
         if (cfg)
-            pw_control_apply_config(app, cfg);
+            pw_app_apply_config(app, cfg);
         else
             pw_warn("server", "the running configuration stays in force");
         return;
@@ -296,12 +438,50 @@ static int start_signals(pw_app *app)
 {
     uv_signal_t *sigs[] = {&app->sig_int, &app->sig_term, &app->sig_hup};
     int nums[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; i < 3; i++) {
-        uv_signal_init(&app->loop, sigs[i]);
+    for (size_t i = 0; i < PW_ARRAY_LEN(sigs); i++) {
+        int rc = uv_signal_init(&app->loop, sigs[i]);
         sigs[i]->data = app;
-        uv_signal_start(sigs[i], on_signal, nums[i]);
+        if (rc == 0)
+            rc = uv_signal_start(sigs[i], on_signal, nums[i]);
+        if (rc != 0) {
+            pw_error("server", "cannot watch signal %d: %s", nums[i], uv_strerror(rc));
+            return -1;
+        }
     }
     return 0;
+}
+
+/* Sessions left open by the last run: a charger still in the same session continues its row. */
+static void resume_sessions(pw_app *app)
+{
+    pw_store_reader *r = NULL;
+    char err[256];
+    if (pw_store_reader_open(&r, app->db_path, err, sizeof err) != 0) {
+        pw_warn("storage", "open sessions not read: %s", err);
+        return;
+    }
+    pw_store_session_filter f = {.open = 1};
+    pw_store_session_row *rows = NULL;
+    size_t n = 0;
+    if (pw_store_query_sessions(r, &f, &rows, &n) == 0) {
+        for (size_t k = 0; k < n; k++) {
+            const pw_store_session *s = &rows[k].s;
+            int i = -1;
+            for (size_t c = 0; c < app->cfg->n_chargers && i < 0; c++)
+                if (strcmp(app->cfg->chargers[c].id, s->charger) == 0)
+                    i = (int)c;
+            if (i < 0)
+                continue;
+            pw_ctl_session cs = {.start_ms = s->start_ms,
+                                 .register_start_wh = s->register_start_wh,
+                                 .register_wh = s->register_wh,
+                                 .peak_a = s->peak_a};
+            pw_strlcpy(cs.ref, s->ref, sizeof cs.ref);
+            pw_ctl_resume_session(app->ctl, (size_t)i, &cs);
+        }
+    }
+    free(rows);
+    pw_store_reader_close(r);
 }
 
 static int resolve(pw_app *app, const pw_app_opts *opts)
@@ -333,11 +513,15 @@ static int resolve(pw_app *app, const pw_app_opts *opts)
     app->cfg = load_config(app->config_path);
     if (!app->cfg)
         return -1;
-    if (opts->http && pw_cfg_parse_listen(opts->http, app->cfg->http.addr,
-                                          sizeof app->cfg->http.addr, &app->cfg->http.port) != 0) {
+    /* --http overrides where the web front listens, not what the saved config says. */
+    pw_strlcpy(app->http_addr, app->cfg->http.addr, sizeof app->http_addr);
+    app->http_port = app->cfg->http.port;
+    if (opts->http && pw_cfg_parse_listen(opts->http, app->http_addr, sizeof app->http_addr,
+                                          &app->http_port) != 0) {
         pw_error("server", "--http %s: expected ADDRESS:PORT, e.g. 127.0.0.1:8080", opts->http);
         return -1;
     }
+    app->boot_cfg = clone_config(app->cfg);
     return join_path(app->key_path, sizeof app->key_path, app->data_dir, app->cfg->net.key_file);
 }
 
@@ -349,7 +533,7 @@ static int start_tls(pw_app *app, char *cert, char *key, size_t size)
     if (join_path(cert, size, app->data_dir, app->cfg->http.tls.cert_file) != 0 ||
         join_path(key, size, app->data_dir, app->cfg->http.tls.key_file) != 0)
         return -1;
-    if (pw_tls_ensure(cert, key, app->cfg->http.addr, &created, err, sizeof err) != 0) {
+    if (pw_tls_ensure(cert, key, app->http_addr, &created, err, sizeof err) != 0) {
         pw_error("web", "HTTPS: %s", err);
         return -1;
     }
@@ -359,7 +543,7 @@ static int start_tls(pw_app *app, char *cert, char *key, size_t size)
     return 0;
 }
 
-static int start(pw_app *app)
+static int start_core(pw_app *app)
 {
     char err[512];
     bool created = false;
@@ -370,36 +554,53 @@ static int start(pw_app *app)
     if (created)
         pw_info("server", "generated a new facility key in %s", app->key_path);
     app->boot_id = next_boot_id(app->data_dir);
-
     if (pw_store_open(&app->store, app->db_path, err, sizeof err) != 0) {
         pw_error("storage", "%s", err);
         return -1;
     }
-    pw_store_policy_default(&app->store_policy);
-    app->filling = pw_store_batch_new();
-    app->writing = pw_store_batch_new();
+    app->history = pw_history_new(&app->loop, app->store);
+    app->start_ms = uv_now(&app->loop);
+    for (size_t k = 0; k < PW_ARRAY_LEN(transport_new); k++)
+        app->tr[app->n_tr++] = transport_new[k]();
+    pw_ctl_sink sink = {.ud = app,
+                        .event = on_ctl_event,
+                        .session = on_ctl_session,
+                        .limit_change = on_ctl_limit};
+    pw_bal_timing *timing = charger_timing(app, app->cfg);
+    app->ctl = pw_ctl_new(app->cfg, timing, &sink);
+    free(timing);
+    resume_sessions(app);
+    return 0;
+}
 
-    pw_registry_init(&app->reg, app->cfg);
-    pw_bal_facility f;
-    pw_cfg_facility(app->cfg, &f);
-    app->bal = pw_bal_new(&f);
-    app->start_ms = pw_app_now_ms();
+static int start_transports(pw_app *app)
+{
+    pw_transport_env env = {.loop = &app->loop,
+                            .ctl = app->ctl,
+                            .cfg = app->boot_cfg,
+                            .key = app->key,
+                            .boot_id = app->boot_id,
+                            .log_event = on_transport_event,
+                            .ud = app};
+    char err[512];
+    for (size_t k = 0; k < app->n_tr; k++) {
+        if (app->tr[k]->ops->start(app->tr[k], &env, err, sizeof err) != 0) {
+            pw_error("server", "%s: %s", app->tr[k]->ops->name, err);
+            return -1;
+        }
+        /* The running config may already differ from the boot one's devices. */
+        app->tr[k]->ops->reconfigure(app->tr[k], app->cfg);
+    }
+    return 0;
+}
 
-    pw_net_opts no = {.group = app->cfg->net.group,
-                      .port = app->cfg->net.port,
-                      .interface = app->cfg->net.interface,
-                      .ttl = app->cfg->net.ttl};
-    if (pw_net_open(&app->loop, &no, pw_control_on_datagram, app, &app->net) != 0)
-        return -1;
-    pw_info("server", "LAN: group %s port %u on interface %s, ttl %u", no.group, no.port,
-            no.interface, no.ttl);
-    if (pw_defa_start(app) != 0)
-        return -1;
-
+static int start_web(pw_app *app)
+{
+    char err[512];
     app->api_pool = pw_api_pool_new(&app->loop, app->db_path);
-    pw_web_opts wo = {.addr = app->cfg->http.addr,
-                      .port = app->cfg->http.port,
-                      .max_body = 1u << 20,
+    pw_web_opts wo = {.addr = app->http_addr,
+                      .port = app->http_port,
+                      .max_body = PW_CFG_MAX_FILE,
                       .api = pw_api_handle,
                       .api_ud = app,
                       .auth = {.data_dir = app->data_dir,
@@ -419,14 +620,38 @@ static int start(pw_app *app)
         pw_error("web", "%s", err);
         return -1;
     }
-    pw_info("server", "dashboard at %s://%s:%u/", wo.tls_cert ? "https" : "http",
-            app->cfg->http.addr, pw_web_port(app->web));
+    pw_info("server", "dashboard at %s://%s:%u/", wo.tls_cert ? "https" : "http", app->http_addr,
+            pw_web_port(app->web));
+    return 0;
+}
 
-    start_signals(app);
-    pw_control_start(app);
-    pw_netwatch_start(app);
-    pw_control_log_event(app, "start", "", "phasewise %s, boot %u, %zu chargers", PW_VERSION,
-                         app->boot_id, app->cfg->n_chargers);
+static void start_dispatch(pw_app *app)
+{
+    pw_publish_src src = {.ud = app,
+                          .head = doc_head,
+                          .item = doc_charger,
+                          .count = doc_count,
+                          .done = on_state_doc};
+    app->publisher = pw_publisher_new(&app->loop, &src);
+    uv_check_init(&app->loop, &app->check);
+    app->check.data = app;
+    uv_check_start(&app->check, on_check);
+    uv_timer_init(&app->loop, &app->deadline);
+    app->deadline.data = app;
+    uv_timer_init(&app->loop, &app->tick);
+    app->tick.data = app;
+    uv_timer_start(&app->tick, on_tick, 0, app->cfg->tick_ms);
+    app->watch = pw_net_watch_start(&app->loop, app->boot_cfg->net.interface, watch_cb, app);
+}
+
+static int start(pw_app *app)
+{
+    if (start_core(app) != 0 || start_transports(app) != 0 || start_web(app) != 0 ||
+        start_signals(app) != 0)
+        return -1;
+    start_dispatch(app);
+    pw_app_event(app, "start", "", "phasewise %s, boot %u, %zu chargers", PW_VERSION,
+                 app->boot_id, app->cfg->n_chargers);
     if (app->opts.demo && start_demo(app) != 0)
         return -1;
     return 0;
@@ -435,7 +660,12 @@ static int start(pw_app *app)
 int pw_app_run(const pw_app_opts *opts)
 {
     pw_app *app = pw_xcalloc(1, sizeof *app);
-    uv_loop_init(&app->loop);
+    int rc = uv_loop_init(&app->loop);
+    if (rc != 0) {
+        pw_error("server", "cannot create the event loop: %s", uv_strerror(rc));
+        free(app);
+        return 1;
+    }
     int status = 1;
     bool started = resolve(app, opts) == 0 && start(app) == 0;
     if (started) {
@@ -447,11 +677,10 @@ int pw_app_run(const pw_app_opts *opts)
         uv_run(&app->loop, UV_RUN_DEFAULT);
     }
     /* Write what the last ticks collected, then close the database cleanly. */
-    if (app->store && app->filling) {
-        pw_control_flush_history(app);
+    pw_history_close(app->history);
+    if (app->store)
         pw_store_close(app->store);
-    }
-    int rc = uv_loop_close(&app->loop);
+    rc = uv_loop_close(&app->loop);
     if (rc != 0) {
         pw_error("server", "event loop still had handles at exit: %s", uv_strerror(rc));
         uv_print_all_handles(&app->loop, stderr);
@@ -460,13 +689,9 @@ int pw_app_run(const pw_app_opts *opts)
         pw_info("server", "stopped cleanly");
     }
     pw_api_pool_free(app->api_pool);
-    pw_store_batch_free(app->filling);
-    pw_store_batch_free(app->writing);
-    if (app->bal)
-        pw_bal_free(app->bal);
-    pw_registry_close(&app->reg);
+    pw_ctl_free(app->ctl);
     pw_cfg_free(app->cfg);
-    free(app->sent);
+    pw_cfg_free(app->boot_cfg);
     free(app->state_doc);
     free(app);
     return status;

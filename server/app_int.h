@@ -1,5 +1,8 @@
-/* Internal state of the appliance, shared by the server's source files (app.c: lifecycle,
- * control.c: LAN and control tick, statedoc.c: the live state document, api.c: the JSON API). */
+/* The shell's state, shared by the server's files: app.c (lifecycle, dispatch, config swap),
+ * history.c (history batching and its writer), publish.c (the state document in slices),
+ * statedoc.c, metrics.c and the api*.c files (read-only views and the JSON API). Everything in
+ * pw_app belongs to the loop thread; the one thing a worker touches is the history writer's
+ * own half of pw_history (history.c says which fields). */
 #ifndef PW_APP_INT_H
 #define PW_APP_INT_H
 
@@ -7,59 +10,20 @@
 #include <uv.h>
 
 #include "app.h"
-#include "pw_bal.h"
 #include "pw_cfg.h"
-#include "pw_net.h"
+#include "pw_ctl.h"
+#include "pw_latency.h"
+#include "pw_net_watch.h"
 #include "pw_proto.h"
 #include "pw_store.h"
+#include "pw_transport.h"
 #include "pw_web.h"
-#include "registry.h"
 
-/* Rejected datagrams by reason: index is -pw_proto_err (0 unused). */
-#define PW_REJECT_SLOTS (PW_PROTO_E_COUNT + 1)
-
-#define PW_LATENCY_BUCKETS 8
-extern const double pw_latency_bounds_us[PW_LATENCY_BUCKETS];
-
-/* A cumulative latency histogram in microseconds, Prometheus style. */
-typedef struct pw_latency {
-    uint64_t bucket[PW_LATENCY_BUCKETS]; /* observations <= pw_latency_bounds_us[i] */
-    uint64_t count;
-    uint64_t sum_us;
-} pw_latency;
-
-void pw_latency_observe(pw_latency *h, uint64_t us);
-
-typedef struct pw_counters {
-    uint64_t rx;          /* datagrams received on the group */
-    uint64_t rx_accepted; /* authenticated, fresh, and used */
-    uint64_t rx_own;      /* our own datagrams heard back through multicast loop */
-    uint64_t tx;
-    uint64_t tx_errors;
-    uint64_t rejected[PW_REJECT_SLOTS];
-    uint64_t foreign_balancer; /* allocations from another balancer on the group */
-    uint64_t ticks;
-    uint64_t plans;       /* new allocation plans sent */
-    uint64_t cut_resends; /* plans sent again because a cut was not confirmed in time */
-    uint64_t rejoins;     /* multicast group joined again after an address or link change */
-    uint64_t store_errors;
-    pw_latency meter_to_send; /* meter datagram in -> allocation out */
-    pw_latency tick_time;     /* one control tick */
-    pw_latency store_loop;    /* the loop's own share of history per tick (rows, hand-over) */
-    pw_latency store_write;   /* one batch written by the worker */
-} pw_counters;
+#define PW_APP_MAX_TRANSPORTS 8
 
 typedef struct pw_api_pool pw_api_pool;
-
-typedef struct pw_sent_alloc {
-    double limit_a;
-    uint8_t phases;
-    uint8_t cut_resends; /* times the plan went out again for an unconfirmed cut */
-    uint64_t cut_ms;     /* a lower limit was sent then and no status confirmed it; 0 = none */
-} pw_sent_alloc;
-
+typedef struct pw_history pw_history;
 typedef struct pw_publisher pw_publisher;
-typedef struct pw_netwatch pw_netwatch;
 
 typedef struct pw_app {
     uv_loop_t loop;
@@ -68,98 +32,91 @@ typedef struct pw_app {
     char config_path[1100];
     char db_path[1100];
     char key_path[1100];
+    char http_addr[64]; /* where the web front listens (the config's, or --http) */
+    uint16_t http_port;
 
-    pw_cfg *cfg;
-    pw_bal *bal;
-    pw_registry reg;
+    pw_cfg *cfg;      /* the configuration in force, exactly as saved */
+    pw_cfg *boot_cfg; /* the one the sockets were opened with: restart-only settings */
     uint8_t key[PW_PROTO_KEY_LEN];
-
-    /* Our identity as a protocol sender. */
     uint32_t boot_id;
-    uint32_t seq;
+    uint64_t start_ms;
 
-    pw_net *net;
-    pw_net *defa_net; /* DEFA meter frames, only when the config asks for them */
+    pw_ctl *ctl;
+    pw_transport *tr[PW_APP_MAX_TRANSPORTS];
+    size_t n_tr;
     pw_web *web;
     pw_store *store;
+    pw_history *history;
+    pw_publisher *publisher;
     pw_api_pool *api_pool; /* API work (history queries, previews) on libuv workers */
+    pw_net_watch *watch;
 
-    /* History: the loop fills `filling` while a worker writes `writing`. */
-    pw_store_batch *filling;
-    pw_store_batch *writing;
-    bool write_in_flight;
-    int write_rc;
-    uint64_t write_ns;     /* duration of the last write, set by the worker */
-    char write_error[256]; /* the worker's message for a failed write */
-    char store_error[256]; /* why history is not being written, "" when it is (loop thread) */
-    uv_work_t write_req;
-    uint64_t last_store_error_log_ms;
-    pw_store_policy store_policy;
-    int64_t last_maintain_ms; /* wall clock, touched only by the writer */
-
-    uv_timer_t tick_timer;
+    uv_check_t check;    /* runs the core after each loop turn's I/O */
+    uv_timer_t deadline; /* ... and at its next deadline when nothing arrives */
+    uv_timer_t tick;     /* history rows, the state document, transports' periodic work */
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_process_t demo_proc;
     bool demo_running;
 
-    pw_sent_alloc *sent; /* n_chargers: what the chargers were last told */
-    uint32_t alloc_seq;
-    uint32_t config_generation; /* configs applied since start, in heartbeats */
-    uint64_t last_alloc_send_ms;
-    uint64_t last_heartbeat_ms;
-    uint64_t last_tick_ms; /* last periodic pass: history, state document */
-    uint64_t last_run_ms;  /* last control pass: balancer run and sends */
-    uint64_t start_ms;
-    uint64_t last_reject_event_ms;
-    uint64_t last_throttle_event_ms;
-    uint64_t rejects_logged[PW_REJECT_SLOTS];
-
     char *state_doc; /* latest state document, malloc'd */
     size_t state_len;
-    pw_publisher *publisher; /* builds the next state document a slice at a time */
-    pw_netwatch *netwatch;   /* rejoins the group when the LAN address or link changes */
-
-    pw_counters counters;
+    pw_latency run_time; /* one core run and the sends it caused */
+    uint64_t rejoins;    /* transports joined again after an address or link change */
+    uint64_t last_throttle_event_ms;
     bool stopping;
 } pw_app;
 
-/* Monotonic milliseconds and Unix wall-clock milliseconds. */
-uint64_t pw_app_now_ms(void);
-int64_t pw_app_wall_ms(void);
-
-/* control.c */
-void pw_control_start(pw_app *app);
-void pw_control_on_datagram(pw_net *net, const uint8_t *buf, size_t len,
-                            const struct sockaddr_in *from, void *user);
-void pw_control_tick(pw_app *app);
-/* Closes the control path's own handles (the state publisher) at shutdown. */
-void pw_control_stop(pw_app *app);
-/* Replaces the running configuration between two ticks; takes ownership of cfg. */
-void pw_control_apply_config(pw_app *app, pw_cfg *cfg);
-void pw_control_log_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
+/* app.c */
+/* Replaces the configuration in force with cfg (owned from now on; already saved): the core
+ * and the transports carry over what stays, restart-only settings wait for a restart. */
+void pw_app_apply_config(pw_app *app, pw_cfg *cfg);
+/* Writes an event to the log and the history. */
+void pw_app_event(pw_app *app, const char *kind, const char *subject, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Feeds a node meter's reading (from either meter protocol) and reacts at once. */
-void pw_control_meter_reading(pw_app *app, size_t node, const uint32_t current_ma[PW_LINES],
-                              uint64_t now_ms, uint64_t arrival_ns);
-/* Counts a rejected datagram by its pw_proto_err. */
-void pw_control_count_reject(pw_app *app, int err);
-/* Starts a history write of everything collected so far, unless one is in flight. */
-void pw_control_flush_history(pw_app *app);
+/* The restart-only settings saved but not yet in force, as field paths; returns how many. */
+size_t pw_app_restart_pending(const pw_app *app, const char **out, size_t max);
 
-/* netwatch.c: polls the LAN interface and calls pw_net_rejoin when its address or link
- * changes (a DHCP renewal, a cable replugged), so a stale membership never silences the LAN.
- * Nothing to do on loopback-only hosts beyond the polling. Stop closes the timer. */
-void pw_netwatch_start(pw_app *app);
-void pw_netwatch_stop(pw_app *app);
+/* history.c: the loop collects rows in one batch while a libuv worker writes the other. */
+pw_history *pw_history_new(uv_loop_t *loop, pw_store *store);
+void pw_history_event(pw_history *h, int64_t wall, const char *kind, const char *subject,
+                      const char *detail);
+void pw_history_session(pw_history *h, const char *charger, const pw_ctl_session *s);
+void pw_history_limit_change(pw_history *h, const char *charger, const pw_bal_result *r,
+                             int64_t wall);
+/* One sample row per charger that has reported and per metered node that has read. */
+void pw_history_samples(pw_history *h, const pw_ctl *ctl, int64_t wall);
+/* Starts a write of everything collected, unless one is in flight. */
+void pw_history_flush(pw_history *h);
+/* After the loop has ended: writes every row still held (also those collected while writes
+ * failed), says how many were lost if the database refuses them, and frees h. */
+void pw_history_close(pw_history *h);
+/* Why history is not being written, "" when it is; borrowed (loop thread). */
+const char *pw_history_error(const pw_history *h);
+typedef struct pw_history_stats {
+    uint64_t errors;           /* failed writes */
+    pw_latency loop_time;      /* the loop's share per batch (rows, hand-over) */
+    pw_latency write_time;     /* one batch written by the worker */
+    uint64_t rows_written;
+} pw_history_stats;
+const pw_history_stats *pw_history_stats_get(const pw_history *h);
 
-/* defa.c: DEFA Balancer meter frames, both directions opt-in (unauthenticated). */
-int pw_defa_start(pw_app *app);
-void pw_defa_emit(pw_app *app);
-void pw_defa_stop(pw_app *app);
+/* publish.c: builds the live state document a slice at a time and hands it to done. */
+typedef struct pw_publish_src {
+    void *ud;
+    json_t *(*head)(void *ud, uint64_t now); /* the document without "chargers" */
+    json_t *(*item)(void *ud, size_t i, uint64_t now);
+    size_t (*count)(void *ud);
+    void (*done)(void *ud, char *doc, size_t len); /* takes doc (malloc'd) */
+} pw_publish_src;
+pw_publisher *pw_publisher_new(uv_loop_t *loop, const pw_publish_src *src);
+/* Starts the next document (one in progress starts over); a small one is done in this call. */
+void pw_publisher_start(pw_publisher *p, uint64_t now);
+/* Drops a document in progress (it describes a facility that changed). */
+void pw_publisher_reset(pw_publisher *p);
+/* Closes the idle handle; the memory goes with it. */
+void pw_publisher_close(pw_publisher *p);
 
-/* statedoc.c: builds the live state document; caller owns the reference. The document without
- * its "chargers" array, and one charger's entry, let the control loop build a large facility's
- * document a slice at a time. */
+/* statedoc.c: the live state document (docs/state.md); caller owns the reference. */
 json_t *pw_statedoc_build(const pw_app *app, uint64_t now_ms);
 json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now_ms);
 json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now_ms);
@@ -177,7 +134,7 @@ void pw_api_set_json(pw_web_response *resp, int status, json_t *body);
 void pw_api_set_error(pw_web_response *resp, int status, const char *field, const char *msg);
 void pw_api_set_config_errors(pw_web_response *resp, const pw_cfg_errors *errs);
 
-/* api_history.c: the worker pool and the history endpoints. */
+/* api_pool.c: the worker pool behind deferred API answers. */
 typedef void (*pw_api_work_fn)(void *arg, pw_store_reader *reader, pw_web_response *resp);
 /* A pool on loop whose jobs read db_path. Free with pw_api_pool_free once the loop has run to
  * its end (no job left). */
@@ -187,11 +144,12 @@ void pw_api_pool_free(pw_api_pool *p);
  * needs_reader; a read connection of that worker's slot) and its resp is sent back from the
  * loop. arg is freed with arg_free (may be NULL) afterwards. When the pool is saturated, fills
  * resp with 503 at once, frees arg and returns false. */
-bool pw_api_submit(pw_app *app, const pw_web_request *req, pw_web_response *resp, bool needs_reader,
-                   pw_api_work_fn fn, void *arg, void (*arg_free)(void *arg));
+bool pw_api_submit(pw_api_pool *pool, const pw_web_request *req, pw_web_response *resp,
+                   bool needs_reader, pw_api_work_fn fn, void *arg, void (*arg_free)(void *arg));
 /* The decoded query argument name (caller frees), or NULL when absent. */
 char *pw_api_arg(const pw_web_request *req, const char *name);
-/* Handles the history paths; returns false for a path that is not one of them. */
+
+/* api_history.c: the history endpoints; false for a path that is not one of them. */
 bool pw_api_history_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
 
 /* api_facility.c: chargers, nodes, config preview and the pairing text. Same contract. */

@@ -10,9 +10,7 @@
 #include "app.h"
 #include "pw_cfg.h"
 #include "pw_util.h"
-#ifdef PW_HAVE_PLAN
 #include "plan.h"
-#endif
 
 static const char usage[] =
     "phasewise " PW_VERSION " - phase-aware load balancer for EV chargers\n"
@@ -153,10 +151,8 @@ int main(int argc, char **argv)
         }
         return check_config(argv[2]);
     }
-#ifdef PW_HAVE_PLAN
     if (strcmp(cmd, "plan") == 0)
         return pw_plan_main(argc - 1, argv + 1);
-#endif
     fprintf(stderr, "phasewise: unknown command '%s'\n%s", cmd, usage);
     return 2;
 }

@@ -5,9 +5,7 @@ target_compile_definitions(web_test PRIVATE
   PW_WEB_ASSET_DIR="${CMAKE_CURRENT_LIST_DIR}/../../web/assets")
 pw_unit_test(web_auth_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_auth_test.c LIBS pw_web)
 # The HTTPS certificate the server makes or checks (server/tls.c).
-# The server's API worker pool behind deferred answers (server/api_history.c).
-if(TARGET pw_server)
-  pw_unit_test(web_tls_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_tls_test.c LIBS pw_server)
-  pw_unit_test(web_pool_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_pool_test.c
-               LIBS pw_server Threads::Threads)
-endif()
+# The server's API worker pool behind deferred answers (server/api_pool.c).
+pw_unit_test(web_tls_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_tls_test.c LIBS pw_server)
+pw_unit_test(web_pool_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_pool_test.c
+              LIBS pw_server Threads::Threads)

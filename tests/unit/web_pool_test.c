@@ -1,4 +1,4 @@
-/* Tests of the API worker pool (server/api_history.c) behind real deferred HTTP answers: never
+/* Tests of the API worker pool (server/api_pool.c) behind real deferred HTTP answers: never
  * more queries in flight than its workers, a bounded queue answered 503 beyond its length, a
  * queued request whose client left is dropped without running, read connections opened on the
  * worker, and a clean shutdown (uv_loop_close() == 0) while a job still runs. */
@@ -26,7 +26,7 @@
 
 typedef struct fixture {
     uv_loop_t loop;
-    pw_app *app;
+    pw_api_pool *pool;
     pw_web *web;
     uint16_t port;
     uv_async_t wake;
@@ -80,7 +80,7 @@ static void test_api(void *ud, const pw_web_request *req, pw_web_response *resp)
 {
     fixture *f = ud;
     bool query = strcmp(req->path, "/api/query") == 0;
-    pw_api_submit(f->app, req, resp, query, query ? query_fn : gated_fn, NULL, NULL);
+    pw_api_submit(f->pool, req, resp, query, query ? query_fn : gated_fn, NULL, NULL);
     atomic_fetch_add(&f->api_calls, 1);
 }
 
@@ -210,8 +210,7 @@ static void test_pool(void **state)
     assert_int_equal(uv_loop_init(&f->loop), 0);
     assert_int_equal(uv_async_init(&f->loop, &f->wake, on_wake), 0);
     f->wake.data = f;
-    f->app = pw_xcalloc(1, sizeof *f->app);
-    f->app->api_pool = pw_api_pool_new(&f->loop, db);
+    f->pool = pw_api_pool_new(&f->loop, db);
     pw_web_opts o = {.addr = "127.0.0.1", .api = test_api, .api_ud = f};
     assert_int_equal(pw_web_new(&f->web, &f->loop, &o, err, sizeof err), 0);
     f->port = pw_web_port(f->web);
@@ -224,7 +223,7 @@ static void test_pool(void **state)
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     pthread_join(t, NULL);
     assert_true(f->closed);
-    pw_api_pool_free(f->app->api_pool);
+    pw_api_pool_free(f->pool);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     pw_store_close(store);
 
@@ -246,7 +245,6 @@ static void test_pool(void **state)
         unlink(path);
     }
     assert_int_equal(rmdir(f->dir), 0);
-    free(f->app);
     free(f);
 }
 

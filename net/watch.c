@@ -1,18 +1,14 @@
-/* Watches the LAN interface the appliance sends on and joins the multicast group again when its
- * address changes (a DHCP renewal with a new address) or its link comes back (a cable replugged,
- * Wi-Fi reassociated): a stale membership or a sending address that no longer exists would
- * silence the LAN without any error. Polling getifaddrs every few seconds is enough for that
- * and works the same in containers and network namespaces. */
+/* The LAN interface watch (pw_net_watch.h). */
+#include "pw_net_watch.h"
+
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app_int.h"
 #include "pw_util.h"
-
-#define NETWATCH_POLL_MS 2000
 
 /* What the interface looked like at one poll. */
 typedef struct nw_view {
@@ -22,9 +18,11 @@ typedef struct nw_view {
     char ifname[IF_NAMESIZE];
 } nw_view;
 
-struct pw_netwatch {
+struct pw_net_watch {
     uv_timer_t timer;
-    pw_app *app;
+    pw_net_watch_cb cb;
+    void *ud;
+    char addr[INET_ADDRSTRLEN]; /* the address in use */
     nw_view last;
 };
 
@@ -67,37 +65,22 @@ static int look(const char *addr, const char *ifname, nw_view *v)
     return 0;
 }
 
-static int rejoin(pw_app *app, const char *addr)
-{
-    int rc = pw_net_rejoin(app->net, addr);
-    if (rc == 0 && app->defa_net)
-        rc = pw_net_rejoin(app->defa_net, addr);
-    return rc;
-}
-
 static void on_poll(uv_timer_t *t)
 {
-    pw_netwatch *w = t->data;
-    pw_app *app = w->app;
+    pw_net_watch *w = t->data;
     nw_view v;
-    if (app->stopping || !app->net || look(pw_net_interface(app->net), w->last.ifname, &v) != 0)
+    if (look(w->addr, w->last.ifname, &v) != 0)
         return;
     if (v.found == w->last.found && v.up == w->last.up && strcmp(v.addr, w->last.addr) == 0)
         return;
     if (!v.found) {
-        pw_control_log_event(app, "network_lost", w->last.ifname,
-                             "address %s is gone from interface %s; waiting for it to return",
-                             pw_net_interface(app->net), w->last.ifname);
+        w->cb(w->ud, PW_NET_WATCH_LOST, w->addr, w->last.ifname);
     } else if (!v.up) {
-        pw_control_log_event(app, "network_down", v.ifname, "interface %s (%s) is down", v.ifname,
-                             v.addr);
-    } else if (rejoin(app, v.addr) == 0) {
-        app->counters.rejoins++;
-        pw_control_log_event(app, "network_rejoin", v.ifname,
-                             "joined the group again on %s (interface %s)", v.addr, v.ifname);
+        w->cb(w->ud, PW_NET_WATCH_DOWN, v.addr, v.ifname);
+    } else if (w->cb(w->ud, PW_NET_WATCH_UP, v.addr, v.ifname) == 0) {
+        pw_strlcpy(w->addr, v.addr, sizeof w->addr);
     } else {
-        /* Not joined: forget what we saw so that the next poll tries again. */
-        v.found = false;
+        v.found = false; /* not joined: forget what we saw so that the next poll tries again */
     }
     if (v.found || !w->last.ifname[0]) {
         w->last = v;
@@ -108,16 +91,17 @@ static void on_poll(uv_timer_t *t)
     }
 }
 
-void pw_netwatch_start(pw_app *app)
+pw_net_watch *pw_net_watch_start(uv_loop_t *loop, const char *addr, pw_net_watch_cb cb, void *ud)
 {
-    pw_netwatch *w = pw_xcalloc(1, sizeof *w);
-    w->app = app;
-    if (app->net)
-        look(pw_net_interface(app->net), "", &w->last);
-    uv_timer_init(&app->loop, &w->timer);
+    pw_net_watch *w = pw_xcalloc(1, sizeof *w);
+    w->cb = cb;
+    w->ud = ud;
+    pw_strlcpy(w->addr, addr, sizeof w->addr);
+    look(w->addr, "", &w->last);
+    uv_timer_init(loop, &w->timer);
     w->timer.data = w;
-    uv_timer_start(&w->timer, on_poll, NETWATCH_POLL_MS, NETWATCH_POLL_MS);
-    app->netwatch = w;
+    uv_timer_start(&w->timer, on_poll, PW_NET_WATCH_POLL_MS, PW_NET_WATCH_POLL_MS);
+    return w;
 }
 
 static void on_closed(uv_handle_t *h)
@@ -125,10 +109,8 @@ static void on_closed(uv_handle_t *h)
     free(h->data);
 }
 
-void pw_netwatch_stop(pw_app *app)
+void pw_net_watch_stop(pw_net_watch *w)
 {
-    if (!app->netwatch)
-        return;
-    uv_close((uv_handle_t *)&app->netwatch->timer, on_closed);
-    app->netwatch = NULL;
+    if (w)
+        uv_close((uv_handle_t *)&w->timer, on_closed);
 }

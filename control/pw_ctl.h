@@ -1,0 +1,218 @@
+/* The appliance's control policy: what every device last said, what every charger was told and
+ * when it must be told again (a new plan, a lease renewal, a cut no report confirmed), charging
+ * sessions and events. Transports feed it reports in domain units (amperes, config indices);
+ * the shell runs it and hands the commands it marks due back to the transports.
+ *
+ * Pure, like balancer/: no sockets, no uv.h, no clock reads, no globals. Every call takes now
+ * (monotonic ms) and, where history needs it, wall (Unix ms). One thread (the loop's). */
+#ifndef PW_CTL_H
+#define PW_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pw_bal.h"
+#include "pw_cfg.h"
+
+#define PW_CTL_TEXT_LEN        32
+#define PW_CTL_REF_LEN         40
+#define PW_CTL_MAX_UNASSIGNED  64
+#define PW_CTL_MAX_REJECT_KINDS 32
+#define PW_CTL_ENERGY_UNKNOWN  UINT64_MAX
+#define PW_CTL_LEASE_RENEW_DIV 3     /* a lease is renewed after a third of it has passed */
+#define PW_CTL_CUT_CONFIRM_MS  2000  /* a cut no report confirmed goes out again after this */
+#define PW_CTL_CUT_MAX_RESENDS 2     /* ... at most this often; then the renewals carry it */
+#define PW_CTL_SESSION_SAVE_MS 60000 /* an open session's row is written again this often */
+#define PW_CTL_REJECT_EVENT_MS 60000 /* rejected input becomes at most one event a minute */
+#define PW_CTL_RETRY_MS        1000  /* a due command no transport sent is marked due again */
+
+/* IEC 61851 pilot states; the core's own enum, so it needs no protocol header. */
+enum pw_ctl_pilot {
+    PW_CTL_PILOT_A = 0, /* no car */
+    PW_CTL_PILOT_B = 1, /* car connected, not charging */
+    PW_CTL_PILOT_C = 2, /* charging */
+    PW_CTL_PILOT_D = 3, /* charging, ventilation */
+    PW_CTL_PILOT_E = 4, /* error */
+    PW_CTL_PILOT_F = 5, /* charger fault */
+};
+
+/* A charger's status, converted by its transport. */
+typedef struct pw_ctl_report {
+    uint8_t pilot;              /* enum pw_ctl_pilot */
+    int8_t ev_suspended;        /* 1/0 when the protocol says whether the car paused itself (OCPP
+                                   SuspendedEV), -1: derived (pilot B after drawing current) */
+    double current_a[PW_LINES]; /* per charger terminal L1..L3 */
+    double offered_a;           /* the limit the charger applies now */
+    uint8_t phases;             /* phases it applies, 1 or 3; 0 unknown */
+    uint64_t energy_wh;         /* its lifetime energy register, PW_CTL_ENERGY_UNKNOWN if none */
+    char session_ref[PW_CTL_REF_LEN]; /* its own session id or transaction id, "" if none */
+} pw_ctl_report;
+
+/* What a device says of itself (LAN announce, OCPP BootNotification). */
+typedef struct pw_ctl_device_info {
+    char model[PW_CTL_TEXT_LEN];
+    char firmware[PW_CTL_TEXT_LEN];
+    char link[12];    /* "ethernet", "wifi", "cellular"; "" unknown */
+    int16_t rssi_dbm; /* Wi-Fi signal, 0 unknown */
+} pw_ctl_device_info;
+
+/* A message from a configured charger that the transport accepted (authentic, fresh). */
+typedef struct pw_ctl_seen {
+    const pw_ctl_device_info *info; /* NULL: the message carried none */
+    const char *address;            /* how the transport knows it, for events ("device 1001") */
+    const char *restarted;          /* NULL, or why the transport thinks it restarted */
+    double loss_pct;                /* messages lost on its link as the transport counts them,
+                                       negative if the transport cannot tell */
+} pw_ctl_seen;
+
+/* A charging session, from plug-in to unplug, billed from the charger's energy register. */
+typedef struct pw_ctl_session {
+    int64_t start_ms; /* Unix ms; with the charger, the session's identity in history */
+    int64_t end_ms;   /* 0 while open */
+    uint64_t register_start_wh, register_wh; /* PW_CTL_ENERGY_UNKNOWN if the charger has none */
+    double peak_a;
+    char ref[PW_CTL_REF_LEN];
+} pw_ctl_session;
+
+/* Where the core's records go. Each callback runs inside the pw_ctl call that caused it; any
+ * may be NULL. Strings are borrowed for the call. */
+typedef struct pw_ctl_sink {
+    void *ud;
+    void (*event)(void *ud, int64_t wall, const char *kind, const char *subject,
+                  const char *detail);
+    void (*session)(void *ud, size_t charger, const pw_ctl_session *s);
+    /* A limit different from the one the charger held went out (the plan's reason with it). */
+    void (*limit_change)(void *ud, size_t charger, const pw_bal_result *r, int64_t wall);
+} pw_ctl_sink;
+
+typedef struct pw_ctl pw_ctl;
+
+/* A core for cfg (borrowed until the next pw_ctl_set_config or pw_ctl_free) with each charger's
+ * timing as its transport reports it (timing: n_chargers entries, copied; NULL or zero fields:
+ * the facility's params). The sink is copied. Never NULL (aborts on OOM). */
+pw_ctl *pw_ctl_new(const pw_cfg *cfg, const pw_bal_timing *timing, const pw_ctl_sink *sink);
+void pw_ctl_free(pw_ctl *c);
+
+/* A new facility (same contract as pw_ctl_new). Devices that stay, matched by their link, keep
+ * their reports, what they were told and their sessions; devices now configured leave the
+ * unassigned list. Logs a config_change event. */
+void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing, uint64_t now,
+                       int64_t wall);
+
+/* ---- inbox: what transports heard, already mapped to config indices -------------------- */
+
+void pw_ctl_charger_seen(pw_ctl *c, size_t charger, const pw_ctl_seen *seen, uint64_t now,
+                         int64_t wall);
+/* A status (implies seen). Confirms a cut the charger now applies, opens or closes its session,
+ * and asks for a run within the facility's tick. Returns -1 and changes nothing for a report
+ * that cannot be true (pilot out of range, a current not finite, a negative offer). */
+int pw_ctl_charger_report(pw_ctl *c, size_t charger, const pw_ctl_seen *seen,
+                           const pw_ctl_report *r, uint64_t now, int64_t wall);
+/* A node meter's reading per grid line; asks for a run at once (cuts apply at once). A reading
+ * with a value that is not finite or is negative is rejected (returns -1, nothing changes). */
+int pw_ctl_meter_report(pw_ctl *c, size_t node, const double line_a[PW_LINES], uint64_t now);
+/* A device that speaks a protocol but is not in the config, identified by its link: listed
+ * for the installer (the first sight logs an event), never given current. model may be NULL. */
+void pw_ctl_unassigned(pw_ctl *c, const pw_cfg_link *link, const char *model, uint64_t now,
+                       int64_t wall);
+/* Input a transport refused (forged, replayed, malformed), by a short reason name: counted and
+ * logged as one event per transport and reason per minute at most. */
+void pw_ctl_rejected(pw_ctl *c, const char *transport, const char *reason, const char *text);
+
+/* Open sessions found in history at start: a report carrying the same session reference while
+ * the car is still plugged in continues the row instead of opening a new one. Call before the
+ * charger's first report. */
+void pw_ctl_resume_session(pw_ctl *c, size_t charger, const pw_ctl_session *s);
+
+/* ---- decide and send -------------------------------------------------------------------- */
+
+typedef struct pw_ctl_command {
+    double limit_a;    /* 0 = pause */
+    uint8_t phases;    /* 1 or 3 */
+    uint32_t lease_ms; /* how long the charger may hold it */
+    uint32_t plan_seq; /* grows with every plan that changed something; renewals repeat it */
+    bool due;          /* a new limit, a renewal, or a cut to send again */
+    bool cut;          /* lower than what the charger was last told */
+} pw_ctl_command;
+
+/* Runs the balancer if a report or a deadline asks for it and marks the commands due. Returns
+ * how many are due. */
+size_t pw_ctl_run(pw_ctl *c, uint64_t now, int64_t wall);
+/* n_chargers entries, borrowed until the next run or set_config. */
+const pw_ctl_command *pw_ctl_commands(const pw_ctl *c);
+/* A transport sent charger's current command (due or not: a transport may send a whole plan).
+ * The renewal and cut-confirmation clocks start now; a changed limit is recorded. */
+void pw_ctl_sent(pw_ctl *c, size_t charger, uint64_t now, int64_t wall);
+/* The earliest time pw_ctl_run should be called: now after a meter reading, within the tick
+ * after a status, else the balancer's own deadline, a renewal, a cut confirmation, a session
+ * save or a pending reject event; UINT64_MAX if none. */
+uint64_t pw_ctl_next_deadline(const pw_ctl *c);
+
+/* ---- read side: state document, metrics, API, history (borrowed, loop thread) ----------- */
+
+typedef struct pw_ctl_charger_state {
+    uint64_t last_seen_ms; /* 0 = never */
+    bool has_report;
+    pw_ctl_report report;
+    uint64_t report_ms;
+    bool has_info;
+    pw_ctl_device_info info;
+    double loss_pct; /* negative: unknown */
+    bool drew;       /* the car drew current in this session (pilot B now means suspended) */
+    bool in_session;
+    pw_ctl_session session;
+    uint64_t session_saved_ms;
+    bool resumed; /* session came from history and no report has joined it yet */
+} pw_ctl_charger_state;
+
+typedef struct pw_ctl_meter_state {
+    uint64_t last_seen_ms; /* 0 = never */
+    bool has_reading;
+    double line_a[PW_LINES];
+} pw_ctl_meter_state;
+
+typedef struct pw_ctl_unassigned_dev {
+    pw_cfg_link link;
+    char model[PW_CTL_TEXT_LEN];
+    uint64_t first_seen_ms, last_seen_ms;
+} pw_ctl_unassigned_dev;
+
+typedef struct pw_ctl_stats {
+    uint64_t runs;        /* balancer runs */
+    uint64_t plans;       /* runs that changed some charger's command */
+    uint64_t cut_resends; /* commands sent again because a cut was not confirmed in time */
+    uint64_t meter_rejected;
+} pw_ctl_stats;
+
+const pw_cfg *pw_ctl_config(const pw_ctl *c);
+const pw_ctl_charger_state *pw_ctl_charger(const pw_ctl *c, size_t i);
+const pw_ctl_meter_state *pw_ctl_meter(const pw_ctl *c, size_t node);
+/* The one online rule: heard within the charger's offline time. */
+bool pw_ctl_online(const pw_ctl *c, size_t i, uint64_t now);
+size_t pw_ctl_online_count(const pw_ctl *c, uint64_t now);
+/* The one car-state rule (what the balancer is told). */
+enum pw_car_state pw_ctl_car_state(const pw_ctl *c, size_t i);
+const char *pw_ctl_car_state_name(enum pw_car_state s);
+/* The charger's reported draw mapped through its wiring onto grid lines L1..L3. */
+void pw_ctl_charger_lines(const pw_ctl *c, size_t i, double line_a[PW_LINES]);
+/* The timing in force for charger i (resolved: no zero fields). */
+const pw_bal_timing *pw_ctl_timing(const pw_ctl *c, size_t i);
+const pw_ctl_unassigned_dev *pw_ctl_unassigned_list(const pw_ctl *c, size_t *n);
+const pw_bal *pw_ctl_balancer(const pw_ctl *c);
+const pw_ctl_stats *pw_ctl_stats_get(const pw_ctl *c);
+
+/* Refused input by transport and reason (at most PW_CTL_MAX_REJECT_KINDS kinds; later kinds
+ * count under reason "other"). */
+typedef struct pw_ctl_reject {
+    char transport[12];
+    char reason[32];
+    char text[96];
+    uint64_t count;
+    uint64_t logged; /* count at the last event */
+} pw_ctl_reject;
+
+const pw_ctl_reject *pw_ctl_rejects(const pw_ctl *c, size_t *n);
+uint64_t pw_ctl_reject_count(const pw_ctl *c, const char *transport, const char *reason);
+
+#endif
