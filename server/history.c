@@ -191,10 +191,12 @@ void pw_history_close(pw_history *h)
     if (!h)
         return;
     /* The loop is done: write on this thread, the rows a failed write left first, then the
-     * rest; each batch once, so a database that refuses them costs no more than two tries. */
-    for (int round = 0; round < 2 && hand_over(h); round++) {
+     * rest; a database that refuses a batch is not asked again. */
+    while (hand_over(h)) {
         write_work(&h->req);
         after_write(&h->req, 0);
+        if (h->write_rc != 0)
+            break;
     }
     size_t lost = pw_store_batch_rows(h->writing) + pw_store_batch_rows(h->filling);
     if (lost)

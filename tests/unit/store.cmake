@@ -21,5 +21,6 @@ add_dependencies(store_crash_test store_crash_writer)
 add_test(NAME store_crash_soak COMMAND store_crash_test 400)
 set_tests_properties(store_crash_soak PROPERTIES LABELS "soak" TIMEOUT 1200)
 
+# Storage faults come from a SQLite VFS (store_fault_vfs.c), shared with history_test.
 pw_unit_test(store_fault_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/store_fault_test.c
-             LIBS pw_store pw_store_testutil)
+             ${CMAKE_CURRENT_LIST_DIR}/store_fault_vfs.c LIBS pw_store pw_store_testutil)

@@ -1,7 +1,7 @@
 /* Storage faults: a full disk, a file system gone read-only (every write an I/O error) and a
  * file that opens read-only. pw_store_write and pw_store_maintain report the error and write
  * nothing half-way, the file stays sound, and writing resumes once the fault is gone. Faults come
- * from a small SQLite VFS that wraps the default one (SQLite's own seam for this). */
+ * from a small SQLite VFS that wraps the default one (store_fault_vfs.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,153 +15,19 @@
 #include "pw_store.h"
 #include "pw_util.h"
 #include "store_internal.h"
+#include "store_fault_vfs.h"
 #include "store_testutil.h"
-
-/* ---- the fault VFS ---- */
-
-static struct {
-    int64_t quota; /* bytes any file may still grow by; < 0 = no limit (a disk with space) */
-    int eio;       /* every write and sync fails, as on a file system remounted read-only */
-    int readonly;  /* main database files open read-only */
-} faults = {.quota = -1};
-
-static sqlite3_vfs *real_vfs;
-static sqlite3_vfs fault_vfs;
-
-typedef struct fault_file {
-    sqlite3_file base;
-    sqlite3_file *real; /* follows this struct in the same allocation */
-} fault_file;
-
-#define REAL(f) (((fault_file *)(f))->real)
-
-static int f_close(sqlite3_file *f)
-{
-    return REAL(f)->pMethods->xClose(REAL(f));
-}
-
-static int f_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
-{
-    return REAL(f)->pMethods->xRead(REAL(f), buf, amt, off);
-}
-
-static int f_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
-{
-    if (faults.eio)
-        return SQLITE_IOERR_WRITE;
-    sqlite3_int64 size = 0;
-    int rc = REAL(f)->pMethods->xFileSize(REAL(f), &size);
-    if (rc != SQLITE_OK)
-        return rc;
-    int64_t growth = off + amt > size ? off + amt - size : 0;
-    if (faults.quota >= 0) {
-        if (growth > faults.quota)
-            return SQLITE_FULL;
-        faults.quota -= growth;
-    }
-    return REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
-}
-
-static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-    return faults.eio ? SQLITE_IOERR_TRUNCATE : REAL(f)->pMethods->xTruncate(REAL(f), size);
-}
-
-static int f_sync(sqlite3_file *f, int flags)
-{
-    return faults.eio ? SQLITE_IOERR_FSYNC : REAL(f)->pMethods->xSync(REAL(f), flags);
-}
-
-static int f_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-    return REAL(f)->pMethods->xFileSize(REAL(f), size);
-}
-
-static int f_lock(sqlite3_file *f, int lock)
-{
-    return REAL(f)->pMethods->xLock(REAL(f), lock);
-}
-
-static int f_unlock(sqlite3_file *f, int lock)
-{
-    return REAL(f)->pMethods->xUnlock(REAL(f), lock);
-}
-
-static int f_check_lock(sqlite3_file *f, int *out)
-{
-    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
-}
-
-static int f_control(sqlite3_file *f, int op, void *arg)
-{
-    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
-}
-
-static int f_sector(sqlite3_file *f)
-{
-    return REAL(f)->pMethods->xSectorSize(REAL(f));
-}
-
-static int f_device(sqlite3_file *f)
-{
-    return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
-}
-
-static int f_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volatile **p)
-{
-    return REAL(f)->pMethods->xShmMap(REAL(f), pg, pgsz, extend, p);
-}
-
-static int f_shm_lock(sqlite3_file *f, int offset, int n, int flags)
-{
-    return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
-}
-
-static void f_shm_barrier(sqlite3_file *f)
-{
-    REAL(f)->pMethods->xShmBarrier(REAL(f));
-}
-
-static int f_shm_unmap(sqlite3_file *f, int del)
-{
-    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
-}
-
-/* Version 2: WAL needs the shared-memory methods; memory mapping (version 3) stays off. */
-static const sqlite3_io_methods fault_io = {
-    2,          f_close,       f_read,       f_write,   f_truncate, f_sync,   f_size,
-    f_lock,     f_unlock,      f_check_lock, f_control, f_sector,   f_device, f_shm_map,
-    f_shm_lock, f_shm_barrier, f_shm_unmap,  NULL,      NULL,
-};
-
-static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out)
-{
-    (void)vfs;
-    fault_file *ff = (fault_file *)file;
-    ff->real = (sqlite3_file *)(ff + 1);
-    if (faults.readonly && (flags & SQLITE_OPEN_MAIN_DB))
-        flags = (flags & ~(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY;
-    int rc = real_vfs->xOpen(real_vfs, name, ff->real, flags, out);
-    file->pMethods = rc == SQLITE_OK ? &fault_io : NULL;
-    return rc;
-}
 
 static int group_setup(void **state)
 {
     (void)state;
-    real_vfs = sqlite3_vfs_find(NULL);
-    fault_vfs = *real_vfs;
-    fault_vfs.zName = "fault";
-    fault_vfs.szOsFile = (int)sizeof(fault_file) + real_vfs->szOsFile;
-    fault_vfs.xOpen = f_open;
-    fault_vfs.pNext = NULL;
-    return sqlite3_vfs_register(&fault_vfs, 1) == SQLITE_OK ? 0 : -1;
+    return store_fault_vfs_register();
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    sqlite3_vfs_unregister(&fault_vfs);
+    store_fault_vfs_unregister();
     return 0;
 }
 
@@ -177,8 +43,7 @@ static int setup(void **state)
 {
     fixture *f = pw_xcalloc(1, sizeof(*f));
     char err[512];
-    faults.quota = -1;
-    faults.eio = faults.readonly = 0;
+    store_faults_clear();
     st_tmpdir(f->dir, sizeof(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/history.db", f->dir);
     if (pw_store_open(&f->s, f->path, err, sizeof(err))) {
@@ -192,8 +57,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    faults.quota = -1;
-    faults.eio = faults.readonly = 0;
+    store_faults_clear();
     pw_store_close(f->s);
     st_rmdir(f->dir);
     free(f);
@@ -251,7 +115,7 @@ static void full_disk_fails_cleanly_and_resumes(void **state)
         assert_int_equal(pw_store_write(f->s, b), 0);
     }
     /* The disk fills up: some more ticks fit, then writes fail. */
-    faults.quota = 256 * 1024;
+    store_faults.quota = 256 * 1024;
     int rc = 0;
     for (; tick < 10000 && rc == 0; tick++) {
         fill_tick(b, tick);
@@ -263,7 +127,7 @@ static void full_disk_fails_cleanly_and_resumes(void **state)
     assert_non_null(strstr(pw_store_errmsg(f->s), "full"));
     /* Retrying on a full disk keeps failing, and maintenance fails the same clean way. */
     assert_int_equal(pw_store_write(f->s, b), PW_STORE_E_WRITE);
-    faults.quota = 0;
+    store_faults.quota = 0;
     pw_store_policy p;
     pw_store_policy_default(&p);
     rc = pw_store_maintain(f->s, T0 + 3600 * 1000, &p);
@@ -271,7 +135,7 @@ static void full_disk_fails_cleanly_and_resumes(void **state)
     expect_ticks(f, tick);
 
     /* Space again: the same batch goes through, and so does everything after it. */
-    faults.quota = -1;
+    store_faults.quota = -1;
     assert_int_equal(pw_store_write(f->s, b), 0);
     assert_string_equal(pw_store_errmsg(f->s), "");
     for (int i = 0; i < 3; i++) {
@@ -294,7 +158,7 @@ static void io_errors_fail_cleanly_and_resume(void **state)
         fill_tick(b, tick);
         assert_int_equal(pw_store_write(f->s, b), 0);
     }
-    faults.eio = 1; /* the file system went read-only under us */
+    store_faults.eio = 1; /* the file system went read-only under us */
     for (int i = 0; i < 3; i++) {
         fill_tick(b, tick);
         assert_int_equal(pw_store_write(f->s, b), PW_STORE_E_WRITE);
@@ -302,12 +166,12 @@ static void io_errors_fail_cleanly_and_resume(void **state)
     }
     pw_store_policy p;
     pw_store_policy_default(&p);
-    faults.eio = 0;
+    store_faults.eio = 0;
     expect_ticks(f, tick);
-    faults.eio = 1;
+    store_faults.eio = 1;
     assert_int_equal(pw_store_maintain(f->s, T0 + 3600 * 1000, &p), PW_STORE_E_WRITE);
 
-    faults.eio = 0; /* remounted read-write */
+    store_faults.eio = 0; /* remounted read-write */
     for (int i = 0; i < 3; i++, tick++) {
         fill_tick(b, tick);
         assert_int_equal(pw_store_write(f->s, b), 0);
@@ -330,9 +194,9 @@ static void close_on_full_disk_loses_nothing(void **state)
         assert_int_equal(pw_store_write(f->s, b), 0);
     }
     pw_store_batch_free(b);
-    faults.quota = 0;
+    store_faults.quota = 0;
     pw_store_close(f->s);
-    faults.quota = -1;
+    store_faults.quota = -1;
     char err[512];
     assert_int_equal(pw_store_open(&f->s, f->path, err, sizeof(err)), 0);
     expect_ticks(f, 50);
@@ -347,12 +211,12 @@ static void read_only_file_is_refused_until_writable(void **state)
     pw_store_close(f->s);
     f->s = NULL;
 
-    faults.readonly = 1;
+    store_faults.readonly = 1;
     char err[512];
     assert_int_equal(pw_store_open(&f->s, f->path, err, sizeof(err)), PW_STORE_E_OPEN);
     assert_null(f->s);
     assert_non_null(strstr(err, "read-only"));
-    faults.readonly = 0;
+    store_faults.readonly = 0;
     assert_int_equal(pw_store_open(&f->s, f->path, err, sizeof(err)), 0);
     fill_tick(b, 1);
     assert_int_equal(pw_store_write(f->s, b), 0);

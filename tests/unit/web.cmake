@@ -9,3 +9,7 @@ pw_unit_test(web_auth_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_auth_test.c LIB
 pw_unit_test(web_tls_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_tls_test.c LIBS pw_server)
 pw_unit_test(web_pool_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_pool_test.c
               LIBS pw_server Threads::Threads)
+# History batching (server/history.c): rows kept across failed writes reach the database at
+# shutdown; write faults come from the storage tests' fault VFS.
+pw_unit_test(history_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/history_test.c
+             ${CMAKE_CURRENT_LIST_DIR}/store_fault_vfs.c LIBS pw_server pw_store_testutil)
