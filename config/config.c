@@ -4,8 +4,10 @@
 #include "pw_cfg.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,14 +22,61 @@
 #define DEFAULT_TLS_CERT "tls-cert.pem"
 #define DEFAULT_TLS_KEY  "tls-key.pem"
 
-/* Parsing context: the error list and the JSON path of the object being read. */
+/* One entry of a uniqueness check or a lookup: an id or a link, and where it is in the file.
+ * Sorting entries by key and then by place puts equal keys next to each other, the first one
+ * written leading, so every check is O(n log n) and names the earlier entry. */
+typedef struct entry {
+    const char *id;          /* the key if set, else link */
+    const pw_cfg_link *link; /* borrowed from the config being parsed */
+    uint32_t at;             /* index in its array */
+} entry;
+
+#define PATH_DEPTH 6 /* nodes[i].meter.link.lan is the deepest object read */
+
+/* One step of a JSON path: "nodes[3]" (index >= 0) or "meter" (index -1). */
+typedef struct step {
+    const char *key; /* static or borrowed from the JSON being read */
+    long index;
+} step;
+
+/* Parsing context: the error list, the JSON path of the object being read, and what the
+ * facility checks need from the parse. The path is a stack of steps formatted only for an
+ * error: a facility of 10,000 chargers must not print 30,000 paths to be found valid. */
 typedef struct ctx {
     pw_cfg_errors *errs;
-    char path[96];
+    step path[PATH_DEPTH];
+    size_t depth;
+    bool *charger_old_key; /* n_chargers: the link was written as the old "device_id" */
+    bool *meter_old_key;   /* n_nodes: the meter's link was "device_id" or "defa_serial" */
+    entry *nodes_by_id;    /* n_nodes_by_id nodes with an id, sorted */
+    size_t n_nodes_by_id;
 } ctx;
 
 static void add_error(ctx *c, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Writes the path and, if given, the field under it ("chargers[3].wiring") into out (at least 4
+ * bytes); "(root)" for neither. */
+static void format_field(const ctx *c, const char *field, char *out, size_t size)
+{
+    size_t used = 0;
+    for (size_t d = 0; d <= c->depth; d++) {
+        const char *key = d < c->depth ? c->path[d].key : field;
+        long index = d < c->depth ? c->path[d].index : -1;
+        if (!key || !*key)
+            continue;
+        const char *dot = used ? "." : "";
+        int n = index >= 0 ? snprintf(out + used, size - used, "%s%s[%ld]", dot, key, index)
+                           : snprintf(out + used, size - used, "%s%s", dot, key);
+        if (n < 0 || (size_t)n >= size - used) { /* deeper than the buffer: show that it was cut */
+            memcpy(out + size - 4, "...", 4);
+            return;
+        }
+        used += (size_t)n;
+    }
+    if (!used)
+        pw_strlcpy(out, "(root)", size);
+}
 
 static void add_error(ctx *c, const char *field, const char *fmt, ...)
 {
@@ -35,34 +84,24 @@ static void add_error(ctx *c, const char *field, const char *fmt, ...)
     if (i >= PW_CFG_MAX_ERRORS)
         return;
     pw_cfg_error *e = &c->errs->items[i];
-    if (field && *field) {
-        int n = snprintf(e->field, sizeof e->field, "%s%s%s", c->path, *c->path ? "." : "", field);
-        if (n >= (int)sizeof e->field) /* a path deeper than the buffer: show that it was cut */
-            memcpy(e->field + sizeof e->field - 4, "...", 4);
-    } else
-        pw_strlcpy(e->field, *c->path ? c->path : "(root)", sizeof e->field);
+    format_field(c, field, e->field, sizeof e->field);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
 }
 
-/* Sets the path to "<base>[i]" or "<base>" (i < 0) and returns the previous one in saved. */
-static void push_path(ctx *c, char saved[96], const char *base, long i)
+/* Enters "<key>[i]" or "<key>" (i < 0); key must outlive the step. */
+static void push_path(ctx *c, const char *key, long i)
 {
-    memcpy(saved, c->path, sizeof c->path);
-    char next[96];
-    const char *dot = *c->path ? "." : "";
-    int n = i >= 0 ? snprintf(next, sizeof next, "%s%s%s[%ld]", c->path, dot, base, i)
-                   : snprintf(next, sizeof next, "%s%s%s", c->path, dot, base);
-    if (n < 0 || (size_t)n >= sizeof next)
-        pw_strlcpy(next, base, sizeof next); /* deeper than any real config: keep the leaf */
-    memcpy(c->path, next, sizeof next);
+    assert(c->depth < PATH_DEPTH);
+    c->path[c->depth++] = (step){key, i};
 }
 
-static void pop_path(ctx *c, const char saved[96])
+static void pop_path(ctx *c)
 {
-    memcpy(c->path, saved, sizeof c->path);
+    assert(c->depth > 0);
+    c->depth--;
 }
 
 /* Reports every key of obj not in allowed (NULL-terminated): a misspelt key must not be
@@ -73,8 +112,10 @@ static void check_keys(ctx *c, const json_t *obj, const char *const *allowed)
     json_t *v;
     json_object_foreach((json_t *)obj, key, v)
     {
+        /* The first letter settles most comparisons; this runs for every key of every
+         * charger, up to 120,000 times a parse. */
         size_t i = 0;
-        while (allowed[i] && strcmp(allowed[i], key) != 0)
+        while (allowed[i] && (allowed[i][0] != key[0] || strcmp(allowed[i], key) != 0))
             i++;
         if (!allowed[i])
             add_error(c, key, "unknown setting");
@@ -244,11 +285,10 @@ static void parse_network(ctx *c, const json_t *net, pw_cfg_net *out)
 {
     static const char *const keys[] = {"group",    "port",        "interface", "ttl",
                                        "key_file", "defa_meters", "defa_emit", NULL};
-    char saved[96];
-    push_path(c, saved, "network", -1);
+    push_path(c, "network", -1);
     if (!json_is_object(net)) {
         add_error(c, NULL, "must be an object");
-        pop_path(c, saved);
+        pop_path(c);
         return;
     }
     check_keys(c, net, keys);
@@ -268,17 +308,16 @@ static void parse_network(ctx *c, const json_t *net, pw_cfg_net *out)
         add_error(c, "key_file", "must not be empty");
     get_bool(c, net, "defa_meters", &out->defa_meters);
     get_bool(c, net, "defa_emit", &out->defa_emit);
-    pop_path(c, saved);
+    pop_path(c);
 }
 
 static void parse_tls(ctx *c, const json_t *tls, pw_cfg_tls *out)
 {
     static const char *const keys[] = {"enabled", "cert_file", "key_file", NULL};
-    char saved[96];
-    push_path(c, saved, "tls", -1);
+    push_path(c, "tls", -1);
     if (!json_is_object(tls)) {
         add_error(c, NULL, "must be an object");
-        pop_path(c, saved);
+        pop_path(c);
         return;
     }
     check_keys(c, tls, keys);
@@ -289,17 +328,16 @@ static void parse_tls(ctx *c, const json_t *tls, pw_cfg_tls *out)
         add_error(c, "key_file", "must not be empty");
     if (!strcmp(out->cert_file, out->key_file))
         add_error(c, "key_file", "must be another file than cert_file");
-    pop_path(c, saved);
+    pop_path(c);
 }
 
 static void parse_http(ctx *c, const json_t *http, pw_cfg_http *out)
 {
     static const char *const keys[] = {"listen", "dashboard_login", "tls", NULL};
-    char saved[96];
-    push_path(c, saved, "http", -1);
+    push_path(c, "http", -1);
     if (!json_is_object(http)) {
         add_error(c, NULL, "must be an object");
-        pop_path(c, saved);
+        pop_path(c);
         return;
     }
     check_keys(c, http, keys);
@@ -310,7 +348,7 @@ static void parse_http(ctx *c, const json_t *http, pw_cfg_http *out)
     get_bool(c, http, "dashboard_login", &out->dashboard_login);
     if (json_object_get(http, "tls"))
         parse_tls(c, json_object_get(http, "tls"), &out->tls);
-    pop_path(c, saved);
+    pop_path(c);
 }
 
 int pw_cfg_parse_listen(const char *text, char *addr, size_t addr_size, uint16_t *port)
@@ -345,11 +383,10 @@ static void parse_balancer(ctx *c, const json_t *b, pw_cfg *cfg)
                                        "active_phase_a",  "phase_hold_s",
                                        "meter_history_s", "lease_s",
                                        "tick_ms",         NULL};
-    char saved[96];
-    push_path(c, saved, "balancer", -1);
+    push_path(c, "balancer", -1);
     if (!json_is_object(b)) {
         add_error(c, NULL, "must be an object");
-        pop_path(c, saved);
+        pop_path(c);
         return;
     }
     check_keys(c, b, keys);
@@ -370,35 +407,233 @@ static void parse_balancer(ctx *c, const json_t *b, pw_cfg *cfg)
     /* A lease shorter than two ticks would expire between renewals. */
     if (cfg->lease_ms < 2 * cfg->tick_ms)
         add_error(c, "lease_s", "must be at least two control ticks (%u ms)", 2 * cfg->tick_ms);
-    pop_path(c, saved);
+    pop_path(c);
 }
 
-static void parse_meter(ctx *c, const json_t *m, pw_bal_node_spec *node, pw_cfg_meter *meter)
+/* ---- uniqueness and lookups by sorting ---- */
+
+/* Orders links by kind, then by their identity within the kind. */
+static int link_cmp(const pw_cfg_link *a, const pw_cfg_link *b)
 {
-    static const char *const keys[] = {"device_id", "defa_serial", "timeout_s", "fallback_a", NULL};
-    char saved[96];
-    push_path(c, saved, "meter", -1);
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    switch (a->kind) {
+    case PW_CFG_LINK_LAN:
+        return (a->device_id > b->device_id) - (a->device_id < b->device_id);
+    case PW_CFG_LINK_DEFA:
+        return strncmp(a->serial, b->serial, sizeof a->serial);
+    default:
+        return 0;
+    }
+}
+
+static int entry_key_cmp(const entry *a, const entry *b)
+{
+    return a->id ? strcmp(a->id, b->id) : link_cmp(a->link, b->link);
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+    const entry *a = pa, *b = pb;
+    int d = entry_key_cmp(a, b);
+    return d ? d : (a->at > b->at) - (a->at < b->at);
+}
+
+/* The first of the sorted entries v[0..n) with key's key, or NULL. */
+static const entry *lower_bound(const entry *v, size_t n, const entry *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (entry_key_cmp(&v[mid], key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && entry_key_cmp(&v[lo], key) == 0 ? &v[lo] : NULL;
+}
+
+/* An entry whose key an earlier entry has, and that first one. */
+typedef struct repeat {
+    uint32_t at, first;
+} repeat;
+
+static int repeat_cmp(const void *pa, const void *pb)
+{
+    const repeat *a = pa, *b = pb;
+    return (a->at > b->at) - (a->at < b->at);
+}
+
+/* Sorts v by key and place and returns the entries that repeat an earlier key, in file order
+ * (NULL if none), their number in *n_repeats; caller frees. The caller formats an error for
+ * these only, so a valid facility costs no formatting at all. */
+static repeat *find_repeats(entry *v, size_t n, size_t *n_repeats)
+{
+    repeat *d = NULL;
+    size_t k = 0;
+    if (n > 1)
+        qsort(v, n, sizeof *v, entry_cmp);
+    for (size_t i = 1, first = 0; i < n; i++) {
+        if (entry_key_cmp(&v[i], &v[first]) != 0) {
+            first = i;
+            continue;
+        }
+        if (!d)
+            d = pw_xcalloc(n, sizeof *d);
+        d[k++] = (repeat){v[i].at, v[first].at};
+    }
+    if (k > 1)
+        qsort(d, k, sizeof *d, repeat_cmp);
+    *n_repeats = k;
+    return d;
+}
+
+/* Node lookup while parsing chargers, by the sorted ids: the first node with that id, as
+ * pw_cfg_node_by_id gives, in O(log n) for each of up to 10,000 chargers. */
+static int node_by_id(const ctx *c, const char *id)
+{
+    entry key = {.id = id};
+    const entry *e = lower_bound(c->nodes_by_id, c->n_nodes_by_id, &key);
+    return e ? (int)e->at : -1;
+}
+
+/* Reports nodes that repeat an earlier node's id and keeps the sorted ids for node_by_id. */
+static void index_nodes(ctx *c, const pw_cfg *cfg)
+{
+    c->nodes_by_id = pw_xcalloc(cfg->n_nodes, sizeof *c->nodes_by_id);
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if (*cfg->nodes[i].id)
+            c->nodes_by_id[c->n_nodes_by_id++] = (entry){.id = cfg->nodes[i].id, .at = (uint32_t)i};
+    size_t n_repeats;
+    repeat *d = find_repeats(c->nodes_by_id, c->n_nodes_by_id, &n_repeats);
+    for (size_t k = 0; k < n_repeats; k++) {
+        char field[48];
+        snprintf(field, sizeof field, "nodes[%" PRIu32 "].id", d[k].at);
+        add_error(c, field, "'%s' is used by nodes[%" PRIu32 "] too", cfg->nodes[d[k].at].id,
+                  d[k].first);
+    }
+    free(d);
+}
+
+/* ---- links ---- */
+
+#define LAN_EXAMPLE  "{\"lan\": {\"device_id\": N}}"
+#define DEFA_EXAMPLE "{\"defa\": {\"serial\": \"...\"}}"
+
+/* Reads an object {key: ...} of one link kind; false (with an error) if it is not one. */
+static bool link_body(ctx *c, const json_t *v, const char *const *keys, const char *key)
+{
+    if (!json_is_object(v)) {
+        add_error(c, NULL, "must be an object");
+        return false;
+    }
+    check_keys(c, v, keys);
+    if (!json_object_get(v, key)) {
+        add_error(c, key, "is required");
+        return false;
+    }
+    return true;
+}
+
+static void parse_lan(ctx *c, const json_t *v, pw_cfg_link *out)
+{
+    static const char *const keys[] = {"device_id", NULL};
+    push_path(c, "lan", -1);
+    uint32_t id = 0;
+    if (link_body(c, v, keys, "device_id") && get_u32(c, v, "device_id", 1, 4294967295.0, &id))
+        *out = (pw_cfg_link){.kind = PW_CFG_LINK_LAN, .device_id = id};
+    pop_path(c);
+}
+
+static void parse_defa(ctx *c, const json_t *v, pw_cfg_link *out)
+{
+    static const char *const keys[] = {"serial", NULL};
+    push_path(c, "defa", -1);
+    pw_cfg_link l = {.kind = PW_CFG_LINK_DEFA};
+    if (link_body(c, v, keys, "serial") && get_string(c, v, "serial", l.serial, sizeof l.serial)) {
+        if (!*l.serial)
+            add_error(c, "serial", "must not be empty");
+        else
+            *out = l;
+    }
+    pop_path(c);
+}
+
+/* A "link" member: an object naming exactly one kind. Only meters may be DEFA frames: the DEFA
+ * format carries currents, it cannot take an allocation. */
+static void parse_link(ctx *c, const json_t *v, bool meter, pw_cfg_link *out)
+{
+    const char *kinds = meter ? LAN_EXAMPLE " or " DEFA_EXAMPLE : LAN_EXAMPLE;
+    push_path(c, "link", -1);
+    if (!json_is_object(v))
+        add_error(c, NULL, "must name one way to reach the device: %s", kinds);
+    else if (json_object_size(v) == 0)
+        add_error(c, NULL, "names no kind; give one: %s", kinds);
+    else if (json_object_size(v) > 1)
+        add_error(c, NULL, "names %zu kinds; give exactly one: %s", json_object_size(v), kinds);
+    else {
+        const char *kind = json_object_iter_key(json_object_iter((json_t *)v));
+        const json_t *body = json_object_get(v, kind);
+        if (strcmp(kind, "lan") == 0)
+            parse_lan(c, body, out);
+        else if (strcmp(kind, "defa") == 0 && meter)
+            parse_defa(c, body, out);
+        else if (strcmp(kind, "defa") == 0)
+            add_error(c, kind, "a charger is reached over lan; defa links are for meters only");
+        else
+            add_error(c, kind, "unknown link kind (known: %s)", meter ? "lan, defa" : "lan");
+    }
+    pop_path(c);
+}
+
+/* A meter's link: "link", or one of the old keys "device_id" (a LAN meter) and "defa_serial". */
+static void parse_meter_link(ctx *c, const json_t *m, pw_cfg_link *meter, bool *old_key)
+{
+    const json_t *link = json_object_get(m, "link");
+    bool has_dev = json_object_get(m, "device_id"), has_defa = json_object_get(m, "defa_serial");
+    *old_key = has_dev || has_defa;
+    if (link && *old_key) {
+        const char *old = has_dev ? "device_id" : "defa_serial";
+        add_error(c, old, "give link or %s, not both (%s is the old form of link.%s)", old, old,
+                  has_dev ? "lan.device_id" : "defa.serial");
+    } else if (has_dev && has_defa) {
+        add_error(c, NULL, "needs exactly one of device_id or defa_serial");
+    } else if (link) {
+        parse_link(c, link, true, meter);
+    } else if (has_dev) {
+        uint32_t id = 0;
+        if (get_u32(c, m, "device_id", 1, 4294967295.0, &id))
+            *meter = (pw_cfg_link){.kind = PW_CFG_LINK_LAN, .device_id = id};
+    } else if (has_defa) {
+        pw_cfg_link l = {.kind = PW_CFG_LINK_DEFA};
+        if (get_string(c, m, "defa_serial", l.serial, sizeof l.serial)) {
+            if (!*l.serial)
+                add_error(c, "defa_serial", "must not be empty");
+            else
+                *meter = l;
+        }
+    } else {
+        add_error(c, "link", "is required: " LAN_EXAMPLE " or " DEFA_EXAMPLE);
+    }
+}
+
+static void parse_meter(ctx *c, const json_t *m, pw_bal_node_spec *node, pw_cfg_link *meter,
+                        bool *old_key)
+{
+    static const char *const keys[] = {"link",      "device_id",  "defa_serial",
+                                       "timeout_s", "fallback_a", NULL};
+    push_path(c, "meter", -1);
     if (!json_is_object(m)) {
-        add_error(c, NULL, "must be an object with device_id or defa_serial");
-        pop_path(c, saved);
+        add_error(c, NULL, "must be an object with a link");
+        pop_path(c);
         return;
     }
     check_keys(c, m, keys);
-    bool has_dev = json_object_get(m, "device_id"), has_defa = json_object_get(m, "defa_serial");
-    if (has_dev == has_defa)
-        add_error(c, NULL, "needs exactly one of device_id or defa_serial");
-    if (has_dev && get_u32(c, m, "device_id", 1, 4294967295.0, &meter->device_id))
-        meter->kind = PW_METER_PW;
-    if (has_defa &&
-        get_string(c, m, "defa_serial", meter->defa_serial, sizeof meter->defa_serial)) {
-        if (!*meter->defa_serial)
-            add_error(c, "defa_serial", "must not be empty");
-        meter->kind = PW_METER_DEFA;
-    }
+    parse_meter_link(c, m, meter, old_key);
     node->metered = true;
     get_seconds_ms(c, m, "timeout_s", 2, 600, &node->meter_timeout_ms);
     get_lines(c, m, "fallback_a", 0, 10000, node->meter_fallback_a);
-    pop_path(c, saved);
+    pop_path(c);
 }
 
 static void parse_node(ctx *c, const json_t *n, pw_cfg *cfg, size_t i)
@@ -410,9 +645,6 @@ static void parse_node(ctx *c, const json_t *n, pw_cfg *cfg, size_t i)
     get_id(c, n, node->id);
     pw_strlcpy(node->name, node->id, sizeof node->name);
     get_string(c, n, "name", node->name, sizeof node->name);
-    for (size_t j = 0; j < i && *node->id; j++)
-        if (strcmp(cfg->nodes[j].id, node->id) == 0)
-            add_error(c, "id", "'%s' is used by nodes[%zu] too", node->id, j);
 
     json_t *parent = json_object_get(n, "parent");
     node->parent = -1;
@@ -439,30 +671,39 @@ static void parse_node(ctx *c, const json_t *n, pw_cfg *cfg, size_t i)
             add_error(c, "margin_a", "must be smaller than every line's limit");
     json_t *meter = json_object_get(n, "meter");
     if (meter && !json_is_null(meter))
-        parse_meter(c, meter, node, &cfg->meters[i]);
+        parse_meter(c, meter, node, &cfg->meters[i], &c->meter_old_key[i]);
 }
 
 static void parse_charger(ctx *c, const json_t *ch, pw_cfg *cfg, size_t i)
 {
-    static const char *const keys[] = {"id",       "name",   "device_id",       "node",
-                                       "wiring",   "min_a",  "max_a",           "failsafe_a",
-                                       "priority", "weight", "phase_switching", NULL};
+    static const char *const keys[] = {
+        "id",         "name",     "link",   "device_id",       "node", "wiring", "min_a", "max_a",
+        "failsafe_a", "priority", "weight", "phase_switching", NULL};
     pw_bal_charger_spec *spec = &cfg->chargers[i];
     check_keys(c, ch, keys);
     get_id(c, ch, spec->id);
     pw_strlcpy(spec->name, spec->id, sizeof spec->name);
     get_string(c, ch, "name", spec->name, sizeof spec->name);
 
-    if (!json_object_get(ch, "device_id"))
-        add_error(c, "device_id", "is required (the charger's protocol sender id)");
-    get_u32(c, ch, "device_id", 1, 4294967295.0, &cfg->charger_device_ids[i]);
+    const json_t *link = json_object_get(ch, "link");
+    c->charger_old_key[i] = json_object_get(ch, "device_id") != NULL;
+    uint32_t id = 0;
+    if (link && c->charger_old_key[i])
+        add_error(c, "device_id",
+                  "give link or device_id, not both (device_id is the old form of "
+                  "link.lan.device_id)");
+    else if (link)
+        parse_link(c, link, false, &cfg->charger_links[i]);
+    else if (!c->charger_old_key[i])
+        add_error(c, "link", "is required: how the charger is reached, e.g. " LAN_EXAMPLE);
+    else if (get_u32(c, ch, "device_id", 1, 4294967295.0, &id))
+        cfg->charger_links[i] = (pw_cfg_link){.kind = PW_CFG_LINK_LAN, .device_id = id};
 
     char node[PW_BAL_ID_LEN] = "";
     spec->node = -1;
     if (!json_object_get(ch, "node"))
         add_error(c, "node", "is required");
-    else if (get_string(c, ch, "node", node, sizeof node) &&
-             (spec->node = pw_cfg_node_by_id(cfg, node)) < 0)
+    else if (get_string(c, ch, "node", node, sizeof node) && (spec->node = node_by_id(c, node)) < 0)
         add_error(c, "node", "'%s' is not a node", node);
 
     char wiring[8] = "L1L2L3";
@@ -532,43 +773,84 @@ static size_t array_member(ctx *c, const json_t *root, const char *key, size_t m
     return json_array_size(a);
 }
 
-/* Cross-field rules that need the whole facility. */
+/* The field of a charger's or a meter's link as the file wrote it, for an error message. */
+static void charger_link_field(const ctx *c, size_t i, char *out, size_t size)
+{
+    snprintf(out, size, "chargers[%zu].%s", i,
+             c->charger_old_key[i] ? "device_id" : "link.lan.device_id");
+}
+
+static void meter_link_field(const ctx *c, const pw_cfg *cfg, size_t i, char *out, size_t size)
+{
+    bool lan = cfg->meters[i].kind == PW_CFG_LINK_LAN;
+    const char *key = c->meter_old_key[i] ? (lan ? "device_id" : "defa_serial")
+                                          : (lan ? "link.lan.device_id" : "link.defa.serial");
+    snprintf(out, size, "nodes[%zu].meter.%s", i, key);
+}
+
+/* Cross-field rules that need the whole facility. Uniqueness is checked by sorting, so that a
+ * facility of PW_CFG_MAX_CHARGERS validates in milliseconds: it runs on the event loop. */
 static void check_facility(ctx *c, pw_cfg *cfg)
 {
-    for (size_t i = 0; i < cfg->n_chargers; i++) {
-        for (size_t j = 0; j < i; j++) {
-            char field[48];
-            snprintf(field, sizeof field, "chargers[%zu].id", i);
-            if (strcmp(cfg->chargers[i].id, cfg->chargers[j].id) == 0)
-                add_error(c, field, "'%s' is used by chargers[%zu] too", cfg->chargers[j].id, j);
-            snprintf(field, sizeof field, "chargers[%zu].device_id", i);
-            if (cfg->charger_device_ids[i] == cfg->charger_device_ids[j])
-                add_error(c, field, "%u is used by chargers[%zu] too", cfg->charger_device_ids[j],
-                          j);
-        }
+    size_t n = cfg->n_chargers, n_repeats;
+    char field[64], text[48];
+    entry *v = pw_xcalloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (entry){.id = cfg->chargers[i].id, .at = (uint32_t)i};
+    repeat *d = find_repeats(v, n, &n_repeats);
+    for (size_t k = 0; k < n_repeats; k++) {
+        snprintf(field, sizeof field, "chargers[%" PRIu32 "].id", d[k].at);
+        add_error(c, field, "'%s' is used by chargers[%" PRIu32 "] too", cfg->chargers[d[k].at].id,
+                  d[k].first);
+    }
+    free(d);
+
+    for (size_t i = 0; i < n; i++)
+        v[i] = (entry){.link = &cfg->charger_links[i], .at = (uint32_t)i};
+    d = find_repeats(v, n, &n_repeats);
+    for (size_t k = 0; k < n_repeats; k++) {
+        charger_link_field(c, d[k].at, field, sizeof field);
+        pw_cfg_link_format(&cfg->charger_links[d[k].at], text, sizeof text);
+        add_error(c, field, "%s is used by chargers[%" PRIu32 "] too", text, d[k].first);
+    }
+    free(d);
+    /* v stays sorted by link: it is the lookup index, and the meters are checked against it. */
+    cfg->charger_order = pw_xcalloc(n, sizeof *cfg->charger_order);
+    for (size_t i = 0; i < n; i++)
+        cfg->charger_order[i] = v[i].at;
+
+    for (size_t i = 0; i < n; i++) {
         if (cfg->grid == PW_GRID_IT && cfg->chargers[i].wiring[1] == 0) {
-            char field[48];
             snprintf(field, sizeof field, "chargers[%zu].wiring", i);
             add_error(c, field, "on an IT grid a charger needs at least two lines");
         }
     }
+
+    entry *m = pw_xcalloc(cfg->n_nodes, sizeof *m);
+    size_t n_meters = 0;
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if (cfg->meters[i].kind != PW_CFG_LINK_NONE)
+            m[n_meters++] = (entry){.link = &cfg->meters[i], .at = (uint32_t)i};
+    d = find_repeats(m, n_meters, &n_repeats);
+    for (size_t k = 0; k < n_repeats; k++) {
+        meter_link_field(c, cfg, d[k].at, field, sizeof field);
+        pw_cfg_link_format(&cfg->meters[d[k].at], text, sizeof text);
+        add_error(c, field, "%s is the meter of nodes[%" PRIu32 "] too", text, d[k].first);
+    }
+    free(d);
+    free(m);
+    /* A meter must not answer to a charger's link either: its readings would be taken for the
+     * charger's reports, or the other way round. */
     for (size_t i = 0; i < cfg->n_nodes; i++) {
-        const pw_cfg_meter *m = &cfg->meters[i];
-        for (size_t j = 0; j < i && m->kind == PW_METER_PW; j++) {
-            if (cfg->meters[j].kind == PW_METER_PW && cfg->meters[j].device_id == m->device_id) {
-                char field[48];
-                snprintf(field, sizeof field, "nodes[%zu].meter.device_id", i);
-                add_error(c, field, "%u is the meter of nodes[%zu] too", m->device_id, j);
-            }
-        }
-        for (size_t j = 0; j < cfg->n_chargers && m->kind == PW_METER_PW; j++) {
-            if (cfg->charger_device_ids[j] == m->device_id) {
-                char field[48];
-                snprintf(field, sizeof field, "nodes[%zu].meter.device_id", i);
-                add_error(c, field, "%u is the device id of chargers[%zu]", m->device_id, j);
-            }
+        entry key = {.link = &cfg->meters[i]};
+        const entry *hit = cfg->meters[i].kind != PW_CFG_LINK_NONE ? lower_bound(v, n, &key) : NULL;
+        if (hit) {
+            meter_link_field(c, cfg, i, field, sizeof field);
+            pw_cfg_link_format(&cfg->meters[i], text, sizeof text);
+            add_error(c, field, "%s is the link of chargers[%" PRIu32 "] too", text, hit->at);
         }
     }
+    free(v);
     if (c->errs->count)
         return; /* the balancer's checks assume a structurally sound facility */
     pw_bal_facility f;
@@ -594,8 +876,10 @@ static void check_facility(ctx *c, pw_cfg *cfg)
 
 pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
 {
-    static const char *const keys[] = {"version",  "site",  "grid",     "network", "http",
-                                       "balancer", "nodes", "chargers", NULL};
+    /* restart_pending is what GET /api/config adds (docs/config.md): the web UI puts back
+     * what it got, so it is accepted and ignored. */
+    static const char *const keys[] = {"version",  "site",  "grid",     "network",         "http",
+                                       "balancer", "nodes", "chargers", "restart_pending", NULL};
     ctx c = {.errs = errs};
     memset(errs, 0, sizeof *errs);
     if (!json_is_object(root)) {
@@ -623,35 +907,40 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
     if (json_object_get(root, "balancer"))
         parse_balancer(&c, json_object_get(root, "balancer"), cfg);
 
-    char saved[96];
     cfg->n_nodes = array_member(&c, root, "nodes", PW_CFG_MAX_NODES);
     cfg->nodes = pw_xcalloc(cfg->n_nodes, sizeof *cfg->nodes);
     cfg->meters = pw_xcalloc(cfg->n_nodes, sizeof *cfg->meters);
+    c.meter_old_key = pw_xcalloc(cfg->n_nodes, sizeof *c.meter_old_key);
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         json_t *n = json_array_get(json_object_get(root, "nodes"), i);
-        push_path(&c, saved, "nodes", (long)i);
+        push_path(&c, "nodes", (long)i);
         set_node_defaults(&cfg->nodes[i]);
         if (json_is_object(n))
             parse_node(&c, n, cfg, i);
         else
             add_error(&c, NULL, "must be an object");
-        pop_path(&c, saved);
+        pop_path(&c);
     }
+    index_nodes(&c, cfg);
     cfg->n_chargers = array_member(&c, root, "chargers", PW_CFG_MAX_CHARGERS);
     cfg->chargers = pw_xcalloc(cfg->n_chargers, sizeof *cfg->chargers);
-    cfg->charger_device_ids = pw_xcalloc(cfg->n_chargers, sizeof *cfg->charger_device_ids);
+    cfg->charger_links = pw_xcalloc(cfg->n_chargers, sizeof *cfg->charger_links);
+    c.charger_old_key = pw_xcalloc(cfg->n_chargers, sizeof *c.charger_old_key);
     for (size_t i = 0; i < cfg->n_chargers; i++) {
         json_t *ch = json_array_get(json_object_get(root, "chargers"), i);
-        push_path(&c, saved, "chargers", (long)i);
+        push_path(&c, "chargers", (long)i);
         set_charger_defaults(&cfg->chargers[i]);
         if (json_is_object(ch))
             parse_charger(&c, ch, cfg, i);
         else
             add_error(&c, NULL, "must be an object");
-        pop_path(&c, saved);
+        pop_path(&c);
     }
     if (!errs->count)
         check_facility(&c, cfg);
+    free(c.meter_old_key);
+    free(c.charger_old_key);
+    free(c.nodes_by_id);
     if (errs->count) {
         pw_cfg_free(cfg);
         return NULL;
@@ -736,16 +1025,12 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
             "{s:s, s:s, s:o, s:o, s:f, s:f}", "id", n->id, "name", n->name, "parent",
             n->parent < 0 ? json_null() : json_string(cfg->nodes[n->parent].id), "limit_a",
             lines_json(n->limit_a), "margin_a", n->margin_a, "max_imbalance_a", n->max_imbalance_a);
-        const pw_cfg_meter *m = &cfg->meters[i];
-        if (m->kind != PW_METER_NONE) {
-            json_t *mo = json_pack("{s:f, s:o}", "timeout_s", n->meter_timeout_ms / 1000.0,
-                                   "fallback_a", lines_json(n->meter_fallback_a));
-            if (m->kind == PW_METER_PW)
-                json_object_set_new(mo, "device_id", json_integer(m->device_id));
-            else
-                json_object_set_new(mo, "defa_serial", json_string(m->defa_serial));
-            json_object_set_new(o, "meter", mo);
-        }
+        const pw_cfg_link *m = &cfg->meters[i];
+        if (m->kind != PW_CFG_LINK_NONE)
+            json_object_set_new(o, "meter",
+                                json_pack("{s:o, s:f, s:o}", "link", pw_cfg_link_to_json(m),
+                                          "timeout_s", n->meter_timeout_ms / 1000.0, "fallback_a",
+                                          lines_json(n->meter_fallback_a)));
         json_array_append_new(nodes, o);
     }
     json_object_set_new(root, "nodes", nodes);
@@ -756,8 +1041,8 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
         pw_cfg_wiring_format(ch->wiring, wiring);
         json_array_append_new(
             chargers,
-            json_pack("{s:s, s:s, s:I, s:s, s:s, s:f, s:f, s:f, s:i, s:f, s:b}", "id", ch->id,
-                      "name", ch->name, "device_id", (json_int_t)cfg->charger_device_ids[i], "node",
+            json_pack("{s:s, s:s, s:o, s:s, s:s, s:f, s:f, s:f, s:i, s:f, s:b}", "id", ch->id,
+                      "name", ch->name, "link", pw_cfg_link_to_json(&cfg->charger_links[i]), "node",
                       cfg->nodes[ch->node].id, "wiring", wiring, "min_a", ch->min_a, "max_a",
                       ch->max_a, "failsafe_a", ch->failsafe_a, "priority", ch->priority, "weight",
                       ch->weight, "phase_switching", ch->can_switch_phases));
@@ -788,7 +1073,8 @@ void pw_cfg_free(pw_cfg *cfg)
     free(cfg->nodes);
     free(cfg->meters);
     free(cfg->chargers);
-    free(cfg->charger_device_ids);
+    free(cfg->charger_links);
+    free(cfg->charger_order);
     free(cfg);
 }
 
@@ -802,12 +1088,101 @@ void pw_cfg_facility(const pw_cfg *cfg, pw_bal_facility *out)
                              .params = cfg->params};
 }
 
-int pw_cfg_charger_by_device(const pw_cfg *cfg, uint32_t device_id)
+int pw_cfg_charger_by_link(const pw_cfg *cfg, const pw_cfg_link *link)
 {
+    size_t lo = 0, hi = cfg->charger_order ? cfg->n_chargers : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = link_cmp(&cfg->charger_links[cfg->charger_order[mid]], link);
+        if (d == 0)
+            return (int)cfg->charger_order[mid];
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* A config put together by hand has no index, and one changed after parsing may have moved
+     * its links: scan before saying that no charger has it. */
     for (size_t i = 0; i < cfg->n_chargers; i++)
-        if (cfg->charger_device_ids[i] == device_id)
+        if (pw_cfg_link_equal(&cfg->charger_links[i], link))
             return (int)i;
     return -1;
+}
+
+bool pw_cfg_link_equal(const pw_cfg_link *a, const pw_cfg_link *b)
+{
+    return link_cmp(a, b) == 0;
+}
+
+const char *pw_cfg_link_kind_name(enum pw_cfg_link_kind kind)
+{
+    switch (kind) {
+    case PW_CFG_LINK_LAN:
+        return "lan";
+    case PW_CFG_LINK_DEFA:
+        return "defa";
+    default:
+        return "";
+    }
+}
+
+void pw_cfg_link_format(const pw_cfg_link *link, char *out, size_t out_size)
+{
+    switch (link->kind) {
+    case PW_CFG_LINK_LAN:
+        snprintf(out, out_size, "lan device %" PRIu32, link->device_id);
+        break;
+    case PW_CFG_LINK_DEFA:
+        snprintf(out, out_size, "defa meter %.*s", (int)sizeof link->serial, link->serial);
+        break;
+    default:
+        snprintf(out, out_size, "no link");
+        break;
+    }
+}
+
+json_t *pw_cfg_link_to_json(const pw_cfg_link *link)
+{
+    switch (link->kind) {
+    case PW_CFG_LINK_LAN:
+        return json_pack("{s:{s:I}}", "lan", "device_id", (json_int_t)link->device_id);
+    case PW_CFG_LINK_DEFA:
+        return json_pack("{s:{s:s#}}", "defa", "serial", link->serial,
+                         (int)strnlen(link->serial, sizeof link->serial));
+    default:
+        return json_null();
+    }
+}
+
+size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const char **out,
+                             size_t max)
+{
+    const pw_cfg_net *a = &running->net, *b = &saved->net;
+    const pw_cfg_http *ha = &running->http, *hb = &saved->http;
+    /* The DEFA socket is opened at start if either flag is set: only turning DEFA frames on or
+     * off as a whole waits for a restart, so a flag counts only when that changes. */
+    bool defa_flip = (a->defa_meters || a->defa_emit) != (b->defa_meters || b->defa_emit);
+    const struct {
+        bool differs;
+        const char *field;
+    } f[] = {
+        {strcmp(a->group, b->group) != 0, "network.group"},
+        {a->port != b->port, "network.port"},
+        {a->ttl != b->ttl, "network.ttl"},
+        {strcmp(a->key_file, b->key_file) != 0, "network.key_file"},
+        {defa_flip && a->defa_meters != b->defa_meters, "network.defa_meters"},
+        {defa_flip && a->defa_emit != b->defa_emit, "network.defa_emit"},
+        {strcmp(ha->addr, hb->addr) != 0 || ha->port != hb->port, "http.listen"},
+        {ha->tls.enabled != hb->tls.enabled, "http.tls.enabled"},
+        {strcmp(ha->tls.cert_file, hb->tls.cert_file) != 0, "http.tls.cert_file"},
+        {strcmp(ha->tls.key_file, hb->tls.key_file) != 0, "http.tls.key_file"},
+    };
+    _Static_assert(sizeof f / sizeof f[0] == PW_CFG_RESTART_FIELDS_MAX, "header's count");
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof f / sizeof f[0] && n < max; i++)
+        if (f[i].differs)
+            out[n++] = f[i].field;
+    return n;
 }
 
 int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id)

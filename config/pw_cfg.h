@@ -83,6 +83,9 @@ typedef struct pw_cfg {
     uint32_t tick_ms;  /* control loop period when no meter reading arrives */
     pw_cfg_net net;
     pw_cfg_http http;
+    /* n_chargers charger indices ordered by link, built by the parser so that
+     * pw_cfg_charger_by_link need not scan; NULL in a config put together by hand. */
+    uint32_t *charger_order;
 } pw_cfg;
 
 /* Parses and validates a configuration. Returns a new config (free with pw_cfg_free) or NULL
@@ -103,7 +106,8 @@ void pw_cfg_free(pw_cfg *cfg);
 /* A balancer view of the config; borrowed, valid while cfg lives. */
 void pw_cfg_facility(const pw_cfg *cfg, pw_bal_facility *out);
 
-/* Index of the charger reached by that link / node with that id, or -1. */
+/* Index of the charger reached by that link / node with that id, or -1. A charger lookup takes
+ * O(log n) for a parsed config; a link that is no charger's costs one scan. */
 int pw_cfg_charger_by_link(const pw_cfg *cfg, const pw_cfg_link *link);
 int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id);
 
@@ -121,6 +125,9 @@ json_t *pw_cfg_link_to_json(const pw_cfg_link *link);
  * (at most max). */
 size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const char **out,
                              size_t max);
+/* How many fields pw_cfg_restart_fields can name at most: an out array this long never cuts.
+ * The names it returns are static strings. */
+#define PW_CFG_RESTART_FIELDS_MAX 10
 
 /* Prints errors one per line as "field: message" into out (for logs and the CLI). */
 void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size);

@@ -109,7 +109,7 @@ const char *pw_ctl_car_state_name(enum pw_car_state s)
 bool pw_ctl_online(const pw_ctl *c, size_t i, uint64_t now)
 {
     uint64_t seen = c->ch[i].last_seen_ms;
-    return seen && now - seen <= c->timing[i].offline_ms;
+    return seen && now - seen < c->timing[i].offline_ms; /* as the balancer counts it */
 }
 
 static void measure(const pw_ctl *c, size_t i, pw_bal_measure *m)
@@ -281,6 +281,8 @@ int pw_ctl_meter_report(pw_ctl *c, size_t node, const double line_a[PW_LINES], u
     for (size_t l = 0; l < PW_LINES; l++) {
         if (!isfinite(line_a[l]) || line_a[l] < 0 || line_a[l] > plausible) {
             c->stats.meter_rejected++;
+            pw_ctl_rejected(c, "meter", "implausible",
+                            "a reading not a number, negative or above ten times the fuse");
             return -1;
         }
     }
@@ -351,6 +353,7 @@ void pw_ctl_rejected(pw_ctl *c, const char *transport, const char *reason, const
     }
     r->count++;
     c->rejects_pending = true;
+    lower_deadline(c, c->rejects_logged_once ? c->last_reject_event + PW_CTL_REJECT_EVENT_MS : 0);
 }
 
 /* Refused input becomes one event per transport and reason per minute, not one row per
@@ -404,7 +407,8 @@ static uint64_t own_deadline(const pw_ctl *c)
     uint64_t d = pw_bal_next_deadline(c->bal);
     for (size_t i = 0; i < c->cfg->n_chargers; i++) {
         const ctl_sent *s = &c->sent[i];
-        if (s->limit_a >= 0)
+        /* A due command's renewal counts from when it is sent (pw_ctl_sent). */
+        if (s->limit_a >= 0 && !c->cmd[i].due)
             d = min_u64(d, s->sent_ms + renew_ms(c));
         if (s->cut_ms)
             d = min_u64(d, s->cut_ms + PW_CTL_CUT_CONFIRM_MS);
@@ -477,6 +481,7 @@ void pw_ctl_sent(pw_ctl *c, size_t i, uint64_t now, int64_t wall)
     s->limit_a = cmd->limit_a;
     s->phases = cmd->phases;
     s->sent_ms = now;
+    lower_deadline(c, now + renew_ms(c));
     if (cmd->due) {
         cmd->due = false;
         c->n_due--;

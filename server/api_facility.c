@@ -31,8 +31,9 @@ static void merge_config(json_t *live, const json_t *cfg)
 
 static json_t *facility_doc(const pw_app *app, const char *what)
 {
-    json_t *state = pw_statedoc_build(app, pw_app_now_ms());
-    json_t *cfg = pw_cfg_to_json(app->cfg);
+    json_t *state = pw_statedoc_build(app, uv_now(&app->loop));
+    /* The config the state document was built from, so that the arrays are parallel. */
+    json_t *cfg = pw_cfg_to_json(pw_ctl_config(app->ctl));
     json_t *list = json_object_get(state, what);
     merge_config(list, json_object_get(cfg, what));
     json_t *doc = json_pack("{s:O}", what, list);
@@ -58,9 +59,12 @@ static void pairing(const pw_app *app, pw_web_response *resp)
         grouped[n++] = hex[i];
     }
     grouped[n] = '\0';
+    /* The key in use was read at start: name that file, not one a saved config names for the
+     * next restart. */
+    const pw_cfg *boot = app->boot_cfg ? app->boot_cfg : app->cfg;
     pw_api_set_json(resp, 200,
                     json_pack("{s:s, s:s, s:s}", "pairing", hex, "grouped", grouped, "key_file",
-                              app->cfg->net.key_file));
+                              boot->net.key_file));
     explicit_bzero(hex, sizeof hex);
     explicit_bzero(grouped, sizeof grouped);
 }
@@ -69,17 +73,17 @@ static void pairing(const pw_app *app, pw_web_response *resp)
 
 /* A charger's latest report as the plan format names it, taken on the loop thread. */
 typedef struct snap_charger {
-    uint32_t device_id;
-    bool known;   /* reported a status since start */
-    bool offline; /* silent for longer than the running config's offline time */
-    const char *state;
+    pw_cfg_link link;
+    bool known;        /* reported a status since start */
+    bool offline;      /* silent for longer than its offline time */
+    const char *state; /* pw_ctl_car_state_name: static */
     double current_a[PW_LINES];
     double offered_a;
     uint8_t phases;
 } snap_charger;
 
 typedef struct snap_meter {
-    pw_cfg_meter id;
+    pw_cfg_link link;
     bool fresh; /* a reading younger than its node's meter timeout */
     double a[PW_LINES];
 } snap_meter;
@@ -101,99 +105,91 @@ static void preview_args_free(void *arg)
     free(p);
 }
 
+/* A current the plan accepts: 0 to PREVIEW_MAX_A. */
 static double capped(double a)
 {
-    return a < PREVIEW_MAX_A ? a : PREVIEW_MAX_A;
-}
-
-/* The pilot state as the balancer reads it: state B after the car drew current means it paused
- * itself (suspended), not that it waits to start. */
-static const char *snap_state(const pw_reg_charger *ch)
-{
-    switch (ch->status.iec_state) {
-    case PW_IEC_A:
-        return "none";
-    case PW_IEC_B:
-        return ch->drew_this_session ? "suspended" : "connected";
-    case PW_IEC_C:
-    case PW_IEC_D:
-        return "charging";
-    default:
-        return "fault";
-    }
+    return a > 0 ? (a < PREVIEW_MAX_A ? a : PREVIEW_MAX_A) : 0;
 }
 
 static void snapshot(const pw_app *app, preview_args *p)
 {
-    const pw_cfg *cfg = app->cfg;
-    uint64_t now = pw_app_now_ms();
+    const pw_ctl *ctl = app->ctl;
+    const pw_cfg *cfg = pw_ctl_config(ctl);
+    uint64_t now = uv_now(&app->loop);
     p->chargers = pw_xcalloc(cfg->n_chargers ? cfg->n_chargers : 1, sizeof *p->chargers);
     p->n_chargers = cfg->n_chargers;
     for (size_t i = 0; i < cfg->n_chargers; i++) {
-        const pw_reg_charger *ch = &app->reg.chargers[i];
+        const pw_ctl_charger_state *ch = pw_ctl_charger(ctl, i);
         snap_charger *s = &p->chargers[i];
-        s->device_id = cfg->charger_device_ids[i];
-        s->known = ch->has_status;
-        s->offline = !ch->link.last_seen_ms || now - ch->link.last_seen_ms > cfg->params.offline_ms;
-        if (!ch->has_status)
+        s->link = cfg->charger_links[i];
+        s->known = ch->has_report;
+        s->offline = !pw_ctl_online(ctl, i, now);
+        if (!ch->has_report)
             continue;
-        s->state = snap_state(ch);
+        s->state = pw_ctl_car_state_name(pw_ctl_car_state(ctl, i));
         for (size_t t = 0; t < PW_LINES; t++)
-            s->current_a[t] = capped(ch->status.current_ma[t] / 1000.0);
-        s->offered_a = capped(ch->status.applied_limit_ma / 1000.0);
-        s->phases = ch->status.applied_phases;
+            s->current_a[t] = capped(ch->report.current_a[t]);
+        s->offered_a = capped(ch->report.offered_a);
+        s->phases = ch->report.phases;
     }
     p->meters = pw_xcalloc(cfg->n_nodes ? cfg->n_nodes : 1, sizeof *p->meters);
     for (size_t n = 0; n < cfg->n_nodes; n++) {
-        const pw_reg_meter *m = &app->reg.meters[n];
-        if (cfg->meters[n].kind == PW_METER_NONE)
+        const pw_ctl_meter_state *m = pw_ctl_meter(ctl, n);
+        if (cfg->meters[n].kind == PW_CFG_LINK_NONE)
             continue;
         snap_meter *s = &p->meters[p->n_meters++];
-        s->id = cfg->meters[n];
-        s->fresh = m->has_reading && m->link.last_seen_ms &&
-                   now - m->link.last_seen_ms <= cfg->nodes[n].meter_timeout_ms;
+        s->link = cfg->meters[n];
+        s->fresh = m->has_reading && m->last_seen_ms &&
+                   now - m->last_seen_ms <= cfg->nodes[n].meter_timeout_ms;
         for (size_t l = 0; l < PW_LINES; l++)
-            s->a[l] = capped(m->current_ma[l] / 1000.0);
+            s->a[l] = capped(m->line_a[l]);
     }
+}
+
+/* The plan's inputs keep two decimals (10 mA): what the devices said, not a display value. */
+static json_t *amps(double a)
+{
+    return json_real(round(a * 100) / 100);
 }
 
 static json_t *lines_json(const double a[PW_LINES])
 {
-    json_t *arr = json_array();
-    for (size_t l = 0; l < PW_LINES; l++)
-        json_array_append_new(arr, json_real(round(a[l] * 100) / 100));
-    return arr;
+    return json_pack("[ooo]", amps(a[0]), amps(a[1]), amps(a[2]));
 }
 
 /* The measurements in the `phasewise plan` scenario format, keyed by the new config's ids:
- * chargers by device id, meters by their identity, exactly as a config change carries them
- * over. A stale meter is left out so the plan budgets conservatively, as the live balancer
- * does. */
+ * chargers and meters by their link, exactly as a config change carries them over. A stale
+ * meter is left out so the plan budgets conservatively, as the live balancer does. */
 static json_t *scenario_inputs(const preview_args *p, const pw_cfg *cfg, json_t **meters)
 {
+    /* Each running charger found in the new config by its link (a lookup, not a scan: a
+     * facility may have thousands), then listed in the new config's order. */
+    const snap_charger **found = pw_xcalloc(cfg->n_chargers ? cfg->n_chargers : 1, sizeof *found);
+    for (size_t j = 0; j < p->n_chargers; j++) {
+        int i = pw_cfg_charger_by_link(cfg, &p->chargers[j].link);
+        if (i >= 0)
+            found[i] = &p->chargers[j];
+    }
     json_t *chargers = json_object();
-    *meters = json_object();
     for (size_t i = 0; i < cfg->n_chargers; i++) {
-        const snap_charger *s = NULL;
-        for (size_t j = 0; j < p->n_chargers && !s; j++)
-            if (p->chargers[j].device_id == cfg->charger_device_ids[i])
-                s = &p->chargers[j];
+        const snap_charger *s = found[i];
         if (!s || (!s->known && !s->offline))
             continue;
-        json_t *o = s->offline ? json_pack("{s:s}", "state", "offline")
-                               : json_pack("{s:s, s:o, s:f}", "state", s->state, "current_a",
-                                           lines_json(s->current_a), "offered_a",
-                                           round(s->offered_a * 100) / 100);
+        json_t *o = s->offline
+                        ? json_pack("{s:s}", "state", "offline")
+                        : json_pack("{s:s, s:o, s:o}", "state", s->state, "current_a",
+                                    lines_json(s->current_a), "offered_a", amps(s->offered_a));
         if (!s->offline && (s->phases == 1 || s->phases == 3))
             json_object_set_new(o, "phases", json_integer(s->phases));
         json_object_set_new(chargers, cfg->chargers[i].id, o);
     }
+    free(found);
+    *meters = json_object();
     for (size_t n = 0; n < cfg->n_nodes; n++) {
-        const pw_cfg_meter *m = &cfg->meters[n];
-        for (size_t j = 0; j < p->n_meters && m->kind != PW_METER_NONE; j++) {
+        const pw_cfg_link *m = &cfg->meters[n];
+        for (size_t j = 0; j < p->n_meters && m->kind != PW_CFG_LINK_NONE; j++) {
             const snap_meter *s = &p->meters[j];
-            if (s->fresh && s->id.kind == m->kind && s->id.device_id == m->device_id &&
-                strcmp(s->id.defa_serial, m->defa_serial) == 0) {
+            if (s->fresh && pw_cfg_link_equal(&s->link, m)) {
                 json_object_set_new(*meters, cfg->nodes[n].id, lines_json(s->a));
                 break;
             }
@@ -244,7 +240,7 @@ static void preview(pw_app *app, const pw_web_request *req, pw_web_response *res
     preview_args *p = pw_xcalloc(1, sizeof *p);
     p->config = config;
     snapshot(app, p);
-    pw_api_submit(app, req, resp, false, preview_run, p, preview_args_free);
+    pw_api_submit(app->api_pool, req, resp, false, preview_run, p, preview_args_free);
 }
 
 bool pw_api_facility_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp)

@@ -284,6 +284,7 @@ static void on_tick(uv_timer_t *t)
 {
     pw_app *app = t->data;
     uint64_t now = uv_now(&app->loop);
+    dispatch(app); /* what the core asked for by now comes first: rows and documents show it */
     pw_history_samples(app->history, app->ctl, pw_wall_ms());
     pw_history_flush(app->history);
     pw_publisher_start(app->publisher, now);

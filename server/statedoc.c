@@ -1,11 +1,17 @@
-/* The live state document (docs/state.md): what the dashboard shows and /api/state returns. */
+/* The live state document (docs/state.md): what the dashboard shows and /api/state returns. It
+ * reads the control core, the transports' counters and the history writer; it changes nothing. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app_int.h"
 #include "pw_util.h"
 
-/* One decimal is what a person reads on a dashboard, and it keeps the document small. */
+/* Wi-Fi weaker than this is what the vendors call a problem worth showing (docs/state.md). */
+#define WEAK_WIFI_DBM (-75)
+
+/* The one amperes-to-JSON rule of this document: one decimal is what a person reads on a
+ * dashboard, and it keeps the document small. */
 static json_t *amps(double a)
 {
     return json_real(round(a * 10.0) / 10.0);
@@ -16,100 +22,94 @@ static json_t *amps3(const double a[PW_LINES])
     return json_pack("[ooo]", amps(a[0]), amps(a[1]), amps(a[2]));
 }
 
-static bool is_online(const pw_app *app, const pw_reg_link *link, uint64_t now)
+/* Milliseconds since a device was last heard, null if never. */
+static json_t *age_json(uint64_t now, uint64_t seen)
 {
-    return link->last_seen_ms && now - link->last_seen_ms <= app->cfg->params.offline_ms;
+    if (!seen)
+        return json_null();
+    return json_integer((json_int_t)(now > seen ? now - seen : 0));
 }
 
-/* A charger's terminal currents mapped onto the grid lines it is wired to. */
-static void charger_line_amps(const pw_reg_charger *ch, const pw_bal_charger_spec *spec,
-                              double line[PW_LINES])
+/* A string a device sent, in a fixed-size field: "" rather than a document that fails to build
+ * if it is not UTF-8. */
+static json_t *device_text(const char *s, size_t size)
 {
-    memset(line, 0, sizeof(double) * PW_LINES);
-    if (!ch->has_status)
-        return;
-    for (size_t t = 0; t < PW_LINES; t++)
-        if (spec->wiring[t])
-            line[spec->wiring[t] - 1] += ch->status.current_ma[t] / 1000.0;
+    json_t *t = json_stringn(s, strnlen(s, size));
+    return t ? t : json_string("");
 }
 
-static bool node_is_below(const pw_cfg *cfg, int node, size_t ancestor)
+static void alert(json_t *alerts, const char *level, const char *text)
 {
-    for (; node >= 0; node = cfg->nodes[node].parent)
-        if ((size_t)node == ancestor)
-            return true;
-    return false;
-}
-
-static const char *link_name(uint8_t link)
-{
-    switch (link) {
-    case PW_LINK_WIFI:
-        return "wifi";
-    case PW_LINK_CELLULAR:
-        return "cellular";
-    default:
-        return "ethernet";
-    }
+    json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", level, "text", text));
 }
 
 json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
 {
-    const pw_bal_result *res = pw_bal_results(app->bal);
-    const pw_bal_charger_spec *spec = &app->cfg->chargers[i];
-    const pw_reg_charger *ch = &app->reg.chargers[i];
-    bool online = is_online(app, &ch->link, now);
-    double terminal[PW_LINES] = {0}, line[PW_LINES];
-    for (size_t t = 0; t < PW_LINES && ch->has_status; t++)
-        terminal[t] = ch->status.current_ma[t] / 1000.0;
-    charger_line_amps(ch, spec, line);
+    const pw_ctl *ctl = app->ctl;
+    const pw_cfg *cfg = pw_ctl_config(ctl);
+    const pw_bal_result *res = &pw_bal_results(pw_ctl_balancer(ctl))[i];
+    const pw_bal_charger_spec *spec = &cfg->chargers[i];
+    const pw_cfg_link *link = &cfg->charger_links[i];
+    const pw_ctl_charger_state *ch = pw_ctl_charger(ctl, i);
+    const pw_ctl_device_info *info = ch->has_info ? &ch->info : NULL;
+    bool online = pw_ctl_online(ctl, i, now);
+
+    static const double no_current[PW_LINES];
+    double line[PW_LINES];
+    pw_ctl_charger_lines(ctl, i, line);
     char wiring[8], state[2] = "?";
     pw_cfg_wiring_format(spec->wiring, wiring);
-    if (online && ch->has_status)
-        state[0] = (char)('A' + ch->status.iec_state);
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:s, s:o, s:o, s:o, s:i, s:s, s:s}", "id",
-                  spec->id, "name", spec->name, "node", app->cfg->nodes[spec->node].id, "device_id",
-                  (json_int_t)app->cfg->charger_device_ids[i], "wiring", wiring, "online", online,
-                  "state", state, "current_a", amps3(terminal), "line_a", amps3(line), "limit_a",
-                  amps(res[i].limit_a), "phases", res[i].phases, "reason",
-                  pw_bal_reason_name(res[i].reason), "reason_text", res[i].reason_text);
-    json_object_set_new(o, "last_seen_ms",
-                        ch->link.last_seen_ms
-                            ? json_integer((json_int_t)(now - ch->link.last_seen_ms))
-                            : json_null());
-    json_object_set_new(o, "link",
-                        json_string(ch->announced ? link_name(ch->announce.link) : "unknown"));
-    json_object_set_new(o, "rssi_dbm", json_integer(ch->announced ? ch->announce.rssi_dbm : 0));
-    json_object_set_new(o, "loss_pct", amps(pw_reg_link_loss_pct(&ch->link)));
-    if (ch->announced) {
-        json_object_set_new(o, "model", json_string(ch->announce.model));
-        json_object_set_new(o, "firmware", json_string(ch->announce.firmware));
+    if (online && ch->has_report)
+        state[0] = (char)('A' + ch->report.pilot);
+
+    json_t *o = json_pack("{s:s, s:s, s:s}", "id", spec->id, "name", spec->name, "node",
+                          cfg->nodes[spec->node].id);
+    if (link->kind == PW_CFG_LINK_LAN)
+        json_object_set_new(o, "device_id", json_integer(link->device_id));
+    json_object_set_new(o, "device_link", pw_cfg_link_to_json(link));
+    json_object_update_new(
+        o, json_pack("{s:s, s:b, s:o, s:s, s:o, s:o, s:o, s:i, s:s, s:s}", "wiring", wiring,
+                     "online", online, "last_seen_ms", age_json(now, ch->last_seen_ms), "state",
+                     state, "current_a", amps3(ch->has_report ? ch->report.current_a : no_current),
+                     "line_a", amps3(line), "limit_a", amps(res->limit_a), "phases", res->phases,
+                     "reason", pw_bal_reason_name(res->reason), "reason_text", res->reason_text));
+    json_object_set_new(o, "link", json_string(info && info->link[0] ? info->link : "unknown"));
+    json_object_set_new(o, "rssi_dbm", json_integer(info ? info->rssi_dbm : 0));
+    json_object_set_new(o, "loss_pct", amps(ch->loss_pct > 0 ? ch->loss_pct : 0));
+    if (info) {
+        json_object_set_new(o, "model", device_text(info->model, sizeof info->model));
+        json_object_set_new(o, "firmware", device_text(info->firmware, sizeof info->firmware));
     }
     return o;
 }
 
-static json_t *node_json(const pw_app *app, size_t n, const pw_bal_node_result *nr, uint64_t now,
-                         json_t *alerts)
+/* The chargers' draw per node and grid line: every charger counts at its node and at each node
+ * above it. n_nodes * PW_LINES entries; caller frees. */
+static double *chargers_load(const pw_ctl *ctl)
 {
-    const pw_cfg *cfg = app->cfg;
-    const pw_bal_node_spec *spec = &cfg->nodes[n];
-    const pw_reg_meter *m = &app->reg.meters[n];
-    double measured[PW_LINES] = {0};
-    if (cfg->meters[n].kind != PW_METER_NONE && m->has_reading) {
-        for (size_t l = 0; l < PW_LINES; l++)
-            measured[l] = m->current_ma[l] / 1000.0;
-    } else {
-        /* Unmetered: what the chargers below it draw is what we know of its load. */
-        for (size_t i = 0; i < cfg->n_chargers; i++) {
-            if (!node_is_below(cfg, cfg->chargers[i].node, n))
-                continue;
-            double line[PW_LINES];
-            charger_line_amps(&app->reg.chargers[i], &cfg->chargers[i], line);
+    const pw_cfg *cfg = pw_ctl_config(ctl);
+    double *load = pw_xcalloc(cfg->n_nodes ? cfg->n_nodes * PW_LINES : 1, sizeof *load);
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        double line[PW_LINES];
+        pw_ctl_charger_lines(ctl, i, line);
+        for (int n = cfg->chargers[i].node; n >= 0; n = cfg->nodes[n].parent)
             for (size_t l = 0; l < PW_LINES; l++)
-                measured[l] += line[l];
-        }
+                load[(size_t)n * PW_LINES + l] += line[l];
     }
+    return load;
+}
+
+static json_t *node_json(const pw_app *app, size_t n, const double charger_load[PW_LINES],
+                         uint64_t now, json_t *alerts)
+{
+    const pw_cfg *cfg = pw_ctl_config(app->ctl);
+    const pw_bal_node_spec *spec = &cfg->nodes[n];
+    const pw_bal_node_result *nr = &pw_bal_node_results(pw_ctl_balancer(app->ctl))[n];
+    const pw_cfg_link *meter = &cfg->meters[n];
+    const pw_ctl_meter_state *m = pw_ctl_meter(app->ctl, n);
+    /* Without a reading, what the chargers below the node draw is what we know of its load. */
+    const double *measured =
+        meter->kind != PW_CFG_LINK_NONE && m->has_reading ? m->line_a : charger_load;
     json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id", spec->id, "name", spec->name,
                           "parent",
                           spec->parent < 0 ? json_null() : json_string(cfg->nodes[spec->parent].id),
@@ -120,89 +120,115 @@ static json_t *node_json(const pw_app *app, size_t n, const pw_bal_node_result *
             char text[160];
             snprintf(text, sizeof text, "node '%s' line L%zu at %.1f A, above its %.0f A limit",
                      spec->name, l + 1, measured[l], spec->limit_a[l]);
-            json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", "error", "text", text));
+            alert(alerts, "error", text);
         }
     }
-    if (cfg->meters[n].kind != PW_METER_NONE) {
-        json_t *meter =
-            json_pack("{s:s, s:b}", "kind", cfg->meters[n].kind == PW_METER_PW ? "pw" : "defa",
-                      "stale", nr->meter_stale);
-        json_object_set_new(meter, "age_ms",
-                            m->link.last_seen_ms
-                                ? json_integer((json_int_t)(now - m->link.last_seen_ms))
-                                : json_null());
-        json_object_set_new(o, "meter", meter);
+    if (meter->kind != PW_CFG_LINK_NONE) {
+        json_object_set_new(o, "meter",
+                            json_pack("{s:s, s:b, s:o}", "kind", pw_cfg_link_kind_name(meter->kind),
+                                      "stale", nr->meter_stale, "age_ms",
+                                      age_json(now, m->last_seen_ms)));
         if (nr->meter_stale) {
             char text[160];
             snprintf(text, sizeof text, "meter of '%s' stale: conservative budget", spec->name);
-            json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", "warn", "text", text));
+            alert(alerts, "warn", text);
         }
     }
     return o;
 }
 
-static json_t *counters_json(const pw_app *app)
+static json_t *unassigned_json(const pw_ctl *ctl, uint64_t now)
 {
-    json_t *rej = json_object();
-    for (int slot = 1; slot < PW_REJECT_SLOTS; slot++)
-        json_object_set_new(rej, pw_proto_err_name(-slot),
-                            json_integer((json_int_t)app->counters.rejected[slot]));
-    return json_pack("{s:I, s:I, s:I, s:I, s:o, s:I}", "rx", (json_int_t)app->counters.rx,
-                     "accepted", (json_int_t)app->counters.rx_accepted, "tx",
-                     (json_int_t)app->counters.tx, "tx_errors", (json_int_t)app->counters.tx_errors,
-                     "rejected", rej, "store_errors", (json_int_t)app->counters.store_errors);
+    size_t n;
+    const pw_ctl_unassigned_dev *d = pw_ctl_unassigned_list(ctl, &n);
+    json_t *list = json_array();
+    for (size_t u = 0; u < n; u++) {
+        json_t *o = json_pack("{s:o}", "link", pw_cfg_link_to_json(&d[u].link));
+        if (d[u].link.kind == PW_CFG_LINK_LAN)
+            json_object_set_new(o, "device_id", json_integer(d[u].link.device_id));
+        json_object_set_new(o, "model", device_text(d[u].model, sizeof d[u].model));
+        json_object_set_new(o, "last_seen_ms", age_json(now, d[u].last_seen_ms));
+        json_array_append_new(list, o);
+    }
+    return list;
 }
 
-static void reject_alerts(const pw_app *app, json_t *alerts)
+/* Every transport's traffic summed; rejects by LAN reason name (the DEFA transport reports its
+ * decode errors under the same names). */
+static json_t *counters_json(const pw_app *app)
 {
+    pw_transport_stats sum = {0};
+    for (size_t k = 0; k < app->n_tr; k++) {
+        pw_transport_stats st;
+        app->tr[k]->ops->stats(app->tr[k], &st);
+        sum.rx += st.rx;
+        sum.rx_accepted += st.rx_accepted;
+        sum.tx += st.tx;
+        sum.tx_errors += st.tx_errors;
+    }
+    json_t *rej = json_object();
+    for (int slot = 1; slot <= PW_PROTO_E_COUNT; slot++) {
+        const char *reason = pw_proto_err_name(-slot);
+        uint64_t count = 0;
+        for (size_t k = 0; k < app->n_tr; k++)
+            count += pw_ctl_reject_count(app->ctl, app->tr[k]->ops->name, reason);
+        json_object_set_new(rej, reason, json_integer((json_int_t)count));
+    }
+    return json_pack("{s:I, s:I, s:I, s:I, s:o, s:I}", "rx", (json_int_t)sum.rx, "accepted",
+                     (json_int_t)sum.rx_accepted, "tx", (json_int_t)sum.tx, "tx_errors",
+                     (json_int_t)sum.tx_errors, "rejected", rej, "store_errors",
+                     (json_int_t)pw_history_stats_get(app->history)->errors);
+}
+
+static void device_alerts(const pw_app *app, json_t *alerts)
+{
+    const pw_cfg *cfg = pw_ctl_config(app->ctl);
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        const pw_ctl_charger_state *ch = pw_ctl_charger(app->ctl, i);
+        if (ch->has_info && strcmp(ch->info.link, "wifi") == 0 &&
+            ch->info.rssi_dbm < WEAK_WIFI_DBM) {
+            char text[160];
+            snprintf(text, sizeof text, "charger '%s' Wi-Fi signal %d dBm is weaker than %d dBm",
+                     cfg->chargers[i].name, ch->info.rssi_dbm, WEAK_WIFI_DBM);
+            alert(alerts, "warn", text);
+        }
+    }
+    size_t n;
+    const pw_ctl_reject *rej = pw_ctl_rejects(app->ctl, &n);
     uint64_t total = 0;
-    for (int slot = 1; slot < PW_REJECT_SLOTS; slot++)
-        total += app->counters.rejected[slot];
+    for (size_t k = 0; k < n; k++)
+        total += rej[k].count;
     if (total) {
         char text[128];
         snprintf(text, sizeof text, "%llu datagrams rejected (see counters)",
                  (unsigned long long)total);
-        json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", "warn", "text", text));
+        alert(alerts, "warn", text);
+    }
+    const char *store_error = pw_history_error(app->history);
+    if (store_error[0]) {
+        char text[320];
+        snprintf(text, sizeof text, "history is not being written: %s", store_error);
+        alert(alerts, "error", text);
     }
 }
 
 json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now)
 {
-    const pw_cfg *cfg = app->cfg;
-    const pw_bal_node_result *nres = pw_bal_node_results(app->bal);
+    const pw_cfg *cfg = pw_ctl_config(app->ctl);
     json_t *alerts = json_array();
     json_t *nodes = json_array();
+    double *load = chargers_load(app->ctl);
     for (size_t n = 0; n < cfg->n_nodes; n++)
-        json_array_append_new(nodes, node_json(app, n, &nres[n], now, alerts));
-    for (size_t i = 0; i < cfg->n_chargers; i++) {
-        const pw_reg_charger *ch = &app->reg.chargers[i];
-        if (ch->announced && ch->announce.link == PW_LINK_WIFI && ch->announce.rssi_dbm < -75) {
-            char text[160];
-            snprintf(text, sizeof text, "charger '%s' Wi-Fi signal %d dBm is weaker than -75 dBm",
-                     cfg->chargers[i].name, ch->announce.rssi_dbm);
-            json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", "warn", "text", text));
-        }
-    }
-    json_t *unassigned = json_array();
-    for (size_t u = 0; u < app->reg.n_unassigned; u++) {
-        const pw_reg_unassigned *d = &app->reg.unassigned[u];
-        json_array_append_new(unassigned,
-                              json_pack("{s:I, s:s, s:I}", "device_id", (json_int_t)d->device_id,
-                                        "model", d->model, "last_seen_ms",
-                                        (json_int_t)(now - d->link.last_seen_ms)));
-    }
-    reject_alerts(app, alerts);
-    if (app->store_error[0]) {
-        char text[320];
-        snprintf(text, sizeof text, "history is not being written: %s", app->store_error);
-        json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", "error", "text", text));
-    }
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:I}", "type", "state", "version", PW_VERSION, "site",
-        cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN", "time_ms",
-        (json_int_t)pw_app_wall_ms(), "uptime_s", (json_int_t)((now - app->start_ms) / 1000));
+        json_array_append_new(nodes, node_json(app, n, &load[n * PW_LINES], now, alerts));
+    free(load);
+    device_alerts(app, alerts);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "type", "state", "version", PW_VERSION, "site",
+                  cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN", "time_ms",
+                  (json_int_t)pw_wall_ms(), "uptime_s",
+                  (json_int_t)(now > app->start_ms ? (now - app->start_ms) / 1000 : 0));
     json_object_set_new(doc, "nodes", nodes);
-    json_object_set_new(doc, "unassigned", unassigned);
+    json_object_set_new(doc, "unassigned", unassigned_json(app->ctl, now));
     json_object_set_new(doc, "alerts", alerts);
     json_object_set_new(doc, "counters", counters_json(app));
     return doc;
@@ -212,7 +238,8 @@ json_t *pw_statedoc_build(const pw_app *app, uint64_t now)
 {
     json_t *doc = pw_statedoc_build_head(app, now);
     json_t *chargers = json_array();
-    for (size_t i = 0; i < app->cfg->n_chargers; i++)
+    size_t n = pw_ctl_config(app->ctl)->n_chargers;
+    for (size_t i = 0; i < n; i++)
         json_array_append_new(chargers, pw_statedoc_charger(app, i, now));
     json_object_set_new(doc, "chargers", chargers);
     return doc;

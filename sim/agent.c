@@ -125,7 +125,7 @@ static void send_defa(sim_app *app, size_t node, const double amps[PW_LINES])
     pw_defa_frame f;
     uint8_t buf[PW_DEFA_FRAME_LEN];
     memset(&f, 0, sizeof(f));
-    pw_strlcpy(f.serial, app->cfg->meters[node].defa_serial, sizeof(f.serial));
+    pw_strlcpy(f.serial, app->cfg->meters[node].serial, sizeof(f.serial));
     pw_strlcpy(f.firmware, "sim", sizeof(f.firmware));
     for (int l = 0; l < PW_LINES; l++)
         f.current_ma[l] = to_ma(amps[l]);
@@ -140,12 +140,12 @@ static void send_defa(sim_app *app, size_t node, const double amps[PW_LINES])
 static void send_meters(sim_app *app)
 {
     for (size_t i = 0; i < app->cfg->n_nodes; i++) {
-        enum pw_meter_kind kind = app->cfg->meters[i].kind;
+        enum pw_cfg_link_kind kind = app->cfg->meters[i].kind;
         double amps[PW_LINES];
-        if (kind == PW_METER_NONE || silent(app, 0))
+        if (kind == PW_CFG_LINK_NONE || silent(app, 0))
             continue;
         pw_sim_meter_reading(app->model, i, amps);
-        if (kind == PW_METER_DEFA) {
+        if (kind == PW_CFG_LINK_DEFA) {
             send_defa(app, i, amps);
             continue;
         }
@@ -214,7 +214,8 @@ static void apply_allocation(sim_app *app, const pw_msg_allocation *a, uint64_t 
     uint32_t lease_sim_ms = stretched >= UINT32_MAX ? UINT32_MAX : (uint32_t)stretched;
     for (uint16_t k = 0; k < a->count; k++) {
         const pw_alloc_entry *e = &a->entries[k];
-        int ci = pw_cfg_charger_by_device(app->cfg, e->charger_id);
+        pw_cfg_link link = {.kind = PW_CFG_LINK_LAN, .device_id = e->charger_id};
+        int ci = pw_cfg_charger_by_link(app->cfg, &link);
         if (ci < 0) {
             app->c.rx_unknown_charger++;
             continue;
@@ -291,7 +292,7 @@ void sim_agent_flush(sim_app *app)
 static bool has_defa_meter(const pw_cfg *cfg)
 {
     for (size_t i = 0; i < cfg->n_nodes; i++) {
-        if (cfg->meters[i].kind == PW_METER_DEFA)
+        if (cfg->meters[i].kind == PW_CFG_LINK_DEFA)
             return true;
     }
     return false;

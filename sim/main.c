@@ -378,7 +378,7 @@ static int load_facility(sim_app *app)
     }
     app->chargers = pw_xcalloc(app->cfg->n_chargers, sizeof(*app->chargers));
     for (size_t i = 0; i < app->cfg->n_chargers; i++)
-        app->chargers[i].s.id = app->cfg->charger_device_ids[i];
+        app->chargers[i].s.id = app->cfg->charger_links[i].device_id; /* a charger is always LAN */
     app->meters = pw_xcalloc(app->cfg->n_nodes, sizeof(*app->meters));
     app->meter_energy_wh = pw_xcalloc(app->cfg->n_nodes, sizeof(*app->meter_energy_wh));
     for (size_t i = 0; i < app->cfg->n_nodes; i++)

@@ -51,7 +51,7 @@ static json_t *chargers_json(const sim_app *app)
         pw_sim_charger(app->model, i, &v);
         json_t *o = json_pack(
             "{s:s, s:I, s:s, s:o, s:o, s:o, s:i, s:s, s:I, s:I, s:o}", "id",
-            app->cfg->chargers[i].id, "device_id", (json_int_t)app->cfg->charger_device_ids[i],
+            app->cfg->chargers[i].id, "device_id", (json_int_t)app->cfg->charger_links[i].device_id,
             "state", iec_names[v.iec], "current_a", line_array(v.current_a), "line_a",
             line_array(v.line_a), "offered_a", amps(v.offered_a), "phases", v.phases, "lease",
             pw_sim_lease_name(v.lease), "alloc_seq", (json_int_t)v.alloc_seq, "session_id",

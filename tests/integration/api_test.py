@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The appliance's JSON API on loopback: logins guard every change, a foreign Origin is refused,
 malformed or invalid input gets 400 and changes nothing, a valid config takes effect at once and
-is saved; SIGHUP with a broken file keeps the running config; /metrics speaks Prometheus. The
+is saved; a restart-only setting is saved, shown as such and not undone by the next save; the
+old device_id keys are read and saved as links; SIGHUP with a broken file keeps the running
+config; /metrics speaks Prometheus. The
 history, export, preview and pairing endpoints keep the same rules (exports and the pairing text
 need a login even to read); HTTPS with a certificate generated on first start."""
 import argparse
@@ -90,8 +92,45 @@ def check_pairing(port, auth, tmp):
           f"pairing text does not match the key file: {st}")
 
 
+def check_restart_pending(port, auth, cfg_path):
+    """A restart-only setting (network.port) is saved and GET /api/config returns it, listed in
+    restart_pending; putting back what GET returned (restart_pending included) is accepted and
+    keeps it. A charger given with the old top-level device_id comes back as a link."""
+    st, doc = pwtest.http_json(port, "/api/config")
+    check(st == 200 and doc.get("restart_pending") == [],
+          f"restart_pending of an unchanged config: {doc.get('restart_pending')}")
+    new_port = doc["network"]["port"] + 1
+    doc["network"]["port"] = new_port
+    first = doc["chargers"][0]
+    device = first["link"]["lan"]["device_id"]
+    doc["chargers"][0] = {k: v for k, v in first.items() if k != "link"}
+    doc["chargers"][0]["device_id"] = device
+    st, body = pwtest.http_json(port, "/api/config", "PUT", doc, auth)
+    check(st == 200 and body.get("restart_pending") == ["network.port"],
+          f"a port change got {st} {body}")
+    st, now = pwtest.http_json(port, "/api/config")
+    check(now["network"]["port"] == new_port and now["restart_pending"] == ["network.port"],
+          f"GET after a port change: port {now['network']['port']}, "
+          f"pending {now.get('restart_pending')}")
+    check(now["chargers"][0].get("link") == {"lan": {"device_id": device}} and
+          "device_id" not in now["chargers"][0], f"old device_id not saved as a link: "
+          f"{now['chargers'][0]}")
+    now["site"] = "Renamed after a port change"
+    st, body = pwtest.http_json(port, "/api/config", "PUT", now, auth)
+    check(st == 200, f"putting back GET /api/config got {st} {body}")
+    with open(cfg_path) as f:
+        saved = json.load(f)
+    check(saved["network"]["port"] == new_port and saved["site"] == now["site"],
+          f"the second save undid the port change: {saved['network']}")
+    check("restart_pending" not in saved, "restart_pending was written to the file")
+    log("restart-only change saved and listed in restart_pending, kept by the next save; "
+        "old device_id saved as a link")
+
+
 def check_oversized(port, auth, before):
-    big = b'{"site": "' + b"x" * (1 << 20) + b'"}'
+    """The body limit is the largest config file (PW_CFG_MAX_FILE, 4 MiB): one byte more is
+    refused before it is parsed."""
+    big = b'{"site": "' + b"x" * (4 << 20) + b'"}'
     st, body = pwtest.http_json(port, "/api/config", "PUT", big, auth)
     check(st == 413 and "error" in body, f"an oversized config got {st} {body}")
     st, now = pwtest.http_json(port, "/api/config")
@@ -228,6 +267,7 @@ def main():
         with open(cfg_path) as f:
             check(json.load(f)["nodes"][1]["limit_a"] == 49, "the change was not saved")
         log("a valid change is live and saved")
+        check_restart_pending(port, auth, cfg_path)
 
         with open(cfg_path, "w") as f:
             f.write('{"grid": "TN", "nodes": []}')
@@ -241,10 +281,11 @@ def main():
         import urllib.request as u
         with u.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
-        for name in ("phasewise_datagrams_received_total", "phasewise_chargers{status=\"online\"}",
+        for name in ("phasewise_datagrams_received_total{transport=\"lan\"}",
+                     "phasewise_chargers{status=\"online\"}",
                      "phasewise_node_limit_amperes{node=\"garage-a\",line=\"L1\"} 49.0",
                      "phasewise_control_latency_seconds_bucket",
-                     "phasewise_datagrams_rejected_total{reason=\"auth\"}"):
+                     "phasewise_datagrams_rejected_total{transport=\"lan\",reason=\"auth\"}"):
             check(name in text, f"/metrics lacks {name}")
         check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
         check_https(args, tmp, procs)

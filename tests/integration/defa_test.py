@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """DEFA Balancer meter frames on loopback: with `network.defa_meters` the appliance reads the
-main meter from 54-byte DEFA frames (sent by the simulator for a node configured with a DEFA
+main meter from 54-byte DEFA frames (sent by the simulator for a node whose meter link is a DEFA
 serial) and balances on them; with `network.defa_emit` it multicasts the main node's currents
 in the same format, which this test reads as an existing DEFA listener would."""
 import argparse
@@ -44,7 +44,7 @@ def main():
     with pwtest.workspace("pw-defa-") as (tmp, procs):
         port = pwtest.free_tcp_port()
         cfg = pwtest.test_config(port, pwtest.free_udp_port())
-        cfg["nodes"][0]["meter"] = {"defa_serial": "DEFA0001", "timeout_s": 10,
+        cfg["nodes"][0]["meter"] = {"link": {"defa": {"serial": "DEFA0001"}}, "timeout_s": 10,
                                     "fallback_a": 40}
         cfg["network"].update({"defa_meters": True, "defa_emit": True})
         cfg_path = os.path.join(tmp, "config.json")

@@ -142,7 +142,7 @@ def main():
             check(gained[reason] >= 1, f"no '{reason}' rejection counted: {gained}")
         m = fc.metrics(port)
         for reason in ("replay", "auth", "short", "magic", "version"):
-            series = f'phasewise_datagrams_rejected_total{{reason="{reason}"}}'
+            series = f'phasewise_datagrams_rejected_total{{transport="lan",reason="{reason}"}}'
             check(m[series] == rej[reason], f"/metrics {series} = {m[series]}, API {rej[reason]}")
         alerts = [a["text"] for a in doc["alerts"] if "rejected" in a["text"]]
         check(alerts, f"no alert about rejected datagrams: {doc['alerts']}")

@@ -1,0 +1,154 @@
+/* Config benchmark: median wall time of pw_cfg_parse (JSON text to validated config) for 100,
+ * 1,000 and 10,000 chargers under 200 circuits, each circuit metered. The API runs this on the
+ * event loop for every save, check and SIGHUP, so it must stay far below a control tick. Prints
+ * figures; it is not a timed test. Build with -O2 for real figures (the release preset), then
+ * run cfg_bench [--old-keys] [runs]; --old-keys writes the pre-link form ("device_id",
+ * "defa_serial") that older files use and older builds read. */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pw_cfg.h"
+#include "pw_util.h"
+
+#define NODES 200
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (n > 0 ? (size_t)n : 0);
+        b->p = pw_xrealloc(b->p, b->cap);
+    }
+}
+
+/* A facility of the documented shape: a main fuse and 199 circuits under it, half of them read
+ * by LAN meters and half by DEFA meter frames, the chargers spread evenly with rotated wiring.
+ * Returns the JSON text; caller frees. */
+static char *facility_json(size_t chargers, bool old_keys, size_t *len)
+{
+    static const char *const rot[] = {"L1L2L3", "L2L3L1", "L3L1L2"};
+    buf b = {.p = pw_xmalloc(1 << 16), .cap = 1 << 16};
+    put(&b, "{\"version\": 1, \"site\": \"bench\", \"grid\": \"TN\",\n"
+            "\"network\": {\"defa_meters\": true},\n\"nodes\": [\n");
+    for (size_t n = 0; n < NODES; n++) {
+        if (n == 0)
+            put(&b, "{\"id\": \"main\", \"name\": \"Main fuse\", \"parent\": null, "
+                    "\"limit_a\": 10000, \"margin_a\": 2, ");
+        else
+            put(&b,
+                ",\n{\"id\": \"n%03zu\", \"name\": \"Circuit %zu\", \"parent\": \"main\", "
+                "\"limit_a\": [400, 400, 350], \"margin_a\": 1, ",
+                n, n);
+        if (n % 2 == 0 && old_keys)
+            put(&b, "\"meter\": {\"device_id\": %zu, ", 900000 + n);
+        else if (n % 2 == 0)
+            put(&b, "\"meter\": {\"link\": {\"lan\": {\"device_id\": %zu}}, ", 900000 + n);
+        else if (old_keys)
+            put(&b, "\"meter\": {\"defa_serial\": \"DEFA%05zu\", ", n);
+        else
+            put(&b, "\"meter\": {\"link\": {\"defa\": {\"serial\": \"DEFA%05zu\"}}, ", n);
+        put(&b, "\"timeout_s\": 15, \"fallback_a\": 40}}");
+    }
+    put(&b, "\n],\n\"chargers\": [\n");
+    for (size_t i = 0; i < chargers; i++) {
+        put(&b, "%s{\"id\": \"c%05zu\", \"name\": \"Charger %zu\", ", i ? ",\n" : "", i, i);
+        if (old_keys)
+            put(&b, "\"device_id\": %zu, ", 100000 + i);
+        else
+            put(&b, "\"link\": {\"lan\": {\"device_id\": %zu}}, ", 100000 + i);
+        put(&b,
+            "\"node\": \"n%03zu\", \"wiring\": \"%s\", \"min_a\": 6, \"max_a\": 16, "
+            "\"failsafe_a\": 0, \"priority\": 0, \"weight\": 1, \"phase_switching\": false}",
+            1 + i % (NODES - 1), rot[i % 3]);
+    }
+    put(&b, "\n]}\n");
+    *len = b.len;
+    return b.p;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Parses the text up to runs times (fewer once 20 s are spent, at least 3) and prints the
+ * median and the fastest run. Returns 0, or 1 if the config was refused. */
+static int measure(size_t chargers, bool old_keys, int runs)
+{
+    size_t len;
+    char *text = facility_json(chargers, old_keys, &len);
+    double *ms = pw_xcalloc((size_t)runs, sizeof *ms);
+    double spent = 0;
+    int done = 0;
+    while (done < runs && (done < 3 || spent < 20000)) {
+        pw_cfg_errors errs;
+        double t0 = now_ms();
+        pw_cfg *cfg = pw_cfg_parse(text, len, &errs);
+        double t = now_ms() - t0;
+        if (!cfg) {
+            char out[4096];
+            pw_cfg_errors_print(&errs, out, sizeof out);
+            fprintf(stderr, "%zu chargers: config refused:\n%s", chargers, out);
+            free(ms);
+            free(text);
+            return 1;
+        }
+        pw_cfg_free(cfg);
+        ms[done++] = t;
+        spent += t;
+    }
+    qsort(ms, (size_t)done, sizeof *ms, cmp_double);
+    double median = done % 2 ? ms[done / 2] : (ms[done / 2 - 1] + ms[done / 2]) / 2;
+    printf("%8zu %6d %10zu %12.3f %12.3f %5d\n", chargers, NODES, len, median, ms[0], done);
+    free(ms);
+    free(text);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const size_t sizes[] = {100, 1000, PW_CFG_MAX_CHARGERS};
+    bool old_keys = false;
+    int runs = 21;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--old-keys") == 0)
+            old_keys = true;
+        else if ((runs = atoi(argv[i])) < 1) {
+            fprintf(stderr, "usage: cfg_bench [--old-keys] [runs]\n");
+            return 2;
+        }
+    }
+    printf("pw_cfg_parse, %s keys, median of up to %d runs\n", old_keys ? "old" : "link", runs);
+    printf("%8s %6s %10s %12s %12s %5s\n", "chargers", "nodes", "bytes", "median_ms", "min_ms",
+           "runs");
+    int rc = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        rc |= measure(sizes[i], old_keys, runs);
+    return rc;
+}
