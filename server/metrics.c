@@ -149,6 +149,10 @@ static void transport_counters(buf *b, const pw_app *app)
          offsetof(pw_transport_stats, tx_errors)},
         {"phasewise_datagrams_sent_total", "Messages sent, per transport.",
          offsetof(pw_transport_stats, tx)},
+        {"phasewise_foreign_balancer_datagrams_total",
+         "Messages from another controller commanding the same devices (on the LAN: allocations "
+         "and heartbeats from another balancer on the group).",
+         offsetof(pw_transport_stats, foreign)},
     };
     pw_transport_stats st[PW_APP_MAX_TRANSPORTS];
     for (size_t k = 0; k < app->n_tr; k++)

@@ -377,6 +377,7 @@ static void lan_stats(const pw_transport *t, pw_transport_stats *out)
 {
     const lan *l = (const lan *)t;
     *out = l->st;
+    out->foreign = l->foreign;
     out->react = &l->react;
 }
 

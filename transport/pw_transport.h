@@ -36,6 +36,7 @@ typedef struct pw_transport_stats {
     uint64_t tx;
     uint64_t tx_errors;
     uint64_t rejoins;        /* joined again after an address or link change */
+    uint64_t foreign;        /* messages from another controller commanding the same devices */
     const pw_latency *react; /* meter reading in -> first command out; NULL if not measured */
 } pw_transport_stats;
 
