@@ -1,8 +1,11 @@
 /* Protocol benchmark (prints figures; not a timed test). Part 1: decode + verify + replay check
  * throughput of status datagrams on one core. Part 2: bytes on the wire per charger and day,
- * counted by running PROTOCOL.md's message schedule over a simulated day of charging sessions in
- * fake time and encoding every datagram it sends with the real encoder.
+ * counted over a simulated day of charging sessions in fake time: the chargers and the meter send
+ * by PROTOCOL.md's schedule, the appliance's control core (pw_ctl) decides when the plan goes out
+ * (a new plan, a lease renewal, a cut resent), the plan goes to every charger as the LAN
+ * transport sends it, and every datagram is encoded with the real encoder.
  * usage: proto_bench [seconds for part 1, default 3] */
+#include "pw_ctl.h"
 #include "pw_proto.h"
 
 #include <math.h>
@@ -15,9 +18,9 @@
 #define MAX_CHARGERS  256
 #define CAR_MAX_MA    32000u
 #define RATED_MA      32000u
-#define PLAN_TICK_S   5 /* the balancer recomputes limits this often */
-#define CHANGE_MA     1000u
-#define IDLE_OFFER_MA 6000u
+#define CHANGE_MA     1000u /* a charger's status goes out on a change of this much current */
+#define IDLE_OFFER_MA 6000u /* the charger's failsafe offer without a lease */
+#define METER_ID      9001u
 
 static const uint8_t bench_key[PW_PROTO_KEY_LEN] = {
     0x3b, 0x91, 0x0e, 0x55, 0xa2, 0x7c, 0x18, 0xd4, 0x66, 0x09, 0xef, 0x40, 0x2d, 0x83, 0xb7, 0x5a,
@@ -159,15 +162,34 @@ struct counters {
     unsigned long failsafe_s; /* charger-seconds spent on the failsafe current */
 };
 
+/* The facility as the appliance's config describes it: one metered main fuse sized for half the
+ * chargers at full current, chargers of 6-32 A wired L1L2L3 with a 6 A failsafe. */
+struct bench_cfg {
+    pw_cfg cfg;
+    pw_bal_node_spec node;
+    pw_cfg_link meter;
+    pw_bal_charger_spec chargers[MAX_CHARGERS];
+    pw_cfg_link links[MAX_CHARGERS];
+};
+
 struct facility {
     int n;
     bool jittery; /* cars whose current wanders by >= 1 A every few seconds */
     struct charger c[MAX_CHARGERS];
-    uint32_t plan_ma[MAX_CHARGERS];
-    uint32_t alloc_seq, bal_seq, meter_seq;
-    uint32_t last_plan_send;
+    struct bench_cfg bc;
+    pw_ctl *ctl;
+    uint32_t bal_seq, meter_seq;
+    uint32_t sent_plan_seq; /* plan_seq of the last plan that went out */
+    bool sent_once;
     struct counters k;
 };
+
+/* The core's clocks: monotonic ms from the start of the day; wall time is the same (no
+ * sessions or events are recorded). */
+static uint64_t ms_of(uint32_t t)
+{
+    return (uint64_t)t * 1000u;
+}
 
 /* Encodes, counts and checks one datagram: it must decode under the same key. */
 static int send_msg(pw_proto_msg *m, unsigned long long *bytes)
@@ -245,6 +267,68 @@ static void charger_step(struct facility *f, struct charger *c, uint32_t t, uint
     c->energy_wh += w / 3600.0;
 }
 
+/* The bench's facility as a config for the core, put together by hand (no charger_order, so
+ * lookups by link scan) and checked as the config loader would. */
+static void bench_config(struct facility *f)
+{
+    struct bench_cfg *b = &f->bc;
+    pw_cfg *cfg = &b->cfg;
+    memset(b, 0, sizeof *b);
+    snprintf(cfg->site_name, sizeof cfg->site_name, "proto_bench");
+    cfg->grid = PW_GRID_TN;
+    pw_bal_default_params(&cfg->params);
+    cfg->lease_ms = PW_PROTO_LEASE_MS;
+    cfg->tick_ms = 1000;
+    snprintf(b->node.id, sizeof b->node.id, "main");
+    b->node.parent = -1;
+    for (int l = 0; l < PW_LINES; l++)
+        b->node.limit_a[l] = pw_proto_amps(RATED_MA) * (f->n + 1) / 2;
+    b->node.metered = true;
+    b->node.meter_timeout_ms = 15000;
+    b->meter = (pw_cfg_link){.kind = PW_CFG_LINK_LAN, .device_id = METER_ID};
+    for (int i = 0; i < f->n; i++) {
+        pw_bal_charger_spec *c = &b->chargers[i];
+        snprintf(c->id, sizeof c->id, "c%03d", i);
+        c->node = 0;
+        c->wiring[0] = 1;
+        c->wiring[1] = 2;
+        c->wiring[2] = 3;
+        c->min_a = pw_proto_amps(PW_PROTO_MIN_LIMIT_MA);
+        c->max_a = pw_proto_amps(RATED_MA);
+        c->failsafe_a = pw_proto_amps(IDLE_OFFER_MA);
+        c->weight = 1;
+        b->links[i] = (pw_cfg_link){.kind = PW_CFG_LINK_LAN, .device_id = f->c[i].id};
+    }
+    cfg->nodes = &b->node;
+    cfg->meters = &b->meter;
+    cfg->n_nodes = 1;
+    cfg->chargers = b->chargers;
+    cfg->charger_links = b->links;
+    cfg->n_chargers = (size_t)f->n;
+    pw_bal_facility fac;
+    char err[256];
+    pw_cfg_facility(cfg, &fac);
+    if (pw_bal_validate(&fac, err, sizeof err) != 0) {
+        fprintf(stderr, "bench facility: %s\n", err);
+        exit(1);
+    }
+}
+
+/* What the LAN transport hands the core for a status datagram (transport/lan.c, to_report). */
+static void report_status(struct facility *f, int i, const pw_msg_status *st, uint32_t t)
+{
+    pw_ctl_report r = {.pilot = st->iec_state,
+                       .ev_suspended = -1,
+                       .offered_a = pw_proto_amps(st->applied_limit_ma),
+                       .phases = st->applied_phases,
+                       .energy_wh = st->energy_wh};
+    for (int p = 0; p < PW_LINES; p++)
+        r.current_a[p] = pw_proto_amps(st->current_ma[p]);
+    if (st->session_id)
+        snprintf(r.session_ref, sizeof r.session_ref, "%u", st->session_id);
+    pw_ctl_charger_report(f->ctl, (size_t)i, NULL, &r, ms_of(t), (int64_t)ms_of(t));
+}
+
 static bool status_differs(const pw_msg_status *a, const pw_msg_status *b)
 {
     /* A new allocation sequence alone is no change: it rides along in the next status, unless
@@ -288,13 +372,14 @@ static void charger_send(struct facility *f, struct charger *c, uint32_t t)
     m.hdr.seq = c->seq++;
     send_msg(&m, &f->k.charger_bytes);
     f->k.statuses++;
+    report_status(f, (int)(c - f->c), s, t);
     c->last = *s;
     c->last_status_s = t;
     c->sent_once = true;
     c->pending = false;
 }
 
-static void charger_announce(struct facility *f, struct charger *c)
+static void charger_announce(struct facility *f, struct charger *c, uint32_t t)
 {
     pw_proto_msg m = {
         .hdr = {.type = PW_MSG_ANNOUNCE, .sender_id = c->id, .boot_id = 1, .seq = c->seq++}};
@@ -308,64 +393,21 @@ static void charger_announce(struct facility *f, struct charger *c)
     m.u.announce.rssi_dbm = -60;
     send_msg(&m, &f->k.charger_bytes);
     f->k.announces++;
+    pw_ctl_device_info info = {.rssi_dbm = m.u.announce.rssi_dbm};
+    snprintf(info.model, sizeof info.model, "%s", m.u.announce.model);
+    snprintf(info.firmware, sizeof info.firmware, "%s", m.u.announce.firmware);
+    snprintf(info.link, sizeof info.link, "wifi");
+    pw_ctl_seen seen = {.info = &info, .loss_pct = -1};
+    pw_ctl_charger_seen(f->ctl, (size_t)(c - f->c), &seen, ms_of(t), (int64_t)ms_of(t));
 }
 
-/* What a connected car can use: its draw plus 2 A of headroom while it charges (so that a car
- * drawing less than offered is trimmed and the rest reclaimed, as the balancer does), the 6 A
- * minimum when it has stopped; whole amperes, capped at the charger's rating. */
-static uint32_t demand_ma(const struct charger *c)
-{
-    if (c->iec != PW_IEC_C)
-        return IDLE_OFFER_MA;
-    uint32_t draw = 0;
-    for (int p = 0; p < 3; p++)
-        draw = c->current_ma[p] > draw ? c->current_ma[p] : draw;
-    uint32_t d = (draw + 2000 + 999) / 1000 * 1000;
-    return d > RATED_MA ? RATED_MA : d < PW_PROTO_MIN_LIMIT_MA ? PW_PROTO_MIN_LIMIT_MA : d;
-}
-
-/* Max-min fair shares of a fuse sized for half the chargers at full current: idle chargers get
- * the 6 A they need to start a car; connected ones get their demand or an equal share of what
- * is left, whichever is smaller (water-filling), in whole amperes. */
-static void balancer_plan(struct facility *f, uint32_t out[MAX_CHARGERS])
-{
-    uint32_t avail = RATED_MA * (uint32_t)(f->n + 1) / 2;
-    bool fixed[MAX_CHARGERS] = {false};
-    int open = 0;
-    for (int i = 0; i < f->n; i++) {
-        fixed[i] = f->c[i].iec == PW_IEC_A;
-        out[i] = IDLE_OFFER_MA;
-        if (fixed[i])
-            avail -= IDLE_OFFER_MA;
-        else
-            open++;
-    }
-    for (bool again = true; again && open > 0;) {
-        again = false;
-        uint32_t share = avail / (uint32_t)open / 1000 * 1000;
-        for (int i = 0; i < f->n; i++) {
-            uint32_t d = fixed[i] ? 0 : demand_ma(&f->c[i]);
-            if (!fixed[i] && d <= share) {
-                out[i] = d;
-                fixed[i] = true;
-                avail -= d;
-                open--;
-                again = true;
-            }
-        }
-        if (!again) {
-            for (int i = 0; i < f->n; i++) {
-                if (!fixed[i])
-                    out[i] = share < PW_PROTO_MIN_LIMIT_MA ? 0 : share;
-            }
-        }
-    }
-}
-
-/* Sends the current plan, split in datagrams of at most 128 entries; every charger applies its
- * entry at once (no loss in this simulation). */
+/* Sends every charger its current command, split in datagrams of at most 128 entries, as the
+ * LAN transport does whenever any command is due; every charger applies its entry at once (no
+ * loss in this simulation), and the core is told each went out. */
 static void balancer_send_plan(struct facility *f, uint32_t t)
 {
+    const pw_ctl_command *cmd = pw_ctl_commands(f->ctl);
+    uint32_t plan_seq = f->n ? cmd[0].plan_seq : 0;
     for (int first = 0; first < f->n; first += PW_PROTO_ALLOC_PER_DATAGRAM) {
         static pw_proto_msg m;
         int count =
@@ -374,52 +416,49 @@ static void balancer_send_plan(struct facility *f, uint32_t t)
                                .sender_id = PW_PROTO_BALANCER_ID,
                                .boot_id = 1,
                                .seq = f->bal_seq++};
-        m.u.allocation.alloc_seq = f->alloc_seq;
-        m.u.allocation.lease_ms = PW_PROTO_LEASE_MS;
+        m.u.allocation.alloc_seq = plan_seq;
+        m.u.allocation.lease_ms = cmd[first].lease_ms;
         m.u.allocation.count = (uint16_t)count;
         for (int i = 0; i < count; i++) {
             struct charger *c = &f->c[first + i];
-            m.u.allocation.entries[i] = (pw_alloc_entry){c->id, f->plan_ma[first + i], 0};
-            c->limit_ma = f->plan_ma[first + i];
-            c->alloc_seq = f->alloc_seq;
-            c->lease_until_ms = t * 1000ull + PW_PROTO_LEASE_MS;
+            const pw_ctl_command *k = &cmd[first + i];
+            m.u.allocation.entries[i] =
+                (pw_alloc_entry){c->id, pw_proto_milliamps(k->limit_a), k->phases};
+            c->limit_ma = m.u.allocation.entries[i].limit_ma;
+            c->alloc_seq = plan_seq;
+            c->lease_until_ms = ms_of(t) + k->lease_ms;
         }
         send_msg(&m, &f->k.balancer_bytes);
         f->k.alloc_datagrams++;
     }
-    f->last_plan_send = t;
+    for (int i = 0; i < f->n; i++)
+        pw_ctl_sent(f->ctl, (size_t)i, ms_of(t), (int64_t)ms_of(t));
+    if (!f->sent_once || plan_seq != f->sent_plan_seq)
+        f->k.plans++;
+    else
+        f->k.renewals++; /* a renewal, or a cut no status confirmed sent again */
+    f->sent_once = true;
+    f->sent_plan_seq = plan_seq;
 }
 
+/* The bench steps whole seconds: the core runs at the first second at or after its deadline
+ * (its deadlines fall on whole seconds here, bar the balancer's hold times, which wait for the
+ * next second). */
 static void balancer_step(struct facility *f, uint32_t t)
 {
-    if (t % PLAN_TICK_S == 0) {
-        uint32_t plan[MAX_CHARGERS];
-        balancer_plan(f, plan);
-        bool changed = f->alloc_seq == 0;
-        for (int i = 0; i < f->n; i++) {
-            uint32_t d =
-                plan[i] > f->plan_ma[i] ? plan[i] - f->plan_ma[i] : f->plan_ma[i] - plan[i];
-            changed |= d >= CHANGE_MA || (plan[i] == 0) != (f->plan_ma[i] == 0);
-        }
-        if (changed) {
-            memcpy(f->plan_ma, plan, sizeof plan);
-            f->alloc_seq++;
-            f->k.plans++;
-            balancer_send_plan(f, t);
-        }
-    }
-    if ((t - f->last_plan_send) * 1000u >= PW_PROTO_ALLOC_RENEW_MS) {
-        f->k.renewals++;
+    if (pw_ctl_next_deadline(f->ctl) <= ms_of(t) &&
+        pw_ctl_run(f->ctl, ms_of(t), (int64_t)ms_of(t)) > 0)
         balancer_send_plan(f, t);
-    }
     if (t * 1000u % PW_PROTO_HEARTBEAT_INTERVAL_MS == 0) {
+        size_t online = pw_ctl_online_count(f->ctl, ms_of(t));
         pw_proto_msg m = {.hdr = {.type = PW_MSG_HEARTBEAT,
                                   .sender_id = PW_PROTO_BALANCER_ID,
                                   .boot_id = 1,
                                   .seq = f->bal_seq++},
                           .u.heartbeat = {.uptime_s = t,
                                           .config_generation = 1,
-                                          .chargers_online = (uint16_t)f->n}};
+                                          .chargers_online = (uint16_t)online,
+                                          .state = PW_HB_BALANCING}};
         send_msg(&m, &f->k.balancer_bytes);
         f->k.heartbeats++;
     }
@@ -428,7 +467,7 @@ static void balancer_step(struct facility *f, uint32_t t)
 static void meter_step(struct facility *f, uint32_t t)
 {
     pw_proto_msg m = {
-        .hdr = {.type = PW_MSG_METER, .sender_id = 9001, .boot_id = 1, .seq = f->meter_seq++}};
+        .hdr = {.type = PW_MSG_METER, .sender_id = METER_ID, .boot_id = 1, .seq = f->meter_seq++}};
     for (int p = 0; p < 3; p++) {
         uint64_t sum = 8000; /* building load */
         for (int i = 0; i < f->n; i++)
@@ -441,6 +480,10 @@ static void meter_step(struct facility *f, uint32_t t)
     m.u.meter.energy_wh = 1000000 + t;
     send_msg(&m, &f->k.meter_bytes);
     f->k.meters++;
+    double amps[PW_LINES];
+    for (int p = 0; p < PW_LINES; p++)
+        amps[p] = pw_proto_amps(m.u.meter.current_ma[p]);
+    pw_ctl_meter_report(f->ctl, 0, amps, ms_of(t));
 }
 
 static void simulate_day(struct facility *f, int n, bool jittery)
@@ -457,10 +500,12 @@ static void simulate_day(struct facility *f, int n, bool jittery)
             f->c[i].s[0] = (struct car_session){0, DAY_S, UINT32_MAX, CAR_MAX_MA, 3};
         }
     }
+    bench_config(f);
+    f->ctl = pw_ctl_new(&f->bc.cfg, NULL, NULL);
     for (uint32_t t = 0; t < DAY_S; t++) {
         for (int i = 0; i < n; i++) {
             if (t * 1000ull % PW_PROTO_ANNOUNCE_INTERVAL_MS == 0)
-                charger_announce(f, &f->c[i]);
+                charger_announce(f, &f->c[i], t);
         }
         balancer_step(f, t);
         for (int i = 0; i < n; i++)
@@ -477,15 +522,18 @@ static void traffic_row(int n, bool jittery)
     static struct facility f;
     simulate_day(&f, n, jittery);
     const struct counters *k = &f.k;
+    const pw_ctl_stats *st = pw_ctl_stats_get(f.ctl);
     double per_charger = (double)(k->charger_bytes + k->balancer_bytes) / n;
     double received = (double)(k->charger_bytes + k->balancer_bytes + k->meter_bytes);
-    printf("%9d %-9s %9lu %6lu %8lu %10lu %9lu %12.0f %11.3f %13.2f\n", n,
+    printf("%9d %-9s %9lu %6lu %8lu %6llu %10lu %9lu %12.0f %11.3f %13.2f\n", n,
            jittery ? "jittery" : "sessions", k->statuses / (unsigned long)n, k->plans, k->renewals,
-           k->alloc_datagrams, k->heartbeats, (double)k->charger_bytes / n, per_charger / 1e6,
-           received / 1e6);
+           (unsigned long long)st->cut_resends, k->alloc_datagrams, k->heartbeats,
+           (double)k->charger_bytes / n, per_charger / 1e6, received / 1e6);
     if (k->failsafe_s)
         printf("          (%lu charger-seconds on the failsafe current: a lease ran out)\n",
                k->failsafe_s);
+    pw_ctl_free(f.ctl);
+    f.ctl = NULL;
 }
 
 int main(int argc, char **argv)
@@ -497,23 +545,29 @@ int main(int argc, char **argv)
     }
     throughput(seconds);
 
-    printf("bytes on the wire in one simulated day (PROTOCOL.md section 6 schedule; status on\n"
-           "change >= 1 A or state/limit, at most 1/s, at least every %d s; plan renewal every\n"
-           "%d s, lease %d s; heartbeat every %d s; announce every %d s; one meter every %d s):\n",
-           PW_PROTO_STATUS_MAX_INTERVAL_MS / 1000, PW_PROTO_ALLOC_RENEW_MS / 1000,
-           PW_PROTO_LEASE_MS / 1000, PW_PROTO_HEARTBEAT_INTERVAL_MS / 1000,
-           PW_PROTO_ANNOUNCE_INTERVAL_MS / 1000, PW_PROTO_METER_INTERVAL_MS / 1000);
-    printf("%9s %-9s %9s %6s %8s %10s %9s %12s %11s %13s\n", "chargers", "cars", "status/ch",
-           "plans", "renewals", "alloc dgrams", "heartbts", "sent B/ch", "MB/ch/day",
+    printf(
+        "bytes on the wire in one simulated day (PROTOCOL.md section 6 schedule; status on\n"
+        "change >= 1 A or state/limit, at most 1/s, at least every %d s; heartbeat every %d s;\n"
+        "announce every %d s; one meter every %d s; the plan goes to every charger whenever the\n"
+        "control core marks a command due: a changed plan, a renewal after %d s of a %d s\n"
+        "lease, a cut no status confirmed within %d s, resent at most %d times):\n",
+        PW_PROTO_STATUS_MAX_INTERVAL_MS / 1000, PW_PROTO_HEARTBEAT_INTERVAL_MS / 1000,
+        PW_PROTO_ANNOUNCE_INTERVAL_MS / 1000, PW_PROTO_METER_INTERVAL_MS / 1000,
+        PW_PROTO_LEASE_MS / PW_CTL_LEASE_RENEW_DIV / 1000, PW_PROTO_LEASE_MS / 1000,
+        PW_CTL_CUT_CONFIRM_MS / 1000, PW_CTL_CUT_MAX_RESENDS);
+    printf("%9s %-9s %9s %6s %8s %6s %10s %9s %12s %11s %13s\n", "chargers", "cars", "status/ch",
+           "plans", "renewals", "cut rs", "alloc dgrams", "heartbts", "sent B/ch", "MB/ch/day",
            "rx MB/device");
     static const int sizes[] = {1, 10, 50, 200};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         traffic_row(sizes[i], false);
     traffic_row(1, true);
     traffic_row(10, true);
-    printf("\nMB/ch/day = what a charger sends plus its share of the balancer's datagrams (target\n"
-           "<= 1 MB); rx MB/device = everything on the group incl. the meter, which every member\n"
-           "receives. 'jittery' = pessimistic: a car charging all day whose current wanders by\n"
-           "up to 3 A every second.\n");
+    printf(
+        "\nMB/ch/day = what a charger sends plus its share of the balancer's datagrams (target\n"
+        "<= 1 MB); rx MB/device = everything on the group incl. the meter, which every member\n"
+        "receives. plans = sends of a changed plan; renewals = sends of an unchanged one (lease\n"
+        "renewals and cut resends; cut rs = the core's cut resends). 'jittery' = pessimistic: a\n"
+        "car charging all day whose current wanders by up to 3 A every second.\n");
     return 0;
 }

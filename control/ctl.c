@@ -121,9 +121,16 @@ static void measure(const pw_ctl *c, size_t i, pw_bal_measure *m)
     memcpy(m->current_a, r->current_a, sizeof m->current_a);
 }
 
+/* Limits go out in whole milliamperes, rounded down (never above the plan): a change smaller
+ * than that reaches no charger, so it is no new plan and no cut to wait for. */
+static double command_amps(double limit_a)
+{
+    return floor(limit_a * 1000.0 + 1e-6) / 1000.0;
+}
+
 static bool differs(const ctl_sent *s, double limit_a, uint8_t phases)
 {
-    return fabs(limit_a - s->limit_a) > 1e-6 || phases != s->phases;
+    return fabs(command_amps(limit_a) - s->limit_a) > 1e-9 || phases != s->phases;
 }
 
 /* ---- sessions -------------------------------------------------------------------------- */
@@ -445,11 +452,12 @@ size_t pw_ctl_run(pw_ctl *c, uint64_t now, int64_t wall)
         const ctl_sent *s = &c->sent[i];
         pw_ctl_command *cmd = &c->cmd[i];
         bool new_limit = differs(s, res[i].limit_a, res[i].phases);
-        *cmd = (pw_ctl_command){.limit_a = res[i].limit_a,
+        double limit_a = command_amps(res[i].limit_a);
+        *cmd = (pw_ctl_command){.limit_a = limit_a,
                                 .phases = res[i].phases,
                                 .lease_ms = cfg->lease_ms,
                                 .plan_seq = c->plan_seq,
-                                .cut = s->limit_a >= 0 && res[i].limit_a < s->limit_a - 1e-6};
+                                .cut = s->limit_a >= 0 && limit_a < s->limit_a - 1e-9};
         cmd->due = new_limit || due_again(c, i, now);
         cmd->cut |= cmd->due && !new_limit && s->cut_ms == now;
         c->n_due += cmd->due;
@@ -472,7 +480,7 @@ void pw_ctl_sent(pw_ctl *c, size_t i, uint64_t now, int64_t wall)
     if (differs(s, cmd->limit_a, cmd->phases)) {
         if (c->sink.limit_change)
             c->sink.limit_change(c->sink.ud, i, &pw_bal_results(c->bal)[i], wall);
-        if (s->limit_a >= 0 && cmd->limit_a < s->limit_a - 1e-6) {
+        if (s->limit_a >= 0 && cmd->limit_a < s->limit_a - 1e-9) {
             s->cut_ms = now;
             s->cut_resends = 0;
             lower_deadline(c, now + PW_CTL_CUT_CONFIRM_MS);

@@ -130,7 +130,7 @@ void pw_ctl_resume_session(pw_ctl *c, size_t charger, const pw_ctl_session *s);
 /* ---- decide and send -------------------------------------------------------------------- */
 
 typedef struct pw_ctl_command {
-    double limit_a;    /* 0 = pause */
+    double limit_a;    /* 0 = pause; whole milliamperes, rounded down from the plan */
     uint8_t phases;    /* 1 or 3 */
     uint32_t lease_ms; /* how long the charger may hold it */
     uint32_t plan_seq; /* grows with every plan that changed something; renewals repeat it */

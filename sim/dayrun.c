@@ -1,7 +1,9 @@
-/* The fake-time day run (pw_dayrun.h): steps the facility model from deadline to deadline (the
- * model's next event, the next meter reading, the next control tick, the balancer's own next
- * deadline), feeds the allocator what the appliance would receive and applies its limits as the
- * chargers would. */
+/* The fake-time day run (pw_dayrun.h): steps the facility model from deadline to deadline and
+ * feeds the allocator what the appliance would receive. Under phasewise the allocator is the
+ * appliance's control core (pw_ctl): statuses and readings go in as reports, the loop steps to
+ * the core's next deadline, and whenever a command is due the whole plan goes to every charger,
+ * as the LAN transport sends it. The baselines run on a fixed control tick and apply their limits
+ * at every run. */
 #include "pw_dayrun.h"
 
 #include <math.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pw_ctl.h"
 #include "pw_simbase.h"
 #include "pw_util.h"
 
@@ -26,31 +29,36 @@ void pw_dayrun_default_opts(pw_dayrun_opts *o)
     pw_sim_default_params(&o->model);
     o->duration_ms = PW_SIM_DAY_MS;
     o->meter_ms = 1000;
-    o->tick_ms = 1000;
     o->tick_offset_ms = 500;
-    o->lease_ms = 30000;
 }
 
 typedef struct run {
-    const pw_bal_facility *f;
+    const pw_cfg *cfg;
+    pw_bal_facility f;
     const pw_dayrun_opts *o;
-    enum pw_dayrun_alloc a;
     pw_sim *m;
-    pw_bal *bal;
+    pw_ctl *ctl; /* phasewise */
     pw_base_wp *wp;
-    double *limits;
+    double *limits; /* baselines: the limits of the last run */
     uint8_t *phases;
-    uint32_t *session;             /* per charger: session of the last report */
+    uint32_t *session;             /* per charger: session of the last report (baselines) */
     bool *drew;                    /* per charger: the car drew current in this session */
     pw_sim_charger_view *reported; /* per charger: its last status */
     uint64_t *reported_at;         /* per charger: when it went out; UINT64_MAX = never */
     uint32_t seq;
-    uint64_t runs;
+    uint64_t runs, sends;
 } run;
 
-/* What a charger's status tells the appliance, interpreted as the server does: a car in state
- * B that drew current in this session has suspended itself. */
-static void measure(run *r, size_t i, const pw_sim_charger_view *v, pw_bal_measure *out)
+/* The sim has no calendar: wall time for the core's sessions and events is the simulated time. */
+static int64_t wall_of(uint64_t now)
+{
+    return (int64_t)now;
+}
+
+/* What a baseline is told by a charger's status. It reads the car state as the core does
+ * (pw_ctl_car_state: pilot B after drawing current is a suspended car), so that the comparison
+ * is between allocators and not between interpretations. */
+static void baseline_measure(run *r, size_t i, const pw_sim_charger_view *v, pw_bal_measure *out)
 {
     if (v->session_id != r->session[i] || v->iec == PW_SIM_IEC_A) {
         r->session[i] = v->session_id;
@@ -67,12 +75,27 @@ static void measure(run *r, size_t i, const pw_sim_charger_view *v, pw_bal_measu
     out->applied_phases = v->phases;
 }
 
+/* A simulated charger's status as its transport hands it to the core. */
+static void ctl_report(const pw_sim_charger_view *v, pw_ctl_report *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->pilot = v->iec == PW_SIM_IEC_A   ? PW_CTL_PILOT_A
+                 : v->iec == PW_SIM_IEC_B ? PW_CTL_PILOT_B
+                                          : PW_CTL_PILOT_C;
+    out->ev_suspended = -1; /* the LAN protocol does not say: the core derives it */
+    memcpy(out->current_a, v->current_a, sizeof(out->current_a));
+    out->offered_a = v->offered_a;
+    out->phases = v->phases;
+    out->energy_wh = v->energy_wh >= 0.0 ? (uint64_t)v->energy_wh : PW_CTL_ENERGY_UNKNOWN;
+    if (v->session_id)
+        snprintf(out->session_ref, sizeof(out->session_ref), "%u", (unsigned)v->session_id);
+}
+
 /* Chargers whose status is due report to the allocator, as they would over the network. */
 static void feed_statuses(run *r, uint64_t now)
 {
-    for (size_t i = 0; i < r->f->n_chargers; i++) {
+    for (size_t i = 0; i < r->f.n_chargers; i++) {
         pw_sim_charger_view v;
-        pw_bal_measure me;
         pw_sim_charger(r->m, i, &v);
         bool never = r->reported_at[i] == UINT64_MAX;
         if (!r->o->instant_status &&
@@ -80,45 +103,59 @@ static void feed_statuses(run *r, uint64_t now)
             continue;
         r->reported[i] = v;
         r->reported_at[i] = now;
-        measure(r, i, &v, &me);
-        if (r->a == PW_DAYRUN_PHASEWISE)
-            pw_bal_set_charger(r->bal, i, &me, now);
-        else if (r->a == PW_DAYRUN_WORST_PHASE)
+        if (r->ctl) {
+            pw_ctl_report rep;
+            ctl_report(&v, &rep);
+            pw_ctl_charger_report(r->ctl, i, NULL, &rep, now, wall_of(now));
+        } else if (r->wp) {
+            pw_bal_measure me;
+            baseline_measure(r, i, &v, &me);
             pw_base_wp_set_charger(r->wp, i, &me);
+        }
     }
 }
 
 static void feed_meters(run *r, uint64_t now)
 {
-    for (size_t n = 0; n < r->f->n_nodes; n++) {
+    for (size_t n = 0; n < r->f.n_nodes; n++) {
         double amps[PW_LINES];
-        if (!r->f->nodes[n].metered)
+        if (!r->f.nodes[n].metered)
             continue;
         pw_sim_meter_reading(r->m, n, amps);
-        if (r->a == PW_DAYRUN_PHASEWISE)
-            pw_bal_set_meter(r->bal, n, amps, now);
-        else if (r->a == PW_DAYRUN_WORST_PHASE)
+        if (r->ctl)
+            pw_ctl_meter_report(r->ctl, n, amps, now);
+        else if (r->wp)
             pw_base_wp_set_meter(r->wp, n, amps);
     }
 }
 
-/* The allocator runs and the chargers receive their limits. */
-static void control(run *r, uint64_t now)
+/* Phasewise: the core runs when its deadline has come; when any command is due, every charger
+ * receives its command and the core is told it went out (transport/lan.c, lan_send). */
+static void control_ctl(run *r, uint64_t now)
 {
-    if (r->a == PW_DAYRUN_PHASEWISE) {
-        pw_bal_run(r->bal, now);
-        const pw_bal_result *res = pw_bal_results(r->bal);
-        for (size_t i = 0; i < r->f->n_chargers; i++) {
-            r->limits[i] = res[i].limit_a;
-            r->phases[i] = res[i].phases;
-        }
-    } else if (r->a == PW_DAYRUN_WORST_PHASE) {
-        pw_base_wp_run(r->wp, now, r->limits);
-    }
-    r->seq++;
-    for (size_t i = 0; i < r->f->n_chargers; i++)
-        pw_sim_apply(r->m, i, r->limits[i], r->phases[i], r->o->lease_ms, r->seq, now);
+    if (pw_ctl_next_deadline(r->ctl) > now)
+        return;
     r->runs++;
+    if (pw_ctl_run(r->ctl, now, wall_of(now)) == 0)
+        return;
+    const pw_ctl_command *cmd = pw_ctl_commands(r->ctl);
+    for (size_t i = 0; i < r->f.n_chargers; i++) {
+        pw_sim_apply(r->m, i, cmd[i].limit_a, cmd[i].phases, cmd[i].lease_ms, cmd[i].plan_seq, now);
+        pw_ctl_sent(r->ctl, i, now, wall_of(now));
+    }
+    r->sends++;
+}
+
+/* A baseline runs and the chargers receive their limits. */
+static void control_baseline(run *r, uint64_t now)
+{
+    if (r->wp)
+        pw_base_wp_run(r->wp, now, r->limits);
+    r->seq++;
+    for (size_t i = 0; i < r->f.n_chargers; i++)
+        pw_sim_apply(r->m, i, r->limits[i], r->phases[i], r->cfg->lease_ms, r->seq, now);
+    r->runs++;
+    r->sends++;
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -136,27 +173,33 @@ static void loop(run *r)
          * instant statuses, before every run). */
         if (r->o->instant_status)
             feed_statuses(r, t);
-        if (t >= next_meter) {
+        bool reading = t >= next_meter;
+        if (reading) {
             feed_meters(r, t);
             next_meter += r->o->meter_ms;
-            control(r, t);
         }
-        feed_statuses(r, t);
-        bool due = false;
-        if (t >= next_tick) {
-            next_tick += r->o->tick_ms;
-            due = true;
+        uint64_t next;
+        if (r->ctl) {
+            /* The core decides when it runs: at once after a reading, within its tick after a
+             * status, and at its own deadlines (renewals, cut resends, hold times). */
+            control_ctl(r, t);
+            feed_statuses(r, t);
+            control_ctl(r, t);
+            next = pw_ctl_next_deadline(r->ctl);
+            next = next > t ? next : UINT64_MAX; /* a past deadline is met at the next step */
+        } else {
+            if (reading)
+                control_baseline(r, t);
+            feed_statuses(r, t);
+            if (t >= next_tick) {
+                next_tick += r->cfg->tick_ms;
+                control_baseline(r, t);
+            }
+            next = next_tick;
         }
-        uint64_t bal_next = r->bal ? pw_bal_next_deadline(r->bal) : UINT64_MAX;
-        if (due || bal_next <= t)
-            control(r, t);
-        if (r->bal)
-            bal_next = pw_bal_next_deadline(r->bal);
         /* Statuses go out as things change: look again at least every status interval. */
-        uint64_t next = min_u64(pw_sim_next_event(r->m), min_u64(next_meter, next_tick));
+        next = min_u64(next, min_u64(pw_sim_next_event(r->m), next_meter));
         next = min_u64(next, t + PW_SIM_STATUS_MIN_MS);
-        if (bal_next > t)
-            next = min_u64(next, bal_next);
         next = min_u64(next, end);
         pw_sim_step(r->m, next);
         t = next;
@@ -168,7 +211,7 @@ static void collect(const run *r, pw_dayrun_result *out)
     double sum_x = 0.0, sum_x2 = 0.0;
     unsigned n_x = 0;
     memset(out, 0, sizeof(*out));
-    for (size_t n = 0; n < r->f->n_nodes; n++) {
+    for (size_t n = 0; n < r->f.n_nodes; n++) {
         pw_sim_node_view v;
         pw_sim_node(r->m, n, &v);
         for (int l = 0; l < PW_LINES; l++) {
@@ -202,42 +245,50 @@ static void collect(const run *r, pw_dayrun_result *out)
     }
     out->jain = sum_x2 > 0.0 ? sum_x * sum_x / (n_x * sum_x2) : 0.0;
     out->allocator_runs = r->runs;
+    out->plans_sent = r->sends;
+    if (r->ctl) {
+        const pw_ctl_stats *st = pw_ctl_stats_get(r->ctl);
+        out->plans_changed = st->plans;
+        out->cut_resends = st->cut_resends;
+    }
 }
 
-int pw_dayrun(const pw_bal_facility *f, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
+int pw_dayrun(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
               pw_dayrun_result *out, char *err, size_t err_size)
 {
     pw_sim_params mp = o->model;
-    run r = {.f = f, .o = o, .a = a};
+    run r = {.cfg = cfg, .o = o};
 
-    if (o->meter_ms < 1000 || o->meter_ms > 10000 || o->tick_ms == 0 || o->lease_ms == 0 ||
+    if (o->meter_ms < 1000 || o->meter_ms > 10000 || cfg->tick_ms == 0 || cfg->lease_ms == 0 ||
         (unsigned)a >= PW_DAYRUN_ALLOCATORS) {
         snprintf(err, err_size, "meter_ms must be 1000..10000, tick_ms and lease_ms positive");
         return PW_SIM_E_PARAM;
     }
-    mp.reaction_ms = f->params.reaction_ms ? f->params.reaction_ms : 5000;
-    int rc = pw_sim_new(f, &mp, &r.m, err, err_size);
+    pw_cfg_facility(cfg, &r.f);
+    mp.reaction_ms = r.f.params.reaction_ms ? r.f.params.reaction_ms : 5000;
+    int rc = pw_sim_new(&r.f, &mp, &r.m, err, err_size);
     if (rc != 0)
         return rc;
-    r.limits = pw_xcalloc(f->n_chargers, sizeof(*r.limits));
-    r.phases = pw_xcalloc(f->n_chargers, sizeof(*r.phases));
-    r.session = pw_xcalloc(f->n_chargers, sizeof(*r.session));
-    r.drew = pw_xcalloc(f->n_chargers, sizeof(*r.drew));
-    r.reported = pw_xcalloc(f->n_chargers, sizeof(*r.reported));
-    r.reported_at = pw_xmalloc(f->n_chargers * sizeof(*r.reported_at));
-    for (size_t i = 0; i < f->n_chargers; i++)
+    size_t n = r.f.n_chargers + 1; /* never a zero-size allocation */
+    r.limits = pw_xcalloc(n, sizeof(*r.limits));
+    r.phases = pw_xcalloc(n, sizeof(*r.phases));
+    r.session = pw_xcalloc(n, sizeof(*r.session));
+    r.drew = pw_xcalloc(n, sizeof(*r.drew));
+    r.reported = pw_xcalloc(n, sizeof(*r.reported));
+    r.reported_at = pw_xmalloc(n * sizeof(*r.reported_at));
+    for (size_t i = 0; i < n; i++)
         r.reported_at[i] = UINT64_MAX;
     if (a == PW_DAYRUN_PHASEWISE)
-        r.bal = pw_bal_new(f);
+        r.ctl = pw_ctl_new(cfg, NULL, NULL);
     else if (a == PW_DAYRUN_WORST_PHASE)
-        r.wp = pw_base_wp_new(f);
+        r.wp = pw_base_wp_new(&r.f);
     else
-        pw_base_static_limits(f, r.limits);
+        pw_base_static_limits(&r.f, r.limits);
 
     loop(&r);
     collect(&r, out);
 
-    pw_bal_free(r.bal);
+    pw_ctl_free(r.ctl);
     pw_base_wp_free(r.wp);
     pw_sim_free(r.m);
     free(r.limits);

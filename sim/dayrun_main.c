@@ -1,5 +1,6 @@
-/* phasewise-dayrun: simulates days of charging at a facility in fake time under phasewise and the
- * two baselines and prints overload, energy, fairness, pauses and phase switches for each. */
+/* phasewise-dayrun: simulates days of charging at a facility in fake time under phasewise (the
+ * appliance's control core) and the two baselines and prints overload, energy, fairness, pauses
+ * and phase switches for each. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -161,23 +162,24 @@ static void print_header(const cli *c, const pw_cfg *cfg)
     printf("facility '%s': %zu nodes, %zu chargers, %s grid\n", cfg->site_name, cfg->n_nodes,
            cfg->n_chargers, cfg->grid == PW_GRID_IT ? "IT" : "TN");
     printf("simulated %.2f h, seed %llu, %s arrivals, meters every %.0f s, statuses %s, reaction "
-           "window %.1f s\n\n",
+           "window %.1f s, lease %.0f s, tick %u ms\n\n",
            c->run.duration_ms / 3600000.0, (unsigned long long)c->run.model.seed,
            pw_sim_pattern_name(c->run.model.pattern), c->run.meter_ms / 1000.0,
            c->run.instant_status ? "instant" : "by protocol rules",
-           cfg->params.reaction_ms / 1000.0);
-    printf("%-12s %10s %10s %9s %9s %9s %7s %6s %5s %6s %7s %7s %8s\n", "allocator", "over s",
-           "beyond s", "max A", "req kWh", "got kWh", "got %", "Jain", "cars", "unmet", "pauses",
-           "1p/3p", "run s");
+           cfg->params.reaction_ms / 1000.0, cfg->lease_ms / 1000.0, (unsigned)cfg->tick_ms);
+    printf("%-12s %10s %10s %9s %9s %9s %7s %6s %5s %6s %7s %7s %8s %8s %8s\n", "allocator",
+           "over s", "beyond s", "max A", "req kWh", "got kWh", "got %", "Jain", "cars", "unmet",
+           "pauses", "1p/3p", "runs", "sends", "run s");
 }
 
 static void print_row(enum pw_dayrun_alloc a, const pw_dayrun_result *r, double secs)
 {
     double pct = r->requested_kwh > 0 ? 100.0 * r->delivered_kwh / r->requested_kwh : 0.0;
-    printf("%-12s %10.1f %10.1f %9.1f %9.1f %9.1f %7.1f %6.3f %5u %6u %7u %7u %8.2f\n",
+    printf("%-12s %10.1f %10.1f %9.1f %9.1f %9.1f %7.1f %6.3f %5u %6u %7u %7u %8llu %8llu "
+           "%8.2f\n",
            pw_dayrun_alloc_name(a), r->over_s, r->over_beyond_s, r->max_over_a, r->requested_kwh,
            r->delivered_kwh, pct, r->jain, r->cars, r->cars_unmet, r->pauses, r->phase_switches,
-           secs);
+           (unsigned long long)r->allocator_runs, (unsigned long long)r->plans_sent, secs);
 }
 
 int main(int argc, char **argv)
@@ -194,10 +196,6 @@ int main(int argc, char **argv)
         pw_error(COMP, "config %s:\n%s", c.config, text);
         return 1;
     }
-    pw_bal_facility f;
-    pw_cfg_facility(cfg, &f);
-    c.run.tick_ms = cfg->tick_ms ? cfg->tick_ms : c.run.tick_ms;
-    c.run.lease_ms = cfg->lease_ms ? cfg->lease_ms : c.run.lease_ms;
     print_header(&c, cfg);
 
     int status = 0;
@@ -207,7 +205,7 @@ int main(int argc, char **argv)
         if (c.only >= 0 && a != c.only)
             continue;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (pw_dayrun(&f, &c.run, (enum pw_dayrun_alloc)a, &r, text, sizeof(text)) != 0) {
+        if (pw_dayrun(cfg, &c.run, (enum pw_dayrun_alloc)a, &r, text, sizeof(text)) != 0) {
             pw_error(COMP, "%s", text);
             status = 1;
             break;
@@ -224,7 +222,9 @@ int main(int argc, char **argv)
     printf("\nover s: seconds above the limit summed over every line of every node; beyond s: of "
            "which past the reaction window of each overload; got %%: delivered / requested "
            "energy; Jain: fairness of delivered/requested over cars; unmet: cars below 99 %% of "
-           "their request; 1p/3p: phase switches\n");
+           "their request; 1p/3p: phase switches; runs: allocator runs (phasewise: the control "
+           "core's); sends: times the chargers were sent their limits (phasewise: a command was "
+           "due: new plan, lease renewal or cut resend)\n");
     pw_cfg_free(cfg);
     return status;
 }

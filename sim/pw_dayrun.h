@@ -1,7 +1,8 @@
 /* A facility simulation in fake time: the simulated facility (pw_simmodel) driven by an
  * allocator in-process, no network, looping on the next deadline with an explicit now. Runs the
- * same seeded day under phasewise (pw_bal) and the two baselines (pw_simbase) and measures
- * overload, energy, fairness, pauses and phase switches. Pure: no I/O, no clock. */
+ * same seeded day under phasewise (the appliance's control core, pw_ctl, with its balancer) and
+ * the two baselines (pw_simbase) and measures overload, energy, fairness, pauses and phase
+ * switches. Pure: no I/O, no clock. */
 #ifndef PW_DAYRUN_H
 #define PW_DAYRUN_H
 
@@ -10,10 +11,11 @@
 #include <stdint.h>
 
 #include "pw_bal.h"
+#include "pw_cfg.h"
 #include "pw_simmodel.h"
 
 enum pw_dayrun_alloc {
-    PW_DAYRUN_PHASEWISE = 0,   /* the real balancer, pw_bal */
+    PW_DAYRUN_PHASEWISE = 0,   /* the appliance's policy: pw_ctl and its balancer */
     PW_DAYRUN_STATIC = 1,      /* each node's limit divided among its chargers */
     PW_DAYRUN_WORST_PHASE = 2, /* every charger counted on every line at its largest phase */
     PW_DAYRUN_ALLOCATORS = 3
@@ -27,15 +29,15 @@ typedef struct pw_dayrun_opts {
                                 with the facility's */
     uint64_t duration_ms;    /* simulated time to run */
     uint32_t meter_ms;       /* meter interval, 1000..10000 */
-    uint32_t tick_ms;        /* control tick when no reading arrives (the server's tick_ms) */
-    uint32_t tick_offset_ms; /* phase of the tick against the meter readings */
+    uint32_t tick_offset_ms; /* baselines: phase of their control tick (the config's tick_ms)
+                                against the meter readings; phasewise runs when its core asks */
     bool instant_status;     /* the allocator sees every charger as it is at every run, instead of
                                 through statuses sent by the protocol's rules (pw_sim_status_due) */
-    uint32_t lease_ms;       /* lease sent with every allocation */
 } pw_dayrun_opts;
 
-/* Fills o with a one-day run, 1 s meters, 1 s tick half a second after each reading, statuses
- * by the protocol's rules, 30 s leases and the model's defaults. */
+/* Fills o with a one-day run, 1 s meters, the baselines' tick half a second after each reading,
+ * statuses by the protocol's rules and the model's defaults. The lease and the tick are the
+ * config's (lease_ms, tick_ms). */
 void pw_dayrun_default_opts(pw_dayrun_opts *o);
 
 typedef struct pw_dayrun_result {
@@ -51,12 +53,18 @@ typedef struct pw_dayrun_result {
     unsigned cars_unmet; /* left (or were still there at the end) with < 99 % of their request */
     unsigned pauses;     /* charging stopped for lack of current before the car was full */
     unsigned phase_switches;
-    uint64_t allocator_runs;
+    uint64_t allocator_runs; /* phasewise: pw_ctl_run calls; baselines: control ticks and
+                                readings */
+    uint64_t plans_sent;     /* times the chargers were sent their limits (every run for the
+                                baselines; for phasewise when the core marked a command due) */
+    uint64_t plans_changed;  /* phasewise: runs that changed some charger's command */
+    uint64_t cut_resends;    /* phasewise: commands sent again for an unconfirmed cut */
 } pw_dayrun_result;
 
-/* Runs the day described by o on facility f (validated) under allocator a. Returns 0, or a
- * negative pw_sim_err with a message in err. */
-int pw_dayrun(const pw_bal_facility *f, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
+/* Runs the day described by o at the facility of cfg (validated, borrowed for the call) under
+ * allocator a; phasewise runs a pw_ctl on cfg, so its lease, tick and balancer parameters are the
+ * appliance's. Returns 0, or a negative pw_sim_err with a message in err. */
+int pw_dayrun(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
               pw_dayrun_result *out, char *err, size_t err_size);
 
 #endif

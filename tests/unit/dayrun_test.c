@@ -1,6 +1,6 @@
 /* Tests for the fake-time day run and its baselines: hand-computed static split and worst-phase
- * shares, and a short simulated evening at the demo facility in which phasewise must never leave
- * a line above its limit beyond the reaction window. */
+ * shares, and a short simulated evening at the demo facility in which phasewise (the control
+ * core) must never leave a line above its limit beyond the reaction window. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "pw_cfg.h"
+#include "pw_ctl.h"
 #include "pw_dayrun.h"
 #include "pw_simbase.h"
 
@@ -117,9 +118,6 @@ static void test_short_evening_at_the_demo_facility(void **state)
     (void)state;
     pw_cfg *cfg = pw_cfg_load(PW_SOURCE_DIR "/config/demo.json", &errs);
     assert_non_null(cfg);
-    pw_bal_facility f;
-    pw_cfg_facility(cfg, &f);
-
     pw_dayrun_opts o;
     pw_dayrun_default_opts(&o);
     o.duration_ms = 3 * 3600000ull; /* 16:00 to 19:00, through the evening peak */
@@ -127,7 +125,7 @@ static void test_short_evening_at_the_demo_facility(void **state)
     o.model.cars_per_day = 30; /* more cars than chargers: the circuits are the bottleneck */
     pw_dayrun_result r[PW_DAYRUN_ALLOCATORS];
     for (int a = 0; a < PW_DAYRUN_ALLOCATORS; a++)
-        assert_int_equal(pw_dayrun(&f, &o, (enum pw_dayrun_alloc)a, &r[a], err, sizeof(err)), 0);
+        assert_int_equal(pw_dayrun(cfg, &o, (enum pw_dayrun_alloc)a, &r[a], err, sizeof(err)), 0);
 
     /* The design target: no line above its limit beyond the reaction window. */
     assert_true(r[PW_DAYRUN_PHASEWISE].over_beyond_s == 0.0);
@@ -143,6 +141,12 @@ static void test_short_evening_at_the_demo_facility(void **state)
         assert_true(r[a].jain > 0.0 && r[a].jain <= 1.0 + EPS);
         assert_true(r[a].allocator_runs >= 3 * 3600);
     }
+    /* Phasewise runs the appliance's control core: the plan goes out when a command is due, so
+     * at least at every lease renewal (lease / 3) and not at every run. */
+    const pw_dayrun_result *pw = &r[PW_DAYRUN_PHASEWISE];
+    assert_true(pw->plans_sent >= o.duration_ms / (cfg->lease_ms / PW_CTL_LEASE_RENEW_DIV));
+    assert_true(pw->plans_sent < pw->allocator_runs);
+    assert_true(pw->plans_changed > 0 && pw->plans_changed <= pw->plans_sent);
     /* Sharing by measurement beats a fixed split of the fuse. */
     assert_true(r[PW_DAYRUN_PHASEWISE].delivered_kwh > r[PW_DAYRUN_STATIC].delivered_kwh);
     pw_cfg_free(cfg);
