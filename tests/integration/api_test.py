@@ -285,6 +285,8 @@ def main():
                      "phasewise_chargers{status=\"online\"}",
                      "phasewise_node_limit_amperes{node=\"garage-a\",line=\"L1\"} 49.0",
                      "phasewise_control_latency_seconds_bucket",
+                     "phasewise_history_write_seconds_bucket",
+                     "phasewise_history_loop_seconds_count",
                      "phasewise_datagrams_rejected_total{transport=\"lan\",reason=\"auth\"}"):
             check(name in text, f"/metrics lacks {name}")
         check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
