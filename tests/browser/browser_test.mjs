@@ -1,8 +1,10 @@
 // Browser test of the phasewise dashboard: the real phasewise and phasewise-sim on loopback
 // (their own ports, like tests/integration/e2e_test.py), driven through Debian's headless
 // Chromium by playwright-core. Covers first-start setup, login, live values against the
-// simulator's ground truth, a config edit refused with the message next to the field, a valid
-// one that changes the allocation, CSV downloads, the history chart and the phone layout.
+// simulator's ground truth, chargers and meters shown in the link form, a config edit refused
+// with the message next to the field, a valid one that changes the allocation, a restart-only
+// one listed as such and kept by the next save, CSV downloads, the history chart and the phone
+// layout.
 // Screenshots go to tests/browser/artifacts/. Bounded: the whole run must finish in 100 s.
 //
 //   node browser_test.mjs --phasewise PATH --sim PATH
@@ -263,6 +265,15 @@ async function main() {
     const k = cfg.chargers.findIndex((c) => c.id === target.id);
     await page.click("nav.pages a[data-page=commission]");
     await page.waitForSelector("#cfg-form [data-path='chargers[3].wiring']");
+    /* Devices are edited by their link: the LAN device id of a charger and of the main meter. */
+    const field = (path) => page.inputValue(`#cfg-form [data-path='${path}']`);
+    const shownId = await field("chargers[3].link.lan.device_id");
+    check(shownId === String(cfg.chargers[3].link.lan.device_id),
+          `chargers[3] shows LAN device id ${shownId}, not ${cfg.chargers[3].link.lan.device_id}`);
+    const meterId = await field("nodes[0].meter.link.lan.device_id");
+    check(meterId === String(cfg.nodes[0].meter.link.lan.device_id),
+          `the main meter shows LAN device id ${meterId}`);
+    check(await page.$eval("#cfg-restart", (e) => e.hidden), "a restart notice before any change");
     await page.fill("#cfg-form [data-path='chargers[3].wiring']", "L1L1");
     await page.click("#cfg-save");
     const err = await page.waitForSelector(
@@ -299,6 +310,30 @@ async function main() {
     const saved = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
     check(saved.chargers[k].max_a === 10, "the saved file lacks the new maximum");
     log(`saved: the dashboard shows ${target.id} at most 10 A; the file has it`);
+
+    // 5b. A restart-only setting: saved, listed as waiting for a restart, and a later save of
+    // another field (the page reloaded the config in between) does not undo it.
+    const newPort = udpPort === 65535 ? udpPort - 1 : udpPort + 1;
+    await page.click("nav.pages a[data-page=commission]");
+    await page.waitForSelector("#cfg-form [data-path='network.port']");
+    await page.fill("#cfg-form [data-path='network.port']", String(newPort));
+    await page.click("#cfg-save");
+    const notice = await page.waitForSelector("#cfg-restart:not([hidden])");
+    check(/after a restart/.test(await notice.textContent()) &&
+          (await notice.$$eval("code", (cs) => cs.map((c) => c.textContent))).join() ===
+          "network.port", `restart notice: ${await notice.textContent()}`);
+    check(await page.inputValue("#cfg-form [data-path='network.port']") === String(newPort),
+          "the form shows the running port instead of the saved one");
+    await page.fill("#cfg-form [data-path='site']", "Renamed in the browser");
+    await page.click("#cfg-save");
+    const resaved = await waitFor("the renamed site in the file", () => {
+      const f = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
+      return f.site === "Renamed in the browser" && f;
+    }, 10000);
+    check(resaved.network.port === newPort, `the next save put port ${resaved.network.port} back`);
+    log(`network.port ${newPort} saved, listed as waiting for a restart, kept by the next save`);
+    await page.click("nav.pages a[data-page='']");
+    await page.waitForSelector("#view-commission", { state: "hidden" });
 
     // 6. History: the chart of that charger, then the CSV downloads.
     await page.click(`#charger-rows tr[data-charger='${target.id}'] a.charger-name`);

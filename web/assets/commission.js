@@ -1,8 +1,10 @@
 /* The commissioning view: the facility configuration (docs/config.md) as forms. The forms edit a
  * draft copy of the config; the appliance validates it and its messages appear next to the
  * field they name ("chargers[3].wiring"); Preview runs the balancer on the draft with the
- * measurements of now; Save replaces the running config atomically. Export and import move the
- * draft as a JSON file. */
+ * measurements of now; Save replaces the running config atomically, and settings that wait for
+ * a restart are listed. Export and import move the draft as a JSON file. Chargers and meters
+ * are edited in the link form ("link": {"lan": {"device_id": N}}); an imported file with the
+ * old keys is turned into it. */
 import {
   $, api, downloadText, el, errorText, facility, fmtAge, loggedIn, session,
 } from "./util.js";
@@ -19,7 +21,7 @@ const BALANCER = [
   ["meter_history_s", "Stale-meter window", "s"],
 ];
 
-const cm = { draft: null, saved: "", ready: false, busy: false };
+const cm = { draft: null, saved: "", ready: false, busy: false, pending: [] };
 
 /* ---- paths into the draft: "chargers[3].wiring" ---- */
 
@@ -182,15 +184,16 @@ function siteSection() {
                                                    ["IT", "IT (230 V between lines)"]] })));
 }
 
+/* Fields marked "restart" take effect only when the appliance restarts (docs/config.md). */
 function networkSection() {
   return section("Network and protocol",
     fld("Interface address", input("network.interface", "text", { placeholder: "127.0.0.1" })),
-    fld("Multicast group", input("network.group", "text")),
-    fld("UDP port", input("network.port", "number")),
-    fld("TTL", input("network.ttl", "number")),
-    fld("Key file", input("network.key_file", "text")),
-    fld("Read DEFA meter frames", input("network.defa_meters", "bool")),
-    fld("Send DEFA meter frames", input("network.defa_emit", "bool")),
+    fld("Multicast group", input("network.group", "text"), "restart"),
+    fld("UDP port", input("network.port", "number"), "restart"),
+    fld("TTL", input("network.ttl", "number"), "restart"),
+    fld("Key file", input("network.key_file", "text"), "restart"),
+    fld("Read DEFA meter frames", input("network.defa_meters", "bool"), "restart"),
+    fld("Send DEFA meter frames", input("network.defa_emit", "bool"), "restart"),
     pairingBlock());
 }
 
@@ -218,8 +221,8 @@ function httpSection() {
     fld("Listen address", input("http.listen", "text"), "restart"),
     fld("Dashboard needs a login", input("http.dashboard_login", "bool")),
     fld("HTTPS", input("http.tls.enabled", "bool"), "restart"),
-    fld("Certificate file", input("http.tls.cert_file", "text")),
-    fld("Key file", input("http.tls.key_file", "text")));
+    fld("Certificate file", input("http.tls.cert_file", "text"), "restart"),
+    fld("Key file", input("http.tls.key_file", "text"), "restart"));
 }
 
 function balancerSection() {
@@ -227,9 +230,55 @@ function balancerSection() {
     fld(label, input("balancer." + key, "number"), unit)));
 }
 
+/* ---- links: {"lan": {"device_id": N}} or {"defa": {"serial": "..."}} ---- */
+
+/* The link of a charger or meter in the config, of an unassigned device or of a live charger
+ * (device_link: its "link" is the network it uses); the old top-level device_id is LAN. */
+function linkOf(o) {
+  if (!o) return null;
+  if (o.device_link && typeof o.device_link === "object") return o.device_link;
+  if (o.link && typeof o.link === "object") return o.link;
+  if (o.device_id !== undefined) return { lan: { device_id: o.device_id } };
+  return null;
+}
+
+/* A link as text for people and for comparing: "lan device 1001", "defa meter ABC123". */
+function linkText(o) {
+  const l = linkOf(o);
+  if (l && l.lan) return "lan device " + l.lan.device_id;
+  if (l && l.defa) return "defa meter " + l.defa.serial;
+  return "";
+}
+
+function lanId(o) {
+  const l = linkOf(o);
+  return l && l.lan ? Number(l.lan.device_id) || 0 : 0;
+}
+
+/* Turns the old keys of a file (a charger's or meter's device_id, a meter's defa_serial) into
+ * links, keeping the key order, so that the forms only know one form. Both given: left as
+ * they are for the appliance to name the conflict. */
+function toLinkForm(doc) {
+  const convert = (o, oldKeys) => {
+    const given = oldKeys.filter((k) => o && o[k] !== undefined);
+    if (given.length !== 1 || o.link !== undefined) return o;
+    const out = {};
+    for (const [k, v] of Object.entries(o)) {
+      if (k !== given[0]) out[k] = v;
+      else out.link = k === "defa_serial" ? { defa: { serial: v } } : { lan: { device_id: v } };
+    }
+    return out;
+  };
+  for (const n of Array.isArray(doc.nodes) ? doc.nodes : [])
+    if (n && n.meter) n.meter = convert(n.meter, ["device_id", "defa_serial"]);
+  if (Array.isArray(doc.chargers))
+    doc.chargers = doc.chargers.map((c) => convert(c, ["device_id"]));
+  return doc;
+}
+
 function meterKind(m) {
   if (!m) return "";
-  return m.defa_serial !== undefined ? "defa" : "pw";
+  return linkOf(m) && linkOf(m).defa ? "defa" : "lan";
 }
 
 function nodeCard(n, i, nodes) {
@@ -250,7 +299,7 @@ function nodeCard(n, i, nodes) {
     fld("Margin", input(base + ".margin_a", "number"), "A"),
     fld("Max. imbalance", input(base + ".max_imbalance_a", "number"), "A"));
   const kind = el("select");
-  for (const [v, t] of [["", "no meter"], ["pw", "phasewise meter"], ["defa", "DEFA meter frame"]]) {
+  for (const [v, t] of [["", "no meter"], ["lan", "LAN device id"], ["defa", "DEFA serial"]]) {
     const o = el("option", "", t);
     o.value = v;
     kind.appendChild(o);
@@ -258,12 +307,12 @@ function nodeCard(n, i, nodes) {
   kind.value = meterKind(n.meter);
   kind.dataset.meterFor = String(i);
   kind.addEventListener("change", () => {
-    const m = n.meter || {};
+    const m = n.meter || {}, old = linkOf(m) || {};
+    const rest = { timeout_s: m.timeout_s, fallback_a: m.fallback_a };
     if (kind.value === "") delete n.meter;
-    else if (kind.value === "pw") n.meter = { device_id: m.device_id, timeout_s: m.timeout_s,
-                                              fallback_a: m.fallback_a };
-    else n.meter = { defa_serial: m.defa_serial || "", timeout_s: m.timeout_s,
-                     fallback_a: m.fallback_a };
+    else if (kind.value === "lan") n.meter = { link: { lan: { device_id: lanId(m) || undefined } },
+                                               ...rest };
+    else n.meter = { link: { defa: { serial: (old.defa && old.defa.serial) || "" } }, ...rest };
     markDirty();
     render();
   });
@@ -271,9 +320,9 @@ function nodeCard(n, i, nodes) {
   if (n.meter) {
     const mb = base + ".meter";
     grid.append(
-      n.meter.defa_serial !== undefined
-        ? fld("DEFA serial", input(mb + ".defa_serial", "text"))
-        : fld("Meter device id", input(mb + ".device_id", "number")),
+      meterKind(n.meter) === "defa"
+        ? fld("DEFA serial", input(mb + ".link.defa.serial", "text"))
+        : fld("LAN device id", input(mb + ".link.lan.device_id", "number")),
       fld("Stale after", input(mb + ".timeout_s", "number"), "s"),
       fld("Budget while stale", input(mb + ".fallback_a", "amps", { placeholder: "40 or 40, 40, 32" }),
           "A"));
@@ -298,7 +347,8 @@ function actionButton(text, fn, disabled) {
 }
 
 function liveBadge(c) {
-  const live = facility.chargers.find((x) => x.device_id === c.device_id);
+  const key = linkText(c);
+  const live = key && facility.chargers.find((x) => linkText(x) === key);
   const b = el("span", "pill small");
   if (!live) {
     b.textContent = "not in the running config";
@@ -323,7 +373,7 @@ function chargerCard(c, i) {
   grid.append(
     fld("Id", input(base + ".id", "text", { required: true })),
     fld("Name", input(base + ".name", "text", { optional: true, rerender: true })),
-    fld("Device id", input(base + ".device_id", "number")),
+    fld("LAN device id", input(base + ".link.lan.device_id", "number")),
     fld("Circuit", input(base + ".node", "text", { choices: nodes })),
     fld("Wiring", input(base + ".wiring", "text", { list: "wiring-options",
                                                    placeholder: "L1L2L3" })),
@@ -348,13 +398,16 @@ function chargerCard(c, i) {
   return card;
 }
 
-/* A new charger like c with the next free id and device id. */
+/* A new charger like c with the next free id and LAN device id. */
 function copyCharger(c) {
   const ids = new Set(cm.draft.chargers.map((x) => x.id));
-  const devs = cm.draft.chargers.map((x) => Number(x.device_id) || 0);
+  const devs = cm.draft.chargers.map(lanId);
   let n = cm.draft.chargers.length + 1, id;
   do id = "c" + String(n++).padStart(2, "0"); while (ids.has(id));
-  return Object.assign({}, c, { id, name: id, device_id: Math.max(0, ...devs) + 1 });
+  const copy = Object.assign({}, c, { id, name: id,
+                                      link: { lan: { device_id: Math.max(0, ...devs) + 1 } } });
+  delete copy.device_id;
+  return copy;
 }
 
 function unassignedBlock() {
@@ -364,19 +417,25 @@ function unassignedBlock() {
   box.appendChild(el("p", "muted", "Devices speaking the protocol that are not configured:"));
   for (const d of list) {
     const row = el("div", "unassigned-row");
-    row.dataset.device = String(d.device_id);
-    const add = el("button", "button-quiet small", "Add as charger");
-    add.type = "button";
-    add.addEventListener("click", () => {
-      const c = copyCharger(cm.draft.chargers[cm.draft.chargers.length - 1] ||
-                            { node: cm.draft.nodes[0].id, wiring: "L1L2L3" });
-      c.device_id = d.device_id;
-      cm.draft.chargers.push(c);
-      markDirty();
-      render();
-    });
-    row.append(el("span", "", "device " + d.device_id + " · " + (d.model || "?") + " · seen " +
-                  fmtAge(d.last_seen_ms) + " ago"), add);
+    const link = linkOf(d);
+    row.dataset.link = linkText(d);
+    if (link && link.lan) row.dataset.device = String(link.lan.device_id);
+    row.append(el("span", "", linkText(d) + " · " + (d.model || "?") + " · seen " +
+                  fmtAge(d.last_seen_ms) + " ago"));
+    /* Only a LAN device can take an allocation; other links can only be a circuit's meter. */
+    if (link && link.lan) {
+      const add = el("button", "button-quiet small", "Add as charger");
+      add.type = "button";
+      add.addEventListener("click", () => {
+        const c = copyCharger(cm.draft.chargers[cm.draft.chargers.length - 1] ||
+                              { node: cm.draft.nodes[0].id, wiring: "L1L2L3" });
+        c.link = JSON.parse(JSON.stringify(link));
+        cm.draft.chargers.push(c);
+        markDirty();
+        render();
+      });
+      row.append(add);
+    }
     box.appendChild(row);
   }
   return box;
@@ -536,8 +595,22 @@ function save() {
   return act("PUT", "/api/config", cm.draft, () => {
     setMessage("Saved and applied.", "ok");
     $("preview").hidden = true;
-    load();
+    load().then(() => {
+      if (cm.pending.length)
+        setMessage("Saved. Some settings take effect after a restart (listed above).", "ok");
+    });
   });
+}
+
+/* Settings saved but waiting for a restart, as GET /api/config lists them. */
+function showPending(fields) {
+  cm.pending = fields;
+  const box = $("cfg-restart");
+  box.replaceChildren();
+  box.hidden = fields.length === 0;
+  if (!fields.length) return;
+  box.append(el("strong", "", "Saved; takes effect after a restart: "));
+  fields.forEach((f, i) => box.append(el("code", "", f), i + 1 < fields.length ? ", " : "."));
 }
 
 function renderPreview(plan) {
@@ -606,7 +679,8 @@ function importJson(file) {
       setMessage("The file does not hold a configuration object.", "bad");
       return;
     }
-    cm.draft = doc;
+    delete doc.restart_pending;
+    cm.draft = toLinkForm(doc);
     render();
     setMessage("Imported " + file.name + ": check it, then Save.", "ok");
     validate();
@@ -620,8 +694,11 @@ function load() {
       return;
     }
     if (ch.status === 200) facility.unassigned = ch.data.unassigned || [];
-    cm.draft = cfg.data;
-    cm.saved = JSON.stringify(cfg.data);
+    /* restart_pending is about the running appliance, not part of the draft. */
+    const { restart_pending: pending, ...doc } = cfg.data;
+    showPending(Array.isArray(pending) ? pending.map(String) : []);
+    cm.draft = toLinkForm(doc);
+    cm.saved = JSON.stringify(cm.draft);
     clearErrors();
     render();
   }, () => setMessage("The appliance did not answer.", "bad"));
