@@ -14,7 +14,6 @@
 
 typedef struct pw_web pw_web;
 typedef struct pw_web_pending pw_web_pending;
-struct web_http;
 
 /* One API request; every pointer is borrowed and valid only during the handler call. */
 typedef struct pw_web_request {
@@ -23,10 +22,9 @@ typedef struct pw_web_request {
     const char *query;  /* "from=1&to=2", percent-encoded, or ""; see pw_web_query_param */
     const char *body;   /* NUL-terminated, "" when none */
     size_t body_len;
-    const char *origin;     /* Origin header or "" */
-    const char *cookie;     /* Cookie header or "" */
-    bool admin;             /* carries a valid admin session (always false with auth disabled) */
-    struct web_http *http_; /* web's own: names the transaction for pw_web_defer */
+    const char *origin; /* Origin header or "" */
+    const char *cookie; /* Cookie header or "" */
+    bool admin;         /* carries a valid admin session (always false with auth disabled) */
 } pw_web_request;
 
 /* The handler's answer. Header values must not contain CR or LF (web answers 500 if they do). */
@@ -44,8 +42,9 @@ typedef struct pw_web_response {
 typedef void (*pw_web_api_fn)(void *ud, const pw_web_request *req, pw_web_response *resp);
 
 /* Called by an API handler, during the handler call, to answer req later: web keeps the
- * connection waiting (up to a minute) until pw_web_complete is called with the handle. Copy
- * whatever the later answer needs from req now. Returns the handle, owned by the caller until
+ * connection waiting (up to a minute) until pw_web_complete is called with the handle. req must
+ * be the pointer the handler was given (not a copy). Copy whatever the later answer needs from
+ * req now. Returns the handle, owned by the caller until
  * it passes it to pw_web_complete, which must happen exactly once, on the loop thread. */
 pw_web_pending *pw_web_defer(const pw_web_request *req);
 
@@ -100,6 +99,10 @@ typedef struct pw_web_opts {
     pw_web_api_fn api; /* called for /metrics and every path under /api/; NULL = 404 */
     void *api_ud;
     pw_web_auth_opts auth;
+    /* The libuv event-lib plugin pw_web_new checks for before starting lws; NULL = the file lws
+     * 4.1 itself loads from its install directory. lws always loads its own copy: another path
+     * only changes the check (the unit test names a missing file). Borrowed for the call. */
+    const char *evlib_path;
 } pw_web_opts;
 
 /* Starts serving on loop. Returns 0 and *out, or -1 with a message in err (e.g. the libuv

@@ -19,9 +19,15 @@
 #define WEB_CLOSE_POLL_MS   2
 #define WEB_CLOSE_WARN_TURN 2500
 
-/* Where lws 4.1 looks for its event-lib plugins (LWS_INSTALL_LIBDIR); a variable so the unit
- * test can point it at a missing file. */
-const char *pw_web__evlib_path = LWS_INSTALL_LIBDIR "/libwebsockets-evlib_uv.so";
+/* Where lws 4.1 looks for its event-lib plugins (LWS_INSTALL_LIBDIR). */
+#define WEB_EVLIB_PATH LWS_INSTALL_LIBDIR "/libwebsockets-evlib_uv.so"
+
+/* The request a handler sees, with the transaction it belongs to: pw_web_defer finds the
+ * transaction from the public part, which the handler gets by pointer. */
+typedef struct web_request {
+    pw_web_request pub;
+    web_http *h;
+} web_request;
 
 /* Nothing the page needs comes from elsewhere, so everything but our own origin is refused. */
 static const char web_csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -60,9 +66,9 @@ static void web_lws_log(int level, const char *line)
 
 /* lws 4.1 from Debian ships libuv support as a plugin (package libwebsockets-evlib-uv); without
  * it lws cannot join our loop, so say exactly that rather than a vague lws failure. */
-static int web_check_evlib(char *err, size_t err_size)
+static int web_check_evlib(const char *path, char *err, size_t err_size)
 {
-    void *h = dlopen(pw_web__evlib_path, RTLD_NOW | RTLD_LOCAL);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         snprintf(err, err_size,
                  "libwebsockets cannot use libuv: %s (install the Debian package "
@@ -73,8 +79,7 @@ static int web_check_evlib(char *err, size_t err_size)
     bool ok = dlsym(h, "evlib_uv") != NULL;
     dlclose(h);
     if (!ok) {
-        snprintf(err, err_size, "%s is not the libwebsockets libuv plugin (no evlib_uv)",
-                 pw_web__evlib_path);
+        snprintf(err, err_size, "%s is not the libwebsockets libuv plugin (no evlib_uv)", path);
         return -1;
     }
     return 0;
@@ -223,8 +228,9 @@ static const char *web_iface(const char *addr)
 int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err, size_t err_size)
 {
     web_ptrs before = {0};
+    const char *evlib = opts->evlib_path ? opts->evlib_path : WEB_EVLIB_PATH;
     *out = NULL;
-    if (web_check_evlib(err, err_size))
+    if (web_check_evlib(evlib, err, err_size))
         return -1;
 
     pw_web *w = pw_xcalloc(1, sizeof(*w));
@@ -267,7 +273,7 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
         snprintf(err, err_size,
                  "libwebsockets did not join the libuv loop (event-lib plugin %s "
                  "not loaded?)",
-                 pw_web__evlib_path);
+                 evlib);
         goto fail;
     }
 
@@ -563,7 +569,9 @@ static int web_send_reply(struct lws *wsi, web_http *h)
 
 pw_web_pending *pw_web_defer(const pw_web_request *req)
 {
-    web_http *h = req->http_;
+    const web_request *r =
+        (const web_request *)(const void *)((const char *)req - offsetof(web_request, pub));
+    web_http *h = r->h;
     pw_web *w = web_of(h->wsi);
     pw_web_pending *p = pw_xcalloc(1, sizeof(*p));
     p->w = w;
@@ -622,22 +630,25 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
 {
     if (!w->api)
         return web__respond_error(wsi, h, 404, "no API here", NULL, NULL);
-    pw_web_request req = {
-        .method = h->method,
-        .path = h->path,
-        .query = h->query,
-        .body = h->body ? h->body : "",
-        .body_len = h->body_len,
-        .origin = h->origin,
-        .cookie = h->cookie,
-        .admin = h->admin,
-        .http_ = h,
+    web_request req = {
+        .pub =
+            {
+                .method = h->method,
+                .path = h->path,
+                .query = h->query,
+                .body = h->body ? h->body : "",
+                .body_len = h->body_len,
+                .origin = h->origin,
+                .cookie = h->cookie,
+                .admin = h->admin,
+            },
+        .h = h,
     };
     pw_web_response resp;
     memset(&resp, 0, sizeof(resp));
     resp.status = 200;
     resp.content_type = "application/json";
-    w->api(w->api_ud, &req, &resp);
+    w->api(w->api_ud, &req.pub, &resp);
     if (h->deferred) {
         free(resp.body); /* the answer is pw_web_complete's, not this one */
         return 0;

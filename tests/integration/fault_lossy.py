@@ -46,7 +46,8 @@ def main():
         mean = statistics.mean(losses)
         m = fc.metrics(port)
         # The state document is a snapshot of the last tick; the counter only grows since.
-        check(m['phasewise_datagrams_rejected_total{reason="replay"}'] >= rejected["replay"],
+        check(m['phasewise_datagrams_rejected_total{transport="lan",reason="replay"}']
+              >= rejected["replay"],
               "/metrics counts fewer replays than /api/state showed before it")
 
         reports = fc.read_report(sim.report)

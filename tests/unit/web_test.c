@@ -23,8 +23,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-extern const char *pw_web__evlib_path;
-
 /* ---- blocking client side (runs on the client thread, never asserts) ---- */
 
 typedef struct conn {
@@ -272,8 +270,8 @@ typedef struct fixture {
     bool closed_at_probe;
     bool alive_at_probe;
 
-    /* What the API handler saw. */
-    int api_calls;
+    /* What the API handler saw. The client thread polls api_calls while the loop counts. */
+    atomic_int api_calls;
     bool admin;
     char method[16], path[64], query[128], origin[64], cookie[128];
     char body[512];
@@ -686,9 +684,9 @@ static const char slow_req[] = "GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n";
 /* True once the loop has taken n requests off the wire (the handler has run). */
 static bool wait_api_calls(fixture *f, int n)
 {
-    for (int i = 0; i < 2000 && __atomic_load_n(&f->api_calls, __ATOMIC_SEQ_CST) < n; i++)
+    for (int i = 0; i < 2000 && atomic_load(&f->api_calls) < n; i++)
         usleep(1000);
-    return __atomic_load_n(&f->api_calls, __ATOMIC_SEQ_CST) >= n;
+    return atomic_load(&f->api_calls) >= n;
 }
 
 static void *scenario_deferred(void *arg)
@@ -1177,13 +1175,10 @@ static void test_missing_evlib_plugin(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    const char *saved = pw_web__evlib_path;
-    pw_web__evlib_path = "/nonexistent/libwebsockets-evlib_uv.so";
     pw_web *w = NULL;
-    pw_web_opts o = {.addr = "127.0.0.1"};
+    pw_web_opts o = {.addr = "127.0.0.1", .evlib_path = "/nonexistent/libwebsockets-evlib_uv.so"};
     char err[256] = "";
     int rc = pw_web_new(&w, &loop, &o, err, sizeof(err));
-    pw_web__evlib_path = saved;
     assert_int_equal(rc, -1);
     assert_null(w);
     assert_non_null(strstr(err, "libwebsockets-evlib-uv"));
