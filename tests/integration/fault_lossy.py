@@ -4,11 +4,25 @@
 duplicates as replays without acting on them twice, measure the loss from sequence gaps, and
 keep every line within its limit beyond the reaction window (the simulator's ground truth)."""
 import argparse
+import math
 import statistics
 
 import fault_common as fc
 import pwtest
 from pwtest import check, log
+
+LOSS = DUP = REORDER = 0.05  # the simulator's impairment, both directions
+
+
+def poisson_quantile(lam, tail):
+    """The smallest k with P(X > k) < tail for X ~ Poisson(lam)."""
+    k, p, cdf = 0, math.exp(-lam), 0.0
+    while True:
+        cdf += p
+        if 1.0 - cdf < tail:
+            return k
+        k += 1
+        p *= lam / k
 
 
 def main():
@@ -23,7 +37,7 @@ def main():
         n = len(cfg["chargers"])
         pw = fc.start_appliance(procs, tmp, cfg_path, port, args.phasewise)
         sim = fc.start_sim(procs, tmp, cfg_path, args.sim,
-                           ["--loss", "0.05", "--dup", "0.05", "--reorder", "0.05"])
+                           ["--loss", str(LOSS), "--dup", str(DUP), "--reorder", str(REORDER)])
         fc.wait_balancing(port, sim.report, n, timeout=30)
 
         # Every charger stays online and leased for the whole run, whatever is lost.
@@ -44,11 +58,12 @@ def main():
         check(rejected["auth"] == 0, f"impairment produced unauthentic datagrams: {rejected}")
         losses = [c["loss_pct"] for c in doc["chargers"]]
         mean = statistics.mean(losses)
-        m = fc.metrics(port)
-        # The state document is a snapshot of the last tick; the counter only grows since.
-        check(m['phasewise_datagrams_rejected_total{transport="lan",reason="replay"}']
-              >= rejected["replay"],
-              "/metrics counts fewer replays than /api/state showed before it")
+        # The state document is a snapshot of the last tick. /metrics reads the live counter,
+        # and duplicates keep arriving (about 0.7 a second), so it must soon count more than
+        # the snapshot: equal for 15 s would mean a frozen or separate count.
+        replay_series = 'phasewise_datagrams_rejected_total{transport="lan",reason="replay"}'
+        pwtest.wait_for(f"/metrics to count more replays than the {rejected['replay']} /api/state "
+                        "showed", lambda: fc.metrics(port)[replay_series] > rejected["replay"], 15)
 
         reports = fc.read_report(sim.report)
         worst = fc.check_no_overload(reports, "lossy LAN")
@@ -66,9 +81,23 @@ def main():
         dropped = int(summary[-1].rsplit("dropped ", 1)[1].split("/")[0])
         truth = 100.0 * dropped / (sent + dropped)
         check(dropped > 0 and mean > 0, f"nothing lost: dropped {dropped}, measured {mean} %")
-        check(abs(mean - truth) <= max(2.0, truth), f"the appliance measured {mean:.1f} % loss "
-              f"from sequence gaps, the simulator dropped {truth:.1f} % of what it sent")
-        log(f"loss: simulator dropped {truth:.1f} %, appliance measured {mean:.1f} %")
+        # How close the two figures must be. They count the same lost datagrams except a few:
+        # the meters' (in the simulator's figure only: the appliance's is over chargers), a
+        # charger's first datagram lost and its last ones lost before the snapshot (no gap the
+        # appliance can see). One datagram moves either figure by about one = 100 / (sent +
+        # dropped) points. Those unshared losses are about Poisson with mean lam = LOSS x (the
+        # meters' datagrams + 2 per charger), ~3 in a 35 s run of ~520 datagrams; allow the
+        # count exceeded with probability 1e-4 (11-12), plus the duplicates in `sent` (they
+        # lower the simulator's figure by about DUP of itself) and the 0.1 rounding of loss_pct.
+        # About 2.2-2.7 points at the ~3 % this seed loses; 23 runs measured 0.3-1.7 apart.
+        meters = sum(1 for node in cfg["nodes"] if node.get("meter"))
+        one = 100.0 / (sent + dropped)
+        lam = LOSS * (meters * (sent + dropped) / (n + meters) + 2 * n)
+        tol = poisson_quantile(lam, 1e-4) * one + DUP * truth + 0.1
+        check(abs(mean - truth) <= tol, f"the appliance measured {mean:.1f} % loss from sequence "
+              f"gaps, the simulator dropped {truth:.1f} % of what it sent (tolerance {tol:.1f})")
+        log(f"loss: simulator dropped {truth:.1f} %, appliance measured {mean:.1f} % "
+            f"(tolerance {tol:.1f} points)")
 
 
 if __name__ == "__main__":
