@@ -180,9 +180,8 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     /* A charger that missed a status may have lost the appliance too and fall back to its
      * failsafe when its lease ends: budget that, and hold its offer (if it hears us, nothing
      * changes for its car) until it is heard again or goes offline. */
-    if (!b->p.oneshot &&
-        age(now, c->meas_at) >
-            (uint64_t)c->spec.timing.status_max_ms + c->spec.timing.status_delay_ms) {
+    if (!b->p.oneshot && age(now, c->meas_at) > (uint64_t)c->spec.timing.status_max_ms +
+                                                    c->spec.timing.status_delay_ms) {
         pl->overdue = true;
         silent_budget(c, true, pl->fixed);
         return;

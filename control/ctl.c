@@ -34,10 +34,10 @@ struct pw_ctl {
     pw_ctl_meter_state *meter;
     ctl_sent *sent;
     pw_ctl_command *cmd;
-    size_t n_due;       /* commands marked due and not sent yet */
-    uint64_t run_at;    /* a report asked for a run at this time; UINT64_MAX = none */
-    uint64_t last_run;  /* time of the last run */
-    uint64_t deadline;  /* earliest own deadline as of the last run, lowered since */
+    size_t n_due;      /* commands marked due and not sent yet */
+    uint64_t run_at;   /* a report asked for a run at this time; UINT64_MAX = none */
+    uint64_t last_run; /* time of the last run */
+    uint64_t deadline; /* earliest own deadline as of the last run, lowered since */
     uint32_t plan_seq;
     pw_ctl_unassigned_dev unassigned[PW_CTL_MAX_UNASSIGNED];
     size_t n_unassigned;
@@ -59,11 +59,11 @@ static void lower_deadline(pw_ctl *c, uint64_t t)
     c->deadline = min_u64(c->deadline, t);
 }
 
-static void event(pw_ctl *c, int64_t wall, const char *kind, const char *subject,
-                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void event(pw_ctl *c, int64_t wall, const char *kind, const char *subject, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
 
-static void event(pw_ctl *c, int64_t wall, const char *kind, const char *subject,
-                  const char *fmt, ...)
+static void event(pw_ctl *c, int64_t wall, const char *kind, const char *subject, const char *fmt,
+                  ...)
 {
     if (!c->sink.event)
         return;
@@ -211,8 +211,7 @@ static void request_run(pw_ctl *c, uint64_t at)
     c->run_at = min_u64(c->run_at, at);
 }
 
-void pw_ctl_charger_seen(pw_ctl *c, size_t i, const pw_ctl_seen *seen, uint64_t now,
-                         int64_t wall)
+void pw_ctl_charger_seen(pw_ctl *c, size_t i, const pw_ctl_seen *seen, uint64_t now, int64_t wall)
 {
     if (i >= c->cfg->n_chargers)
         return;
@@ -252,8 +251,7 @@ int pw_ctl_charger_report(pw_ctl *c, size_t i, const pw_ctl_seen *seen, const pw
     pw_ctl_charger_state *ch = &c->ch[i];
     bool had = ch->has_report;
     uint8_t old_pilot = ch->report.pilot;
-    if (!had || strcmp(r->session_ref, ch->report.session_ref) != 0 ||
-        r->pilot == PW_CTL_PILOT_A)
+    if (!had || strcmp(r->session_ref, ch->report.session_ref) != 0 || r->pilot == PW_CTL_PILOT_A)
         ch->drew = false;
     ch->report = *r;
     ch->report.session_ref[sizeof ch->report.session_ref - 1] = '\0';
@@ -654,8 +652,7 @@ void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing
             c->unassigned[c->n_unassigned++] = old.unassigned[k];
     release(&old);
     c->run_at = now;
-    event(c, wall, "config_change", "", "%zu nodes, %zu chargers", cfg->n_nodes,
-          cfg->n_chargers);
+    event(c, wall, "config_change", "", "%zu nodes, %zu chargers", cfg->n_nodes, cfg->n_chargers);
 }
 
 /* ---- read side ------------------------------------------------------------------------- */

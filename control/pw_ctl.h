@@ -15,17 +15,17 @@
 #include "pw_bal.h"
 #include "pw_cfg.h"
 
-#define PW_CTL_TEXT_LEN        32
-#define PW_CTL_REF_LEN         40
-#define PW_CTL_MAX_UNASSIGNED  64
+#define PW_CTL_TEXT_LEN         32
+#define PW_CTL_REF_LEN          40
+#define PW_CTL_MAX_UNASSIGNED   64
 #define PW_CTL_MAX_REJECT_KINDS 32
-#define PW_CTL_ENERGY_UNKNOWN  UINT64_MAX
-#define PW_CTL_LEASE_RENEW_DIV 3     /* a lease is renewed after a third of it has passed */
-#define PW_CTL_CUT_CONFIRM_MS  2000  /* a cut no report confirmed goes out again after this */
-#define PW_CTL_CUT_MAX_RESENDS 2     /* ... at most this often; then the renewals carry it */
-#define PW_CTL_SESSION_SAVE_MS 60000 /* an open session's row is written again this often */
-#define PW_CTL_REJECT_EVENT_MS 60000 /* rejected input becomes at most one event a minute */
-#define PW_CTL_RETRY_MS        1000  /* a due command no transport sent is marked due again */
+#define PW_CTL_ENERGY_UNKNOWN   UINT64_MAX
+#define PW_CTL_LEASE_RENEW_DIV  3     /* a lease is renewed after a third of it has passed */
+#define PW_CTL_CUT_CONFIRM_MS   2000  /* a cut no report confirmed goes out again after this */
+#define PW_CTL_CUT_MAX_RESENDS  2     /* ... at most this often; then the renewals carry it */
+#define PW_CTL_SESSION_SAVE_MS  60000 /* an open session's row is written again this often */
+#define PW_CTL_REJECT_EVENT_MS  60000 /* rejected input becomes at most one event a minute */
+#define PW_CTL_RETRY_MS         1000  /* a due command no transport sent is marked due again */
 
 /* IEC 61851 pilot states; the core's own enum, so it needs no protocol header. */
 enum pw_ctl_pilot {
@@ -108,7 +108,7 @@ void pw_ctl_charger_seen(pw_ctl *c, size_t charger, const pw_ctl_seen *seen, uin
  * and asks for a run within the facility's tick. Returns -1 and changes nothing for a report
  * that cannot be true (pilot out of range, a current not finite, a negative offer). */
 int pw_ctl_charger_report(pw_ctl *c, size_t charger, const pw_ctl_seen *seen,
-                           const pw_ctl_report *r, uint64_t now, int64_t wall);
+                          const pw_ctl_report *r, uint64_t now, int64_t wall);
 /* A node meter's reading per grid line; asks for a run at once (cuts apply at once). A reading
  * with a value that is not finite, negative or above ten times the node's fuse is refused
  * (returns -1): the meter keeps its last reading and ages into the stale budget; the refusal

@@ -99,8 +99,8 @@ static void put_config(pw_app *app, const pw_web_request *req, pw_web_response *
         return;
     }
     pw_app_apply_config(app, cfg);
-    pw_api_set_json(resp, 200, json_pack("{s:b, s:o}", "ok", 1, "restart_pending",
-                                         restart_pending(app)));
+    pw_api_set_json(resp, 200,
+                    json_pack("{s:b, s:o}", "ok", 1, "restart_pending", restart_pending(app)));
 }
 
 void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)

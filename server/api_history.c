@@ -1,7 +1,7 @@
 /* History endpoints of the JSON API (docs/api.md: time series, sessions, energy, CSV exports,
- * events, limit changes), run on the API worker pool (api_pool.c). SQLite is never touched on the loop
- * thread: a request is parsed on the loop, deferred (pw_web_defer), run on a libuv worker with a
- * read connection of its own and completed back on the loop. */
+ * events, limit changes), run on the API worker pool (api_pool.c). SQLite is never touched on the
+ * loop thread: a request is parsed on the loop, deferred (pw_web_defer), run on a libuv worker with
+ * a read connection of its own and completed back on the loop. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,6 @@
 
 #include "app_int.h"
 #include "pw_util.h"
-
 
 #define DAY_MS            INT64_C(86400000)
 #define DEFAULT_RANGE_MS  DAY_MS

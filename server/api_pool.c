@@ -181,4 +181,3 @@ char *pw_api_arg(const pw_web_request *req, const char *name)
     }
     return v;
 }
-

@@ -150,7 +150,6 @@ static int start_demo(pw_app *app)
     return 0;
 }
 
-
 static pw_cfg *clone_config(const pw_cfg *cfg)
 {
     pw_cfg_errors errs;
@@ -199,8 +198,7 @@ static void on_ctl_limit(void *ud, size_t i, const pw_bal_result *r, int64_t wal
     pw_history_limit_change(app->history, app->cfg->chargers[i].id, r, wall);
 }
 
-static void on_transport_event(void *ud, const char *kind, const char *subject,
-                               const char *detail)
+static void on_transport_event(void *ud, const char *kind, const char *subject, const char *detail)
 {
     pw_app_event(ud, kind, subject, "%s", detail);
 }
@@ -413,8 +411,8 @@ static void stop(pw_app *app)
     app->n_tr = 0;
     pw_publisher_close(app->publisher);
     app->publisher = NULL;
-    uv_handle_t *handles[] = {(uv_handle_t *)&app->check,   (uv_handle_t *)&app->deadline,
-                              (uv_handle_t *)&app->tick,    (uv_handle_t *)&app->sig_int,
+    uv_handle_t *handles[] = {(uv_handle_t *)&app->check,    (uv_handle_t *)&app->deadline,
+                              (uv_handle_t *)&app->tick,     (uv_handle_t *)&app->sig_int,
                               (uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_hup};
     for (size_t i = 0; i < PW_ARRAY_LEN(handles); i++)
         close_handle(handles[i]);
@@ -563,10 +561,8 @@ static int start_core(pw_app *app)
     app->start_ms = uv_now(&app->loop);
     for (size_t k = 0; k < PW_ARRAY_LEN(transport_new); k++)
         app->tr[app->n_tr++] = transport_new[k]();
-    pw_ctl_sink sink = {.ud = app,
-                        .event = on_ctl_event,
-                        .session = on_ctl_session,
-                        .limit_change = on_ctl_limit};
+    pw_ctl_sink sink = {
+        .ud = app, .event = on_ctl_event, .session = on_ctl_session, .limit_change = on_ctl_limit};
     pw_bal_timing *timing = charger_timing(app, app->cfg);
     app->ctl = pw_ctl_new(app->cfg, timing, &sink);
     free(timing);
@@ -628,11 +624,8 @@ static int start_web(pw_app *app)
 
 static void start_dispatch(pw_app *app)
 {
-    pw_publish_src src = {.ud = app,
-                          .head = doc_head,
-                          .item = doc_charger,
-                          .count = doc_count,
-                          .done = on_state_doc};
+    pw_publish_src src = {
+        .ud = app, .head = doc_head, .item = doc_charger, .count = doc_count, .done = on_state_doc};
     app->publisher = pw_publisher_new(&app->loop, &src);
     uv_check_init(&app->loop, &app->check);
     app->check.data = app;
@@ -651,8 +644,8 @@ static int start(pw_app *app)
         start_signals(app) != 0)
         return -1;
     start_dispatch(app);
-    pw_app_event(app, "start", "", "phasewise %s, boot %u, %zu chargers", PW_VERSION,
-                 app->boot_id, app->cfg->n_chargers);
+    pw_app_event(app, "start", "", "phasewise %s, boot %u, %zu chargers", PW_VERSION, app->boot_id,
+                 app->cfg->n_chargers);
     if (app->opts.demo && start_demo(app) != 0)
         return -1;
     return 0;

@@ -93,9 +93,9 @@ void pw_history_close(pw_history *h);
 /* Why history is not being written, "" when it is; borrowed (loop thread). */
 const char *pw_history_error(const pw_history *h);
 typedef struct pw_history_stats {
-    uint64_t errors;           /* failed writes */
-    pw_latency loop_time;      /* the loop's share per batch (rows, hand-over) */
-    pw_latency write_time;     /* one batch written by the worker */
+    uint64_t errors;       /* failed writes */
+    pw_latency loop_time;  /* the loop's share per batch (rows, hand-over) */
+    pw_latency write_time; /* one batch written by the worker */
     uint64_t rows_written;
 } pw_history_stats;
 const pw_history_stats *pw_history_stats_get(const pw_history *h);

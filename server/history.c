@@ -150,8 +150,7 @@ static void after_write(uv_work_t *req, int status)
     uint64_t now = uv_now(h->loop);
     if (now - h->last_error_log_ms > ERROR_LOG_MS || !h->last_error_log_ms) {
         h->last_error_log_ms = now;
-        pw_error("storage", "history write failed (%s); balancing continues, retrying",
-                 h->error);
+        pw_error("storage", "history write failed (%s); balancing continues, retrying", h->error);
     }
     if (pw_store_batch_rows(h->filling) > MAX_PENDING_ROWS) {
         pw_error("storage", "dropping %zu history rows that could not be written",

@@ -223,8 +223,8 @@ static void on_balancer(lan *l, const pw_proto_msg *msg)
     }
 }
 
-static void on_datagram(pw_net *net, const uint8_t *buf, size_t len,
-                        const struct sockaddr_in *from, void *user)
+static void on_datagram(pw_net *net, const uint8_t *buf, size_t len, const struct sockaddr_in *from,
+                        void *user)
 {
     (void)net;
     (void)from;
@@ -315,11 +315,11 @@ static void on_heartbeat(uv_timer_t *timer)
         degraded |= nres[n].meter_stale;
     size_t online = pw_ctl_online_count(l->env.ctl, now);
     pw_proto_msg msg = {.hdr.type = PW_MSG_HEARTBEAT};
-    msg.u.heartbeat = (pw_msg_heartbeat){
-        .uptime_s = (uint32_t)((now - l->start_ms) / 1000),
-        .config_generation = l->config_generation,
-        .chargers_online = (uint16_t)(online > UINT16_MAX ? UINT16_MAX : online),
-        .state = degraded ? PW_HB_DEGRADED : PW_HB_BALANCING};
+    msg.u.heartbeat =
+        (pw_msg_heartbeat){.uptime_s = (uint32_t)((now - l->start_ms) / 1000),
+                           .config_generation = l->config_generation,
+                           .chargers_online = (uint16_t)(online > UINT16_MAX ? UINT16_MAX : online),
+                           .state = degraded ? PW_HB_DEGRADED : PW_HB_BALANCING};
     send_msg(l, &msg);
 }
 

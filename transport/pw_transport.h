@@ -19,11 +19,11 @@ typedef struct pw_transport pw_transport;
 /* Lent by the shell for the transport's lifetime. */
 typedef struct pw_transport_env {
     uv_loop_t *loop;
-    pw_ctl *ctl;          /* inbox, and the commands to send */
-    const pw_cfg *cfg;    /* the config the appliance started with: sockets are opened from it;
-                             later configs arrive through reconfigure */
-    const uint8_t *key;   /* the facility key (PW_PROTO_KEY_LEN bytes) */
-    uint32_t boot_id;     /* the appliance's boot id as a sender */
+    pw_ctl *ctl;        /* inbox, and the commands to send */
+    const pw_cfg *cfg;  /* the config the appliance started with: sockets are opened from it;
+                           later configs arrive through reconfigure */
+    const uint8_t *key; /* the facility key (PW_PROTO_KEY_LEN bytes) */
+    uint32_t boot_id;   /* the appliance's boot id as a sender */
     /* Events of the transport's own (another balancer on the group, ...). */
     void (*log_event)(void *ud, const char *kind, const char *subject, const char *detail);
     void *ud;
