@@ -29,19 +29,78 @@ typedef struct pw_cfg_errors {
 } pw_cfg_errors;
 
 /* How a device is reached: the transport it speaks and its identity there. In the file it is
- * {"lan": {"device_id": 1001}} or {"defa": {"serial": "..."}}; later transports add kinds. */
+ * {"lan": {"device_id": 1001}}, {"defa": {"serial": "..."}}, {"modbus": {"host": "10.0.0.5",
+ * "port": 502, "unit": 3, "map": "sdm630", ...}} or {"mqtt": {"topic": "...", ...}}. */
 enum pw_cfg_link_kind {
-    PW_CFG_LINK_NONE = 0, /* not reached at all (an unmetered node) */
-    PW_CFG_LINK_LAN = 1,  /* phasewise LAN protocol, by device id */
-    PW_CFG_LINK_DEFA = 2, /* DEFA Balancer meter frame, by serial number (meters only) */
+    PW_CFG_LINK_NONE = 0,   /* not reached at all (an unmetered node) */
+    PW_CFG_LINK_LAN = 1,    /* phasewise LAN protocol, by device id */
+    PW_CFG_LINK_DEFA = 2,   /* DEFA Balancer meter frame, by serial number (meters only) */
+    PW_CFG_LINK_MODBUS = 3, /* Modbus TCP, by gateway and unit id (meters only) */
+    PW_CFG_LINK_MQTT = 4,   /* MQTT feed on the configured broker, by topic (meters only) */
     PW_CFG_LINK_KINDS
 };
 
+/* The identity of a device; what else a meter link says is in pw_cfg_meter_opts. */
 typedef struct pw_cfg_link {
     enum pw_cfg_link_kind kind;
     uint32_t device_id; /* lan */
     char serial[12];    /* defa */
+    char host[64];      /* modbus: the gateway's IPv4 address or host name */
+    uint16_t port;      /* modbus: its TCP port (502) */
+    uint8_t unit;       /* modbus: the meter's unit id behind it (1..247) */
+    char topic[128];    /* mqtt: the topic (plain form: the L1 topic) */
 } pw_cfg_link;
+
+/* Register value types of a generic Modbus map. */
+enum pw_cfg_reg_type {
+    PW_CFG_REG_U16 = 0,
+    PW_CFG_REG_S16,
+    PW_CFG_REG_U32,
+    PW_CFG_REG_S32,
+    PW_CFG_REG_F32,
+};
+
+typedef struct pw_cfg_generic_reg {
+    bool present;    /* false: this line is not read (e.g. L2 on a 3-wire IT meter) */
+    uint16_t address;
+    enum pw_cfg_reg_type type;
+    double scale;    /* register value x scale = amperes */
+} pw_cfg_generic_reg;
+
+#define PW_CFG_MAP_LEN   16
+#define PW_CFG_TOPIC_LEN 128
+#define PW_CFG_PATH_LEN  64
+
+/* How a meter is read beyond its identity, parallel to cfg->meters. */
+typedef struct pw_cfg_meter_opts {
+    /* modbus */
+    char map[PW_CFG_MAP_LEN]; /* "sdm630", "sdm72v1", "sdm72v2", "em340", "em24", "em24eth",
+                                 "abb_b2x", "sunspec", "generic" */
+    uint32_t interval_ms;     /* poll interval (1000) */
+    uint32_t timeout_ms;      /* an answer later than this is a timeout (1000) */
+    uint8_t function;         /* generic: 3 (holding) or 4 (input registers) */
+    bool low_word_first;      /* generic: 32-bit values with the low word first */
+    pw_cfg_generic_reg line[3]; /* generic: the current of each grid line */
+    /* mqtt */
+    char preset[8];           /* "ams" (AMS reader JSON), "json" (a path per line), "plain"
+                                 (one value per topic) */
+    char topics[3][PW_CFG_TOPIC_LEN]; /* plain: one topic per line ("" = not reported) */
+    char paths[3][PW_CFG_PATH_LEN];   /* json: a dotted path per line ("" = not reported) */
+    /* any */
+    bool derive_l2; /* a 3-wire IT meter reporting only L1 and L3: L2 derived (docs/meters.md) */
+} pw_cfg_meter_opts;
+
+/* The MQTT broker meter feeds come from (off when host is ""). */
+typedef struct pw_cfg_mqtt {
+    char host[64];
+    uint16_t port; /* 1883, or 8883 with TLS */
+    char username[64];
+    char password[128];
+    char client_id[64]; /* "" = "phasewise-<site>" */
+    bool tls;
+    char ca_file[256]; /* PEM CA to check the broker with; "" = the system's */
+    uint16_t keepalive_s;
+} pw_cfg_mqtt;
 
 typedef struct pw_cfg_net {
     char group[16]; /* IPv4 multicast group, dotted quad */
@@ -74,6 +133,7 @@ typedef struct pw_cfg {
     pw_bal_node_spec *nodes; /* n_nodes, nodes[0] is the root */
     pw_cfg_link *meters;     /* n_nodes, parallel to nodes: each node's meter, kind NONE if
                                 unmetered */
+    pw_cfg_meter_opts *meter_opts; /* n_nodes, parallel to meters */
     size_t n_nodes;
     pw_bal_charger_spec *chargers; /* n_chargers */
     pw_cfg_link *charger_links;    /* n_chargers, parallel to chargers */
@@ -83,6 +143,7 @@ typedef struct pw_cfg {
     uint32_t tick_ms;  /* control loop period when no meter reading arrives */
     pw_cfg_net net;
     pw_cfg_http http;
+    pw_cfg_mqtt mqtt;
     /* n_chargers charger indices ordered by link, built by the parser so that
      * pw_cfg_charger_by_link need not scan; NULL in a config put together by hand. */
     uint32_t *charger_order;

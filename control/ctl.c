@@ -588,7 +588,14 @@ static int link_cmp(const pw_cfg_link *a, const pw_cfg_link *b)
         return a->kind < b->kind ? -1 : 1;
     if (a->device_id != b->device_id)
         return a->device_id < b->device_id ? -1 : 1;
-    return strcmp(a->serial, b->serial);
+    if (a->port != b->port)
+        return a->port < b->port ? -1 : 1;
+    if (a->unit != b->unit)
+        return a->unit < b->unit ? -1 : 1;
+    int d = strcmp(a->serial, b->serial);
+    if (!d)
+        d = strcmp(a->host, b->host);
+    return d ? d : strcmp(a->topic, b->topic);
 }
 
 static int index_cmp(const void *x, const void *y)
