@@ -275,16 +275,28 @@ int pw_ctl_charger_report(pw_ctl *c, size_t i, const pw_ctl_seen *seen, const pw
     return 0;
 }
 
+/* A 3-wire IT meter that reports only L1 and L3: the line currents sum to zero as phasors, so
+ * |I2| = |I1 + I3| <= |I1| + |I3|. Without the phase angles that sum is the only bound that
+ * never under-estimates L2. */
+static double derived_l2(const double line_a[PW_LINES])
+{
+    return line_a[0] + line_a[2];
+}
+
 int pw_ctl_meter_report(pw_ctl *c, size_t node, const double line_a[PW_LINES], uint64_t now)
 {
     if (node >= c->cfg->n_nodes)
         return -1;
+    double amps[PW_LINES];
+    memcpy(amps, line_a, sizeof amps);
+    if (c->cfg->meter_opts && c->cfg->meter_opts[node].derive_l2 && isnan(amps[1]))
+        amps[1] = derived_l2(amps);
     /* A reading ten times the fuse is a broken meter or the wrong register, not a load. */
     double plausible = 0;
     for (size_t l = 0; l < PW_LINES; l++)
         plausible = fmax(plausible, 10.0 * c->cfg->nodes[node].limit_a[l]);
     for (size_t l = 0; l < PW_LINES; l++) {
-        if (!isfinite(line_a[l]) || line_a[l] < 0 || line_a[l] > plausible) {
+        if (!isfinite(amps[l]) || amps[l] < 0 || amps[l] > plausible) {
             c->stats.meter_rejected++;
             pw_ctl_rejected(c, "meter", "implausible",
                             "a reading not a number, negative or above ten times the fuse");
@@ -294,8 +306,8 @@ int pw_ctl_meter_report(pw_ctl *c, size_t node, const double line_a[PW_LINES], u
     pw_ctl_meter_state *m = &c->meter[node];
     m->last_seen_ms = now ? now : 1;
     m->has_reading = true;
-    memcpy(m->line_a, line_a, sizeof m->line_a);
-    pw_bal_set_meter(c->bal, node, line_a, now);
+    memcpy(m->line_a, amps, sizeof m->line_a);
+    pw_bal_set_meter(c->bal, node, amps, now);
     request_run(c, now); /* cuts apply at once */
     return 0;
 }
