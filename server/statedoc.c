@@ -99,6 +99,23 @@ static double *chargers_load(const pw_ctl *ctl)
     return load;
 }
 
+/* What the transport that reads node's meter says is wrong with it, as "problem" and an alert. */
+static void meter_problem(const pw_app *app, size_t n, json_t *meter, json_t *alerts)
+{
+    const pw_cfg *cfg = pw_ctl_config(app->ctl);
+    char problem[200];
+    for (size_t k = 0; k < app->n_tr; k++) {
+        const pw_transport *t = app->tr[k];
+        if (t->ops->kind != cfg->meters[n].kind || !t->ops->meter_problem ||
+            !t->ops->meter_problem(t, n, problem, sizeof problem))
+            continue;
+        json_object_set_new(meter, "problem", json_string(problem));
+        char text[300];
+        snprintf(text, sizeof text, "meter of '%s': %s", cfg->nodes[n].name, problem);
+        alert(alerts, "warn", text);
+    }
+}
+
 static json_t *node_json(const pw_app *app, size_t n, const double charger_load[PW_LINES],
                          uint64_t now, json_t *alerts)
 {
@@ -133,6 +150,7 @@ static json_t *node_json(const pw_app *app, size_t n, const double charger_load[
             snprintf(text, sizeof text, "meter of '%s' stale: conservative budget", spec->name);
             alert(alerts, "warn", text);
         }
+        meter_problem(app, n, json_object_get(o, "meter"), alerts);
     }
     return o;
 }

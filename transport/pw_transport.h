@@ -57,6 +57,10 @@ typedef struct pw_transport_ops {
     /* The LAN address changed (net/watch): join again on addr. Returns 0 or -1. May be NULL. */
     int (*net_changed)(pw_transport *t, const char *addr);
     void (*stats)(const pw_transport *t, pw_transport_stats *out);
+    /* Why node's meter is not being read, for people ("register 0x0006 not available on unit
+     * 3: wrong meter model?"): 1 with text in out, 0 when there is nothing to say. May be
+     * NULL. */
+    int (*meter_problem)(const pw_transport *t, size_t node, char *out, size_t out_size);
     /* Closes every handle; the memory is freed once they are closed. */
     void (*stop)(pw_transport *t);
 } pw_transport_ops;
