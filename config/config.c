@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,7 +32,7 @@ typedef struct entry {
     uint32_t at;             /* index in its array */
 } entry;
 
-#define PATH_DEPTH 6 /* nodes[i].meter.link.lan is the deepest object read */
+#define PATH_DEPTH 6 /* nodes[i].meter.link.modbus.lines[k] is the deepest object read */
 
 /* One step of a JSON path: "nodes[3]" (index >= 0) or "meter" (index -1). */
 typedef struct step {
@@ -281,6 +282,36 @@ static bool parse_ipv4(const char *s, struct in_addr *a)
     return inet_pton(AF_INET, s, a) == 1;
 }
 
+/* A Modbus gateway or MQTT broker: an IPv4 dotted quad, or a host name of letters, digits, '-'
+ * and '.' in non-empty labels that neither start nor end with '-'. All digits and dots is
+ * neither: "10.0.0.256" is a mistyped address, not a name to look up. */
+static bool valid_host(const char *s)
+{
+    struct in_addr a;
+    if (parse_ipv4(s, &a))
+        return true;
+    if (!*s || strlen(s) > 63)
+        return false;
+    bool numeric = true;
+    const char *label = s;
+    for (const char *p = s;; p++) {
+        if (*p == '.' || *p == '\0') {
+            if (p == label || *label == '-' || p[-1] == '-')
+                return false;
+            if (*p == '\0')
+                break;
+            label = p + 1;
+        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-') {
+            numeric = false;
+        } else if (!(*p >= '0' && *p <= '9')) {
+            return false;
+        }
+    }
+    return !numeric;
+}
+
+#define HOST_RULE "must be an IPv4 address or a host name of letters, digits, '.' and '-'"
+
 static void parse_network(ctx *c, const json_t *net, pw_cfg_net *out)
 {
     static const char *const keys[] = {"group",    "port",        "interface", "ttl",
@@ -374,6 +405,43 @@ int pw_cfg_parse_listen(const char *text, char *addr, size_t addr_size, uint16_t
     return 0;
 }
 
+/* The broker MQTT meter feeds are read from; no host: none. */
+static void parse_mqtt_broker(ctx *c, const json_t *v, pw_cfg_mqtt *out)
+{
+    static const char *const keys[] = {"host", "port",    "username",    "password", "client_id",
+                                       "tls",  "ca_file", "keepalive_s", NULL};
+    push_path(c, "mqtt", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL, "must be an object: {\"host\": \"...\", \"port\": 1883, ...}");
+        pop_path(c);
+        return;
+    }
+    check_keys(c, v, keys);
+    if (get_string(c, v, "host", out->host, sizeof out->host) && *out->host &&
+        !valid_host(out->host))
+        add_error(c, "host",
+                  "must be the broker's IPv4 address or host name (letters, digits, '.', '-'), "
+                  "or \"\" for no broker");
+    get_bool(c, v, "tls", &out->tls);
+    uint32_t port = out->tls ? 8883 : 1883, keepalive = out->keepalive_s;
+    if (get_u32(c, v, "port", 1, 65535, &port))
+        out->port = (uint16_t)port;
+    if (get_u32(c, v, "keepalive_s", 5, 600, &keepalive))
+        out->keepalive_s = (uint16_t)keepalive;
+    get_string(c, v, "username", out->username, sizeof out->username);
+    get_string(c, v, "password", out->password, sizeof out->password);
+    if (*out->password && !*out->username)
+        add_error(c, "password", "needs a username: MQTT 3.1.1 sends a password only with one");
+    if (get_string(c, v, "client_id", out->client_id, sizeof out->client_id) && *out->client_id &&
+        !valid_id(out->client_id))
+        add_error(c, "client_id",
+                  "may contain only letters, digits, '-', '_' and '.' (\"\" = phasewise-<site>)");
+    if (get_string(c, v, "ca_file", out->ca_file, sizeof out->ca_file) && *out->ca_file &&
+        !out->tls)
+        add_error(c, "ca_file", "is only used with \"tls\": true");
+    pop_path(c);
+}
+
 static void parse_balancer(ctx *c, const json_t *b, pw_cfg *cfg)
 {
     static const char *const keys[] = {"reaction_s",      "min_run_s",
@@ -422,6 +490,19 @@ static int link_cmp(const pw_cfg_link *a, const pw_cfg_link *b)
         return (a->device_id > b->device_id) - (a->device_id < b->device_id);
     case PW_CFG_LINK_DEFA:
         return strncmp(a->serial, b->serial, sizeof a->serial);
+    case PW_CFG_LINK_MODBUS: {
+        /* Host names are case-insensitive; "GW1" and "gw1" are the same gateway. */
+        int d = strncasecmp(a->host, b->host, sizeof a->host);
+        if (d)
+            return d < 0 ? -1 : 1;
+        if (a->port != b->port)
+            return a->port < b->port ? -1 : 1;
+        return (a->unit > b->unit) - (a->unit < b->unit);
+    }
+    case PW_CFG_LINK_MQTT: {
+        int d = strncmp(a->topic, b->topic, sizeof a->topic);
+        return (d > 0) - (d < 0);
+    }
     default:
         return 0;
     }
@@ -517,8 +598,69 @@ static void index_nodes(ctx *c, const pw_cfg *cfg)
 
 /* ---- links ---- */
 
-#define LAN_EXAMPLE  "{\"lan\": {\"device_id\": N}}"
-#define DEFA_EXAMPLE "{\"defa\": {\"serial\": \"...\"}}"
+#define LAN_EXAMPLE    "{\"lan\": {\"device_id\": N}}"
+#define DEFA_EXAMPLE   "{\"defa\": {\"serial\": \"...\"}}"
+#define MODBUS_EXAMPLE "{\"modbus\": {\"host\": \"...\", \"map\": \"...\"}}"
+#define MQTT_EXAMPLE   "{\"mqtt\": {\"preset\": \"...\", ...}}"
+/* Four full examples would not fit an error message: the kinds, each by its shape. */
+#define METER_KINDS                                                                                \
+    "{\"lan\": {...}}, {\"defa\": {...}}, {\"modbus\": {...}} or {\"mqtt\": {...}} "               \
+    "(docs/config.md)"
+
+/* The register maps a Modbus meter may name. The maps themselves live in modbus/
+ * (pw_modbus_map_find); config does not link against modbus/, so their names are kept here
+ * and must stay in step with it. "generic" takes its registers from the link itself. */
+static const char *const modbus_maps[] = {"sdm630",  "sdm72v1", "sdm72v2", "em340",   "em24",
+                                          "em24eth", "abb_b2x", "sunspec", "generic", NULL};
+
+const char *pw_cfg_modbus_map_name(size_t i)
+{
+    return i < sizeof modbus_maps / sizeof modbus_maps[0] ? modbus_maps[i] : NULL;
+}
+
+/* The AMS reader's JSON (UtilitechAS/amsreader-firmware, lib/JsonMqttHandler/json/json2.json
+ * to json4.json, published on its MQTT publish topic): the per-line currents in A are "I1",
+ * "I2" and "I3" inside the "data" object. Messages without them (list 1: power only) carry no
+ * currents. */
+static const char *const ams_paths[PW_LINES] = {"data.I1", "data.I2", "data.I3"};
+
+static const char *const reg_types[] = {
+    [PW_CFG_REG_U16] = "u16", [PW_CFG_REG_S16] = "s16", [PW_CFG_REG_U32] = "u32",
+    [PW_CFG_REG_S32] = "s32", [PW_CFG_REG_F32] = "f32", NULL,
+};
+
+/* Index of name in the NULL-terminated table, or -1. */
+static int find_name(const char *const *table, const char *name)
+{
+    for (int i = 0; table[i]; i++)
+        if (strcmp(table[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* One topic name, no filter: a feed names the topic its meter is published on. */
+static const char *topic_problem(const char *t)
+{
+    if (!*t)
+        return "must not be empty";
+    if (strpbrk(t, "+#"))
+        return "must name one topic: the wildcards '+' and '#' are not allowed";
+    return NULL;
+}
+
+/* A dotted path into a JSON message: "current.l1", segments of letters, digits and '_'. */
+static bool valid_json_path(const char *s)
+{
+    if (!*s)
+        return false;
+    for (const char *p = s; *p; p++) {
+        bool word = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || *p == '_';
+        if (!word && !(*p == '.' && p != s && p[-1] != '.' && p[1] != '\0'))
+            return false;
+    }
+    return true;
+}
 
 /* Reads an object {key: ...} of one link kind; false (with an error) if it is not one. */
 static bool link_body(ctx *c, const json_t *v, const char *const *keys, const char *key)
@@ -559,11 +701,264 @@ static void parse_defa(ctx *c, const json_t *v, pw_cfg_link *out)
     pop_path(c);
 }
 
-/* A "link" member: an object naming exactly one kind. Only meters may be DEFA frames: the DEFA
- * format carries currents, it cannot take an allocation. */
-static void parse_link(ctx *c, const json_t *v, bool meter, pw_cfg_link *out)
+/* One line of a generic map: null (not read) or {"address", "type", "scale"}. */
+static void parse_generic_reg(ctx *c, const json_t *v, pw_cfg_generic_reg *out)
 {
-    const char *kinds = meter ? LAN_EXAMPLE " or " DEFA_EXAMPLE : LAN_EXAMPLE;
+    static const char *const keys[] = {"address", "type", "scale", NULL};
+    *out = (pw_cfg_generic_reg){.scale = 1};
+    if (json_is_null(v))
+        return;
+    if (!json_is_object(v)) {
+        add_error(c, NULL,
+                  "must be {\"address\": N, \"type\": \"f32\", \"scale\": 1} or null (the line "
+                  "is not read)");
+        return;
+    }
+    check_keys(c, v, keys);
+    uint32_t address = 0;
+    char type[8] = "";
+    if (!json_object_get(v, "address"))
+        add_error(c, "address", "is required: the register's 0-based address on the wire");
+    else
+        get_u32(c, v, "address", 0, 65535, &address);
+    if (!json_object_get(v, "type"))
+        add_error(c, "type", "is required: \"u16\", \"s16\", \"u32\", \"s32\" or \"f32\"");
+    else if (get_string(c, v, "type", type, sizeof type) && find_name(reg_types, type) < 0)
+        add_error(c, "type", "must be \"u16\", \"s16\", \"u32\", \"s32\" or \"f32\"");
+    json_t *scale = json_object_get(v, "scale");
+    if (scale && (!json_is_number(scale) || !isfinite(json_number_value(scale)) ||
+                  json_number_value(scale) == 0))
+        add_error(c, "scale", "must be a number other than 0 (register value x scale = A)");
+    else if (scale)
+        out->scale = json_number_value(scale);
+    int t = find_name(reg_types, type);
+    if (t >= PW_CFG_REG_U32 && address == 65535)
+        add_error(c, "address", "a 32-bit value takes two registers: 65535 is the last one");
+    out->present = true;
+    out->address = (uint16_t)address;
+    out->type = t < 0 ? PW_CFG_REG_U16 : (enum pw_cfg_reg_type)t;
+}
+
+/* The generic map's registers, inside the modbus link. */
+static void parse_generic(ctx *c, const json_t *v, pw_cfg_meter_opts *o)
+{
+    json_t *fn = json_object_get(v, "function");
+    o->function = 4;
+    if (fn &&
+        (!json_is_integer(fn) || (json_integer_value(fn) != 3 && json_integer_value(fn) != 4)))
+        add_error(c, "function", "must be 3 (holding registers) or 4 (input registers)");
+    else if (fn)
+        o->function = (uint8_t)json_integer_value(fn);
+    get_bool(c, v, "low_word_first", &o->low_word_first);
+    json_t *lines = json_object_get(v, "lines");
+    if (!lines) {
+        add_error(c, "lines",
+                  "is required for the generic map: [L1, L2, L3], each {\"address\": N, "
+                  "\"type\": \"f32\"} or null");
+        return;
+    }
+    if (!json_is_array(lines) || json_array_size(lines) != PW_LINES) {
+        add_error(c, "lines", "must be an array of 3 entries [L1, L2, L3], each an object or null");
+        return;
+    }
+    size_t errs = c->errs->count, present = 0;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        push_path(c, "lines", (long)l);
+        parse_generic_reg(c, json_array_get(lines, l), &o->line[l]);
+        present += o->line[l].present;
+        pop_path(c);
+    }
+    if (!present && c->errs->count == errs)
+        add_error(c, "lines", "reads no line: give the register of at least one");
+}
+
+/* {"modbus": {"host", "port", "unit", "map", "interval_ms", "timeout_ms"}} and, for the generic
+ * map, "function", "low_word_first" and "lines". */
+static void parse_modbus(ctx *c, const json_t *v, pw_cfg_link *out, pw_cfg_meter_opts *opts)
+{
+    static const char *const keys[] = {"host",        "port",       "unit",     "map",
+                                       "interval_ms", "timeout_ms", "function", "low_word_first",
+                                       "lines",       NULL};
+    static const char *const generic_keys[] = {"function", "low_word_first", "lines", NULL};
+    push_path(c, "modbus", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL, "must be an object: " MODBUS_EXAMPLE);
+        pop_path(c);
+        return;
+    }
+    check_keys(c, v, keys);
+    size_t errs = c->errs->count;
+    pw_cfg_link l = {.kind = PW_CFG_LINK_MODBUS, .port = 502, .unit = 1};
+    pw_cfg_meter_opts o = {.interval_ms = 1000, .derive_l2 = opts->derive_l2};
+    if (!json_object_get(v, "host"))
+        add_error(c, "host", "is required: the gateway's IPv4 address or host name");
+    else if (get_string(c, v, "host", l.host, sizeof l.host) && !valid_host(l.host))
+        add_error(c, "host", HOST_RULE);
+    uint32_t port = l.port, unit = l.unit;
+    if (get_u32(c, v, "port", 1, 65535, &port))
+        l.port = (uint16_t)port;
+    if (get_u32(c, v, "unit", 1, 247, &unit))
+        l.unit = (uint8_t)unit;
+
+    char names[128] = "";
+    for (size_t i = 0; modbus_maps[i]; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 modbus_maps[i]);
+    json_t *map = json_object_get(v, "map");
+    if (!map)
+        add_error(c, "map", "is required: one of %s", names);
+    else if (!json_is_string(map) || find_name(modbus_maps, json_string_value(map)) < 0)
+        add_error(c, "map", "must be one of %s", names);
+    else
+        pw_strlcpy(o.map, json_string_value(map), sizeof o.map);
+
+    bool interval_ok = get_u32(c, v, "interval_ms", 200, 60000, &o.interval_ms);
+    o.timeout_ms = o.interval_ms < 1000 ? o.interval_ms : 1000;
+    if (get_u32(c, v, "timeout_ms", 100, 10000, &o.timeout_ms) && interval_ok &&
+        o.timeout_ms > o.interval_ms)
+        add_error(c, "timeout_ms",
+                  "must not exceed interval_ms (%" PRIu32 " ms): a poll must have its answer or "
+                  "time out before the next is due",
+                  o.interval_ms);
+
+    if (strcmp(o.map, "generic") == 0) {
+        parse_generic(c, v, &o);
+    } else if (*o.map) {
+        for (size_t i = 0; generic_keys[i]; i++)
+            if (json_object_get(v, generic_keys[i]))
+                add_error(c, generic_keys[i],
+                          "is only for map \"generic\": map \"%s\" has its registers built in",
+                          o.map);
+    }
+    if (c->errs->count == errs) {
+        *out = l;
+        *opts = o;
+    }
+    pop_path(c);
+}
+
+/* Three line entries: a string ("" = not reported) or null each, as topics or as JSON paths.
+ * Returns how many lines are reported, or -1 after an error. */
+static int parse_line_strings(ctx *c, const json_t *v, const char *key, bool topics, char *out,
+                              size_t size)
+{
+    json_t *a = json_object_get(v, key);
+    const char *what = topics ? "topic" : "dotted JSON path (\"current.l1\")";
+    if (!json_is_array(a) || json_array_size(a) != PW_LINES) {
+        add_error(c, key,
+                  "must be an array of 3 entries [L1, L2, L3], each a %s, or \"\" or null "
+                  "for a line not reported",
+                  what);
+        return -1;
+    }
+    int reported = 0;
+    bool ok = true;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        json_t *x = json_array_get(a, l);
+        char field[24], *dst = out + l * size;
+        snprintf(field, sizeof field, "%s[%zu]", key, l);
+        *dst = '\0';
+        if (json_is_null(x))
+            continue;
+        if (!json_is_string(x) || json_string_length(x) >= size ||
+            strlen(json_string_value(x)) != json_string_length(x)) {
+            add_error(c, field, "must be a %s of at most %zu characters, or \"\" or null", what,
+                      size - 1);
+            ok = false;
+            continue;
+        }
+        const char *s = json_string_value(x);
+        if (!*s)
+            continue;
+        const char *problem = topics               ? topic_problem(s)
+                              : valid_json_path(s) ? NULL
+                                                   : "must be a dotted path of letters, digits "
+                                                     "and '_', e.g. \"current.l1\"";
+        if (problem) {
+            add_error(c, field, "%s", problem);
+            ok = false;
+            continue;
+        }
+        pw_strlcpy(dst, s, size);
+        reported++;
+    }
+    if (ok && !reported)
+        add_error(c, key, "reports no line: give at least one");
+    return ok && reported ? reported : -1;
+}
+
+/* {"mqtt": {"preset": "ams"|"json"|"plain", ...}}: the AMS reader's JSON on "topic"; a JSON
+ * message on "topic" with a path per line ("paths"); or one number per topic ("topics"). */
+static void parse_mqtt_feed(ctx *c, const json_t *v, pw_cfg_link *out, pw_cfg_meter_opts *opts)
+{
+    static const char *const keys[] = {"preset", "topic", "paths", "topics", NULL};
+    static const char *const presets[] = {"ams", "json", "plain", NULL};
+    push_path(c, "mqtt", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL, "must be an object: " MQTT_EXAMPLE);
+        pop_path(c);
+        return;
+    }
+    check_keys(c, v, keys);
+    size_t errs = c->errs->count;
+    pw_cfg_link l = {.kind = PW_CFG_LINK_MQTT};
+    pw_cfg_meter_opts o = {.derive_l2 = opts->derive_l2};
+    json_t *preset = json_object_get(v, "preset");
+    if (!json_is_string(preset) || find_name(presets, json_string_value(preset)) < 0) {
+        add_error(c, "preset",
+                  "%s: \"ams\" (the AMS reader's JSON), \"json\" (a JSON path per line) or "
+                  "\"plain\" (one topic per line)",
+                  preset ? "must be" : "is required");
+        pop_path(c);
+        return;
+    }
+    pw_strlcpy(o.preset, json_string_value(preset), sizeof o.preset);
+    bool plain = strcmp(o.preset, "plain") == 0, ams = strcmp(o.preset, "ams") == 0;
+
+    if (plain && json_object_get(v, "topic"))
+        add_error(c, "topic", "is not for preset plain: give \"topics\", one per line");
+    else if (!plain && !json_object_get(v, "topic"))
+        add_error(c, "topic", "is required: the topic the meter's JSON is published on");
+    else if (!plain && get_string(c, v, "topic", l.topic, sizeof l.topic) && topic_problem(l.topic))
+        add_error(c, "topic", "%s", topic_problem(l.topic));
+
+    if (!plain && json_object_get(v, "topics"))
+        add_error(c, "topics", "is only for preset plain");
+    else if (plain && !json_object_get(v, "topics"))
+        add_error(c, "topics", "is required: [L1, L2, L3] topics, \"\" for a line not reported");
+    else if (plain && parse_line_strings(c, v, "topics", true, o.topics[0], PW_CFG_TOPIC_LEN) > 0)
+        for (size_t i = PW_LINES; i-- > 0;)
+            if (*o.topics[i])
+                pw_strlcpy(l.topic, o.topics[i], sizeof l.topic); /* the first one named */
+
+    if (ams && json_object_get(v, "paths"))
+        add_error(c, "paths", "is fixed by preset ams (data.I1, data.I2, data.I3)");
+    else if (plain && json_object_get(v, "paths"))
+        add_error(c, "paths", "is only for preset json");
+    else if (!ams && !plain && !json_object_get(v, "paths"))
+        add_error(c, "paths",
+                  "is required: [L1, L2, L3] paths such as \"current.l1\", null for a "
+                  "line not reported");
+    else if (!ams && !plain)
+        parse_line_strings(c, v, "paths", false, o.paths[0], PW_CFG_PATH_LEN);
+    if (ams)
+        for (size_t i = 0; i < PW_LINES; i++)
+            pw_strlcpy(o.paths[i], ams_paths[i], sizeof o.paths[i]);
+
+    if (c->errs->count == errs) {
+        *out = l;
+        *opts = o;
+    }
+    pop_path(c);
+}
+
+/* A "link" member: an object naming exactly one kind. Only meters may be DEFA frames, Modbus
+ * meters or MQTT feeds: they carry currents, they cannot take an allocation. opts is the
+ * meter's options (NULL for a charger). */
+static void parse_link(ctx *c, const json_t *v, pw_cfg_meter_opts *opts, pw_cfg_link *out)
+{
+    bool meter = opts != NULL;
+    const char *kinds = meter ? METER_KINDS : LAN_EXAMPLE;
     push_path(c, "link", -1);
     if (!json_is_object(v))
         add_error(c, NULL, "must name one way to reach the device: %s", kinds);
@@ -574,20 +969,27 @@ static void parse_link(ctx *c, const json_t *v, bool meter, pw_cfg_link *out)
     else {
         const char *kind = json_object_iter_key(json_object_iter((json_t *)v));
         const json_t *body = json_object_get(v, kind);
+        bool meter_kind = !strcmp(kind, "defa") || !strcmp(kind, "modbus") || !strcmp(kind, "mqtt");
         if (strcmp(kind, "lan") == 0)
             parse_lan(c, body, out);
-        else if (strcmp(kind, "defa") == 0 && meter)
-            parse_defa(c, body, out);
+        else if (meter_kind && !meter)
+            add_error(c, kind, "a charger is reached over lan; %s links are for meters only", kind);
         else if (strcmp(kind, "defa") == 0)
-            add_error(c, kind, "a charger is reached over lan; defa links are for meters only");
+            parse_defa(c, body, out);
+        else if (strcmp(kind, "modbus") == 0)
+            parse_modbus(c, body, out, opts);
+        else if (strcmp(kind, "mqtt") == 0)
+            parse_mqtt_feed(c, body, out, opts);
         else
-            add_error(c, kind, "unknown link kind (known: %s)", meter ? "lan, defa" : "lan");
+            add_error(c, kind, "unknown link kind (known: %s)",
+                      meter ? "lan, defa, modbus, mqtt" : "lan");
     }
     pop_path(c);
 }
 
 /* A meter's link: "link", or one of the old keys "device_id" (a LAN meter) and "defa_serial". */
-static void parse_meter_link(ctx *c, const json_t *m, pw_cfg_link *meter, bool *old_key)
+static void parse_meter_link(ctx *c, const json_t *m, pw_cfg_link *meter, pw_cfg_meter_opts *opts,
+                             bool *old_key)
 {
     const json_t *link = json_object_get(m, "link");
     bool has_dev = json_object_get(m, "device_id"), has_defa = json_object_get(m, "defa_serial");
@@ -599,7 +1001,7 @@ static void parse_meter_link(ctx *c, const json_t *m, pw_cfg_link *meter, bool *
     } else if (has_dev && has_defa) {
         add_error(c, NULL, "needs exactly one of device_id or defa_serial");
     } else if (link) {
-        parse_link(c, link, true, meter);
+        parse_link(c, link, opts, meter);
     } else if (has_dev) {
         uint32_t id = 0;
         if (get_u32(c, m, "device_id", 1, 4294967295.0, &id))
@@ -613,15 +1015,81 @@ static void parse_meter_link(ctx *c, const json_t *m, pw_cfg_link *meter, bool *
                 *meter = l;
         }
     } else {
-        add_error(c, "link", "is required: " LAN_EXAMPLE " or " DEFA_EXAMPLE);
+        add_error(c, "link", "is required: " METER_KINDS);
     }
 }
 
-static void parse_meter(ctx *c, const json_t *m, pw_bal_node_spec *node, pw_cfg_link *meter,
-                        bool *old_key)
+/* derive_l2 stands for a 3-wire meter on an IT grid that reports L1 and L3 only: the core then
+ * derives L2 from them (docs/config.md). Anywhere else it would hide a line that is measured,
+ * or invent one that is not. */
+static void check_derive_l2(ctx *c, enum pw_grid grid, const pw_cfg_link *meter,
+                            const pw_cfg_meter_opts *o)
 {
-    static const char *const keys[] = {"link",      "device_id",  "defa_serial",
-                                       "timeout_s", "fallback_a", NULL};
+    bool has[PW_LINES] = {true, true, true};
+    bool generic = meter->kind == PW_CFG_LINK_MODBUS && strcmp(o->map, "generic") == 0;
+    bool feed = meter->kind == PW_CFG_LINK_MQTT && strcmp(o->preset, "ams") != 0;
+    bool plain = feed && strcmp(o->preset, "plain") == 0;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        if (generic)
+            has[l] = o->line[l].present;
+        else if (feed)
+            has[l] = plain ? *o->topics[l] != '\0' : *o->paths[l] != '\0';
+    }
+    if (grid != PW_GRID_IT)
+        add_error(c, "derive_l2",
+                  "is only for an IT grid: with a neutral, L2 carries a load of its own that L1 "
+                  "and L3 do not tell");
+    else if (!generic && !feed)
+        add_error(c, "derive_l2",
+                  "is only for a meter that reports no L2: a generic Modbus map with lines[1] "
+                  "null, or a json or plain MQTT feed without L2");
+    else if (has[1])
+        add_error(c, "derive_l2",
+                  "this meter reports L2 (%s); derive_l2 is for a 3-wire meter without it",
+                  generic ? "lines[1] is set"
+                  : plain ? "topics[1] is set"
+                          : "paths[1] is set");
+    else if (!has[0] || !has[2])
+        add_error(c, "derive_l2", "needs L1 and L3, which L2 is derived from");
+}
+
+/* A node's budget needs every line: a meter that reports fewer (unless L2 is derived) would
+ * be refused at every reading and the node would run on its stale budget for ever. */
+static void check_lines_complete(ctx *c, const pw_cfg_link *meter, const pw_cfg_meter_opts *o)
+{
+    bool generic = meter->kind == PW_CFG_LINK_MODBUS && strcmp(o->map, "generic") == 0;
+    bool feed = meter->kind == PW_CFG_LINK_MQTT && strcmp(o->preset, "ams") != 0;
+    bool plain = feed && strcmp(o->preset, "plain") == 0;
+    if (meter->kind == PW_CFG_LINK_MODBUS && strcmp(o->map, "sdm72v1") == 0) {
+        add_error(c, "link.modbus.map",
+                  "sdm72v1 has no per-line current registers, so it cannot measure a node's "
+                  "lines: use an SDM72D-M-2 (map sdm72v2) or another three-phase meter");
+        return;
+    }
+    if (!generic && !feed)
+        return;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        bool has = generic ? o->line[l].present
+                   : plain ? *o->topics[l] != '\0'
+                           : *o->paths[l] != '\0';
+        if (!has && !(l == 1 && o->derive_l2)) {
+            add_error(c,
+                      generic ? "link.modbus.lines"
+                      : plain ? "link.mqtt.topics"
+                              : "link.mqtt.paths",
+                      "L%zu is not reported: a node's meter must report every line (on an IT "
+                      "grid a 3-wire meter may leave out L2 with derive_l2)",
+                      l + 1);
+            return;
+        }
+    }
+}
+
+static void parse_meter(ctx *c, const json_t *m, enum pw_grid grid, pw_bal_node_spec *node,
+                        pw_cfg_link *meter, pw_cfg_meter_opts *opts, bool *old_key)
+{
+    static const char *const keys[] = {"link",       "device_id", "defa_serial", "timeout_s",
+                                       "fallback_a", "derive_l2", NULL};
     push_path(c, "meter", -1);
     if (!json_is_object(m)) {
         add_error(c, NULL, "must be an object with a link");
@@ -629,10 +1097,15 @@ static void parse_meter(ctx *c, const json_t *m, pw_bal_node_spec *node, pw_cfg_
         return;
     }
     check_keys(c, m, keys);
-    parse_meter_link(c, m, meter, old_key);
+    get_bool(c, m, "derive_l2", &opts->derive_l2);
+    parse_meter_link(c, m, meter, opts, old_key);
     node->metered = true;
     get_seconds_ms(c, m, "timeout_s", 2, 600, &node->meter_timeout_ms);
     get_lines(c, m, "fallback_a", 0, 10000, node->meter_fallback_a);
+    if (opts->derive_l2 && meter->kind != PW_CFG_LINK_NONE)
+        check_derive_l2(c, grid, meter, opts);
+    else if (meter->kind != PW_CFG_LINK_NONE)
+        check_lines_complete(c, meter, opts);
     pop_path(c);
 }
 
@@ -671,7 +1144,8 @@ static void parse_node(ctx *c, const json_t *n, pw_cfg *cfg, size_t i)
             add_error(c, "margin_a", "must be smaller than every line's limit");
     json_t *meter = json_object_get(n, "meter");
     if (meter && !json_is_null(meter))
-        parse_meter(c, meter, node, &cfg->meters[i], &c->meter_old_key[i]);
+        parse_meter(c, meter, cfg->grid, node, &cfg->meters[i], &cfg->meter_opts[i],
+                    &c->meter_old_key[i]);
 }
 
 static void parse_charger(ctx *c, const json_t *ch, pw_cfg *cfg, size_t i)
@@ -693,7 +1167,7 @@ static void parse_charger(ctx *c, const json_t *ch, pw_cfg *cfg, size_t i)
                   "give link or device_id, not both (device_id is the old form of "
                   "link.lan.device_id)");
     else if (link)
-        parse_link(c, link, false, &cfg->charger_links[i]);
+        parse_link(c, link, NULL, &cfg->charger_links[i]);
     else if (!c->charger_old_key[i])
         add_error(c, "link", "is required: how the charger is reached, e.g. " LAN_EXAMPLE);
     else if (get_u32(c, ch, "device_id", 1, 4294967295.0, &id))
@@ -743,6 +1217,8 @@ static void set_defaults(pw_cfg *cfg)
     cfg->http.port = 8080;
     pw_strlcpy(cfg->http.tls.cert_file, DEFAULT_TLS_CERT, sizeof cfg->http.tls.cert_file);
     pw_strlcpy(cfg->http.tls.key_file, DEFAULT_TLS_KEY, sizeof cfg->http.tls.key_file);
+    cfg->mqtt.port = 1883; /* 8883 when the file turns TLS on and names no port */
+    cfg->mqtt.keepalive_s = 30;
 }
 
 static void set_node_defaults(pw_bal_node_spec *n)
@@ -782,9 +1258,24 @@ static void charger_link_field(const ctx *c, size_t i, char *out, size_t size)
 
 static void meter_link_field(const ctx *c, const pw_cfg *cfg, size_t i, char *out, size_t size)
 {
-    bool lan = cfg->meters[i].kind == PW_CFG_LINK_LAN;
-    const char *key = c->meter_old_key[i] ? (lan ? "device_id" : "defa_serial")
-                                          : (lan ? "link.lan.device_id" : "link.defa.serial");
+    const char *key = "link";
+    switch (cfg->meters[i].kind) {
+    case PW_CFG_LINK_LAN:
+        key = c->meter_old_key[i] ? "device_id" : "link.lan.device_id";
+        break;
+    case PW_CFG_LINK_DEFA:
+        key = c->meter_old_key[i] ? "defa_serial" : "link.defa.serial";
+        break;
+    case PW_CFG_LINK_MODBUS: /* host, port and unit together are the identity */
+        key = "link.modbus";
+        break;
+    case PW_CFG_LINK_MQTT:
+        key = strcmp(cfg->meter_opts[i].preset, "plain") == 0 ? "link.mqtt.topics"
+                                                              : "link.mqtt.topic";
+        break;
+    default:
+        break;
+    }
     snprintf(out, size, "nodes[%zu].meter.%s", i, key);
 }
 
@@ -793,7 +1284,7 @@ static void meter_link_field(const ctx *c, const pw_cfg *cfg, size_t i, char *ou
 static void check_facility(ctx *c, pw_cfg *cfg)
 {
     size_t n = cfg->n_chargers, n_repeats;
-    char field[64], text[48];
+    char field[64], text[160];
     entry *v = pw_xcalloc(n, sizeof *v);
     for (size_t i = 0; i < n; i++)
         v[i] = (entry){.id = cfg->chargers[i].id, .at = (uint32_t)i};
@@ -878,8 +1369,9 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
 {
     /* restart_pending is what GET /api/config adds (docs/config.md): the web UI puts back
      * what it got, so it is accepted and ignored. */
-    static const char *const keys[] = {"version",  "site",  "grid",     "network",         "http",
-                                       "balancer", "nodes", "chargers", "restart_pending", NULL};
+    static const char *const keys[] = {
+        "version",  "site",  "grid",     "network",         "http", "mqtt",
+        "balancer", "nodes", "chargers", "restart_pending", NULL};
     ctx c = {.errs = errs};
     memset(errs, 0, sizeof *errs);
     if (!json_is_object(root)) {
@@ -904,12 +1396,15 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
         parse_network(&c, json_object_get(root, "network"), &cfg->net);
     if (json_object_get(root, "http"))
         parse_http(&c, json_object_get(root, "http"), &cfg->http);
+    if (json_object_get(root, "mqtt"))
+        parse_mqtt_broker(&c, json_object_get(root, "mqtt"), &cfg->mqtt);
     if (json_object_get(root, "balancer"))
         parse_balancer(&c, json_object_get(root, "balancer"), cfg);
 
     cfg->n_nodes = array_member(&c, root, "nodes", PW_CFG_MAX_NODES);
     cfg->nodes = pw_xcalloc(cfg->n_nodes, sizeof *cfg->nodes);
     cfg->meters = pw_xcalloc(cfg->n_nodes, sizeof *cfg->meters);
+    cfg->meter_opts = pw_xcalloc(cfg->n_nodes, sizeof *cfg->meter_opts);
     c.meter_old_key = pw_xcalloc(cfg->n_nodes, sizeof *c.meter_old_key);
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         json_t *n = json_array_get(json_object_get(root, "nodes"), i);
@@ -920,6 +1415,14 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
         else
             add_error(&c, NULL, "must be an object");
         pop_path(&c);
+    }
+    /* A feed is read from the broker: without one it would never be read. */
+    for (size_t i = 0; i < cfg->n_nodes && !*cfg->mqtt.host; i++) {
+        if (cfg->meters[i].kind == PW_CFG_LINK_MQTT) {
+            char field[48];
+            snprintf(field, sizeof field, "nodes[%zu].meter.link.mqtt", i);
+            add_error(&c, field, "is read from an MQTT broker: set mqtt.host (and port, login)");
+        }
     }
     index_nodes(&c, cfg);
     cfg->n_chargers = array_member(&c, root, "chargers", PW_CFG_MAX_CHARGERS);
@@ -995,6 +1498,50 @@ static json_t *lines_json(const double v[PW_LINES])
     return json_pack("[fff]", v[0], v[1], v[2]);
 }
 
+/* Three line entries as the file has them: a string, or null for a line not reported. */
+static json_t *line_strings_json(const char *v, size_t size)
+{
+    json_t *a = json_array();
+    for (size_t l = 0; l < PW_LINES; l++)
+        json_array_append_new(a, v[l * size] ? json_string(v + l * size) : json_null());
+    return a;
+}
+
+/* A meter's link with what the file says beside its identity; opts NULL: identity only. */
+static json_t *meter_link_json(const pw_cfg_link *l, const pw_cfg_meter_opts *o)
+{
+    if (!o || (l->kind != PW_CFG_LINK_MODBUS && l->kind != PW_CFG_LINK_MQTT))
+        return pw_cfg_link_to_json(l);
+    json_t *body;
+    if (l->kind == PW_CFG_LINK_MODBUS) {
+        body = json_pack("{s:s, s:i, s:i, s:s, s:I, s:I}", "host", l->host, "port", l->port, "unit",
+                         l->unit, "map", o->map, "interval_ms", (json_int_t)o->interval_ms,
+                         "timeout_ms", (json_int_t)o->timeout_ms);
+        if (strcmp(o->map, "generic") == 0) {
+            json_t *lines = json_array();
+            for (size_t i = 0; i < PW_LINES; i++) {
+                const pw_cfg_generic_reg *r = &o->line[i];
+                json_array_append_new(
+                    lines, r->present ? json_pack("{s:i, s:s, s:f}", "address", r->address, "type",
+                                                  reg_types[r->type], "scale", r->scale)
+                                      : json_null());
+            }
+            json_object_set_new(body, "function", json_integer(o->function));
+            json_object_set_new(body, "low_word_first", json_boolean(o->low_word_first));
+            json_object_set_new(body, "lines", lines);
+        }
+        return json_pack("{s:o}", "modbus", body);
+    }
+    body = json_pack("{s:s}", "preset", o->preset);
+    if (strcmp(o->preset, "plain") == 0)
+        json_object_set_new(body, "topics", line_strings_json(o->topics[0], PW_CFG_TOPIC_LEN));
+    else
+        json_object_set_new(body, "topic", json_string(l->topic));
+    if (strcmp(o->preset, "json") == 0)
+        json_object_set_new(body, "paths", line_strings_json(o->paths[0], PW_CFG_PATH_LEN));
+    return json_pack("{s:o}", "mqtt", body);
+}
+
 json_t *pw_cfg_to_json(const pw_cfg *cfg)
 {
     const pw_bal_params *p = &cfg->params;
@@ -1008,6 +1555,12 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
         "defa_emit", cfg->net.defa_emit, "http", "listen", listen, "dashboard_login",
         cfg->http.dashboard_login, "tls", "enabled", cfg->http.tls.enabled, "cert_file",
         cfg->http.tls.cert_file, "key_file", cfg->http.tls.key_file);
+    const pw_cfg_mqtt *mq = &cfg->mqtt;
+    json_object_set_new(root, "mqtt",
+                        json_pack("{s:s, s:i, s:s, s:s, s:s, s:b, s:s, s:i}", "host", mq->host,
+                                  "port", mq->port, "username", mq->username, "password",
+                                  mq->password, "client_id", mq->client_id, "tls", mq->tls,
+                                  "ca_file", mq->ca_file, "keepalive_s", mq->keepalive_s));
     json_object_set_new(
         root, "balancer",
         json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:i}", "reaction_s",
@@ -1026,11 +1579,13 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
             n->parent < 0 ? json_null() : json_string(cfg->nodes[n->parent].id), "limit_a",
             lines_json(n->limit_a), "margin_a", n->margin_a, "max_imbalance_a", n->max_imbalance_a);
         const pw_cfg_link *m = &cfg->meters[i];
+        const pw_cfg_meter_opts *mo = cfg->meter_opts ? &cfg->meter_opts[i] : NULL;
         if (m->kind != PW_CFG_LINK_NONE)
             json_object_set_new(o, "meter",
-                                json_pack("{s:o, s:f, s:o}", "link", pw_cfg_link_to_json(m),
+                                json_pack("{s:o, s:f, s:o, s:b}", "link", meter_link_json(m, mo),
                                           "timeout_s", n->meter_timeout_ms / 1000.0, "fallback_a",
-                                          lines_json(n->meter_fallback_a)));
+                                          lines_json(n->meter_fallback_a), "derive_l2",
+                                          mo && mo->derive_l2));
         json_array_append_new(nodes, o);
     }
     json_object_set_new(root, "nodes", nodes);
@@ -1072,6 +1627,7 @@ void pw_cfg_free(pw_cfg *cfg)
         return;
     free(cfg->nodes);
     free(cfg->meters);
+    free(cfg->meter_opts);
     free(cfg->chargers);
     free(cfg->charger_links);
     free(cfg->charger_order);
@@ -1121,6 +1677,10 @@ const char *pw_cfg_link_kind_name(enum pw_cfg_link_kind kind)
         return "lan";
     case PW_CFG_LINK_DEFA:
         return "defa";
+    case PW_CFG_LINK_MODBUS:
+        return "modbus";
+    case PW_CFG_LINK_MQTT:
+        return "mqtt";
     default:
         return "";
     }
@@ -1134,6 +1694,13 @@ void pw_cfg_link_format(const pw_cfg_link *link, char *out, size_t out_size)
         break;
     case PW_CFG_LINK_DEFA:
         snprintf(out, out_size, "defa meter %.*s", (int)sizeof link->serial, link->serial);
+        break;
+    case PW_CFG_LINK_MODBUS:
+        snprintf(out, out_size, "modbus %.*s:%u unit %u", (int)sizeof link->host, link->host,
+                 link->port, link->unit);
+        break;
+    case PW_CFG_LINK_MQTT:
+        snprintf(out, out_size, "mqtt topic %.*s", (int)sizeof link->topic, link->topic);
         break;
     default:
         snprintf(out, out_size, "no link");
@@ -1149,6 +1716,13 @@ json_t *pw_cfg_link_to_json(const pw_cfg_link *link)
     case PW_CFG_LINK_DEFA:
         return json_pack("{s:{s:s#}}", "defa", "serial", link->serial,
                          (int)strnlen(link->serial, sizeof link->serial));
+    case PW_CFG_LINK_MODBUS:
+        return json_pack("{s:{s:s#, s:i, s:i}}", "modbus", "host", link->host,
+                         (int)strnlen(link->host, sizeof link->host), "port", link->port, "unit",
+                         link->unit);
+    case PW_CFG_LINK_MQTT:
+        return json_pack("{s:{s:s#}}", "mqtt", "topic", link->topic,
+                         (int)strnlen(link->topic, sizeof link->topic));
     default:
         return json_null();
     }
@@ -1159,6 +1733,7 @@ size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const c
 {
     const pw_cfg_net *a = &running->net, *b = &saved->net;
     const pw_cfg_http *ha = &running->http, *hb = &saved->http;
+    const pw_cfg_mqtt *ma = &running->mqtt, *mb = &saved->mqtt;
     /* The DEFA socket is opened at start if either flag is set: only turning DEFA frames on or
      * off as a whole waits for a restart, so a flag counts only when that changes. */
     bool defa_flip = (a->defa_meters || a->defa_emit) != (b->defa_meters || b->defa_emit);
@@ -1176,6 +1751,14 @@ size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const c
         {ha->tls.enabled != hb->tls.enabled, "http.tls.enabled"},
         {strcmp(ha->tls.cert_file, hb->tls.cert_file) != 0, "http.tls.cert_file"},
         {strcmp(ha->tls.key_file, hb->tls.key_file) != 0, "http.tls.key_file"},
+        /* The broker connection is set up once, at start. Feeds (topics, paths) apply at once. */
+        {strcmp(ma->host, mb->host) != 0, "mqtt.host"},
+        {ma->port != mb->port, "mqtt.port"},
+        {ma->tls != mb->tls, "mqtt.tls"},
+        {strcmp(ma->ca_file, mb->ca_file) != 0, "mqtt.ca_file"},
+        {strcmp(ma->username, mb->username) != 0, "mqtt.username"},
+        {strcmp(ma->password, mb->password) != 0, "mqtt.password"},
+        {strcmp(ma->client_id, mb->client_id) != 0, "mqtt.client_id"},
     };
     _Static_assert(sizeof f / sizeof f[0] == PW_CFG_RESTART_FIELDS_MAX, "header's count");
     size_t n = 0;

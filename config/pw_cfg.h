@@ -174,21 +174,32 @@ int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id);
 
 /* Links: the same device; the kind's name in the file ("lan", "defa"; "" for NONE); a short
  * text for people ("lan device 1001", "defa meter ABC123"); the file's JSON object (caller
- * owns the reference; null for NONE). */
+ * owns the reference; null for NONE).
+ * A modbus link is the same device when host (letter case ignored), port and unit agree, an
+ * mqtt link when the topic does; formatted "modbus 10.0.0.5:502 unit 3", "mqtt topic ams/meter".
+ * For these two pw_cfg_link_to_json gives the identity only ({"modbus": {"host", "port",
+ * "unit"}}, {"mqtt": {"topic"}}); pw_cfg_to_json adds the meter's pw_cfg_meter_opts. */
 bool pw_cfg_link_equal(const pw_cfg_link *a, const pw_cfg_link *b);
 const char *pw_cfg_link_kind_name(enum pw_cfg_link_kind kind);
 void pw_cfg_link_format(const pw_cfg_link *link, char *out, size_t out_size);
 json_t *pw_cfg_link_to_json(const pw_cfg_link *link);
 
 /* The settings that take effect only at a restart (sockets opened at start: LAN group, port,
- * TTL, key file, DEFA frames on or off, HTTP address, port and TLS) that differ between the
- * running and the saved config, as field paths ("network.port") into out; returns how many
- * (at most max). */
+ * TTL, key file, DEFA frames on or off, HTTP address, port and TLS; the MQTT broker connection:
+ * host, port, TLS, CA file, user name, password, client id) that differ between the running
+ * and the saved config, as field paths ("network.port", "mqtt.host") into out; returns how
+ * many (at most max). Modbus meters and MQTT meter feeds apply at once. */
 size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const char **out,
                              size_t max);
 /* How many fields pw_cfg_restart_fields can name at most: an out array this long never cuts.
  * The names it returns are static strings. */
-#define PW_CFG_RESTART_FIELDS_MAX 10
+#define PW_CFG_RESTART_FIELDS_MAX 17
+
+/* The i-th Modbus register map name a meter link may give ("sdm630", ..., "generic"), or NULL
+ * past the last. Static strings. config does not link modbus/: the list is kept in config.c
+ * and must stay in step with the maps modbus/ knows (pw_modbus_map_find); a modbus test can
+ * check it with this. */
+const char *pw_cfg_modbus_map_name(size_t i);
 
 /* Prints errors one per line as "field: message" into out (for logs and the CLI). */
 void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size);

@@ -41,12 +41,45 @@ void pw_api_set_config_errors(pw_web_response *resp, const pw_cfg_errors *errs)
     pw_api_set_json(resp, 400, body);
 }
 
+/* The broker password never leaves the appliance: GET sends it as null (with "password_set"),
+ * and a config put back with null (or without it) keeps the saved one. */
+static void hide_broker_password(json_t *doc)
+{
+    json_t *mqtt = json_object_get(doc, "mqtt");
+    const char *pw = json_string_value(json_object_get(mqtt, "password"));
+    if (!mqtt || !pw)
+        return;
+    json_object_set_new(mqtt, "password_set", json_boolean(pw[0] != '\0'));
+    json_object_set_new(mqtt, "password", json_null());
+}
+
+void pw_api_keep_secrets(const pw_app *app, json_t *root)
+{
+    json_t *mqtt = json_object_get(root, "mqtt");
+    if (!json_is_object(mqtt))
+        return;
+    json_object_del(mqtt, "password_set");
+    json_t *pw = json_object_get(mqtt, "password");
+    if (!pw || json_is_null(pw))
+        json_object_set_new(mqtt, "password", json_string(app->cfg->mqtt.password));
+}
+
 /* Parses and validates a config from a request body; on failure replies 400 with every error
  * by field and returns NULL. */
-static pw_cfg *config_from_body(const pw_web_request *req, pw_web_response *resp)
+static pw_cfg *config_from_body(const pw_app *app, const pw_web_request *req, pw_web_response *resp)
 {
     pw_cfg_errors errs;
-    pw_cfg *cfg = pw_cfg_parse(req->body, req->body_len, &errs);
+    json_error_t jerr;
+    json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) { /* the parser's own message, with the position */
+        pw_cfg *none = pw_cfg_parse(req->body, req->body_len, &errs);
+        pw_cfg_free(none);
+        pw_api_set_config_errors(resp, &errs);
+        return NULL;
+    }
+    pw_api_keep_secrets(app, root);
+    pw_cfg *cfg = pw_cfg_from_json(root, &errs);
+    json_decref(root);
     if (!cfg)
         pw_api_set_config_errors(resp, &errs);
     return cfg;
@@ -55,7 +88,7 @@ static pw_cfg *config_from_body(const pw_web_request *req, pw_web_response *resp
 /* The saved settings that take effect only at a restart, as field paths. */
 static json_t *restart_pending(const pw_app *app)
 {
-    const char *fields[16];
+    const char *fields[PW_CFG_RESTART_FIELDS_MAX];
     size_t n = pw_app_restart_pending(app, fields, PW_ARRAY_LEN(fields));
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -67,6 +100,7 @@ static json_t *restart_pending(const pw_app *app)
 static void get_config(const pw_app *app, pw_web_response *resp)
 {
     json_t *doc = pw_cfg_to_json(app->cfg);
+    hide_broker_password(doc);
     json_object_set_new(doc, "restart_pending", restart_pending(app));
     pw_api_set_json(resp, 200, doc);
 }
@@ -89,7 +123,7 @@ static void get_state(const pw_app *app, pw_web_response *resp)
  * force if any step fails. */
 static void put_config(pw_app *app, const pw_web_request *req, pw_web_response *resp)
 {
-    pw_cfg *cfg = config_from_body(req, resp);
+    pw_cfg *cfg = config_from_body(app, req, resp);
     if (!cfg)
         return;
     pw_cfg_errors errs;
@@ -112,7 +146,7 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
     } else if (strcmp(req->path, "/api/config") == 0 && get) {
         get_config(app, resp);
     } else if (strcmp(req->path, "/api/config/validate") == 0 && strcmp(req->method, "POST") == 0) {
-        pw_cfg *cfg = config_from_body(req, resp);
+        pw_cfg *cfg = config_from_body(app, req, resp);
         if (cfg) {
             pw_cfg_free(cfg);
             pw_api_set_json(resp, 200, json_pack("{s:b, s:[]}", "ok", 1, "errors"));

@@ -237,6 +237,7 @@ static void preview(pw_app *app, const pw_web_request *req, pw_web_response *res
                          config ? "the body must be a configuration object" : jerr.text);
         return;
     }
+    pw_api_keep_secrets(app, config);
     preview_args *p = pw_xcalloc(1, sizeof *p);
     p->config = config;
     snapshot(app, p);

@@ -355,7 +355,7 @@ void pw_app_apply_config(pw_app *app, pw_cfg *cfg)
     pw_publisher_reset(app->publisher); /* a half-built document describes the old facility */
     pw_cfg_free(app->cfg);
     app->cfg = cfg;
-    const char *pending[16];
+    const char *pending[PW_CFG_RESTART_FIELDS_MAX];
     size_t n = pw_app_restart_pending(app, pending, PW_ARRAY_LEN(pending));
     for (size_t i = 0; i < n; i++)
         pw_warn("server", "%s is saved and takes effect after a restart", pending[i]);

@@ -133,6 +133,9 @@ pw_web_access pw_api_access(void *ud, const char *method, const char *path);
 void pw_api_set_json(pw_web_response *resp, int status, json_t *body);
 void pw_api_set_error(pw_web_response *resp, int status, const char *field, const char *msg);
 void pw_api_set_config_errors(pw_web_response *resp, const pw_cfg_errors *errs);
+/* A config that came back from the UI carries no secrets (GET /api/config leaves them out):
+ * puts the saved ones back into root where it has none. Loop thread. */
+void pw_api_keep_secrets(const pw_app *app, json_t *root);
 
 /* api_pool.c: the worker pool behind deferred API answers. */
 typedef void (*pw_api_work_fn)(void *arg, pw_store_reader *reader, pw_web_response *resp);

@@ -270,9 +270,17 @@ async function main() {
     const shownId = await field("chargers[3].link.lan.device_id");
     check(shownId === String(cfg.chargers[3].link.lan.device_id),
           `chargers[3] shows LAN device id ${shownId}, not ${cfg.chargers[3].link.lan.device_id}`);
-    const meterId = await field("nodes[0].meter.link.lan.device_id");
-    check(meterId === String(cfg.nodes[0].meter.link.lan.device_id),
-          `the main meter shows LAN device id ${meterId}`);
+    const mainLink = cfg.nodes[0].meter.link;
+    if (mainLink.lan) {
+      const meterId = await field("nodes[0].meter.link.lan.device_id");
+      check(meterId === String(mainLink.lan.device_id),
+            `the main meter shows LAN device id ${meterId}`);
+    } else if (mainLink.modbus) {
+      const host = await field("nodes[0].meter.link.modbus.host");
+      const map = await field("nodes[0].meter.link.modbus.map");
+      check(host === mainLink.modbus.host && map === mainLink.modbus.map,
+            `the main meter shows Modbus gateway ${host} with map ${map}`);
+    }
     check(await page.$eval("#cfg-restart", (e) => e.hidden), "a restart notice before any change");
     await page.fill("#cfg-form [data-path='chargers[3].wiring']", "L1L1");
     await page.click("#cfg-save");
@@ -332,6 +340,52 @@ async function main() {
     }, 10000);
     check(resaved.network.port === newPort, `the next save put port ${resaved.network.port} back`);
     log(`network.port ${newPort} saved, listed as waiting for a restart, kept by the next save`);
+
+    // 5c. A circuit's meter as a Modbus TCP meter, then as an MQTT feed: the forms follow the
+    // kind, the appliance checks them (an MQTT feed needs the broker), nothing is saved.
+    const valid = async (what) => {
+      await page.click("#cfg-validate");
+      await page.waitForFunction(() =>
+        document.getElementById("cfg-message").textContent === "The configuration is valid.");
+      log(`checked valid: ${what}`);
+    };
+    /* The save above reloads the config into the form when it is done; edit after that. */
+    await page.waitForFunction(() =>
+      /^Saved\. Some settings/.test(document.getElementById("cfg-message").textContent));
+    const kindSel = "#cfg-form select[data-meter-for='1']";
+    const mb = "#cfg-form [data-path='nodes[1].meter.link.modbus";
+    await page.selectOption(kindSel, "modbus");
+    await page.fill(mb + ".host']", "10.0.0.5");
+    const maps = await page.$$eval(mb + ".map'] option", (os) => os.map((o) => o.value));
+    check(maps.join() === "sdm630,sdm72v1,sdm72v2,em340,em24,em24eth,abb_b2x,sunspec,generic",
+          `map choices: ${maps}`);
+    await page.selectOption(mb + ".map']", "em340");
+    await valid("nodes[1] read over Modbus TCP from 10.0.0.5 with the EM340 map");
+    await page.selectOption(mb + ".map']", "generic");
+    await page.fill(mb + ".lines']", '[{"address": 6, "type": "f32"}, null, null]');
+    await valid("nodes[1] with a generic map reading L1 only");
+    const card1 = "#cfg-form fieldset[data-path='nodes[1]']";
+    await page.locator(card1).screenshot({ path: path.join(ARTIFACTS, "commission-modbus.png") });
+    const mq = "#cfg-form [data-path='nodes[1].meter.link.mqtt";
+    await page.selectOption(kindSel, "mqtt");
+    await page.fill(mq + ".topic']", "ams/meter");
+    await page.click("#cfg-validate");
+    const noBroker = await page.waitForSelector(
+      "#cfg-form .field-error[data-error-for='nodes[1].meter.link.mqtt']");
+    check(/mqtt\.host/.test(await noBroker.textContent()),
+          `the missing broker is not named: ${await noBroker.textContent()}`);
+    await page.fill("#cfg-form [data-path='mqtt.host']", "127.0.0.1");
+    await valid("nodes[1] fed by the AMS reader's JSON on ams/meter");
+    await page.selectOption(mq + ".preset']", "plain");
+    check(await page.inputValue(mq + ".topics[0]']") === "ams/meter",
+          "the topic did not carry over to the plain feed's L1");
+    await valid("nodes[1] fed by one topic per line");
+    await page.locator(card1).screenshot({ path: path.join(ARTIFACTS, "commission-mqtt.png") });
+    await page.click("#cfg-reload");
+    await page.waitForFunction((sel) => document.querySelector(sel)?.value === "", kindSel);
+    const after = await (await fetch(base + "/api/config")).json();
+    check(!after.nodes[1].meter && after.mqtt.host === "", "checking the meter forms saved them");
+    log("Modbus and MQTT meter forms checked by the appliance; reload discarded them");
     await page.click("nav.pages a[data-page='']");
     await page.waitForSelector("#view-commission", { state: "hidden" });
 

@@ -127,6 +127,31 @@ def check_restart_pending(port, auth, cfg_path):
         "old device_id saved as a link")
 
 
+def check_broker_password(port, auth, cfg_path):
+    """The MQTT broker password is saved but never sent back: GET gives null and password_set,
+    and putting that document back keeps the saved password."""
+    st, doc = pwtest.http_json(port, "/api/config")
+    doc["mqtt"]["username"] = "site-7"
+    doc["mqtt"]["password"] = "broker-secret-42"
+    st, body = pwtest.http_json(port, "/api/config", "PUT", doc, auth)
+    check(st == 200, f"setting a broker password got {st} {body}")
+    import urllib.request as u
+    with u.urlopen(f"http://127.0.0.1:{port}/api/config", timeout=5) as r:
+        text = r.read().decode()
+    check("broker-secret-42" not in text, "GET /api/config sent the broker password")
+    now = json.loads(text)
+    check(now["mqtt"]["password"] is None and now["mqtt"]["password_set"] is True,
+          f"broker password not hidden as documented: {now['mqtt']}")
+    now["site"] = "Renamed with a hidden password"
+    st, body = pwtest.http_json(port, "/api/config", "PUT", now, auth)
+    check(st == 200, f"putting back GET /api/config with a hidden password got {st} {body}")
+    with open(cfg_path) as f:
+        saved = json.load(f)
+    check(saved["mqtt"]["password"] == "broker-secret-42" and saved["site"] == now["site"],
+          f"the saved broker password was lost: {saved['mqtt']}")
+    log("broker password saved, never sent back, kept when the UI puts the config back")
+
+
 def check_oversized(port, auth, before):
     """The body limit is the largest config file (PW_CFG_MAX_FILE, 4 MiB): one byte more is
     refused before it is parsed."""
@@ -268,6 +293,7 @@ def main():
             check(json.load(f)["nodes"][1]["limit_a"] == 49, "the change was not saved")
         log("a valid change is live and saved")
         check_restart_pending(port, auth, cfg_path)
+        check_broker_password(port, auth, cfg_path)
 
         with open(cfg_path, "w") as f:
             f.write('{"grid": "TN", "nodes": []}')

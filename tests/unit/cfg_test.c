@@ -1,6 +1,7 @@
 /* Config module: the demo facility parses, every kind of bad input is reported against the field
  * it concerns, a saved config reads back identical, links in the new and the old form mean the
- * same, restart-only changes are named, and the largest facility validates. */
+ * same, Modbus and MQTT meters and the broker are checked rule by rule, restart-only changes are
+ * named, and the largest facility validates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,8 +53,17 @@ static void test_demo_parses(void **state)
     assert_true(cfg->n_chargers >= 12);
     assert_int_equal(cfg->n_nodes, 3);
     assert_int_equal(cfg->nodes[1].parent, 0);
-    assert_int_equal(cfg->meters[0].kind, PW_CFG_LINK_LAN);
-    assert_int_equal(cfg->meters[0].device_id, 900);
+    /* The main meter is the simulator's: a LAN meter gateway or, read over Modbus TCP, one of
+     * its meter servers. */
+    assert_true(cfg->nodes[0].metered);
+    if (cfg->meters[0].kind == PW_CFG_LINK_MODBUS) {
+        assert_true(cfg->meters[0].port > 0 && cfg->meters[0].unit > 0);
+        assert_true(*cfg->meter_opts[0].map);
+        assert_true(cfg->meter_opts[0].timeout_ms <= cfg->meter_opts[0].interval_ms);
+    } else {
+        assert_int_equal(cfg->meters[0].kind, PW_CFG_LINK_LAN);
+        assert_int_equal(cfg->meters[0].device_id, 900);
+    }
     assert_int_equal(cfg->meters[1].kind, PW_CFG_LINK_NONE);
     assert_int_equal(cfg->charger_links[0].kind, PW_CFG_LINK_LAN);
     assert_int_equal(cfg->charger_links[0].device_id, 1001);
@@ -404,6 +414,642 @@ static void test_link_helpers(void **state)
     j = pw_cfg_link_to_json(&none);
     assert_true(json_is_null(j));
     json_decref(j);
+
+    /* Modbus: host (any letter case), port and unit are the identity; MQTT: the topic. */
+    pw_cfg_link mb = {.kind = PW_CFG_LINK_MODBUS, .host = "10.0.0.5", .port = 502, .unit = 3};
+    pw_cfg_link mq = {.kind = PW_CFG_LINK_MQTT, .topic = "ams/meter"};
+    pw_cfg_link mb2 = mb, mq2 = mq;
+    assert_string_equal(pw_cfg_link_kind_name(PW_CFG_LINK_MODBUS), "modbus");
+    assert_string_equal(pw_cfg_link_kind_name(PW_CFG_LINK_MQTT), "mqtt");
+    pw_cfg_link_format(&mb, text, sizeof text);
+    assert_string_equal(text, "modbus 10.0.0.5:502 unit 3");
+    pw_cfg_link_format(&mq, text, sizeof text);
+    assert_string_equal(text, "mqtt topic ams/meter");
+    assert_true(pw_cfg_link_equal(&mb, &mb2));
+    assert_true(pw_cfg_link_equal(&mq, &mq2));
+    mb2.unit = 4;
+    assert_false(pw_cfg_link_equal(&mb, &mb2));
+    mb2 = mb;
+    mb2.port = 503;
+    assert_false(pw_cfg_link_equal(&mb, &mb2));
+    mb2 = mb;
+    strcpy(mb2.host, "10.0.0.6");
+    assert_false(pw_cfg_link_equal(&mb, &mb2));
+    pw_cfg_link gw1 = {.kind = PW_CFG_LINK_MODBUS, .host = "GW1", .port = 502, .unit = 1};
+    pw_cfg_link gw1b = {.kind = PW_CFG_LINK_MODBUS, .host = "gw1", .port = 502, .unit = 1};
+    assert_true(pw_cfg_link_equal(&gw1, &gw1b));
+    strcpy(mq2.topic, "ams/Meter");
+    assert_false(pw_cfg_link_equal(&mq, &mq2)); /* MQTT topics are case-sensitive */
+    pw_cfg_link lan502 = {.kind = PW_CFG_LINK_LAN, .device_id = 0};
+    pw_cfg_link mqtt_empty = {.kind = PW_CFG_LINK_MQTT};
+    assert_false(pw_cfg_link_equal(&lan502, &mqtt_empty)); /* kinds never meet */
+    j = pw_cfg_link_to_json(&mb);
+    want = json_pack("{s:{s:s, s:i, s:i}}", "modbus", "host", "10.0.0.5", "port", 502, "unit", 3);
+    assert_true(json_equal(j, want));
+    json_decref(j);
+    json_decref(want);
+    j = pw_cfg_link_to_json(&mq);
+    want = json_pack("{s:{s:s}}", "mqtt", "topic", "ams/meter");
+    assert_true(json_equal(j, want));
+    json_decref(j);
+    json_decref(want);
+    /* The longest identity is cut, not overrun. */
+    pw_cfg_link longest = {.kind = PW_CFG_LINK_MODBUS, .port = 65535, .unit = 247};
+    memset(longest.host, 'h', sizeof longest.host - 1);
+    char small[16];
+    pw_cfg_link_format(&longest, small, sizeof small);
+    assert_int_equal(strlen(small), sizeof small - 1);
+}
+
+/* ---- Modbus and MQTT meters ---- */
+
+/* JSON text from a test literal written with ' for " (readable nesting). Rotates four static
+ * buffers so that a test can hold a few at once. */
+static const char *J(const char *fmt, ...)
+{
+    static char bufs[4][8192];
+    static size_t next;
+    char *b = bufs[next++ % 4];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b, sizeof bufs[0], fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof bufs[0]);
+    for (char *p = b; *p; p++)
+        if (*p == '\'')
+            *p = '"';
+    return b;
+}
+
+#define BROKER ",'mqtt':{'host':'broker.local'}"
+
+/* A facility on grid whose main node has the meter given (JSON with '), with top-level
+ * members top (", 'mqtt': {...}" or ""). */
+static const char *metered(const char *grid, const char *top, const char *meter)
+{
+    return J("{'grid':'%s'%s,'nodes':[{'id':'m','limit_a':100,'meter':%s}],"
+             "'chargers':[{'id':'c','device_id':1,'node':'m'}]}",
+             grid, top, meter);
+}
+
+/* The same with a main meter and a sub-panel meter, to test identities. */
+static const char *two_meters(const char *top, const char *meter0, const char *meter1)
+{
+    return J("{'grid':'TN'%s,'nodes':[{'id':'m','limit_a':100,'meter':%s},"
+             "{'id':'s','parent':'m','limit_a':50,'meter':%s}],"
+             "'chargers':[{'id':'c','device_id':1,'node':'m'}]}",
+             top, meter0, meter1);
+}
+
+/* A Modbus meter of main on a TN grid, its modbus body given (with '). */
+static const char *modbus_meter(const char *body)
+{
+    return metered("TN", "", J("{'link':{'modbus':{%s}}}", body));
+}
+
+#define MB "nodes[0].meter.link.modbus."
+
+static void test_modbus_meter(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(modbus_meter("'host':'10.0.0.5','port':502,'unit':3,'map':'sdm630',"
+                                        "'interval_ms':1000,'timeout_ms':1000"));
+    assert_int_equal(cfg->meters[0].kind, PW_CFG_LINK_MODBUS);
+    assert_string_equal(cfg->meters[0].host, "10.0.0.5");
+    assert_int_equal(cfg->meters[0].port, 502);
+    assert_int_equal(cfg->meters[0].unit, 3);
+    assert_string_equal(cfg->meter_opts[0].map, "sdm630");
+    assert_int_equal(cfg->meter_opts[0].interval_ms, 1000);
+    assert_int_equal(cfg->meter_opts[0].timeout_ms, 1000);
+    assert_false(cfg->meter_opts[0].derive_l2);
+    assert_true(cfg->nodes[0].metered);
+    pw_cfg_free(cfg);
+
+    /* Defaults: port 502, unit 1, 1 s polls, a timeout of 1 s or the interval if shorter. */
+    cfg = parse_ok(modbus_meter("'host':'gw-1.site.local','map':'em340'"));
+    assert_int_equal(cfg->meters[0].port, 502);
+    assert_int_equal(cfg->meters[0].unit, 1);
+    assert_int_equal(cfg->meter_opts[0].interval_ms, 1000);
+    assert_int_equal(cfg->meter_opts[0].timeout_ms, 1000);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(modbus_meter("'host':'GW1','map':'sunspec','interval_ms':500"));
+    assert_int_equal(cfg->meter_opts[0].timeout_ms, 500);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(modbus_meter("'host':'gw','map':'abb_b2x','interval_ms':5000,"
+                                "'timeout_ms':3000,'port':1502,'unit':247"));
+    assert_int_equal(cfg->meter_opts[0].timeout_ms, 3000);
+    assert_int_equal(cfg->meters[0].port, 1502);
+    assert_int_equal(cfg->meters[0].unit, 247);
+    pw_cfg_free(cfg);
+    /* Every map name is accepted, and the list ends. */
+    size_t maps = 0;
+    for (const char *name; (name = pw_cfg_modbus_map_name(maps)) != NULL; maps++) {
+        if (strcmp(name, "generic") == 0)
+            continue;
+        if (strcmp(name, "sdm72v1") == 0) { /* no per-line currents: cannot measure a node */
+            assert_true(rejects(modbus_meter("'host':'gw','map':'sdm72v1'"), MB "map",
+                                "no per-line current"));
+            continue;
+        }
+        cfg = parse_ok(modbus_meter(J("'host':'gw','map':'%s'", name)));
+        assert_string_equal(cfg->meter_opts[0].map, name);
+        pw_cfg_free(cfg);
+    }
+    assert_int_equal(maps, 9);
+    assert_string_equal(pw_cfg_modbus_map_name(0), "sdm630");
+    assert_string_equal(pw_cfg_modbus_map_name(8), "generic");
+
+    /* Errors, each on its field. */
+    assert_true(rejects(modbus_meter("'map':'sdm630'"), MB "host", "required"));
+    static const char *const bad_hosts[] = {
+        "10.0.0.256", "gw_1",
+        "-gw",        "gw-",
+        "a..b",       "",
+        ".gw",        "gw.",
+        "1.2.3",      "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"};
+    for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++)
+        assert_true(
+            rejects(modbus_meter(J("'host':'%s','map':'sdm630'", bad_hosts[i])), MB "host", NULL));
+    assert_true(rejects(modbus_meter("'host':'gw_1','map':'sdm630'"), MB "host", "host name"));
+    assert_true(rejects(modbus_meter("'host':7,'map':'sdm630'"), MB "host", "string"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','port':0"), MB "port", "1"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','port':65536"), MB "port", NULL));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','unit':0"), MB "unit", "247"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','unit':248"), MB "unit", "247"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','unit':1.5"), MB "unit", "whole"));
+    assert_true(rejects(modbus_meter("'host':'gw'"), MB "map", "required: one of sdm630"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm999'"), MB "map", "em24eth"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':3"), MB "map", "one of"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','interval_ms':199"),
+                        MB "interval_ms", "200"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','interval_ms':60001"),
+                        MB "interval_ms", "60000"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','timeout_ms':99"), MB "timeout_ms",
+                        "100"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','interval_ms':20000,"
+                                     "'timeout_ms':10001"),
+                        MB "timeout_ms", "10000"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','timeout_ms':2000"),
+                        MB "timeout_ms", "must not exceed interval_ms (1000 ms)"));
+    assert_true(
+        rejects(modbus_meter("'host':'gw','map':'sdm630','baud':9600"), MB "baud", "unknown"));
+    assert_true(rejects(metered("TN", "", "{'link':{'modbus':'10.0.0.5'}}"),
+                        "nodes[0].meter.link.modbus", "object"));
+    /* Register settings belong to the generic map only. */
+    assert_true(rejects(modbus_meter("'host':'gw','map':'sdm630','function':3"), MB "function",
+                        "only for map \"generic\""));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'em24','lines':[null,null,null]"),
+                        MB "lines", "generic"));
+    assert_true(rejects(modbus_meter("'host':'gw','map':'em24','low_word_first':true"),
+                        MB "low_word_first", "generic"));
+    /* Only meters are read over Modbus. */
+    assert_true(rejects(facility(MAIN_NODE, "{\"id\":\"c\",\"link\":{\"modbus\":"
+                                            "{\"host\":\"gw\",\"map\":\"sdm630\"}},"
+                                            "\"node\":\"m\"}"),
+                        "chargers[0].link.modbus", "meters only"));
+}
+
+#define GENERIC(lines) "'host':'gw','map':'generic','lines':" lines
+
+static void test_modbus_generic(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(
+        modbus_meter("'host':'gw','map':'generic','function':3,'low_word_first':true,'lines':["
+                     "{'address':6,'type':'f32'},{'address':8,'type':'u32'},"
+                     "{'address':10,'type':'s32','scale':0.001}]"));
+    const pw_cfg_meter_opts *o = &cfg->meter_opts[0];
+    assert_int_equal(o->function, 3);
+    assert_true(o->low_word_first);
+    assert_true(o->line[0].present);
+    assert_int_equal(o->line[0].address, 6);
+    assert_int_equal(o->line[0].type, PW_CFG_REG_F32);
+    assert_true(o->line[0].scale == 1);
+    assert_true(o->line[1].present);
+    assert_int_equal(o->line[1].type, PW_CFG_REG_U32);
+    assert_int_equal(o->line[2].type, PW_CFG_REG_S32);
+    assert_true(o->line[2].scale == 0.001);
+    pw_cfg_free(cfg);
+    /* Defaults: input registers, high word first. */
+    cfg = parse_ok(modbus_meter(GENERIC("[{'address':0,'type':'u16'},{'address':65535,"
+                                        "'type':'s16','scale':-0.1},{'address':2,'type':'u16'}]")));
+    assert_int_equal(cfg->meter_opts[0].function, 4);
+    assert_false(cfg->meter_opts[0].low_word_first);
+    assert_int_equal(cfg->meter_opts[0].line[1].address, 65535);
+    assert_true(cfg->meter_opts[0].line[1].scale == -0.1);
+    pw_cfg_free(cfg);
+
+    assert_true(rejects(modbus_meter("'host':'gw','map':'generic'"), MB "lines", "required"));
+    assert_true(rejects(modbus_meter(GENERIC("{'address':1}")), MB "lines", "3 entries"));
+    assert_true(rejects(modbus_meter(GENERIC("[null,null]")), MB "lines", "3 entries"));
+    assert_true(rejects(modbus_meter(GENERIC("[null,null,null]")), MB "lines", "no line"));
+    assert_true(rejects(modbus_meter(GENERIC("[7,null,null]")), MB "lines[0]", "or null"));
+    assert_true(rejects(modbus_meter(GENERIC("[null,{'type':'f32'},null]")), MB "lines[1].address",
+                        "required"));
+    assert_true(rejects(modbus_meter(GENERIC("[null,{'address':65536,'type':'f32'},null]")),
+                        MB "lines[1].address", "65535"));
+    assert_true(rejects(modbus_meter(GENERIC("[null,null,{'address':-1,'type':'f32'}]")),
+                        MB "lines[2].address", NULL));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':65535,'type':'f32'},null,null]")),
+                        MB "lines[0].address", "two registers"));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':1},null,null]")), MB "lines[0].type",
+                        "required"));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':1,'type':'f64'},null,null]")),
+                        MB "lines[0].type", "u16"));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':1,'type':'f32','scale':0},null,null]")),
+                        MB "lines[0].scale", "other than 0"));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':1,'type':'f32','scale':'x'},null,"
+                                             "null]")),
+                        MB "lines[0].scale", NULL));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':1,'type':'f32','word':1},null,null]")),
+                        MB "lines[0].word", "unknown"));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':1,'type':'f32'},null,null],"
+                                             "'function':6")),
+                        MB "function", "3 (holding registers) or 4"));
+    assert_true(rejects(modbus_meter(GENERIC("[{'address':1,'type':'f32'},null,null],"
+                                             "'low_word_first':'yes'")),
+                        MB "low_word_first", "true or false"));
+}
+
+static void test_modbus_identity(void **state)
+{
+    (void)state;
+    const char *a = "{'link':{'modbus':{'host':'10.0.0.5','unit':3,'map':'sdm630'}}}";
+    assert_true(rejects(two_meters("", a, a), "nodes[1].meter.link.modbus",
+                        "modbus 10.0.0.5:502 unit 3 is the meter of nodes[0]"));
+    /* The default port is port 502; host names in any letter case are one gateway. */
+    assert_true(rejects(two_meters("", a,
+                                   "{'link':{'modbus':{'host':'10.0.0.5','port':502,'unit':3,"
+                                   "'map':'em340'}}}"),
+                        "nodes[1].meter.link.modbus", "nodes[0]"));
+    assert_true(rejects(two_meters("", "{'link':{'modbus':{'host':'GW','map':'em24'}}}",
+                                   "{'link':{'modbus':{'host':'gw','map':'em24'}}}"),
+                        "nodes[1].meter.link.modbus", "nodes[0]"));
+    /* Another unit or port behind the same gateway is another meter. */
+    pw_cfg *cfg = parse_ok(
+        two_meters("", a, "{'link':{'modbus':{'host':'10.0.0.5','unit':4,'map':'sdm630'}}}"));
+    pw_cfg_free(cfg);
+    cfg = parse_ok(two_meters(
+        "", a, "{'link':{'modbus':{'host':'10.0.0.5','port':503,'unit':3,'map':'sdm630'}}}"));
+    pw_cfg_free(cfg);
+}
+
+#define MQ "nodes[0].meter.link.mqtt."
+
+/* An MQTT meter of main on grid (broker configured), its mqtt body given (with '). */
+static const char *mqtt_meter(const char *grid, const char *body)
+{
+    return metered(grid, BROKER, J("{'link':{'mqtt':{%s}}}", body));
+}
+
+static void test_mqtt_meter(void **state)
+{
+    (void)state;
+    /* The AMS reader's JSON: one topic, the fields fixed by the preset. */
+    pw_cfg *cfg = parse_ok(mqtt_meter("TN", "'preset':'ams','topic':'ams/meter'"));
+    const pw_cfg_meter_opts *o = &cfg->meter_opts[0];
+    assert_int_equal(cfg->meters[0].kind, PW_CFG_LINK_MQTT);
+    assert_string_equal(cfg->meters[0].topic, "ams/meter");
+    assert_string_equal(o->preset, "ams");
+    assert_string_equal(o->paths[0], "data.I1");
+    assert_string_equal(o->paths[1], "data.I2");
+    assert_string_equal(o->paths[2], "data.I3");
+    json_t *j = pw_cfg_to_json(cfg);
+    json_t *want = json_pack("{s:{s:s, s:s}}", "mqtt", "preset", "ams", "topic", "ams/meter");
+    json_t *meter = json_object_get(json_array_get(json_object_get(j, "nodes"), 0), "meter");
+    assert_true(json_equal(json_object_get(meter, "link"), want));
+    json_decref(want);
+    json_decref(j);
+    pw_cfg_free(cfg);
+
+    /* JSON with a path per line; "" and null: the line is not reported, which only a 3-wire
+     * IT meter may do, for L2. */
+    cfg = parse_ok(metered("IT", BROKER,
+                           "{'link':{'mqtt':{'preset':'json','topic':'p1/reading',"
+                           "'paths':['current.l1',null,'phases.3.A_x']}},'derive_l2':true}"));
+    o = &cfg->meter_opts[0];
+    assert_string_equal(cfg->meters[0].topic, "p1/reading");
+    assert_string_equal(o->paths[0], "current.l1");
+    assert_string_equal(o->paths[1], "");
+    assert_string_equal(o->paths[2], "phases.3.A_x");
+    pw_cfg_free(cfg);
+    assert_true(rejects(mqtt_meter("TN", "'preset':'json','topic':'t','paths':['','I2','']"),
+                        MQ "paths", "L1 is not reported"));
+    assert_true(rejects(mqtt_meter("IT", "'preset':'json','topic':'t','paths':['a',null,'c']"),
+                        MQ "paths", "L2 is not reported"));
+
+    /* One value per topic: the L1 topic is the identity. */
+    cfg =
+        parse_ok(mqtt_meter("TN", "'preset':'plain','topics':['meter/l1','meter/l2','meter/l3']"));
+    o = &cfg->meter_opts[0];
+    assert_string_equal(cfg->meters[0].topic, "meter/l1");
+    assert_string_equal(o->topics[1], "meter/l2");
+    assert_string_equal(o->topics[2], "meter/l3");
+    pw_cfg_free(cfg);
+    assert_true(rejects(mqtt_meter("TN", "'preset':'plain','topics':['','meter/l2','meter/l3']"),
+                        MQ "topics", "L1 is not reported"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'plain','topics':['a/1','a/2',null]"),
+                        MQ "topics", "L3 is not reported"));
+
+    /* Presets and their members. */
+    assert_true(rejects(mqtt_meter("TN", "'topic':'t'"), MQ "preset", "required"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'xml','topic':'t'"), MQ "preset", "plain"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'ams'"), MQ "topic", "required"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'ams','topic':'t','paths':['a','b','c']"),
+                        MQ "paths", "fixed by preset ams (data.I1"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'ams','topic':'t','topics':['a','b','c']"),
+                        MQ "topics", "only for preset plain"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'json','topic':'t'"), MQ "paths", "required"));
+    assert_true(
+        rejects(mqtt_meter("TN", "'preset':'json','paths':['a','b','c']"), MQ "topic", "required"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'plain'"), MQ "topics", "required"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'plain','topic':'t','topics':['a','b','c']"),
+                        MQ "topic", "topics"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'plain','topics':['a','b','c'],"
+                                         "'paths':['a','b','c']"),
+                        MQ "paths", "only for preset json"));
+    assert_true(
+        rejects(mqtt_meter("TN", "'preset':'ams','topic':'t','qos':1"), MQ "qos", "unknown"));
+    assert_true(rejects(metered("TN", BROKER, "{'link':{'mqtt':'t'}}"), "nodes[0].meter.link.mqtt",
+                        "object"));
+
+    /* Topics: one topic of 1 to 127 characters, no wildcard. */
+    assert_true(rejects(mqtt_meter("TN", "'preset':'ams','topic':''"), MQ "topic", "empty"));
+    assert_true(
+        rejects(mqtt_meter("TN", "'preset':'ams','topic':'ams/#'"), MQ "topic", "wildcards"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'json','topic':'a/+/b','paths':['x',null,"
+                                         "null]"),
+                        MQ "topic", "wildcards"));
+    char long_topic[129];
+    memset(long_topic, 't', 128);
+    long_topic[128] = '\0';
+    assert_true(rejects(mqtt_meter("TN", J("'preset':'ams','topic':'%s'", long_topic)), MQ "topic",
+                        "at most 127"));
+    long_topic[127] = '\0';
+    cfg = parse_ok(mqtt_meter("TN", J("'preset':'ams','topic':'%s'", long_topic)));
+    pw_cfg_free(cfg);
+    /* A NUL inside a topic (JSON text refuses it already; a document built in code may not). */
+    json_t *root = json_loads(mqtt_meter("TN", "'preset':'ams','topic':'x'"), 0, NULL);
+    json_t *feed = json_object_get(
+        json_object_get(
+            json_object_get(
+                json_object_get(json_array_get(json_object_get(root, "nodes"), 0), "meter"),
+                "link"),
+            "mqtt"),
+        "topic");
+    assert_int_equal(json_string_setn(feed, "a\0b", 3), 0);
+    pw_cfg_errors errs;
+    assert_null(pw_cfg_from_json(root, &errs));
+    assert_string_equal(errs.items[0].field, MQ "topic");
+    assert_non_null(strstr(errs.items[0].message, "NUL"));
+    json_decref(root);
+    assert_true(rejects(mqtt_meter("TN", "'preset':'plain','topics':['m/+','b','c']"),
+                        MQ "topics[0]", "wildcards"));
+    assert_true(rejects(mqtt_meter("TN", J("'preset':'plain','topics':['a','%s','c']", "x#")),
+                        MQ "topics[1]", "wildcards"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'plain','topics':['','',null]"), MQ "topics",
+                        "no line"));
+    assert_true(
+        rejects(mqtt_meter("TN", "'preset':'plain','topics':['a','b']"), MQ "topics", "3 entries"));
+    assert_true(
+        rejects(mqtt_meter("TN", "'preset':'plain','topics':['a',2,'c']"), MQ "topics[1]", NULL));
+
+    /* Paths: dotted, letters, digits and '_'. */
+    static const char *const bad_paths[] = {"current..l1", ".a", "a.", "a-b", "a b", "a[0]", "ä"};
+    for (size_t i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++)
+        assert_true(rejects(mqtt_meter("TN", J("'preset':'json','topic':'t','paths':['%s',"
+                                               "'ok',null]",
+                                               bad_paths[i])),
+                            MQ "paths[0]", "dotted path"));
+    char long_path[65];
+    memset(long_path, 'p', 64);
+    long_path[64] = '\0';
+    assert_true(rejects(
+        mqtt_meter("TN", J("'preset':'json','topic':'t','paths':[null,'%s',null]", long_path)),
+        MQ "paths[1]", "at most 63"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'json','topic':'t','paths':[null,'',null]"),
+                        MQ "paths", "no line"));
+    assert_true(rejects(mqtt_meter("TN", "'preset':'json','topic':'t','paths':'a'"), MQ "paths",
+                        "3 entries"));
+
+    /* A feed needs the broker. */
+    assert_true(rejects(metered("TN", "", "{'link':{'mqtt':{'preset':'ams','topic':'t'}}}"),
+                        "nodes[0].meter.link.mqtt", "mqtt.host"));
+    assert_true(rejects(
+        metered("TN", ",'mqtt':{'host':''}", "{'link':{'mqtt':{'preset':'ams','topic':'t'}}}"),
+        "nodes[0].meter.link.mqtt", "mqtt.host"));
+    /* Only meters are MQTT feeds. */
+    assert_true(rejects(J("{'grid':'TN'" BROKER ",'nodes':[{'id':'m','limit_a':100}],"
+                          "'chargers':[{'id':'c','link':{'mqtt':{'topic':'x'}},'node':'m'}]}"),
+                        "chargers[0].link.mqtt", "meters only"));
+    assert_true(rejects(metered("TN", BROKER, "{'link':{'zigbee':{}}}"),
+                        "nodes[0].meter.link.zigbee", "lan, defa, modbus, mqtt"));
+}
+
+static void test_mqtt_identity(void **state)
+{
+    (void)state;
+    assert_true(rejects(two_meters(BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'m/1'}}}",
+                                   "{'link':{'mqtt':{'preset':'json','topic':'m/1',"
+                                   "'paths':['a','b','c']}}}"),
+                        "nodes[1].meter.link.mqtt.topic",
+                        "mqtt topic m/1 is the meter of nodes[0]"));
+    assert_true(rejects(two_meters(BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'m/1'}}}",
+                                   "{'link':{'mqtt':{'preset':'plain','topics':['m/1','y','x']}}}"),
+                        "nodes[1].meter.link.mqtt.topics", "nodes[0]"));
+    pw_cfg *cfg = parse_ok(two_meters(BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'m/1'}}}",
+                                      "{'link':{'mqtt':{'preset':'ams','topic':'m/2'}}}"));
+    pw_cfg_free(cfg);
+    /* An MQTT topic and a DEFA serial that read alike are different devices. */
+    cfg = parse_ok(two_meters(BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'S1'}}}",
+                              "{'link':{'defa':{'serial':'S1'}}}"));
+    pw_cfg_free(cfg);
+}
+
+#define DL "nodes[0].meter.derive_l2"
+
+static void test_derive_l2(void **state)
+{
+    (void)state;
+    /* A 3-wire IT meter that reports L1 and L3 only. */
+    pw_cfg *cfg = parse_ok(metered(
+        "IT", "",
+        "{'link':{'modbus':{" GENERIC("[{'address':0,'type':'f32'},null,"
+                                      "{'address':4,'type':'f32'}]") "}},'derive_l2':true}"));
+    assert_true(cfg->meter_opts[0].derive_l2);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(metered("IT", BROKER,
+                           "{'derive_l2':true,'link':{'mqtt':{'preset':'plain','topics':['m/1',"
+                           "'','m/3']}}}"));
+    assert_true(cfg->meter_opts[0].derive_l2);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(metered("IT", BROKER,
+                           "{'link':{'mqtt':{'preset':'json','topic':'t','paths':['data.I1',null,"
+                           "'data.I3']}},'derive_l2':true}"));
+    assert_true(cfg->meter_opts[0].derive_l2);
+    pw_cfg_free(cfg);
+    /* false is allowed anywhere. */
+    cfg = parse_ok(metered("TN", "", "{'link':{'lan':{'device_id':9}},'derive_l2':false}"));
+    assert_false(cfg->meter_opts[0].derive_l2);
+    pw_cfg_free(cfg);
+
+    const char *generic_13 = "{'link':{'modbus':{" GENERIC(
+        "[{'address':0,'type':'f32'},null,{'address':4,'type':'f32'}]") "}},'derive_l2':true}";
+    assert_true(rejects(metered("TN", "", generic_13), DL, "only for an IT grid"));
+    assert_true(rejects(metered("IT", "",
+                                "{'link':{'modbus':{'host':'gw','map':'sdm630'}},"
+                                "'derive_l2':true}"),
+                        DL, "reports no L2"));
+    assert_true(rejects(metered("IT", "", "{'link':{'lan':{'device_id':9}},'derive_l2':true}"), DL,
+                        "reports no L2"));
+    assert_true(
+        rejects(metered("IT", "", "{'device_id':9,'derive_l2':true}"), DL, "reports no L2"));
+    assert_true(rejects(
+        metered("IT", BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'t'}},'derive_l2':true}"),
+        DL, "reports no L2"));
+    assert_true(rejects(metered("IT", "",
+                                "{'link':{'modbus':{" GENERIC(
+                                    "[{'address':0,'type':'f32'},"
+                                    "{'address':2,'type':'f32'},null]") "}},'derive_l2':true}"),
+                        DL, "lines[1] is set"));
+    assert_true(rejects(metered("IT", BROKER,
+                                "{'link':{'mqtt':{'preset':'plain','topics':['a','b','c']}},"
+                                "'derive_l2':true}"),
+                        DL, "topics[1] is set"));
+    assert_true(rejects(metered("IT", BROKER,
+                                "{'link':{'mqtt':{'preset':'json','topic':'t','paths':['a','b',"
+                                "null]}},'derive_l2':true}"),
+                        DL, "paths[1] is set"));
+    assert_true(rejects(metered("IT", "",
+                                "{'link':{'modbus':{" GENERIC("[null,null,{'address':4,'type':"
+                                                              "'f32'}]") "}},'derive_l2':true}"),
+                        DL, "needs L1 and L3"));
+    assert_true(rejects(metered("IT", "", "{'link':{'lan':{'device_id':9}},'derive_l2':1}"), DL,
+                        "true or false"));
+}
+
+#define BR "mqtt."
+
+/* A facility with a LAN main meter and the top-level members top (with '). */
+static const char *with_top(const char *top)
+{
+    return J("{'grid':'TN',%s,'nodes':[{'id':'m','limit_a':100}],"
+             "'chargers':[{'id':'c','device_id':1,'node':'m'}]}",
+             top);
+}
+
+static void test_mqtt_broker(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(MINIMAL);
+    assert_string_equal(cfg->mqtt.host, "");
+    assert_int_equal(cfg->mqtt.port, 1883);
+    assert_int_equal(cfg->mqtt.keepalive_s, 30);
+    assert_false(cfg->mqtt.tls);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(with_top("'mqtt':{'host':'10.0.0.9','username':'pw','password':'s3cret',"
+                            "'client_id':'phasewise-a','keepalive_s':60}"));
+    assert_string_equal(cfg->mqtt.host, "10.0.0.9");
+    assert_int_equal(cfg->mqtt.port, 1883);
+    assert_string_equal(cfg->mqtt.username, "pw");
+    assert_string_equal(cfg->mqtt.password, "s3cret");
+    assert_string_equal(cfg->mqtt.client_id, "phasewise-a");
+    assert_int_equal(cfg->mqtt.keepalive_s, 60);
+    pw_cfg_free(cfg);
+    /* TLS moves the default port to 8883; a port given stays. */
+    cfg = parse_ok(with_top("'mqtt':{'host':'broker','tls':true,'ca_file':'/etc/ca.pem'}"));
+    assert_int_equal(cfg->mqtt.port, 8883);
+    assert_true(cfg->mqtt.tls);
+    assert_string_equal(cfg->mqtt.ca_file, "/etc/ca.pem");
+    pw_cfg_free(cfg);
+    cfg = parse_ok(with_top("'mqtt':{'port':1883,'host':'broker','tls':true}"));
+    assert_int_equal(cfg->mqtt.port, 1883);
+    pw_cfg_free(cfg);
+
+    assert_true(rejects(with_top("'mqtt':{'host':'bro ker'}"), BR "host", "host name"));
+    assert_true(rejects(with_top("'mqtt':{'host':'300.1.1.1'}"), BR "host", NULL));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','port':0}"), BR "port", NULL));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','keepalive_s':4}"), BR "keepalive_s", "5"));
+    assert_true(
+        rejects(with_top("'mqtt':{'host':'b','keepalive_s':601}"), BR "keepalive_s", "600"));
+    assert_true(
+        rejects(with_top("'mqtt':{'host':'b','password':'x'}"), BR "password", "needs a username"));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','ca_file':'ca.pem'}"), BR "ca_file", "tls"));
+    assert_true(
+        rejects(with_top("'mqtt':{'host':'b','client_id':'a b'}"), BR "client_id", "letters"));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','tls':'yes'}"), BR "tls", "true or false"));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','qos':1}"), BR "qos", "unknown"));
+    assert_true(rejects(with_top("'mqtt':'broker'"), "mqtt", "object"));
+    char user[65];
+    memset(user, 'u', 64);
+    user[64] = '\0';
+    assert_true(rejects(with_top(J("'mqtt':{'host':'b','username':'%s'}", user)), BR "username",
+                        "at most 63"));
+}
+
+/* Every meter kind and the broker, written back and read again. */
+static void test_meter_roundtrip(void **state)
+{
+    (void)state;
+    const char *text =
+        J("{'grid':'IT','mqtt':{'host':'broker.local','port':8883,'tls':true,'username':'u',"
+          "'password':'p w','ca_file':'ca.pem','client_id':'pw1','keepalive_s':45},"
+          "'nodes':[{'id':'m','limit_a':100,'meter':{'link':{'modbus':{'host':'10.0.0.5',"
+          "'unit':3,'map':'sdm630','interval_ms':2000,'timeout_ms':1500}}}},"
+          "{'id':'a','parent':'m','limit_a':50,'meter':{'derive_l2':true,'link':{'modbus':{"
+          "'host':'gw2','map':'generic','function':3,'low_word_first':true,'lines':["
+          "{'address':6,'type':'f32','scale':0.5},null,{'address':65534,'type':'u32',"
+          "'scale':0.001}]}}}},"
+          "{'id':'b','parent':'m','limit_a':40,'meter':{'link':{'mqtt':{'preset':'ams',"
+          "'topic':'ams/main'}}}},"
+          "{'id':'d','parent':'m','limit_a':40,'meter':{'derive_l2':true,'link':{'mqtt':{"
+          "'preset':'json','topic':'p1','paths':['c.l1','','c.l3']}}}},"
+          "{'id':'e','parent':'m','limit_a':40,'meter':{'link':{'mqtt':{'preset':'plain',"
+          "'topics':['e/1','e/2','e/3']}}}},"
+          "{'id':'f','parent':'m','limit_a':40,'meter':{'link':{'defa':{'serial':'S1'}}}},"
+          "{'id':'g','parent':'m','limit_a':40}],"
+          "'chargers':[{'id':'c','link':{'lan':{'device_id':1}},'node':'a'}]}");
+    pw_cfg *cfg = parse_ok(text);
+    json_t *j = pw_cfg_to_json(cfg);
+    char *dumped = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    pw_cfg *back = parse_ok(dumped);
+    json_t *j2 = pw_cfg_to_json(back);
+    assert_true(json_equal(j, j2));
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        assert_true(pw_cfg_link_equal(&cfg->meters[i], &back->meters[i]));
+        assert_memory_equal(&cfg->meter_opts[i], &back->meter_opts[i], sizeof cfg->meter_opts[i]);
+    }
+    assert_memory_equal(&cfg->mqtt, &back->mqtt, sizeof cfg->mqtt);
+    /* What the file looks like. */
+    json_t *nodes = json_object_get(j, "nodes");
+    json_t *want =
+        json_pack("{s:{s:s, s:i, s:i, s:s, s:i, s:i}}", "modbus", "host", "10.0.0.5", "port", 502,
+                  "unit", 3, "map", "sdm630", "interval_ms", 2000, "timeout_ms", 1500);
+    assert_true(json_equal(
+        json_object_get(json_object_get(json_array_get(nodes, 0), "meter"), "link"), want));
+    json_decref(want);
+    json_t *lines = json_object_get(
+        json_object_get(json_object_get(json_object_get(json_array_get(nodes, 1), "meter"), "link"),
+                        "modbus"),
+        "lines");
+    assert_true(json_is_null(json_array_get(lines, 1)));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(lines, 2), "type")),
+                        "u32");
+    json_t *paths = json_object_get(
+        json_object_get(json_object_get(json_object_get(json_array_get(nodes, 3), "meter"), "link"),
+                        "mqtt"),
+        "paths");
+    assert_true(json_is_null(json_array_get(paths, 1)));
+    assert_true(json_is_true(
+        json_object_get(json_object_get(json_array_get(nodes, 3), "meter"), "derive_l2")));
+    json_t *broker = json_object_get(j, "mqtt");
+    assert_string_equal(json_string_value(json_object_get(broker, "password")), "p w");
+    assert_int_equal(json_integer_value(json_object_get(broker, "port")), 8883);
+    free(dumped);
+    json_decref(j);
+    json_decref(j2);
+    pw_cfg_free(back);
+    pw_cfg_free(cfg);
 }
 
 /* The demo config with one change made by edit; NULL edit: unchanged. */
@@ -457,6 +1103,20 @@ static void edit_all_restart(json_t *root)
     json_object_set_new(
         http, "tls",
         json_pack("{s:b, s:s, s:s}", "enabled", 1, "cert_file", "c.pem", "key_file", "k.pem"));
+    json_object_set_new(root, "mqtt",
+                        json_pack("{s:s, s:i, s:b, s:s, s:s, s:s, s:s}", "host", "broker", "port",
+                                  8884, "tls", 1, "ca_file", "ca.pem", "username", "u", "password",
+                                  "p", "client_id", "pw2"));
+}
+
+/* Modbus and MQTT meters, the MQTT keepalive: applied at once. */
+static void edit_meters_live(json_t *root)
+{
+    json_t *main_node = json_array_get(json_object_get(root, "nodes"), 0);
+    json_object_set_new(
+        main_node, "meter",
+        json_pack("{s:{s:{s:s, s:s}}}", "link", "modbus", "host", "10.0.0.5", "map", "sdm630"));
+    json_object_set_new(section_of(root, "mqtt"), "keepalive_s", json_integer(90));
 }
 
 static void edit_defa_meters(json_t *root)
@@ -486,10 +1146,14 @@ static void test_restart_fields(void **state)
 
     pw_cfg *all = demo_with(edit_all_restart);
     static const char *const want[] = {
-        "network.group",       "network.port",      "network.ttl", "network.key_file",
-        "network.defa_meters", "network.defa_emit", "http.listen", "http.tls.enabled",
-        "http.tls.cert_file",  "http.tls.key_file",
+        "network.group",     "network.port",        "network.ttl",
+        "network.key_file",  "network.defa_meters", "network.defa_emit",
+        "http.listen",       "http.tls.enabled",    "http.tls.cert_file",
+        "http.tls.key_file", "mqtt.host",           "mqtt.port",
+        "mqtt.tls",          "mqtt.ca_file",        "mqtt.username",
+        "mqtt.password",     "mqtt.client_id",
     };
+    _Static_assert(sizeof want / sizeof want[0] == PW_CFG_RESTART_FIELDS_MAX, "every field");
     assert_int_equal(pw_cfg_restart_fields(base, all, out, PW_CFG_RESTART_FIELDS_MAX),
                      PW_CFG_RESTART_FIELDS_MAX);
     for (size_t i = 0; i < PW_CFG_RESTART_FIELDS_MAX; i++)
@@ -505,7 +1169,10 @@ static void test_restart_fields(void **state)
     assert_int_equal(pw_cfg_restart_fields(emit, base, out, PW_CFG_RESTART_FIELDS_MAX), 1);
     assert_string_equal(out[0], "network.defa_emit");
 
-    pw_cfg *list[] = {base, same, chargers, port, all, meters, emit};
+    pw_cfg *live = demo_with(edit_meters_live);
+    assert_int_equal(pw_cfg_restart_fields(base, live, out, PW_CFG_RESTART_FIELDS_MAX), 0);
+
+    pw_cfg *list[] = {base, same, chargers, port, all, meters, emit, live};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         pw_cfg_free(list[i]);
 }
@@ -631,7 +1298,11 @@ int main(void)
         cmocka_unit_test(test_duplicates),       cmocka_unit_test(test_link_helpers),
         cmocka_unit_test(test_restart_fields),   cmocka_unit_test(test_restart_pending_accepted),
         cmocka_unit_test(test_largest_facility), cmocka_unit_test(test_save_roundtrip),
-        cmocka_unit_test(test_wiring_text),
+        cmocka_unit_test(test_wiring_text),      cmocka_unit_test(test_modbus_meter),
+        cmocka_unit_test(test_modbus_generic),   cmocka_unit_test(test_modbus_identity),
+        cmocka_unit_test(test_mqtt_meter),       cmocka_unit_test(test_mqtt_identity),
+        cmocka_unit_test(test_derive_l2),        cmocka_unit_test(test_mqtt_broker),
+        cmocka_unit_test(test_meter_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -577,6 +577,37 @@ static void test_meter_rejects_nan_and_negative(void **state)
     tx_free(t);
 }
 
+/* A reading above ten times the fuse is a broken meter or a wrong register, not a load. */
+static void test_meter_rejects_implausible(void **state)
+{
+    (void)state;
+    tx *t = tx_new(); /* 40 A fuse */
+    double ok[PW_LINES] = {399, 0, 0}, bad[PW_LINES] = {401, 0, 0};
+    assert_int_equal(pw_ctl_meter_report(t->ctl, 0, ok, t->now), 0);
+    assert_int_equal(pw_ctl_meter_report(t->ctl, 0, bad, t->now + 1), -1);
+    A_EQ(pw_ctl_meter(t->ctl, 0)->line_a[0], 399);
+    assert_int_equal(pw_ctl_reject_count(t->ctl, "meter", "implausible"), 1);
+    tx_free(t);
+}
+
+/* A 3-wire IT meter without L2: L2 is L1 + L3, the bound that never under-estimates it; a meter
+ * not configured so gets no L2 made up (NaN stays a refused reading). */
+static void test_meter_derives_l2_when_configured(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    double l1l3[PW_LINES] = {10, NAN, 7};
+    assert_int_equal(pw_ctl_meter_report(t->ctl, 0, l1l3, t->now), -1);
+    assert_non_null(t->cfg->meter_opts);
+    t->cfg->meter_opts[0].derive_l2 = true;
+    assert_int_equal(pw_ctl_meter_report(t->ctl, 0, l1l3, t->now), 0);
+    A_EQ(pw_ctl_meter(t->ctl, 0)->line_a[1], 17);
+    double all[PW_LINES] = {10, 3, 7}; /* a reported L2 is taken as it is */
+    assert_int_equal(pw_ctl_meter_report(t->ctl, 0, all, t->now + 1), 0);
+    A_EQ(pw_ctl_meter(t->ctl, 0)->line_a[1], 3);
+    tx_free(t);
+}
+
 /* A report that cannot be true is refused and changes nothing. */
 static void test_impossible_report_rejected(void **state)
 {
@@ -1243,6 +1274,8 @@ int main(void)
         cmocka_unit_test_teardown(test_meter_reading_asks_run_now, teardown),
         cmocka_unit_test_teardown(test_report_asks_run_within_tick, teardown),
         cmocka_unit_test_teardown(test_meter_rejects_nan_and_negative, teardown),
+        cmocka_unit_test_teardown(test_meter_rejects_implausible, teardown),
+        cmocka_unit_test_teardown(test_meter_derives_l2_when_configured, teardown),
         cmocka_unit_test_teardown(test_impossible_report_rejected, teardown),
         cmocka_unit_test_teardown(test_unsent_command_due_again_after_retry, teardown),
         cmocka_unit_test_teardown(test_session_opens_when_pilot_leaves_a, teardown),

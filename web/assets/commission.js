@@ -4,7 +4,8 @@
  * measurements of now; Save replaces the running config atomically, and settings that wait for
  * a restart are listed. Export and import move the draft as a JSON file. Chargers and meters
  * are edited in the link form ("link": {"lan": {"device_id": N}}); an imported file with the
- * old keys is turned into it. */
+ * old keys is turned into it. A circuit's meter is a LAN device, a DEFA frame, a Modbus TCP
+ * meter or an MQTT feed; the generic Modbus map's registers are edited as JSON. */
 import {
   $, api, downloadText, el, errorText, facility, fmtAge, loggedIn, session,
 } from "./util.js";
@@ -20,6 +21,20 @@ const BALANCER = [
   ["phase_hold_s", "Phase hold", "s"], ["active_phase_a", "Active phase above", "A"],
   ["meter_history_s", "Stale-meter window", "s"],
 ];
+
+/* The Modbus register maps by their config name; the same list as config/config.c's
+ * modbus_maps (the appliance refuses any other name). */
+const MODBUS_MAPS = [
+  ["sdm630", "Eastron SDM630"], ["sdm72v1", "Eastron SDM72 v1"], ["sdm72v2", "Eastron SDM72 v2"],
+  ["em340", "Carlo Gavazzi EM340 / ET340"], ["em24", "Carlo Gavazzi EM24 (RS485)"],
+  ["em24eth", "Carlo Gavazzi EM24 Ethernet"], ["abb_b2x", "ABB B23 / B24"],
+  ["sunspec", "SunSpec (discovered)"], ["generic", "Generic (registers below)"],
+];
+const MQTT_PRESETS = [["ams", "AMS reader JSON"], ["json", "JSON, path per line"],
+                      ["plain", "Topic per line"]];
+const GENERIC_KEYS = ["function", "low_word_first", "lines"];
+const LINES_EXAMPLE = '[{"address": 6, "type": "f32", "scale": 1}, null, {"address": 10, ' +
+  '"type": "f32", "scale": 1}]';
 
 const cm = { draft: null, saved: "", ready: false, busy: false, pending: [] };
 
@@ -71,9 +86,21 @@ function input(path, type, opts = {}) {
       e.appendChild(o);
     }
     e.value = v === null || v === undefined ? "" : String(v);
+  } else if (type === "json") { /* raw JSON, e.g. a generic map's lines */
+    e = el("textarea");
+    e.rows = opts.rows || 4;
+    e.spellcheck = false;
+    e.style.width = "100%";
+    e.style.fontFamily = "monospace";
+    e.value = v === null || v === undefined ? "" : JSON.stringify(v);
+    if (opts.placeholder) e.placeholder = opts.placeholder;
   } else {
     e = el("input");
-    e.type = type === "number" ? "number" : "text";
+    e.type = type === "number" ? "number" : type === "password" ? "password" : "text";
+    if (type === "password") {
+      e.autocomplete = "new-password";
+      e.style.width = "100%";
+    }
     if (type === "number") e.step = "any";
     if (opts.list) e.setAttribute("list", opts.list);
     e.value = v === null || v === undefined ? "" : Array.isArray(v) ? v.join(", ") : String(v);
@@ -115,6 +142,16 @@ function readInput(e) {
   }
   case "parent":
     return e.value === "" ? null : e.value;
+  case "password": /* the appliance never sends it back: empty keeps the saved one */
+    return e.value === "" ? null : e.value;
+  case "json": { /* not JSON yet: sent as text, and the appliance says what it must be */
+    if (e.value.trim() === "") return undefined;
+    try {
+      return JSON.parse(e.value);
+    } catch (err) {
+      return e.value;
+    }
+  }
   default:
     return e.value === "" && e.dataset.optional ? undefined : e.value;
   }
@@ -178,10 +215,12 @@ function section(title, ...children) {
 }
 
 function siteSection() {
+  /* Redrawn on a change: the meters' "derive L2" choice is shown on IT grids only. */
   return section("Site",
     fld("Site name", input("site", "text")),
     fld("Grid", input("grid", "text", { choices: [["TN", "TN (230 V line–neutral)"],
-                                                   ["IT", "IT (230 V between lines)"]] })));
+                                                   ["IT", "IT (230 V between lines)"]],
+                                        rerender: true })));
 }
 
 /* Fields marked "restart" take effect only when the appliance restarts (docs/config.md). */
@@ -225,6 +264,22 @@ function httpSection() {
     fld("Key file", input("http.tls.key_file", "text"), "restart"));
 }
 
+/* The broker MQTT meter feeds are read from. The connection is set up at start. */
+function mqttSection() {
+  return section("MQTT broker (meter feeds)",
+    fld("Broker host", input("mqtt.host", "text", { placeholder: "none" }), "restart"),
+    fld("Port", input("mqtt.port", "number", { placeholder: "1883, TLS 8883" }), "restart"),
+    fld("TLS", input("mqtt.tls", "bool"), "restart"),
+    fld("CA file", input("mqtt.ca_file", "text", { placeholder: "system CAs" }), "restart"),
+    fld("User name", input("mqtt.username", "text"), "restart"),
+    fld("Password", input("mqtt.password", "password", {
+      placeholder: getPath(cm.draft, "mqtt.password_set") ? "saved: type to replace" : "",
+    }), "restart"),
+    fld("Client id", input("mqtt.client_id", "text", { placeholder: "phasewise-<site>" }),
+        "restart"),
+    fld("Keepalive", input("mqtt.keepalive_s", "number"), "s"));
+}
+
 function balancerSection() {
   return section("Balancer", ...BALANCER.map(([key, label, unit]) =>
     fld(label, input("balancer." + key, "number"), unit)));
@@ -242,11 +297,18 @@ function linkOf(o) {
   return null;
 }
 
-/* A link as text for people and for comparing: "lan device 1001", "defa meter ABC123". */
+/* A link as text for people and for comparing: "lan device 1001", "defa meter ABC123",
+ * "modbus 10.0.0.5:502 unit 3", "mqtt topic ams/meter" (as pw_cfg_link_format writes them). */
 function linkText(o) {
   const l = linkOf(o);
   if (l && l.lan) return "lan device " + l.lan.device_id;
   if (l && l.defa) return "defa meter " + l.defa.serial;
+  if (l && l.modbus) return "modbus " + l.modbus.host + ":" + (l.modbus.port ?? 502) + " unit " +
+    (l.modbus.unit ?? 1);
+  if (l && l.mqtt) {
+    const first = (l.mqtt.topics || []).find((t) => t);
+    return "mqtt topic " + (l.mqtt.preset === "plain" ? first || "" : l.mqtt.topic || "");
+  }
   return "";
 }
 
@@ -278,7 +340,86 @@ function toLinkForm(doc) {
 
 function meterKind(m) {
   if (!m) return "";
-  return linkOf(m) && linkOf(m).defa ? "defa" : "lan";
+  const l = linkOf(m) || {};
+  for (const k of ["defa", "modbus", "mqtt"]) if (l[k]) return k;
+  return "lan";
+}
+
+/* A new meter link of that kind, keeping what the old link had of it. */
+function newMeterLink(kind, m) {
+  const old = linkOf(m) || {};
+  if (kind === "lan") return { lan: { device_id: lanId(m) || undefined } };
+  if (kind === "defa") return { defa: { serial: (old.defa && old.defa.serial) || "" } };
+  if (kind === "modbus") return { modbus: { host: "", port: 502, unit: 1, map: "sdm630",
+                                            interval_ms: 1000 } };
+  return { mqtt: { preset: "ams", topic: "" } };
+}
+
+/* A select bound to the draft at path that restructures the draft itself when changed. */
+function restructuring(path, choices, change) {
+  const e = input(path, "text", { choices });
+  e.addEventListener("change", () => {
+    change(e.value);
+    markDirty();
+    render();
+  });
+  return e;
+}
+
+/* The fields of a Modbus TCP meter: the gateway, the unit behind it, the map and the poll. */
+function modbusFields(mb, body) {
+  const base = mb + ".link.modbus";
+  const map = restructuring(base + ".map", MODBUS_MAPS, (v) => {
+    body.map = v;
+    if (v !== "generic") for (const k of GENERIC_KEYS) delete body[k];
+    else Object.assign(body, { function: body.function ?? 4,
+                               low_word_first: body.low_word_first ?? false });
+  });
+  const out = [
+    fld("Gateway host", input(base + ".host", "text", { placeholder: "10.0.0.5" })),
+    fld("Port", input(base + ".port", "number", { placeholder: "502" })),
+    fld("Unit id", input(base + ".unit", "number", { placeholder: "1" })),
+    fld("Register map", map),
+    fld("Poll every", input(base + ".interval_ms", "number", { placeholder: "1000" }), "ms"),
+    fld("Timeout", input(base + ".timeout_ms", "number", { placeholder: "1000" }), "ms"),
+  ];
+  if (body.map === "generic") {
+    out.push(
+      fld("Function", input(base + ".function", "number", {
+        choices: [["4", "4: input registers"], ["3", "3: holding registers"]] })),
+      fld("Low word first", input(base + ".low_word_first", "bool")),
+      fld("Lines [L1, L2, L3] (JSON; null: not read)",
+          input(base + ".lines", "json", { placeholder: LINES_EXAMPLE, rows: 3 }), "", true));
+  }
+  return out;
+}
+
+/* The fields of an MQTT feed: the preset, then its topic and paths or its three topics. */
+function mqttFields(mb, body) {
+  const base = mb + ".link.mqtt";
+  const preset = restructuring(base + ".preset", MQTT_PRESETS, (v) => {
+    const topic = body.topic || (body.topics || []).find((t) => t) || "";
+    for (const k of Object.keys(body)) delete body[k];
+    body.preset = v;
+    if (v === "plain") body.topics = [topic, "", ""];
+    else body.topic = topic;
+    if (v === "json") body.paths = ["", "", ""];
+  });
+  const out = [fld("Feed", preset)];
+  const lines = (key, label, placeholder) => ["L1", "L2", "L3"].map((l, i) =>
+    fld(label + " " + l, input(base + "." + key + "[" + i + "]", "text",
+                               { placeholder: i === 0 ? placeholder : "not reported" })));
+  if (body.preset === "plain") {
+    if (!Array.isArray(body.topics)) body.topics = ["", "", ""];
+    out.push(...lines("topics", "Topic", "meter/l1/current"));
+  } else {
+    out.push(fld("Topic", input(base + ".topic", "text", { placeholder: "ams/meter" }), "", true));
+    if (body.preset === "json") {
+      if (!Array.isArray(body.paths)) body.paths = ["", "", ""];
+      out.push(...lines("paths", "Path", "current.l1"));
+    }
+  }
+  return out;
 }
 
 function nodeCard(n, i, nodes) {
@@ -299,7 +440,8 @@ function nodeCard(n, i, nodes) {
     fld("Margin", input(base + ".margin_a", "number"), "A"),
     fld("Max. imbalance", input(base + ".max_imbalance_a", "number"), "A"));
   const kind = el("select");
-  for (const [v, t] of [["", "no meter"], ["lan", "LAN device id"], ["defa", "DEFA serial"]]) {
+  for (const [v, t] of [["", "no meter"], ["lan", "LAN device id"], ["defa", "DEFA serial"],
+                        ["modbus", "Modbus TCP"], ["mqtt", "MQTT"]]) {
     const o = el("option", "", t);
     o.value = v;
     kind.appendChild(o);
@@ -307,25 +449,29 @@ function nodeCard(n, i, nodes) {
   kind.value = meterKind(n.meter);
   kind.dataset.meterFor = String(i);
   kind.addEventListener("change", () => {
-    const m = n.meter || {}, old = linkOf(m) || {};
+    const m = n.meter || {};
+    /* derive_l2 is about the old meter's lines: it goes with it. */
     const rest = { timeout_s: m.timeout_s, fallback_a: m.fallback_a };
     if (kind.value === "") delete n.meter;
-    else if (kind.value === "lan") n.meter = { link: { lan: { device_id: lanId(m) || undefined } },
-                                               ...rest };
-    else n.meter = { link: { defa: { serial: (old.defa && old.defa.serial) || "" } }, ...rest };
+    else n.meter = { link: newMeterLink(kind.value, m), ...rest };
     markDirty();
     render();
   });
   grid.appendChild(fld("Meter", kind));
   if (n.meter) {
     const mb = base + ".meter";
+    const k = meterKind(n.meter), link = linkOf(n.meter);
+    if (k === "defa") grid.append(fld("DEFA serial", input(mb + ".link.defa.serial", "text")));
+    else if (k === "modbus") grid.append(...modbusFields(mb, link.modbus));
+    else if (k === "mqtt") grid.append(...mqttFields(mb, link.mqtt));
+    else grid.append(fld("LAN device id", input(mb + ".link.lan.device_id", "number")));
     grid.append(
-      meterKind(n.meter) === "defa"
-        ? fld("DEFA serial", input(mb + ".link.defa.serial", "text"))
-        : fld("LAN device id", input(mb + ".link.lan.device_id", "number")),
       fld("Stale after", input(mb + ".timeout_s", "number"), "s"),
       fld("Budget while stale", input(mb + ".fallback_a", "amps", { placeholder: "40 or 40, 40, 32" }),
           "A"));
+    /* A 3-wire meter on an IT grid that reports L1 and L3 only (docs/config.md). */
+    if (cm.draft.grid === "IT" || n.meter.derive_l2)
+      grid.append(fld("Derive L2 from L1 and L3", input(mb + ".derive_l2", "bool")));
   }
   card.appendChild(grid);
   card.appendChild(actionButton("Remove circuit", () => {
@@ -484,7 +630,7 @@ function render() {
     render();
   });
   chargers.appendChild(addCharger);
-  form.append(chargers, balancerSection(), networkSection(), httpSection());
+  form.append(chargers, balancerSection(), networkSection(), mqttSection(), httpSection());
   markDirty();
   window.scrollTo(0, scroll);
 }
