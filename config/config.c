@@ -1027,8 +1027,18 @@ static void check_derive_l2(ctx *c, enum pw_grid grid, const pw_cfg_link *meter,
 {
     bool has[PW_LINES] = {true, true, true};
     bool generic = meter->kind == PW_CFG_LINK_MODBUS && strcmp(o->map, "generic") == 0;
-    bool feed = meter->kind == PW_CFG_LINK_MQTT && strcmp(o->preset, "ams") != 0;
+    bool ams = meter->kind == PW_CFG_LINK_MQTT && strcmp(o->preset, "ams") == 0;
+    bool feed = meter->kind == PW_CFG_LINK_MQTT && !ams;
     bool plain = feed && strcmp(o->preset, "plain") == 0;
+    /* The AMS reader publishes an I2 on 3-wire IT meters too (Kaifa MA304T3), which is not a
+     * measurement: with derive_l2 the feed leaves it unread. */
+    if (ams) {
+        if (grid != PW_GRID_IT)
+            add_error(c, "derive_l2",
+                      "is only for an IT grid: with a neutral, L2 carries a load of its own that "
+                      "L1 and L3 do not tell");
+        return;
+    }
     for (size_t l = 0; l < PW_LINES; l++) {
         if (generic)
             has[l] = o->line[l].present;

@@ -904,9 +904,14 @@ static void test_derive_l2(void **state)
                         "reports no L2"));
     assert_true(
         rejects(metered("IT", "", "{'device_id':9,'derive_l2':true}"), DL, "reports no L2"));
+    /* The AMS reader publishes an unmeasured I2 on 3-wire IT meters: derive_l2 ignores it. */
+    pw_cfg *ams = parse_ok(
+        metered("IT", BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'t'}},'derive_l2':true}"));
+    assert_true(ams->meter_opts[0].derive_l2);
+    pw_cfg_free(ams);
     assert_true(rejects(
-        metered("IT", BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'t'}},'derive_l2':true}"),
-        DL, "reports no L2"));
+        metered("TN", BROKER, "{'link':{'mqtt':{'preset':'ams','topic':'t'}},'derive_l2':true}"),
+        DL, "only for an IT grid"));
     assert_true(rejects(metered("IT", "",
                                 "{'link':{'modbus':{" GENERIC(
                                     "[{'address':0,'type':'f32'},"
