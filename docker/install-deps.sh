@@ -9,10 +9,10 @@
 set -eu
 
 RUNTIME="libuv1 libwebsockets17 libwebsockets-evlib-uv libsqlite3-0 libmbedcrypto7 libmbedtls14
- libmbedx509-1 libjansson4 ca-certificates"
+ libmbedx509-1 libjansson4 libmosquitto1 libssl3 ca-certificates"
 BUILD="build-essential cmake pkg-config libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
- libsqlite3-dev libmbedtls-dev libjansson-dev"
-TEST="libcmocka-dev python3 sqlite3 procps iproute2"
+ libsqlite3-dev libmbedtls-dev libjansson-dev libmosquitto-dev libssl-dev"
+TEST="libcmocka-dev python3 sqlite3 procps iproute2 libmodbus-dev mosquitto mosquitto-clients openssl"
 FUZZ="clang libclang-rt-14-dev"
 BROWSER="chromium nodejs"
 

@@ -13,6 +13,13 @@ if [ ! -d tests/browser/node_modules/playwright-core ] ||
   (cd tests/browser && npm ci --prefer-offline --no-audit --no-fund) ||
     echo "test.sh: npm ci failed: the browser test will be skipped" >&2
 fi
+# The modbus-serial peer of the Modbus tests (tests/peers), the same way; without it those tests
+# read every map with the libmodbus peer only, and say so.
+if [ ! -d tests/peers/node_modules/modbus-serial ] ||
+   [ tests/peers/package-lock.json -nt tests/peers/node_modules/.package-lock.json ]; then
+  (cd tests/peers && npm ci --prefer-offline --no-audit --no-fund) ||
+    echo "test.sh: npm ci failed in tests/peers: the modbus-serial peer will be skipped" >&2
+fi
 jobs="$(nproc)"
 presets="dev asan"
 [ "${1:-}" = "--quick" ] && presets="dev"

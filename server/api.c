@@ -1,6 +1,7 @@
 /* The JSON API behind the dashboard (docs/api.md): live state, configuration, health and
  * metrics here; history in api_history.c, chargers, nodes, preview and pairing in
- * api_facility.c. Errors are JSON objects with a message and the field. */
+ * api_facility.c, the meter test read in api_meters.c. Errors are JSON objects with a message
+ * and the field. */
 #include <stdio.h>
 #include <string.h>
 
@@ -162,7 +163,8 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
                         json_pack("{s:s, s:s, s:I}", "status", "ok", "version", PW_VERSION,
                                   "uptime_s",
                                   (json_int_t)((uv_now(&app->loop) - app->start_ms) / 1000)));
-    } else if (!pw_api_history_handle(app, req, resp) && !pw_api_facility_handle(app, req, resp)) {
+    } else if (!pw_api_history_handle(app, req, resp) && !pw_api_facility_handle(app, req, resp) &&
+               !pw_api_meters_handle(app, req, resp)) {
         pw_api_set_error(resp, 404, NULL, "no such API endpoint or method");
     }
 }

@@ -63,6 +63,7 @@ typedef struct pw_app {
     pw_latency run_time; /* one core run and the sends it caused */
     uint64_t rejoins;    /* transports joined again after an address or link change */
     uint64_t last_throttle_event_ms;
+    bool meter_test; /* a meter test read is in flight (api_meters.c): one at a time */
     bool stopping;
 } pw_app;
 
@@ -157,5 +158,9 @@ bool pw_api_history_handle(pw_app *app, const pw_web_request *req, pw_web_respon
 
 /* api_facility.c: chargers, nodes, config preview and the pairing text. Same contract. */
 bool pw_api_facility_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
+
+/* api_meters.c: POST /api/meters/test, a one-shot test read of a meter before it is saved
+ * (answered later for Modbus and MQTT meters). Same contract. */
+bool pw_api_meters_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
 
 #endif

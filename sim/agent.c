@@ -136,29 +136,44 @@ static void send_defa(sim_app *app, size_t node, const double amps[PW_LINES])
         app->c.tx_errors++;
 }
 
-/* One reading from every simulated meter. */
+static void send_lan_meter(sim_app *app, size_t node, const double amps[PW_LINES])
+{
+    pw_proto_msg msg = {.hdr.type = PW_MSG_METER};
+    pw_msg_meter *mt = &msg.u.meter;
+    for (int l = 0; l < PW_LINES; l++) {
+        mt->current_ma[l] = to_ma(amps[l]);
+        mt->voltage_dv[l] = VOLTAGE_DV;
+        mt->power_w[l] = (int32_t)lround(amps[l] * PW_SIM_VOLTAGE_V);
+    }
+    mt->energy_wh = (uint64_t)app->meter_energy_wh[node];
+    send_as(app, &app->meters[node], &msg);
+}
+
+/* One reading from every simulated meter, whichever way it reaches the appliance: a datagram
+ * (LAN, DEFA), the registers the next Modbus read finds, or an MQTT message. A --meter-outage
+ * silences them all (Modbus gateways keep the reading and leave requests unanswered). */
 static void send_meters(sim_app *app)
 {
     for (size_t i = 0; i < app->cfg->n_nodes; i++) {
         enum pw_cfg_link_kind kind = app->cfg->meters[i].kind;
         double amps[PW_LINES];
-        if (kind == PW_CFG_LINK_NONE || silent(app, 0))
+        if (kind == PW_CFG_LINK_NONE)
             continue;
         pw_sim_meter_reading(app->model, i, amps);
-        if (kind == PW_CFG_LINK_DEFA) {
-            send_defa(app, i, amps);
+        for (int l = 0; l < PW_LINES; l++)
+            app->meter_energy_wh[i] += amps[l] * PW_SIM_VOLTAGE_V * app->o.meter_ms / 3.6e6;
+        if (kind == PW_CFG_LINK_MODBUS) {
+            sim_modbus_update(app, i, amps, app->meter_energy_wh[i]);
             continue;
         }
-        pw_proto_msg msg = {.hdr.type = PW_MSG_METER};
-        pw_msg_meter *mt = &msg.u.meter;
-        for (int l = 0; l < PW_LINES; l++) {
-            mt->current_ma[l] = to_ma(amps[l]);
-            mt->voltage_dv[l] = VOLTAGE_DV;
-            mt->power_w[l] = (int32_t)lround(amps[l] * PW_SIM_VOLTAGE_V);
-            app->meter_energy_wh[i] += amps[l] * PW_SIM_VOLTAGE_V * app->o.meter_ms / 3.6e6;
-        }
-        mt->energy_wh = (uint64_t)app->meter_energy_wh[i];
-        send_as(app, &app->meters[i], &msg);
+        if (silent(app, 0))
+            continue;
+        if (kind == PW_CFG_LINK_DEFA)
+            send_defa(app, i, amps);
+        else if (kind == PW_CFG_LINK_MQTT)
+            sim_mqtt_publish(app, i, amps, app->meter_energy_wh[i]);
+        else
+            send_lan_meter(app, i, amps);
     }
 }
 

@@ -42,6 +42,10 @@ static const char usage[] =
     "  --silence ID:START:SECONDS\n"
     "                        the charger with device id ID sends and hears nothing from START\n"
     "                        for SECONDS (simulated), as with its cable pulled; repeatable\n"
+    "  --modbus-delay-ms N   Modbus TCP meters answer N ms (real time) late\n"
+    "  --modbus-down START:SECONDS\n"
+    "                        Modbus TCP gateways close their connections and stop listening\n"
+    "                        from START for SECONDS (simulated); repeatable\n"
     "  --verbose             debug logging\n"
     "  --help, --version\n";
 
@@ -66,6 +70,8 @@ enum {
     OPT_REORDER,
     OPT_METER_OUTAGE,
     OPT_SILENCE,
+    OPT_MODBUS_DELAY,
+    OPT_MODBUS_DOWN,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -92,6 +98,8 @@ static const struct option long_opts[] = {
     {"reorder", required_argument, NULL, OPT_REORDER},
     {"meter-outage", required_argument, NULL, OPT_METER_OUTAGE},
     {"silence", required_argument, NULL, OPT_SILENCE},
+    {"modbus-delay-ms", required_argument, NULL, OPT_MODBUS_DELAY},
+    {"modbus-down", required_argument, NULL, OPT_MODBUS_DOWN},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -147,24 +155,34 @@ static int numeric_opt(sim_opts *o, int c, const char *arg)
         return parse_num("dup", arg, 0, 1, &o->dup);
     case OPT_REORDER:
         return parse_num("reorder", arg, 0, 1, &o->reorder);
+    case OPT_MODBUS_DELAY:
+        if (parse_num("modbus-delay-ms", arg, 0, 600000, &v))
+            return -1;
+        o->modbus_delay_ms = (uint32_t)v;
+        return 0;
     }
     return -1;
 }
 
-/* Adds a --meter-outage or --silence window. Returns 0 or -1 (logged). */
-static int add_outage(sim_opts *o, int charger, const char *arg)
+/* Adds a --meter-outage, --silence or --modbus-down window. Returns 0 or -1 (logged). */
+static int add_outage(sim_opts *o, int c, const char *arg)
 {
-    const char *opt = charger ? "--silence" : "--meter-outage";
-    if (o->n_outages == PW_SIM_MAX_OUTAGES) {
-        pw_error(SIM_COMP, "%s: at most %d outages", opt, PW_SIM_MAX_OUTAGES);
+    int charger = c == OPT_SILENCE;
+    const char *opt = charger                ? "--silence"
+                      : c == OPT_MODBUS_DOWN ? "--modbus-down"
+                                             : "--meter-outage";
+    pw_sim_outage *list = c == OPT_MODBUS_DOWN ? o->modbus_down : o->outages;
+    size_t *n = c == OPT_MODBUS_DOWN ? &o->n_modbus_down : &o->n_outages;
+    if (*n == PW_SIM_MAX_OUTAGES) {
+        pw_error(SIM_COMP, "%s: at most %d windows", opt, PW_SIM_MAX_OUTAGES);
         return -1;
     }
-    if (pw_sim_outage_parse(arg, charger, &o->outages[o->n_outages]) != 0) {
+    if (pw_sim_outage_parse(arg, charger, &list[*n]) != 0) {
         pw_error(SIM_COMP, "%s: '%s' is not %s", opt, arg,
                  charger ? "DEVICE_ID:START:SECONDS" : "START:SECONDS");
         return -1;
     }
-    o->n_outages++;
+    (*n)++;
     return 0;
 }
 
@@ -202,7 +220,8 @@ static int parse_args(int argc, char **argv, sim_opts *o)
             break;
         case OPT_METER_OUTAGE:
         case OPT_SILENCE:
-            if (add_outage(o, c == OPT_SILENCE, optarg) != 0)
+        case OPT_MODBUS_DOWN:
+            if (add_outage(o, c, optarg) != 0)
                 return -1;
             break;
         case OPT_VERBOSE:
@@ -290,6 +309,8 @@ static void shutdown_sim(sim_app *app, int code)
     if (app->running)
         log_summary(app);
     sim_agent_close(app);
+    sim_modbus_close(app);
+    sim_mqtt_close(app);
     uv_handle_t *handles[] = {(uv_handle_t *)&app->tick, (uv_handle_t *)&app->key_retry,
                               (uv_handle_t *)&app->sig_int, (uv_handle_t *)&app->sig_term};
     for (size_t i = 0; i < PW_ARRAY_LEN(handles); i++) {
@@ -314,6 +335,7 @@ static void on_tick(uv_timer_t *t)
         now = end;
     sim_agent_advance(app, now);
     sim_agent_flush(app);
+    sim_modbus_tick(app, now);
     if (app->o.duration_s > 0 && now >= end) {
         pw_info(SIM_COMP, "duration reached");
         shutdown_sim(app, 0);
@@ -322,7 +344,9 @@ static void on_tick(uv_timer_t *t)
 
 static void start_running(sim_app *app)
 {
-    if (sim_agent_start(app) != 0) {
+    /* The meters' servers first: a port that is taken ends the run before any charger has
+     * announced itself. */
+    if (sim_modbus_start(app) != 0 || sim_mqtt_start(app) != 0 || sim_agent_start(app) != 0) {
         shutdown_sim(app, 1);
         return;
     }
@@ -403,6 +427,8 @@ static int init_loop(sim_app *app)
 
 static void free_app(sim_app *app)
 {
+    sim_modbus_free(app);
+    sim_mqtt_free(app);
     if (app->report)
         fclose(app->report);
     pw_sim_free(app->model);

@@ -34,6 +34,9 @@ typedef struct sim_opts {
     double loss, dup, reorder; /* packet impairment probabilities, both directions */
     pw_sim_outage outages[PW_SIM_MAX_OUTAGES]; /* silent meters and chargers */
     size_t n_outages;
+    uint32_t modbus_delay_ms;                      /* real ms before a Modbus answer goes out */
+    pw_sim_outage modbus_down[PW_SIM_MAX_OUTAGES]; /* Modbus gateways not listening */
+    size_t n_modbus_down;
     pw_sim_params model;
 } sim_opts;
 
@@ -55,6 +58,9 @@ typedef struct sim_counters {
     uint64_t rx, rx_alloc, rx_heartbeat, rx_rejected, rx_replay, rx_unknown_charger;
 } sim_counters;
 
+typedef struct sim_modbus sim_modbus; /* mbserver.c */
+typedef struct sim_mqtt sim_mqtt;     /* mqttpub.c */
+
 typedef struct sim_app {
     uv_loop_t loop;
     uv_timer_t tick;
@@ -71,6 +77,8 @@ typedef struct sim_app {
     sim_charger_tx *chargers; /* n_chargers */
     sim_sender *meters;       /* n_nodes; id 0 = no phasewise meter at that node */
     double *meter_energy_wh;  /* n_nodes, import registers */
+    sim_modbus *modbus;       /* meters served over Modbus TCP; NULL if none */
+    sim_mqtt *mqtt;           /* meters published to an MQTT broker; NULL if none */
     pw_proto_replay replay[SIM_REPLAY_SENDERS];
     uint32_t replay_ids[SIM_REPLAY_SENDERS];
     pw_sim_impair tx_imp, rx_imp; /* to the network / from it */
@@ -92,6 +100,23 @@ void sim_agent_advance(sim_app *app, uint64_t sim_ms);
 /* Delivers datagrams held back for reordering. */
 void sim_agent_flush(sim_app *app);
 void sim_agent_send_announces(sim_app *app);
+
+/* mbserver.c: meters on Modbus TCP links served as Modbus TCP servers, one per port, on the
+ * interface's address (127.0.0.1 unless --interface). start: 0 or -1 (logged); update: the
+ * node's new reading; tick: opens and closes the listeners for --modbus-down; close: closes every
+ * handle; free: after the loop has run dry. */
+int sim_modbus_start(sim_app *app);
+void sim_modbus_update(sim_app *app, size_t node, const double amps[PW_LINES], double energy_wh);
+void sim_modbus_tick(sim_app *app, uint64_t sim_ms);
+void sim_modbus_close(sim_app *app);
+void sim_modbus_free(sim_app *app);
+
+/* mqttpub.c: meters on MQTT links published to the config's broker, driven on the loop.
+ * start: 0 or -1 (logged); publish: one reading of the node; close/free as for modbus. */
+int sim_mqtt_start(sim_app *app);
+void sim_mqtt_publish(sim_app *app, size_t node, const double amps[PW_LINES], double energy_wh);
+void sim_mqtt_close(sim_app *app);
+void sim_mqtt_free(sim_app *app);
 
 /* report.c: one JSON line of ground truth; returns 0 or -1 on a write error. */
 int sim_report_write(sim_app *app);

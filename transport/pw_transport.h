@@ -6,6 +6,7 @@
 #ifndef PW_TRANSPORT_H
 #define PW_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -40,6 +41,24 @@ typedef struct pw_transport_stats {
     const pw_latency *react; /* meter reading in -> first command out; NULL if not measured */
 } pw_transport_stats;
 
+/* What a one-shot test read found (the commissioning page's "Test read"). Filled by the
+ * transport; borrowed by the done callback for the call. */
+typedef struct pw_transport_test_result {
+    bool ok;
+    double line_a[PW_LINES]; /* amperes per grid line; NaN for a line the meter does not read */
+    bool has_serial;
+    uint32_t serial;
+    bool has_energy;
+    uint64_t energy_wh;
+    uint32_t elapsed_ms; /* from the start of the test to its answer */
+    char map[64];        /* what was read, for people ("Eastron SDM630 (v2)"); "" if nothing */
+    char error[320];     /* when !ok: what failed, in words a person can act on */
+} pw_transport_test_result;
+
+typedef void (*pw_transport_test_done)(void *ud, const pw_transport_test_result *r);
+
+#define PW_TRANSPORT_TEST_BUSY (-1) /* test_read: a test read is already in flight */
+
 typedef struct pw_transport_ops {
     const char *name;           /* "lan", "defa": the metrics' transport label */
     enum pw_cfg_link_kind kind; /* the links it serves */
@@ -61,7 +80,16 @@ typedef struct pw_transport_ops {
      * 3: wrong meter model?"): 1 with text in out, 0 when there is nothing to say. May be
      * NULL. */
     int (*meter_problem)(const pw_transport *t, size_t node, char *out, size_t out_size);
-    /* Closes every handle; the memory is freed once they are closed. */
+    /* A one-shot read of the meter at link with opts, for commissioning: apart from the
+     * meters it polls (they are not disturbed) and never fed to the core. Returns 0 when the
+     * read started: done(ud, r) is then called exactly once on the loop, never from inside
+     * test_read, at the latest when the read's own timeout runs out or stop() is called.
+     * Returns PW_TRANSPORT_TEST_BUSY, and done is never called, while another test read is in
+     * flight. link and opts are copied. May be NULL. */
+    int (*test_read)(pw_transport *t, const pw_cfg_link *link, const pw_cfg_meter_opts *opts,
+                     pw_transport_test_done done, void *ud);
+    /* Closes every handle (a test read in flight is answered first); the memory is freed once
+     * they are closed. */
     void (*stop)(pw_transport *t);
 } pw_transport_ops;
 
@@ -72,5 +100,7 @@ struct pw_transport {
 
 pw_transport *pw_tr_lan_new(void);
 pw_transport *pw_tr_defa_new(void);
+pw_transport *pw_tr_mqtt_new(void);
+pw_transport *pw_tr_modbus_new(void);
 
 #endif

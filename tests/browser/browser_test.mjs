@@ -184,6 +184,12 @@ async function main() {
   const cfg = JSON.parse(fs.readFileSync(path.join(SOURCE, "config", "demo.json"), "utf8"));
   Object.assign(cfg.network, { port: udpPort, interface: "127.0.0.1", ttl: 1 });
   cfg.http.listen = `127.0.0.1:${httpPort}`;
+  /* The demo's main meter is the simulator's Modbus TCP server: on a port of this test's own. */
+  const mainMeter = cfg.nodes[0].meter && cfg.nodes[0].meter.link;
+  if (mainMeter && mainMeter.modbus) {
+    mainMeter.modbus.host = "127.0.0.1";
+    mainMeter.modbus.port = await freeTcpPort();
+  }
   const cfgPath = path.join(tmp, "config.json");
   fs.writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   const base = `http://127.0.0.1:${httpPort}`;
@@ -363,7 +369,14 @@ async function main() {
     await valid("nodes[1] read over Modbus TCP from 10.0.0.5 with the EM340 map");
     await page.selectOption(mb + ".map']", "generic");
     await page.fill(mb + ".lines']", '[{"address": 6, "type": "f32"}, null, null]');
-    await valid("nodes[1] with a generic map reading L1 only");
+    await page.click("#cfg-validate");
+    const partial = await page.waitForSelector(
+      "#cfg-form .field-error[data-error-for='nodes[1].meter.link.modbus.lines']");
+    check(/L2 is not reported/.test(await partial.textContent()),
+          `a generic map without L2 and L3 was not refused: ${await partial.textContent()}`);
+    await page.fill(mb + ".lines']", '[{"address": 6, "type": "f32"}, ' +
+      '{"address": 8, "type": "f32"}, {"address": 10, "type": "f32"}]');
+    await valid("nodes[1] with a generic map reading L1, L2 and L3");
     const card1 = "#cfg-form fieldset[data-path='nodes[1]']";
     await page.locator(card1).screenshot({ path: path.join(ARTIFACTS, "commission-modbus.png") });
     const mq = "#cfg-form [data-path='nodes[1].meter.link.mqtt";
@@ -379,6 +392,8 @@ async function main() {
     await page.selectOption(mq + ".preset']", "plain");
     check(await page.inputValue(mq + ".topics[0]']") === "ams/meter",
           "the topic did not carry over to the plain feed's L1");
+    await page.fill(mq + ".topics[1]']", "ams/l2");
+    await page.fill(mq + ".topics[2]']", "ams/l3");
     await valid("nodes[1] fed by one topic per line");
     await page.locator(card1).screenshot({ path: path.join(ARTIFACTS, "commission-mqtt.png") });
     await page.click("#cfg-reload");

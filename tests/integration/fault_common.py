@@ -17,6 +17,9 @@ def write_config(tmp, balancer=None, meter=None, http_port=None, mcast_port=None
     chargers named, if given); returns (config dict, path, http port)."""
     http_port = http_port or pwtest.free_tcp_port()
     cfg = pwtest.test_config(http_port, mcast_port or pwtest.free_udp_port())
+    # The fault tests judge the LAN protocol's meter (outages, forged and replayed datagrams,
+    # loss): the main meter is the simulator's LAN meter gateway 900, whatever the demo reads.
+    cfg["nodes"][0]["meter"]["link"] = {"lan": {"device_id": 900}}
     cfg["balancer"].update(balancer or {})
     cfg["nodes"][0]["meter"].update(meter or {})
     if interface:

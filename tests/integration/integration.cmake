@@ -1,5 +1,7 @@
 # Integration tests: the real binaries on loopback multicast, each with its own temp dir and ports.
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
+# Test-only Modbus TCP peers (libmodbus, modbus-serial) for the modbus_* tests.
+include(${CMAKE_CURRENT_SOURCE_DIR}/peers/peers.cmake)
 add_test(NAME e2e
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/e2e_test.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
@@ -52,3 +54,21 @@ add_test(NAME fault_cut_resend
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_cut_resend.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(fault_cut_resend PROPERTIES LABELS "integration" TIMEOUT 120)
+# Modbus TCP meters: every map against peers nobody here wrote (Debian's libmodbus, and the
+# modbus-serial npm package when tests/peers/node_modules is installed), and gateway faults with
+# the simulator's ground truth and the libmodbus peer.
+add_test(NAME modbus_maps
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/modbus_maps.py
+                 --phasewise $<TARGET_FILE:phasewise>
+                 --bindir $<TARGET_FILE_DIR:modbus-test-server>)
+add_test(NAME modbus_faults
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/modbus_faults.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>
+                 --bindir $<TARGET_FILE_DIR:modbus-test-server>)
+set_tests_properties(modbus_maps modbus_faults PROPERTIES LABELS "integration" TIMEOUT 180)
+# MQTT meter feeds against Debian's mosquitto broker started by the test (plain, TLS, a wrong
+# password, the broker killed and back).
+add_test(NAME mqtt_meter
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/mqtt_meter.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(mqtt_meter PROPERTIES LABELS "integration" TIMEOUT 180)

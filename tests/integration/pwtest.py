@@ -48,6 +48,11 @@ def test_config(http_port, mcast_port, base=os.path.join(SOURCE_DIR, "config", "
         cfg = json.load(f)
     cfg["network"].update({"port": mcast_port, "interface": "127.0.0.1", "ttl": 1})
     cfg["http"]["listen"] = f"127.0.0.1:{http_port}"
+    # The demo reads its main meter over Modbus TCP from the simulator: a port of this test's own,
+    # so tests running side by side never read each other's meter.
+    link = cfg["nodes"][0].get("meter", {}).get("link", {})
+    if "modbus" in link:
+        link["modbus"].update({"host": "127.0.0.1", "port": free_tcp_port()})
     return cfg
 
 
@@ -124,13 +129,13 @@ def wait_for(what, fn, timeout, interval=0.2):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
-def http_json(port, path, method="GET", body=None, headers=None):
+def http_json(port, path, method="GET", body=None, headers=None, timeout=5):
     """Returns (status, parsed JSON or None)."""
     data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
                                  headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             raw = r.read()
             status = r.status
     except urllib.error.HTTPError as e:
@@ -140,6 +145,24 @@ def http_json(port, path, method="GET", body=None, headers=None):
         return status, json.loads(raw)
     except ValueError:
         return status, None
+
+
+def admin_headers(port, password="correct horse battery"):
+    """Sets the admin password of a fresh appliance (first start) and returns the headers of a
+    logged-in change: Origin, Content-Type and the session cookie."""
+    headers = {"Origin": f"http://127.0.0.1:{port}", "Content-Type": "application/json"}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/auth/setup", method="POST",
+                                 data=json.dumps({"password": password}).encode(),
+                                 headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        cookie = r.headers["Set-Cookie"].split(";")[0]
+    return dict(headers, Cookie=cookie)
+
+
+def meter_test_read(port, headers, meter, grid="TN", timeout=30):
+    """POST /api/meters/test: (status, answer) of a test read of a node's meter object."""
+    return http_json(port, "/api/meters/test", "POST", {"meter": meter, "grid": grid}, headers,
+                     timeout)
 
 
 class WebSocket:
