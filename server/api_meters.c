@@ -22,12 +22,14 @@ typedef struct meter_test {
     char source[160]; /* the link for people: "modbus 10.0.0.5:502 unit 3" */
 } meter_test;
 
-/* [L1, L2, L3] with null for a line that was not read (or is not a number). */
+/* [L1, L2, L3] in amperes to the milliampere (a float32 register's 21.200001 is 21.2), null
+ * for a line that was not read or is not a number. */
 static json_t *lines_json(const double a[PW_LINES])
 {
     json_t *arr = json_array();
     for (size_t l = 0; l < PW_LINES; l++)
-        json_array_append_new(arr, isfinite(a[l]) ? json_real(a[l]) : json_null());
+        json_array_append_new(arr,
+                              isfinite(a[l]) ? json_real(round(a[l] * 1000) / 1000) : json_null());
     return arr;
 }
 
@@ -80,15 +82,15 @@ static void request_field(const char *field, char *out, size_t size)
 static pw_cfg *meter_config(const json_t *meter, const json_t *grid, pw_web_response *resp)
 {
     const json_t *link = json_object_get(meter, "link");
-    json_int_t used = json_integer_value(
-        json_object_get(json_object_get(link, "lan"), "device_id"));
+    json_int_t used =
+        json_integer_value(json_object_get(json_object_get(link, "lan"), "device_id"));
     if (!used)
         used = json_integer_value(json_object_get(meter, "device_id"));
-    json_t *root = json_pack(
-        "{s:s, s:O, s:[{s:s, s:f, s:O}], s:[{s:s, s:{s:{s:I}}, s:s}], s:{s:s}}", "site",
-        "test read", "grid", grid, "nodes", "id", TEST_NODE, "limit_a", 10000.0, "meter", meter,
-        "chargers", "id", TEST_NODE, "link", "lan", "device_id", (json_int_t)(used == 1 ? 2 : 1),
-        "node", TEST_NODE, "mqtt", "host", "broker");
+    json_t *root =
+        json_pack("{s:s, s:O, s:[{s:s, s:f, s:O}], s:[{s:s, s:{s:{s:I}}, s:s}], s:{s:s}}", "site",
+                  "test read", "grid", grid, "nodes", "id", TEST_NODE, "limit_a", 10000.0, "meter",
+                  meter, "chargers", "id", TEST_NODE, "link", "lan", "device_id",
+                  (json_int_t)(used == 1 ? 2 : 1), "node", TEST_NODE, "mqtt", "host", "broker");
     pw_cfg_errors errs;
     pw_cfg *cfg = pw_cfg_from_json(root, &errs);
     json_decref(root);
@@ -139,8 +141,8 @@ static void live_reading(const pw_app *app, const pw_cfg_link *link, const char 
 {
     const pw_cfg *cfg = pw_ctl_config(app->ctl);
     uint64_t now = uv_now(&app->loop);
-    const char *map = link->kind == PW_CFG_LINK_DEFA ? "DEFA Balancer meter frame"
-                                                     : "phasewise LAN meter";
+    const char *map =
+        link->kind == PW_CFG_LINK_DEFA ? "DEFA Balancer meter frame" : "phasewise LAN meter";
     char why[320];
     for (size_t n = 0; n < cfg->n_nodes; n++) {
         if (!pw_cfg_link_equal(&cfg->meters[n], link))
@@ -194,8 +196,9 @@ static void test_meter(pw_app *app, const pw_web_request *req, pw_web_response *
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(body)) {
         char msg[256];
-        snprintf(msg, sizeof msg, "the body must be a JSON object {\"meter\": {...}, \"grid\": "
-                                  "\"TN\"}%s%s", body ? "" : ": ", body ? "" : jerr.text);
+        snprintf(msg, sizeof msg,
+                 "the body must be a JSON object {\"meter\": {...}, \"grid\": \"TN\"}%s%s",
+                 body ? "" : ": ", body ? "" : jerr.text);
         json_decref(body);
         pw_api_set_error(resp, 400, NULL, msg);
         return;

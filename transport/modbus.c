@@ -430,8 +430,8 @@ static void test_end(gateway *g, const char *error)
                    sizeof x->r.error);
     }
     pw_debug("modbus", "test read of unit %u at %s:%u: %s (%u ms)",
-             g->n_meters ? g->meters[0].unit : 0, g->host, g->port,
-             x->r.ok ? "read" : x->r.error, x->r.elapsed_ms);
+             g->n_meters ? g->meters[0].unit : 0, g->host, g->port, x->r.ok ? "read" : x->r.error,
+             x->r.elapsed_ms);
     if (g->t->test == g)
         g->t->test = NULL;
     g->state = GW_CLOSING;
@@ -466,8 +466,8 @@ static void test_wrong_answer(gateway *g, int err)
                  m->unit, g->host, g->port, g->answer_unit);
     else
         snprintf(why, sizeof why,
-                 "unit %u at %s:%u answered for another function code than %u (refused)",
-                 m->unit, g->host, g->port, g->req.function);
+                 "unit %u at %s:%u answered for another function code than %u (refused)", m->unit,
+                 g->host, g->port, g->req.function);
     test_end(g, why);
 }
 
@@ -539,8 +539,7 @@ static int next_request(gateway *g, meter *m, pw_modbus_request *req, bool *disc
         m->own = m->disc.map;
         m->map = &m->own;
         if (!g->test)
-            pw_info("modbus",
-                    "node %s: SunSpec meter model %u at register %u on unit %u at %s:%u",
+            pw_info("modbus", "node %s: SunSpec meter model %u at register %u on unit %u at %s:%u",
                     node_id(g->t, m), m->disc.model, m->disc.base, m->unit, g->host, g->port);
         plan(g, m);
     }
@@ -846,8 +845,7 @@ static gateway *gw_new(mb *t, const char *host, uint16_t port)
 static void on_timer_closed(uv_handle_t *h)
 {
     gateway *g = h->data;
-    /* The timer closes last but for the socket: a test read answers here, never from inside
-     * test_read, and only once. */
+    /* A test read answers once its timer has closed: never from inside test_read, and once. */
     if (g->test && g->test->done) {
         g->test->done(g->test->ud, &g->test->r);
         g->test->done = NULL;

@@ -497,8 +497,7 @@ static void on_test_timer(uv_timer_t *timer)
     size_t n = pw_mqtt_feed_topics(&x->feed, topics);
     char list[200] = "";
     for (size_t k = 0; k < n; k++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "",
-                 topics[k]);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", topics[k]);
     if (t->state != MQ_CONNECTED)
         snprintf(why, sizeof why, "not connected to broker %s:%u within %u s%s%s", t->broker.host,
                  t->broker.port, TEST_WAIT_MS / 1000, *t->problem ? ": " : "", t->problem);

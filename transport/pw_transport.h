@@ -83,13 +83,14 @@ typedef struct pw_transport_ops {
     /* A one-shot read of the meter at link with opts, for commissioning: apart from the
      * meters it polls (they are not disturbed) and never fed to the core. Returns 0 when the
      * read started: done(ud, r) is then called exactly once on the loop, never from inside
-     * test_read, at the latest when the read's own timeout runs out or stop() is called.
+     * test_read, soon after the read's own timeout at the latest; stop() ends a read in flight
+     * ("shutting down") and its done follows from a close callback while the loop runs on.
      * Returns PW_TRANSPORT_TEST_BUSY, and done is never called, while another test read is in
-     * flight. link and opts are copied. May be NULL. */
+     * flight (or the transport is stopping). link and opts are copied. May be NULL. */
     int (*test_read)(pw_transport *t, const pw_cfg_link *link, const pw_cfg_meter_opts *opts,
                      pw_transport_test_done done, void *ud);
-    /* Closes every handle (a test read in flight is answered first); the memory is freed once
-     * they are closed. */
+    /* Closes every handle (a test read in flight is ended, see test_read); the memory is freed
+     * once they are closed. */
     void (*stop)(pw_transport *t);
 } pw_transport_ops;
 

@@ -3,7 +3,8 @@
 // Chromium by playwright-core. Covers first-start setup, login, live values against the
 // simulator's ground truth, chargers and meters shown in the link form, a config edit refused
 // with the message next to the field, a valid one that changes the allocation, a restart-only
-// one listed as such and kept by the next save, CSV downloads, the history chart and the phone
+// one listed as such and kept by the next save, the meter forms with a test read of the main
+// meter and of a gateway nobody listens at, CSV downloads, the history chart and the phone
 // layout.
 // Screenshots go to tests/browser/artifacts/. Bounded: the whole run must finish in 100 s.
 //
@@ -367,6 +368,28 @@ async function main() {
           `map choices: ${maps}`);
     await page.selectOption(mb + ".map']", "em340");
     await valid("nodes[1] read over Modbus TCP from 10.0.0.5 with the EM340 map");
+    /* Test read, nothing saved: the main meter gives its values; a gateway nobody listens at
+       gives the exact error. */
+    const testRead = async (i) => {
+      const out = `#cfg-form output[data-test-read-out='${i}']`;
+      await page.click(`#cfg-form button[data-test-read='${i}']`);
+      await page.waitForSelector(out + "[data-ok]");
+      return [await page.$eval(out, (e) => e.dataset.ok === "true"), await page.textContent(out)];
+    };
+    const [mainOk, mainText] = await testRead(0);
+    check(mainOk && /^L1 \d+\.\d\d A · L2 \d+\.\d\d A · L3 \d+\.\d\d A/.test(mainText),
+          `test read of the main meter: ${mainText}`);
+    log(`test read of the main meter: ${mainText}`);
+    const refused = await freeTcpPort();
+    await page.fill(mb + ".host']", "127.0.0.1");
+    await page.fill(mb + ".port']", String(refused));
+    const [nodeOk, nodeText] = await testRead(1);
+    check(!nodeOk && nodeText.includes(`127.0.0.1:${refused}`) &&
+          /connection refused/.test(nodeText),
+          `test read of a gateway nobody listens at: ${nodeText}`);
+    log(`test read of a gateway nobody listens at: ${nodeText}`);
+    await page.locator("#cfg-form fieldset[data-path='nodes[1]']")
+      .screenshot({ path: path.join(ARTIFACTS, "commission-test-read.png") });
     await page.selectOption(mb + ".map']", "generic");
     await page.fill(mb + ".lines']", '[{"address": 6, "type": "f32"}, null, null]');
     await page.click("#cfg-validate");

@@ -11,7 +11,12 @@ mosquitto_pub:
 3. a wrong password: the appliance logs the broker's refusal and the node is stale;
 4. TLS with a CA and a server certificate made here with openssl (for "localhost" only):
    readings through mqtt.host "localhost" with ca_file; mqtt.host "127.0.0.1" is refused as a
-   name the certificate is not for.
+   name the certificate is not for;
+5. the commissioning page's test read (POST /api/meters/test) through the running broker
+   connection: a good reading on a topic no meter uses (unsubscribed after: its messages are no
+   longer received) and on the configured meter's own topic (which stays subscribed), a
+   malformed payload named, a silent topic timing out after 10 s, the broker's refusal of a
+   wrong password, and a shutdown with a test read in flight (exit 0).
 
 Each appliance run ends with SIGTERM and must exit 0 (every handle closed, uv_loop_close 0).
 Every process is started in the test's temp dir and killed by pid at the end, also on
@@ -240,6 +245,106 @@ def run_preset(procs, tmp, broker, preset, binary):
     return pw, port
 
 
+def received(port):
+    return fc.metrics(port).get('phasewise_datagrams_received_total{transport="mqtt"}', 0)
+
+
+def publishing(broker_port, messages, every=0.3):
+    """Publishes messages in a thread until the returned stop() is called."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            for topic, payload in messages:
+                publish(broker_port, topic, payload)
+            stop.wait(every)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+
+    def end():
+        stop.set()
+        t.join(15)
+    return end
+
+
+def test_read(port, auth, feed, what, ok, bound_s=14):
+    t0 = time.monotonic()
+    st, body = pwtest.meter_test_read(port, auth, {"link": {"mqtt": feed}})
+    took = time.monotonic() - t0
+    check(st == 200, f"test read ({what}) answered {st}: {body}")
+    check(body["ok"] == ok, f"test read ({what}): ok is {body['ok']}, not {ok}: {body}")
+    check(took <= bound_s, f"test read ({what}) took {took:.1f} s")
+    log(f"test read, {what}: {body.get('line_a') if ok else body['error']} "
+        f"({body['elapsed_ms']} ms)")
+    return body
+
+
+def test_reads(broker, port):
+    """Test reads through the running broker connection of the ams appliance."""
+    auth = pwtest.admin_headers(port)
+    # A plain feed on topics no meter uses: subscribed for the test, unsubscribed after.
+    feed, messages = FEEDS["plain"]
+    amps = (3.3, 4.4, 5.5)
+    end = publishing(broker.port, messages(amps))
+    try:
+        body = test_read(port, auth, feed, "plain topics no meter uses", True)
+    finally:
+        end()
+    check(all(abs(x - y) < 0.001 for x, y in zip(body["line_a"], amps)),
+          f"test read values {body['line_a']} for {amps}")
+    check(reading_is(port, (11.1, 7.5, 9.2)), "a test read's values reached the balancer")
+    time.sleep(0.5)
+    before = received(port)
+    for topic, payload in messages(amps):
+        check(publish(broker.port, topic, payload), "mosquitto_pub failed")
+    time.sleep(0.5)
+    check(received(port) == before, "the test's topics are still subscribed after it ended")
+
+    # The configured meter's own topic: read, and still subscribed for the meter afterwards.
+    feed, messages = FEEDS["ams"]
+    amps = (16.1, 17.2, 18.3)
+    end = publishing(broker.port, messages(amps))
+    try:
+        test_read(port, auth, feed, "the configured meter's topic", True)
+    finally:
+        end()
+    amps = (12.5, 13.5, 14.5)
+    publish_until(port, broker.port, messages(amps), amps, "readings after the test read")
+
+    # A malformed payload is named at once.
+    json_feed = FEEDS["json"][0]
+    end = publishing(broker.port, [("tele/meter/SENSOR", "not json")])
+    try:
+        body = test_read(port, auth, json_feed, "malformed payload", False, 5)
+    finally:
+        end()
+    check("tele/meter/SENSOR" in body["error"], f"malformed: {body['error']!r}")
+
+    # Nobody publishes: the answer comes after 10 s.
+    body = test_read(port, auth, {"preset": "ams", "topic": "ams/silent"}, "silent topic", False)
+    check("no message on topic ams/silent within 10 s" in body["error"] and
+          body["elapsed_ms"] >= 9900, f"silent topic: {body}")
+
+
+def shutdown_in_flight(procs, pw, port):
+    """SIGTERM while a test read waits for a message: still exit 0."""
+    auth = pwtest.admin_headers(port)
+    answers = []
+
+    def ask():
+        try:
+            answers.append(pwtest.meter_test_read(port, auth, {"link": {"mqtt": {
+                "preset": "ams", "topic": "ams/silent"}}}))
+        except OSError as e:
+            answers.append(e)
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    time.sleep(1)
+    stop_appliance(procs, pw, "a test read in flight")
+    t.join(15)
+    log(f"stopped with a test read in flight: exit 0; the read got {answers}")
+
+
 def outage(procs, broker, pw, port):
     """Broker killed while readings flow: stale within the timeout, then back."""
     feed, messages = FEEDS["ams"]
@@ -299,6 +404,8 @@ def wrong_password(procs, tmp, broker, binary):
     check_planned(node, "wrong password")
     line = next(l for l in log_text(pw).splitlines() if "refused the connection" in l)
     log(f"wrong password: '{line.strip()}'; node stale")
+    body = test_read(port, pwtest.admin_headers(port), feed, "wrong password", False, 3)
+    check("not authorised" in body["error"], f"wrong password test read: {body['error']!r}")
     stop_appliance(procs, pw, "wrong password")
 
 
@@ -343,8 +450,12 @@ def main():
         for preset in ("ams", "json", "plain"):
             pw, port = run_preset(procs, tmp, broker, preset, args.phasewise)
             if preset == "ams":
+                test_reads(broker, port)
                 outage(procs, broker, pw, port)
-            stop_appliance(procs, pw, preset)
+            if preset == "plain":
+                shutdown_in_flight(procs, pw, port)
+            else:
+                stop_appliance(procs, pw, preset)
         wrong_password(procs, tmp, broker, args.phasewise)
         tls(procs, tmp, broker, ca, args.phasewise)
 

@@ -148,14 +148,23 @@ def http_json(port, path, method="GET", body=None, headers=None, timeout=5):
 
 
 def admin_headers(port, password="correct horse battery"):
-    """Sets the admin password of a fresh appliance (first start) and returns the headers of a
-    logged-in change: Origin, Content-Type and the session cookie."""
+    """Sets the admin password on first start (or logs in with it when a run before in the same
+    data folder set it) and returns the headers of a logged-in change: Origin, Content-Type and
+    the session cookie."""
     headers = {"Origin": f"http://127.0.0.1:{port}", "Content-Type": "application/json"}
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/auth/setup", method="POST",
-                                 data=json.dumps({"password": password}).encode(),
-                                 headers=headers)
-    with urllib.request.urlopen(req, timeout=30) as r:
-        cookie = r.headers["Set-Cookie"].split(";")[0]
+
+    def post(path):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST",
+                                     data=json.dumps({"password": password}).encode(),
+                                     headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.headers["Set-Cookie"].split(";")[0]
+    try:
+        cookie = post("/api/auth/setup")
+    except urllib.error.HTTPError as e:
+        if e.code != 409:
+            raise
+        cookie = post("/api/auth/login")
     return dict(headers, Cookie=cookie)
 
 

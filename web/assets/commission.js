@@ -5,9 +5,11 @@
  * a restart are listed. Export and import move the draft as a JSON file. Chargers and meters
  * are edited in the link form ("link": {"lan": {"device_id": N}}); an imported file with the
  * old keys is turned into it. A circuit's meter is a LAN device, a DEFA frame, a Modbus TCP
- * meter or an MQTT feed; the generic Modbus map's registers are edited as JSON. */
+ * meter or an MQTT feed; the generic Modbus map's registers are edited as JSON. "Test read" reads
+ * a circuit's meter as the draft describes it (POST /api/meters/test) and shows the values per
+ * line or the exact error, without saving anything. */
 import {
-  $, api, downloadText, el, errorText, facility, fmtAge, loggedIn, session,
+  $, api, downloadText, el, errorText, facility, fmtAge, fmtKwh, loggedIn, session,
 } from "./util.js";
 
 const WIRINGS = ["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L2L1L3", "L3L2L1", "L1", "L2", "L3",
@@ -422,6 +424,64 @@ function mqttFields(mb, body) {
   return out;
 }
 
+/* ---- test read of a circuit's meter ---- */
+
+/* The answer of a test read as text: the values per line, or the error as the appliance gave
+ * it. */
+function testReadText(r) {
+  if (!r.ok) return r.error;
+  const lines = (r.line_a || []).map((a, l) => "L" + (l + 1) + " " +
+    (typeof a === "number" ? a.toFixed(2) + " A" : "not read"));
+  const parts = [lines.join(" · ")];
+  if (typeof r.serial === "number") parts.push("serial " + r.serial);
+  if (typeof r.energy_wh === "number") parts.push(fmtKwh(r.energy_wh) + " kWh imported");
+  if (r.map) parts.push(r.map);
+  parts.push(typeof r.age_ms === "number" ? "last reading " + fmtAge(r.age_ms) + " ago"
+                                          : r.elapsed_ms + " ms");
+  return parts.join(" · ");
+}
+
+/* A "Test read" button for node i's meter as the draft has it; nothing is saved. */
+function testReadBlock(n, i) {
+  const box = el("div", "test-read wide");
+  const button = el("button", "button-quiet small", "Test read");
+  button.type = "button";
+  button.dataset.testRead = String(i);
+  const out = el("output", "test-read-out small");
+  out.dataset.testReadOut = String(i);
+  out.setAttribute("aria-live", "polite");
+  button.addEventListener("click", () => {
+    button.disabled = true;
+    out.className = "test-read-out small muted";
+    out.textContent = "Reading… (an MQTT feed may take up to 10 s)";
+    delete out.dataset.ok;
+    api("POST", "/api/meters/test", { meter: n.meter, grid: cm.draft.grid })
+      .then((res) => {
+        if (res.status === 200 && res.data) {
+          out.textContent = testReadText(res.data);
+          out.className = "test-read-out small " + (res.data.ok ? "ok" : "bad");
+          out.dataset.ok = String(!!res.data.ok);
+        } else if (res.data && Array.isArray(res.data.errors)) {
+          /* The meter's fields as the circuit's: "meter.link.modbus.host" → nodes[i]. */
+          const base = "nodes[" + i + "].";
+          showErrors(res.data.errors.map((e) => ({
+            field: e.field.startsWith("meter") ? base + e.field : e.field, message: e.message })));
+          out.textContent = "Not read: fix the fields marked in red first.";
+          out.className = "test-read-out small bad";
+        } else {
+          out.textContent = errorText(res);
+          out.className = "test-read-out small bad";
+        }
+      }, () => {
+        out.textContent = "The appliance did not answer.";
+        out.className = "test-read-out small bad";
+      })
+      .finally(() => { button.disabled = false; });
+  });
+  box.append(button, out);
+  return box;
+}
+
 function nodeCard(n, i, nodes) {
   const base = "nodes[" + i + "]";
   const card = el("fieldset", "cfg-card");
@@ -472,6 +532,7 @@ function nodeCard(n, i, nodes) {
     /* A 3-wire meter on an IT grid that reports L1 and L3 only (docs/config.md). */
     if (cm.draft.grid === "IT" || n.meter.derive_l2)
       grid.append(fld("Derive L2 from L1 and L3", input(mb + ".derive_l2", "bool")));
+    grid.append(testReadBlock(n, i));
   }
   card.appendChild(grid);
   card.appendChild(actionButton("Remove circuit", () => {
