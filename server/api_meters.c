@@ -143,7 +143,7 @@ static void live_reading(const pw_app *app, const pw_cfg_link *link, const char 
     uint64_t now = uv_now(&app->loop);
     const char *map =
         link->kind == PW_CFG_LINK_DEFA ? "DEFA Balancer meter frame" : "phasewise LAN meter";
-    char why[320];
+    char why[640]; /* room for the longest sentence with a whole source and problem */
     for (size_t n = 0; n < cfg->n_nodes; n++) {
         if (!pw_cfg_link_equal(&cfg->meters[n], link))
             continue;
