@@ -61,10 +61,10 @@ enum pw_cfg_reg_type {
 };
 
 typedef struct pw_cfg_generic_reg {
-    bool present;    /* false: this line is not read (e.g. L2 on a 3-wire IT meter) */
+    bool present; /* false: this line is not read (e.g. L2 on a 3-wire IT meter) */
     uint16_t address;
     enum pw_cfg_reg_type type;
-    double scale;    /* register value x scale = amperes */
+    double scale; /* register value x scale = amperes */
 } pw_cfg_generic_reg;
 
 #define PW_CFG_MAP_LEN   16
@@ -74,16 +74,16 @@ typedef struct pw_cfg_generic_reg {
 /* How a meter is read beyond its identity, parallel to cfg->meters. */
 typedef struct pw_cfg_meter_opts {
     /* modbus */
-    char map[PW_CFG_MAP_LEN]; /* "sdm630", "sdm72v1", "sdm72v2", "em340", "em24", "em24eth",
-                                 "abb_b2x", "sunspec", "generic" */
-    uint32_t interval_ms;     /* poll interval (1000) */
-    uint32_t timeout_ms;      /* an answer later than this is a timeout (1000) */
-    uint8_t function;         /* generic: 3 (holding) or 4 (input registers) */
-    bool low_word_first;      /* generic: 32-bit values with the low word first */
+    char map[PW_CFG_MAP_LEN];   /* "sdm630", "sdm72v1", "sdm72v2", "em340", "em24", "em24eth",
+                                   "abb_b2x", "sunspec", "generic" */
+    uint32_t interval_ms;       /* poll interval (1000) */
+    uint32_t timeout_ms;        /* an answer later than this is a timeout (1000) */
+    uint8_t function;           /* generic: 3 (holding) or 4 (input registers) */
+    bool low_word_first;        /* generic: 32-bit values with the low word first */
     pw_cfg_generic_reg line[3]; /* generic: the current of each grid line */
     /* mqtt */
-    char preset[8];           /* "ams" (AMS reader JSON), "json" (a path per line), "plain"
-                                 (one value per topic) */
+    char preset[8];                   /* "ams" (AMS reader JSON), "json" (a path per line), "plain"
+                                         (one value per topic) */
     char topics[3][PW_CFG_TOPIC_LEN]; /* plain: one topic per line ("" = not reported) */
     char paths[3][PW_CFG_PATH_LEN];   /* json: a dotted path per line ("" = not reported) */
     /* any */
@@ -130,9 +130,9 @@ typedef struct pw_cfg_http {
 typedef struct pw_cfg {
     char site_name[PW_BAL_NAME_LEN];
     enum pw_grid grid;
-    pw_bal_node_spec *nodes; /* n_nodes, nodes[0] is the root */
-    pw_cfg_link *meters;     /* n_nodes, parallel to nodes: each node's meter, kind NONE if
-                                unmetered */
+    pw_bal_node_spec *nodes;       /* n_nodes, nodes[0] is the root */
+    pw_cfg_link *meters;           /* n_nodes, parallel to nodes: each node's meter, kind NONE if
+                                      unmetered */
     pw_cfg_meter_opts *meter_opts; /* n_nodes, parallel to meters */
     size_t n_nodes;
     pw_bal_charger_spec *chargers; /* n_chargers */

@@ -111,9 +111,10 @@ int pw_ctl_charger_report(pw_ctl *c, size_t charger, const pw_ctl_seen *seen,
                           const pw_ctl_report *r, uint64_t now, int64_t wall);
 /* A node meter's reading per grid line; asks for a run at once (cuts apply at once). A meter
  * configured with derive_l2 (3-wire IT) passes NaN for L2, and L2 is taken as L1 + L3, the one
- * bound that never under-estimates it. A reading with a value that is not finite, negative or above ten times the node's fuse is refused
- * (returns -1): the meter keeps its last reading and ages into the stale budget; the refusal
- * is counted as rejected input (transport "meter", reason "implausible"). */
+ * bound that never under-estimates it. A reading with a value that is not finite, negative or above
+ * ten times the node's fuse is refused (returns -1): the meter keeps its last reading and ages into
+ * the stale budget; the refusal is counted as rejected input (transport "meter", reason
+ * "implausible"). */
 int pw_ctl_meter_report(pw_ctl *c, size_t node, const double line_a[PW_LINES], uint64_t now);
 /* A device that speaks a protocol but is not in the config, identified by its link: listed
  * for the installer (the first sight logs an event), never given current. model may be NULL. */

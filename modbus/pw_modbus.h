@@ -8,21 +8,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PW_MODBUS_MAX_REGS  125 /* registers one read may ask for (the spec's limit) */
-#define PW_MODBUS_MAX_ADU   260 /* 7-byte MBAP header + at most 253 bytes of PDU */
+#define PW_MODBUS_MAX_REGS   125 /* registers one read may ask for (the spec's limit) */
+#define PW_MODBUS_MAX_ADU    260 /* 7-byte MBAP header + at most 253 bytes of PDU */
 #define PW_MODBUS_FN_HOLDING 3
 #define PW_MODBUS_FN_INPUT   4
 
 enum pw_modbus_err {
     PW_MODBUS_OK = 0,
-    PW_MODBUS_AGAIN = -1,     /* not a whole frame yet: read more bytes (not an error) */
-    PW_MODBUS_E_PROTOCOL = -2, /* protocol id not 0, length out of range: the stream is lost */
-    PW_MODBUS_E_TID = -3,     /* an answer to another request (transaction id) */
-    PW_MODBUS_E_UNIT = -4,    /* an answer from another unit id than asked */
-    PW_MODBUS_E_FUNCTION = -5, /* an answer for another function code */
-    PW_MODBUS_E_COUNT = -6,   /* byte count does not match the registers asked for */
+    PW_MODBUS_AGAIN = -1,       /* not a whole frame yet: read more bytes (not an error) */
+    PW_MODBUS_E_PROTOCOL = -2,  /* protocol id not 0, length out of range: the stream is lost */
+    PW_MODBUS_E_TID = -3,       /* an answer to another request (transaction id) */
+    PW_MODBUS_E_UNIT = -4,      /* an answer from another unit id than asked */
+    PW_MODBUS_E_FUNCTION = -5,  /* an answer for another function code */
+    PW_MODBUS_E_COUNT = -6,     /* byte count does not match the registers asked for */
     PW_MODBUS_E_EXCEPTION = -7, /* the device answered with an exception (see .exception) */
-    PW_MODBUS_E_ARG = -8,     /* encode: invalid arguments */
+    PW_MODBUS_E_ARG = -8,       /* encode: invalid arguments */
 };
 
 /* Short text for a pw_modbus_err; static storage. */
@@ -43,9 +43,9 @@ typedef struct pw_modbus_request {
 int pw_modbus_encode_request(const pw_modbus_request *r, uint8_t *out, size_t out_size);
 
 typedef struct pw_modbus_answer {
-    uint8_t exception;                   /* the exception code when E_EXCEPTION, else 0 */
-    uint16_t count;                      /* registers in regs */
-    uint16_t regs[PW_MODBUS_MAX_REGS];   /* in host order */
+    uint8_t exception;                 /* the exception code when E_EXCEPTION, else 0 */
+    uint16_t count;                    /* registers in regs */
+    uint16_t regs[PW_MODBUS_MAX_REGS]; /* in host order */
 } pw_modbus_answer;
 
 /* Parses the answer to req at the start of buf[0..len). Returns the bytes of the frame it
