@@ -30,11 +30,9 @@ import argparse
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -46,7 +44,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 import modbus_common as mc  # noqa: E402
 import pwproto  # noqa: E402
-from server_latency import (SO_TIMESTAMPNS, Charger, cpu_seconds, free_port,  # noqa: E402
+from server_latency import (Facility, cpu_seconds, free_port,  # noqa: E402
                             histogram_quantile, metrics_histogram, percentile)
 
 GROUP = "239.255.80.87"
@@ -77,22 +75,15 @@ def facility(http_port, mcast_port, gw_ports):
             "nodes": nodes, "chargers": chargers}
 
 
-class Bench:
+class Bench(Facility):
+    """server_latency's LAN chargers on one socket, their sub-circuits metered by Modbus TCP
+    gateways whose register images this bench writes."""
+
     def __init__(self, key, tmp, mcast_port):
-        boot = int(time.time()) & 0x7FFFFFFF
-        self.key = key
+        super().__init__(key, GATEWAYS * PER_GATEWAY * CHARGERS_PER_NODE, mcast_port)
         self.tmp = tmp
-        n = GATEWAYS * PER_GATEWAY * CHARGERS_PER_NODE
-        self.chargers = [Charger(key, i, boot) for i in range(n)]
-        self.by_id = {c.tx.sender: c for c in self.chargers}
         self.base = [LOW_A] * (GATEWAYS * PER_GATEWAY)
-        self.sock = pwproto.group_socket(GROUP, mcast_port)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self.sock.setblocking(False)
-        self.dest = (GROUP, mcast_port)
         self.plans = []  # (seq, arrival ns, entries)
-        self.top_seq = 0
-        self.next_status = 0
         self.held = set()  # gateways whose image waits for a measurement
 
     def image_path(self, g):
@@ -120,56 +111,17 @@ class Bench:
             if g not in self.held:
                 self.write_image(g)
 
-    def send(self, data):
-        self.sock.sendto(data, self.dest)
-
-    def announce_all(self):
-        for c in self.chargers:
-            self.send(c.tx.datagram(pwproto.ANNOUNCE, pwproto.announce_payload(
-                model="bench", wiring=tuple(line + 1 for line in c.wiring))))
-
-    def send_statuses(self, budget=400):
-        now = time.monotonic()
-        n = len(self.chargers)
-        for _ in range(n):
-            c = self.chargers[self.next_status]
-            self.next_status = (self.next_status + 1) % n
-            if c.status_due(now):
-                self.send(c.status())
-                c.last_sent = now
-                budget -= 1
-                if budget == 0:
-                    return
-
-    def receive(self, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                return
-            while True:
-                try:
-                    data, anc, _, _ = self.sock.recvmsg(2048, 64)
-                except BlockingIOError:
-                    break
-                h = pwproto.header(data)
-                if h is None or h[0] != pwproto.ALLOCATION:
-                    continue
-                arrived = time.time_ns()
-                for level, kind, value in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, nsec = struct.unpack("qq", value[:16])
-                        arrived = sec * 1_000_000_000 + nsec
-                alloc = pwproto.decode_allocation(self.key, data)
-                if alloc is None:
-                    continue
-                seq, _, entries = alloc
-                for cid, (limit, _) in entries.items():
-                    c = self.by_id.get(cid)
-                    if c and seq >= c.alloc_seq:
-                        c.limit_ma, c.alloc_seq = limit, seq
-                self.plans.append((seq, arrived, entries))
-                self.top_seq = max(self.top_seq, seq)
+    def on_allocation(self, data, arrived):
+        alloc = pwproto.decode_allocation(self.key, data)
+        if alloc is None:
+            return
+        seq, _, entries = alloc
+        for cid, (limit, _) in entries.items():
+            c = self.by_id.get(cid)
+            if c and seq >= c.alloc_seq:
+                c.limit_ma, c.alloc_seq = limit, seq
+        self.plans.append((seq, arrived, entries))
+        self.top_seq = max(self.top_seq, seq)
 
     def pump(self, seconds):
         """Statuses, allocations and a fresh image of every gateway once a second."""
@@ -181,12 +133,6 @@ class Bench:
                 next_image += 1.0
             self.send_statuses()
             self.receive(0.02)
-
-    def leased(self):
-        return all(c.alloc_seq > 0 for c in self.chargers)
-
-    def close(self):
-        self.sock.close()
 
 
 def read_answers(path, unit=None, after_gen=-1):
