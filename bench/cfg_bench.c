@@ -4,7 +4,6 @@
  * figures; it is not a timed test. Build with -O2 for real figures (the release preset), then
  * run cfg_bench [--old-keys] [runs]; --old-keys writes the pre-link form ("device_id",
  * "defa_serial") that older files use and older builds read. */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,27 +15,14 @@
 
 #define NODES 200
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(buf *b, const char *fmt, ...)
+/* One device link in the new form ({"kind": {key: value}}) or the old key beside the others. */
+static void add_link(json_t *o, bool old_keys, const char *kind, const char *key,
+                     const char *old_key, json_t *value)
 {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        b->cap = b->cap * 2 + (n > 0 ? (size_t)n : 0);
-        b->p = pw_xrealloc(b->p, b->cap);
-    }
+    if (old_keys)
+        json_object_set_new(o, old_key, value);
+    else
+        json_object_set_new(o, "link", json_pack("{s:{s:o}}", kind, key, value));
 }
 
 /* A facility of the documented shape: a main fuse and 199 circuits under it, half of them read
@@ -45,43 +31,48 @@ static void put(buf *b, const char *fmt, ...)
 static char *facility_json(size_t chargers, bool old_keys, size_t *len)
 {
     static const char *const rot[] = {"L1L2L3", "L2L3L1", "L3L1L2"};
-    buf b = {.p = pw_xmalloc(1 << 16), .cap = 1 << 16};
-    put(&b, "{\"version\": 1, \"site\": \"bench\", \"grid\": \"TN\",\n"
-            "\"network\": {\"defa_meters\": true},\n\"nodes\": [\n");
+    json_t *nodes = json_array(), *list = json_array();
     for (size_t n = 0; n < NODES; n++) {
-        if (n == 0)
-            put(&b, "{\"id\": \"main\", \"name\": \"Main fuse\", \"parent\": null, "
-                    "\"limit_a\": 10000, \"margin_a\": 2, ");
+        char id[24], name[32], serial[32];
+        snprintf(id, sizeof id, "n%03zu", n);
+        snprintf(name, sizeof name, "Circuit %zu", n);
+        snprintf(serial, sizeof serial, "DEFA%05zu", n);
+        json_t *meter = json_pack("{s:i, s:i}", "timeout_s", 15, "fallback_a", 40);
+        if (n % 2 == 0)
+            add_link(meter, old_keys, "lan", "device_id", "device_id",
+                     json_integer((json_int_t)(900000 + n)));
         else
-            put(&b,
-                ",\n{\"id\": \"n%03zu\", \"name\": \"Circuit %zu\", \"parent\": \"main\", "
-                "\"limit_a\": [400, 400, 350], \"margin_a\": 1, ",
-                n, n);
-        if (n % 2 == 0 && old_keys)
-            put(&b, "\"meter\": {\"device_id\": %zu, ", 900000 + n);
-        else if (n % 2 == 0)
-            put(&b, "\"meter\": {\"link\": {\"lan\": {\"device_id\": %zu}}, ", 900000 + n);
-        else if (old_keys)
-            put(&b, "\"meter\": {\"defa_serial\": \"DEFA%05zu\", ", n);
-        else
-            put(&b, "\"meter\": {\"link\": {\"defa\": {\"serial\": \"DEFA%05zu\"}}, ", n);
-        put(&b, "\"timeout_s\": 15, \"fallback_a\": 40}}");
+            add_link(meter, old_keys, "defa", "serial", "defa_serial", json_string(serial));
+        json_t *node = n == 0
+                           ? json_pack("{s:s, s:s, s:n, s:i, s:i}", "id", "main", "name",
+                                       "Main fuse", "parent", "limit_a", 10000, "margin_a", 2)
+                           : json_pack("{s:s, s:s, s:s, s:[iii], s:i}", "id", id, "name", name,
+                                       "parent", "main", "limit_a", 400, 400, 350, "margin_a", 1);
+        json_object_set_new(node, "meter", meter);
+        json_array_append_new(nodes, node);
     }
-    put(&b, "\n],\n\"chargers\": [\n");
     for (size_t i = 0; i < chargers; i++) {
-        put(&b, "%s{\"id\": \"c%05zu\", \"name\": \"Charger %zu\", ", i ? ",\n" : "", i, i);
-        if (old_keys)
-            put(&b, "\"device_id\": %zu, ", 100000 + i);
-        else
-            put(&b, "\"link\": {\"lan\": {\"device_id\": %zu}}, ", 100000 + i);
-        put(&b,
-            "\"node\": \"n%03zu\", \"wiring\": \"%s\", \"min_a\": 6, \"max_a\": 16, "
-            "\"failsafe_a\": 0, \"priority\": 0, \"weight\": 1, \"phase_switching\": false}",
-            1 + i % (NODES - 1), rot[i % 3]);
+        char id[32], name[40], node[24];
+        snprintf(id, sizeof id, "c%05zu", i);
+        snprintf(name, sizeof name, "Charger %zu", i);
+        snprintf(node, sizeof node, "n%03zu", 1 + i % (NODES - 1));
+        json_t *c =
+            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:b}", "id", id, "name", name,
+                      "node", node, "wiring", rot[i % 3], "min_a", 6, "max_a", 16, "failsafe_a", 0,
+                      "priority", 0, "weight", 1, "phase_switching", 0);
+        add_link(c, old_keys, "lan", "device_id", "device_id",
+                 json_integer((json_int_t)(100000 + i)));
+        json_array_append_new(list, c);
     }
-    put(&b, "\n]}\n");
-    *len = b.len;
-    return b.p;
+    json_t *root =
+        json_pack("{s:i, s:s, s:s, s:{s:b}, s:o, s:o}", "version", 1, "site", "bench", "grid", "TN",
+                  "network", "defa_meters", 1, "nodes", nodes, "chargers", list);
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!text)
+        abort();
+    *len = strlen(text);
+    return text;
 }
 
 static double now_ms(void)
