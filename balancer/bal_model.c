@@ -406,6 +406,7 @@ static pw_bal_timing resolve_timing(const pw_bal_timing *t, const pw_bal_params 
         .status_max_ms = t->status_max_ms ? t->status_max_ms : p->status_max_ms,
         .status_delay_ms = t->status_delay_ms ? t->status_delay_ms : p->status_delay_ms,
         .offline_ms = t->offline_ms ? t->offline_ms : p->offline_ms,
+        .keeps_limit = t->keeps_limit,
     };
 }
 

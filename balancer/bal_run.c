@@ -131,14 +131,16 @@ static void cut_expiry(const pw_bal *b, bal_ch *c, uint64_t now)
 }
 
 /* A silent charger may still draw its last current, or its failsafe once its lease ends; one
- * whose status is only overdue may also still draw what it was last offered. */
+ * whose status is only overdue, or one that has no lease and keeps its last limit, may also
+ * still draw what it was last offered. */
 static void silent_budget(const bal_ch *c, bool overdue, double fixed[PW_LINES])
 {
+    bool offered = overdue || c->spec.timing.keeps_limit;
     for (size_t l = 0; l < PW_LINES; l++) {
         double fs = (c->wired & (1u << l)) ? c->spec.failsafe_a : 0;
         double last = c->has_meas ? c->meas_line[l] : 0;
         fixed[l] = last > fs ? last : fs;
-        if (overdue && c->prev_line[l] > fixed[l])
+        if (offered && c->prev_line[l] > fixed[l])
             fixed[l] = c->prev_line[l];
     }
 }

@@ -39,6 +39,8 @@ typedef struct pw_bal_timing {
     uint32_t status_max_ms;   /* and at least this often; a charger silent longer missed one */
     uint32_t status_delay_ms; /* how much older than its arrival a status may be */
     uint32_t offline_ms;      /* silent this long: offline */
+    bool keeps_limit;         /* no lease: a silent charger keeps applying its last limit (OCPP
+                                 profiles), so that is budgeted, not only its failsafe */
 } pw_bal_timing;
 
 /* A charger and how it is wired. */

@@ -274,6 +274,39 @@ static void test_missed_status_budgets_failsafe(void **state)
     fx_free(&x);
 }
 
+/* Charger b's car takes 6 A of an offer trimmed to 8 A, then b falls silent for good. A LAN
+ * charger's lease ends and it falls back to its failsafe (0 here): budgeted at its last draw. An
+ * OCPP charge point has no lease and keeps its profile's 8 A while it cannot hear phasewise:
+ * budgeted at that. */
+static double silent_budget_of(bool keeps_limit)
+{
+    fx x;
+    fx_garage(&x, PW_GRID_TN, false, 32, 2, "L1L2L3", 32);
+    x.ch[1].max_a = 16;
+    x.ch[1].failsafe_a = 0;
+    x.ch[1].timing.keeps_limit = keeps_limit;
+    fx_start(&x);
+    for (uint64_t t = 0; t <= 30000; t += 5000) {
+        fx_draws(&x, 0, t ? fx_res(&x, 0)->limit_a : 16, t);
+        fx_meas(&x, 1, PW_CAR_CHARGING, 6, 6, 6, t ? fx_res(&x, 1)->limit_a : 16, t);
+        fx_run(&x, t);
+    }
+    A_EQ(fx_res(&x, 1)->limit_a, 8);
+    fx_run(&x, 30000 + 91000); /* offline */
+    assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_OFFLINE);
+    double budget = fx_res(&x, 1)->line_a[0];
+    fx_assert_no_overload(&x);
+    fx_free(&x);
+    return budget;
+}
+
+static void test_silent_without_lease_keeps_limit(void **state)
+{
+    (void)state;
+    A_EQ(silent_budget_of(false), 6);
+    A_EQ(silent_budget_of(true), 8);
+}
+
 /* A car that followed a cut before the reading but has not reported it yet makes the reading
  * look like room: that room must not be handed back before the car is seen to follow. */
 static void test_unreported_cut_no_raise_back(void **state)
@@ -349,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_phases_learnt_after_switch_back),
         cmocka_unit_test(test_status_every_30s_stays_online),
         cmocka_unit_test(test_missed_status_budgets_failsafe),
+        cmocka_unit_test(test_silent_without_lease_keeps_limit),
         cmocka_unit_test(test_unreported_cut_no_raise_back),
         cmocka_unit_test(test_reasons_name_what_binds),
     };
