@@ -19,9 +19,10 @@
 
 #include "pw_util.h"
 
-#define DEFAULT_KEY_FILE "facility.key"
-#define DEFAULT_TLS_CERT "tls-cert.pem"
-#define DEFAULT_TLS_KEY  "tls-key.pem"
+#define DEFAULT_KEY_FILE  "facility.key"
+#define DEFAULT_TLS_CERT  "tls-cert.pem"
+#define DEFAULT_TLS_KEY   "tls-key.pem"
+#define DEFAULT_OCPP_PORT 8887
 
 /* One entry of a uniqueness check or a lookup: an id or a link, and where it is in the file.
  * Sorting entries by key and then by place puts equal keys next to each other, the first one
@@ -30,6 +31,7 @@ typedef struct entry {
     const char *id;          /* the key if set, else link */
     const pw_cfg_link *link; /* borrowed from the config being parsed */
     uint32_t at;             /* index in its array */
+    bool nocase;             /* id compared ignoring ASCII letter case (OCPP idTags) */
 } entry;
 
 #define PATH_DEPTH 6 /* nodes[i].meter.link.modbus.lines[k] is the deepest object read */
@@ -503,14 +505,36 @@ static int link_cmp(const pw_cfg_link *a, const pw_cfg_link *b)
         int d = strncmp(a->topic, b->topic, sizeof a->topic);
         return (d > 0) - (d < 0);
     }
+    case PW_CFG_LINK_OCPP: {
+        /* The identity is the last part of the URL the charge point connects to, and the
+         * transport matches it as sent: letter case counts. */
+        int d = strncmp(a->cp_id, b->cp_id, sizeof a->cp_id);
+        if (d)
+            return d < 0 ? -1 : 1;
+        return (a->connector > b->connector) - (a->connector < b->connector);
+    }
     default:
         return 0;
     }
 }
 
+/* strcmp ignoring ASCII letter case, whatever the locale: OCPP's CiString compares so. */
+static int ascii_casecmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        x += x >= 'A' && x <= 'Z' ? 'a' - 'A' : 0;
+        y += y >= 'A' && y <= 'Z' ? 'a' - 'A' : 0;
+        if (x != y || !x)
+            return (x > y) - (x < y);
+    }
+}
+
 static int entry_key_cmp(const entry *a, const entry *b)
 {
-    return a->id ? strcmp(a->id, b->id) : link_cmp(a->link, b->link);
+    if (!a->id)
+        return link_cmp(a->link, b->link);
+    return a->nocase ? ascii_casecmp(a->id, b->id) : strcmp(a->id, b->id);
 }
 
 static int entry_cmp(const void *pa, const void *pb)
@@ -602,6 +626,8 @@ static void index_nodes(ctx *c, const pw_cfg *cfg)
 #define DEFA_EXAMPLE   "{\"defa\": {\"serial\": \"...\"}}"
 #define MODBUS_EXAMPLE "{\"modbus\": {\"host\": \"...\", \"map\": \"...\"}}"
 #define MQTT_EXAMPLE   "{\"mqtt\": {\"preset\": \"...\", ...}}"
+#define CHARGER_KINDS                                                                              \
+    LAN_EXAMPLE " or {\"ocpp\": {\"id\": \"...\", \"connector\": N}} (docs/config.md)"
 /* Four full examples would not fit an error message: the kinds, each by its shape. */
 #define METER_KINDS                                                                                \
     "{\"lan\": {...}}, {\"defa\": {...}}, {\"modbus\": {...}} or {\"mqtt\": {...}} "               \
@@ -616,6 +642,17 @@ static const char *const modbus_maps[] = {"sdm630",  "sdm72v1", "sdm72v2", "em34
 const char *pw_cfg_modbus_map_name(size_t i)
 {
     return i < sizeof modbus_maps / sizeof modbus_maps[0] ? modbus_maps[i] : NULL;
+}
+
+/* The OCPP quirk table's entries a charge point may name. The table lives in ocpp/quirks.c
+ * (pw_ocpp_quirks_by_name); config does not link against ocpp/, so the names are kept here and
+ * must stay in step with it. */
+static const char *const ocpp_quirks[] = {"default", "tx-default-only", "stack0", "whole-amps",
+                                          NULL};
+
+const char *pw_cfg_ocpp_quirk_name(size_t i)
+{
+    return i < sizeof ocpp_quirks / sizeof ocpp_quirks[0] ? ocpp_quirks[i] : NULL;
 }
 
 /* The AMS reader's JSON (UtilitechAS/amsreader-firmware, lib/JsonMqttHandler/json/json2.json
@@ -697,6 +734,59 @@ static void parse_defa(ctx *c, const json_t *v, pw_cfg_link *out)
             add_error(c, "serial", "must not be empty");
         else
             *out = l;
+    }
+    pop_path(c);
+}
+
+/* An OCPP charge point identity: the last part of the URL it connects to, ws://host/ocpp/CP-17.
+ * Characters that need no escaping in a URL path and read well in logs. */
+static bool valid_cp_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char ch = s[n];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-' || ch == ':'))
+            return false;
+    }
+    return n >= 1 && n < PW_CFG_CP_ID_LEN;
+}
+
+#define CP_ID_RULE                                                                                 \
+    "must be 1 to 48 characters of A-Z, a-z, 0-9, '.', '_', '-' and ':' (the charge point's "      \
+    "identity, the last part of its URL)"
+
+/* The required "id" of an ocpp link or a charge point entry. Returns false after an error. */
+static bool get_cp_id(ctx *c, const json_t *obj, char out[PW_CFG_CP_ID_LEN])
+{
+    const json_t *v = json_object_get(obj, "id");
+    if (!v) {
+        add_error(c, "id", "is required: the charge point's identity, e.g. \"CP-17\"");
+        return false;
+    }
+    if (!json_is_string(v) || json_string_length(v) >= PW_CFG_CP_ID_LEN ||
+        strlen(json_string_value(v)) != json_string_length(v) ||
+        !valid_cp_id(json_string_value(v))) {
+        add_error(c, "id", CP_ID_RULE);
+        return false;
+    }
+    pw_strlcpy(out, json_string_value(v), PW_CFG_CP_ID_LEN);
+    return true;
+}
+
+/* {"ocpp": {"id": "CP-17", "connector": 1}}: one connector of an OCPP charge point. */
+static void parse_ocpp_link(ctx *c, const json_t *v, pw_cfg_link *out)
+{
+    static const char *const keys[] = {"id", "connector", NULL};
+    push_path(c, "ocpp", -1);
+    pw_cfg_link l = {.kind = PW_CFG_LINK_OCPP, .connector = 1};
+    uint32_t connector = l.connector;
+    if (link_body(c, v, keys, "id")) {
+        bool id_ok = get_cp_id(c, v, l.cp_id);
+        if (get_u32(c, v, "connector", 1, PW_CFG_OCPP_MAX_CONNECTOR, &connector) && id_ok) {
+            l.connector = (uint8_t)connector;
+            *out = l;
+        }
     }
     pop_path(c);
 }
@@ -953,12 +1043,13 @@ static void parse_mqtt_feed(ctx *c, const json_t *v, pw_cfg_link *out, pw_cfg_me
 }
 
 /* A "link" member: an object naming exactly one kind. Only meters may be DEFA frames, Modbus
- * meters or MQTT feeds: they carry currents, they cannot take an allocation. opts is the
- * meter's options (NULL for a charger). */
+ * meters or MQTT feeds: they carry currents, they cannot take an allocation. Only chargers may
+ * be OCPP charge points: one reports its own draw, not a node's. opts is the meter's options
+ * (NULL for a charger). */
 static void parse_link(ctx *c, const json_t *v, pw_cfg_meter_opts *opts, pw_cfg_link *out)
 {
     bool meter = opts != NULL;
-    const char *kinds = meter ? METER_KINDS : LAN_EXAMPLE;
+    const char *kinds = meter ? METER_KINDS : CHARGER_KINDS;
     push_path(c, "link", -1);
     if (!json_is_object(v))
         add_error(c, NULL, "must name one way to reach the device: %s", kinds);
@@ -972,8 +1063,15 @@ static void parse_link(ctx *c, const json_t *v, pw_cfg_meter_opts *opts, pw_cfg_
         bool meter_kind = !strcmp(kind, "defa") || !strcmp(kind, "modbus") || !strcmp(kind, "mqtt");
         if (strcmp(kind, "lan") == 0)
             parse_lan(c, body, out);
+        else if (strcmp(kind, "ocpp") == 0 && meter)
+            add_error(c, kind,
+                      "ocpp links are for chargers only: a charge point reports its own draw, not "
+                      "a node's; read the meter over lan, defa, modbus or mqtt");
+        else if (strcmp(kind, "ocpp") == 0)
+            parse_ocpp_link(c, body, out);
         else if (meter_kind && !meter)
-            add_error(c, kind, "a charger is reached over lan; %s links are for meters only", kind);
+            add_error(c, kind,
+                      "a charger is reached over lan or ocpp; %s links are for meters only", kind);
         else if (strcmp(kind, "defa") == 0)
             parse_defa(c, body, out);
         else if (strcmp(kind, "modbus") == 0)
@@ -982,7 +1080,7 @@ static void parse_link(ctx *c, const json_t *v, pw_cfg_meter_opts *opts, pw_cfg_
             parse_mqtt_feed(c, body, out, opts);
         else
             add_error(c, kind, "unknown link kind (known: %s)",
-                      meter ? "lan, defa, modbus, mqtt" : "lan");
+                      meter ? "lan, defa, modbus, mqtt" : "lan, ocpp");
     }
     pop_path(c);
 }
@@ -1179,7 +1277,7 @@ static void parse_charger(ctx *c, const json_t *ch, pw_cfg *cfg, size_t i)
     else if (link)
         parse_link(c, link, NULL, &cfg->charger_links[i]);
     else if (!c->charger_old_key[i])
-        add_error(c, "link", "is required: how the charger is reached, e.g. " LAN_EXAMPLE);
+        add_error(c, "link", "is required: how the charger is reached, " CHARGER_KINDS);
     else if (get_u32(c, ch, "device_id", 1, 4294967295.0, &id))
         cfg->charger_links[i] = (pw_cfg_link){.kind = PW_CFG_LINK_LAN, .device_id = id};
 
@@ -1210,6 +1308,233 @@ static void parse_charger(ctx *c, const json_t *ch, pw_cfg *cfg, size_t i)
         add_error(c, "failsafe_a", "must be 0 or between min_a and max_a");
 }
 
+/* ---- OCPP and tags ---- */
+
+/* One entry of ocpp.charge_points: {"id", "password_hash", "quirks"}. */
+static void parse_ocpp_cp(ctx *c, const json_t *v, pw_cfg_ocpp_cp *out)
+{
+    /* "password" is listed to be refused with a message, not as unknown. */
+    static const char *const keys[] = {"id", "password_hash", "quirks", "password", NULL};
+    if (!json_is_object(v)) {
+        add_error(c, NULL,
+                  "must be an object: {\"id\": \"CP-17\", \"password_hash\": \"sha256:...\", "
+                  "\"quirks\": \"...\"}");
+        return;
+    }
+    check_keys(c, v, keys);
+    bool id_ok = get_cp_id(c, v, out->id);
+    if (json_object_get(v, "password"))
+        add_error(c, "password",
+                  "the file keeps only password_hash: set the password in the web UI (PUT "
+                  "/api/config with \"password\"), which stores its hash");
+    if (get_string(c, v, "password_hash", out->password_hash, sizeof out->password_hash) &&
+        *out->password_hash && !pw_cfg_ocpp_password_hash_valid(out->password_hash))
+        add_error(c, "password_hash",
+                  "must be \"sha256:<32 hex digits of salt>:<64 hex digits of hash>\" as the web "
+                  "UI writes it, or \"\" for no password");
+    /* HTTP Basic splits "user:password" at the first ':' (RFC 7617): an identity with one
+     * could never log in. */
+    if (id_ok && *out->password_hash && strchr(out->id, ':'))
+        add_error(c, "id",
+                  "has a ':', which HTTP Basic authentication cannot carry in a user name: a "
+                  "charge point with a password needs an id without ':'");
+    if (get_string(c, v, "quirks", out->quirks, sizeof out->quirks) && *out->quirks &&
+        find_name(ocpp_quirks, out->quirks) < 0) {
+        char names[96] = "";
+        for (size_t i = 0; ocpp_quirks[i]; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     ocpp_quirks[i]);
+        add_error(c, "quirks", "must be one of %s, or \"\" to choose by vendor and model", names);
+    }
+}
+
+static int ocpp_cp_cmp(const void *pa, const void *pb)
+{
+    return strcmp(((const pw_cfg_ocpp_cp *)pa)->id, ((const pw_cfg_ocpp_cp *)pb)->id);
+}
+
+/* Reports charge point entries that repeat an earlier id and sorts the rest by id for
+ * pw_cfg_ocpp_cp_find, which runs at every WebSocket upgrade. */
+static void index_charge_points(ctx *c, pw_cfg_ocpp *o)
+{
+    size_t n = o->n_charge_points, n_ids = 0, n_repeats;
+    entry *v = pw_xcalloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        if (*o->charge_points[i].id) /* an id in error has been reported already */
+            v[n_ids++] = (entry){.id = o->charge_points[i].id, .at = (uint32_t)i};
+    repeat *d = find_repeats(v, n_ids, &n_repeats);
+    for (size_t k = 0; k < n_repeats; k++) {
+        char field[64];
+        snprintf(field, sizeof field, "ocpp.charge_points[%" PRIu32 "].id", d[k].at);
+        add_error(c, field, "'%s' is used by ocpp.charge_points[%" PRIu32 "] too",
+                  o->charge_points[d[k].at].id, d[k].first);
+    }
+    free(d);
+    free(v);
+    if (n > 1)
+        qsort(o->charge_points, n, sizeof *o->charge_points, ocpp_cp_cmp);
+}
+
+/* "ocpp": the OCPP 1.6J central system. Present: on (the listener on 127.0.0.1:8887 unless
+ * "listen" says otherwise); absent: off. */
+static void parse_ocpp(ctx *c, const json_t *v, pw_cfg_ocpp *o)
+{
+    static const char *const keys[] = {
+        "listen",       "tls",       "meter_interval_s", "heartbeat_s", "min_interval_s",
+        "daily_writes", "authorize", "charge_points",    NULL};
+    push_path(c, "ocpp", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL,
+                  "must be an object: {\"listen\": \"0.0.0.0:8887\", ...}; leave it out to "
+                  "turn OCPP off");
+        pop_path(c);
+        return;
+    }
+    check_keys(c, v, keys);
+    o->listen_port = DEFAULT_OCPP_PORT;
+    char listen[80] = "", addr[sizeof o->listen_addr];
+    uint16_t port = 0;
+    if (get_string(c, v, "listen", listen, sizeof listen) && json_object_get(v, "listen")) {
+        /* Port 0 stands for "off" in the struct: off is no section at all. */
+        if (pw_cfg_parse_listen(listen, addr, sizeof addr, &port) != 0 || port == 0)
+            add_error(c, "listen",
+                      "must be ADDRESS:PORT with an IPv4 address or localhost and a port "
+                      "1-65535, e.g. 0.0.0.0:8887 (leave out \"ocpp\" to turn OCPP off)");
+        else {
+            pw_strlcpy(o->listen_addr, addr, sizeof o->listen_addr);
+            o->listen_port = port;
+        }
+    }
+    get_bool(c, v, "tls", &o->tls);
+    get_u32(c, v, "meter_interval_s", 1, 900, &o->meter_interval_s);
+    get_u32(c, v, "heartbeat_s", 10, 86400, &o->heartbeat_s);
+    get_u32(c, v, "min_interval_s", 0, 3600, &o->min_interval_s);
+    get_u32(c, v, "daily_writes", 1, 100000, &o->daily_writes);
+    json_t *auth = json_object_get(v, "authorize");
+    if (auth && (!json_is_string(auth) || (strcmp(json_string_value(auth), "local_list") != 0 &&
+                                           strcmp(json_string_value(auth), "accept") != 0)))
+        add_error(c, "authorize",
+                  "must be \"local_list\" (only the tags in \"tags\") or \"accept\" (every "
+                  "tag)");
+    else if (auth)
+        o->local_authorize = strcmp(json_string_value(auth), "local_list") == 0;
+
+    json_t *cps = json_object_get(v, "charge_points");
+    if (cps && !json_is_array(cps))
+        add_error(c, "charge_points", "must be an array of {\"id\": \"CP-17\", ...}");
+    else if (cps && json_array_size(cps) > PW_CFG_MAX_CHARGE_POINTS)
+        add_error(c, "charge_points", "at most %d entries are supported", PW_CFG_MAX_CHARGE_POINTS);
+    else if (cps) {
+        o->n_charge_points = json_array_size(cps);
+        o->charge_points = pw_xcalloc(o->n_charge_points, sizeof *o->charge_points);
+        for (size_t i = 0; i < o->n_charge_points; i++) {
+            push_path(c, "charge_points", (long)i);
+            parse_ocpp_cp(c, json_array_get(cps, i), &o->charge_points[i]);
+            pop_path(c);
+        }
+    }
+    pop_path(c);
+    index_charge_points(c, o);
+}
+
+/* An IdToken as the charge point reads it from a card: printable ASCII without space. */
+static bool valid_tag_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (s[n] < '!' || s[n] > '~')
+            return false;
+    return n >= 1 && n < sizeof((pw_cfg_tag *)0)->id;
+}
+
+static void parse_tag(ctx *c, const json_t *v, pw_cfg_tag *t)
+{
+    static const char *const keys[] = {"id", "name", NULL};
+    if (!json_is_object(v)) {
+        add_error(c, NULL, "must be an object: {\"id\": \"04A2B3C4\", \"name\": \"...\"}");
+        return;
+    }
+    check_keys(c, v, keys);
+    const json_t *id = json_object_get(v, "id");
+    if (!id)
+        add_error(c, "id", "is required: the idTag the charge point reads from the card");
+    else if (!json_is_string(id) || json_string_length(id) >= sizeof t->id ||
+             strlen(json_string_value(id)) != json_string_length(id) ||
+             !valid_tag_id(json_string_value(id)))
+        add_error(c, "id", "must be 1 to 20 printable ASCII characters without spaces");
+    else
+        pw_strlcpy(t->id, json_string_value(id), sizeof t->id);
+    if (!json_object_get(v, "name"))
+        add_error(c, "name", "is required: whose tag it is, a person or a car");
+    else if (get_string(c, v, "name", t->name, sizeof t->name) && !*t->name)
+        add_error(c, "name", "must not be empty");
+}
+
+static int tag_cmp(const void *pa, const void *pb)
+{
+    return ascii_casecmp(((const pw_cfg_tag *)pa)->id, ((const pw_cfg_tag *)pb)->id);
+}
+
+/* "tags": the RFID tags (OCPP idTags) the facility knows, unique ignoring letter case. */
+static void parse_tags(ctx *c, const json_t *v, pw_cfg *cfg)
+{
+    if (!json_is_array(v)) {
+        add_error(c, "tags", "must be an array of {\"id\": \"04A2B3C4\", \"name\": \"...\"}");
+        return;
+    }
+    if (json_array_size(v) > PW_CFG_MAX_TAGS) {
+        add_error(c, "tags", "at most %d tags are supported", PW_CFG_MAX_TAGS);
+        return;
+    }
+    size_t n = json_array_size(v), n_repeats;
+    cfg->n_tags = n;
+    cfg->tags = pw_xcalloc(n, sizeof *cfg->tags);
+    for (size_t i = 0; i < n; i++) {
+        push_path(c, "tags", (long)i);
+        parse_tag(c, json_array_get(v, i), &cfg->tags[i]);
+        pop_path(c);
+    }
+    entry *e = pw_xcalloc(n, sizeof *e);
+    size_t n_ids = 0;
+    for (size_t i = 0; i < n; i++)
+        if (*cfg->tags[i].id)
+            e[n_ids++] = (entry){.id = cfg->tags[i].id, .at = (uint32_t)i, .nocase = true};
+    repeat *d = find_repeats(e, n_ids, &n_repeats);
+    for (size_t k = 0; k < n_repeats; k++) {
+        char field[48];
+        snprintf(field, sizeof field, "tags[%" PRIu32 "].id", d[k].at);
+        add_error(c, field,
+                  "'%s' is used by tags[%" PRIu32 "] too (letter case does not count: OCPP "
+                  "idTags are case-insensitive)",
+                  cfg->tags[d[k].at].id, d[k].first);
+    }
+    free(d);
+    free(e);
+    if (n > 1)
+        qsort(cfg->tags, n, sizeof *cfg->tags, tag_cmp);
+}
+
+/* Cross-section OCPP rules: a charger on an ocpp link needs the central system, and the
+ * central system cannot share the web front's port (the second bind would fail at start). */
+static void check_ocpp(ctx *c, const pw_cfg *cfg)
+{
+    const pw_cfg_ocpp *o = &cfg->ocpp;
+    for (size_t i = 0; i < cfg->n_chargers && !o->listen_port; i++) {
+        if (cfg->charger_links[i].kind == PW_CFG_LINK_OCPP) {
+            char field[48];
+            snprintf(field, sizeof field, "chargers[%zu].link.ocpp", i);
+            add_error(c, field,
+                      "is reached through the OCPP central system: add an \"ocpp\" section "
+                      "(docs/config.md)");
+        }
+    }
+    bool any_a = !strcmp(o->listen_addr, "0.0.0.0") || !strcmp(cfg->http.addr, "0.0.0.0");
+    if (o->listen_port && o->listen_port == cfg->http.port &&
+        (any_a || !strcmp(o->listen_addr, cfg->http.addr)))
+        add_error(c, "ocpp.listen", "port %u is http.listen's: give OCPP a port of its own",
+                  o->listen_port);
+}
+
 static void set_defaults(pw_cfg *cfg)
 {
     pw_strlcpy(cfg->site_name, "phasewise", sizeof cfg->site_name);
@@ -1229,6 +1554,12 @@ static void set_defaults(pw_cfg *cfg)
     pw_strlcpy(cfg->http.tls.key_file, DEFAULT_TLS_KEY, sizeof cfg->http.tls.key_file);
     cfg->mqtt.port = 1883; /* 8883 when the file turns TLS on and names no port */
     cfg->mqtt.keepalive_s = 30;
+    /* OCPP is off (port 0) until the file has an "ocpp" section. */
+    pw_strlcpy(cfg->ocpp.listen_addr, "127.0.0.1", sizeof cfg->ocpp.listen_addr);
+    cfg->ocpp.meter_interval_s = 10;
+    cfg->ocpp.heartbeat_s = 300;
+    cfg->ocpp.min_interval_s = 10;
+    cfg->ocpp.daily_writes = 500;
 }
 
 static void set_node_defaults(pw_bal_node_spec *n)
@@ -1259,11 +1590,14 @@ static size_t array_member(ctx *c, const json_t *root, const char *key, size_t m
     return json_array_size(a);
 }
 
-/* The field of a charger's or a meter's link as the file wrote it, for an error message. */
-static void charger_link_field(const ctx *c, size_t i, char *out, size_t size)
+/* The field of a charger's or a meter's link as the file wrote it, for an error message. An
+ * ocpp link's id and connector together are the identity. */
+static void charger_link_field(const ctx *c, const pw_cfg *cfg, size_t i, char *out, size_t size)
 {
     snprintf(out, size, "chargers[%zu].%s", i,
-             c->charger_old_key[i] ? "device_id" : "link.lan.device_id");
+             cfg->charger_links[i].kind == PW_CFG_LINK_OCPP ? "link.ocpp"
+             : c->charger_old_key[i]                        ? "device_id"
+                                                            : "link.lan.device_id");
 }
 
 static void meter_link_field(const ctx *c, const pw_cfg *cfg, size_t i, char *out, size_t size)
@@ -1310,7 +1644,7 @@ static void check_facility(ctx *c, pw_cfg *cfg)
         v[i] = (entry){.link = &cfg->charger_links[i], .at = (uint32_t)i};
     d = find_repeats(v, n, &n_repeats);
     for (size_t k = 0; k < n_repeats; k++) {
-        charger_link_field(c, d[k].at, field, sizeof field);
+        charger_link_field(c, cfg, d[k].at, field, sizeof field);
         pw_cfg_link_format(&cfg->charger_links[d[k].at], text, sizeof text);
         add_error(c, field, "%s is used by chargers[%" PRIu32 "] too", text, d[k].first);
     }
@@ -1380,8 +1714,8 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
     /* restart_pending is what GET /api/config adds (docs/config.md): the web UI puts back
      * what it got, so it is accepted and ignored. */
     static const char *const keys[] = {
-        "version",  "site",  "grid",     "network",         "http", "mqtt",
-        "balancer", "nodes", "chargers", "restart_pending", NULL};
+        "version", "site",     "grid", "network",         "http", "mqtt", "ocpp", "balancer",
+        "nodes",   "chargers", "tags", "restart_pending", NULL};
     ctx c = {.errs = errs};
     memset(errs, 0, sizeof *errs);
     if (!json_is_object(root)) {
@@ -1408,6 +1742,10 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
         parse_http(&c, json_object_get(root, "http"), &cfg->http);
     if (json_object_get(root, "mqtt"))
         parse_mqtt_broker(&c, json_object_get(root, "mqtt"), &cfg->mqtt);
+    if (json_object_get(root, "ocpp"))
+        parse_ocpp(&c, json_object_get(root, "ocpp"), &cfg->ocpp);
+    if (json_object_get(root, "tags"))
+        parse_tags(&c, json_object_get(root, "tags"), cfg);
     if (json_object_get(root, "balancer"))
         parse_balancer(&c, json_object_get(root, "balancer"), cfg);
 
@@ -1449,6 +1787,7 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
             add_error(&c, NULL, "must be an object");
         pop_path(&c);
     }
+    check_ocpp(&c, cfg);
     if (!errs->count)
         check_facility(&c, cfg);
     free(c.meter_old_key);
@@ -1571,6 +1910,27 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
                                   "port", mq->port, "username", mq->username, "password",
                                   mq->password, "client_id", mq->client_id, "tls", mq->tls,
                                   "ca_file", mq->ca_file, "keepalive_s", mq->keepalive_s));
+    const pw_cfg_ocpp *oc = &cfg->ocpp;
+    if (oc->listen_port) { /* no section: OCPP off */
+        snprintf(listen, sizeof listen, "%s:%u", oc->listen_addr, oc->listen_port);
+        json_t *cps = json_array();
+        for (size_t i = 0; i < oc->n_charge_points; i++) {
+            const pw_cfg_ocpp_cp *cp = &oc->charge_points[i];
+            json_t *o = json_pack("{s:s}", "id", cp->id);
+            if (*cp->password_hash)
+                json_object_set_new(o, "password_hash", json_string(cp->password_hash));
+            if (*cp->quirks)
+                json_object_set_new(o, "quirks", json_string(cp->quirks));
+            json_array_append_new(cps, o);
+        }
+        json_object_set_new(
+            root, "ocpp",
+            json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:s, s:o}", "listen", listen, "tls", oc->tls,
+                      "meter_interval_s", (json_int_t)oc->meter_interval_s, "heartbeat_s",
+                      (json_int_t)oc->heartbeat_s, "min_interval_s", (json_int_t)oc->min_interval_s,
+                      "daily_writes", (json_int_t)oc->daily_writes, "authorize",
+                      oc->local_authorize ? "local_list" : "accept", "charge_points", cps));
+    }
     json_object_set_new(
         root, "balancer",
         json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:i}", "reaction_s",
@@ -1613,6 +1973,13 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
                       ch->weight, "phase_switching", ch->can_switch_phases));
     }
     json_object_set_new(root, "chargers", chargers);
+    if (cfg->n_tags) {
+        json_t *tags = json_array();
+        for (size_t i = 0; i < cfg->n_tags; i++)
+            json_array_append_new(
+                tags, json_pack("{s:s, s:s}", "id", cfg->tags[i].id, "name", cfg->tags[i].name));
+        json_object_set_new(root, "tags", tags);
+    }
     return root;
 }
 
@@ -1641,6 +2008,8 @@ void pw_cfg_free(pw_cfg *cfg)
     free(cfg->chargers);
     free(cfg->charger_links);
     free(cfg->charger_order);
+    free(cfg->ocpp.charge_points);
+    free(cfg->tags);
     free(cfg);
 }
 
@@ -1691,6 +2060,8 @@ const char *pw_cfg_link_kind_name(enum pw_cfg_link_kind kind)
         return "modbus";
     case PW_CFG_LINK_MQTT:
         return "mqtt";
+    case PW_CFG_LINK_OCPP:
+        return "ocpp";
     default:
         return "";
     }
@@ -1711,6 +2082,10 @@ void pw_cfg_link_format(const pw_cfg_link *link, char *out, size_t out_size)
         break;
     case PW_CFG_LINK_MQTT:
         snprintf(out, out_size, "mqtt topic %.*s", (int)sizeof link->topic, link->topic);
+        break;
+    case PW_CFG_LINK_OCPP:
+        snprintf(out, out_size, "ocpp %.*s connector %u", (int)sizeof link->cp_id, link->cp_id,
+                 link->connector);
         break;
     default:
         snprintf(out, out_size, "no link");
@@ -1733,6 +2108,10 @@ json_t *pw_cfg_link_to_json(const pw_cfg_link *link)
     case PW_CFG_LINK_MQTT:
         return json_pack("{s:{s:s#}}", "mqtt", "topic", link->topic,
                          (int)strnlen(link->topic, sizeof link->topic));
+    case PW_CFG_LINK_OCPP:
+        return json_pack("{s:{s:s#, s:i}}", "ocpp", "id", link->cp_id,
+                         (int)strnlen(link->cp_id, sizeof link->cp_id), "connector",
+                         link->connector);
     default:
         return json_null();
     }
@@ -1744,6 +2123,7 @@ size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const c
     const pw_cfg_net *a = &running->net, *b = &saved->net;
     const pw_cfg_http *ha = &running->http, *hb = &saved->http;
     const pw_cfg_mqtt *ma = &running->mqtt, *mb = &saved->mqtt;
+    const pw_cfg_ocpp *oa = &running->ocpp, *ob = &saved->ocpp;
     /* The DEFA socket is opened at start if either flag is set: only turning DEFA frames on or
      * off as a whole waits for a restart, so a flag counts only when that changes. */
     bool defa_flip = (a->defa_meters || a->defa_emit) != (b->defa_meters || b->defa_emit);
@@ -1769,6 +2149,11 @@ size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const c
         {strcmp(ma->username, mb->username) != 0, "mqtt.username"},
         {strcmp(ma->password, mb->password) != 0, "mqtt.password"},
         {strcmp(ma->client_id, mb->client_id) != 0, "mqtt.client_id"},
+        /* The OCPP listener too (turning OCPP on or off changes its port); charge points,
+         * intervals, the write budget and authorization apply at once. */
+        {strcmp(oa->listen_addr, ob->listen_addr) != 0 || oa->listen_port != ob->listen_port,
+         "ocpp.listen"},
+        {oa->tls != ob->tls, "ocpp.tls"},
     };
     _Static_assert(sizeof f / sizeof f[0] == PW_CFG_RESTART_FIELDS_MAX, "header's count");
     size_t n = 0;
@@ -1776,6 +2161,24 @@ size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const c
         if (f[i].differs)
             out[n++] = f[i].field;
     return n;
+}
+
+const pw_cfg_ocpp_cp *pw_cfg_ocpp_cp_find(const pw_cfg *cfg, const char *id)
+{
+    pw_cfg_ocpp_cp key;
+    /* bsearch must not see a NULL array, even an empty one (OCPP off: none). */
+    if (!cfg->ocpp.n_charge_points || pw_strlcpy(key.id, id, sizeof key.id) >= sizeof key.id)
+        return NULL; /* none, or longer than any identity */
+    return bsearch(&key, cfg->ocpp.charge_points, cfg->ocpp.n_charge_points,
+                   sizeof *cfg->ocpp.charge_points, ocpp_cp_cmp);
+}
+
+const pw_cfg_tag *pw_cfg_tag_find(const pw_cfg *cfg, const char *id)
+{
+    pw_cfg_tag key;
+    if (!cfg->n_tags || pw_strlcpy(key.id, id, sizeof key.id) >= sizeof key.id)
+        return NULL;
+    return bsearch(&key, cfg->tags, cfg->n_tags, sizeof *cfg->tags, tag_cmp);
 }
 
 int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id)

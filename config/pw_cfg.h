@@ -11,12 +11,14 @@
 
 #include "pw_bal.h"
 
-#define PW_CFG_MAX_NODES     256
-#define PW_CFG_MAX_CHARGERS  10000
-#define PW_CFG_MAX_ERRORS    32
-#define PW_CFG_MAX_FILE      (4u << 20)      /* a config larger than 4 MiB is refused */
-#define PW_CFG_DEFAULT_GROUP "239.255.80.87" /* same as PW_PROTO_DEFAULT_GROUP */
-#define PW_CFG_DEFAULT_PORT  48870
+#define PW_CFG_MAX_NODES         256
+#define PW_CFG_MAX_CHARGERS      10000
+#define PW_CFG_MAX_TAGS          10000
+#define PW_CFG_MAX_CHARGE_POINTS PW_CFG_MAX_CHARGERS
+#define PW_CFG_MAX_ERRORS        32
+#define PW_CFG_MAX_FILE          (4u << 20)      /* a config larger than 4 MiB is refused */
+#define PW_CFG_DEFAULT_GROUP     "239.255.80.87" /* same as PW_PROTO_DEFAULT_GROUP */
+#define PW_CFG_DEFAULT_PORT      48870
 
 typedef struct pw_cfg_error {
     char field[96];    /* JSON path: "chargers[3].max_a" */
@@ -30,25 +32,32 @@ typedef struct pw_cfg_errors {
 
 /* How a device is reached: the transport it speaks and its identity there. In the file it is
  * {"lan": {"device_id": 1001}}, {"defa": {"serial": "..."}}, {"modbus": {"host": "10.0.0.5",
- * "port": 502, "unit": 3, "map": "sdm630", ...}} or {"mqtt": {"topic": "...", ...}}. */
+ * "port": 502, "unit": 3, "map": "sdm630", ...}}, {"mqtt": {"topic": "...", ...}} or (chargers
+ * only) {"ocpp": {"id": "CP-17", "connector": 1}}. */
 enum pw_cfg_link_kind {
     PW_CFG_LINK_NONE = 0,   /* not reached at all (an unmetered node) */
     PW_CFG_LINK_LAN = 1,    /* phasewise LAN protocol, by device id */
     PW_CFG_LINK_DEFA = 2,   /* DEFA Balancer meter frame, by serial number (meters only) */
     PW_CFG_LINK_MODBUS = 3, /* Modbus TCP, by gateway and unit id (meters only) */
     PW_CFG_LINK_MQTT = 4,   /* MQTT feed on the configured broker, by topic (meters only) */
+    PW_CFG_LINK_OCPP = 5,   /* OCPP 1.6J charge point, by its identity and connector (chargers) */
     PW_CFG_LINK_KINDS
 };
+
+#define PW_CFG_CP_ID_LEN          49 /* an OCPP identity: 1..48 of A-Z a-z 0-9 . _ - : */
+#define PW_CFG_OCPP_MAX_CONNECTOR 8  /* same as PW_OCPP_MAX_CONNECTORS */
 
 /* The identity of a device; what else a meter link says is in pw_cfg_meter_opts. */
 typedef struct pw_cfg_link {
     enum pw_cfg_link_kind kind;
-    uint32_t device_id; /* lan */
-    char serial[12];    /* defa */
-    char host[64];      /* modbus: the gateway's IPv4 address or host name */
-    uint16_t port;      /* modbus: its TCP port (502) */
-    uint8_t unit;       /* modbus: the meter's unit id behind it (1..247) */
-    char topic[128];    /* mqtt: the topic (plain form: the L1 topic) */
+    uint32_t device_id;           /* lan */
+    char serial[12];              /* defa */
+    char host[64];                /* modbus: the gateway's IPv4 address or host name */
+    uint16_t port;                /* modbus: its TCP port (502) */
+    uint8_t unit;                 /* modbus: the meter's unit id behind it (1..247) */
+    char topic[128];              /* mqtt: the topic (plain form: the L1 topic) */
+    char cp_id[PW_CFG_CP_ID_LEN]; /* ocpp: the charge point's identity (its URL's last part) */
+    uint8_t connector;            /* ocpp: its connector, 1..PW_CFG_OCPP_MAX_CONNECTOR (1) */
 } pw_cfg_link;
 
 /* Register value types of a generic Modbus map. */
@@ -102,6 +111,38 @@ typedef struct pw_cfg_mqtt {
     uint16_t keepalive_s;
 } pw_cfg_mqtt;
 
+/* An OCPP charge point the installer assigned (chargers name it by cp_id in their links). */
+typedef struct pw_cfg_ocpp_cp {
+    char id[PW_CFG_CP_ID_LEN];
+    /* Security profile 1/2: the HTTP Basic password's hash, "sha256:<salt hex>:<hash hex>" (a
+     * salted SHA-256 of a high-entropy key of 16..40 characters, as OCPP's AuthorizationKey);
+     * "" = none required (profile 0, trusted LAN). The file never holds the password itself. */
+    char password_hash[112];
+    char quirks[24]; /* a quirk table entry overriding the vendor/model choice; "" = automatic */
+} pw_cfg_ocpp_cp;
+
+/* The OCPP 1.6J central system (off when listen_port is 0). */
+typedef struct pw_cfg_ocpp {
+    char listen_addr[64];          /* "127.0.0.1" by default: the LAN only when named */
+    uint16_t listen_port;          /* 0 = off; "listen": "ADDRESS:PORT" in the file */
+    bool tls;                      /* wss:// with the appliance's certificate (http.tls's pair) */
+    uint32_t meter_interval_s;     /* MeterValueSampleInterval set on every charge point (10) */
+    uint32_t heartbeat_s;          /* heartbeat interval given at boot (300) */
+    uint32_t min_interval_s;       /* a raise goes out no sooner than this after the last (10) */
+    uint32_t daily_writes;         /* profiles per connector per 24 h before raises wait (500) */
+    bool local_authorize;          /* Authorize answered from the tag list (unknown tags Invalid);
+                                      false: every tag Accepted */
+    pw_cfg_ocpp_cp *charge_points; /* n_charge_points, sorted by id (pw_cfg_ocpp_cp_find) */
+    size_t n_charge_points;
+} pw_cfg_ocpp;
+
+/* An RFID tag (OCPP idTag) and who it belongs to: a person or a car. OCPP 1.6 compares idTags
+ * as CiString20, ignoring letter case: so does the config ("04a2b3c4" is "04A2B3C4"). */
+typedef struct pw_cfg_tag {
+    char id[21]; /* IdToken: 1..20 printable ASCII characters without space, as written */
+    char name[PW_BAL_NAME_LEN];
+} pw_cfg_tag;
+
 typedef struct pw_cfg_net {
     char group[16]; /* IPv4 multicast group, dotted quad */
     uint16_t port;
@@ -144,6 +185,9 @@ typedef struct pw_cfg {
     pw_cfg_net net;
     pw_cfg_http http;
     pw_cfg_mqtt mqtt;
+    pw_cfg_ocpp ocpp;
+    pw_cfg_tag *tags; /* n_tags, sorted by id ignoring letter case (pw_cfg_tag_find) */
+    size_t n_tags;
     /* n_chargers charger indices ordered by link, built by the parser so that
      * pw_cfg_charger_by_link need not scan; NULL in a config put together by hand. */
     uint32_t *charger_order;
@@ -175,6 +219,9 @@ int pw_cfg_node_by_id(const pw_cfg *cfg, const char *id);
 /* Links: the same device; the kind's name in the file ("lan", "defa"; "" for NONE); a short
  * text for people ("lan device 1001", "defa meter ABC123"); the file's JSON object (caller
  * owns the reference; null for NONE).
+ * An ocpp link is the same device when the charge point id (letter case counts: it is the last
+ * part of the URL the charge point connects to) and the connector agree; formatted "ocpp CP-17
+ * connector 1", written {"ocpp": {"id": "CP-17", "connector": 1}}.
  * A modbus link is the same device when host (letter case ignored), port and unit agree, an
  * mqtt link when the topic does; formatted "modbus 10.0.0.5:502 unit 3", "mqtt topic ams/meter".
  * For these two pw_cfg_link_to_json gives the identity only ({"modbus": {"host", "port",
@@ -186,20 +233,56 @@ json_t *pw_cfg_link_to_json(const pw_cfg_link *link);
 
 /* The settings that take effect only at a restart (sockets opened at start: LAN group, port,
  * TTL, key file, DEFA frames on or off, HTTP address, port and TLS; the MQTT broker connection:
- * host, port, TLS, CA file, user name, password, client id) that differ between the running
- * and the saved config, as field paths ("network.port", "mqtt.host") into out; returns how
- * many (at most max). Modbus meters and MQTT meter feeds apply at once. */
+ * host, port, TLS, CA file, user name, password, client id; the OCPP listener: address or
+ * port, including turning OCPP on or off, and TLS) that differ between the running and the
+ * saved config, as field paths ("network.port", "mqtt.host", "ocpp.listen") into out; returns
+ * how many (at most max). Modbus meters, MQTT meter feeds, OCPP charge points and intervals and
+ * tags apply at once. */
 size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const char **out,
                              size_t max);
 /* How many fields pw_cfg_restart_fields can name at most: an out array this long never cuts.
  * The names it returns are static strings. */
-#define PW_CFG_RESTART_FIELDS_MAX 17
+#define PW_CFG_RESTART_FIELDS_MAX 19
 
 /* The i-th Modbus register map name a meter link may give ("sdm630", ..., "generic"), or NULL
  * past the last. Static strings. config does not link modbus/: the list is kept in config.c
  * and must stay in step with the maps modbus/ knows (pw_modbus_map_find); a modbus test can
  * check it with this. */
 const char *pw_cfg_modbus_map_name(size_t i);
+
+/* The i-th OCPP quirk table name a charge point entry may give ("default", "tx-default-only",
+ * ...), or NULL past the last. Static strings. config does not link ocpp/: the list is kept in
+ * config.c and must stay in step with the table in ocpp/quirks.c (pw_ocpp_quirks_by_name); an
+ * ocpp test can check it with this. */
+const char *pw_cfg_ocpp_quirk_name(size_t i);
+
+/* The assigned charge point with that id (letter case counts), or NULL; the tag with that id,
+ * letter case ignored (OCPP idTags are CiString20), or NULL. Both O(log n): they bsearch the
+ * sorted arrays, so a config put together by hand must keep them sorted. Borrowed from cfg. */
+const pw_cfg_ocpp_cp *pw_cfg_ocpp_cp_find(const pw_cfg *cfg, const char *id);
+const pw_cfg_tag *pw_cfg_tag_find(const pw_cfg *cfg, const char *id);
+
+/* OCPP charge point passwords (config/ocpp_password.c). The password is an AuthorizationKey of
+ * PW_CFG_OCPP_PASSWORD_MIN..MAX printable ASCII characters without space; the file keeps only
+ * "sha256:<32 hex digits of salt>:<64 hex digits of SHA-256(salt || password)>". One salted
+ * SHA-256, not PBKDF2: the keys are generated, high-entropy strings, and the check runs on the
+ * loop at every WebSocket upgrade (1,000 charge points reconnecting at once must not cost
+ * seconds). */
+#define PW_CFG_OCPP_PASSWORD_MIN 16
+#define PW_CFG_OCPP_PASSWORD_MAX 40
+#define PW_CFG_OCPP_SALT_LEN     16
+#define PW_CFG_OCPP_HASH_LEN     (7 + 32 + 1 + 64) /* strlen of a hash, without the NUL */
+
+/* Writes the hash of password with salt (PW_CFG_OCPP_SALT_LEN random bytes from the caller's
+ * generator) into out, NUL-terminated; out_size must be more than PW_CFG_OCPP_HASH_LEN. Returns
+ * 0, or -1 with nothing written when the password breaks the rules or out is too small. */
+int pw_cfg_ocpp_password_hash(const char *password, const uint8_t salt[PW_CFG_OCPP_SALT_LEN],
+                              char *out, size_t out_size);
+/* Whether hash has the shape pw_cfg_ocpp_password_hash writes (hex digits in either case). */
+bool pw_cfg_ocpp_password_hash_valid(const char *hash);
+/* Whether password matches hash, compared in constant time; false for a malformed hash or a
+ * password outside the rules. */
+bool pw_cfg_ocpp_password_check(const char *hash, const char *password);
 
 /* Prints errors one per line as "field: message" into out (for logs and the CLI). */
 void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size);

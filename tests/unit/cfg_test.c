@@ -1,7 +1,8 @@
 /* Config module: the demo facility parses, every kind of bad input is reported against the field
  * it concerns, a saved config reads back identical, links in the new and the old form mean the
- * same, Modbus and MQTT meters and the broker are checked rule by rule, restart-only changes are
- * named, and the largest facility validates. */
+ * same, Modbus and MQTT meters and the broker are checked rule by rule, OCPP links, the ocpp
+ * section, charge point passwords and tags likewise, restart-only changes are named, and the
+ * largest facility validates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1112,6 +1113,29 @@ static void edit_all_restart(json_t *root)
                         json_pack("{s:s, s:i, s:b, s:s, s:s, s:s, s:s}", "host", "broker", "port",
                                   8884, "tls", 1, "ca_file", "ca.pem", "username", "u", "password",
                                   "p", "client_id", "pw2"));
+    json_object_set_new(root, "ocpp", json_pack("{s:s, s:b}", "listen", "0.0.0.0:8887", "tls", 1));
+}
+
+/* OCPP turned on: its listener waits for a restart. */
+static void edit_ocpp_on(json_t *root)
+{
+    json_object_set_new(root, "ocpp", json_object());
+}
+
+/* OCPP on, with everything that applies at once changed against edit_ocpp_on. */
+static void edit_ocpp_live(json_t *root)
+{
+    json_object_set_new(root, "ocpp",
+                        json_pack("{s:i, s:i, s:i, s:i, s:s, s:[{s:s, s:s}]}", "meter_interval_s",
+                                  30, "heartbeat_s", 600, "min_interval_s", 20, "daily_writes", 100,
+                                  "authorize", "local_list", "charge_points", "id", "CP-1",
+                                  "quirks", "stack0"));
+    json_object_set_new(root, "tags", json_pack("[{s:s, s:s}]", "id", "AB12", "name", "Anna"));
+}
+
+static void edit_ocpp_port(json_t *root)
+{
+    json_object_set_new(root, "ocpp", json_pack("{s:s}", "listen", "127.0.0.1:8900"));
 }
 
 /* Modbus and MQTT meters, the MQTT keepalive: applied at once. */
@@ -1156,7 +1180,8 @@ static void test_restart_fields(void **state)
         "http.listen",       "http.tls.enabled",    "http.tls.cert_file",
         "http.tls.key_file", "mqtt.host",           "mqtt.port",
         "mqtt.tls",          "mqtt.ca_file",        "mqtt.username",
-        "mqtt.password",     "mqtt.client_id",
+        "mqtt.password",     "mqtt.client_id",      "ocpp.listen",
+        "ocpp.tls",
     };
     _Static_assert(sizeof want / sizeof want[0] == PW_CFG_RESTART_FIELDS_MAX, "every field");
     assert_int_equal(pw_cfg_restart_fields(base, all, out, PW_CFG_RESTART_FIELDS_MAX),
@@ -1177,7 +1202,20 @@ static void test_restart_fields(void **state)
     pw_cfg *live = demo_with(edit_meters_live);
     assert_int_equal(pw_cfg_restart_fields(base, live, out, PW_CFG_RESTART_FIELDS_MAX), 0);
 
-    pw_cfg *list[] = {base, same, chargers, port, all, meters, emit, live};
+    /* OCPP: turning it on or off and moving its port wait; charge points, intervals, the write
+     * budget, authorization and tags apply at once. */
+    pw_cfg *ocpp_on = demo_with(edit_ocpp_on), *ocpp_live = demo_with(edit_ocpp_live);
+    pw_cfg *ocpp_port = demo_with(edit_ocpp_port);
+    assert_int_equal(pw_cfg_restart_fields(base, ocpp_on, out, PW_CFG_RESTART_FIELDS_MAX), 1);
+    assert_string_equal(out[0], "ocpp.listen");
+    assert_int_equal(pw_cfg_restart_fields(ocpp_on, base, out, PW_CFG_RESTART_FIELDS_MAX), 1);
+    assert_string_equal(out[0], "ocpp.listen");
+    assert_int_equal(pw_cfg_restart_fields(ocpp_on, ocpp_live, out, PW_CFG_RESTART_FIELDS_MAX), 0);
+    assert_int_equal(pw_cfg_restart_fields(ocpp_on, ocpp_port, out, PW_CFG_RESTART_FIELDS_MAX), 1);
+    assert_string_equal(out[0], "ocpp.listen");
+
+    pw_cfg *list[] = {base, same, chargers, port,      all,      meters,
+                      emit, live, ocpp_on,  ocpp_live, ocpp_port};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         pw_cfg_free(list[i]);
 }
@@ -1294,20 +1332,613 @@ static void test_wiring_text(void **state)
     assert_int_equal(pw_cfg_wiring_parse("L1L2L3L1", w), -1);
 }
 
+/* ---- OCPP ---- */
+
+/* A facility with top-level members top (with ', e.g. ",'ocpp':{}") and the chargers given. */
+static const char *ocpp_facility(const char *top, const char *chargers)
+{
+    return J("{'grid':'TN'%s,'nodes':[{'id':'m','limit_a':100}],'chargers':[%s]}", top, chargers);
+}
+
+#define OCPP_ON ",'ocpp':{}"
+
+/* A charger c<n> reached by the ocpp link body given (with '). */
+static const char *ocpp_charger(int n, const char *body)
+{
+    return J("{'id':'c%d','node':'m','link':{'ocpp':{%s}}}", n, body);
+}
+
+static void test_ocpp_link(void **state)
+{
+    (void)state;
+    char chargers[512];
+    snprintf(chargers, sizeof chargers, "%s,", ocpp_charger(1, "'id':'CP-17'"));
+    snprintf(chargers + strlen(chargers), sizeof chargers - strlen(chargers), "%s,",
+             ocpp_charger(2, "'id':'CP-17','connector':2"));
+    snprintf(chargers + strlen(chargers), sizeof chargers - strlen(chargers), "%s,%s",
+             ocpp_charger(3, "'id':'cp-17'"), ocpp_charger(4, "'id':'a.b_c:d-9','connector':8"));
+    pw_cfg *cfg = parse_ok(ocpp_facility(OCPP_ON, chargers));
+    assert_int_equal(cfg->charger_links[0].kind, PW_CFG_LINK_OCPP);
+    assert_string_equal(cfg->charger_links[0].cp_id, "CP-17");
+    assert_int_equal(cfg->charger_links[0].connector, 1); /* the default */
+    assert_int_equal(cfg->charger_links[1].connector, 2);
+    assert_string_equal(cfg->charger_links[3].cp_id, "a.b_c:d-9");
+    assert_int_equal(cfg->charger_links[3].connector, 8);
+    /* The lookup index orders ocpp links too: id, then connector; letter case counts. */
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        assert_int_equal(pw_cfg_charger_by_link(cfg, &cfg->charger_links[i]), (int)i);
+    pw_cfg_link miss = {.kind = PW_CFG_LINK_OCPP, .cp_id = "CP-17", .connector = 3};
+    assert_int_equal(pw_cfg_charger_by_link(cfg, &miss), -1);
+    pw_cfg_link lower = {.kind = PW_CFG_LINK_OCPP, .cp_id = "cp-17", .connector = 1};
+    assert_int_equal(pw_cfg_charger_by_link(cfg, &lower), 2);
+    pw_cfg_free(cfg);
+
+    /* Helpers. */
+    pw_cfg_link a = {.kind = PW_CFG_LINK_OCPP, .cp_id = "CP-17", .connector = 1}, b = a;
+    char text[64];
+    assert_string_equal(pw_cfg_link_kind_name(PW_CFG_LINK_OCPP), "ocpp");
+    pw_cfg_link_format(&a, text, sizeof text);
+    assert_string_equal(text, "ocpp CP-17 connector 1");
+    assert_true(pw_cfg_link_equal(&a, &b));
+    b.connector = 2;
+    assert_false(pw_cfg_link_equal(&a, &b));
+    b = a;
+    strcpy(b.cp_id, "cp-17");
+    assert_false(pw_cfg_link_equal(&a, &b));
+    pw_cfg_link lan = {.kind = PW_CFG_LINK_LAN, .device_id = 1};
+    assert_false(pw_cfg_link_equal(&a, &lan));
+    json_t *j = pw_cfg_link_to_json(&a);
+    json_t *want = json_pack("{s:{s:s, s:i}}", "ocpp", "id", "CP-17", "connector", 1);
+    assert_true(json_equal(j, want));
+    json_decref(j);
+    json_decref(want);
+    /* The longest identity is cut, not overrun. */
+    pw_cfg_link longest = {.kind = PW_CFG_LINK_OCPP, .connector = 8};
+    memset(longest.cp_id, 'x', sizeof longest.cp_id - 1);
+    pw_cfg_link_format(&longest, text, sizeof text);
+    assert_int_equal(strlen(text), sizeof text - 1);
+}
+
+#define OL "chargers[0].link.ocpp"
+
+static void test_ocpp_link_errors(void **state)
+{
+    (void)state;
+    assert_true(
+        rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'connector':1")), OL ".id", "required"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':''")), OL ".id", "1 to 48"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':'CP 17'")), OL ".id",
+                        "A-Z, a-z, 0-9, '.', '_', '-' and ':'"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':'CP/17'")), OL ".id", NULL));
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':17")), OL ".id", "1 to 48"));
+    char id48[49], id49[50];
+    memset(id48, 'A', 48);
+    id48[48] = '\0';
+    memset(id49, 'A', 49);
+    id49[49] = '\0';
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, J("'id':'%s'", id49))), OL ".id",
+                        "1 to 48"));
+    pw_cfg *cfg = parse_ok(ocpp_facility(OCPP_ON, ocpp_charger(1, J("'id':'%s'", id48))));
+    assert_string_equal(cfg->charger_links[0].cp_id, id48);
+    pw_cfg_free(cfg);
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':'CP','connector':0")),
+                        OL ".connector", "between 1 and 8"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':'CP','connector':9")),
+                        OL ".connector", "between 1 and 8"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':'CP','connector':1.5")),
+                        OL ".connector", "whole"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, ocpp_charger(1, "'id':'CP','evse':1")), OL ".evse",
+                        "unknown"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, "{'id':'c','node':'m','link':{'ocpp':'CP'}}"), OL,
+                        "object"));
+    /* Chargers only. */
+    assert_true(rejects(J("{'grid':'TN'" OCPP_ON ",'nodes':[{'id':'m','limit_a':100,'meter':"
+                          "{'link':{'ocpp':{'id':'CP'}}}}],'chargers':[" C1 "]}"),
+                        "nodes[0].meter.link.ocpp", "chargers only"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, "{'id':'c','node':'m','link':{'wifi':{}}}"),
+                        "chargers[0].link.wifi", "lan, ocpp"));
+    assert_true(
+        rejects(ocpp_facility(OCPP_ON, "{'id':'c','node':'m'}"), "chargers[0].link", "ocpp"));
+    /* Two chargers on one connector; the same id on another connector is another charger. */
+    char two[256];
+    snprintf(two, sizeof two, "%s,", ocpp_charger(1, "'id':'CP-17'"));
+    snprintf(two + strlen(two), sizeof two - strlen(two), "%s",
+             ocpp_charger(2, "'id':'CP-17','connector':1"));
+    assert_true(rejects(ocpp_facility(OCPP_ON, two), "chargers[1].link.ocpp",
+                        "ocpp CP-17 connector 1 is used by chargers[0]"));
+    /* A charger on an ocpp link needs the central system. */
+    assert_true(
+        rejects(ocpp_facility("", ocpp_charger(1, "'id':'CP-17'")), OL, "\"ocpp\" section"));
+}
+
+static void test_ocpp_section(void **state)
+{
+    (void)state;
+    /* Absent: off. Present and empty: on, on loopback, with the defaults. */
+    pw_cfg *cfg = parse_ok(ocpp_facility("", C1));
+    assert_int_equal(cfg->ocpp.listen_port, 0);
+    json_t *j = pw_cfg_to_json(cfg);
+    assert_null(json_object_get(j, "ocpp"));
+    assert_null(json_object_get(j, "tags"));
+    json_decref(j);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(ocpp_facility(OCPP_ON, C1));
+    assert_string_equal(cfg->ocpp.listen_addr, "127.0.0.1");
+    assert_int_equal(cfg->ocpp.listen_port, 8887);
+    assert_false(cfg->ocpp.tls);
+    assert_int_equal(cfg->ocpp.meter_interval_s, 10);
+    assert_int_equal(cfg->ocpp.heartbeat_s, 300);
+    assert_int_equal(cfg->ocpp.min_interval_s, 10);
+    assert_int_equal(cfg->ocpp.daily_writes, 500);
+    assert_false(cfg->ocpp.local_authorize);
+    assert_int_equal(cfg->ocpp.n_charge_points, 0);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(ocpp_facility(",'ocpp':{'listen':'0.0.0.0:9000','tls':true,"
+                                 "'meter_interval_s':900,'heartbeat_s':86400,'min_interval_s':0,"
+                                 "'daily_writes':100000,'authorize':'local_list'}",
+                                 C1));
+    assert_string_equal(cfg->ocpp.listen_addr, "0.0.0.0");
+    assert_int_equal(cfg->ocpp.listen_port, 9000);
+    assert_true(cfg->ocpp.tls);
+    assert_int_equal(cfg->ocpp.meter_interval_s, 900);
+    assert_int_equal(cfg->ocpp.heartbeat_s, 86400);
+    assert_int_equal(cfg->ocpp.min_interval_s, 0);
+    assert_int_equal(cfg->ocpp.daily_writes, 100000);
+    assert_true(cfg->ocpp.local_authorize);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(ocpp_facility(",'ocpp':{'listen':'localhost:8887','meter_interval_s':1,"
+                                 "'heartbeat_s':10,'min_interval_s':3600,'daily_writes':1,"
+                                 "'authorize':'accept'}",
+                                 C1));
+    assert_string_equal(cfg->ocpp.listen_addr, "127.0.0.1");
+    assert_int_equal(cfg->ocpp.meter_interval_s, 1);
+    assert_int_equal(cfg->ocpp.heartbeat_s, 10);
+    assert_int_equal(cfg->ocpp.min_interval_s, 3600);
+    assert_int_equal(cfg->ocpp.daily_writes, 1);
+    pw_cfg_free(cfg);
+
+    /* Every range, both ends. */
+    static const struct {
+        const char *member, *field, *word;
+    } bad[] = {
+        {"'meter_interval_s':0", "ocpp.meter_interval_s", "between 1 and 900"},
+        {"'meter_interval_s':901", "ocpp.meter_interval_s", "between 1 and 900"},
+        {"'meter_interval_s':2.5", "ocpp.meter_interval_s", "whole"},
+        {"'heartbeat_s':9", "ocpp.heartbeat_s", "between 10 and 86400"},
+        {"'heartbeat_s':86401", "ocpp.heartbeat_s", "between 10 and 86400"},
+        {"'min_interval_s':-1", "ocpp.min_interval_s", "between 0 and 3600"},
+        {"'min_interval_s':3601", "ocpp.min_interval_s", "between 0 and 3600"},
+        {"'daily_writes':0", "ocpp.daily_writes", "between 1 and 100000"},
+        {"'daily_writes':100001", "ocpp.daily_writes", "between 1 and 100000"},
+        {"'listen':'nowhere'", "ocpp.listen", "ADDRESS:PORT"},
+        {"'listen':'ocpp.example:8887'", "ocpp.listen", "IPv4"},
+        {"'listen':'0.0.0.0:0'", "ocpp.listen", "1-65535"},
+        {"'listen':'0.0.0.0:65536'", "ocpp.listen", NULL},
+        {"'listen':''", "ocpp.listen", NULL},
+        {"'listen':8887", "ocpp.listen", "string"},
+        {"'tls':'yes'", "ocpp.tls", "true or false"},
+        {"'authorize':'maybe'", "ocpp.authorize", "local_list"},
+        {"'authorize':true", "ocpp.authorize", "accept"},
+        {"'heartbeat':300", "ocpp.heartbeat", "unknown"},
+        {"'charge_points':{}", "ocpp.charge_points", "array"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!rejects(ocpp_facility(J(",'ocpp':{%s}", bad[i].member), C1), bad[i].field,
+                     bad[i].word))
+            fail_msg("not refused: %s", bad[i].member);
+    }
+    assert_true(rejects(ocpp_facility(",'ocpp':true", C1), "ocpp", "turn OCPP off"));
+    /* Not the web front's port: on the same address or on all of them. */
+    assert_true(rejects(ocpp_facility(",'http':{'listen':'127.0.0.1:8887'}" OCPP_ON, C1),
+                        "ocpp.listen", "http.listen"));
+    assert_true(rejects(ocpp_facility(",'http':{'listen':'127.0.0.1:8080'},"
+                                      "'ocpp':{'listen':'0.0.0.0:8080'}",
+                                      C1),
+                        "ocpp.listen", "http.listen"));
+    cfg = parse_ok(ocpp_facility(",'http':{'listen':'127.0.0.1:8887'},"
+                                 "'ocpp':{'listen':'127.0.0.2:8887'}",
+                                 C1));
+    pw_cfg_free(cfg);
+}
+
+#define HASH_A                                                                                     \
+    "sha256:000102030405060708090a0b0c0d0e0f:"                                                     \
+    "6dc8be2df8d05a99773182f5586c5442f153bf5f7d745b946dd85c70baa59959"
+#define PASSWORD_A "phasewise-OCPP-key-1"
+
+/* ocpp with the charge point entries given (with '). */
+static const char *with_cps(const char *cps)
+{
+    return ocpp_facility(J(",'ocpp':{'charge_points':[%s]}", cps), C1);
+}
+
+#define CP0 "ocpp.charge_points[0]."
+
+static void test_ocpp_charge_points(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(with_cps("{'id':'CP-9','quirks':'whole-amps'},"
+                                    "{'id':'CP-17','password_hash':'" HASH_A "'},"
+                                    "{'id':'A:1','quirks':''},{'id':'cp-17','password_hash':''}"));
+    assert_int_equal(cfg->ocpp.n_charge_points, 4);
+    /* Sorted by id (byte order), whatever the file's order. */
+    assert_string_equal(cfg->ocpp.charge_points[0].id, "A:1");
+    assert_string_equal(cfg->ocpp.charge_points[1].id, "CP-17");
+    assert_string_equal(cfg->ocpp.charge_points[2].id, "CP-9");
+    assert_string_equal(cfg->ocpp.charge_points[3].id, "cp-17");
+    const pw_cfg_ocpp_cp *cp = pw_cfg_ocpp_cp_find(cfg, "CP-17");
+    assert_non_null(cp);
+    assert_string_equal(cp->password_hash, HASH_A);
+    assert_true(pw_cfg_ocpp_password_check(cp->password_hash, PASSWORD_A));
+    cp = pw_cfg_ocpp_cp_find(cfg, "CP-9");
+    assert_non_null(cp);
+    assert_string_equal(cp->quirks, "whole-amps");
+    assert_string_equal(cp->password_hash, "");
+    cp = pw_cfg_ocpp_cp_find(cfg, "cp-17"); /* letter case counts: another charge point */
+    assert_non_null(cp);
+    assert_string_equal(cp->id, "cp-17");
+    assert_string_equal(cp->password_hash, "");
+    assert_null(pw_cfg_ocpp_cp_find(cfg, "CP-1"));
+    assert_null(pw_cfg_ocpp_cp_find(cfg, "Cp-9"));
+    assert_null(pw_cfg_ocpp_cp_find(cfg, ""));
+    char long_id[80];
+    memset(long_id, 'C', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    assert_null(pw_cfg_ocpp_cp_find(cfg, long_id));
+    pw_cfg_free(cfg);
+    /* No entries and OCPP off: nothing found. */
+    cfg = parse_ok(ocpp_facility("", C1));
+    assert_null(pw_cfg_ocpp_cp_find(cfg, "CP-17"));
+    pw_cfg_free(cfg);
+
+    /* A charger whose charge point has no entry is fine (no password: profile 0). */
+    cfg = parse_ok(
+        ocpp_facility(",'ocpp':{'charge_points':[{'id':'CP-1'}]}", ocpp_charger(1, "'id':'CP-2'")));
+    assert_null(pw_cfg_ocpp_cp_find(cfg, "CP-2"));
+    pw_cfg_free(cfg);
+
+    assert_true(rejects(with_cps("{'id':'CP-17','password':'0123456789abcdef'}"), CP0 "password",
+                        "only password_hash"));
+    assert_true(rejects(with_cps("{'id':'CP-17','password':'0123456789abcdef'}"), CP0 "password",
+                        "PUT /api/config"));
+    static const char *const bad_hashes[] = {
+        /* sha1:, salt one digit short, a non-hex digit in the hash, no ':' between, upper-case
+         * prefix, the hash one digit long, plain text. */
+        "sha1:000102030405060708090a0b0c0d0e0f:"
+        "6dc8be2df8d05a99773182f5586c5442f153bf5f7d745b946dd85c70baa59959",
+        "sha256:000102030405060708090a0b0c0d0e0:"
+        "6dc8be2df8d05a99773182f5586c5442f153bf5f7d745b946dd85c70baa59959",
+        "sha256:000102030405060708090a0b0c0d0e0f:"
+        "6dc8be2df8d05a99773182f5586c5442f153bf5f7d745b946dd85c70baa5995g",
+        "sha256:000102030405060708090a0b0c0d0e0f6"
+        "dc8be2df8d05a99773182f5586c5442f153bf5f7d745b946dd85c70baa59959",
+        "SHA256:000102030405060708090a0b0c0d0e0f:"
+        "6dc8be2df8d05a99773182f5586c5442f153bf5f7d745b946dd85c70baa59959",
+        "sha256:000102030405060708090a0b0c0d0e0f:"
+        "6dc8be2df8d05a99773182f5586c5442f153bf5f7d745b946dd85c70baa599590",
+        "hunter2hunter2hunter2",
+    };
+    for (size_t i = 0; i < sizeof bad_hashes / sizeof bad_hashes[0]; i++) {
+        assert_false(pw_cfg_ocpp_password_hash_valid(bad_hashes[i]));
+        assert_true(rejects(with_cps(J("{'id':'CP-17','password_hash':'%s'}", bad_hashes[i])),
+                            CP0 "password_hash", "sha256:<32 hex digits of salt>"));
+    }
+    assert_true(
+        rejects(with_cps("{'id':'CP:17','password_hash':'" HASH_A "'}"), CP0 "id", "HTTP Basic"));
+    assert_true(rejects(with_cps("{'id':'CP-17','quirks':'fast'}"), CP0 "quirks",
+                        "default, tx-default-only, stack0, whole-amps"));
+    assert_true(rejects(with_cps("{'id':'CP-17','quirks':7}"), CP0 "quirks", "string"));
+    assert_true(rejects(with_cps("{'quirks':'stack0'}"), CP0 "id", "required"));
+    assert_true(rejects(with_cps("{'id':'CP 17'}"), CP0 "id", "1 to 48"));
+    assert_true(rejects(with_cps("{'id':'CP-17','vendor':'x'}"), CP0 "vendor", "unknown"));
+    assert_true(rejects(with_cps("'CP-17'"), "ocpp.charge_points[0]", "object"));
+    assert_true(rejects(with_cps("{'id':'CP-1'},{'id':'CP-2'},{'id':'CP-1'}"),
+                        "ocpp.charge_points[2].id", "'CP-1' is used by ocpp.charge_points[0]"));
+
+    /* At most PW_CFG_MAX_CHARGE_POINTS entries. */
+    json_t *root = json_pack("{s:s, s:[{s:s, s:i}], s:[{s:s, s:i, s:s}], s:{s:[]}}", "grid", "TN",
+                             "nodes", "id", "m", "limit_a", 100, "chargers", "id", "c", "device_id",
+                             1, "node", "m", "ocpp", "charge_points");
+    json_t *cps = json_object_get(json_object_get(root, "ocpp"), "charge_points");
+    for (size_t i = 0; i <= PW_CFG_MAX_CHARGE_POINTS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "CP-%zu", i);
+        json_array_append_new(cps, json_pack("{s:s}", "id", id));
+    }
+    pw_cfg_errors errs;
+    assert_null(pw_cfg_from_json(root, &errs));
+    assert_string_equal(errs.items[0].field, "ocpp.charge_points");
+    json_array_remove(cps, 0);
+    cfg = pw_cfg_from_json(root, &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->ocpp.n_charge_points, PW_CFG_MAX_CHARGE_POINTS);
+    assert_non_null(pw_cfg_ocpp_cp_find(cfg, "CP-10000"));
+    assert_non_null(pw_cfg_ocpp_cp_find(cfg, "CP-5000"));
+    assert_null(pw_cfg_ocpp_cp_find(cfg, "CP-0"));
+    pw_cfg_free(cfg);
+    json_decref(root);
+}
+
+static void test_ocpp_quirk_names(void **state)
+{
+    (void)state;
+    static const char *const want[] = {"default", "tx-default-only", "stack0", "whole-amps"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        assert_non_null(pw_cfg_ocpp_quirk_name(i));
+        assert_string_equal(pw_cfg_ocpp_quirk_name(i), want[i]);
+        /* Each name the list gives is one the config takes. */
+        pw_cfg *cfg = parse_ok(with_cps(J("{'id':'CP-1','quirks':'%s'}", want[i])));
+        assert_string_equal(cfg->ocpp.charge_points[0].quirks, want[i]);
+        pw_cfg_free(cfg);
+    }
+    assert_null(pw_cfg_ocpp_quirk_name(sizeof want / sizeof want[0]));
+}
+
+static void test_ocpp_password(void **state)
+{
+    (void)state;
+    /* Known vectors, from Python: hashlib.sha256(salt + password).hexdigest(). */
+    uint8_t salt[PW_CFG_OCPP_SALT_LEN];
+    for (size_t i = 0; i < sizeof salt; i++)
+        salt[i] = (uint8_t)i;
+    char out[PW_CFG_OCPP_HASH_LEN + 1];
+    assert_int_equal(pw_cfg_ocpp_password_hash(PASSWORD_A, salt, out, sizeof out), 0);
+    assert_string_equal(out, HASH_A);
+    assert_int_equal(strlen(out), PW_CFG_OCPP_HASH_LEN);
+    assert_true(pw_cfg_ocpp_password_hash_valid(out));
+    memset(salt, 0xa5, sizeof salt);
+    const char *key40 = "0123456789ABCDEF0123456789abcdef01234567";
+    assert_int_equal(pw_cfg_ocpp_password_hash(key40, salt, out, sizeof out), 0);
+    assert_string_equal(out, "sha256:a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5:"
+                             "edce6ac194f42b99e07390f56498a8bfcec378972a7b12cede14ead5f72528d3");
+
+    /* Right and wrong. */
+    assert_true(pw_cfg_ocpp_password_check(out, key40));
+    assert_true(pw_cfg_ocpp_password_check(HASH_A, PASSWORD_A));
+    assert_false(pw_cfg_ocpp_password_check(HASH_A, "phasewise-OCPP-key-2"));
+    assert_false(pw_cfg_ocpp_password_check(HASH_A, "Phasewise-OCPP-key-1"));
+    assert_false(pw_cfg_ocpp_password_check(HASH_A, PASSWORD_A "x"));
+    assert_false(pw_cfg_ocpp_password_check(out, PASSWORD_A));
+    /* The hash in upper-case hex is the same hash. */
+    char upper[sizeof out];
+    strcpy(upper, HASH_A);
+    for (char *p = upper + 7; *p; p++)
+        if (*p >= 'a' && *p <= 'f')
+            *p = (char)(*p - 'a' + 'A');
+    assert_true(pw_cfg_ocpp_password_check(upper, PASSWORD_A));
+    /* Another salt, another hash: the salt is part of what is hashed. */
+    char salted[sizeof out];
+    strcpy(salted, HASH_A);
+    salted[7] = '1';
+    assert_true(pw_cfg_ocpp_password_hash_valid(salted));
+    assert_false(pw_cfg_ocpp_password_check(salted, PASSWORD_A));
+    /* A malformed hash never matches. */
+    assert_false(pw_cfg_ocpp_password_check("", PASSWORD_A));
+    assert_false(pw_cfg_ocpp_password_check(HASH_A "0", PASSWORD_A));
+    assert_false(pw_cfg_ocpp_password_check("sha256:" PASSWORD_A, PASSWORD_A));
+
+    /* Length 16..40, printable ASCII without space; nothing written when refused. */
+    memset(salt, 0, sizeof salt);
+    static const char *const refused[] = {
+        "0123456789abcde",                           /* 15 */
+        "0123456789ABCDEF0123456789abcdef012345678", /* 41 */
+        "0123456789 abcdef",                         /* a space */
+        "0123456789\tabcdef",                        /* a control character */
+        "0123456789abcd\xc3\xa9",                    /* not ASCII */
+        "",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        memset(out, '#', sizeof out);
+        assert_int_equal(pw_cfg_ocpp_password_hash(refused[i], salt, out, sizeof out), -1);
+        assert_int_equal(out[0], '#');
+        assert_int_equal(out[sizeof out - 1], '#');
+        assert_false(pw_cfg_ocpp_password_check(HASH_A, refused[i]));
+    }
+    assert_int_equal(pw_cfg_ocpp_password_hash("0123456789abcdef", salt, out, sizeof out), 0);
+    assert_true(pw_cfg_ocpp_password_check(out, "0123456789abcdef"));
+    assert_int_equal(pw_cfg_ocpp_password_hash("!~0123456789abcd", salt, out, sizeof out), 0);
+    /* out too small for the hash and its NUL: refused, nothing written. */
+    memset(out, '#', sizeof out);
+    assert_int_equal(pw_cfg_ocpp_password_hash(PASSWORD_A, salt, out, sizeof out - 1), -1);
+    assert_int_equal(out[0], '#');
+}
+
+/* tags with the entries given (with '). */
+static const char *with_tags(const char *tags)
+{
+    return ocpp_facility(J(",'tags':[%s]", tags), C1);
+}
+
+static void test_tags(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(with_tags("{'id':'04A2B3C4','name':'Anna\\u0027s Golf'},"
+                                     "{'id':'ff00','name':'Ben'},{'id':'0001','name':'Car 1'},"
+                                     "{'id':'!~#aZ','name':'Odd'}"));
+    assert_int_equal(cfg->n_tags, 4);
+    /* Sorted ignoring letter case, written as given. */
+    assert_string_equal(cfg->tags[0].id, "!~#aZ");
+    assert_string_equal(cfg->tags[1].id, "0001");
+    assert_string_equal(cfg->tags[2].id, "04A2B3C4");
+    assert_string_equal(cfg->tags[3].id, "ff00");
+    const pw_cfg_tag *t = pw_cfg_tag_find(cfg, "04a2b3c4");
+    assert_non_null(t);
+    assert_string_equal(t->name, "Anna's Golf");
+    assert_non_null(pw_cfg_tag_find(cfg, "04A2B3C4"));
+    assert_string_equal(pw_cfg_tag_find(cfg, "FF00")->name, "Ben");
+    assert_string_equal(pw_cfg_tag_find(cfg, "!~#Az")->name, "Odd");
+    assert_null(pw_cfg_tag_find(cfg, "04A2B3C5"));
+    assert_null(pw_cfg_tag_find(cfg, "04A2B3C"));
+    assert_null(pw_cfg_tag_find(cfg, ""));
+    assert_null(pw_cfg_tag_find(cfg, "0001000100010001000100010001"));
+    pw_cfg_free(cfg);
+    cfg = parse_ok(with_tags(""));
+    assert_int_equal(cfg->n_tags, 0);
+    assert_null(pw_cfg_tag_find(cfg, "0001"));
+    pw_cfg_free(cfg);
+
+    assert_true(rejects(with_tags("{'name':'Anna'}"), "tags[0].id", "required"));
+    assert_true(rejects(with_tags("{'id':'','name':'Anna'}"), "tags[0].id", "1 to 20"));
+    assert_true(rejects(with_tags("{'id':'04 A2','name':'Anna'}"), "tags[0].id", "without spaces"));
+    assert_true(rejects(with_tags("{'id':'04\\u00e9','name':'Anna'}"), "tags[0].id", "ASCII"));
+    assert_true(rejects(with_tags("{'id':'04\\u0001','name':'Anna'}"), "tags[0].id", "ASCII"));
+    assert_true(rejects(with_tags("{'id':4,'name':'Anna'}"), "tags[0].id", "1 to 20"));
+    assert_true(rejects(with_tags("{'id':'123456789012345678901','name':'Anna'}"), "tags[0].id",
+                        "1 to 20"));
+    cfg = parse_ok(with_tags("{'id':'12345678901234567890','name':'Anna'}"));
+    pw_cfg_free(cfg);
+    assert_true(rejects(with_tags("{'id':'AB'}"), "tags[0].name", "required"));
+    assert_true(rejects(with_tags("{'id':'AB','name':''}"), "tags[0].name", "empty"));
+    char name64[65];
+    memset(name64, 'n', 64);
+    name64[64] = '\0';
+    assert_true(
+        rejects(with_tags(J("{'id':'AB','name':'%s'}", name64)), "tags[0].name", "at most 63"));
+    name64[63] = '\0';
+    cfg = parse_ok(with_tags(J("{'id':'AB','name':'%s'}", name64)));
+    pw_cfg_free(cfg);
+    assert_true(
+        rejects(with_tags("{'id':'AB','name':'A','car':'Golf'}"), "tags[0].car", "unknown"));
+    assert_true(rejects(with_tags("'AB'"), "tags[0]", "object"));
+    assert_true(rejects(ocpp_facility(",'tags':{}", C1), "tags", "array"));
+    /* Unique ignoring letter case. */
+    assert_true(rejects(with_tags("{'id':'04A2B3C4','name':'A'},{'id':'X','name':'B'},"
+                                  "{'id':'04a2b3c4','name':'C'}"),
+                        "tags[2].id", "'04a2b3c4' is used by tags[0] too (letter case"));
+
+    /* At most PW_CFG_MAX_TAGS. */
+    json_t *root =
+        json_pack("{s:s, s:[{s:s, s:i}], s:[{s:s, s:i, s:s}], s:[]}", "grid", "TN", "nodes", "id",
+                  "m", "limit_a", 100, "chargers", "id", "c", "device_id", 1, "node", "m", "tags");
+    json_t *tags = json_object_get(root, "tags");
+    for (size_t i = 0; i <= PW_CFG_MAX_TAGS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%08zX", i * 7919);
+        json_array_append_new(tags, json_pack("{s:s, s:s}", "id", id, "name", "n"));
+    }
+    pw_cfg_errors errs;
+    assert_null(pw_cfg_from_json(root, &errs));
+    assert_string_equal(errs.items[0].field, "tags");
+    assert_non_null(strstr(errs.items[0].message, "at most 10000"));
+    json_array_remove(tags, 0);
+    cfg = pw_cfg_from_json(root, &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->n_tags, PW_CFG_MAX_TAGS);
+    for (size_t i = 1; i <= PW_CFG_MAX_TAGS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%08zx", i * 7919); /* looked up in the other letter case */
+        assert_non_null(pw_cfg_tag_find(cfg, id));
+    }
+    assert_null(pw_cfg_tag_find(cfg, "00000000"));
+    pw_cfg_free(cfg);
+    json_decref(root);
+}
+
+static void test_ocpp_roundtrip(void **state)
+{
+    (void)state;
+    char chargers[512];
+    snprintf(chargers, sizeof chargers, "%s,%s,%s", ocpp_charger(1, "'id':'CP-17','connector':2"),
+             ocpp_charger(2, "'id':'CP-9'"),
+             "{'id':'c3','node':'m','link':{'lan':{'device_id':3}}}");
+    const char *text = ocpp_facility(
+        J(",'ocpp':{'listen':'0.0.0.0:8887','tls':true,'meter_interval_s':15,'heartbeat_s':600,"
+          "'min_interval_s':30,'daily_writes':200,'authorize':'local_list','charge_points':["
+          "{'id':'CP-9','quirks':'tx-default-only'},{'id':'CP-17','password_hash':'%s'},"
+          "{'id':'spare'}]},'tags':[{'id':'ff00','name':'Ben'},{'id':'04A2B3C4','name':'Anna'}]",
+          HASH_A),
+        chargers);
+    pw_cfg *cfg = parse_ok(text);
+    json_t *j = pw_cfg_to_json(cfg);
+    char *dumped = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    pw_cfg *back = parse_ok(dumped);
+    json_t *j2 = pw_cfg_to_json(back);
+    assert_true(json_equal(j, j2));
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        assert_true(pw_cfg_link_equal(&cfg->charger_links[i], &back->charger_links[i]));
+    assert_string_equal(back->ocpp.listen_addr, "0.0.0.0");
+    assert_int_equal(back->ocpp.listen_port, 8887);
+    assert_true(back->ocpp.tls);
+    assert_int_equal(back->ocpp.meter_interval_s, 15);
+    assert_int_equal(back->ocpp.heartbeat_s, 600);
+    assert_int_equal(back->ocpp.min_interval_s, 30);
+    assert_int_equal(back->ocpp.daily_writes, 200);
+    assert_true(back->ocpp.local_authorize);
+    assert_int_equal(back->ocpp.n_charge_points, 3);
+    assert_memory_equal(cfg->ocpp.charge_points, back->ocpp.charge_points,
+                        3 * sizeof *cfg->ocpp.charge_points);
+    assert_int_equal(back->n_tags, 2);
+    assert_memory_equal(cfg->tags, back->tags, 2 * sizeof *cfg->tags);
+    /* What the file looks like: the hash is kept, an absent hash or quirks is not written. */
+    json_t *o = json_object_get(j, "ocpp");
+    assert_string_equal(json_string_value(json_object_get(o, "listen")), "0.0.0.0:8887");
+    assert_string_equal(json_string_value(json_object_get(o, "authorize")), "local_list");
+    json_t *cps = json_object_get(o, "charge_points");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cps, 0), "id")), "CP-17");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cps, 0), "password_hash")),
+                        HASH_A);
+    assert_null(json_object_get(json_array_get(cps, 0), "quirks"));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cps, 1), "quirks")),
+                        "tx-default-only");
+    assert_null(json_object_get(json_array_get(cps, 2), "password_hash"));
+    json_t *link = json_object_get(json_array_get(json_object_get(j, "chargers"), 0), "link");
+    json_t *want = json_pack("{s:{s:s, s:i}}", "ocpp", "id", "CP-17", "connector", 2);
+    assert_true(json_equal(link, want));
+    json_decref(want);
+    want = json_pack("[{s:s, s:s}, {s:s, s:s}]", "id", "04A2B3C4", "name", "Anna", "id", "ff00",
+                     "name", "Ben");
+    assert_true(json_equal(json_object_get(j, "tags"), want));
+    json_decref(want);
+    free(dumped);
+    json_decref(j);
+    json_decref(j2);
+    pw_cfg_free(back);
+    pw_cfg_free(cfg);
+}
+
+/* The shipped OCPP example's config parses and says what the docs say. */
+static void test_ocpp_example(void **state)
+{
+    (void)state;
+    json_error_t jerr;
+    json_t *sc = json_load_file(PW_SOURCE_DIR "/config/examples/ocpp-garage.json", 0, &jerr);
+    assert_non_null(sc);
+    pw_cfg_errors errs;
+    pw_cfg *cfg = pw_cfg_from_json(json_object_get(sc, "config"), &errs);
+    if (!cfg) {
+        char buf[4096];
+        pw_cfg_errors_print(&errs, buf, sizeof buf);
+        fail_msg("example rejected:\n%s", buf);
+    }
+    assert_true(cfg->ocpp.listen_port > 0);
+    size_t ocpp_links = 0;
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        ocpp_links += cfg->charger_links[i].kind == PW_CFG_LINK_OCPP;
+    assert_true(ocpp_links >= 2);
+    assert_true(cfg->n_tags >= 1);
+    assert_true(cfg->ocpp.n_charge_points >= 1);
+    pw_cfg_free(cfg);
+    json_decref(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_demo_parses),      cmocka_unit_test(test_minimal_defaults),
-        cmocka_unit_test(test_field_errors),     cmocka_unit_test(test_link_forms),
-        cmocka_unit_test(test_link_roundtrip),   cmocka_unit_test(test_link_errors),
-        cmocka_unit_test(test_duplicates),       cmocka_unit_test(test_link_helpers),
-        cmocka_unit_test(test_restart_fields),   cmocka_unit_test(test_restart_pending_accepted),
-        cmocka_unit_test(test_largest_facility), cmocka_unit_test(test_save_roundtrip),
-        cmocka_unit_test(test_wiring_text),      cmocka_unit_test(test_modbus_meter),
-        cmocka_unit_test(test_modbus_generic),   cmocka_unit_test(test_modbus_identity),
-        cmocka_unit_test(test_mqtt_meter),       cmocka_unit_test(test_mqtt_identity),
-        cmocka_unit_test(test_derive_l2),        cmocka_unit_test(test_mqtt_broker),
-        cmocka_unit_test(test_meter_roundtrip),
+        cmocka_unit_test(test_demo_parses),        cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_field_errors),       cmocka_unit_test(test_link_forms),
+        cmocka_unit_test(test_link_roundtrip),     cmocka_unit_test(test_link_errors),
+        cmocka_unit_test(test_duplicates),         cmocka_unit_test(test_link_helpers),
+        cmocka_unit_test(test_restart_fields),     cmocka_unit_test(test_restart_pending_accepted),
+        cmocka_unit_test(test_largest_facility),   cmocka_unit_test(test_save_roundtrip),
+        cmocka_unit_test(test_wiring_text),        cmocka_unit_test(test_modbus_meter),
+        cmocka_unit_test(test_modbus_generic),     cmocka_unit_test(test_modbus_identity),
+        cmocka_unit_test(test_mqtt_meter),         cmocka_unit_test(test_mqtt_identity),
+        cmocka_unit_test(test_derive_l2),          cmocka_unit_test(test_mqtt_broker),
+        cmocka_unit_test(test_meter_roundtrip),    cmocka_unit_test(test_ocpp_link),
+        cmocka_unit_test(test_ocpp_link_errors),   cmocka_unit_test(test_ocpp_section),
+        cmocka_unit_test(test_ocpp_charge_points), cmocka_unit_test(test_ocpp_quirk_names),
+        cmocka_unit_test(test_ocpp_password),      cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_ocpp_roundtrip),     cmocka_unit_test(test_ocpp_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
