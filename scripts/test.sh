@@ -13,12 +13,12 @@ if [ ! -d tests/browser/node_modules/playwright-core ] ||
   (cd tests/browser && npm ci --prefer-offline --no-audit --no-fund) ||
     echo "test.sh: npm ci failed: the browser test will be skipped" >&2
 fi
-# The modbus-serial peer of the Modbus tests (tests/peers), the same way; without it those tests
-# read every map with the libmodbus peer only, and say so.
-if [ ! -d tests/peers/node_modules/modbus-serial ] ||
+# The test peers of tests/peers (modbus-serial for the Modbus tests, ocpp-rpc for the OCPP
+# tests), the same way; without them those tests skip what needs them, and say so.
+if [ ! -d tests/peers/node_modules/modbus-serial ] || [ ! -d tests/peers/node_modules/ocpp-rpc ] ||
    [ tests/peers/package-lock.json -nt tests/peers/node_modules/.package-lock.json ]; then
   (cd tests/peers && npm ci --prefer-offline --no-audit --no-fund) ||
-    echo "test.sh: npm ci failed in tests/peers: the modbus-serial peer will be skipped" >&2
+    echo "test.sh: npm ci failed in tests/peers: the modbus-serial and OCPP peers will be skipped" >&2
 fi
 jobs="$(nproc)"
 presets="dev asan"
