@@ -23,6 +23,9 @@ size_t pw_strlcpy(char *dst, const char *src, size_t size);
  * time instead. */
 long long pw_wall_ms(void);
 
+/* Fills buf with len bytes from the kernel's random source (salts, keys). Returns 0 or -1. */
+int pw_random(void *buf, size_t len);
+
 /* Replaces the file at path with data, atomically and durably: writes "<path>.tmp" (never
  * through a symlink) with the given mode, fsyncs it, renames it over path and fsyncs the
  * folder. After a crash path holds either the old or the new content. Returns 0, or -1 with a

@@ -161,7 +161,31 @@ static void open_session(pw_ctl *c, size_t i, uint64_t now, int64_t wall)
                                    .register_start_wh = ch->report.energy_wh,
                                    .register_wh = ch->report.energy_wh};
     pw_strlcpy(ch->session.ref, ch->report.session_ref, sizeof ch->session.ref);
+    pw_strlcpy(ch->session.id_tag, ch->report.id_tag, sizeof ch->session.id_tag);
     save_session(c, i, now);
+}
+
+/* A different transaction on the same plug-in: both references known and not the same. */
+static bool other_ref(const char *session_ref, const char *report_ref)
+{
+    return session_ref[0] && report_ref[0] && strcmp(session_ref, report_ref) != 0;
+}
+
+/* An OCPP charger reports the plug-in first and the transaction (its id and the tag that
+ * started it) with StartTransaction: the open session takes what it did not know yet. Returns
+ * whether it learned something, so the row is written at once, not a minute later. */
+static bool adopt_ids(pw_ctl_session *s, const pw_ctl_report *r)
+{
+    bool learned = false;
+    if (!s->ref[0] && r->session_ref[0]) {
+        pw_strlcpy(s->ref, r->session_ref, sizeof s->ref);
+        learned = true;
+    }
+    if (!s->id_tag[0] && r->id_tag[0]) {
+        pw_strlcpy(s->id_tag, r->id_tag, sizeof s->id_tag);
+        learned = true;
+    }
+    return learned;
 }
 
 /* Sessions run from plug-in to unplug. A session found open in history at start continues if
@@ -172,17 +196,20 @@ static void track_session(pw_ctl *c, size_t i, uint64_t now, int64_t wall)
     pw_ctl_charger_state *ch = &c->ch[i];
     const pw_ctl_report *r = &ch->report;
     bool plugged = r->pilot != PW_CTL_PILOT_A;
+    bool learned = false;
     if (ch->resumed) {
         ch->resumed = false;
         if (!plugged || !r->session_ref[0] || strcmp(r->session_ref, ch->session.ref) != 0)
             close_session(c, i, now, wall);
-    } else if (ch->in_session && plugged && strcmp(r->session_ref, ch->session.ref) != 0) {
+    } else if (ch->in_session && plugged && other_ref(ch->session.ref, r->session_ref)) {
         close_session(c, i, now, wall); /* replugged between two reports */
     }
     if (plugged && !ch->in_session)
         open_session(c, i, now, wall);
     if (!ch->in_session)
         return;
+    if (plugged)
+        learned = adopt_ids(&ch->session, r);
     for (size_t t = 0; t < PW_LINES; t++)
         ch->session.peak_a = fmax(ch->session.peak_a, r->current_a[t]);
     if (r->energy_wh != PW_CTL_ENERGY_UNKNOWN) {
@@ -192,6 +219,8 @@ static void track_session(pw_ctl *c, size_t i, uint64_t now, int64_t wall)
     }
     if (!plugged)
         close_session(c, i, now, wall);
+    else if (learned)
+        save_session(c, i, now);
 }
 
 void pw_ctl_resume_session(pw_ctl *c, size_t i, const pw_ctl_session *s)
@@ -255,6 +284,7 @@ int pw_ctl_charger_report(pw_ctl *c, size_t i, const pw_ctl_seen *seen, const pw
         ch->drew = false;
     ch->report = *r;
     ch->report.session_ref[sizeof ch->report.session_ref - 1] = '\0';
+    ch->report.id_tag[sizeof ch->report.id_tag - 1] = '\0';
     ch->has_report = true;
     ch->report_ms = now;
     if (r->pilot == PW_CTL_PILOT_C || r->pilot == PW_CTL_PILOT_D)

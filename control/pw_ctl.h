@@ -17,6 +17,7 @@
 
 #define PW_CTL_TEXT_LEN         32
 #define PW_CTL_REF_LEN          40
+#define PW_CTL_TAG_LEN          21 /* an OCPP IdToken: up to 20 characters */
 #define PW_CTL_MAX_UNASSIGNED   64
 #define PW_CTL_MAX_REJECT_KINDS 32
 #define PW_CTL_ENERGY_UNKNOWN   UINT64_MAX
@@ -47,6 +48,8 @@ typedef struct pw_ctl_report {
     uint8_t phases;             /* phases it applies, 1 or 3; 0 unknown */
     uint64_t energy_wh;         /* its lifetime energy register, PW_CTL_ENERGY_UNKNOWN if none */
     char session_ref[PW_CTL_REF_LEN]; /* its own session id or transaction id, "" if none */
+    char id_tag[PW_CTL_TAG_LEN];      /* the RFID tag (OCPP idTag) that started the running
+                                         transaction, "" if none or not known */
 } pw_ctl_report;
 
 /* What a device says of itself (LAN announce, OCPP BootNotification). */
@@ -66,13 +69,18 @@ typedef struct pw_ctl_seen {
                                        negative if the transport cannot tell */
 } pw_ctl_seen;
 
-/* A charging session, from plug-in to unplug, billed from the charger's energy register. */
+/* A charging session, from plug-in to unplug, billed from the charger's energy register.
+ * ref and id_tag are taken from the report that opens the session, or from the first later
+ * report that carries one (OCPP: StartTransaction comes after plug-in); once set they stay. A
+ * report with a different non-empty ref is a new session (replugged between two reports); an
+ * empty ref while plugged in (a transaction stopped before unplug) is not. */
 typedef struct pw_ctl_session {
     int64_t start_ms; /* Unix ms; with the charger, the session's identity in history */
     int64_t end_ms;   /* 0 while open */
     uint64_t register_start_wh, register_wh; /* PW_CTL_ENERGY_UNKNOWN if the charger has none */
     double peak_a;
-    char ref[PW_CTL_REF_LEN];
+    char ref[PW_CTL_REF_LEN];    /* the charger's session id / transaction id, "" unknown */
+    char id_tag[PW_CTL_TAG_LEN]; /* who charged (OCPP idTag), "" unknown */
 } pw_ctl_session;
 
 /* Where the core's records go. Each callback runs inside the pw_ctl call that caused it; any

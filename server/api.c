@@ -54,8 +54,56 @@ static void hide_broker_password(json_t *doc)
     json_object_set_new(mqtt, "password", json_null());
 }
 
+/* Nor does a charge point's password hash: GET sends "password_hash": null and
+ * "password_set". */
+static void hide_charge_point_passwords(json_t *doc)
+{
+    size_t i;
+    json_t *cp;
+    json_array_foreach(json_object_get(json_object_get(doc, "ocpp"), "charge_points"), i, cp) {
+        const char *hash = json_string_value(json_object_get(cp, "password_hash"));
+        json_object_set_new(cp, "password_set", json_boolean(hash && hash[0]));
+        json_object_set_new(cp, "password_hash", json_null());
+    }
+}
+
+/* A charge point entry put back: "password" (16..40 printable characters) becomes a new salted
+ * hash, "" removes the password, and without either the saved hash is kept. A password that
+ * cannot be hashed stays in the document, and the config check names it. */
+static void keep_charge_point_password(const pw_app *app, json_t *cp)
+{
+    json_object_del(cp, "password_set");
+    json_t *pw = json_object_get(cp, "password");
+    const char *id = json_string_value(json_object_get(cp, "id"));
+    if (json_is_string(pw)) {
+        const char *text = json_string_value(pw);
+        uint8_t salt[16];
+        char hash[sizeof ((pw_cfg_ocpp_cp *)0)->password_hash];
+        if (!text[0]) {
+            json_object_set_new(cp, "password_hash", json_string(""));
+        } else if (pw_random(salt, sizeof salt) != 0 ||
+                   pw_cfg_ocpp_password_hash(text, salt, hash, sizeof hash) != 0) {
+            return;
+        } else {
+            json_object_set_new(cp, "password_hash", json_string(hash));
+        }
+        json_object_del(cp, "password");
+        return;
+    }
+    json_t *hash = json_object_get(cp, "password_hash");
+    if (hash && !json_is_null(hash))
+        return;
+    const pw_cfg_ocpp_cp *saved = id ? pw_cfg_ocpp_cp_find(app->cfg, id) : NULL;
+    json_object_set_new(cp, "password_hash", json_string(saved ? saved->password_hash : ""));
+}
+
 void pw_api_keep_secrets(const pw_app *app, json_t *root)
 {
+    size_t i;
+    json_t *cp;
+    json_array_foreach(json_object_get(json_object_get(root, "ocpp"), "charge_points"), i, cp)
+        if (json_is_object(cp))
+            keep_charge_point_password(app, cp);
     json_t *mqtt = json_object_get(root, "mqtt");
     if (!json_is_object(mqtt))
         return;
@@ -102,6 +150,7 @@ static void get_config(const pw_app *app, pw_web_response *resp)
 {
     json_t *doc = pw_cfg_to_json(app->cfg);
     hide_broker_password(doc);
+    hide_charge_point_passwords(doc);
     json_object_set_new(doc, "restart_pending", restart_pending(app));
     pw_api_set_json(resp, 200, doc);
 }

@@ -1,7 +1,8 @@
-/* History endpoints of the JSON API (docs/api.md: time series, sessions, energy, CSV exports,
- * events, limit changes), run on the API worker pool (api_pool.c). SQLite is never touched on the
- * loop thread: a request is parsed on the loop, deferred (pw_web_defer), run on a libuv worker with
- * a read connection of its own and completed back on the loop. */
+/* History endpoints of the JSON API (docs/api.md: time series, sessions, energy per charger and
+ * per RFID tag, CSV exports, events, limit changes), run on the API worker pool (api_pool.c).
+ * SQLite is never touched on the loop thread: a request is parsed on the loop, deferred
+ * (pw_web_defer), run on a libuv worker with a read connection of its own and completed back on the
+ * loop. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@ typedef enum hist_what {
     HIST_LIMITS,
     HIST_CSV_SESSIONS,
     HIST_CSV_ENERGY,
+    HIST_TAG_ENERGY,
+    HIST_CSV_TAG_ENERGY,
 } hist_what;
 
 /* Everything a history query needs, copied out of the request. */
@@ -41,7 +44,29 @@ typedef struct hist_args {
     enum pw_store_period period;
     int open;
     uint32_t limit, offset;
+    bool by_tag; /* sessions of id_tag only ("" = those without a tag) */
+    char id_tag[PW_STORE_TAG_LEN];
+    /* A copy of the config's tag list for names on the worker, which may not read app->cfg.
+     * Only tags and n_tags are set, so that pw_cfg_tag_find can search it; the tags are owned
+     * (hist_args_free), the rest of this config is empty. */
+    pw_cfg names;
 } hist_args;
+
+static void hist_args_free(void *arg)
+{
+    hist_args *a = arg;
+    free(a->names.tags);
+    free(a);
+}
+
+/* The name of a tag in the copied list, "" if the config does not know it (worker thread). */
+static const char *tag_name(void *ud, const char *id_tag)
+{
+    const hist_args *a = ud;
+    /* No tags: no search (bsearch must not be given a NULL array, even an empty one). */
+    const pw_cfg_tag *t = id_tag[0] && a->names.n_tags ? pw_cfg_tag_find(&a->names, id_tag) : NULL;
+    return t ? t->name : "";
+}
 
 static bool is_id(const char *s)
 {
@@ -71,6 +96,29 @@ static bool arg_int(const pw_web_request *req, pw_web_response *resp, const char
     }
     *out = x;
     return true;
+}
+
+/* Reads the optional tag argument: an RFID tag of up to 20 printable characters, or empty for
+ * sessions that have none. */
+static bool arg_tag(const pw_web_request *req, pw_web_response *resp, hist_args *a)
+{
+    char *v = pw_api_arg(req, "tag");
+    if (!v)
+        return true;
+    size_t n = strlen(v);
+    bool ok = n < sizeof a->id_tag;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = v[i] >= 0x20 && v[i] < 0x7f;
+    if (ok) {
+        a->by_tag = true;
+        pw_strlcpy(a->id_tag, v, sizeof a->id_tag);
+    }
+    free(v);
+    if (!ok)
+        pw_api_set_error(resp, 400, "tag",
+                         "tag must be an RFID tag: at most 20 printable characters (empty: "
+                         "sessions without a tag)");
+    return ok;
 }
 
 /* Reads an optional id argument (a charger or node) into out. */
@@ -163,7 +211,7 @@ static json_t *series_json(const hist_args *a, const pw_store_point *pts, size_t
                      (json_int_t)bucket_ms, "points", points);
 }
 
-static json_t *sessions_json(const pw_store_session_row *rows, size_t n)
+static json_t *sessions_json(const hist_args *a, const pw_store_session_row *rows, size_t n)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -173,9 +221,33 @@ static json_t *sessions_json(const pw_store_session_row *rows, size_t n)
             "start_ms", (json_int_t)r->s.start_ms, "end_ms",
             r->s.end_ms ? json_integer((json_int_t)r->s.end_ms) : json_null(), "energy_wh",
             (json_int_t)r->energy_wh, "peak_a", amps(r->s.peak_a), "ref", r->s.ref);
+        json_object_set_new(o, "id_tag", json_string(r->s.id_tag));
+        json_object_set_new(o, "tag_name", json_string(tag_name((void *)a, r->s.id_tag)));
         json_array_append_new(arr, o);
     }
     return json_pack("{s:o}", "sessions", arr);
+}
+
+/* Whole watt-hours as kWh (8 significant digits when dumped: exact below 100 MWh). */
+static json_t *kwh(uint64_t wh)
+{
+    return json_real((double)wh / 1000.0);
+}
+
+static json_t *tag_energy_json(const hist_args *a, const pw_store_tag_energy_row *rows, size_t n)
+{
+    json_t *arr = json_array();
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const pw_store_tag_energy_row *r = &rows[i];
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:I, s:o}", "month", r->month, "id_tag", r->id_tag,
+                           "name", tag_name((void *)a, r->id_tag), "sessions",
+                           (json_int_t)r->sessions, "energy_kwh", kwh(r->energy_wh)));
+        total += r->energy_wh;
+    }
+    return json_pack("{s:I, s:I, s:o, s:o}", "from", (json_int_t)a->from_ms, "to",
+                     (json_int_t)a->to_ms, "total_kwh", kwh(total), "rows", arr);
 }
 
 static json_t *energy_json(const hist_args *a, const pw_store_energy_row *rows, size_t n)
@@ -224,6 +296,7 @@ static void session_filter(const hist_args *a, pw_store_session_filter *f)
     f->open = a->open;
     f->limit = a->limit;
     f->offset = a->offset;
+    f->id_tag = a->by_tag ? a->id_tag : NULL;
 }
 
 /* Runs one query; returns a store error code, with *doc or *csv set on success. */
@@ -246,7 +319,7 @@ static int hist_query(const hist_args *a, pw_store_reader *r, json_t **doc, char
         session_filter(a, &f);
         rc = pw_store_query_sessions(r, &f, (pw_store_session_row **)&rows, &n);
         if (rc == 0)
-            *doc = sessions_json(rows, n);
+            *doc = sessions_json(a, rows, n);
         break;
     case HIST_ENERGY:
         rc = pw_store_query_energy(r, a->period, id, a->from_ms, a->to_ms,
@@ -268,7 +341,16 @@ static int hist_query(const hist_args *a, pw_store_reader *r, json_t **doc, char
         break;
     case HIST_CSV_SESSIONS:
         session_filter(a, &f);
-        rc = pw_store_csv_sessions(r, &f, csv);
+        rc = pw_store_csv_sessions_named(r, &f, tag_name, (void *)a, csv);
+        break;
+    case HIST_TAG_ENERGY:
+        rc = pw_store_query_tag_energy(r, a->from_ms, a->to_ms, (pw_store_tag_energy_row **)&rows,
+                                       &n);
+        if (rc == 0)
+            *doc = tag_energy_json(a, rows, n);
+        break;
+    case HIST_CSV_TAG_ENERGY:
+        rc = pw_store_csv_tag_energy(r, a->from_ms, a->to_ms, tag_name, (void *)a, csv);
         break;
     case HIST_CSV_ENERGY:
     default:
@@ -295,7 +377,9 @@ static void hist_run(void *arg, pw_store_reader *r, pw_web_response *resp)
         resp->content_type = "text/csv; charset=utf-8";
         snprintf(resp->content_disposition, sizeof resp->content_disposition,
                  "attachment; filename=\"phasewise-%s.csv\"",
-                 a->what == HIST_CSV_SESSIONS ? "sessions" : "energy-monthly");
+                 a->what == HIST_CSV_SESSIONS     ? "sessions"
+                 : a->what == HIST_CSV_TAG_ENERGY ? "tags-energy-monthly"
+                                                  : "energy-monthly");
         resp->body = csv;
         resp->body_len = strlen(csv);
         return;
@@ -337,7 +421,7 @@ static bool hist_parse_sessions(const pw_web_request *req, pw_web_response *resp
     /* Sessions: the last 31 days unless asked otherwise. */
     if (!arg_range(req, resp, 31 * DAY_MS, a) ||
         !arg_id(req, resp, "charger", a->id, sizeof a->id) || !arg_limit(req, resp, a) ||
-        !arg_int(req, resp, "open", -1, 1, &open))
+        !arg_int(req, resp, "open", -1, 1, &open) || !arg_tag(req, resp, a))
         return false;
     a->open = (int)open;
     return true;
@@ -385,11 +469,26 @@ static bool hist_parse_csv_sessions(const pw_web_request *req, pw_web_response *
     a->open = -1;
     /* An export covers everything unless narrowed: no row limit, a year by default. */
     return arg_range(req, resp, 366 * DAY_MS, a) &&
-           arg_id(req, resp, "charger", a->id, sizeof a->id);
+           arg_id(req, resp, "charger", a->id, sizeof a->id) && arg_tag(req, resp, a);
 }
 
 static bool hist_parse_csv_energy(const pw_web_request *req, pw_web_response *resp, hist_args *a)
 {
+    return arg_range(req, resp, 366 * DAY_MS, a);
+}
+
+/* Energy per tag per month: a year by default; format=csv for the download. */
+static bool hist_parse_tag_energy(const pw_web_request *req, pw_web_response *resp, hist_args *a)
+{
+    char *format = pw_api_arg(req, "format");
+    bool ok = !format || !strcmp(format, "json") || !strcmp(format, "csv");
+    if (format && !strcmp(format, "csv"))
+        a->what = HIST_CSV_TAG_ENERGY;
+    free(format);
+    if (!ok) {
+        pw_api_set_error(resp, 400, "format", "format must be json or csv");
+        return false;
+    }
     return arg_range(req, resp, 366 * DAY_MS, a);
 }
 
@@ -408,6 +507,9 @@ static const hist_route hist_routes[] = {
     {"/api/events", HIST_EVENTS, hist_parse_events},
     {"/api/export/sessions.csv", HIST_CSV_SESSIONS, hist_parse_csv_sessions},
     {"/api/export/energy.csv", HIST_CSV_ENERGY, hist_parse_csv_energy},
+    {"/api/tags/energy", HIST_TAG_ENERGY, hist_parse_tag_energy},
+    /* The same CSV under /api/export/, where every download needs an admin login. */
+    {"/api/export/tags-energy.csv", HIST_CSV_TAG_ENERGY, hist_parse_csv_energy},
 };
 
 static const hist_route *hist_route_find(const char *path)
@@ -437,6 +539,13 @@ bool pw_api_history_handle(pw_app *app, const pw_web_request *req, pw_web_respon
         free(a);
         return true;
     }
-    pw_api_submit(app->api_pool, req, resp, true, hist_run, a, free);
+    /* Tag names come from the config, which only the loop may read: the worker gets a copy. */
+    if (app->cfg->n_tags && (a->what == HIST_SESSIONS || a->what == HIST_CSV_SESSIONS ||
+                             a->what == HIST_TAG_ENERGY || a->what == HIST_CSV_TAG_ENERGY)) {
+        a->names.n_tags = app->cfg->n_tags;
+        a->names.tags = pw_xcalloc(app->cfg->n_tags, sizeof *a->names.tags);
+        memcpy(a->names.tags, app->cfg->tags, app->cfg->n_tags * sizeof *a->names.tags);
+    }
+    pw_api_submit(app->api_pool, req, resp, true, hist_run, a, hist_args_free);
     return true;
 }

@@ -23,7 +23,8 @@ extern const size_t pw_demo_config_len;
 
 /* The transports the appliance speaks, in start order. */
 static pw_transport *(*const transport_new[])(void) = {pw_tr_lan_new, pw_tr_defa_new,
-                                                       pw_tr_modbus_new, pw_tr_mqtt_new};
+                                                       pw_tr_modbus_new, pw_tr_mqtt_new,
+                                                       pw_tr_ocpp_new};
 
 static int join_path(char *out, size_t size, const char *dir, const char *name)
 {
@@ -405,11 +406,11 @@ static void stop(pw_app *app)
         uv_process_kill(&app->demo_proc, SIGTERM);
     pw_net_watch_stop(app->watch);
     app->watch = NULL;
-    if (app->web)
-        pw_web_close(app->web, on_web_closed, app);
     for (size_t k = app->n_tr; k-- > 0;)
         app->tr[k]->ops->stop(app->tr[k]);
     app->n_tr = 0;
+    if (app->web)
+        pw_web_close(app->web, on_web_closed, app);
     pw_publisher_close(app->publisher);
     app->publisher = NULL;
     uv_handle_t *handles[] = {(uv_handle_t *)&app->check,    (uv_handle_t *)&app->deadline,
@@ -477,6 +478,7 @@ static void resume_sessions(pw_app *app)
                                  .register_wh = s->register_wh,
                                  .peak_a = s->peak_a};
             pw_strlcpy(cs.ref, s->ref, sizeof cs.ref);
+            pw_strlcpy(cs.id_tag, s->id_tag, sizeof cs.id_tag); /* the tag stays with the row */
             pw_ctl_resume_session(app->ctl, (size_t)i, &cs);
         }
     }
@@ -578,6 +580,9 @@ static int start_transports(pw_app *app)
                             .cfg = app->boot_cfg,
                             .key = app->key,
                             .boot_id = app->boot_id,
+                            .web = app->web,
+                            .tls_cert = app->tls_cert[0] ? app->tls_cert : NULL,
+                            .tls_key = app->tls_key[0] ? app->tls_key : NULL,
                             .log_event = on_transport_event,
                             .ud = app};
     char err[512];
@@ -607,12 +612,11 @@ static int start_web(pw_app *app)
                                .access_ud = app,
                                .on_event = on_security_event,
                                .event_ud = app}};
-    char cert[1100], key[1100];
     if (app->cfg->http.tls.enabled) {
-        if (start_tls(app, cert, key, sizeof cert) != 0)
+        if (start_tls(app, app->tls_cert, app->tls_key, sizeof app->tls_cert) != 0)
             return -1;
-        wo.tls_cert = cert;
-        wo.tls_key = key;
+        wo.tls_cert = app->tls_cert;
+        wo.tls_key = app->tls_key;
     }
     if (pw_web_new(&app->web, &app->loop, &wo, err, sizeof err) != 0) {
         pw_error("web", "%s", err);
@@ -641,7 +645,8 @@ static void start_dispatch(pw_app *app)
 
 static int start(pw_app *app)
 {
-    if (start_core(app) != 0 || start_transports(app) != 0 || start_web(app) != 0 ||
+    /* The web front before the transports: OCPP charge points connect through it. */
+    if (start_core(app) != 0 || start_web(app) != 0 || start_transports(app) != 0 ||
         start_signals(app) != 0)
         return -1;
     start_dispatch(app);

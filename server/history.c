@@ -70,6 +70,7 @@ void pw_history_session(pw_history *h, const char *charger, const pw_ctl_session
                             .peak_a = (float)s->peak_a};
     pw_strlcpy(row.charger, charger, sizeof row.charger);
     pw_strlcpy(row.ref, s->ref, sizeof row.ref);
+    pw_strlcpy(row.id_tag, s->id_tag, sizeof row.id_tag);
     pw_store_batch_add_session(h->filling, &row);
 }
 

@@ -43,6 +43,30 @@ static void alert(json_t *alerts, const char *level, const char *text)
     json_array_append_new(alerts, json_pack("{s:s, s:s}", "level", level, "text", text));
 }
 
+/* What the charger's transport knows beyond the core's report (OCPP: connection, model, whether
+ * it takes its limits), as "ocpp": {...}; nothing for transports that say nothing. */
+static void transport_info(const pw_app *app, size_t i, const pw_cfg_link *link, json_t *o)
+{
+    for (size_t k = 0; k < app->n_tr; k++) {
+        const pw_transport *t = app->tr[k];
+        pw_transport_charger_info ti;
+        if (t->ops->kind != link->kind || !t->ops->charger_info || !t->ops->charger_info(t, i, &ti))
+            continue;
+        json_t *d = json_pack("{s:b, s:o, s:o, s:o, s:s, s:o, s:b, s:o, s:o, s:o, s:I}",
+                              "connected", ti.connected, "vendor",
+                              device_text(ti.vendor, sizeof ti.vendor), "model",
+                              device_text(ti.model, sizeof ti.model), "firmware",
+                              device_text(ti.firmware, sizeof ti.firmware), "profile", ti.profile,
+                              "problem", device_text(ti.problem, sizeof ti.problem),
+                              "default_profile", ti.default_profile, "measurands",
+                              device_text(ti.measurands, sizeof ti.measurands), "tx_id",
+                              device_text(ti.tx_id, sizeof ti.tx_id), "id_tag",
+                              device_text(ti.id_tag, sizeof ti.id_tag), "writes_today",
+                              (json_int_t)ti.writes_today);
+        json_object_set_new(o, t->ops->name, d);
+    }
+}
+
 json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
 {
     const pw_ctl *ctl = app->ctl;
@@ -80,6 +104,7 @@ json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
         json_object_set_new(o, "model", device_text(info->model, sizeof info->model));
         json_object_set_new(o, "firmware", device_text(info->firmware, sizeof info->firmware));
     }
+    transport_info(app, i, link, o);
     return o;
 }
 

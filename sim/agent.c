@@ -19,6 +19,12 @@ static bool silent(const sim_app *app, uint32_t device_id)
                                 pw_sim_now(app->model));
 }
 
+/* Chargers on other links (OCPP) are simulated in ocpp_cp.c and say nothing on the LAN. */
+static bool speaks_lan(const sim_app *app, size_t charger)
+{
+    return app->cfg->charger_links[charger].kind == PW_CFG_LINK_LAN;
+}
+
 static void deliver_out(void *ctx, const uint8_t *buf, size_t len)
 {
     sim_app *app = ctx;
@@ -68,7 +74,7 @@ void sim_agent_send_announces(sim_app *app)
 {
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
         const pw_bal_charger_spec *spec = &app->cfg->chargers[i];
-        if (silent(app, app->chargers[i].s.id))
+        if (!speaks_lan(app, i) || silent(app, app->chargers[i].s.id))
             continue;
         pw_proto_msg msg = {.hdr.type = PW_MSG_ANNOUNCE};
         pw_msg_announce *a = &msg.u.announce;
@@ -105,7 +111,7 @@ static void send_statuses(sim_app *app)
     uint64_t now = uv_now(&app->loop);
     for (size_t i = 0; i < app->cfg->n_chargers; i++) {
         sim_charger_tx *tx = &app->chargers[i];
-        if (silent(app, tx->s.id))
+        if (!speaks_lan(app, i) || silent(app, tx->s.id))
             continue;
         pw_sim_charger_view v;
         pw_sim_charger(app->model, i, &v);

@@ -1,6 +1,6 @@
 /* phasewise-sim: the virtual facility (chargers, cars, building load, meters) speaking the real
- * LAN protocol on a libuv loop in real time, optionally sped up. It is the demo, the test bed and
- * the installer's what-if tool. */
+ * LAN protocol (and OCPP 1.6J, Modbus TCP, MQTT for the devices linked so) on a libuv loop in
+ * real time, optionally sped up. It is the demo, the test bed and the installer's what-if tool. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "pw_keyfile.h"
+#include "pw_simocpp.h"
 #include "pw_util.h"
 #include "sim_int.h"
 
@@ -18,8 +19,8 @@ static const char usage[] =
     "usage: phasewise-sim --config FILE --key-file FILE [options]\n"
     "\n"
     "Simulates the facility described by FILE (chargers, cars, building load, meters) and speaks\n"
-    "the phasewise LAN protocol on its multicast group. The appliance creates the key file; the\n"
-    "simulator waits up to 10 s for it to appear.\n"
+    "the phasewise LAN protocol on its multicast group; chargers on ocpp links are OCPP 1.6J\n"
+    "charge points. The appliance creates the key file; the simulator waits up to 10 s for it.\n"
     "\n"
     "  --seed N              model seed (default 1); same seed, same cars and loads\n"
     "  --cars N              car arrivals per simulated day (default 1.5 per charger)\n"
@@ -46,6 +47,17 @@ static const char usage[] =
     "  --modbus-down START:SECONDS\n"
     "                        Modbus TCP gateways close their connections and stop listening\n"
     "                        from START for SECONDS (simulated); repeatable\n"
+    "  --ocpp-url BASE       chargers on ocpp links are OCPP 1.6J charge points (one per\n"
+    "                        identity, its connectors the chargers) connecting to BASE<id>\n"
+    "                        (default: ws://<the config's ocpp listen address>/ocpp/<id>),\n"
+    "                        subprotocol ocpp1.6, reconnecting after 1..5 s\n"
+    "  --ocpp-password ID=PASSWORD\n"
+    "                        HTTP Basic password of charge point ID (user = ID); repeatable\n"
+    "  --ocpp-quirk ID=MODE  how charge point ID deviates: default, tx-default-only (rejects\n"
+    "                        TxProfile), stack0 (rejects stack levels above 0), whole-amps\n"
+    "                        (rejects limits with decimals), ignore (accepts profiles, does\n"
+    "                        not apply them), no-offered (no Current.Offered); repeatable\n"
+    "  --ocpp-ca FILE        wss://: PEM CA to check the central system with\n"
     "  --verbose             debug logging\n"
     "  --help, --version\n";
 
@@ -72,6 +84,10 @@ enum {
     OPT_SILENCE,
     OPT_MODBUS_DELAY,
     OPT_MODBUS_DOWN,
+    OPT_OCPP_URL,
+    OPT_OCPP_PASSWORD,
+    OPT_OCPP_QUIRK,
+    OPT_OCPP_CA,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -100,6 +116,10 @@ static const struct option long_opts[] = {
     {"silence", required_argument, NULL, OPT_SILENCE},
     {"modbus-delay-ms", required_argument, NULL, OPT_MODBUS_DELAY},
     {"modbus-down", required_argument, NULL, OPT_MODBUS_DOWN},
+    {"ocpp-url", required_argument, NULL, OPT_OCPP_URL},
+    {"ocpp-password", required_argument, NULL, OPT_OCPP_PASSWORD},
+    {"ocpp-quirk", required_argument, NULL, OPT_OCPP_QUIRK},
+    {"ocpp-ca", required_argument, NULL, OPT_OCPP_CA},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -186,6 +206,34 @@ static int add_outage(sim_opts *o, int c, const char *arg)
     return 0;
 }
 
+/* Adds an --ocpp-password or --ocpp-quirk ID=VALUE. Returns 0 or -1 (logged). */
+static int add_kv(sim_opts *o, int c, const char *arg)
+{
+    bool quirk = c == OPT_OCPP_QUIRK;
+    const char *opt = quirk ? "--ocpp-quirk" : "--ocpp-password";
+    sim_kv *list = quirk ? o->ocpp_quirks : o->ocpp_passwords;
+    size_t *n = quirk ? &o->n_ocpp_quirks : &o->n_ocpp_passwords;
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1]) {
+        pw_error(SIM_COMP, "%s: '%s' is not ID=%s", opt, arg, quirk ? "MODE" : "PASSWORD");
+        return -1;
+    }
+    enum pw_simocpp_quirk q;
+    if (quirk && pw_simocpp_quirk_parse(eq + 1, &q) != 0) {
+        pw_error(SIM_COMP,
+                 "%s: '%s' is not default, tx-default-only, stack0, whole-amps, "
+                 "ignore or no-offered",
+                 opt, eq + 1);
+        return -1;
+    }
+    if (*n == SIM_MAX_KV) {
+        pw_error(SIM_COMP, "%s: at most %d", opt, SIM_MAX_KV);
+        return -1;
+    }
+    list[(*n)++] = (sim_kv){.key = arg, .key_len = (size_t)(eq - arg), .value = eq + 1};
+    return 0;
+}
+
 /* Parses argv into o. Returns 0 to run, 1 to exit 0 (help, version), -1 on a usage error. */
 static int parse_args(int argc, char **argv, sim_opts *o)
 {
@@ -222,6 +270,17 @@ static int parse_args(int argc, char **argv, sim_opts *o)
         case OPT_SILENCE:
         case OPT_MODBUS_DOWN:
             if (add_outage(o, c, optarg) != 0)
+                return -1;
+            break;
+        case OPT_OCPP_URL:
+            o->ocpp_url = optarg;
+            break;
+        case OPT_OCPP_CA:
+            o->ocpp_ca = optarg;
+            break;
+        case OPT_OCPP_PASSWORD:
+        case OPT_OCPP_QUIRK:
+            if (add_kv(o, c, optarg) != 0)
                 return -1;
             break;
         case OPT_VERBOSE:
@@ -311,6 +370,7 @@ static void shutdown_sim(sim_app *app, int code)
     sim_agent_close(app);
     sim_modbus_close(app);
     sim_mqtt_close(app);
+    sim_ocpp_close(app);
     uv_handle_t *handles[] = {(uv_handle_t *)&app->tick, (uv_handle_t *)&app->key_retry,
                               (uv_handle_t *)&app->sig_int, (uv_handle_t *)&app->sig_term};
     for (size_t i = 0; i < PW_ARRAY_LEN(handles); i++) {
@@ -336,6 +396,7 @@ static void on_tick(uv_timer_t *t)
     sim_agent_advance(app, now);
     sim_agent_flush(app);
     sim_modbus_tick(app, now);
+    sim_ocpp_tick(app);
     if (app->o.duration_s > 0 && now >= end) {
         pw_info(SIM_COMP, "duration reached");
         shutdown_sim(app, 0);
@@ -346,7 +407,8 @@ static void start_running(sim_app *app)
 {
     /* The meters' servers first: a port that is taken ends the run before any charger has
      * announced itself. */
-    if (sim_modbus_start(app) != 0 || sim_mqtt_start(app) != 0 || sim_agent_start(app) != 0) {
+    if (sim_modbus_start(app) != 0 || sim_mqtt_start(app) != 0 || sim_agent_start(app) != 0 ||
+        sim_ocpp_start(app) != 0) {
         shutdown_sim(app, 1);
         return;
     }
@@ -401,8 +463,9 @@ static int load_facility(sim_app *app)
         return -1;
     }
     app->chargers = pw_xcalloc(app->cfg->n_chargers, sizeof(*app->chargers));
+    /* LAN chargers send as their device id; OCPP chargers (device id 0) never send on the LAN. */
     for (size_t i = 0; i < app->cfg->n_chargers; i++)
-        app->chargers[i].s.id = app->cfg->charger_links[i].device_id; /* a charger is always LAN */
+        app->chargers[i].s.id = app->cfg->charger_links[i].device_id;
     app->meters = pw_xcalloc(app->cfg->n_nodes, sizeof(*app->meters));
     app->meter_energy_wh = pw_xcalloc(app->cfg->n_nodes, sizeof(*app->meter_energy_wh));
     for (size_t i = 0; i < app->cfg->n_nodes; i++)
@@ -429,6 +492,7 @@ static void free_app(sim_app *app)
 {
     sim_modbus_free(app);
     sim_mqtt_free(app);
+    sim_ocpp_free(app);
     if (app->report)
         fclose(app->report);
     pw_sim_free(app->model);

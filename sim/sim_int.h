@@ -19,6 +19,14 @@
 #define SIM_REPLAY_SENDERS 4  /* balancers whose replay state is kept */
 #define SIM_KEY_WAIT_MS    10000
 #define SIM_KEY_RETRY_MS   250
+#define SIM_MAX_KV         64 /* --ocpp-password / --ocpp-quirk entries */
+
+/* One CP_ID=VALUE option; both point into argv. */
+typedef struct sim_kv {
+    const char *key;
+    size_t key_len;
+    const char *value;
+} sim_kv;
 
 typedef struct sim_opts {
     const char *config;
@@ -37,6 +45,12 @@ typedef struct sim_opts {
     uint32_t modbus_delay_ms;                      /* real ms before a Modbus answer goes out */
     pw_sim_outage modbus_down[PW_SIM_MAX_OUTAGES]; /* Modbus gateways not listening */
     size_t n_modbus_down;
+    const char *ocpp_url; /* base the charge point identity is appended to; NULL = the config's */
+    const char *ocpp_ca;  /* wss: PEM CA to check the central system with; NULL = the system's */
+    sim_kv ocpp_passwords[SIM_MAX_KV]; /* HTTP Basic password per charge point */
+    size_t n_ocpp_passwords;
+    sim_kv ocpp_quirks[SIM_MAX_KV]; /* quirk mode per charge point */
+    size_t n_ocpp_quirks;
     pw_sim_params model;
 } sim_opts;
 
@@ -60,6 +74,7 @@ typedef struct sim_counters {
 
 typedef struct sim_modbus sim_modbus; /* mbserver.c */
 typedef struct sim_mqtt sim_mqtt;     /* mqttpub.c */
+typedef struct sim_ocpp sim_ocpp;     /* ocpp_cp.c */
 
 typedef struct sim_app {
     uv_loop_t loop;
@@ -79,6 +94,7 @@ typedef struct sim_app {
     double *meter_energy_wh;  /* n_nodes, import registers */
     sim_modbus *modbus;       /* meters served over Modbus TCP; NULL if none */
     sim_mqtt *mqtt;           /* meters published to an MQTT broker; NULL if none */
+    sim_ocpp *ocpp;           /* OCPP charge points; NULL before start */
     pw_proto_replay replay[SIM_REPLAY_SENDERS];
     uint32_t replay_ids[SIM_REPLAY_SENDERS];
     pw_sim_impair tx_imp, rx_imp; /* to the network / from it */
@@ -117,6 +133,15 @@ int sim_mqtt_start(sim_app *app);
 void sim_mqtt_publish(sim_app *app, size_t node, const double amps[PW_LINES], double energy_wh);
 void sim_mqtt_close(sim_app *app);
 void sim_mqtt_free(sim_app *app);
+
+/* ocpp_cp.c: chargers on OCPP links as OCPP 1.6J charge points, one WebSocket client each
+ * (grouped by charge point identity). start: 0 or -1 (logged); tick: connects, feeds the model's
+ * state to each charge point and applies their profiles' limits to the model; close: closes the
+ * connections; free: after the loop has run dry. */
+int sim_ocpp_start(sim_app *app);
+void sim_ocpp_tick(sim_app *app);
+void sim_ocpp_close(sim_app *app);
+void sim_ocpp_free(sim_app *app);
 
 /* report.c: one JSON line of ground truth; returns 0 or -1 on a write error. */
 int sim_report_write(sim_app *app);

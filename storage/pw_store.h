@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define PW_STORE_TAG_LEN 21 /* an RFID tag (OCPP IdToken, up to 20 characters) and its NUL */
+
 enum pw_store_err {
     PW_STORE_OK = 0,
     PW_STORE_E_OPEN = -1,    /* cannot open or create the file */
@@ -66,8 +68,9 @@ typedef struct pw_store_event {
 } pw_store_event;
 
 /* A charging session, written when it starts and again whenever it changes (energy, peak,
- * end): rows are matched on (charger, start_ms), so the server can send the whole session each
- * time. Energy is register_wh - register_start_wh, both from the charger's own register. */
+ * end, a ref or tag learned later): rows are matched on (charger, start_ms), so the server can
+ * send the whole session each time; an empty ref or id_tag never erases a stored one. Energy is
+ * register_wh - register_start_wh, both from the charger's own register. */
 typedef struct pw_store_session {
     char charger[32];
     int64_t start_ms;           /* Unix ms */
@@ -75,7 +78,8 @@ typedef struct pw_store_session {
     uint64_t register_start_wh; /* the charger's lifetime energy register at the start */
     uint64_t register_wh;       /* its latest reading (the final one once ended) */
     float peak_a;               /* highest terminal current so far; a lower value never lowers it */
-    char ref[40];               /* the charger's session id or an RFID tag, "" if none */
+    char ref[40];               /* the charger's session id or transaction id, "" if none */
+    char id_tag[PW_STORE_TAG_LEN]; /* the RFID tag (OCPP idTag) that charged, "" if none */
 } pw_store_session;
 
 /* A new limit the balancer gave a charger, with its reason: a short code and the text a person
@@ -193,6 +197,7 @@ typedef struct pw_store_session_row {
 typedef struct pw_store_session_filter {
     const char *charger;    /* NULL = every charger */
     const char *ref;        /* NULL = any id */
+    const char *id_tag;     /* NULL = any tag; "" = sessions without a tag; ignores case */
     int64_t from_ms, to_ms; /* sessions that started in [from, to); to_ms 0 = no upper bound */
     int open;               /* 1 = only open sessions, 0 = only ended ones, -1 = both */
     uint64_t min_energy_wh;
@@ -222,11 +227,42 @@ int pw_store_query_energy(pw_store_reader *r, enum pw_store_period period, const
                           int64_t from_ms, int64_t to_ms, pw_store_energy_row **rows,
                           size_t *count);
 
+/* Energy per RFID tag per calendar month in UTC ("2026-12"): who charged how much, for billing
+ * people or cars rather than chargers. Tags are compared ignoring case, as OCPP does
+ * ("04a2b3c4" is "04A2B3C4"; the row shows the spelling that sorts first). Sessions without a
+ * tag are one row with id_tag "". */
+typedef struct pw_store_tag_energy_row {
+    char month[8];
+    char id_tag[PW_STORE_TAG_LEN];
+    uint32_t sessions;
+    uint64_t energy_wh;
+} pw_store_tag_energy_row;
+
+/* Energy of the sessions that started in [from_ms, to_ms), per UTC month and tag; a session
+ * counts whole in the month it started in. Sorted by month, then tag. Returns 0, *rows (caller
+ * frees with free(); NULL when *count is 0) and *count, or PW_STORE_E_ARG unless
+ * from_ms < to_ms. */
+int pw_store_query_tag_energy(pw_store_reader *r, int64_t from_ms, int64_t to_ms,
+                              pw_store_tag_energy_row **rows, size_t *count);
+
+/* The name a person reads for an RFID tag ("Anna's car"), or NULL / "" when it has none. Runs on
+ * the reader's thread during the export; the string is borrowed until the next call. */
+typedef const char *(*pw_store_tag_name_fn)(void *ud, const char *id_tag);
+
 /* CSV (RFC 4180, header line, local times in ISO 8601 with offset, energy in kWh) of the sessions
- * matching f, or of the monthly energy per charger in [from_ms, to_ms) for billing. Returns 0 and
- * *csv (NUL-terminated; caller frees with free()). */
+ * matching f, or of the monthly energy per charger in [from_ms, to_ms) for billing. The session
+ * export ends each row with the RFID tag and its name, which pw_store_csv_sessions leaves empty
+ * and pw_store_csv_sessions_named asks tag_name for (ud is passed to it). Returns 0 and *csv
+ * (NUL-terminated; caller frees with free()). */
 int pw_store_csv_sessions(pw_store_reader *r, const pw_store_session_filter *f, char **csv);
+int pw_store_csv_sessions_named(pw_store_reader *r, const pw_store_session_filter *f,
+                                pw_store_tag_name_fn tag_name, void *ud, char **csv);
 int pw_store_csv_monthly_energy(pw_store_reader *r, int64_t from_ms, int64_t to_ms, char **csv);
+
+/* CSV of pw_store_query_tag_energy ("month,id_tag,name,sessions,energy_kwh"), names from
+ * tag_name (NULL: left empty) as for pw_store_csv_sessions_named. Same ownership and errors. */
+int pw_store_csv_tag_energy(pw_store_reader *r, int64_t from_ms, int64_t to_ms,
+                            pw_store_tag_name_fn tag_name, void *ud, char **csv);
 
 /* Events in [from_ms, to_ms), newest first, optionally only those of one kind or subject
  * (NULL = any), at most limit (0 = no limit). Returns 0, *rows (caller frees with free()) and

@@ -24,9 +24,10 @@ static const char *const rstmt_sql[RS_COUNT] = {
     [RS_TAIL_OLDEST] = "SELECT min(ts) FROM tail WHERE tier = 0",
     [RS_SESSIONS] =
         "SELECT se.id, s.name, se.start_ms, se.end_ms, se.register_start_wh, se.register_wh, "
-        "se.peak_ca, se.ref, max(0, se.register_wh - se.register_start_wh) "
+        "se.peak_ca, se.ref, max(0, se.register_wh - se.register_start_wh), se.id_tag "
         "FROM session se JOIN series s ON s.id = se.charger_id "
         "WHERE (?1 IS NULL OR s.name = ?1) AND (?2 IS NULL OR se.ref = ?2) "
+        "AND (?9 IS NULL OR se.id_tag = ?9) "
         "AND se.start_ms >= ?3 AND se.start_ms < ?4 AND (?5 < 0 OR (se.end_ms IS NULL) = ?5) "
         "AND max(0, se.register_wh - se.register_start_wh) >= ?6 "
         "ORDER BY se.start_ms DESC, se.id DESC LIMIT ?7 OFFSET ?8",
@@ -36,6 +37,13 @@ static const char *const rstmt_sql[RS_COUNT] = {
         "FROM session se JOIN series s ON s.id = se.charger_id "
         "WHERE se.start_ms >= ?2 AND se.start_ms < ?3 AND (?4 IS NULL OR s.name = ?4) "
         "GROUP BY period, s.name ORDER BY period, s.name",
+    /* Months in UTC: a tag's bill is the same wherever the appliance's clock is set. Tags group
+     * ignoring case (the column's collation); the row shows one spelling, always the same. */
+    [RS_TAG_ENERGY] = "SELECT strftime('%Y-%m', se.start_ms / 1000, 'unixepoch') AS month, "
+                      "min(se.id_tag COLLATE BINARY), "
+                      "count(*), sum(max(0, se.register_wh - se.register_start_wh)) "
+                      "FROM session se WHERE se.start_ms >= ?1 AND se.start_ms < ?2 "
+                      "GROUP BY month, se.id_tag ORDER BY month, se.id_tag",
     [RS_EVENTS] = "SELECT ts, kind, subject, detail FROM event WHERE ts >= ?1 AND ts < ?2 "
                   "AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR subject = ?4) "
                   "ORDER BY ts DESC, id DESC LIMIT ?5",

@@ -1,5 +1,5 @@
-/* Reports for people: sessions with filters, energy per charger per day or month, CSV exports
- * for billing, and the event and limit-change logs. */
+/* Reports for people: sessions with filters, energy per charger per day or month and per RFID
+ * tag per month, CSV exports for billing, and the event and limit-change logs. */
 #include "store_internal.h"
 
 #include <stdarg.h>
@@ -36,6 +36,7 @@ static void fill_session(sqlite3_stmt *st, void *item)
     row->s.peak_a = (float)sqlite3_column_int(st, 6) / 100.0f;
     copy_text(row->s.ref, sizeof(row->s.ref), st, 7);
     row->energy_wh = column_u64(st, 8);
+    copy_text(row->s.id_tag, sizeof(row->s.id_tag), st, 9);
 }
 
 int pw_store_query_sessions(pw_store_reader *r, const pw_store_session_filter *f,
@@ -57,6 +58,7 @@ int pw_store_query_sessions(pw_store_reader *r, const pw_store_session_filter *f
     sqlite3_bind_int64(st, 6, (sqlite3_int64)f->min_energy_wh);
     sqlite3_bind_int64(st, 7, f->limit ? (sqlite3_int64)f->limit : -1);
     sqlite3_bind_int64(st, 8, f->offset);
+    pw_store__bind_opt(st, 9, f->id_tag);
     return pw_store__collect(r, st, sizeof(**rows), fill_session, (void **)rows, count);
 }
 
@@ -87,6 +89,31 @@ int pw_store_query_energy(pw_store_reader *r, enum pw_store_period period, const
     sqlite3_bind_int64(st, 3, to_ms);
     pw_store__bind_opt(st, 4, charger);
     return pw_store__collect(r, st, sizeof(**rows), fill_energy, (void **)rows, count);
+}
+
+static void fill_tag_energy(sqlite3_stmt *st, void *item)
+{
+    pw_store_tag_energy_row *row = item;
+    copy_text(row->month, sizeof(row->month), st, 0);
+    copy_text(row->id_tag, sizeof(row->id_tag), st, 1);
+    row->sessions = (uint32_t)sqlite3_column_int64(st, 2);
+    row->energy_wh = column_u64(st, 3);
+}
+
+int pw_store_query_tag_energy(pw_store_reader *r, int64_t from_ms, int64_t to_ms,
+                              pw_store_tag_energy_row **rows, size_t *count)
+{
+    r->errmsg[0] = '\0';
+    *rows = NULL;
+    *count = 0;
+    if (from_ms >= to_ms) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "tag energy query: empty range");
+        return PW_STORE_E_ARG;
+    }
+    sqlite3_stmt *st = r->stmt[RS_TAG_ENERGY];
+    sqlite3_bind_int64(st, 1, from_ms);
+    sqlite3_bind_int64(st, 2, to_ms);
+    return pw_store__collect(r, st, sizeof(**rows), fill_tag_energy, (void **)rows, count);
 }
 
 /* ---- CSV ---- */
@@ -154,7 +181,15 @@ static char *csv_finish(store__buf *b)
     return (char *)b->p;
 }
 
-int pw_store_csv_sessions(pw_store_reader *r, const pw_store_session_filter *f, char **csv)
+/* The tag's name, or "" when there is no tag, no lookup or no name. */
+static const char *tag_name_of(pw_store_tag_name_fn tag_name, void *ud, const char *id_tag)
+{
+    const char *name = id_tag[0] && tag_name ? tag_name(ud, id_tag) : NULL;
+    return name ? name : "";
+}
+
+int pw_store_csv_sessions_named(pw_store_reader *r, const pw_store_session_filter *f,
+                                pw_store_tag_name_fn tag_name, void *ud, char **csv)
 {
     pw_store_session_row *rows;
     size_t n;
@@ -163,8 +198,9 @@ int pw_store_csv_sessions(pw_store_reader *r, const pw_store_session_filter *f, 
     if (rc)
         return rc;
     store__buf b = {0};
+    /* The tag columns come last, so spreadsheets built on the older export keep working. */
     csv_printf(&b, "session,charger,ref,start,end,duration_min,energy_kwh,register_start_kwh,"
-                   "register_end_kwh,peak_a\r\n");
+                   "register_end_kwh,peak_a,id_tag,tag_name\r\n");
     for (size_t i = 0; i < n; i++) {
         const pw_store_session_row *x = &rows[i];
         char start[40], end[40];
@@ -181,11 +217,18 @@ int pw_store_csv_sessions(pw_store_reader *r, const pw_store_session_filter *f, 
         csv_kwh(&b, x->energy_wh, 0);
         csv_kwh(&b, x->s.register_start_wh, 0);
         csv_kwh(&b, x->s.register_wh, 0);
-        csv_printf(&b, "%.2f\r\n", (double)x->s.peak_a);
+        csv_printf(&b, "%.2f,", (double)x->s.peak_a);
+        csv_field(&b, x->s.id_tag, 0);
+        csv_field(&b, tag_name_of(tag_name, ud, x->s.id_tag), 1);
     }
     free(rows);
     *csv = csv_finish(&b);
     return 0;
+}
+
+int pw_store_csv_sessions(pw_store_reader *r, const pw_store_session_filter *f, char **csv)
+{
+    return pw_store_csv_sessions_named(r, f, NULL, NULL, csv);
 }
 
 int pw_store_csv_monthly_energy(pw_store_reader *r, int64_t from_ms, int64_t to_ms, char **csv)
@@ -201,6 +244,29 @@ int pw_store_csv_monthly_energy(pw_store_reader *r, int64_t from_ms, int64_t to_
     for (size_t i = 0; i < n; i++) {
         csv_printf(&b, "%s,", rows[i].period);
         csv_field(&b, rows[i].charger, 0);
+        csv_printf(&b, "%u,", rows[i].sessions);
+        csv_kwh(&b, rows[i].energy_wh, 1);
+    }
+    free(rows);
+    *csv = csv_finish(&b);
+    return 0;
+}
+
+int pw_store_csv_tag_energy(pw_store_reader *r, int64_t from_ms, int64_t to_ms,
+                            pw_store_tag_name_fn tag_name, void *ud, char **csv)
+{
+    pw_store_tag_energy_row *rows;
+    size_t n;
+    *csv = NULL;
+    int rc = pw_store_query_tag_energy(r, from_ms, to_ms, &rows, &n);
+    if (rc)
+        return rc;
+    store__buf b = {0};
+    csv_printf(&b, "month,id_tag,name,sessions,energy_kwh\r\n");
+    for (size_t i = 0; i < n; i++) {
+        csv_printf(&b, "%s,", rows[i].month);
+        csv_field(&b, rows[i].id_tag, 0);
+        csv_field(&b, tag_name_of(tag_name, ud, rows[i].id_tag), 0);
         csv_printf(&b, "%u,", rows[i].sessions);
         csv_kwh(&b, rows[i].energy_wh, 1);
     }

@@ -75,7 +75,16 @@ static const char step2[] =
 static const char step3[] = "DROP INDEX tail_age;"
                             "CREATE INDEX tail_age ON tail(tier, ts, series_id);";
 
-static const char *const steps[] = {step1, step2, step3};
+/* Version 4: the RFID tag (OCPP idTag) that charged, so energy can be billed per person or car.
+ * Sessions written before it have none (''). OCPP idTags ignore letter case (CiString20), as the
+ * config's tag list does: so does the column, its index, the filter and the grouping. The index
+ * serves the tag filter of the sessions query; the per-month report reads every session of its
+ * range anyway. */
+static const char step4[] =
+    "ALTER TABLE session ADD COLUMN id_tag TEXT NOT NULL DEFAULT '' COLLATE NOCASE;"
+    "CREATE INDEX session_tag ON session(id_tag, start_ms);";
+
+static const char *const steps[] = {step1, step2, step3, step4};
 
 int pw_store__schema_latest(void)
 {

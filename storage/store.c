@@ -21,15 +21,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TAIL_ADD] = "INSERT INTO tail (tier, series_id, ts, v) VALUES (?1, ?2, ?3, ?4)",
     [ST_EVENT_ADD] = "INSERT INTO event (ts, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
     /* The server sends the whole session each time; only the peak never goes down, an end
-     * once set stays, and an empty ref does not erase a known one. */
+     * once set stays, and an empty ref or tag does not erase a known one. */
     [ST_SESSION_PUT] =
         "INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh, register_wh, "
-        "peak_ca, ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+        "peak_ca, ref, id_tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
         "ON CONFLICT (charger_id, start_ms) DO UPDATE SET "
         "end_ms = coalesce(excluded.end_ms, end_ms), "
         "register_start_wh = excluded.register_start_wh, register_wh = excluded.register_wh, "
         "peak_ca = max(peak_ca, excluded.peak_ca), "
-        "ref = CASE WHEN excluded.ref <> '' THEN excluded.ref ELSE ref END",
+        "ref = CASE WHEN excluded.ref <> '' THEN excluded.ref ELSE ref END, "
+        "id_tag = CASE WHEN excluded.id_tag <> '' THEN excluded.id_tag ELSE id_tag END",
     [ST_LIMIT_ADD] = "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, text) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -339,6 +340,7 @@ static int write_session(pw_store *s, const pw_store_session *x)
     sqlite3_bind_int64(st, 5, wh(x->register_wh));
     sqlite3_bind_int(st, 6, centiamps(x->peak_a));
     bind_text(st, 7, x->ref, sizeof(x->ref));
+    bind_text(st, 8, x->id_tag, sizeof(x->id_tag));
     return pw_store__step_done(st);
 }
 

@@ -219,6 +219,7 @@ enum store__rstmt {
     RS_TAIL_OLDEST,
     RS_SESSIONS,
     RS_ENERGY,
+    RS_TAG_ENERGY,
     RS_EVENTS,
     RS_LIMITS,
     RS_COUNT

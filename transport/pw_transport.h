@@ -14,6 +14,7 @@
 #include "pw_cfg.h"
 #include "pw_ctl.h"
 #include "pw_latency.h"
+#include "pw_web.h"
 
 typedef struct pw_transport pw_transport;
 
@@ -25,6 +26,9 @@ typedef struct pw_transport_env {
                            later configs arrive through reconfigure */
     const uint8_t *key; /* the facility key (PW_PROTO_KEY_LEN bytes) */
     uint32_t boot_id;   /* the appliance's boot id as a sender */
+    pw_web *web; /* the web front, for WebSocket endpoints (OCPP); may be NULL */
+    /* The appliance's certificate pair (PEM files) for wss://; NULL when HTTPS is off. */
+    const char *tls_cert, *tls_key;
     /* Events of the transport's own (another balancer on the group, ...). */
     void (*log_event)(void *ud, const char *kind, const char *subject, const char *detail);
     void *ud;
@@ -54,6 +58,19 @@ typedef struct pw_transport_test_result {
     char map[64];        /* what was read, for people ("Eastron SDM630 (v2)"); "" if nothing */
     char error[320];     /* when !ok: what failed, in words a person can act on */
 } pw_transport_test_result;
+
+/* What a transport knows of one of its chargers beyond the core's report (OCPP: the connection,
+ * what the charge point says of itself, whether it takes its limits). */
+typedef struct pw_transport_charger_info {
+    bool connected;
+    char vendor[24], model[24], firmware[52];
+    char profile[12]; /* "accepted", "rejected", "ignored", "waiting", "none" */
+    char problem[128];
+    bool default_profile; /* the failsafe default is installed */
+    char measurands[128];
+    char tx_id[24], id_tag[24];
+    uint32_t writes_today;
+} pw_transport_charger_info;
 
 typedef void (*pw_transport_test_done)(void *ud, const pw_transport_test_result *r);
 
@@ -89,6 +106,8 @@ typedef struct pw_transport_ops {
      * flight (or the transport is stopping). link and opts are copied. May be NULL. */
     int (*test_read)(pw_transport *t, const pw_cfg_link *link, const pw_cfg_meter_opts *opts,
                      pw_transport_test_done done, void *ud);
+    /* Details of charger i for the state document: 1 with out filled, 0 if none. May be NULL. */
+    int (*charger_info)(const pw_transport *t, size_t charger, pw_transport_charger_info *out);
     /* Closes every handle (a test read in flight is ended, see test_read); the memory is freed
      * once they are closed. */
     void (*stop)(pw_transport *t);
@@ -103,5 +122,6 @@ pw_transport *pw_tr_lan_new(void);
 pw_transport *pw_tr_defa_new(void);
 pw_transport *pw_tr_mqtt_new(void);
 pw_transport *pw_tr_modbus_new(void);
+pw_transport *pw_tr_ocpp_new(void);
 
 #endif

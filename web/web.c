@@ -4,6 +4,7 @@
 #include "web_int.h"
 
 #include "pw_util.h"
+#include "pw_web_ws.h"
 #include "web_assets.h"
 
 #include <dlfcn.h>
@@ -85,7 +86,7 @@ static int web_check_evlib(const char *path, char *err, size_t err_size)
     return 0;
 }
 
-static void web_ptrs_add(web_ptrs *s, const void *p)
+void web__ptrs_add(web_ptrs *s, const void *p)
 {
     if (s->n == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 16;
@@ -94,7 +95,7 @@ static void web_ptrs_add(web_ptrs *s, const void *p)
     s->v[s->n++] = p;
 }
 
-static bool web_ptrs_has(const web_ptrs *s, const void *p)
+bool web__ptrs_has(const web_ptrs *s, const void *p)
 {
     for (size_t i = 0; i < s->n; i++)
         if (s->v[i] == p)
@@ -102,7 +103,7 @@ static bool web_ptrs_has(const web_ptrs *s, const void *p)
     return false;
 }
 
-static void web_ptrs_remove(web_ptrs *s, const void *p)
+void web__ptrs_remove(web_ptrs *s, const void *p)
 {
     for (size_t i = 0; i < s->n; i++)
         if (s->v[i] == p) {
@@ -113,7 +114,7 @@ static void web_ptrs_remove(web_ptrs *s, const void *p)
 
 static void web_snapshot_cb(uv_handle_t *h, void *arg)
 {
-    web_ptrs_add(arg, h);
+    web__ptrs_add(arg, h);
 }
 
 typedef struct web_diff {
@@ -124,13 +125,16 @@ typedef struct web_diff {
 static void web_diff_cb(uv_handle_t *h, void *arg)
 {
     web_diff *d = arg;
-    if (!web_ptrs_has(d->before, h) && !web_ptrs_has(d->added, h))
-        web_ptrs_add(d->added, h);
+    if (!web__ptrs_has(d->before, h) && !web__ptrs_has(d->added, h))
+        web__ptrs_add(d->added, h);
 }
 
-/* Remembers every handle on the loop that is not in before: lws's own, since creating the
- * context and vhost runs synchronously on this thread. */
-static void web_note_lws_handles(pw_web *w, const web_ptrs *before)
+void web__snapshot_handles(pw_web *w, web_ptrs *before)
+{
+    uv_walk(w->loop, web_snapshot_cb, before);
+}
+
+void web__note_lws_handles(pw_web *w, const web_ptrs *before)
 {
     web_diff d = {before, &w->lws_handles};
     uv_walk(w->loop, web_diff_cb, &d);
@@ -142,7 +146,7 @@ static void web_alive_cb(uv_handle_t *h, void *arg)
         const web_ptrs *marks;
         bool alive;
     } *st = arg;
-    if (web_ptrs_has(st->marks, h))
+    if (web__ptrs_has(st->marks, h))
         st->alive = true;
 }
 
@@ -164,6 +168,7 @@ static void web_reaper_closed(uv_handle_t *h)
     pw_web *w = h->data;
     void (*done)(void *) = w->done;
     void *ud = w->done_ud;
+    web__ws_free(w);
     free(w->doc);
     free(w->lws_handles.v);
     free(w->live_wsi.v);
@@ -183,6 +188,7 @@ static void web_reaper_cb(uv_timer_t *t)
     case WEB_OPEN:
         return;
     case WEB_CLOSE_START:
+        web__ws_shutdown(w);
         lws_context_destroy(w->ctx);
         w->close_state = WEB_CLOSE_WAIT;
         return;
@@ -225,40 +231,28 @@ static const char *web_iface(const char *addr)
     return addr;
 }
 
-int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err, size_t err_size)
+/* Allocates w and joins lws to loop (a context without vhosts). Returns 0, or -1 with err; on
+ * failure w is still returned and must go through web_start_close. */
+static int web_create(pw_web **out, uv_loop_t *loop, const char *evlib, char *err, size_t err_size)
 {
     web_ptrs before = {0};
-    const char *evlib = opts->evlib_path ? opts->evlib_path : WEB_EVLIB_PATH;
-    *out = NULL;
-    if (web_check_evlib(evlib, err, err_size))
-        return -1;
-
     pw_web *w = pw_xcalloc(1, sizeof(*w));
+    *out = w;
     w->loop = loop;
-    w->api = opts->api;
-    w->api_ud = opts->api_ud;
-    w->max_body = opts->max_body ? opts->max_body : WEB_DEFAULT_BODY;
+    w->max_body = WEB_DEFAULT_BODY;
     uv_timer_init(loop, &w->reaper);
     w->reaper.data = w;
-    if (web__login_init(w, &opts->auth, err, err_size))
-        goto fail;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, web_lws_log);
-    uv_walk(loop, web_snapshot_cb, &before);
-
-    w->tls = opts->tls_cert != NULL;
-    if (w->tls != (opts->tls_key != NULL)) {
-        snprintf(err, err_size, "HTTPS needs both a certificate and a private key file");
-        goto fail;
-    }
-    if (w->tls)
-        w->secure_cookie = true; /* a cookie set over HTTPS must never travel in clear */
+    web__snapshot_handles(w, &before);
 
     void *foreign_loops[1] = {loop};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
+    /* TLS is initialised even for a plain HTTP front: WebSocket endpoints (wss://) and clients
+     * may need it later on the same context. */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                   (w->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = foreign_loops;
     info.pcontext = &w->ctx;
     info.user = w;
@@ -268,7 +262,7 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
         snprintf(err, err_size, "libwebsockets could not create its context on the libuv loop");
         goto fail;
     }
-    web_note_lws_handles(w, &before);
+    web__note_lws_handles(w, &before);
     if (w->lws_handles.n == 0) {
         snprintf(err, err_size,
                  "libwebsockets did not join the libuv loop (event-lib plugin %s "
@@ -276,7 +270,54 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
                  evlib);
         goto fail;
     }
+    free(before.v);
+    return 0;
 
+fail:
+    free(before.v);
+    return -1;
+}
+
+int pw_web_new_bare(pw_web **out, uv_loop_t *loop, char *err, size_t err_size)
+{
+    pw_web *w;
+    *out = NULL;
+    if (web_check_evlib(WEB_EVLIB_PATH, err, err_size))
+        return -1;
+    if (web_create(&w, loop, WEB_EVLIB_PATH, err, err_size)) {
+        web_start_close(w, NULL, NULL);
+        return -1;
+    }
+    *out = w; /* no vhost: w->vh stays NULL and nothing listens */
+    return 0;
+}
+
+int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err, size_t err_size)
+{
+    web_ptrs before = {0};
+    const char *evlib = opts->evlib_path ? opts->evlib_path : WEB_EVLIB_PATH;
+    pw_web *w;
+    *out = NULL;
+    if (web_check_evlib(evlib, err, err_size))
+        return -1;
+    if (web_create(&w, loop, evlib, err, err_size))
+        goto fail;
+
+    w->api = opts->api;
+    w->api_ud = opts->api_ud;
+    w->max_body = opts->max_body ? opts->max_body : WEB_DEFAULT_BODY;
+    if (web__login_init(w, &opts->auth, err, err_size))
+        goto fail;
+
+    w->tls = opts->tls_cert != NULL;
+    if (w->tls != (opts->tls_key != NULL)) {
+        snprintf(err, err_size, "HTTPS needs both a certificate and a private key file");
+        goto fail;
+    }
+    if (w->tls)
+        w->secure_cookie = true; /* a cookie set over HTTPS must never travel in clear */
+
+    struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
     info.port = opts->port;
@@ -292,8 +333,9 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
         /* The handlers speak HTTP/1.1 transactions; keep browsers from negotiating h2. */
         info.alpn = "http/1.1";
     }
+    web__snapshot_handles(w, &before);
     w->vh = lws_create_vhost(w->ctx, &info);
-    web_note_lws_handles(w, &before);
+    web__note_lws_handles(w, &before);
     if (!w->vh) {
         if (w->tls)
             snprintf(err, err_size,
@@ -762,11 +804,11 @@ static int web_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     switch (reason) {
     case LWS_CALLBACK_WSI_CREATE:
-        web_ptrs_add(&w->live_wsi, wsi);
+        web__ptrs_add(&w->live_wsi, wsi);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         /* Also comes for wsi that had no CREATE (the listener): only ours are removed. */
-        web_ptrs_remove(&w->live_wsi, wsi);
+        web__ptrs_remove(&w->live_wsi, wsi);
         return 0;
     case LWS_CALLBACK_HTTP:
         return web_http_begin(w, wsi, h, in, len);

@@ -34,6 +34,9 @@ struct pw_web {
     size_t max_body;
     uint16_t port;
 
+    bool bare;           /* pw_web_new_bare: no HTTP vhost at all */
+    struct web_wsx *wsx; /* WebSocket endpoints and clients (ws.c), NULL until used */
+
     web_auth *auth; /* NULL = logins disabled */
     bool dashboard_login;
     bool secure_cookie;
@@ -107,6 +110,28 @@ typedef struct web_ws {
     uint64_t sent_seq;
     bool counted;
 } web_ws;
+
+/* Pointer sets (web.c). */
+void web__ptrs_add(web_ptrs *s, const void *p);
+bool web__ptrs_has(const web_ptrs *s, const void *p);
+void web__ptrs_remove(web_ptrs *s, const void *p);
+
+/* Every handle now on w's loop, into before (caller frees before->v). */
+void web__snapshot_handles(pw_web *w, web_ptrs *before);
+
+/* Remembers every handle on the loop that is not in before as lws's own, so shutdown waits for
+ * it: creating a context or vhost runs synchronously on this thread. */
+void web__note_lws_handles(pw_web *w, const web_ptrs *before);
+
+/* ---- ws.c: WebSocket endpoints and clients (pw_web_ws.h) ---- */
+
+/* Shutdown begins, just before the context is destroyed: sends fail from now on, connections
+ * report closed as lws drops them. */
+void web__ws_shutdown(pw_web *w);
+
+/* The context is gone: reports closed for anything left and frees every endpoint and
+ * connection. */
+void web__ws_free(pw_web *w);
 
 /* The parts of a response besides status, type and body. */
 typedef struct web_extra {

@@ -317,6 +317,98 @@ def main():
             check(name in text, f"/metrics lacks {name}")
         check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
         check_https(args, tmp, procs)
+    check_tags(args)
+
+
+def check_tags(args):
+    """RFID tags: sessions carry id_tag and the config's name for it, /api/sessions filters by
+    tag ignoring letter case, /api/tags/energy sums per tag and UTC month (JSON and CSV), and
+    the CSV exports gain the tag columns; the export copy needs a login, as every export does.
+    The sessions are written into the history before the start (as an OCPP charge point's
+    transactions would leave them), so the answer is known exactly."""
+    import sqlite3
+    with pwtest.workspace("pw-api-tags-") as (tmp, procs):
+        port = pwtest.free_tcp_port()
+        cfg = pwtest.test_config(port, pwtest.free_udp_port())
+        cfg["tags"] = [{"id": "04A2B3C4", "name": "Anna, car"}]
+        cfg_path = os.path.join(tmp, "config.json")
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        serve = [args.phasewise, "serve", "--config", cfg_path, "--data", tmp]
+        pw = procs.start("phasewise-tags", serve)  # creates and migrates the database
+        pwtest.wait_for("the API", lambda: pwtest.http_json(port, "/api/health")[0] == 200, 15)
+        check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
+
+        jan, feb, mar = 1767225600000, 1769904000000, 1772323200000  # 2026-01/02/03-01 UTC
+        db = sqlite3.connect(os.path.join(tmp, "phasewise.db"))
+        db.execute("INSERT OR IGNORE INTO series (kind, name) VALUES (1, 'a01')")
+        (cid,) = db.execute("SELECT id FROM series WHERE kind = 1 AND name = 'a01'").fetchone()
+        for start, wh, ref, tag in ((feb - 1800000, 12345, "tx-1", "04A2B3C4"),  # Jan 31 23:30
+                                    (jan + 14 * 86400000, 4000, "tx-2", "04a2b3c4"),
+                                    (feb + 9 * 86400000, 750, "tx-3", "FFFF0001"),
+                                    (feb + 10 * 86400000, 2500, "", "")):
+            db.execute("INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh, "
+                       "register_wh, peak_ca, ref, id_tag) VALUES (?, ?, ?, 1000, ?, 1600, ?, ?)",
+                       (cid, start, start + 3600000, 1000 + wh, ref, tag))
+        db.commit()
+        db.close()
+
+        pw = procs.start("phasewise-tags", serve)
+        pwtest.wait_for("the API", lambda: pwtest.http_json(port, "/api/health")[0] == 200, 15)
+        st, body = pwtest.http_json(port, f"/api/tags/energy?from={jan}&to={mar}")
+        check(st == 200, f"GET /api/tags/energy got {st} {body}")
+        got = [(r["month"], r["id_tag"].upper(), r["name"], r["sessions"], r["energy_kwh"])
+               for r in body["rows"]]
+        want = [("2026-01", "04A2B3C4", "Anna, car", 2, 16.345),
+                ("2026-02", "", "", 1, 2.5),
+                ("2026-02", "FFFF0001", "", 1, 0.75)]
+        check(got == want, f"tag energy rows {got}, expected {want}")
+        check(body["total_kwh"] == 19.595, f"total_kwh {body['total_kwh']}")
+
+        st, body = pwtest.http_json(port, f"/api/sessions?from={jan}&to={mar}&tag=04a2b3c4")
+        check(st == 200 and len(body["sessions"]) == 2, f"sessions by tag: {st} {body}")
+        for row in body["sessions"]:
+            check(row["id_tag"].upper() == "04A2B3C4" and row["tag_name"] == "Anna, car",
+                  f"a session lacks its tag or name: {row}")
+        st, body = pwtest.http_json(port, f"/api/sessions?from={jan}&to={mar}&tag=")
+        check(st == 200 and [r["id_tag"] for r in body["sessions"]] == [""],
+              f"sessions without a tag: {st} {body}")
+        for path, field in (("/api/tags/energy?format=xml", "format"),
+                            ("/api/sessions?tag=" + "X" * 21, "tag"),
+                            ("/api/tags/energy?from=20&to=10", "from")):
+            st, body = pwtest.http_json(port, path)
+            check(st == 400 and body["field"] == field, f"GET {path} got {st} {body}")
+
+        st, hdr, raw = http_raw(port, f"/api/tags/energy?from={jan}&to={mar}&format=csv")
+        lines = raw.decode().split("\r\n")
+        check(st == 200 and hdr["Content-Type"].startswith("text/csv") and
+              "attachment" in hdr["Content-Disposition"], f"tag energy CSV: {st} {hdr}")
+        check(lines[0] == "month,id_tag,name,sessions,energy_kwh" and
+              lines[1].upper() == '2026-01,04A2B3C4,"ANNA, CAR",2,16.345' and
+              lines[2] == "2026-02,,,1,2.500", f"tag energy CSV rows: {lines}")
+
+        st, _, _ = http_raw(port, "/api/export/tags-energy.csv")
+        check(st == 401, f"the tag energy export without a login got {st}, not 401")
+        origin = {"Origin": f"http://127.0.0.1:{port}", "Content-Type": "application/json"}
+        st, _ = pwtest.http_json(port, "/api/auth/setup", "POST",
+                                 {"password": "correct horse battery"}, origin)
+        check(st in (200, 201, 204), f"first-start setup failed: {st}")
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/auth/login", method="POST",
+                                     data=json.dumps({"password": "correct horse battery"}
+                                                     ).encode(), headers=origin)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            cookie = {"Cookie": r.headers["Set-Cookie"].split(";")[0]}
+        st, _, raw = http_raw(port, f"/api/export/tags-energy.csv?from={jan}&to={mar}", cookie)
+        check(st == 200 and raw.decode().split("\r\n")[:3] == lines[:3],
+              f"the tag energy export differs from format=csv: {st} {raw[:200]!r}")
+        st, _, raw = http_raw(port, f"/api/export/sessions.csv?from={jan}&to={mar}", cookie)
+        rows = raw.decode().split("\r\n")
+        check(st == 200 and rows[0].endswith(",peak_a,id_tag,tag_name"),
+              f"sessions export header: {st} {rows[0]!r}")
+        check(any(r.endswith(',"Anna, car"') for r in rows) and
+              any(r.endswith(",FFFF0001,") for r in rows), f"sessions export rows: {rows}")
+        check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
+    log("tags: sessions carry id_tag and name, energy per tag and UTC month in JSON and CSV")
 
 
 if __name__ == "__main__":

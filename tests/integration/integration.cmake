@@ -72,3 +72,9 @@ add_test(NAME mqtt_meter
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/mqtt_meter.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(mqtt_meter PROPERTIES LABELS "integration" TIMEOUT 180)
+# OCPP 1.6J: the simulator's charge points in a mixed facility (setup, limits, a rejecting
+# model, passwords, SIGKILL and restart with the simulator's ground truth).
+add_test(NAME ocpp_sim
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_sim.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(ocpp_sim PROPERTIES LABELS "integration" TIMEOUT 180)

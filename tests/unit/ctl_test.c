@@ -2,8 +2,9 @@
  * lease is renewed after a third of it, a lower budget is a cut that goes out again until a
  * report confirms it (twice at most), meter readings run at once and reports within the tick, a
  * command no transport sent is retried after a second, sessions open, save, close and resume
- * from history, the car-state and online rules, config changes carry state over, unassigned
- * devices and rejected input become few events, and limit changes are recorded once.
+ * from history and carry the RFID tag (also one that comes after plug-in, as OCPP sends it), the
+ * car-state and online rules, config changes carry state over, unassigned devices and rejected
+ * input become few events, and limit changes are recorded once.
  *
  * Every test drives the core as the shell does: run at pw_ctl_next_deadline() with an explicit
  * now, hand the due commands to a fake transport that sends them at once, and look at what the
@@ -824,6 +825,126 @@ static void test_resume_unplugged_closes(void **state)
     tx_free(t);
 }
 
+/* ---- 8b. RFID tags (OCPP idTag) in sessions ---------------------------------------------- */
+
+/* A report as rep() with the tag that started the running transaction. */
+static pw_ctl_report rep_tag(uint8_t pilot, double amps, uint64_t wh, const char *ref,
+                             const char *tag)
+{
+    pw_ctl_report r = rep(pilot, amps, 16, wh, ref);
+    snprintf(r.id_tag, sizeof r.id_tag, "%s", tag);
+    return r;
+}
+
+#define TAG20 "04A2B3C4D5E6F7A8B9C0" /* the longest IdToken: 20 characters */
+
+static void test_session_tag_copied_at_open(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    report(t, 0, rep_tag(PW_CTL_PILOT_B, 0, 5000, "41", TAG20));
+    assert_int_equal(t->n_ses, 1);
+    assert_string_equal(t->ses[0].s.id_tag, TAG20);
+    assert_string_equal(t->ses[0].s.ref, "41");
+    assert_string_equal(pw_ctl_charger(t->ctl, 0)->session.id_tag, TAG20);
+    t->now += 1000;
+    report(t, 0, rep_tag(PW_CTL_PILOT_A, 0, 5300, "", ""));
+    const rec_session *last = &t->ses[t->n_ses - 1];
+    assert_true(last->s.end_ms != 0);
+    assert_string_equal(last->s.id_tag, TAG20); /* the closing row still names who charged */
+    tx_free(t);
+}
+
+/* OCPP: plug-in (Preparing) comes before StartTransaction, which brings the transaction id and
+ * the tag; StopTransaction can come before the unplug. All of it is one session, one row. */
+static void test_session_learns_tag_after_plug_in(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    report(t, 0, rep_tag(PW_CTL_PILOT_B, 0, 5000, "", ""));
+    assert_int_equal(t->n_ses, 1);
+    int64_t start = t->ses[0].s.start_ms;
+    assert_string_equal(t->ses[0].s.id_tag, "");
+    t->now += 3000;
+    size_t from = t->n_ses;
+    report(t, 0, rep_tag(PW_CTL_PILOT_B, 0, 5000, "17", "TAG-A"));
+    /* Written at once with what it learned, not a minute later, and not as a new session. */
+    assert_int_equal(t->n_ses, from + 1);
+    assert_int_equal(t->ses[from].s.start_ms, start);
+    assert_int_equal(t->ses[from].s.end_ms, 0);
+    assert_string_equal(t->ses[from].s.id_tag, "TAG-A");
+    assert_string_equal(t->ses[from].s.ref, "17");
+    t->now += 1000;
+    from = t->n_ses;
+    report(t, 0, rep_tag(PW_CTL_PILOT_C, 10, 5200, "17", "TAG-A"));
+    assert_int_equal(t->n_ses, from); /* nothing new: no extra row */
+    /* A later, different tag on the same transaction does not rewrite who started it. */
+    t->now += 1000;
+    report(t, 0, rep_tag(PW_CTL_PILOT_C, 10, 5300, "17", "TAG-B"));
+    assert_string_equal(pw_ctl_charger(t->ctl, 0)->session.id_tag, "TAG-A");
+    /* StopTransaction while the car is still plugged in: the session stays open. */
+    t->now += 1000;
+    report(t, 0, rep_tag(PW_CTL_PILOT_B, 0, 5400, "", ""));
+    const pw_ctl_charger_state *ch = pw_ctl_charger(t->ctl, 0);
+    assert_true(ch->in_session);
+    assert_int_equal(ch->session.start_ms, start);
+    assert_string_equal(ch->session.id_tag, "TAG-A");
+    assert_string_equal(ch->session.ref, "17");
+    t->now += 1000;
+    report(t, 0, rep_tag(PW_CTL_PILOT_A, 0, 5400, "", ""));
+    for (size_t i = 0; i < t->n_ses; i++)
+        assert_int_equal(t->ses[i].s.start_ms, start);
+    const rec_session *last = &t->ses[t->n_ses - 1];
+    assert_true(last->s.end_ms != 0);
+    assert_int_equal(last->s.register_wh - last->s.register_start_wh, 400);
+    assert_string_equal(last->s.id_tag, "TAG-A");
+    tx_free(t);
+}
+
+/* A second transaction on the same plug-in (another tag swiped) is a session of its own. */
+static void test_session_new_transaction_new_tag(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    report(t, 0, rep_tag(PW_CTL_PILOT_C, 10, 5000, "17", "TAG-A"));
+    int64_t first = wall_of(t->now);
+    t->now += 5000;
+    report(t, 0, rep_tag(PW_CTL_PILOT_C, 10, 6000, "18", "TAG-B"));
+    bool closed = false, opened = false;
+    for (size_t i = 0; i < t->n_ses; i++) {
+        const pw_ctl_session *s = &t->ses[i].s;
+        closed |= s->start_ms == first && s->end_ms && strcmp(s->id_tag, "TAG-A") == 0;
+        opened |= s->start_ms == wall_of(t->now) && !s->end_ms && strcmp(s->id_tag, "TAG-B") == 0;
+    }
+    assert_true(closed);
+    assert_true(opened);
+    tx_free(t);
+}
+
+/* A session resumed from history keeps its tag; one resumed without a tag learns it. */
+static void test_resume_keeps_or_learns_tag(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    resume_77(t); /* no tag in history */
+    pw_ctl_session kept = {.start_ms = S_START + 1, .register_start_wh = 100, .register_wh = 200};
+    snprintf(kept.ref, sizeof kept.ref, "99");
+    snprintf(kept.id_tag, sizeof kept.id_tag, "CARD-1");
+    pw_ctl_resume_session(t->ctl, 1, &kept);
+    report(t, 0, rep_tag(PW_CTL_PILOT_C, 10, 4800, "77", "TAG-77"));
+    report(t, 1, rep_tag(PW_CTL_PILOT_C, 10, 300, "99", "CARD-2"));
+    assert_int_equal(pw_ctl_charger(t->ctl, 0)->session.start_ms, S_START);
+    assert_string_equal(pw_ctl_charger(t->ctl, 0)->session.id_tag, "TAG-77");
+    assert_int_equal(pw_ctl_charger(t->ctl, 1)->session.start_ms, S_START + 1);
+    assert_string_equal(pw_ctl_charger(t->ctl, 1)->session.id_tag, "CARD-1");
+    bool saved = false; /* the learned tag reached the history row at once */
+    for (size_t i = 0; i < t->n_ses; i++)
+        saved |= t->ses[i].charger == 0 && t->ses[i].s.start_ms == S_START &&
+                 strcmp(t->ses[i].s.id_tag, "TAG-77") == 0;
+    assert_true(saved);
+    tx_free(t);
+}
+
 /* ---- 9. the car-state rule --------------------------------------------------------------- */
 
 static void test_car_state_connected_before_drawing(void **state)
@@ -1285,6 +1406,10 @@ int main(void)
         cmocka_unit_test_teardown(test_resume_same_ref_continues_row, teardown),
         cmocka_unit_test_teardown(test_resume_other_ref_closes_and_opens, teardown),
         cmocka_unit_test_teardown(test_resume_unplugged_closes, teardown),
+        cmocka_unit_test_teardown(test_session_tag_copied_at_open, teardown),
+        cmocka_unit_test_teardown(test_session_learns_tag_after_plug_in, teardown),
+        cmocka_unit_test_teardown(test_session_new_transaction_new_tag, teardown),
+        cmocka_unit_test_teardown(test_resume_keeps_or_learns_tag, teardown),
         cmocka_unit_test_teardown(test_car_state_connected_before_drawing, teardown),
         cmocka_unit_test_teardown(test_car_state_suspended_after_drawing, teardown),
         cmocka_unit_test_teardown(test_car_state_ev_suspended_flag, teardown),

@@ -1,7 +1,8 @@
 /* Tests of the history batching (server/history.c) when the database fails: at shutdown,
  * pw_history_close writes both the rows a failed write left behind and the rows collected after
  * it, each exactly once (review defect D4), and a database that keeps failing costs those rows
- * but never a hang, a crash or a leak. Write faults come from the fault VFS (store_fault_vfs.c). */
+ * but never a hang, a crash or a leak. Write faults come from the fault VFS (store_fault_vfs.c).
+ * Also: a core's session reaches its row with its ref and RFID tag. */
 #include "app_int.h"
 #include "pw_store.h"
 #include "pw_util.h"
@@ -157,12 +158,54 @@ static void close_on_failing_database_writes_nothing(void **state)
     expect_events(f, 0); /* read with the fault still in force */
 }
 
+/* The core's session as the sink hands it over: the row keeps its ref and RFID tag, a later
+ * save without them does not erase them, and an unknown register is stored as 0. */
+static void session_rows_carry_ref_and_tag(void **state)
+{
+    fixture *f = *state;
+    pw_history *h = pw_history_new(&f->loop, f->s);
+    pw_ctl_session s = {.start_ms = T0,
+                        .register_start_wh = 1000,
+                        .register_wh = 1800,
+                        .peak_a = 15.5,
+                        .ref = "4711",
+                        .id_tag = "04A2B3C4D5E6F7A8B9C0"};
+    pw_history_session(h, "a01", &s);
+    pw_history_flush(h);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    pw_ctl_session later = {.start_ms = T0,
+                            .end_ms = T0 + 60000,
+                            .register_start_wh = 1000,
+                            .register_wh = PW_CTL_ENERGY_UNKNOWN,
+                            .peak_a = 15.5};
+    pw_history_session(h, "a01", &later);
+    pw_history_close(h);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+
+    pw_store_reader *r = NULL;
+    char err[512];
+    assert_int_equal(pw_store_reader_open(&r, f->path, err, sizeof(err)), 0);
+    pw_store_session_filter by_tag = {.open = -1, .id_tag = "04A2B3C4D5E6F7A8B9C0"};
+    pw_store_session_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(pw_store_query_sessions(r, &by_tag, &rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].s.charger, "a01");
+    assert_string_equal(rows[0].s.ref, "4711");
+    assert_string_equal(rows[0].s.id_tag, "04A2B3C4D5E6F7A8B9C0");
+    assert_int_equal(rows[0].s.end_ms, T0 + 60000);
+    assert_int_equal(rows[0].s.register_wh, 0);
+    free(rows);
+    pw_store_reader_close(r);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(close_writes_failed_and_pending_rows),
         T(close_on_failing_database_writes_nothing),
+        T(session_rows_carry_ref_and_tag),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -562,8 +563,8 @@ static void size_cap_order(void **state)
 
 /* ---- sessions, energy, CSV ---- */
 
-static void put_session(fixture *f, const char *charger, const char *start_utc, int minutes,
-                        uint64_t reg0, uint64_t wh, const char *ref)
+static void put_session_tag(fixture *f, const char *charger, const char *start_utc, int minutes,
+                            uint64_t reg0, uint64_t wh, const char *ref, const char *tag)
 {
     struct tm tm = {0};
     assert_int_equal(sscanf(start_utc, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
@@ -578,10 +579,17 @@ static void put_session(fixture *f, const char *charger, const char *start_utc, 
     s.end_ms = minutes ? s.start_ms + minutes * MIN_MS : 0;
     pw_strlcpy(s.charger, charger, sizeof(s.charger));
     pw_strlcpy(s.ref, ref, sizeof(s.ref));
+    pw_strlcpy(s.id_tag, tag, sizeof(s.id_tag));
     pw_store_batch *b = pw_store_batch_new();
     pw_store_batch_add_session(b, &s);
     assert_int_equal(pw_store_write(f->s, b), 0);
     pw_store_batch_free(b);
+}
+
+static void put_session(fixture *f, const char *charger, const char *start_utc, int minutes,
+                        uint64_t reg0, uint64_t wh, const char *ref)
+{
+    put_session_tag(f, charger, start_utc, minutes, reg0, wh, ref, "");
 }
 
 static void session_updates_merge(void **state)
@@ -592,11 +600,13 @@ static void session_updates_merge(void **state)
                           .start_ms = T0,
                           .register_start_wh = 1000,
                           .register_wh = 1000,
-                          .ref = "tag-7"};
+                          .ref = "tx-7",
+                          .id_tag = "04A2B3C4"};
     pw_store_batch_add_session(b, &s);
     s.register_wh = 5000;
     s.peak_a = 16.0f;
-    s.ref[0] = '\0'; /* an update without the id keeps it */
+    s.ref[0] = '\0'; /* an update without the ids keeps them */
+    s.id_tag[0] = '\0';
     pw_store_batch_add_session(b, &s);
     assert_int_equal(pw_store_write(f->s, b), 0);
 
@@ -607,7 +617,8 @@ static void session_updates_merge(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(rows[0].energy_wh, 4000);
     assert_int_equal(rows[0].s.end_ms, 0);
-    assert_string_equal(rows[0].s.ref, "tag-7");
+    assert_string_equal(rows[0].s.ref, "tx-7");
+    assert_string_equal(rows[0].s.id_tag, "04A2B3C4");
     free(rows);
 
     pw_store_batch_clear(b);
@@ -627,7 +638,8 @@ static void session_updates_merge(void **state)
     assert_int_equal(rows[0].s.register_start_wh, 1000);
     assert_int_equal(rows[0].s.end_ms, T0 + HOUR);
     assert_float_equal(rows[0].s.peak_a, 16.0, 1e-6);
-    assert_string_equal(rows[0].s.ref, "tag-7");
+    assert_string_equal(rows[0].s.ref, "tx-7");
+    assert_string_equal(rows[0].s.id_tag, "04A2B3C4");
     free(rows);
 }
 
@@ -641,11 +653,13 @@ static void use_cet(void)
 static void write_billing_sessions(fixture *f)
 {
     use_cet();
-    /* 23:30 UTC on 31 January is 00:30 on 1 February in Oslo: it bills in February. */
-    put_session(f, "a01", "2025-01-31T23:30:00", 120, 1000, 12345, "");
-    put_session(f, "a01", "2025-01-15T08:00:00", 60, 500, 4000, "tag \"7\"");
+    /* 23:30 UTC on 31 January is 00:30 on 1 February in Oslo: it bills in February per charger
+     * (local months) but in January per tag (UTC months). */
+    put_session_tag(f, "a01", "2025-01-31T23:30:00", 120, 1000, 12345, "", "TAG,1");
+    /* The same tag in other letter case: OCPP idTags ignore case. */
+    put_session_tag(f, "a01", "2025-01-15T08:00:00", 60, 500, 4000, "tag \"7\"", "tag,1");
     put_session(f, "b,2", "2025-01-15T09:00:00", 30, 0, 2500, "");
-    put_session(f, "a01", "2025-02-10T17:00:00", 0, 20000, 750, ""); /* still charging */
+    put_session_tag(f, "a01", "2025-02-10T17:00:00", 0, 20000, 750, "", "C\"AR"); /* charging */
     put_session(f, "b,2", "2025-03-01T12:00:00", 45, 9000, 8000, "");
 }
 
@@ -704,6 +718,20 @@ static void session_filters(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(rows[0].energy_wh, 4000);
     free(rows);
+    pw_store_session_filter by_tag = {.open = -1, .id_tag = "TAG,1"};
+    assert_int_equal(pw_store_query_sessions(f->r, &by_tag, &rows, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].energy_wh, 12345);
+    assert_string_equal(rows[0].s.id_tag, "TAG,1");
+    assert_int_equal(rows[1].energy_wh, 4000);
+    assert_string_equal(rows[1].s.id_tag, "tag,1"); /* as the charger spelled it */
+    free(rows);
+    pw_store_session_filter no_tag = {.open = -1, .id_tag = ""};
+    assert_int_equal(pw_store_query_sessions(f->r, &no_tag, &rows, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].s.charger, "b,2");
+    assert_string_equal(rows[1].s.charger, "b,2");
+    free(rows);
     pw_store_session_filter big = {.open = -1, .min_energy_wh = 5000};
     assert_int_equal(pw_store_query_sessions(f->r, &big, &rows, &n), 0);
     assert_int_equal(n, 2);
@@ -716,6 +744,50 @@ static void session_filters(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(rows[0].s.start_ms, 1738366200000LL);
     free(rows);
+}
+
+/* Energy per tag per UTC month: the session at 23:30 UTC on 31 January is January's, unlike in
+ * the per-charger report in local time; sessions without a tag are one "" row per month. */
+static void energy_per_tag_and_month(void **state)
+{
+    fixture *f = *state;
+    write_billing_sessions(f);
+    pw_store_tag_energy_row *rows;
+    size_t n;
+    assert_int_equal(pw_store_query_tag_energy(f->r, 0, INT64_MAX, &rows, &n), 0);
+    const struct {
+        const char *month, *tag;
+        uint32_t sessions;
+        uint64_t wh;
+    } want[] = {{"2025-01", "", 1, 2500},
+                {"2025-01", "TAG,1", 2, 12345 + 4000},
+                {"2025-02", "C\"AR", 1, 750},
+                {"2025-03", "", 1, 8000}};
+    assert_int_equal(n, PW_ARRAY_LEN(want));
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(rows[i].month, want[i].month);
+        assert_string_equal(rows[i].id_tag, want[i].tag);
+        assert_int_equal(rows[i].sessions, want[i].sessions);
+        assert_int_equal(rows[i].energy_wh, want[i].wh);
+    }
+    free(rows);
+    /* The range is on the start, in [from, to): from 31 January 23:30 UTC to 1 March 12:00. */
+    assert_int_equal(pw_store_query_tag_energy(f->r, 1738366200000LL, 1740830400000LL, &rows, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].energy_wh, 12345);
+    assert_string_equal(rows[1].id_tag, "C\"AR");
+    free(rows);
+    assert_int_equal(pw_store_query_tag_energy(f->r, 5, 5, &rows, &n), PW_STORE_E_ARG);
+    assert_null(rows);
+}
+
+/* Names for the exports, as the server finds them in the config. */
+static const char *test_tag_name(void *ud, const char *id_tag)
+{
+    int *calls = ud;
+    (*calls)++;
+    return strcasecmp(id_tag, "TAG,1") == 0 ? "Anna, car" : NULL;
 }
 
 static void csv_exports(void **state)
@@ -732,21 +804,35 @@ static void csv_exports(void **state)
     free(csv);
 
     pw_store_session_filter jan = {.open = -1, .to_ms = 1737000000000LL};
-    assert_int_equal(pw_store_csv_sessions(f->r, &jan, &csv), 0);
+    int calls = 0;
+    assert_int_equal(pw_store_csv_sessions_named(f->r, &jan, test_tag_name, &calls, &csv), 0);
     assert_string_equal(
         csv, "session,charger,ref,start,end,duration_min,energy_kwh,register_start_kwh,"
-             "register_end_kwh,peak_a\r\n"
+             "register_end_kwh,peak_a,id_tag,tag_name\r\n"
              "3,\"b,2\",,2025-01-15T10:00:00+01:00,2025-01-15T10:30:00+01:00,30.0,2.500,0.000,"
-             "2.500,16.00\r\n"
+             "2.500,16.00,,\r\n"
              "2,a01,\"tag \"\"7\"\"\",2025-01-15T09:00:00+01:00,2025-01-15T10:00:00+01:00,60.0,"
-             "4.000,0.500,4.500,16.00\r\n");
+             "4.000,0.500,4.500,16.00,\"tag,1\",\"Anna, car\"\r\n");
+    free(csv);
+    assert_int_equal(calls, 1); /* a session without a tag needs no name */
+
+    assert_int_equal(pw_store_csv_tag_energy(f->r, 0, INT64_MAX, test_tag_name, &calls, &csv), 0);
+    assert_string_equal(csv, "month,id_tag,name,sessions,energy_kwh\r\n"
+                             "2025-01,,,1,2.500\r\n"
+                             "2025-01,\"TAG,1\",\"Anna, car\",2,16.345\r\n"
+                             "2025-02,\"C\"\"AR\",,1,0.750\r\n"
+                             "2025-03,,,1,8.000\r\n");
+    free(csv);
+    /* Without a name lookup the names are empty. */
+    assert_int_equal(pw_store_csv_tag_energy(f->r, 0, INT64_MAX, NULL, NULL, &csv), 0);
+    assert_non_null(strstr(csv, "2025-01,\"TAG,1\",,2,16.345\r\n"));
     free(csv);
 
     /* An open session has no end and no duration; summer time shows +02:00. */
     put_session(f, "c", "2025-07-01T10:00:00", 0, 0, 1, "");
     pw_store_session_filter open = {.open = 1, .charger = "c"};
-    assert_int_equal(pw_store_csv_sessions(f->r, &open, &csv), 0);
-    assert_non_null(strstr(csv, ",c,,2025-07-01T12:00:00+02:00,,,0.001,0.000,0.001,16.00\r\n"));
+    assert_int_equal(pw_store_csv_sessions(f->r, &open, &csv), 0); /* no names asked for */
+    assert_non_null(strstr(csv, ",c,,2025-07-01T12:00:00+02:00,,,0.001,0.000,0.001,16.00,,\r\n"));
     free(csv);
 }
 
@@ -854,6 +940,7 @@ int main(void)
         T(session_updates_merge),
         T(energy_per_day_and_month),
         T(session_filters),
+        T(energy_per_tag_and_month),
         T(csv_exports),
         T(events_and_limit_changes),
         T(reader_refuses_what_it_cannot_read),

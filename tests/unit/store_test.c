@@ -136,6 +136,36 @@ static const char v2_rows[] =
     "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
     "INSERT INTO meta (key, value) VALUES ('built.m1', 1699999200000);";
 
+/* Sessions written before version 4 have no tag once migrated. */
+static void check_v3_rows(sqlite3 *db)
+{
+    check_v2_rows(db);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM session WHERE id_tag = ''"), 1);
+}
+
+static void check_v4_rows(sqlite3 *db)
+{
+    check_v2_rows(db);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM session WHERE id_tag = 'TAG-1'"), 1);
+}
+
+/* Rows of a version 4 database: the v2 rows, and the session's RFID tag. */
+static const char v4_rows[] = "INSERT INTO series (id, kind, name) VALUES (1, 1, 'a01');"
+                              "INSERT INTO tail (id, tier, series_id, ts, v)"
+                              "  VALUES (1, 0, 1, 1700000000000, X'72801980190402');"
+                              "INSERT INTO event (ts, kind, subject, detail)"
+                              "  VALUES (1700000000000, 'charger_online', 'a01', '');"
+                              "INSERT INTO block (tier, series_id, t0, t1, n, v)"
+                              "  VALUES (0, 1, 1700000001000, 1700000002000, 2, "
+                              "X'7280198019040201D00F');"
+                              "INSERT INTO session (charger_id, start_ms, end_ms, "
+                              "register_start_wh, register_wh, peak_ca, ref, id_tag)"
+                              "  VALUES (1, 1700000000000, NULL, 1000, 8400, 1600, '', 'TAG-1');"
+                              "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, "
+                              "text)"
+                              "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
+                              "INSERT INTO meta (key, value) VALUES ('built.m1', 1699999200000);";
+
 /* The v1 fixture holds one pending sample, the v2 fixture adds a sealed block of two more. */
 static const struct {
     const char *rows;
@@ -150,9 +180,11 @@ static const struct {
            "INSERT INTO event (ts, kind, subject, detail)"
            "  VALUES (1700000000000, 'charger_online', 'a01', '');",
            check_v1_rows, 1},
-    [2] = {v2_rows, check_v2_rows, 3},
+    [2] = {v2_rows, check_v3_rows, 3},
     /* Version 3 only changed an index: the same rows. */
-    [3] = {v2_rows, check_v2_rows, 3},
+    [3] = {v2_rows, check_v3_rows, 3},
+    /* Version 4 added the session's RFID tag. */
+    [4] = {v4_rows, check_v4_rows, 3},
 };
 
 static void every_step_has_a_fixture(void **state)
@@ -198,6 +230,86 @@ static void migrates_from_every_version(void **state)
         if (at_version[v].samples)
             check_series_readable(path, 1700000000000, at_version[v].samples);
     }
+}
+
+/* Sessions of a version 3 database (no tag column) after the migration to tags: old rows read
+ * back with no tag and are billed under "", an open one learns its tag from the next write
+ * without losing its ref or energy, and new rows carry theirs. */
+static void version3_sessions_gain_tags(void **state)
+{
+    fixture *f = *state;
+    make_version(f->path, 3); /* a01's open session from 1700000000000, ref '' */
+    sqlite3 *db = st_sql_open(f->path);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh,"
+                     "  register_wh, peak_ca, ref) VALUES"
+                     "  (1, 1699000000000, 1699003600000, 100, 2100, 1600, 'tx-1'),"
+                     "  (1, 1701500000000, NULL, 9000, 9500, 1000, 'tx-2')",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    pw_store *s = open_ok(f->path);
+    /* The charger's next report of the open session carries the tag (OCPP StartTransaction). */
+    pw_store_session up = {.charger = "a01",
+                           .start_ms = 1701500000000,
+                           .register_start_wh = 9000,
+                           .register_wh = 9700,
+                           .peak_a = 10.0f,
+                           .id_tag = "04A2B3C4"};
+    pw_store_session fresh = {.charger = "a01",
+                              .start_ms = 1701600000000,
+                              .end_ms = 1701603600000,
+                              .register_start_wh = 9700,
+                              .register_wh = 10700,
+                              .ref = "tx-3",
+                              .id_tag = "04A2B3C4"};
+    pw_store_batch *b = pw_store_batch_new();
+    pw_store_batch_add_session(b, &up);
+    pw_store_batch_add_session(b, &fresh);
+    assert_int_equal(pw_store_write(s, b), 0);
+    pw_store_batch_free(b);
+    pw_store_close(s);
+
+    char err[256];
+    pw_store_reader *r = NULL;
+    assert_int_equal(pw_store_reader_open(&r, f->path, err, sizeof(err)), 0);
+    pw_store_session_row *rows;
+    size_t n;
+    pw_store_session_filter untagged = {.open = -1, .id_tag = ""};
+    assert_int_equal(pw_store_query_sessions(r, &untagged, &rows, &n), 0);
+    assert_int_equal(n, 2); /* 1700000000000 and 1699000000000, newest first */
+    assert_int_equal(rows[0].s.start_ms, 1700000000000);
+    assert_int_equal(rows[1].s.start_ms, 1699000000000);
+    assert_string_equal(rows[1].s.ref, "tx-1");
+    assert_string_equal(rows[1].s.id_tag, "");
+    free(rows);
+    pw_store_session_filter tagged = {.open = -1, .id_tag = "04A2B3C4"};
+    assert_int_equal(pw_store_query_sessions(r, &tagged, &rows, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[1].s.ref, "tx-2"); /* kept although the update had none */
+    assert_string_equal(rows[1].s.id_tag, "04A2B3C4");
+    assert_int_equal(rows[1].s.end_ms, 0);
+    assert_int_equal(rows[1].energy_wh, 700);
+    assert_string_equal(rows[0].s.ref, "tx-3");
+    free(rows);
+
+    /* 2023-11: the old sessions of 1699000000000 (Nov 3) and 1700000000000 (Nov 14) untagged;
+     * 2023-12: both tagged ones (Dec 2 and Dec 3, UTC). */
+    pw_store_tag_energy_row *te;
+    assert_int_equal(pw_store_query_tag_energy(r, 0, INT64_MAX, &te, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(te[0].month, "2023-11");
+    assert_string_equal(te[0].id_tag, "");
+    assert_int_equal(te[0].sessions, 2);
+    assert_int_equal(te[0].energy_wh, 2000 + 7400);
+    assert_string_equal(te[1].month, "2023-12");
+    assert_string_equal(te[1].id_tag, "04A2B3C4");
+    assert_int_equal(te[1].sessions, 2);
+    assert_int_equal(te[1].energy_wh, 700 + 1000);
+    free(te);
+    pw_store_reader_close(r);
 }
 
 static void new_file_is_configured(void **state)
@@ -525,6 +637,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_step_has_a_fixture),
         cmocka_unit_test_setup_teardown(migrates_from_every_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(version3_sessions_gain_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(new_file_is_configured, setup, teardown),
         cmocka_unit_test(memory_database_fails_the_wal_check),
         cmocka_unit_test_setup_teardown(newer_database_is_refused_untouched, setup, teardown),

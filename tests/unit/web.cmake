@@ -13,3 +13,7 @@ pw_unit_test(web_pool_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_pool_test.c
 # shutdown; write faults come from the storage tests' fault VFS.
 pw_unit_test(history_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/history_test.c
              ${CMAKE_CURRENT_LIST_DIR}/store_fault_vfs.c LIBS pw_server pw_store_testutil)
+# WebSocket endpoints and clients (web/ws.c) over loopback; the wss test writes a self-signed pair
+# with the openssl tool and is skipped without it.
+pw_unit_test(web_ws_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_ws_test.c
+             LIBS pw_web ${MBEDCRYPTO_LIB} Threads::Threads)

@@ -1,0 +1,608 @@
+/* The OCPP 1.6J transport: phasewise as the central system of charge points that connect over
+ * WebSocket (web/pw_web_ws.h). Each connection runs one pw_ocpp_cp, the pure conversation of
+ * ocpp/; this file matches identities to the config's chargers, checks passwords at the
+ * upgrade, turns connector states into core reports and hands the core's limits over. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pw_ocpp_cp.h"
+#include "pw_transport.h"
+#include "pw_util.h"
+#include "pw_web_ws.h"
+
+#define MAX_UNASSIGNED_CONNS 64 /* charge points not in the config connected at once */
+#define REPORT_SLACK_MS      5000
+
+/* A charge point the config names, with the chargers on its connectors; sorted by id. */
+typedef struct station {
+    char id[PW_CFG_CP_ID_LEN];
+    size_t n;
+    int connector[PW_OCPP_MAX_CONNECTORS];
+    uint32_t charger[PW_OCPP_MAX_CONNECTORS];
+    struct conn *live;
+} station;
+
+/* One WebSocket connection and its conversation. */
+typedef struct conn {
+    struct ocpp *o;
+    pw_web_ws *ws;
+    pw_ocpp_cp *cp;
+    char id[PW_CFG_CP_ID_LEN];
+    char address[80]; /* "charge point CP-17 (127.0.0.1)" */
+    station *st;      /* NULL: not in the config (unassigned) */
+    uint64_t reported_ms;
+    struct conn *prev, *next;
+} conn;
+
+typedef struct ocpp {
+    pw_transport super;
+    pw_transport_env env;
+    const pw_cfg *cfg;
+    pw_web_ws_ep *ep;
+    station *stations;
+    size_t n_stations;
+    conn *conns;
+    size_t n_unassigned;
+    uv_timer_t timer;
+    bool timer_open;
+    pw_transport_stats st;
+} ocpp;
+
+static int station_cmp(const void *a, const void *b)
+{
+    return strcmp(((const station *)a)->id, ((const station *)b)->id);
+}
+
+static station *station_find(const ocpp *o, const char *id)
+{
+    station key;
+    pw_strlcpy(key.id, id, sizeof key.id);
+    return o->n_stations ? bsearch(&key, o->stations, o->n_stations, sizeof key, station_cmp)
+                         : NULL;
+}
+
+/* The config's wiring as the rotation a charge point reports: terminal L1 on grid line 1 is R. */
+static void wiring_rotation(const uint8_t wiring[PW_LINES], char out[4])
+{
+    static const char letter[] = "?RST";
+    out[0] = '\0';
+    if (!wiring[1] || !wiring[2])
+        return;
+    for (size_t t = 0; t < PW_LINES; t++)
+        out[t] = letter[wiring[t] <= 3 ? wiring[t] : 0];
+    out[3] = '\0';
+}
+
+static void cp_opts(const ocpp *o, const station *s, pw_ocpp_cp_opts *out)
+{
+    const pw_cfg *cfg = o->cfg;
+    pw_ocpp_cp_default_opts(out);
+    out->meter_interval_s = cfg->ocpp.meter_interval_s;
+    out->heartbeat_s = cfg->ocpp.heartbeat_s;
+    out->min_interval_ms = cfg->ocpp.min_interval_s * 1000u;
+    out->daily_writes = cfg->ocpp.daily_writes;
+    if (!s)
+        return; /* unassigned: no connector may be given current */
+    const pw_cfg_ocpp_cp *cc = pw_cfg_ocpp_cp_find(cfg, s->id);
+    if (cc && cc->quirks[0])
+        out->quirks = cc->quirks; /* borrowed: opts are copied by the state machine */
+    for (size_t k = 0; k < s->n; k++) {
+        const pw_bal_charger_spec *ch = &cfg->chargers[s->charger[k]];
+        pw_ocpp_connector_cfg *c = &out->connectors[out->n_connectors++];
+        *c = (pw_ocpp_connector_cfg){.connector = s->connector[k],
+                                     .min_a = ch->min_a,
+                                     .max_a = ch->max_a,
+                                     .failsafe_a = ch->failsafe_a,
+                                     .can_switch_phases = ch->can_switch_phases};
+        wiring_rotation(ch->wiring, c->rotation);
+    }
+}
+
+/* ---- reports to the core --------------------------------------------------------------------- */
+
+static void to_report(const pw_ocpp_evse *e, pw_ctl_report *r)
+{
+    static const uint8_t pilot[] = {
+        [PW_OCPP_AVAILABLE] = PW_CTL_PILOT_A,     [PW_OCPP_PREPARING] = PW_CTL_PILOT_B,
+        [PW_OCPP_CHARGING] = PW_CTL_PILOT_C,      [PW_OCPP_SUSPENDED_EVSE] = PW_CTL_PILOT_B,
+        [PW_OCPP_SUSPENDED_EV] = PW_CTL_PILOT_B,  [PW_OCPP_FINISHING] = PW_CTL_PILOT_B,
+        [PW_OCPP_RESERVED] = PW_CTL_PILOT_A,      [PW_OCPP_UNAVAILABLE] = PW_CTL_PILOT_A,
+        [PW_OCPP_FAULTED] = PW_CTL_PILOT_F,
+    };
+    *r = (pw_ctl_report){
+        .pilot = (size_t)e->status < PW_ARRAY_LEN(pilot) ? pilot[e->status] : PW_CTL_PILOT_F,
+        .ev_suspended = e->status == PW_OCPP_SUSPENDED_EV     ? 1
+                        : e->status == PW_OCPP_SUSPENDED_EVSE ? 0
+                        : e->status == PW_OCPP_CHARGING       ? 0
+                                                              : -1,
+        .offered_a = e->offered_a,
+        .phases = e->phases,
+        .energy_wh = e->energy_wh == PW_OCPP_ENERGY_UNKNOWN ? PW_CTL_ENERGY_UNKNOWN : e->energy_wh,
+    };
+    if (e->has_current)
+        memcpy(r->current_a, e->current_a, sizeof r->current_a);
+    pw_strlcpy(r->session_ref, e->tx_id, sizeof r->session_ref);
+    pw_strlcpy(r->id_tag, e->id_tag, sizeof r->id_tag);
+}
+
+static int charger_of(const conn *c, int connector)
+{
+    if (!c->st)
+        return -1;
+    for (size_t k = 0; k < c->st->n; k++)
+        if (c->st->connector[k] == connector)
+            return (int)c->st->charger[k];
+    return -1;
+}
+
+static void report(conn *c, int connector, const pw_ocpp_evse *e, uint64_t now)
+{
+    int i = charger_of(c, connector);
+    if (i < 0 || !e->has_status)
+        return;
+    pw_ctl_seen seen = {.address = c->address, .loss_pct = -1};
+    pw_ctl_report r;
+    to_report(e, &r);
+    pw_ctl_charger_report(c->o->env.ctl, (size_t)i, &seen, &r, now, pw_wall_ms());
+}
+
+/* A live connection means the last state still holds (a charge point sends every change): say
+ * so to the core once a meter interval, so an idle charge point that only sends heartbeats is
+ * not taken for a silent one. */
+static void report_all(conn *c, uint64_t now)
+{
+    c->reported_ms = now;
+    for (size_t k = 0; c->st && k < c->st->n; k++) {
+        const pw_ocpp_evse *e = pw_ocpp_cp_evse(c->cp, c->st->connector[k]);
+        if (e)
+            report(c, c->st->connector[k], e, now);
+    }
+}
+
+/* ---- the state machine's sink ------------------------------------------------------------------ */
+
+static void sink_send(void *ud, const char *text, size_t len)
+{
+    conn *c = ud;
+    if (c->ws && pw_web_ws_send(c->ws, text, len) == 0)
+        c->o->st.tx++;
+    else
+        c->o->st.tx_errors++;
+}
+
+/* "Vendor Model" in the core's 32 bytes; a long vendor name gives way to the model. */
+static void model_text(const pw_ocpp_boot *b, char out[PW_CTL_TEXT_LEN])
+{
+    int room = PW_CTL_TEXT_LEN - 2 - (int)strnlen(b->model, sizeof b->model);
+    snprintf(out, PW_CTL_TEXT_LEN, "%.*s %s", room > 0 ? room : 0, b->vendor, b->model);
+}
+
+static void sink_booted(void *ud, const pw_ocpp_boot *b, const pw_ocpp_quirks *q)
+{
+    conn *c = ud;
+    uint64_t now = uv_now(c->o->env.loop);
+    if (!c->st) {
+        char model[PW_CTL_TEXT_LEN];
+        model_text(b, model);
+        pw_cfg_link link = {.kind = PW_CFG_LINK_OCPP, .connector = 1};
+        pw_strlcpy(link.cp_id, c->id, sizeof link.cp_id);
+        pw_ctl_unassigned(c->o->env.ctl, &link, model, now, pw_wall_ms());
+        return;
+    }
+    pw_ctl_device_info info = {0};
+    model_text(b, info.model);
+    pw_strlcpy(info.firmware, b->firmware, sizeof info.firmware);
+    pw_ctl_seen seen = {.info = &info, .address = c->address, .loss_pct = -1};
+    for (size_t k = 0; k < c->st->n; k++)
+        pw_ctl_charger_seen(c->o->env.ctl, c->st->charger[k], &seen, now, pw_wall_ms());
+    pw_info("ocpp", "%s booted: %s %s, firmware %s, quirks %s", c->address, b->vendor, b->model,
+            b->firmware, q->name);
+}
+
+static void sink_evse(void *ud, int connector, const pw_ocpp_evse *e)
+{
+    conn *c = ud;
+    report(c, connector, e, uv_now(c->o->env.loop));
+}
+
+static enum pw_ocpp_answer sink_authorize(void *ud, const char *id_tag)
+{
+    const conn *c = ud;
+    if (!c->o->cfg->ocpp.local_authorize)
+        return PW_OCPP_ACCEPTED;
+    return pw_cfg_tag_find(c->o->cfg, id_tag) ? PW_OCPP_ACCEPTED : PW_OCPP_INVALID;
+}
+
+static void sink_event(void *ud, const char *kind, const char *detail)
+{
+    conn *c = ud;
+    if (c->o->env.log_event)
+        c->o->env.log_event(c->o->env.ud, kind, c->address, detail);
+}
+
+static void sink_rejected(void *ud, const char *reason, const char *text)
+{
+    conn *c = ud;
+    pw_ctl_rejected(c->o->env.ctl, "ocpp", reason, text);
+}
+
+/* ---- connections ------------------------------------------------------------------------------- */
+
+static void arm_timer(ocpp *o);
+
+static bool identity_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= PW_CFG_CP_ID_LEN)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-' || *p == ':'))
+            return false;
+    return true;
+}
+
+/* Security profiles 1 and 2: a charge point with a password in the config must present it, with
+ * its own identity as the user name. One with none (profile 0, or not assigned yet) needs none. */
+static bool password_ok(const ocpp *o, const pw_web_ws_hello *h)
+{
+    const pw_cfg_ocpp_cp *cc = pw_cfg_ocpp_cp_find(o->cfg, h->identity);
+    if (!cc || !cc->password_hash[0])
+        return true;
+    return h->has_basic && strcmp(h->user, h->identity) == 0 &&
+           pw_cfg_ocpp_password_check(cc->password_hash, h->password);
+}
+
+static enum pw_web_ws_verdict on_accept(void *ud, const pw_web_ws_hello *h, pw_web_ws *ws,
+                                        void **conn_ud)
+{
+    ocpp *o = ud;
+    char text[160];
+    if (!identity_ok(h->identity)) {
+        snprintf(text, sizeof text, "a charge point identity must be 1..48 of A-Z a-z 0-9 . _ - :"
+                                    " (from %s)",
+                 h->peer);
+        pw_ctl_rejected(o->env.ctl, "ocpp", "identity", text);
+        return PW_WEB_WS_NOT_FOUND;
+    }
+    if (!password_ok(o, h)) {
+        snprintf(text, sizeof text, "charge point %s from %s: wrong or missing password",
+                 h->identity, h->peer);
+        pw_ctl_rejected(o->env.ctl, "ocpp", "password", text);
+        return PW_WEB_WS_UNAUTHORIZED;
+    }
+    station *s = station_find(o, h->identity);
+    if (!s && o->n_unassigned >= MAX_UNASSIGNED_CONNS) {
+        pw_ctl_rejected(o->env.ctl, "ocpp", "unassigned", "too many unassigned charge points");
+        return PW_WEB_WS_FORBIDDEN;
+    }
+    uint64_t now = uv_now(o->env.loop);
+    conn *c = pw_xcalloc(1, sizeof *c);
+    c->o = o;
+    c->ws = ws;
+    c->st = s;
+    pw_strlcpy(c->id, h->identity, sizeof c->id);
+    snprintf(c->address, sizeof c->address, "charge point %s (%s)", c->id, h->peer);
+    if (s) {
+        /* A charge point that reconnects before its old connection is noticed dead. */
+        if (s->live && s->live->ws)
+            pw_web_ws_close(s->live->ws, 1000, "replaced by a new connection");
+        s->live = c;
+    } else {
+        o->n_unassigned++;
+        pw_cfg_link link = {.kind = PW_CFG_LINK_OCPP, .connector = 1};
+        pw_strlcpy(link.cp_id, c->id, sizeof link.cp_id);
+        pw_ctl_unassigned(o->env.ctl, &link, NULL, now, pw_wall_ms());
+    }
+    pw_ocpp_cp_opts opts;
+    cp_opts(o, s, &opts);
+    pw_ocpp_cp_sink sink = {.ud = c,
+                            .send = sink_send,
+                            .booted = sink_booted,
+                            .evse = sink_evse,
+                            .authorize = sink_authorize,
+                            .event = sink_event,
+                            .rejected = sink_rejected};
+    c->cp = pw_ocpp_cp_new(&opts, &sink, now);
+    c->next = o->conns;
+    if (o->conns)
+        o->conns->prev = c;
+    o->conns = c;
+    c->reported_ms = now;
+    *conn_ud = c;
+    pw_info("ocpp", "%s connected%s", c->address, s ? "" : " (not assigned to a charger)");
+    arm_timer(o);
+    return PW_WEB_WS_ACCEPT;
+}
+
+static void on_message(void *ud, void *conn_ud, const char *text, size_t len)
+{
+    ocpp *o = ud;
+    conn *c = conn_ud;
+    o->st.rx++;
+    uint64_t now = uv_now(o->env.loop);
+    if (pw_ocpp_cp_receive(c->cp, text, len, now, pw_wall_ms()) != 0 && c->ws) {
+        pw_warn("ocpp", "%s: closing a connection that floods us with calls", c->address);
+        pw_web_ws_close(c->ws, 1008, "too many calls");
+    } else {
+        o->st.rx_accepted++;
+    }
+    arm_timer(o);
+}
+
+static void on_closed(void *ud, void *conn_ud, const char *why)
+{
+    ocpp *o = ud;
+    conn *c = conn_ud;
+    pw_info("ocpp", "%s disconnected: %s", c->address, why);
+    if (c->st && c->st->live == c)
+        c->st->live = NULL;
+    if (!c->st)
+        o->n_unassigned--;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        o->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pw_ocpp_cp_free(c->cp);
+    free(c);
+}
+
+/* ---- time ---------------------------------------------------------------------------------------- */
+
+static uint64_t report_every(const ocpp *o)
+{
+    return (uint64_t)o->cfg->ocpp.meter_interval_s * 1000u;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    ocpp *o = t->data;
+    uint64_t now = uv_now(o->env.loop);
+    int64_t wall = pw_wall_ms();
+    for (conn *c = o->conns; c; c = c->next) {
+        if (pw_ocpp_cp_next_deadline(c->cp) <= now)
+            pw_ocpp_cp_poll(c->cp, now, wall);
+        if (now - c->reported_ms >= report_every(o))
+            report_all(c, now);
+    }
+    arm_timer(o);
+}
+
+static void arm_timer(ocpp *o)
+{
+    if (!o->timer_open)
+        return;
+    uint64_t now = uv_now(o->env.loop), next = UINT64_MAX;
+    for (const conn *c = o->conns; c; c = c->next) {
+        uint64_t d = pw_ocpp_cp_next_deadline(c->cp), r = c->reported_ms + report_every(o);
+        next = d < next ? d : next;
+        next = r < next ? r : next;
+    }
+    if (next == UINT64_MAX)
+        uv_timer_stop(&o->timer);
+    else
+        uv_timer_start(&o->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+/* ---- the transport's ops ----------------------------------------------------------------------- */
+
+static void build_stations(ocpp *o, const pw_cfg *cfg)
+{
+    station *old = o->stations;
+    size_t n_old = o->n_stations;
+    o->stations = pw_xcalloc(cfg->n_chargers + 1, sizeof *o->stations);
+    o->n_stations = 0;
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        const pw_cfg_link *l = &cfg->charger_links[i];
+        if (l->kind != PW_CFG_LINK_OCPP)
+            continue;
+        station *s = NULL;
+        for (size_t k = 0; k < o->n_stations && !s; k++)
+            s = strcmp(o->stations[k].id, l->cp_id) == 0 ? &o->stations[k] : NULL;
+        if (!s) {
+            s = &o->stations[o->n_stations++];
+            pw_strlcpy(s->id, l->cp_id, sizeof s->id);
+        }
+        if (s->n < PW_OCPP_MAX_CONNECTORS) {
+            s->connector[s->n] = l->connector;
+            s->charger[s->n++] = (uint32_t)i;
+        }
+    }
+    qsort(o->stations, o->n_stations, sizeof *o->stations, station_cmp);
+    free(old);
+    (void)n_old;
+    /* Connections open now belong to the new stations (or none). */
+    o->n_unassigned = 0;
+    uint64_t now = uv_now(o->env.loop);
+    for (conn *c = o->conns; c; c = c->next) {
+        c->st = station_find(o, c->id);
+        if (c->st)
+            c->st->live = c;
+        else
+            o->n_unassigned++;
+        pw_ocpp_cp_opts opts;
+        cp_opts(o, c->st, &opts);
+        pw_ocpp_cp_reconfigure(c->cp, &opts, now);
+        report_all(c, now);
+    }
+}
+
+static int ocpp_start(pw_transport *t, const pw_transport_env *env, char *err, size_t err_size)
+{
+    ocpp *o = (ocpp *)t;
+    o->env = *env;
+    o->cfg = env->cfg;
+    uv_timer_init(env->loop, &o->timer);
+    o->timer.data = o;
+    o->timer_open = true;
+    build_stations(o, env->cfg);
+    const pw_cfg_ocpp *oc = &env->cfg->ocpp;
+    if (!oc->listen_port)
+        return 0; /* OCPP is off */
+    if (!env->web) {
+        snprintf(err, err_size, "OCPP needs the web front, which is not running");
+        return -1;
+    }
+    if (oc->tls && !env->tls_cert) {
+        snprintf(err, err_size, "ocpp.tls needs the appliance's certificate: turn on http.tls");
+        return -1;
+    }
+    pw_web_ws_ep_opts eo = {.addr = oc->listen_addr,
+                            .port = oc->listen_port,
+                            .tls_cert = oc->tls ? env->tls_cert : NULL,
+                            .tls_key = oc->tls ? env->tls_key : NULL,
+                            .path_prefix = "/ocpp/",
+                            .subprotocol = PW_OCPP_SUBPROTOCOL,
+                            .limits = {.max_message = PW_OCPP_MAX_FRAME},
+                            .handlers = {.ud = o,
+                                         .accept = on_accept,
+                                         .message = on_message,
+                                         .closed = on_closed}};
+    char why[256];
+    if (pw_web_ws_listen(env->web, &eo, &o->ep, why, sizeof why) != 0) {
+        snprintf(err, err_size, "OCPP on %s:%u: %s", oc->listen_addr, oc->listen_port, why);
+        return -1;
+    }
+    pw_info("ocpp", "central system at %s://%s:%u/ocpp/<charge point id>", oc->tls ? "wss" : "ws",
+            oc->listen_addr, pw_web_ws_ep_port(o->ep));
+    return 0;
+}
+
+/* OCPP charge points send a status at once on change, but their draw only with MeterValues, every
+ * meter interval: that is how late a change of draw may be heard. While the connection lives the
+ * transport repeats the last state each interval; one that drops is silent after two. */
+static void ocpp_timing(const pw_transport *t, const pw_cfg *cfg, pw_bal_timing *out)
+{
+    (void)t;
+    uint32_t every = cfg->ocpp.meter_interval_s * 1000u;
+    *out = (pw_bal_timing){.status_min_ms = every,
+                           .status_max_ms = 2 * every + REPORT_SLACK_MS,
+                           .status_delay_ms = cfg->params.status_delay_ms + 1000,
+                           .offline_ms = 3 * every + 60000,
+                           .keeps_limit = true};
+}
+
+static void ocpp_send(pw_transport *t, uint64_t now, int64_t wall)
+{
+    ocpp *o = (ocpp *)t;
+    const pw_ctl_command *cmd = pw_ctl_commands(o->env.ctl);
+    /* Cuts before raises, over every charge point: a raise may need the room a cut frees. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t k = 0; k < o->n_stations; k++) {
+            station *s = &o->stations[k];
+            for (size_t j = 0; j < s->n; j++) {
+                const pw_ctl_command *c = &cmd[s->charger[j]];
+                if (!c->due || c->cut != (pass == 0) || !s->live)
+                    continue;
+                if (pw_ocpp_cp_set_limit(s->live->cp, s->connector[j], c->limit_a, c->phases,
+                                         now))
+                    pw_ctl_sent(o->env.ctl, s->charger[j], now, wall);
+            }
+        }
+    arm_timer(o);
+}
+
+static void ocpp_reconfigure(pw_transport *t, const pw_cfg *cfg)
+{
+    ocpp *o = (ocpp *)t;
+    o->cfg = cfg;
+    build_stations(o, cfg);
+    arm_timer(o);
+}
+
+static void ocpp_stats(const pw_transport *t, pw_transport_stats *out)
+{
+    *out = ((const ocpp *)t)->st;
+}
+
+static const char *profile_state(const pw_ocpp_evse *e, bool default_installed)
+{
+    if (strstr(e->problem, "ignores"))
+        return "ignored";
+    if (e->problem[0])
+        return "rejected";
+    if (e->sent_a >= 0)
+        return "accepted";
+    return default_installed ? "waiting" : "none";
+}
+
+static int ocpp_charger_info(const pw_transport *t, size_t charger, pw_transport_charger_info *out)
+{
+    const ocpp *o = (const ocpp *)t;
+    const pw_cfg_link *l = &o->cfg->charger_links[charger];
+    if (charger >= o->cfg->n_chargers || l->kind != PW_CFG_LINK_OCPP)
+        return 0;
+    *out = (pw_transport_charger_info){0};
+    const station *s = station_find(o, l->cp_id);
+    const conn *c = s ? s->live : NULL;
+    pw_strlcpy(out->profile, "none", sizeof out->profile);
+    if (!c)
+        return 1;
+    out->connected = true;
+    const pw_ocpp_boot *b = pw_ocpp_cp_boot(c->cp);
+    pw_strlcpy(out->vendor, b->vendor, sizeof out->vendor);
+    pw_strlcpy(out->model, b->model, sizeof out->model);
+    pw_strlcpy(out->firmware, b->firmware, sizeof out->firmware);
+    out->default_profile = pw_ocpp_cp_default_installed(c->cp);
+    pw_strlcpy(out->measurands, pw_ocpp_cp_measurands(c->cp), sizeof out->measurands);
+    const pw_ocpp_evse *e = pw_ocpp_cp_evse(c->cp, l->connector);
+    if (e) {
+        pw_strlcpy(out->profile, profile_state(e, out->default_profile), sizeof out->profile);
+        pw_strlcpy(out->problem, e->problem, sizeof out->problem);
+        pw_strlcpy(out->tx_id, e->tx_id, sizeof out->tx_id);
+        pw_strlcpy(out->id_tag, e->id_tag, sizeof out->id_tag);
+        out->writes_today = e->writes_today;
+    }
+    return 1;
+}
+
+static void free_ocpp(ocpp *o)
+{
+    free(o->stations);
+    free(o);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free_ocpp(h->data);
+}
+
+static void ocpp_stop(pw_transport *t)
+{
+    ocpp *o = (ocpp *)t;
+    if (o->ep) {
+        pw_web_ws_ep_close(o->ep); /* every connection's closed callback runs */
+        o->ep = NULL;
+    }
+    /* Connections whose close lws has not reported yet are let go here. */
+    while (o->conns)
+        on_closed(o, o->conns, "shutting down");
+    if (o->timer_open) {
+        o->timer_open = false;
+        uv_close((uv_handle_t *)&o->timer, on_timer_closed);
+    } else {
+        free_ocpp(o);
+    }
+}
+
+static const pw_transport_ops ocpp_ops = {
+    .name = "ocpp",
+    .kind = PW_CFG_LINK_OCPP,
+    .start = ocpp_start,
+    .timing = ocpp_timing,
+    .send = ocpp_send,
+    .reconfigure = ocpp_reconfigure,
+    .stats = ocpp_stats,
+    .charger_info = ocpp_charger_info,
+    .stop = ocpp_stop,
+};
+
+pw_transport *pw_tr_ocpp_new(void)
+{
+    ocpp *o = pw_xcalloc(1, sizeof *o);
+    o->super.ops = &ocpp_ops;
+    return &o->super;
+}
