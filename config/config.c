@@ -647,8 +647,8 @@ const char *pw_cfg_modbus_map_name(size_t i)
 /* The OCPP quirk table's entries a charge point may name. The table lives in ocpp/quirks.c
  * (pw_ocpp_quirks_by_name); config does not link against ocpp/, so the names are kept here and
  * must stay in step with it. */
-static const char *const ocpp_quirks[] = {"default", "tx-default-only", "stack0", "whole-amps",
-                                          NULL};
+static const char *const ocpp_quirks[] = {"default",      "tx-default-only", "stack0", "whole-amps",
+                                          "abb-terra-ac", "wallbox",         NULL};
 
 const char *pw_cfg_ocpp_quirk_name(size_t i)
 {
