@@ -42,12 +42,23 @@ def free_udp_port():
     raise RuntimeError("no free UDP port")
 
 
-def test_config(http_port, mcast_port, base=os.path.join(SOURCE_DIR, "config", "demo.json")):
-    """The demo facility moved to this test's own ports, bound to loopback."""
+def test_config(http_port, mcast_port, base=os.path.join(SOURCE_DIR, "config", "demo.json"),
+                ocpp=False):
+    """The demo facility moved to this test's own ports, bound to loopback. The demo's OCPP
+    chargers speak the LAN protocol instead (device ids 3000 + their index) unless ocpp is
+    true: most tests judge the LAN protocol's timing; with ocpp the central system gets a port of
+    the test's own."""
     with open(base) as f:
         cfg = json.load(f)
     cfg["network"].update({"port": mcast_port, "interface": "127.0.0.1", "ttl": 1})
     cfg["http"]["listen"] = f"127.0.0.1:{http_port}"
+    if ocpp and "ocpp" in cfg:
+        cfg["ocpp"]["listen"] = f"127.0.0.1:{free_tcp_port()}"
+    elif "ocpp" in cfg:
+        for i, c in enumerate(cfg["chargers"]):
+            if "ocpp" in c.get("link", {}):
+                c["link"] = {"lan": {"device_id": 3000 + i}}
+        del cfg["ocpp"]
     # The demo reads its main meter over Modbus TCP from the simulator: a port of this test's own,
     # so tests running side by side never read each other's meter.
     link = cfg["nodes"][0].get("meter", {}).get("link", {})

@@ -1117,8 +1117,21 @@ static void edit_all_restart(json_t *root)
 }
 
 /* OCPP turned on: its listener waits for a restart. */
+/* The demo without OCPP: its OCPP chargers on the LAN protocol, no central system. */
+static void edit_ocpp_off(json_t *root)
+{
+    size_t i;
+    json_t *ch;
+    json_array_foreach(json_object_get(root, "chargers"), i, ch)
+        if (json_object_get(json_object_get(ch, "link"), "ocpp"))
+            json_object_set_new(ch, "link",
+                                json_pack("{s:{s:I}}", "lan", "device_id", (json_int_t)(3000 + i)));
+    json_object_del(root, "ocpp");
+}
+
 static void edit_ocpp_on(json_t *root)
 {
+    edit_ocpp_off(root);
     json_object_set_new(root, "ocpp", json_object());
 }
 
@@ -1204,18 +1217,18 @@ static void test_restart_fields(void **state)
 
     /* OCPP: turning it on or off and moving its port wait; charge points, intervals, the write
      * budget, authorization and tags apply at once. */
-    pw_cfg *ocpp_on = demo_with(edit_ocpp_on), *ocpp_live = demo_with(edit_ocpp_live);
-    pw_cfg *ocpp_port = demo_with(edit_ocpp_port);
-    assert_int_equal(pw_cfg_restart_fields(base, ocpp_on, out, PW_CFG_RESTART_FIELDS_MAX), 1);
+    pw_cfg *ocpp_off = demo_with(edit_ocpp_off), *ocpp_on = demo_with(edit_ocpp_on);
+    pw_cfg *ocpp_live = demo_with(edit_ocpp_live), *ocpp_port = demo_with(edit_ocpp_port);
+    assert_int_equal(pw_cfg_restart_fields(ocpp_off, ocpp_on, out, PW_CFG_RESTART_FIELDS_MAX), 1);
     assert_string_equal(out[0], "ocpp.listen");
-    assert_int_equal(pw_cfg_restart_fields(ocpp_on, base, out, PW_CFG_RESTART_FIELDS_MAX), 1);
+    assert_int_equal(pw_cfg_restart_fields(ocpp_on, ocpp_off, out, PW_CFG_RESTART_FIELDS_MAX), 1);
     assert_string_equal(out[0], "ocpp.listen");
     assert_int_equal(pw_cfg_restart_fields(ocpp_on, ocpp_live, out, PW_CFG_RESTART_FIELDS_MAX), 0);
     assert_int_equal(pw_cfg_restart_fields(ocpp_on, ocpp_port, out, PW_CFG_RESTART_FIELDS_MAX), 1);
     assert_string_equal(out[0], "ocpp.listen");
 
-    pw_cfg *list[] = {base, same, chargers, port,      all,      meters,
-                      emit, live, ocpp_on,  ocpp_live, ocpp_port};
+    pw_cfg *list[] = {base, same,    chargers, port,      all,      meters,
+                      emit, live,    ocpp_off, ocpp_on,   ocpp_live, ocpp_port};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         pw_cfg_free(list[i]);
 }
@@ -1662,7 +1675,8 @@ static void test_ocpp_charge_points(void **state)
 static void test_ocpp_quirk_names(void **state)
 {
     (void)state;
-    static const char *const want[] = {"default", "tx-default-only", "stack0", "whole-amps"};
+    static const char *const want[] = {"default",    "tx-default-only", "stack0",
+                                       "whole-amps", "abb-terra-ac",    "wallbox"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         assert_non_null(pw_cfg_ocpp_quirk_name(i));
         assert_string_equal(pw_cfg_ocpp_quirk_name(i), want[i]);

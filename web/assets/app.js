@@ -1,11 +1,14 @@
 /* phasewise UI entry: the live dashboard (the state document of docs/state.md pushed over the
- * WebSocket at /ws, reconnecting by itself), login and first-start setup, and the page router
- * for the history and commissioning views. Plain DOM, no framework, nothing loaded from
- * outside the appliance. Elements carry stable ids and data-* attributes for the tests. */
+ * WebSocket at /ws, reconnecting by itself; OCPP chargers with their connection, model, what
+ * they did with their limit and the running transaction's tag), login and first-start setup,
+ * and the page router for the history and commissioning views. Plain DOM, no framework,
+ * nothing loaded from outside the appliance. Elements carry stable ids and data-* attributes for
+ * the tests. */
 import { showCommission } from "./commission.js";
 import { showHistory } from "./history.js";
 import {
-  $, api, el, field, fmt1, fmtAge, setFacility, setNum, setSession,
+  $, api, el, field, fmt1, fmtAge, loadTags, session, setFacility, setNum, setSession,
+  tagName,
 } from "./util.js";
 
 const STALE_AFTER_MS = 5000; /* the server sends at least once a second */
@@ -18,6 +21,14 @@ const STATE_TEXT = {
   E: "no power",
   F: "fault",
   "?": "offline",
+};
+/* What an OCPP charge point did with the last charging profile it was sent (docs/state.md). */
+const PROFILE_TEXT = {
+  accepted: "limit accepted",
+  rejected: "limit rejected",
+  ignored: "limit ignored",
+  waiting: "limit sent, no answer yet",
+  none: "no limit sent yet",
 };
 
 function fmtUptime(s) {
@@ -283,10 +294,14 @@ function buildCharger(c) {
   name.href = "#/history?charger=" + encodeURIComponent(c.id);
   name.title = "history of this charger";
   const sub = el("div", "muted small");
-  who.append(name, sub);
+  /* Why an OCPP charger does not follow its limit: shown on the row, not only as an alert. */
+  const problem = field("div", "warn-line small", "ocpp-problem");
+  problem.setAttribute("role", "note");
+  who.append(name, sub, problem);
   const state = cell(tr, "State", "state");
   const badge = el("span", "state");
-  state.appendChild(badge);
+  const tag = field("div", "small", "tag");
+  state.append(badge, tag);
   const current = phaseSpans(cell(tr, "Current", "current"), "phase");
   const line = phaseSpans(cell(tr, "Grid lines", "line"), "line");
   const alloc = cell(tr, "Allocation", "allocation");
@@ -299,9 +314,53 @@ function buildCharger(c) {
   const seen = field("span", "muted small", "last-seen");
   const loss = field("span", "small", "loss");
   const rssi = field("span", "small", "rssi");
-  net.append(online, el("br"), seen, el("br"), loss, el("span", "sep", " · "), rssi);
-  return { tr, name, sub, badge, current, line, limit, phases, reason, online, seen, loss,
-           rssi };
+  const lanNet = el("span");
+  lanNet.append(el("br"), loss, el("span", "sep", " · "), rssi);
+  const ocpp = buildOcpp();
+  net.append(online, el("br"), seen, lanNet, ocpp.box);
+  return { tr, name, sub, problem, badge, tag, current, line, limit, phases, reason, online, seen,
+           lanNet, loss, rssi, ocpp };
+}
+
+/* The OCPP lines of the network cell: the WebSocket connection, what the charge point said it
+ * is at boot, and what it did with the last limit. */
+function buildOcpp() {
+  const box = el("div", "ocpp small");
+  const conn = field("span", "", "ocpp-connected");
+  const device = field("div", "muted", "ocpp-device");
+  const profile = field("div", "", "ocpp-profile");
+  box.append(conn, device, profile);
+  return { box, conn, device, profile };
+}
+
+function updateOcpp(v, c) {
+  const o = c.ocpp;
+  v.ocpp.box.hidden = !o;
+  v.lanNet.hidden = !!o;
+  v.problem.hidden = !(o && o.problem);
+  v.problem.textContent = o && o.problem ? "⚠ " + o.problem : "";
+  v.tr.classList.toggle("has-problem", !!(o && o.problem));
+  const idTag = o && o.id_tag ? o.id_tag : "";
+  v.tag.hidden = !idTag;
+  v.tag.textContent = idTag ? "tag: " + tagName(idTag) : "";
+  v.tag.dataset.value = idTag;
+  v.tag.title = o && o.tx_id ? "transaction " + o.tx_id : "";
+  if (!o) return;
+  const cp = c.device_link && c.device_link.ocpp;
+  v.ocpp.conn.textContent = "OCPP " + (cp ? cp.id + " #" + cp.connector + " " : "") +
+    (o.connected ? "connected" : "not connected");
+  v.ocpp.conn.dataset.value = String(!!o.connected);
+  v.ocpp.conn.classList.toggle("bad", !o.connected);
+  const what = [o.vendor, o.model].filter(Boolean).join(" ");
+  v.ocpp.device.textContent = (what || "model not known yet") +
+    (o.firmware ? " · fw " + o.firmware : "");
+  v.ocpp.device.title = o.measurands ? "measures " + o.measurands.split(",").join(", ") : "";
+  const p = o.profile || "none";
+  v.ocpp.profile.textContent = (PROFILE_TEXT[p] || p) +
+    (o.default_profile ? " (as default profile)" : "") +
+    (typeof o.writes_today === "number" ? " · " + o.writes_today + " sent today" : "");
+  v.ocpp.profile.dataset.value = p;
+  v.ocpp.profile.classList.toggle("bad", p === "rejected" || p === "ignored");
 }
 
 function updateCharger(v, c) {
@@ -333,6 +392,7 @@ function updateCharger(v, c) {
                             : c.link || "";
   v.rssi.dataset.warn = String(weak);
   v.rssi.classList.toggle("bad", weak);
+  updateOcpp(v, c);
 }
 
 function renderCounters(k) {
@@ -492,4 +552,6 @@ api("GET", "/api/state")
   })
   .catch(() => {})
   .finally(() => refreshAuth().finally(route));
+/* Tag names for the running transactions; a login may be what reading the config needs. */
+session.addEventListener("change", loadTags);
 connect();

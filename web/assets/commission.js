@@ -7,9 +7,13 @@
  * old keys is turned into it. A circuit's meter is a LAN device, a DEFA frame, a Modbus TCP
  * meter or an MQTT feed; the generic Modbus map's registers are edited as JSON. "Test read" reads
  * a circuit's meter as the draft describes it (POST /api/meters/test) and shows the values per
- * line or the exact error, without saving anything. */
+ * line or the exact error, without saving anything. A charger is reached over the LAN or as an
+ * OCPP charge point's connector; the OCPP section sets up the central system and its charge
+ * points (a generated key is shown until saved: the appliance keeps only its hash), the
+ * unassigned list offers "Assign" for a charge point that connected, and the tags (RFID cards)
+ * are edited here too (docs/ocpp.md). */
 import {
-  $, api, downloadText, el, errorText, facility, fmtAge, fmtKwh, loggedIn, session,
+  $, api, downloadText, el, errorText, facility, fmtAge, fmtKwh, loggedIn, session, setTags,
 } from "./util.js";
 
 const WIRINGS = ["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L2L1L3", "L3L2L1", "L1", "L2", "L3",
@@ -38,7 +42,23 @@ const GENERIC_KEYS = ["function", "low_word_first", "lines"];
 const LINES_EXAMPLE = '[{"address": 6, "type": "f32", "scale": 1}, null, {"address": 10, ' +
   '"type": "f32", "scale": 1}]';
 
-const cm = { draft: null, saved: "", ready: false, busy: false, pending: [] };
+/* OCPP: the quirk table entries an installer may force on a charge point (ocpp/quirks.c picks
+ * one by vendor and model when "" ), and how Authorize requests are answered. */
+const QUIRKS = [
+  ["", "automatic (by vendor and model)"], ["default", "none: plain OCPP 1.6"],
+  ["tx-default-only", "TxDefaultProfile only"], ["stack0", "stack level 0 only"],
+  ["whole-amps", "whole amperes only"],
+];
+const AUTHORIZE = [["local_list", "only the tags listed below"], ["accept", "every tag"]];
+const OCPP_DEFAULTS = { listen: "127.0.0.1:8887", tls: false, meter_interval_s: 10,
+                        heartbeat_s: 300, min_interval_s: 10, daily_writes: 500,
+                        authorize: "local_list", charge_points: [] };
+/* A generated charge point key: 24 characters without look-alikes (0/O, 1/l/I), about 140 bits,
+ * typed by hand into a charger's web tool or app. */
+const KEY_LEN = 24;
+const KEY_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+const cm = { draft: null, saved: "", ready: false, busy: false, pending: [], unassigned: null };
 
 /* ---- paths into the draft: "chargers[3].wiring" ---- */
 
@@ -146,6 +166,8 @@ function readInput(e) {
     return e.value === "" ? null : e.value;
   case "password": /* the appliance never sends it back: empty keeps the saved one */
     return e.value === "" ? null : e.value;
+  case "secret": /* a charge point's new password; left out, the saved one is kept */
+    return e.value === "" ? undefined : e.value;
   case "json": { /* not JSON yet: sent as text, and the appliance says what it must be */
     if (e.value.trim() === "") return undefined;
     try {
@@ -188,10 +210,11 @@ function linesGroup(path) {
 
 function onEdit(ev) {
   const t = ev.target;
-  const group = t.closest("[data-type=lines]");
+  const group = t.closest("[data-type=lines], [data-type=listen]");
   const bound = group || (t.dataset && t.dataset.path ? t : null);
   if (!bound) return;
-  const value = group ? readLines(group) : readInput(t);
+  const value = !group ? readInput(t) : group.dataset.type === "lines" ? readLines(group)
+                                                                       : readListen(group);
   setPath(cm.draft, bound.dataset.path, value);
   clearError(bound.dataset.path);
   markDirty();
@@ -311,6 +334,7 @@ function linkText(o) {
     const first = (l.mqtt.topics || []).find((t) => t);
     return "mqtt topic " + (l.mqtt.preset === "plain" ? first || "" : l.mqtt.topic || "");
   }
+  if (l && l.ocpp) return "ocpp " + l.ocpp.id + " connector " + (l.ocpp.connector ?? 1);
   return "";
 }
 
@@ -580,7 +604,7 @@ function chargerCard(c, i) {
   grid.append(
     fld("Id", input(base + ".id", "text", { required: true })),
     fld("Name", input(base + ".name", "text", { optional: true, rerender: true })),
-    fld("LAN device id", input(base + ".link.lan.device_id", "number")),
+    ...chargerLinkFields(c, i),
     fld("Circuit", input(base + ".node", "text", { choices: nodes })),
     fld("Wiring", input(base + ".wiring", "text", { list: "wiring-options",
                                                    placeholder: "L1L2L3" })),
@@ -605,21 +629,103 @@ function chargerCard(c, i) {
   return card;
 }
 
-/* A new charger like c with the next free id and LAN device id. */
+/* The link of a charger: a LAN device or an OCPP charge point's connector. Changing the kind
+ * replaces the link (a LAN device id means nothing to a charge point). */
+function chargerLinkFields(c, i) {
+  const base = "chargers[" + i + "].link";
+  const kind = el("select");
+  for (const [v, t] of [["lan", "LAN device"], ["ocpp", "OCPP charge point"]]) {
+    const o = el("option", "", t);
+    o.value = v;
+    kind.appendChild(o);
+  }
+  const link = linkOf(c);
+  kind.value = link && link.ocpp ? "ocpp" : "lan";
+  kind.dataset.linkFor = String(i);
+  kind.addEventListener("change", () => {
+    const cps = (cm.draft.ocpp && cm.draft.ocpp.charge_points) || [];
+    const cp = cps.length ? cps[0].id : "";
+    c.link = kind.value === "ocpp" ? { ocpp: { id: cp, connector: freeConnector(cp) } }
+                                   : { lan: { device_id: nextLanId() } };
+    delete c.device_id;
+    markDirty();
+    render();
+  });
+  const out = [fld("Reached as", kind)];
+  if (kind.value === "ocpp") {
+    out.push(
+      fld("Charge point id", input(base + ".ocpp.id", "text", { list: "cp-options",
+                                                               placeholder: "CP-17" })),
+      fld("Connector", input(base + ".ocpp.connector", "number", { placeholder: "1" })));
+  } else {
+    out.push(fld("LAN device id", input(base + ".lan.device_id", "number")));
+  }
+  return out;
+}
+
+function nextLanId() {
+  return Math.max(0, ...cm.draft.chargers.map(lanId)) + 1;
+}
+
+/* The lowest connector of charge point cp that no charger of the draft uses (1..8). */
+function freeConnector(cp) {
+  const used = new Set(cm.draft.chargers.map(linkOf)
+    .filter((l) => l && l.ocpp && l.ocpp.id === cp).map((l) => Number(l.ocpp.connector)));
+  for (let k = 1; k <= 8; k++) if (!used.has(k)) return k;
+  return 1;
+}
+
+/* A charger id that is free in the draft, made of base's letters, digits, "-", "_" and "." (the
+ * ids the config takes, at most 31 characters). */
+function freeChargerId(base) {
+  const ids = new Set(cm.draft.chargers.map((x) => x.id));
+  const stem = (base.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[-.]+/, "") || "c").slice(0, 28);
+  if (!ids.has(stem)) return stem;
+  for (let n = 2; ; n++) {
+    const id = stem.slice(0, 31 - String(n).length - 1) + "-" + n;
+    if (!ids.has(id)) return id;
+  }
+}
+
+/* A new charger like c with the next free id and the next free LAN device id or, for a charger
+ * on a charge point, the charge point's next free connector. */
 function copyCharger(c) {
   const ids = new Set(cm.draft.chargers.map((x) => x.id));
-  const devs = cm.draft.chargers.map(lanId);
   let n = cm.draft.chargers.length + 1, id;
   do id = "c" + String(n++).padStart(2, "0"); while (ids.has(id));
-  const copy = Object.assign({}, c, { id, name: id,
-                                      link: { lan: { device_id: Math.max(0, ...devs) + 1 } } });
+  const old = linkOf(c);
+  const link = old && old.ocpp
+    ? { ocpp: { id: old.ocpp.id, connector: freeConnector(old.ocpp.id) } }
+    : { lan: { device_id: nextLanId() } };
+  const copy = Object.assign({}, c, { id, name: id, link });
   delete copy.device_id;
   return copy;
 }
 
+/* Adds a charger for the unassigned charge point connector link.ocpp on node: named after the
+ * charge point, with the config's default currents for the installer to check. The charge
+ * point joins the OCPP list (without a password) when it is not in it. */
+function assignOcpp(link, node) {
+  const d = cm.draft;
+  const cp = String(link.ocpp.id), connector = Number(link.ocpp.connector ?? 1) || 1;
+  const multi = connector > 1 || d.chargers.some((x) => (linkOf(x) || {}).ocpp &&
+                                                       linkOf(x).ocpp.id === cp);
+  const id = freeChargerId(multi ? cp + "-" + connector : cp);
+  d.chargers.push({ id, name: cp + (multi ? " #" + connector : ""), link: { ocpp: { id: cp,
+                    connector } }, node, wiring: "L1L2L3", min_a: 6, max_a: 16 });
+  if (d.ocpp) {
+    if (!Array.isArray(d.ocpp.charge_points)) d.ocpp.charge_points = [];
+    if (!d.ocpp.charge_points.some((x) => x.id === cp))
+      d.ocpp.charge_points.push({ id: cp, quirks: "" });
+  }
+  return id;
+}
+
 function unassignedBlock() {
   const box = el("div", "unassigned");
+  box.id = "cfg-unassigned";
   const list = facility.unassigned || [];
+  cm.unassigned = unassignedKey(list);
   if (!list.length) return box;
   box.appendChild(el("p", "muted", "Devices speaking the protocol that are not configured:"));
   for (const d of list) {
@@ -629,6 +735,11 @@ function unassignedBlock() {
     if (link && link.lan) row.dataset.device = String(link.lan.device_id);
     row.append(el("span", "", linkText(d) + " · " + (d.model || "?") + " · seen " +
                   fmtAge(d.last_seen_ms) + " ago"));
+    if (link && link.ocpp) {
+      row.append(...assignControls(link));
+      box.appendChild(row);
+      continue;
+    }
     /* Only a LAN device can take an allocation; other links can only be a circuit's meter. */
     if (link && link.lan) {
       const add = el("button", "button-quiet small", "Add as charger");
@@ -646,6 +757,313 @@ function unassignedBlock() {
     box.appendChild(row);
   }
   return box;
+}
+
+/* The unassigned devices as a key, to tell when the list shown is out of date. */
+function unassignedKey(list) {
+  return list.map(linkText).join("|");
+}
+
+/* "Assign" for an OCPP connector: the circuit it hangs on, then a charger in the draft. Once
+ * the draft has a charger on it, says which (saving is still the installer's step). */
+function assignControls(link) {
+  const key = linkText({ link });
+  const taken = cm.draft.chargers.find((c) => linkText(c) === key);
+  if (taken) {
+    const note = el("span", "pill small", "assigned to " + taken.id + ": save to apply");
+    note.dataset.assigned = taken.id;
+    return [note];
+  }
+  const node = el("select");
+  node.setAttribute("aria-label", "circuit for " + key);
+  node.dataset.assignNode = key;
+  for (const n of cm.draft.nodes) {
+    const o = el("option", "", n.name || n.id);
+    o.value = n.id;
+    node.appendChild(o);
+  }
+  /* A charger rarely hangs on the main fuse itself: offer the first sub-circuit. */
+  if (cm.draft.nodes.length > 1) node.value = cm.draft.nodes[1].id;
+  const add = el("button", "button-quiet small", "Assign");
+  add.type = "button";
+  add.dataset.assign = key;
+  add.addEventListener("click", () => {
+    assignOcpp(link, node.value);
+    markDirty();
+    render();
+  });
+  return [el("span", "muted small", "on"), node, add];
+}
+
+/* Redraws the unassigned list when the live one changed (a charge point connected). */
+function refreshUnassigned() {
+  const box = $("cfg-unassigned");
+  if (!box || !cm.draft || unassignedKey(facility.unassigned || []) === cm.unassigned) return;
+  box.replaceWith(unassignedBlock());
+}
+
+/* ---- OCPP: the central system, its charge points, the tags ---- */
+
+function randomKey() {
+  const out = [];
+  const buf = new Uint8Array(64);
+  /* Bytes at or above the largest multiple of the alphabet size are skipped: no bias. */
+  const top = 256 - (256 % KEY_CHARS.length);
+  while (out.length < KEY_LEN) {
+    crypto.getRandomValues(buf);
+    for (const b of buf)
+      if (b < top && out.length < KEY_LEN) out.push(KEY_CHARS[b % KEY_CHARS.length]);
+  }
+  return out.join("");
+}
+
+/* "ADDRESS:PORT" as [address, port]; an IPv6 address keeps its brackets. */
+function parseListen(text) {
+  const m = /^(.*):(\d*)$/.exec(String(text || ""));
+  return m ? [m[1], m[2]] : [String(text || ""), ""];
+}
+
+function readListen(group) {
+  const [addr, port] = [...group.querySelectorAll("input")].map((i) => i.value.trim());
+  return addr === "" && port === "" ? undefined : addr + ":" + port;
+}
+
+function listenGroup(path) {
+  const group = el("div", "listen-input");
+  group.dataset.path = path;
+  group.dataset.type = "listen";
+  const [addr, port] = parseListen(getPath(cm.draft, path));
+  for (const [name, value, type, placeholder] of [["address", addr, "text", "0.0.0.0"],
+                                                  ["port", port, "number", "8887"]]) {
+    const e = el("input");
+    e.type = type;
+    e.value = value;
+    e.placeholder = placeholder;
+    e.setAttribute("aria-label", "listen " + name);
+    e.dataset.part = name;
+    e.dataset.rerender = "1"; /* the charge points' URLs follow */
+    group.appendChild(e);
+  }
+  return group;
+}
+
+function isLoopback(host) {
+  return /^(127\.|localhost$|\[?::1\]?$)/.test(host);
+}
+
+/* The URL a charger is given: the appliance as this browser reaches it (a charger on the LAN
+ * sees the same address), on the OCPP port; a listen address that is one interface's is used
+ * as it is. */
+function ocppUrl(id) {
+  const o = cm.draft.ocpp || {};
+  const [addr, port] = parseListen(o.listen);
+  const any = addr === "" || addr === "0.0.0.0" || addr === "::" || addr === "[::]";
+  let host = any || isLoopback(addr) ? location.hostname : addr;
+  if (host.includes(":") && !host.startsWith("[")) host = "[" + host + "]";
+  return (o.tls ? "wss://" : "ws://") + host + ":" + (port || "PORT") + "/ocpp/" + id;
+}
+
+/* What keeps chargers from reaching the URLs shown, in words. */
+function reachNotes() {
+  const o = cm.draft.ocpp || {};
+  const [addr, port] = parseListen(o.listen);
+  const notes = [];
+  if (!port || Number(port) === 0) notes.push("No port: the central system is off.");
+  if (isLoopback(addr))
+    notes.push("It listens on " + addr + " only: chargers on the LAN cannot reach it. Give this " +
+      "appliance's LAN address, or 0.0.0.0 for every interface (after a restart).");
+  else if (isLoopback(location.hostname))
+    notes.push("This browser reaches the appliance as " + location.hostname + ": on a charger, " +
+      "put the appliance's LAN address in its place.");
+  if (o.tls)
+    notes.push("wss:// uses the certificate of web access (HTTPS): the chargers must trust it.");
+  return notes;
+}
+
+/* OCPP security profiles 0-2 as the draft sets them up for charge point cp. */
+function securityText(cp) {
+  const hasKey = !!(cp.password || cp.password_set);
+  if (!hasKey)
+    return "Security profile 0: no password; anyone who can reach the port may connect as " +
+      "this charge point. Only on a trusted, separate charger network.";
+  return (cm.draft.ocpp.tls ? "Security profile 2: TLS and the password"
+                            : "Security profile 1: the password, unencrypted (ws://)") +
+    " — user name: the charge point id, password: the key (AuthorizationKey).";
+}
+
+/* The live state of charge point id, from the chargers on it and the unassigned list. */
+function cpLive(id) {
+  const on = facility.chargers.filter((c) => c.device_link && c.device_link.ocpp &&
+                                            c.device_link.ocpp.id === id && c.ocpp);
+  if (on.some((c) => c.ocpp.connected)) {
+    const o = on.find((c) => c.ocpp.connected).ocpp;
+    return ["connected" + (o.model ? " · " + [o.vendor, o.model].filter(Boolean).join(" ") : ""),
+            true];
+  }
+  const seen = (facility.unassigned || []).find((d) => d.link && d.link.ocpp &&
+                                                       d.link.ocpp.id === id);
+  if (seen) return ["connected, no charger assigned", true];
+  return [on.length ? "not connected" : "not seen", false];
+}
+
+function cpCard(cp, j) {
+  const base = "ocpp.charge_points[" + j + "]";
+  const card = el("fieldset", "cfg-card");
+  card.dataset.cp = cp.id || "";
+  card.dataset.path = base;
+  const legend = el("legend", "", (cp.id || "charge point") + " ");
+  const [liveText, up] = cpLive(cp.id);
+  const badge = el("span", "pill small", liveText);
+  badge.classList.toggle("bad", !up);
+  legend.appendChild(badge);
+  card.appendChild(legend);
+  const grid = el("div", "fld-grid");
+  grid.append(
+    fld("Charge point id", input(base + ".id", "text", { required: true, rerender: true })),
+    fld("Quirks", input(base + ".quirks", "text", { choices: QUIRKS })));
+  const pw = el("div", "cp-password wide");
+  const state = el("span", "small", cp.password_set ? "password set" : "no password set");
+  state.dataset.field = "password-state";
+  state.dataset.value = String(!!cp.password_set);
+  const key = input(base + ".password", "secret", {
+    placeholder: cp.password_set ? "type or generate to replace" : "16 to 40 characters" });
+  key.autocomplete = "off";
+  key.spellcheck = false;
+  const gen = el("button", "button-quiet small", "Generate");
+  gen.type = "button";
+  gen.dataset.generate = String(j);
+  gen.addEventListener("click", () => {
+    cp.password = randomKey();
+    markDirty();
+    render();
+  });
+  pw.append(fld("Set password", key), gen, state);
+  if (cp.password)
+    pw.append(el("p", "hint small", "Enter this key on the charger now (its password or " +
+      "AuthorizationKey): once saved, the appliance keeps only a hash and cannot show it again."));
+  const url = el("div", "cp-url wide");
+  const code = el("code", "", ocppUrl(cp.id || "ID"));
+  code.dataset.field = "ocpp-url";
+  url.append(el("span", "fld-label", "Central system URL for the charger"), code,
+             el("p", "muted small", securityText(cp)));
+  grid.append(pw, url);
+  card.appendChild(grid);
+  card.appendChild(actionButton("Remove charge point", () => {
+    cm.draft.ocpp.charge_points.splice(j, 1);
+    render();
+  }));
+  return card;
+}
+
+/* The OCPP 1.6J central system (docs/ocpp.md); absent from the config until it is set up. */
+function ocppSection() {
+  const s = el("fieldset", "cfg-section");
+  s.dataset.path = "ocpp";
+  s.dataset.section = "ocpp";
+  s.appendChild(el("legend", "", "OCPP charge points"));
+  const d = cm.draft;
+  if (!d.ocpp) {
+    const on = el("button", "button-quiet", "Set up OCPP");
+    on.type = "button";
+    on.id = "cfg-ocpp-on";
+    on.addEventListener("click", () => {
+      d.ocpp = JSON.parse(JSON.stringify(OCPP_DEFAULTS));
+      markDirty();
+      render();
+    });
+    s.append(el("p", "muted", "Chargers that speak OCPP 1.6J connect to this appliance as " +
+                              "their central system."), on);
+    return s;
+  }
+  if (!Array.isArray(d.ocpp.charge_points)) d.ocpp.charge_points = [];
+  const grid = el("div", "fld-grid");
+  grid.append(
+    fld("Listen on (address, port)", listenGroup("ocpp.listen"), "restart", true),
+    fld("TLS (wss://)", input("ocpp.tls", "bool", { rerender: true }), "restart"),
+    fld("Meter values every", input("ocpp.meter_interval_s", "number"), "s"),
+    fld("Heartbeat", input("ocpp.heartbeat_s", "number"), "s"),
+    fld("Raise no sooner than", input("ocpp.min_interval_s", "number"), "s"),
+    fld("Limits per connector a day", input("ocpp.daily_writes", "number")),
+    fld("Tags accepted", input("ocpp.authorize", "text", { choices: AUTHORIZE })));
+  s.appendChild(grid);
+  const notes = reachNotes();
+  const reach = el("ul", "hint small ocpp-reach");
+  reach.id = "ocpp-reach";
+  reach.hidden = !notes.length;
+  for (const n of notes) reach.appendChild(el("li", "", n));
+  s.appendChild(reach);
+  const cards = el("div", "cfg-cards");
+  cards.dataset.path = "ocpp.charge_points";
+  d.ocpp.charge_points.forEach((cp, j) => cards.appendChild(cpCard(cp, j)));
+  s.appendChild(cards);
+  const add = el("button", "button-quiet", "Add charge point");
+  add.type = "button";
+  add.id = "cfg-add-cp";
+  add.addEventListener("click", () => {
+    const ids = new Set(d.ocpp.charge_points.map((x) => x.id));
+    let n = d.ocpp.charge_points.length + 1, id;
+    do id = "CP-" + n++; while (ids.has(id));
+    d.ocpp.charge_points.push({ id, quirks: "" });
+    markDirty();
+    render();
+  });
+  s.appendChild(add);
+  return s;
+}
+
+/* RFID tags (OCPP idTags): who a session's energy belongs to, and with "only the tags listed"
+ * the cards a charger may start with. */
+function tagsSection() {
+  const d = cm.draft;
+  const s = el("fieldset", "cfg-section");
+  s.dataset.path = "tags";
+  s.dataset.section = "tags";
+  s.appendChild(el("legend", "", "Tags (" + (d.tags || []).length + ")"));
+  s.appendChild(el("p", "muted small", "The id is what the charger reads off the card or " +
+    "sends for its app (up to 20 characters, no spaces); the name is who it belongs to."));
+  const list = el("div", "tag-rows");
+  (d.tags || []).forEach((t, k) => {
+    const row = el("div", "tag-row fld-grid");
+    row.dataset.tag = t.id || "";
+    row.dataset.path = "tags[" + k + "]";
+    row.append(
+      fld("Tag id", input("tags[" + k + "].id", "text", { required: true,
+                                                       placeholder: "04A2B3C4" })),
+      fld("Name", input("tags[" + k + "].name", "text", { placeholder: "Anna's Golf" })),
+      actionButton("Remove", () => {
+        d.tags.splice(k, 1);
+        render();
+      }));
+    list.appendChild(row);
+  });
+  s.appendChild(list);
+  const add = el("button", "button-quiet", "Add tag");
+  add.type = "button";
+  add.id = "cfg-add-tag";
+  add.addEventListener("click", () => {
+    if (!Array.isArray(d.tags)) d.tags = [];
+    d.tags.push({ id: "", name: "" });
+    markDirty();
+    render();
+    const ids = document.querySelectorAll("#cfg-form [data-section=tags] input[data-path$='.id']");
+    if (ids.length) ids[ids.length - 1].focus();
+  });
+  s.appendChild(add);
+  return s;
+}
+
+/* The charge point ids of the draft, offered in the chargers' OCPP id field. */
+function cpOptions() {
+  const list = el("datalist");
+  list.id = "cp-options";
+  const ids = new Set(((cm.draft.ocpp || {}).charge_points || []).map((x) => x.id));
+  for (const d of facility.unassigned || []) if (d.link && d.link.ocpp) ids.add(d.link.ocpp.id);
+  for (const id of ids) {
+    const o = el("option");
+    o.value = id;
+    list.appendChild(o);
+  }
+  return list;
 }
 
 /* Rebuilds the forms from the draft (after a structural change or a load). */
@@ -691,7 +1109,8 @@ function render() {
     render();
   });
   chargers.appendChild(addCharger);
-  form.append(chargers, balancerSection(), networkSection(), mqttSection(), httpSection());
+  form.append(chargers, ocppSection(), tagsSection(), balancerSection(), networkSection(),
+              mqttSection(), httpSection(), cpOptions());
   markDirty();
   window.scrollTo(0, scroll);
 }
@@ -801,6 +1220,7 @@ function preview() {
 function save() {
   return act("PUT", "/api/config", cm.draft, () => {
     setMessage("Saved and applied.", "ok");
+    setTags(cm.draft.tags, true);
     $("preview").hidden = true;
     load().then(() => {
       if (cm.pending.length)
@@ -906,6 +1326,7 @@ function load() {
     showPending(Array.isArray(pending) ? pending.map(String) : []);
     cm.draft = toLinkForm(doc);
     cm.saved = JSON.stringify(cm.draft);
+    setTags(doc.tags, true);
     clearErrors();
     render();
   }, () => setMessage("The appliance did not answer.", "bad"));
@@ -942,6 +1363,7 @@ function setup() {
     ev.target.value = "";
   });
   session.addEventListener("change", applyLock);
+  session.addEventListener("unassigned", refreshUnassigned);
   cm.ready = true;
 }
 

@@ -1,6 +1,7 @@
 /* The history view: a chart of any charger or node over a chosen range, energy per charger and
- * month with the billing CSV, the charging sessions with their CSV, and the event log. Every
- * query runs on the appliance's worker threads (GET /api/history/..., /api/energy, ...). */
+ * month with the billing CSV, energy per RFID tag (OCPP idTag) and month with its CSV, the
+ * charging sessions with their CSV, and the event log. Every query runs on the appliance's
+ * worker threads (GET /api/history/..., /api/energy, /api/tags/energy, ...). */
 import { drawChart } from "./chart.js";
 import {
   $, api, el, errorText, facility, fmtDuration, fmtKwh, fmtTime, fromLocalInput,
@@ -20,6 +21,7 @@ const EVENT_KINDS = [
   "datagram_rejected", "foreign_balancer", "start",
 ];
 const LINES = ["L1", "L2", "L3"];
+const DOWNLOADS = ["energy-csv", "tag-energy-csv", "sessions-csv"]; /* they need a login */
 
 const view = { ready: false, chart: null, resize: null };
 
@@ -144,9 +146,10 @@ function monthStart(year, month) {
   return new Date(year, month, 1).getTime();
 }
 
-/* [from, to) for the energy table: the last 12 months or one calendar year. */
-function energyRange() {
-  const v = $("energy-year").value, now = new Date();
+/* [from, to) for an energy table: the last 12 months or one calendar year, as the period picker
+ * sel says. */
+function energyRange(sel = "energy-year") {
+  const v = $(sel).value, now = new Date();
   if (v === "12m") return {
     from: monthStart(now.getFullYear(), now.getMonth() - 11),
     to: monthStart(now.getFullYear(), now.getMonth() + 1),
@@ -155,8 +158,8 @@ function energyRange() {
   return { from: monthStart(y, 0), to: monthStart(y + 1, 0) };
 }
 
-function fillYears() {
-  const sel = $("energy-year");
+function fillYears(id) {
+  const sel = $(id);
   if (sel.options.length) return;
   const o = el("option", "", "last 12 months");
   o.value = "12m";
@@ -225,6 +228,68 @@ function renderEnergy(doc) {
   table.appendChild(el("tfoot")).appendChild(foot);
 }
 
+/* ---- energy per tag and month ---- */
+
+function loadTagEnergy() {
+  const r = energyRange("tag-energy-year");
+  $("tag-energy-csv").href = "/api/tags/energy" + query({ from: r.from, to: r.to, format: "csv" });
+  setStatus("tag-energy-status", "loading…");
+  api("GET", "/api/tags/energy" + query({ from: r.from, to: r.to })).then((res) => {
+    /* {"rows": [...]} as the appliance answers; a bare list is taken too. */
+    const rows = res.data && (Array.isArray(res.data) ? res.data : res.data.rows);
+    if (res.status !== 200 || !Array.isArray(rows)) {
+      setStatus("tag-energy-status", errorText(res), true);
+      return;
+    }
+    renderTagEnergy(rows);
+    setStatus("tag-energy-status", "Energy of the sessions started with each tag, by the month " +
+      "they started in, in kWh (sessions in brackets).");
+  }, () => setStatus("tag-energy-status", "The appliance did not answer.", true));
+}
+
+/* One row per tag, one column per month; sessions without a tag (LAN chargers, free
+ * charging) are a row of their own. */
+function renderTagEnergy(rows) {
+  const table = $("tag-energy-table");
+  table.replaceChildren();
+  if (!rows.length) {
+    table.appendChild(el("caption", "muted", "No sessions with a tag in this period."));
+    return;
+  }
+  const months = [...new Set(rows.map((r) => r.month))].sort();
+  const tagIds = [...new Set(rows.map((r) => r.id_tag || ""))].sort();
+  const cell = new Map(rows.map((r) => [(r.id_tag || "") + "|" + r.month, r]));
+  const head = el("tr");
+  head.append(el("th", "", "Tag"), ...months.map((m) => el("th", "num", m)),
+              el("th", "num", "Total"));
+  table.appendChild(el("thead")).appendChild(head);
+  const body = table.appendChild(el("tbody"));
+  for (const id of tagIds) {
+    const tr = el("tr");
+    tr.dataset.tag = id;
+    const named = rows.find((r) => (r.id_tag || "") === id && r.name);
+    const th = el("th", "", id ? (named ? named.name : id) : "no tag");
+    if (id && named) th.appendChild(el("span", "muted small", " " + id));
+    tr.appendChild(th);
+    let kwh = 0, sessions = 0;
+    for (const m of months) {
+      const r = cell.get(id + "|" + m);
+      const td = el("td", "num", r ? r.energy_kwh.toFixed(2) + " (" + r.sessions + ")" : "–");
+      td.dataset.month = m;
+      td.dataset.kwh = r ? String(r.energy_kwh) : "0";
+      if (r) {
+        kwh += r.energy_kwh;
+        sessions += r.sessions;
+      }
+      tr.appendChild(td);
+    }
+    const total = el("td", "num total", kwh.toFixed(2) + " (" + sessions + ")");
+    total.dataset.kwh = String(kwh);
+    tr.appendChild(total);
+    body.appendChild(tr);
+  }
+}
+
 /* ---- sessions ---- */
 
 function sessionsRange() {
@@ -264,7 +329,8 @@ function renderSessions(rows) {
       ["Charger", name], ["Started", fmtTime(s.start_ms)],
       ["Ended", s.end_ms ? fmtTime(s.end_ms) : "still plugged in"],
       ["Duration", fmtDuration((s.end_ms || now) - s.start_ms)],
-      ["Energy (kWh)", fmtKwh(s.energy_wh)], ["Peak (A)", s.peak_a.toFixed(1)], ["Id", s.ref || ""],
+      ["Energy (kWh)", fmtKwh(s.energy_wh)], ["Peak (A)", s.peak_a.toFixed(1)],
+      ["Tag", s.tag_name || s.id_tag || ""], ["Id", s.ref || ""],
     ];
     for (const [label, text] of cells) {
       const td = el("td", "", text);
@@ -304,7 +370,7 @@ function loadEvents() {
 
 function updateDownloads() {
   const ok = loggedIn();
-  for (const id of ["energy-csv", "sessions-csv"]) {
+  for (const id of DOWNLOADS) {
     const a = $(id);
     a.classList.toggle("disabled", !ok);
     a.setAttribute("aria-disabled", String(!ok));
@@ -343,8 +409,10 @@ function setup() {
     ev.preventDefault();
     loadChart();
   });
-  fillYears();
+  fillYears("energy-year");
   $("energy-year").addEventListener("change", loadEnergy);
+  fillYears("tag-energy-year");
+  $("tag-energy-year").addEventListener("change", loadTagEnergy);
   const now = new Date();
   $("sessions-month").value = now.getFullYear() + "-" + String(now.getMonth() + 1).padStart(2, "0");
   $("sessions-form").addEventListener("submit", (ev) => {
@@ -354,7 +422,7 @@ function setup() {
   $("sessions-charger").addEventListener("change", loadSessions);
   $("sessions-month").addEventListener("change", loadSessions);
   kinds.addEventListener("change", loadEvents);
-  for (const id of ["energy-csv", "sessions-csv"])
+  for (const id of DOWNLOADS)
     $(id).addEventListener("click", (ev) => {
       if (!loggedIn()) ev.preventDefault();
     });
@@ -378,6 +446,7 @@ export function showHistory(params) {
   updateDownloads();
   loadChart();
   loadEnergy();
+  loadTagEnergy();
   loadSessions();
   loadEvents();
 }

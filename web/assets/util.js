@@ -132,10 +132,54 @@ export const facility = { chargers: [], nodes: [], byId: new Map() };
 
 export function setFacility(doc) {
   facility.chargers = (doc.chargers || []).map((c) => ({ id: c.id, name: c.name || c.id,
-    limit_a: c.limit_a, device_id: c.device_id, online: c.online, state: c.state,
-    reason_text: c.reason_text }));
+    limit_a: c.limit_a, device_id: c.device_id, device_link: c.device_link, online: c.online,
+    state: c.state, reason_text: c.reason_text, ocpp: c.ocpp }));
   facility.nodes = (doc.nodes || []).map((n) => ({ id: n.id, name: n.name || n.id,
     limit_a: n.limit_a }));
   facility.byId = new Map(facility.chargers.map((c) => [c.id, c]));
   facility.unassigned = doc.unassigned || [];
+  /* The commissioning view offers newly seen devices without a reload. */
+  const key = JSON.stringify(facility.unassigned.map((d) => d.link));
+  if (key !== facility.unassignedKey) {
+    facility.unassignedKey = key;
+    session.dispatchEvent(new Event("unassigned"));
+  }
+}
+
+/* The RFID tags of the configuration (OCPP idTags and who they belong to), for showing a name
+ * where the appliance reports a tag id. Read from GET /api/config, which needs no login unless
+ * the dashboard does; the commissioning view refreshes it after a load or save. */
+export const tags = { byId: new Map(), loading: null, missed: new Set() };
+
+/* Sets the tags from a config's "tags"; a list the installer just saved also forgets which ids
+ * were looked up in vain. */
+export function setTags(list, saved) {
+  tags.byId = new Map((Array.isArray(list) ? list : []).filter((t) => t && t.id)
+    .map((t) => [String(t.id), t.name || ""]));
+  if (saved) tags.missed.clear();
+}
+
+export function loadTags() {
+  if (!tags.loading) {
+    tags.loading = api("GET", "/api/config")
+      .then((res) => {
+        if (res.status === 200 && res.data) setTags(res.data.tags);
+      })
+      .catch(() => {})
+      .finally(() => (tags.loading = null));
+  }
+  return tags.loading;
+}
+
+/* A tag's name, or its id when the configuration does not name it. An id seen for the first
+ * time makes one reload, so that a tag added elsewhere is named without a page reload. */
+export function tagName(id) {
+  if (!id) return "";
+  const name = tags.byId.get(String(id));
+  if (name) return name;
+  if (!tags.missed.has(String(id))) {
+    tags.missed.add(String(id));
+    loadTags();
+  }
+  return String(id);
 }
