@@ -30,6 +30,9 @@ typedef struct pw_bal_node_spec {
     bool metered;                      /* a meter reports this node's total per line */
     uint32_t meter_timeout_ms;         /* reading older than this is stale */
     double meter_fallback_a[PW_LINES]; /* non-EV load budgeted when stale and nothing worse seen */
+    double reserve_a[PW_LINES];        /* non-EV load of the node's own (lighting, ventilation, a
+                                          lift) budgeted on each line where no meter sees it: on
+                                          an unmetered node; 0 = none */
 } pw_bal_node_spec;
 
 /* How a charger's transport reports: per charger, since a LAN charger sends a status every
