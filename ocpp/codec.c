@@ -1657,10 +1657,19 @@ json_t *pw_ocpp_trigger_req(const char *message, int connector)
     return req;
 }
 
+/* An answer's status as its schema's enum has it; one outside it becomes fallback, so what is
+ * sent always holds to the schema (a local tag list may answer "Rejected", which IdTagInfo
+ * spells "Invalid"). */
+static json_t *jstatus(enum pw_ocpp_answer status, const char *const *allowed, const char *fallback)
+{
+    const char *name = pw_ocpp_answer_name(status);
+    return jstr(list_index(allowed, name) >= 0 ? name : fallback);
+}
+
 json_t *pw_ocpp_boot_conf(enum pw_ocpp_answer status, int64_t now_ms, int interval_s)
 {
     json_t *conf = must(json_object());
-    set(conf, "status", jstr(pw_ocpp_answer_name(status)));
+    set(conf, "status", jstatus(status, boot_status_e, "Rejected"));
     set(conf, "currentTime", jtime(now_ms));
     set(conf, "interval", json_integer(interval_s));
     return conf;
@@ -1681,7 +1690,7 @@ json_t *pw_ocpp_empty_conf(void)
 static json_t *jid_tag_info(enum pw_ocpp_answer status)
 {
     json_t *info = must(json_object());
-    set(info, "status", jstr(pw_ocpp_answer_name(status)));
+    set(info, "status", jstatus(status, id_status_e, "Invalid"));
     return info;
 }
 
@@ -1714,7 +1723,7 @@ json_t *pw_ocpp_stop_conf(int status)
 json_t *pw_ocpp_data_transfer_conf(enum pw_ocpp_answer status)
 {
     json_t *conf = must(json_object());
-    set(conf, "status", jstr(pw_ocpp_answer_name(status)));
+    set(conf, "status", jstatus(status, data_status_e, "Rejected"));
     return conf;
 }
 

@@ -15,24 +15,24 @@
 #define PW_OCPP_SUBPROTOCOL "ocpp1.6"
 #define PW_OCPP_ID_LEN      37 /* a message id: at most 36 characters, NUL-terminated */
 #define PW_OCPP_ACTION_LEN  40
-#define PW_OCPP_TAG_LEN     21  /* IdToken: CiString20Type */
-#define PW_OCPP_TXID_LEN    24  /* a transaction id as text (1.6: an integer) */
+#define PW_OCPP_TAG_LEN     21            /* IdToken: CiString20Type */
+#define PW_OCPP_TXID_LEN    24            /* a transaction id as text (1.6: an integer) */
 #define PW_OCPP_MAX_FRAME   (64u * 1024u) /* a longer frame is refused before it is parsed */
-#define PW_OCPP_MAX_KEYS    64  /* GetConfiguration: keys kept from one answer */
+#define PW_OCPP_MAX_KEYS    64            /* GetConfiguration: keys kept from one answer */
 
 /* The RPC error codes of OCPP-J 1.6 section 4.2.3 (spelled as on the wire by
  * pw_ocpp_error_name, including the standard's "OccurenceConstraintViolation"). */
 enum pw_ocpp_error {
     PW_OCPP_OK = 0,
-    PW_OCPP_NOT_IMPLEMENTED,        /* the action is not known */
-    PW_OCPP_NOT_SUPPORTED,          /* known, not supported */
+    PW_OCPP_NOT_IMPLEMENTED, /* the action is not known */
+    PW_OCPP_NOT_SUPPORTED,   /* known, not supported */
     PW_OCPP_INTERNAL_ERROR,
-    PW_OCPP_PROTOCOL_ERROR,         /* payload incomplete */
+    PW_OCPP_PROTOCOL_ERROR, /* payload incomplete */
     PW_OCPP_SECURITY_ERROR,
-    PW_OCPP_FORMATION_VIOLATION,    /* not the structure of the action's PDU */
-    PW_OCPP_PROPERTY_CONSTRAINT,    /* a field's value breaks a constraint (enum, length) */
-    PW_OCPP_OCCURENCE_CONSTRAINT,   /* a required field is missing, or an unknown one is there */
-    PW_OCPP_TYPE_CONSTRAINT,        /* a field has the wrong type (a number where a string is due) */
+    PW_OCPP_FORMATION_VIOLATION,  /* not the structure of the action's PDU */
+    PW_OCPP_PROPERTY_CONSTRAINT,  /* a field's value breaks a constraint (enum, length) */
+    PW_OCPP_OCCURENCE_CONSTRAINT, /* a required field is missing, or an unknown one is there */
+    PW_OCPP_TYPE_CONSTRAINT,      /* a field has the wrong type (a number where a string is due) */
     PW_OCPP_GENERIC_ERROR,
 };
 
@@ -69,7 +69,8 @@ typedef struct pw_ocpp_frame {
  * CALL whose id could be read, out->kind is PW_OCPP_CALL and out->id holds it, so the caller
  * can answer with a CALLERROR (FormationViolation for a frame of the wrong shape); otherwise
  * out->id is "" and the message cannot be answered. Ids longer than 36 characters, payloads
- * that are not objects, and messages longer than PW_OCPP_MAX_FRAME are refused. */
+ * that are not objects, and messages longer than PW_OCPP_MAX_FRAME are refused; a CALL whose
+ * action is longer than any action name gets NotImplemented. */
 int pw_ocpp_frame_parse(const char *text, size_t len, pw_ocpp_frame *out, pw_ocpp_fault *fault);
 void pw_ocpp_frame_clear(pw_ocpp_frame *f);
 
@@ -144,12 +145,12 @@ enum pw_ocpp_answer {
     PW_OCPP_REBOOT_REQUIRED,
     PW_OCPP_ANSWER_NOT_SUPPORTED,
     PW_OCPP_ANSWER_NOT_IMPLEMENTED,
-    PW_OCPP_ANSWER_UNKNOWN,  /* ClearChargingProfile: no such profile */
-    PW_OCPP_PENDING,         /* BootNotification */
-    PW_OCPP_BLOCKED,         /* IdTagInfo */
-    PW_OCPP_EXPIRED,         /* IdTagInfo */
-    PW_OCPP_INVALID,         /* IdTagInfo */
-    PW_OCPP_CONCURRENT_TX,   /* IdTagInfo */
+    PW_OCPP_ANSWER_UNKNOWN,     /* ClearChargingProfile: no such profile */
+    PW_OCPP_PENDING,            /* BootNotification */
+    PW_OCPP_BLOCKED,            /* IdTagInfo */
+    PW_OCPP_EXPIRED,            /* IdTagInfo */
+    PW_OCPP_INVALID,            /* IdTagInfo */
+    PW_OCPP_CONCURRENT_TX,      /* IdTagInfo */
     PW_OCPP_UNKNOWN_MESSAGE_ID, /* DataTransfer */
     PW_OCPP_UNKNOWN_VENDOR_ID,  /* DataTransfer */
     PW_OCPP_SCHEDULED,          /* ChangeAvailability */
@@ -185,7 +186,8 @@ typedef struct pw_ocpp_status_note {
  * balancer uses: the newest meterValue's samples, converted to A, Wh and W. Phase labels are
  * read leniently: "L1", "L1-N" are line 1; "N" and line-to-line labels are ignored for
  * currents; a current without a phase counts as unphased. Samples in signed format, of other
- * measurands, or with values that are not finite numbers are skipped (counted in skipped). */
+ * measurands, or with values that are not finite numbers are skipped (counted in skipped).
+ * Energy and power reported only per phase are summed. */
 typedef struct pw_ocpp_meter {
     int connector;
     char tx_id[PW_OCPP_TXID_LEN]; /* "" if none */
@@ -332,7 +334,8 @@ json_t *pw_ocpp_heartbeat_conf(int64_t now_ms);
 json_t *pw_ocpp_empty_conf(void); /* StatusNotification, MeterValues, *StatusNotification */
 /* idTagInfo with status (and no expiry): Authorize, StartTransaction (with tx_id: an integer
  * in 1.6; must be digits, else NULL is returned), StopTransaction (tx_id NULL; idTagInfo
- * omitted when status < 0). */
+ * omitted when status < 0). A status its schema does not have is sent as the nearest one that
+ * it does: Invalid in idTagInfo (Rejected, ...), Rejected in BootNotification and DataTransfer. */
 json_t *pw_ocpp_authorize_conf(enum pw_ocpp_answer status);
 json_t *pw_ocpp_start_conf(const char *tx_id, enum pw_ocpp_answer status);
 json_t *pw_ocpp_stop_conf(int status);
@@ -397,7 +400,8 @@ int pw_ocpp_status_parse(const char *name);
 
 /* Checks a payload against the OCPP 1.6 JSON schema of an action's request (conf false) or
  * answer (conf true), with the same rules and error codes the decoders use, and the ranges
- * phasewise adds (integers that fit the fields here; connectorId >= 0; numberPhases 1..3).
+ * phasewise adds (integers that fit the fields here; connectorId >= 0, >= 1 in
+ * StartTransaction; numberPhases 1..3).
  * Returns 0, or -1 with the first violation in fault (NotImplemented for PW_OCPP_A_UNKNOWN).
  * For tests and for checking what is sent. */
 int pw_ocpp_check_payload(enum pw_ocpp_action a, bool conf, const json_t *payload,

@@ -859,10 +859,14 @@ void pw_web_ws_ep_close(pw_web_ws_ep *ep)
             break;
         }
     ep->vhost->ep = NULL;
-    for (pw_web_ws *ws = x->conns, *next; ws; ws = next) {
-        next = ws->next;
-        if (ws->ep == ep)
-            ws_abandon(ws, "endpoint closed");
+    /* From the head each time: a closed callback may end other connections too. */
+    for (pw_web_ws *ws = x->conns; ws;) {
+        if (ws->ep != ep) {
+            ws = ws->next;
+            continue;
+        }
+        ws_abandon(ws, "endpoint closed");
+        ws = x->conns;
     }
     /* Never destroy a vhost from inside one of its own callbacks (the owner may be closing the
      * endpoint from a message callback): lws does it on its next timer turn. */

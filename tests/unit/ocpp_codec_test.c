@@ -1305,6 +1305,20 @@ static void test_cs_builders_hold_to_schema(void **state)
         schema_ok(PW_OCPP_A_STOP_TRANSACTION, true, pw_ocpp_stop_conf((int)id_status[i]));
     }
     schema_ok(PW_OCPP_A_STOP_TRANSACTION, true, pw_ocpp_stop_conf(-1));
+    /* Every answer value, also those an action's schema does not have, gives a valid payload:
+     * a local tag list's "Rejected" goes out as idTagInfo's "Invalid". */
+    for (int a = PW_OCPP_ACCEPTED; a <= PW_OCPP_UNLOCK_FAILED; a++) {
+        enum pw_ocpp_answer s = (enum pw_ocpp_answer)a;
+        schema_ok(PW_OCPP_A_AUTHORIZE, true, pw_ocpp_authorize_conf(s));
+        schema_ok(PW_OCPP_A_START_TRANSACTION, true, pw_ocpp_start_conf("1", s));
+        schema_ok(PW_OCPP_A_STOP_TRANSACTION, true, pw_ocpp_stop_conf(a));
+        schema_ok(PW_OCPP_A_BOOT_NOTIFICATION, true, pw_ocpp_boot_conf(s, now, 60));
+        schema_ok(PW_OCPP_A_DATA_TRANSFER, true, pw_ocpp_data_transfer_conf(s));
+    }
+    json_t *inv = pw_ocpp_authorize_conf(PW_OCPP_REJECTED);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(inv, "idTagInfo"), "status")), "Invalid");
+    json_decref(inv);
     assert_null(pw_ocpp_start_conf("17a", PW_OCPP_ACCEPTED));
     assert_null(pw_ocpp_start_conf("", PW_OCPP_ACCEPTED));
     static const enum pw_ocpp_answer dt_status[] = {
