@@ -224,6 +224,16 @@ static double failsafe_of(const pw_ocpp_cp *cp, const conn *c)
     return m < 0 ? 0 : m;
 }
 
+static bool any_connector(const pw_ocpp_cp *cp)
+{
+    for (int i = 1; i <= PW_OCPP_MAX_CONNECTORS; i++) {
+        if (cp->c[i].used) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool default_ok(const pw_ocpp_cp *cp, const conn *c)
 {
     return cp->q->default_on_connector0 ? cp->def0_ok : c->def_ok;
@@ -546,7 +556,7 @@ static void pump(pw_ocpp_cp *cp)
         }
     }
     /* 2. The failsafe default (and its restore after a transaction), clears back to it. */
-    if (cp->def0_pending && cp->q->default_on_connector0) {
+    if (cp->def0_pending && (cp->q->default_on_connector0 || !any_connector(cp))) {
         send_default(cp, 0);
         return;
     }
@@ -628,12 +638,9 @@ static void start_setup(pw_ocpp_cp *cp)
     cp->active = true;
     cp->gen++;
     cp->ready = false;
-    /* No connector configured (a charge point not assigned yet): no limit to install. */
-    bool any = false;
-    for (int i = 1; i <= PW_OCPP_MAX_CONNECTORS; i++) {
-        any = any || cp->c[i].used;
-    }
-    cp->def0_pending = cp->q->default_on_connector0 && any;
+    /* No connector configured (a charge point not assigned yet): it is given no current at all,
+     * a 0 A default on connector 0, since its draw would be a load no budget holds. */
+    cp->def0_pending = cp->q->default_on_connector0 || !any_connector(cp);
     cp->s_getconf = cp->s_meas = cp->s_interval = cp->s_trig_stat = true;
     cp->s_trig_mv = 0;
     cp->meas_i = 0;

@@ -1330,17 +1330,25 @@ static void test_boot_after_heartbeat(void **state)
 
 /* A charge point with no connector configured (not assigned yet) is set up but gets no default
  * profile: a 0 A default would stop a charger phasewise does not balance. */
-static void test_unassigned_no_default(void **state)
+static void test_unassigned_held_at_zero(void **state)
 {
     (void)state;
     h *t = new_h(NULL);
     t->o.n_connectors = 0;
     open_h(t);
+    size_t from = 0;
     boot_as(t, "Acme", "Box");
-    assert_int_equal(n_calls(t, 0, PW_OCPP_A_SET_CHARGING_PROFILE), 0);
+    /* A charge point no charger is assigned to gets a 0 A default on connector 0: its draw
+     * would be a load no budget holds. */
+    assert_int_equal(n_calls(t, from, PW_OCPP_A_SET_CHARGING_PROFILE), 1);
+    const pw_ocpp_profile *p = last_profile(t, from);
+    assert_non_null(p);
+    assert_int_equal(p->connector, 0);
+    assert_int_equal(p->purpose, PW_OCPP_TX_DEFAULT);
+    assert_float_equal(p->periods[0].limit_a, 0, 1e-9);
     assert_int_equal(n_calls(t, 0, PW_OCPP_A_GET_CONFIGURATION), 1);
     assert_true(pw_ocpp_cp_ready(t->cp));
-    assert_false(pw_ocpp_cp_default_installed(t->cp));
+    assert_true(pw_ocpp_cp_default_installed(t->cp));
     assert_false(limit(t, 1, 10, 3, t->now));
     free_h(t);
 }
@@ -1410,7 +1418,7 @@ int main(void)
         cmocka_unit_test(test_reconfigure),
         cmocka_unit_test(test_no_boot),
         cmocka_unit_test(test_boot_after_heartbeat),
-        cmocka_unit_test(test_unassigned_no_default),
+        cmocka_unit_test(test_unassigned_held_at_zero),
         cmocka_unit_test(test_quirks_table),
         cmocka_unit_test(test_quirk_names_match_config),
     };
