@@ -480,6 +480,181 @@ static void parse_balancer(ctx *c, const json_t *b, pw_cfg *cfg)
     pop_path(c);
 }
 
+/* ---- status timing per charger link kind ---- */
+
+#define TIMING_SLACK_MS 5000 /* OCPP: a status repeated every meter interval may be this late */
+
+void pw_cfg_timing_default(const pw_cfg *cfg, enum pw_cfg_link_kind kind, pw_bal_timing *out)
+{
+    const pw_bal_params *p = &cfg->params;
+    uint32_t every = cfg->ocpp.meter_interval_s * 1000u;
+    switch (kind) {
+    case PW_CFG_LINK_LAN:
+        *out = (pw_bal_timing){.status_min_ms = p->status_min_ms,
+                               .status_max_ms = p->status_max_ms,
+                               .status_delay_ms = p->status_delay_ms,
+                               .offline_ms = p->offline_ms};
+        break;
+    case PW_CFG_LINK_OCPP:
+        *out = (pw_bal_timing){.status_min_ms = every,
+                               .status_max_ms = 2 * every + TIMING_SLACK_MS,
+                               .status_delay_ms = p->status_delay_ms + 1000,
+                               .offline_ms = 3 * every + 60000,
+                               .keeps_limit = true};
+        break;
+    default:
+        *out = (pw_bal_timing){0};
+        break;
+    }
+}
+
+void pw_cfg_timing_apply(const pw_cfg *cfg, enum pw_cfg_link_kind kind, pw_bal_timing *t)
+{
+    if ((unsigned)kind >= PW_CFG_LINK_KINDS)
+        return;
+    const pw_bal_timing *o = &cfg->timing_by_kind[kind];
+    if (o->status_min_ms)
+        t->status_min_ms = o->status_min_ms;
+    if (o->status_max_ms)
+        t->status_max_ms = o->status_max_ms;
+    if (o->status_delay_ms)
+        t->status_delay_ms = o->status_delay_ms;
+    if (o->offline_ms)
+        t->offline_ms = o->offline_ms;
+}
+
+void pw_cfg_timing_in_force(const pw_cfg *cfg, enum pw_cfg_link_kind kind, pw_bal_timing *out)
+{
+    pw_cfg_timing_default(cfg, kind, out);
+    pw_cfg_timing_apply(cfg, kind, out);
+}
+
+/* The charger link kinds, in the order the file and the API list them. */
+static const enum pw_cfg_link_kind timing_kinds[] = {PW_CFG_LINK_LAN, PW_CFG_LINK_OCPP};
+
+static json_t *timing_json(const pw_bal_timing *t, bool all)
+{
+    json_t *o = json_object();
+    const struct {
+        const char *key;
+        uint32_t v;
+    } f[] = {{"status_min_ms", t->status_min_ms},
+             {"status_max_ms", t->status_max_ms},
+             {"status_delay_ms", t->status_delay_ms},
+             {"offline_ms", t->offline_ms}};
+    for (size_t i = 0; i < PW_ARRAY_LEN(f); i++)
+        if (all || f[i].v)
+            json_object_set_new(o, f[i].key, json_integer(f[i].v));
+    return o;
+}
+
+json_t *pw_cfg_timing_in_force_json(const pw_cfg *cfg)
+{
+    json_t *root = json_object();
+    for (size_t k = 0; k < PW_ARRAY_LEN(timing_kinds); k++) {
+        pw_bal_timing t;
+        pw_cfg_timing_in_force(cfg, timing_kinds[k], &t);
+        json_object_set_new(root, pw_cfg_link_kind_name(timing_kinds[k]), timing_json(&t, true));
+    }
+    return root;
+}
+
+/* Names a value in an error: the file's, or the transport's default the file left alone. */
+static const char *timing_origin(uint32_t given)
+{
+    return given ? "" : ", the default";
+}
+
+/* The rules the timing in force must keep, checked once the whole file is read (the defaults
+ * depend on balancer and ocpp): a status cannot be due less often than it may come, its delay
+ * must be shorter than the interval, and a charger must be able to miss a status (be overdue)
+ * before it counts as offline. An error names a field the file gave. */
+static void check_timing(ctx *c, const pw_cfg *cfg, enum pw_cfg_link_kind kind)
+{
+    const pw_bal_timing *o = &cfg->timing_by_kind[kind];
+    pw_bal_timing t;
+    pw_cfg_timing_in_force(cfg, kind, &t);
+    push_path(c, "timing", -1);
+    push_path(c, pw_cfg_link_kind_name(kind), -1);
+    if (t.status_min_ms > t.status_max_ms)
+        add_error(c, o->status_min_ms ? "status_min_ms" : "status_max_ms",
+                  "status_min_ms (%" PRIu32 " ms%s) must not exceed status_max_ms (%" PRIu32
+                  " ms%s)",
+                  t.status_min_ms, timing_origin(o->status_min_ms), t.status_max_ms,
+                  timing_origin(o->status_max_ms));
+    if (t.status_delay_ms >= t.status_max_ms)
+        add_error(c, o->status_delay_ms ? "status_delay_ms" : "status_max_ms",
+                  "status_delay_ms (%" PRIu32 " ms%s) must be less than status_max_ms (%" PRIu32
+                  " ms%s)",
+                  t.status_delay_ms, timing_origin(o->status_delay_ms), t.status_max_ms,
+                  timing_origin(o->status_max_ms));
+    else if ((uint64_t)t.status_max_ms + t.status_delay_ms >= t.offline_ms)
+        add_error(c,
+                  o->offline_ms      ? "offline_ms"
+                  : o->status_max_ms ? "status_max_ms"
+                                     : "status_delay_ms",
+                  "offline_ms (%" PRIu32
+                  " ms%s) must exceed status_max_ms + status_delay_ms (%" PRIu32 " + %" PRIu32
+                  " ms): a charger misses a status before it is offline",
+                  t.offline_ms, timing_origin(o->offline_ms), t.status_max_ms, t.status_delay_ms);
+    pop_path(c);
+    pop_path(c);
+}
+
+static void parse_timing_kind(ctx *c, const json_t *v, pw_bal_timing *out)
+{
+    static const char *const keys[] = {"status_min_ms", "status_max_ms", "status_delay_ms",
+                                       "offline_ms", NULL};
+    if (!json_is_object(v)) {
+        add_error(c, NULL,
+                  "must be an object: {\"status_min_ms\", \"status_max_ms\", "
+                  "\"status_delay_ms\", \"offline_ms\"}, each optional");
+        return;
+    }
+    check_keys(c, v, keys);
+    /* Zero is "the transport's own value" in the struct: the file gives that by leaving the
+     * field out, so every range starts above zero. */
+    get_u32(c, v, "status_min_ms", 100, 3600000, &out->status_min_ms);
+    get_u32(c, v, "status_max_ms", 1000, 3600000, &out->status_max_ms);
+    get_u32(c, v, "status_delay_ms", 1, 600000, &out->status_delay_ms);
+    get_u32(c, v, "offline_ms", 5000, 10800000, &out->offline_ms);
+}
+
+/* "timing": {"lan": {...}, "ocpp": {...}}. */
+static void parse_timing(ctx *c, const json_t *v, pw_cfg *cfg)
+{
+    push_path(c, "timing", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL,
+                  "must be an object keyed by charger link kind: {\"lan\": {...}, "
+                  "\"ocpp\": {...}}");
+        pop_path(c);
+        return;
+    }
+    const char *key;
+    json_t *body;
+    json_object_foreach((json_t *)v, key, body)
+    {
+        enum pw_cfg_link_kind kind = PW_CFG_LINK_NONE;
+        for (size_t k = 0; k < PW_ARRAY_LEN(timing_kinds); k++)
+            if (strcmp(key, pw_cfg_link_kind_name(timing_kinds[k])) == 0)
+                kind = timing_kinds[k];
+        if (kind == PW_CFG_LINK_NONE) {
+            bool meter_kind =
+                !strcmp(key, "defa") || !strcmp(key, "modbus") || !strcmp(key, "mqtt");
+            add_error(c, key,
+                      "%s: the timing of chargers is set per charger link kind, \"lan\" "
+                      "or \"ocpp\"",
+                      meter_kind ? "no charger speaks it" : "unknown setting");
+            continue;
+        }
+        push_path(c, key, -1);
+        parse_timing_kind(c, body, &cfg->timing_by_kind[kind]);
+        pop_path(c);
+    }
+    pop_path(c);
+}
+
 /* ---- uniqueness and lookups by sorting ---- */
 
 /* Orders links by kind, then by their identity within the kind. */
@@ -1219,8 +1394,9 @@ static void parse_meter(ctx *c, const json_t *m, enum pw_grid grid, pw_bal_node_
 
 static void parse_node(ctx *c, const json_t *n, pw_cfg *cfg, size_t i)
 {
-    static const char *const keys[] = {
-        "id", "name", "parent", "limit_a", "margin_a", "max_imbalance_a", "meter", NULL};
+    static const char *const keys[] = {"id",       "name",      "parent",          "limit_a",
+                                       "margin_a", "reserve_a", "max_imbalance_a", "meter",
+                                       NULL};
     pw_bal_node_spec *node = &cfg->nodes[i];
     check_keys(c, n, keys);
     get_id(c, n, node->id);
@@ -1250,6 +1426,18 @@ static void parse_node(ctx *c, const json_t *n, pw_cfg *cfg, size_t i)
     for (size_t l = 0; l < PW_LINES; l++)
         if (node->limit_a[l] > 0 && node->margin_a >= node->limit_a[l])
             add_error(c, "margin_a", "must be smaller than every line's limit");
+    /* The node's own non-EV load: a reserve that fills the fuse leaves no room for any car,
+     * which is a mistake in the file, not a plan. On a metered node the meter's reading takes
+     * its place (docs/config.md); it is accepted there so a meter can come and go. */
+    get_lines(c, n, "reserve_a", 0, 10000, node->reserve_a);
+    for (size_t l = 0; l < PW_LINES; l++)
+        if (node->limit_a[l] > 0 && node->margin_a < node->limit_a[l] &&
+            node->reserve_a[l] >= node->limit_a[l] - node->margin_a) {
+            add_error(c, "reserve_a",
+                      "must be below limit_a minus margin_a on every line (L%zu: %g A)", l + 1,
+                      node->limit_a[l] - node->margin_a);
+            break;
+        }
     json_t *meter = json_object_get(n, "meter");
     if (meter && !json_is_null(meter))
         parse_meter(c, meter, cfg->grid, node, &cfg->meters[i], &cfg->meter_opts[i],
@@ -1713,9 +1901,21 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
 {
     /* restart_pending is what GET /api/config adds (docs/config.md): the web UI puts back
      * what it got, so it is accepted and ignored. */
-    static const char *const keys[] = {
-        "version", "site",     "grid", "network",         "http", "mqtt", "ocpp", "balancer",
-        "nodes",   "chargers", "tags", "restart_pending", NULL};
+    static const char *const keys[] = {"version",
+                                       "site",
+                                       "grid",
+                                       "network",
+                                       "http",
+                                       "mqtt",
+                                       "ocpp",
+                                       "balancer",
+                                       "timing",
+                                       "nodes",
+                                       "chargers",
+                                       "tags",
+                                       "restart_pending",
+                                       "timing_in_force",
+                                       NULL};
     ctx c = {.errs = errs};
     memset(errs, 0, sizeof *errs);
     if (!json_is_object(root)) {
@@ -1748,6 +1948,16 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
         parse_tags(&c, json_object_get(root, "tags"), cfg);
     if (json_object_get(root, "balancer"))
         parse_balancer(&c, json_object_get(root, "balancer"), cfg);
+    if (json_object_get(root, "timing")) {
+        size_t before = errs->count;
+        parse_timing(&c, json_object_get(root, "timing"), cfg);
+        /* The rules need the defaults, which need balancer and ocpp read without error. */
+        for (size_t k = 0; k < PW_ARRAY_LEN(timing_kinds) && errs->count == before; k++) {
+            const pw_bal_timing *t = &cfg->timing_by_kind[timing_kinds[k]];
+            if (t->status_min_ms || t->status_max_ms || t->status_delay_ms || t->offline_ms)
+                check_timing(&c, cfg, timing_kinds[k]);
+        }
+    }
 
     cfg->n_nodes = array_member(&c, root, "nodes", PW_CFG_MAX_NODES);
     cfg->nodes = pw_xcalloc(cfg->n_nodes, sizeof *cfg->nodes);
@@ -1941,6 +2151,17 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
                   "active_phase_a", p->active_phase_a, "phase_hold_s", p->phase_hold_ms / 1000.0,
                   "meter_history_s", p->meter_history_ms / 1000.0, "lease_s",
                   cfg->lease_ms / 1000.0, "tick_ms", (int)cfg->tick_ms));
+    json_t *timing = json_object();
+    for (size_t k = 0; k < PW_ARRAY_LEN(timing_kinds); k++) {
+        const pw_bal_timing *t = &cfg->timing_by_kind[timing_kinds[k]];
+        if (t->status_min_ms || t->status_max_ms || t->status_delay_ms || t->offline_ms)
+            json_object_set_new(timing, pw_cfg_link_kind_name(timing_kinds[k]),
+                                timing_json(t, false));
+    }
+    if (json_object_size(timing)) /* no section: every kind keeps its transport's timing */
+        json_object_set_new(root, "timing", timing);
+    else
+        json_decref(timing);
     json_t *nodes = json_array();
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         const pw_bal_node_spec *n = &cfg->nodes[i];
@@ -1948,6 +2169,8 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
             "{s:s, s:s, s:o, s:o, s:f, s:f}", "id", n->id, "name", n->name, "parent",
             n->parent < 0 ? json_null() : json_string(cfg->nodes[n->parent].id), "limit_a",
             lines_json(n->limit_a), "margin_a", n->margin_a, "max_imbalance_a", n->max_imbalance_a);
+        if (n->reserve_a[0] || n->reserve_a[1] || n->reserve_a[2])
+            json_object_set_new(o, "reserve_a", lines_json(n->reserve_a));
         const pw_cfg_link *m = &cfg->meters[i];
         const pw_cfg_meter_opts *mo = cfg->meter_opts ? &cfg->meter_opts[i] : NULL;
         if (m->kind != PW_CFG_LINK_NONE)

@@ -188,6 +188,10 @@ typedef struct pw_cfg {
     pw_cfg_ocpp ocpp;
     pw_cfg_tag *tags; /* n_tags, sorted by id ignoring letter case (pw_cfg_tag_find) */
     size_t n_tags;
+    /* "timing": how chargers of each link kind report, overriding their transport's values
+     * field by field; a zero field keeps the transport's (pw_cfg_timing_default). Only the
+     * charger kinds (LAN, OCPP) can be set; keeps_limit is the transport's and never set. */
+    pw_bal_timing timing_by_kind[PW_CFG_LINK_KINDS];
     /* n_chargers charger indices ordered by link, built by the parser so that
      * pw_cfg_charger_by_link need not scan; NULL in a config put together by hand. */
     uint32_t *charger_order;
@@ -283,6 +287,27 @@ bool pw_cfg_ocpp_password_hash_valid(const char *hash);
 /* Whether password matches hash, compared in constant time; false for a malformed hash or a
  * password outside the rules. */
 bool pw_cfg_ocpp_password_check(const char *hash, const char *password);
+
+/* Status timing per charger link kind. The timing of a LAN charger by default is the LAN
+ * protocol's (PROTOCOL.md 5, carried in cfg->params: a changed status at most every 1 s, one at
+ * least every 30 s, 250 ms delay, offline after balancer.offline_s); an OCPP charge point's
+ * follows ocpp.meter_interval_s (status_min = the interval, status_max = twice it + 5 s,
+ * delay = params' + 1 s, offline = three intervals + 60 s). pw_cfg_timing_default writes that
+ * default into out (all zero for a kind no charger speaks); it must stay in step with the
+ * transports' timing ops (transport/lan.c, transport/ocpp.c), which config does not link.
+ * pw_cfg_timing_apply overwrites the fields of *t that the file's "timing" sets for kind and
+ * leaves the others (and keeps_limit) alone: the shell calls it after the transport's timing
+ * op. pw_cfg_timing_in_force is the default with the file's fields applied: what the chargers
+ * of that kind are held to. */
+void pw_cfg_timing_default(const pw_cfg *cfg, enum pw_cfg_link_kind kind, pw_bal_timing *out);
+void pw_cfg_timing_apply(const pw_cfg *cfg, enum pw_cfg_link_kind kind, pw_bal_timing *t);
+void pw_cfg_timing_in_force(const pw_cfg *cfg, enum pw_cfg_link_kind kind, pw_bal_timing *out);
+
+/* {"lan": {"status_min_ms": ..., "status_max_ms": ..., "status_delay_ms": ...,
+ * "offline_ms": ...}, "ocpp": {...}}: the timing in force for each charger link kind, every
+ * field given, for people (GET /api/config may add it as "timing_in_force", which the parser
+ * accepts and ignores like restart_pending). Caller owns the reference. */
+json_t *pw_cfg_timing_in_force_json(const pw_cfg *cfg);
 
 /* Prints errors one per line as "field: message" into out (for logs and the CLI). */
 void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size);

@@ -152,6 +152,7 @@ static void get_config(const pw_app *app, pw_web_response *resp)
     hide_broker_password(doc);
     hide_charge_point_passwords(doc);
     json_object_set_new(doc, "restart_pending", restart_pending(app));
+    json_object_set_new(doc, "timing_in_force", pw_cfg_timing_in_force_json(app->cfg));
     pw_api_set_json(resp, 200, doc);
 }
 

@@ -1,6 +1,6 @@
 /* `phasewise plan FILE`: parse a what-if scenario (docs/plan.md), feed it to a oneshot balancer
  * and print the allocation as JSON: per charger its limit, phases and reason; per node and line
- * the planned load, the limit and the headroom. */
+ * the planned load, the limit, the headroom and the static reserve for non-EV load. */
 #include "plan.h"
 
 #include <libgen.h>
@@ -275,6 +275,14 @@ static json_t *node_json(const pw_cfg *cfg, size_t n, const pw_bal_node_result *
                   "planned_a", lines(r->planned_a), "headroom_a", lines(r->headroom_a));
     if (s->metered)
         json_object_set_new(o, "meter_stale", json_boolean(r->meter_stale));
+    /* The static reserve (config reserve_a) is part of non_ev_a where no meter sees the node's
+     * own load; on a metered node the reading replaces it, which is said so nobody counts it
+     * twice. */
+    bool reserved = s->reserve_a[0] > 0 || s->reserve_a[1] > 0 || s->reserve_a[2] > 0;
+    if (!s->metered || reserved)
+        json_object_set_new(o, "reserve_a", lines(s->reserve_a));
+    if (s->metered && reserved)
+        json_object_set_new(o, "reserve_used", json_false());
     return o;
 }
 

@@ -12,7 +12,6 @@
 #include "pw_web_ws.h"
 
 #define MAX_UNASSIGNED_CONNS 64 /* charge points not in the config connected at once */
-#define REPORT_SLACK_MS      5000
 
 /* A charge point the config names, with the chargers on its connectors; sorted by id. */
 typedef struct station {
@@ -473,16 +472,13 @@ static int ocpp_start(pw_transport *t, const pw_transport_env *env, char *err, s
 
 /* OCPP charge points send a status at once on change, but their draw only with MeterValues, every
  * meter interval: that is how late a change of draw may be heard. While the connection lives the
- * transport repeats the last state each interval; one that drops is silent after two. */
+ * transport repeats the last state each interval; one that drops is silent after two. They keep
+ * their last profile without phasewise (keeps_limit). The figures are the config's defaults
+ * (pw_cfg_timing_default), which the file's "timing" may override. */
 static void ocpp_timing(const pw_transport *t, const pw_cfg *cfg, pw_bal_timing *out)
 {
     (void)t;
-    uint32_t every = cfg->ocpp.meter_interval_s * 1000u;
-    *out = (pw_bal_timing){.status_min_ms = every,
-                           .status_max_ms = 2 * every + REPORT_SLACK_MS,
-                           .status_delay_ms = cfg->params.status_delay_ms + 1000,
-                           .offline_ms = 3 * every + 60000,
-                           .keeps_limit = true};
+    pw_cfg_timing_default(cfg, PW_CFG_LINK_OCPP, out);
 }
 
 static void ocpp_send(pw_transport *t, uint64_t now, int64_t wall)

@@ -1,8 +1,9 @@
 /* Config module: the demo facility parses, every kind of bad input is reported against the field
  * it concerns, a saved config reads back identical, links in the new and the old form mean the
  * same, Modbus and MQTT meters and the broker are checked rule by rule, OCPP links, the ocpp
- * section, charge point passwords and tags likewise, restart-only changes are named, and the
- * largest facility validates. */
+ * section, charge point passwords and tags likewise, restart-only changes are named, the
+ * largest facility validates, and a node's static reserve and the status timing per charger
+ * link kind are read, checked and written back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1122,10 +1123,10 @@ static void edit_ocpp_off(json_t *root)
 {
     size_t i;
     json_t *ch;
-    json_array_foreach(json_object_get(root, "chargers"), i, ch)
-        if (json_object_get(json_object_get(ch, "link"), "ocpp"))
-            json_object_set_new(ch, "link",
-                                json_pack("{s:{s:I}}", "lan", "device_id", (json_int_t)(3000 + i)));
+    json_array_foreach(json_object_get(root, "chargers"), i,
+                       ch) if (json_object_get(json_object_get(ch, "link"), "ocpp"))
+        json_object_set_new(ch, "link",
+                            json_pack("{s:{s:I}}", "lan", "device_id", (json_int_t)(3000 + i)));
     json_object_del(root, "ocpp");
 }
 
@@ -1227,8 +1228,8 @@ static void test_restart_fields(void **state)
     assert_int_equal(pw_cfg_restart_fields(ocpp_on, ocpp_port, out, PW_CFG_RESTART_FIELDS_MAX), 1);
     assert_string_equal(out[0], "ocpp.listen");
 
-    pw_cfg *list[] = {base, same,    chargers, port,      all,      meters,
-                      emit, live,    ocpp_off, ocpp_on,   ocpp_live, ocpp_port};
+    pw_cfg *list[] = {base, same, chargers, port,    all,       meters,
+                      emit, live, ocpp_off, ocpp_on, ocpp_live, ocpp_port};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         pw_cfg_free(list[i]);
 }
@@ -1935,6 +1936,226 @@ static void test_ocpp_example(void **state)
     json_decref(sc);
 }
 
+/* ---- issue 15: a node's static reserve, status timing per charger link kind ---- */
+
+/* A facility whose nodes are given (JSON with '): a main node m and maybe more. */
+static const char *with_nodes(const char *top, const char *nodes)
+{
+    return J("{'grid':'TN'%s,'nodes':[%s],'chargers':[{'id':'c','device_id':1,'node':'m'}]}", top,
+             nodes);
+}
+
+static void test_node_reserve(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(MINIMAL);
+    for (size_t l = 0; l < PW_LINES; l++)
+        assert_true(cfg->nodes[0].reserve_a[l] == 0);
+    json_t *j = pw_cfg_to_json(cfg);
+    /* None set: the file stays as it was, without a reserve of 0. */
+    assert_null(json_object_get(json_array_get(json_object_get(j, "nodes"), 0), "reserve_a"));
+    json_decref(j);
+    pw_cfg_free(cfg);
+
+    /* One number for every line, or [L1, L2, L3]; a metered node takes one too (its meter's
+     * reading replaces it, docs/config.md). */
+    cfg = parse_ok(with_nodes("", "{'id':'m','limit_a':100,'reserve_a':5,"
+                                  "'meter':{'link':{'lan':{'device_id':9}}}},"
+                                  "{'id':'g','parent':'m','limit_a':[63,63,50],'margin_a':2,"
+                                  "'reserve_a':[4,0,2.5]}"));
+    for (size_t l = 0; l < PW_LINES; l++)
+        assert_true(cfg->nodes[0].reserve_a[l] == 5);
+    assert_true(cfg->nodes[1].reserve_a[0] == 4 && cfg->nodes[1].reserve_a[1] == 0 &&
+                cfg->nodes[1].reserve_a[2] == 2.5);
+    /* Round trip: written as it was read, and read back the same. */
+    j = pw_cfg_to_json(cfg);
+    json_t *nodes = json_object_get(j, "nodes");
+    assert_true(json_number_value(json_object_get(json_array_get(nodes, 0), "reserve_a")) == 5);
+    json_t *want = json_pack("[f,f,f]", 4.0, 0.0, 2.5);
+    assert_true(json_equal(json_object_get(json_array_get(nodes, 1), "reserve_a"), want));
+    json_decref(want);
+    char *dumped = json_dumps(j, JSON_COMPACT);
+    pw_cfg *back = parse_ok(dumped);
+    for (size_t n = 0; n < 2; n++)
+        assert_memory_equal(back->nodes[n].reserve_a, cfg->nodes[n].reserve_a,
+                            sizeof cfg->nodes[n].reserve_a);
+    free(dumped);
+    json_decref(j);
+    pw_cfg_free(back);
+    pw_cfg_free(cfg);
+
+    /* Each error names the field. */
+    assert_true(rejects(with_nodes("", "{'id':'m','limit_a':100,'reserve_a':-1}"),
+                        "nodes[0].reserve_a", "between 0"));
+    assert_true(rejects(with_nodes("", "{'id':'m','limit_a':100,'reserve_a':'5'}"),
+                        "nodes[0].reserve_a", "array of 3"));
+    assert_true(rejects(with_nodes("", "{'id':'m','limit_a':100,'reserve_a':[1,2]}"),
+                        "nodes[0].reserve_a", "array of 3"));
+    assert_true(rejects(with_nodes("", "{'id':'m','limit_a':100,'reserve_a':[1,null,2]}"),
+                        "nodes[0].reserve_a[1]", "between 0"));
+    /* It must leave room under the limit minus the margin, on the line that breaks it. */
+    assert_true(rejects(with_nodes("", "{'id':'m','limit_a':100,'margin_a':2,'reserve_a':98}"),
+                        "nodes[0].reserve_a", "L1: 98 A"));
+    assert_true(rejects(with_nodes("", "{'id':'m','limit_a':100},{'id':'g','parent':'m',"
+                                       "'limit_a':[63,63,50],'reserve_a':[40,40,50]}"),
+                        "nodes[1].reserve_a", "L3: 50 A"));
+    cfg = parse_ok(with_nodes("", "{'id':'m','limit_a':100,'margin_a':2,'reserve_a':97.5}"));
+    pw_cfg_free(cfg);
+}
+
+static void assert_timing(const pw_bal_timing *t, uint32_t min, uint32_t max, uint32_t delay,
+                          uint32_t offline)
+{
+    assert_int_equal(t->status_min_ms, min);
+    assert_int_equal(t->status_max_ms, max);
+    assert_int_equal(t->status_delay_ms, delay);
+    assert_int_equal(t->offline_ms, offline);
+}
+
+/* Without a "timing" section every kind has its transport's timing: LAN the protocol's (from
+ * the balancer params), OCPP the one that follows its meter interval. */
+static void test_timing_defaults(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(MINIMAL);
+    for (size_t k = 0; k < PW_CFG_LINK_KINDS; k++)
+        assert_timing(&cfg->timing_by_kind[k], 0, 0, 0, 0);
+    pw_bal_timing t;
+    pw_cfg_timing_in_force(cfg, PW_CFG_LINK_LAN, &t);
+    assert_timing(&t, 1000, 30000, 250, 90000);
+    assert_false(t.keeps_limit);
+    pw_cfg_timing_in_force(cfg, PW_CFG_LINK_OCPP, &t);
+    assert_timing(&t, 10000, 25000, 1250, 90000);
+    assert_true(t.keeps_limit);
+    pw_cfg_timing_in_force(cfg, PW_CFG_LINK_DEFA, &t);
+    assert_timing(&t, 0, 0, 0, 0);
+    json_t *j = pw_cfg_to_json(cfg);
+    assert_null(json_object_get(j, "timing"));
+    json_decref(j);
+    /* What an installer is shown: every field of every charger kind. */
+    j = pw_cfg_timing_in_force_json(cfg);
+    json_t *want = json_pack("{s:{s:i,s:i,s:i,s:i},s:{s:i,s:i,s:i,s:i}}", "lan", "status_min_ms",
+                             1000, "status_max_ms", 30000, "status_delay_ms", 250, "offline_ms",
+                             90000, "ocpp", "status_min_ms", 10000, "status_max_ms", 25000,
+                             "status_delay_ms", 1250, "offline_ms", 90000);
+    assert_true(json_equal(j, want));
+    json_decref(want);
+    json_decref(j);
+    pw_cfg_free(cfg);
+
+    /* The defaults follow the settings they come from. */
+    cfg = parse_ok(with_top("'balancer':{'offline_s':120},'ocpp':{'meter_interval_s':30}"));
+    pw_cfg_timing_in_force(cfg, PW_CFG_LINK_LAN, &t);
+    assert_timing(&t, 1000, 30000, 250, 120000);
+    pw_cfg_timing_in_force(cfg, PW_CFG_LINK_OCPP, &t);
+    assert_timing(&t, 30000, 65000, 1250, 150000);
+    pw_cfg_free(cfg);
+
+    /* GET /api/config may carry the timing in force: put back, it is ignored. */
+    cfg = parse_ok(with_top("'timing_in_force':{'lan':{'status_min_ms':1}}"));
+    assert_timing(&cfg->timing_by_kind[PW_CFG_LINK_LAN], 0, 0, 0, 0);
+    pw_cfg_free(cfg);
+}
+
+static void test_timing_set(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(with_top("'ocpp':{'meter_interval_s':30},'timing':{"
+                                    "'lan':{'status_min_ms':500,'status_max_ms':10000,"
+                                    "'status_delay_ms':400,'offline_ms':40000},"
+                                    "'ocpp':{'status_delay_ms':2000}}"));
+    assert_timing(&cfg->timing_by_kind[PW_CFG_LINK_LAN], 500, 10000, 400, 40000);
+    assert_timing(&cfg->timing_by_kind[PW_CFG_LINK_OCPP], 0, 0, 2000, 0);
+    pw_bal_timing t;
+    pw_cfg_timing_in_force(cfg, PW_CFG_LINK_LAN, &t);
+    assert_timing(&t, 500, 10000, 400, 40000);
+    /* A field left out keeps following the transport (here the 30 s meter interval). */
+    pw_cfg_timing_in_force(cfg, PW_CFG_LINK_OCPP, &t);
+    assert_timing(&t, 30000, 65000, 2000, 150000);
+    assert_true(t.keeps_limit);
+    /* Apply overwrites only what the file sets, over whatever the transport gave. */
+    t = (pw_bal_timing){.status_min_ms = 1,
+                        .status_max_ms = 2,
+                        .status_delay_ms = 3,
+                        .offline_ms = 4,
+                        .keeps_limit = true};
+    pw_cfg_timing_apply(cfg, PW_CFG_LINK_OCPP, &t);
+    assert_timing(&t, 1, 2, 2000, 4);
+    assert_true(t.keeps_limit);
+    pw_cfg_timing_apply(cfg, PW_CFG_LINK_MODBUS, &t); /* no charger kind: nothing to apply */
+    assert_timing(&t, 1, 2, 2000, 4);
+    pw_cfg_timing_apply(cfg, PW_CFG_LINK_KINDS, &t);
+    assert_timing(&t, 1, 2, 2000, 4);
+
+    /* Round trip: only the fields the file gave are written, so the rest keeps following the
+     * transport after a save. */
+    json_t *j = pw_cfg_to_json(cfg);
+    json_t *want = json_pack("{s:{s:i,s:i,s:i,s:i},s:{s:i}}", "lan", "status_min_ms", 500,
+                             "status_max_ms", 10000, "status_delay_ms", 400, "offline_ms", 40000,
+                             "ocpp", "status_delay_ms", 2000);
+    assert_true(json_equal(json_object_get(j, "timing"), want));
+    json_decref(want);
+    char *dumped = json_dumps(j, JSON_COMPACT);
+    pw_cfg *back = parse_ok(dumped);
+    assert_memory_equal(back->timing_by_kind, cfg->timing_by_kind, sizeof cfg->timing_by_kind);
+    json_t *j2 = pw_cfg_to_json(back);
+    assert_true(json_equal(j, j2));
+    json_decref(j2);
+    free(dumped);
+    json_decref(j);
+    pw_cfg_free(back);
+    pw_cfg_free(cfg);
+}
+
+static void test_timing_errors(void **state)
+{
+    (void)state;
+    assert_true(rejects(with_top("'timing':5"), "timing", "keyed by charger link kind"));
+    assert_true(rejects(with_top("'timing':{'defa':{}}"), "timing.defa", "no charger speaks"));
+    assert_true(rejects(with_top("'timing':{'modbus':{}}"), "timing.modbus", "no charger"));
+    assert_true(rejects(with_top("'timing':{'wifi':{}}"), "timing.wifi", "unknown setting"));
+    assert_true(rejects(with_top("'timing':{'lan':3}"), "timing.lan", "must be an object"));
+    assert_true(
+        rejects(with_top("'timing':{'lan':{'status_ms':1}}"), "timing.lan.status_ms", "unknown"));
+    /* Zero is not a value: leaving the field out is how the file keeps the transport's. */
+    assert_true(rejects(with_top("'timing':{'lan':{'status_min_ms':0}}"),
+                        "timing.lan.status_min_ms", "between 100"));
+    assert_true(rejects(with_top("'timing':{'ocpp':{'status_max_ms':500}}"),
+                        "timing.ocpp.status_max_ms", "between 1000"));
+    assert_true(rejects(with_top("'timing':{'ocpp':{'status_delay_ms':0}}"),
+                        "timing.ocpp.status_delay_ms", "between 1"));
+    assert_true(rejects(with_top("'timing':{'lan':{'offline_ms':4999}}"), "timing.lan.offline_ms",
+                        "between 5000"));
+    assert_true(rejects(with_top("'timing':{'lan':{'offline_ms':1e8}}"), "timing.lan.offline_ms",
+                        "whole number"));
+    assert_true(rejects(with_top("'timing':{'lan':{'status_max_ms':2000.5}}"),
+                        "timing.lan.status_max_ms", "whole number"));
+    /* The rules hold for the timing in force: a field given against the defaults left. */
+    assert_true(rejects(with_top("'timing':{'lan':{'status_min_ms':40000}}"),
+                        "timing.lan.status_min_ms", "(30000 ms, the default)"));
+    assert_true(rejects(with_top("'timing':{'lan':{'status_max_ms':800000}}"),
+                        "timing.lan.status_max_ms", "offline_ms (90000 ms, the default)"));
+    assert_true(rejects(with_top("'timing':{'lan':{'status_max_ms':5000,'status_delay_ms':5000}}"),
+                        "timing.lan.status_delay_ms", "less than status_max_ms (5000 ms)"));
+    assert_true(rejects(with_top("'timing':{'lan':{'offline_ms':30250}}"), "timing.lan.offline_ms",
+                        "30000 + 250"));
+    assert_true(rejects(with_top("'timing':{'ocpp':{'offline_ms':26000}}"),
+                        "timing.ocpp.offline_ms", "25000 + 1250"));
+    assert_true(rejects(with_top("'timing':{'ocpp':{'status_min_ms':30000}}"),
+                        "timing.ocpp.status_min_ms", "must not exceed status_max_ms"));
+    /* The defaults come from the settings beside: a longer meter interval lifts OCPP's. */
+    pw_cfg *cfg = parse_ok(with_top("'ocpp':{'meter_interval_s':20},"
+                                    "'timing':{'ocpp':{'status_min_ms':30000}}"));
+    pw_cfg_free(cfg);
+    assert_true(rejects(with_top("'balancer':{'offline_s':60},"
+                                 "'timing':{'lan':{'status_max_ms':60000}}"),
+                        "timing.lan.status_max_ms", "offline_ms (60000 ms, the default)"));
+    /* Just inside every rule. */
+    cfg = parse_ok(with_top("'timing':{'lan':{'status_min_ms':30000,'status_delay_ms':29999,"
+                            "'offline_ms':60000}}"));
+    pw_cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1953,6 +2174,8 @@ int main(void)
         cmocka_unit_test(test_ocpp_charge_points), cmocka_unit_test(test_ocpp_quirk_names),
         cmocka_unit_test(test_ocpp_password),      cmocka_unit_test(test_tags),
         cmocka_unit_test(test_ocpp_roundtrip),     cmocka_unit_test(test_ocpp_example),
+        cmocka_unit_test(test_node_reserve),       cmocka_unit_test(test_timing_defaults),
+        cmocka_unit_test(test_timing_set),         cmocka_unit_test(test_timing_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

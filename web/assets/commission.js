@@ -11,7 +11,9 @@
  * OCPP charge point's connector; the OCPP section sets up the central system and its charge
  * points (a generated key is shown until saved: the appliance keeps only its hash), the
  * unassigned list offers "Assign" for a charge point that connected, and the tags (RFID cards)
- * are edited here too (docs/ocpp.md). */
+ * are edited here too (docs/ocpp.md). A circuit has a static reserve for its own load that no
+ * meter sees (reserve_a), shown in the preview; the status timing per charger kind is edited
+ * with the transport's values as placeholders. */
 import {
   $, api, downloadText, el, errorText, facility, fmtAge, fmtKwh, loggedIn, session, setTags,
 } from "./util.js";
@@ -522,7 +524,8 @@ function nodeCard(n, i, nodes) {
     fld("Fed from", parent),
     fld("Limit per line", linesGroup(base + ".limit_a"), "A", true),
     fld("Margin", input(base + ".margin_a", "number"), "A"),
-    fld("Max. imbalance", input(base + ".max_imbalance_a", "number"), "A"));
+    fld("Max. imbalance", input(base + ".max_imbalance_a", "number"), "A"),
+    reserveField(base, !!n.meter));
   const kind = el("select");
   for (const [v, t] of [["", "no meter"], ["lan", "LAN device id"], ["defa", "DEFA serial"],
                         ["modbus", "Modbus TCP"], ["mqtt", "MQTT"]]) {
@@ -564,6 +567,70 @@ function nodeCard(n, i, nodes) {
     render();
   }, i === 0));
   return card;
+}
+
+/* The circuit's own non-EV load (lighting, ventilation, a lift) that no meter sees: a static
+ * budget on its fuse, "8" or "8, 2, 2" per line (docs/config.md, reserve_a). */
+function reserveField(base, metered) {
+  const f = fld("Own load, no meter", input(base + ".reserve_a", "amps",
+                                            { placeholder: "0 or 8, 2, 2" }), "A");
+  const hint = el("span", "muted small", metered
+    ? "Not used while the circuit has a meter: its reading includes this load."
+    : "Lighting, ventilation, a lift on this panel: budgeted on its fuse, no meter sees it.");
+  hint.dataset.field = "reserve-hint";
+  f.appendChild(hint);
+  return f;
+}
+
+/* ---- status timing per charger kind ---- */
+
+const TIMING_FIELDS = [["status_min_ms", "Status at most every"],
+                       ["status_max_ms", "Status at least every"],
+                       ["status_delay_ms", "Status delay up to"], ["offline_ms", "Offline after"]];
+
+/* The transport's timing of a kind as the draft stands, for the placeholders: the same rule as
+ * pw_cfg_timing_default in config/config.c (LAN: the protocol's, offline from
+ * balancer.offline_s; OCPP: from ocpp.meter_interval_s). */
+function timingDefault(kind) {
+  const d = cm.draft, num = (v, def) => (typeof v === "number" && isFinite(v) ? v : def);
+  const delay = 250;
+  if (kind === "lan") {
+    return { status_min_ms: 1000, status_max_ms: 30000, status_delay_ms: delay,
+             offline_ms: Math.round(num(getPath(d, "balancer.offline_s"), 90) * 1000) };
+  }
+  const every = num(getPath(d, "ocpp.meter_interval_s"), 10) * 1000;
+  return { status_min_ms: every, status_max_ms: 2 * every + 5000, status_delay_ms: delay + 1000,
+           offline_ms: 3 * every + 60000 };
+}
+
+/* One row of inputs per charger link kind; empty keeps the transport's value, shown as the
+ * placeholder. OCPP appears once the central system is on or the file sets its timing. */
+function timingSection() {
+  const kinds = [["lan", "LAN chargers"]];
+  if (cm.draft.ocpp || getPath(cm.draft, "timing.ocpp")) kinds.push(["ocpp", "OCPP charge points"]);
+  const s = section("Status timing per charger kind");
+  s.dataset.section = "timing";
+  const grid = s.querySelector(".fld-grid");
+  const wide = (e) => {
+    e.style.gridColumn = "1 / -1";
+    return e;
+  };
+  grid.appendChild(wide(el("p", "muted small",
+    "How often chargers report, and how long a silent one is trusted: past the interval plus " +
+    "the delay it is budgeted at its failsafe current, past \"offline\" it is offline. Empty " +
+    "fields keep the transport's value (shown greyed); the appliance checks that the " +
+    "interval plus the delay stays below the offline time.")));
+  for (const [kind, title] of kinds) {
+    const def = timingDefault(kind);
+    grid.appendChild(wide(el("h4", "", title)));
+    for (const [key, label] of TIMING_FIELDS) {
+      const f = fld(label, input("timing." + kind + "." + key, "number",
+                                 { placeholder: String(def[key]) }), "ms");
+      f.dataset.timing = kind + "." + key;
+      grid.appendChild(f);
+    }
+  }
+  return s;
 }
 
 function actionButton(text, fn, disabled) {
@@ -1109,8 +1176,8 @@ function render() {
     render();
   });
   chargers.appendChild(addCharger);
-  form.append(chargers, ocppSection(), tagsSection(), balancerSection(), networkSection(),
-              mqttSection(), httpSection(), cpOptions());
+  form.append(chargers, ocppSection(), tagsSection(), balancerSection(), timingSection(),
+              networkSection(), mqttSection(), httpSection(), cpOptions());
   markDirty();
   window.scrollTo(0, scroll);
 }
@@ -1276,9 +1343,22 @@ function renderPreview(plan) {
   for (const n of plan.nodes) {
     const tr = el("tr");
     tr.dataset.node = n.id;
-    tr.appendChild(el("th", "", n.name));
+    const th = el("th", "", n.name);
+    /* The static reserve is part of the non-EV budget where no meter sees the circuit. */
+    const reserve = Array.isArray(n.reserve_a) && n.reserve_a.some((a) => a > 0) ? n.reserve_a
+                                                                                 : null;
+    if (reserve) {
+      const note = el("span", "muted small", " own load " + reserve.map((a) => a.toFixed(1))
+        .join(" / ") + " A" + (n.reserve_used === false ? " (metered: not used)" : ""));
+      note.dataset.field = "reserve";
+      th.appendChild(note);
+    }
+    tr.appendChild(th);
     for (let l = 0; l < 3; l++) {
       const td = el("td", "num", n.planned_a[l].toFixed(1) + " / " + n.limit_a[l].toFixed(0));
+      td.title = "non-EV " + n.non_ev_a[l].toFixed(1) + " A" +
+        (reserve && n.reserve_used !== false ? " (own load " + reserve[l].toFixed(1) + " A)" : "") +
+        ", EV " + n.ev_a[l].toFixed(1) + " A";
       td.dataset.label = "L" + (l + 1);
       td.classList.toggle("bad", n.headroom_a[l] < 0);
       tr.appendChild(td);
