@@ -83,14 +83,16 @@ enum bal_st {
 };
 
 typedef struct bal_plan {
-    double lo, hi, w, val; /* minimum, cap (demand), weight, value */
-    double floor, x;       /* water-filling: held at floor, then rises as x + w * level */
-    double line[PW_LINES]; /* final load on grid lines */
-    double pend[PW_LINES]; /* draw above the final plan while its cut is pending */
-    double target;         /* value before the dynamic rules */
-    uint8_t mask3, mask1;  /* lines loaded at the car's own phases / switched to 1 phase */
-    uint8_t mask;          /* lines loaded at the chosen mode */
-    uint8_t mode, tmode;   /* final / target phase mode: 1 or 3 */
+    double lo, hi, w, val;  /* minimum, cap (demand), weight, value */
+    double floor, x;        /* water-filling: held at floor, then rises as x + w * level */
+    double line[PW_LINES];  /* final load on grid lines */
+    double pend[PW_LINES];  /* draw above the final plan while its cut is pending */
+    double rpend[PW_LINES]; /* and the offer of a raise its car has not been seen acting on:
+                               counted for the others' raises, not for its own */
+    double target;          /* value before the dynamic rules */
+    uint8_t mask3, mask1;   /* lines loaded at the car's own phases / switched to 1 phase */
+    uint8_t mask;           /* lines loaded at the chosen mode */
+    uint8_t mode, tmode;    /* final / target phase mode: 1 or 3 */
     uint8_t st;
     bool want, susp, trimmed, online, can1, can3;
     bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
@@ -116,12 +118,11 @@ typedef struct bal_why {
     enum pw_bal_reason code;
     uint8_t variant; /* which sentence of the code */
     bool one_phase;
-    int row;     /* binding or blocking row, -1 */
-    int stale;   /* node whose stale meter is named, -1 */
-    double x;    /* amperes shown, to a tenth */
-    double y;    /* a car's draw, to a tenth */
-    double kept; /* the offer kept below its target by the hysteresis, to a tenth; 0 = none */
-    uint64_t n;  /* seconds or minutes shown */
+    int row;    /* binding or blocking row, -1 */
+    int stale;  /* node whose stale meter is named, -1 */
+    double x;   /* amperes shown, to a tenth */
+    double y;   /* a car's draw, to a tenth */
+    uint64_t n; /* seconds or minutes shown */
 } bal_why;
 
 /* What the balancer remembers about a charger between runs. */
@@ -137,6 +138,11 @@ typedef struct bal_ch {
     uint64_t meas_at;
     pw_bal_measure m;
     double meas_line[PW_LINES]; /* measured current per grid line */
+    /* When its statuses first showed the applied limit it reports now (m.applied_limit_a): once
+     * the reaction window has passed since then, the car draws no more than that limit, whatever
+     * its last status says. A status only follows a current change of about 1 A or more, so a
+     * car that followed a small cut keeps reporting its old draw. */
+    uint64_t limit_seen_at;
     /* What it drew per grid line when each metered node above it was last read, column by the
      * node's slot: never more than any status that may describe that moment reported, so that
      * meter minus chargers never under-estimates the non-EV load. n_slots x PW_LINES, in
@@ -159,6 +165,14 @@ typedef struct bal_ch {
     bool cut_pending;
     uint64_t cut_at, cut_until; /* the last cut; pending until cut_until */
     double low_line[PW_LINES];  /* the lowest offer per grid line while cuts pend */
+    /* A raise its car may not have acted on yet: until a status measured after the reaction
+     * window since the raise (or one showing the car drawing it) is in, the car may still rise
+     * to the offer even once it is cut again, so a pending cut budgets it at that offer. Time
+     * alone is not enough: the car may have followed at the end of the window with no status
+     * saying so yet. */
+    bool raise_unseen;
+    uint64_t raise_at;           /* the last raise */
+    double raise_line[PW_LINES]; /* the highest offer per grid line since the raise went unseen */
     bool susp_believed; /* its car's "suspended" was believed: held until it changes state */
     bool running, paused_by_us;
     uint64_t run_since, paused_at, waiting_since;

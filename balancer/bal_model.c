@@ -63,6 +63,12 @@ static int validate_node(const pw_bal_facility *f, size_t i, char *err, size_t e
             return fail(err, es, "nodes[%zu].limit_a: must be a non-negative number", i);
         if (!finite_nonneg(n->meter_fallback_a[l]))
             return fail(err, es, "nodes[%zu].meter_fallback_a: must be a non-negative number", i);
+        if (!finite_nonneg(n->reserve_a[l]))
+            return fail(err, es, "nodes[%zu].reserve_a: must be a non-negative number", i);
+        if (n->reserve_a[l] > 0 && n->reserve_a[l] >= n->limit_a[l])
+            return fail(err, es,
+                        "nodes[%zu].reserve_a: %.1f A on L%zu leaves nothing of its %.1f A limit",
+                        i, n->reserve_a[l], l + 1, n->limit_a[l]);
     }
     if (!finite_nonneg(n->margin_a))
         return fail(err, es, "nodes[%zu].margin_a: must be a non-negative number", i);
@@ -154,10 +160,13 @@ static int validate_ids(const pw_bal_facility *f, char *err, size_t es)
 }
 
 /* The failsafe currents of all chargers below a node, on every wired line, must fit it: when the
- * appliance is gone every charger falls back to its failsafe at once. */
+ * appliance is gone every charger falls back to its failsafe at once. The non-EV reserves of the
+ * unmetered nodes at and below it are there too (a metered node's own load is not known when the
+ * configuration is saved, and its reserve is not used). */
 static int validate_failsafe(const pw_bal_facility *f, char *err, size_t es)
 {
     double *sum = pw_xcalloc(f->n_nodes * PW_LINES, sizeof *sum);
+    double *res = pw_xcalloc(f->n_nodes * PW_LINES, sizeof *res);
     for (size_t i = 0; i < f->n_chargers; i++) {
         const pw_bal_charger_spec *c = &f->chargers[i];
         for (int n = c->node; n >= 0; n = f->nodes[n].parent)
@@ -165,16 +174,34 @@ static int validate_failsafe(const pw_bal_facility *f, char *err, size_t es)
                 if (c->wiring[t])
                     sum[(size_t)n * PW_LINES + c->wiring[t] - 1] += c->failsafe_a;
     }
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        if (f->nodes[i].metered)
+            continue;
+        for (int n = (int)i; n >= 0; n = f->nodes[n].parent)
+            for (size_t l = 0; l < PW_LINES; l++)
+                res[(size_t)n * PW_LINES + l] += f->nodes[i].reserve_a[l];
+    }
     int rc = 0;
     for (size_t n = 0; n < f->n_nodes && rc == 0; n++) {
         const pw_bal_node_spec *s = &f->nodes[n];
-        for (size_t l = 0; l < PW_LINES && rc == 0; l++)
-            if (sum[n * PW_LINES + l] > s->limit_a[l] - s->margin_a + 1e-9)
+        for (size_t l = 0; l < PW_LINES && rc == 0; l++) {
+            double fs = sum[n * PW_LINES + l], r = res[n * PW_LINES + l];
+            if (fs + r <= s->limit_a[l] - s->margin_a + 1e-9)
+                continue;
+            if (r > 0)
+                rc = fail(err, es,
+                          "nodes[%zu].limit_a: failsafe currents below '%s' add up to %.1f A on "
+                          "L%zu, with %.1f A of non-EV reserve more than its %.1f A limit minus "
+                          "margin",
+                          n, s->id, fs, l + 1, r, s->limit_a[l] - s->margin_a);
+            else
                 rc = fail(err, es,
                           "nodes[%zu].limit_a: failsafe currents below '%s' add up to %.1f A on "
                           "L%zu, more than its %.1f A limit minus margin",
-                          n, s->id, sum[n * PW_LINES + l], l + 1, s->limit_a[l] - s->margin_a);
+                          n, s->id, fs, l + 1, s->limit_a[l] - s->margin_a);
+        }
     }
+    free(res);
     free(sum);
     return rc;
 }
@@ -519,6 +546,17 @@ static void update_at_max(pw_bal *b, size_t k)
     }
 }
 
+/* The most charger c can draw per terminal at now by the limit it applies: that limit once the
+ * car has had the reaction window to follow it, else no bound. Lowering what a reading is taken
+ * to contain of a charger only raises the non-EV load derived from it: the safe side. */
+static double draw_cap(const pw_bal *b, const bal_ch *c, uint64_t now)
+{
+    if (!c->has_meas || b->p.oneshot || now < c->limit_seen_at ||
+        now - c->limit_seen_at < b->p.reaction_ms)
+        return INFINITY;
+    return c->m.applied_limit_a;
+}
+
 void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uint64_t now_ms)
 {
     if (node >= b->n_nodes || !all_finite(line_a))
@@ -542,8 +580,10 @@ void pw_bal_set_meter(pw_bal *b, size_t node, const double line_a[PW_LINES], uin
     for (size_t i = n->lo; i < n->hi; i++) {
         const bal_ch *c = &b->ch[b->dfs_ch[i]];
         double *at = c->at_meter + (size_t)n->slot * PW_LINES;
+        double cap = draw_cap(b, c, now_ms);
         for (size_t l = 0; l < PW_LINES; l++) {
             at[l] = c->has_meas ? c->meas_line[l] : 0;
+            at[l] = at[l] > cap ? cap : at[l];
             n->at_sum[l] += at[l];
         }
         update_at_max(b, b->dfs_ch[i]);
@@ -595,6 +635,8 @@ void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint
     bal_ch *c = &b->ch[charger];
     if (!c->has_meas) /* first report: trust the phase mode the charger is in */
         c->mode = m->applied_phases == 1 ? 1 : 3;
+    if (!c->has_meas || fabs(clean_current(m->applied_limit_a) - c->m.applied_limit_a) > 1e-9)
+        c->limit_seen_at = now_ms;
     c->m = *m;
     if ((unsigned)c->m.car > PW_CAR_FAULT)
         c->m.car = PW_CAR_FAULT;
@@ -630,6 +672,17 @@ void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint
     lower_at_meter(b, charger, c->has_meas, c->meas_at, now_ms);
     c->has_meas = true;
     c->meas_at = now_ms;
+    if (c->raise_unseen) {
+        /* Measured after the reaction window since the raise (it may be status_delay_ms older
+         * than its arrival), drawing the raised offer, or no car at all: what the car does with
+         * it is seen. */
+        uint64_t after = c->raise_at + b->p.reaction_ms + c->spec.timing.status_delay_ms;
+        bool acting = true;
+        for (size_t l = 0; l < PW_LINES; l++)
+            acting = acting && c->meas_line[l] >= c->raise_line[l] - b->p.active_phase_a;
+        if (now_ms >= after || acting || c->m.car == PW_CAR_NONE)
+            c->raise_unseen = false;
+    }
 }
 
 const pw_bal_result *pw_bal_results(const pw_bal *b)

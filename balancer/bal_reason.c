@@ -166,29 +166,22 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
         w.variant = 1;
         w.x = pl->lo;
     } else {
+        /* A raise to the charger's own limit is never held back by the hysteresis
+         * (apply_dynamics), so a charger bound by its own demand is at it. */
         decide_bound(b, k, &w);
-        /* A raise under the hysteresis to the charger's own limit was not sent: say so, or the
-         * sentence would name a limit the offer is not at. (Below a node limit, the node still
-         * is what binds.) */
-        bool own = w.code == PW_REASON_MAX || w.code == PW_REASON_CAR_DRAW;
-        if (own && pl->val < pl->target - 1e-6)
-            w.kept = pl->val;
     }
     w.one_phase = pl->want && pl->val > 0 && pl->mode == 1;
     /* Amperes are shown to a tenth: a change below that is no new sentence. */
     w.x = tenths(w.x);
     if (w.y > 0)
         w.y = tenths(w.y);
-    if (w.kept > 0)
-        w.kept = tenths(w.kept);
     return w;
 }
 
 static bool same_why(const bal_why *x, const bal_why *y)
 {
     return x->code == y->code && x->variant == y->variant && x->one_phase == y->one_phase &&
-           x->row == y->row && x->stale == y->stale && x->x == y->x && x->y == y->y &&
-           x->kept == y->kept && x->n == y->n;
+           x->row == y->row && x->stale == y->stale && x->x == y->x && x->y == y->y && x->n == y->n;
 }
 
 static void render_paused(const pw_bal *b, const bal_why *w, text *t)
@@ -239,21 +232,8 @@ static void put_kept(const pw_bal *b, double kept, text *t)
 
 /* A charger bound by its own demand: the charger's maximum, or a car drawing less than offered
  * (its draw and the trimmed offer). */
-static void render_own_limit(const pw_bal *b, const bal_why *w, text *t)
+static void render_own_limit(const bal_why *w, text *t)
 {
-    if (w->kept > 0) {
-        put_kept(b, w->kept, t);
-        put(t, w->code == PW_REASON_MAX ? " to the charger's maximum " : " to ");
-        put_amps(t, w->x);
-        put(t, " A");
-        if (w->code == PW_REASON_CAR_DRAW) {
-            put(t, " (car draws ");
-            put_amps(t, w->y);
-            put(t, " A)");
-        }
-        put(t, " is not sent");
-        return;
-    }
     if (w->code == PW_REASON_MAX) {
         put(t, "at the charger's maximum ");
         put_amps(t, w->x);
@@ -309,7 +289,7 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
         break;
     case PW_REASON_CAR_DRAW:
     case PW_REASON_MAX:
-        render_own_limit(b, w, &t);
+        render_own_limit(w, &t);
         break;
     case PW_REASON_SUSPENDED:
         if (!w->variant) {

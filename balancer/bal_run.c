@@ -254,7 +254,8 @@ static void meter_draws(pw_bal *b, size_t k)
 }
 
 /* Non-EV budget of one node, its children's already summed into sub. A metered node's own
- * reading covers everything below it; an unmetered node only knows its children's budgets. */
+ * reading covers everything below it; an unmetered node knows its children's budgets and its
+ * configured reserve for the load of its own that no meter sees. */
 static void node_budget(pw_bal *b, size_t ni, uint64_t now)
 {
     bal_node *n = &b->nodes[ni];
@@ -279,7 +280,7 @@ static void node_budget(pw_bal *b, size_t ni, uint64_t now)
     n->stale_src = n->stale ? (int)ni : -1;
     for (size_t l = 0; l < PW_LINES; l++) {
         bool from_sub = n->sub[l] > own[l];
-        n->non_ev[l] = from_sub ? n->sub[l] : own[l];
+        n->non_ev[l] = !s->metered ? n->sub[l] + s->reserve_a[l] : from_sub ? n->sub[l] : own[l];
         if (n->stale_src < 0 && (from_sub || !s->metered))
             n->stale_src = n->sub_stale;
     }
@@ -421,14 +422,21 @@ static void subtree_end(pw_bal *b)
     }
 }
 
-/* Adds a charger's transitional load (its plan, or more while a cut is not yet followed) along
- * its path, with sign +1 or -1. */
+/* A charger's transitional load on line l: its plan, or more while a cut is not yet followed
+ * (what it was seen drawing, or a raise it has not been seen acting on). */
+static double trans_load(const bal_plan *pl, size_t l)
+{
+    double v = pl->line[l] > pl->pend[l] ? pl->line[l] : pl->pend[l];
+    return v > pl->rpend[l] ? v : pl->rpend[l];
+}
+
+/* Adds a charger's transitional load along its path, with sign +1 or -1. */
 static void trans_add(pw_bal *b, size_t k, int sign)
 {
     const bal_plan *pl = &b->plan[k];
     for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
         for (size_t l = 0; l < PW_LINES; l++)
-            b->nodes[n].trans[l] += sign * (pl->line[l] > pl->pend[l] ? pl->line[l] : pl->pend[l]);
+            b->nodes[n].trans[l] += sign * trans_load(pl, l);
 }
 
 /* Room for a line load of v on charger k's lines, given the transitional loads without it. */
@@ -505,10 +513,11 @@ static bool is_raise(const pw_bal *b, size_t k)
 }
 
 /* What charger k may still draw per grid line while a cut is pending: the most its status and
- * the readings above it show (at_max). A drop its status shows is seen only once a meter read
- * after it agrees. And the other way round: the car may have followed a pending cut before a
- * reading, down to its lowest offer, with no status saying so yet (a late or lost status); that
- * drop hides in the reading as less non-EV load, which in_flight gives back to the raise rule. */
+ * the readings above it show (at_max); apply_dynamics adds a raise its car has not been seen
+ * acting on (rpend). A drop its status shows is seen only once a meter read after it agrees. And
+ * the other way round: the car may have followed a pending cut before a reading, down to its lowest
+ * offer, with no status saying so yet (a late or lost status); that drop hides in the reading as
+ * less non-EV load, which in_flight gives back to the raise rule. */
 static void pending_draw(pw_bal *b, size_t k, double d[PW_LINES])
 {
     const bal_ch *c = &b->ch[k];
@@ -534,7 +543,10 @@ static void raise_budgets(pw_bal *b)
         for (size_t l = 0; l < PW_LINES; l++) {
             double t = n->own[l] + (fresh ? n->in_flight[l] : 0);
             double sub = acc[ni * PW_LINES + l];
-            n->non_ev_t[l] = sub > t ? sub : t;
+            if (n->slot < 0) /* unmetered: its children's and its own reserve, as for non_ev */
+                n->non_ev_t[l] = sub + n->spec.reserve_a[l];
+            else
+                n->non_ev_t[l] = sub > t ? sub : t;
             if (up) {
                 acc[(size_t)n->spec.parent * PW_LINES + l] += n->non_ev_t[l];
                 up->in_flight[l] += n->in_flight[l];
@@ -552,7 +564,7 @@ static void release_raises(pw_bal *b)
         const bal_plan *pl = &b->plan[k];
         double *a = acc + (size_t)b->ch[k].spec.node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
-            a[l] += pl->line[l] > pl->pend[l] ? pl->line[l] : pl->pend[l];
+            a[l] += trans_load(pl, l);
     }
     subtree_end(b);
     for (size_t ni = 0; ni < b->n_nodes; ni++)
@@ -612,6 +624,7 @@ static void apply_dynamics(pw_bal *b)
         pl->mode = pl->tmode;
         set_lines(pl->line, pl->val > 0 ? pl->mask : 0, pl->val);
         memset(pl->pend, 0, sizeof pl->pend);
+        memset(pl->rpend, 0, sizeof pl->rpend);
         if (p->oneshot || !pl->online || pl->overdue)
             continue;
         /* Until a cut is seen, the charger may still draw what it drew before: a cut made now
@@ -622,15 +635,23 @@ static void apply_dynamics(pw_bal *b)
         double d[PW_LINES] = {0, 0, 0};
         if (c->cut_pending || cutting) {
             pending_draw(b, k, d);
-            for (size_t l = 0; l < PW_LINES; l++)
+            for (size_t l = 0; l < PW_LINES; l++) {
                 if (d[l] > pl->line[l] + p->active_phase_a)
                     pl->pend[l] = d[l];
+                /* The car may still rise to a raise it has not been seen acting on before it
+                 * follows the cut (issue 15: a raise counts at the offered value until seen). */
+                if (c->raise_unseen && c->raise_line[l] > pl->line[l] + 1e-9)
+                    pl->rpend[l] = c->raise_line[l];
+            }
         }
         if (!pl->want || !is_raise(b, k))
             continue;
+        /* Too small a raise to be worth sending, unless it takes the car to its own limit: the
+         * allocation found nothing else that wants the room, and the car would stay below its
+         * maximum for good. */
         if (c->prev_limit >= pl->lo && pl->tmode == c->prev_mode && pl->target > c->prev_limit &&
-            pl->target - c->prev_limit < p->hysteresis_a) {
-            pl->val = c->prev_limit; /* too small a raise to be worth sending */
+            pl->target - c->prev_limit < p->hysteresis_a && pl->target < pl->hi - 1e-9) {
+            pl->val = c->prev_limit;
             set_lines(pl->line, pl->mask, pl->val);
             continue;
         }
@@ -709,6 +730,22 @@ static void track_cuts(const pw_bal *b, bal_ch *c, const double line[PW_LINES], 
     }
 }
 
+/* A raise makes the new offer count until the car is seen acting on it (bal_ch.raise_unseen);
+ * raises while one is unseen keep the highest offer per line. */
+static void track_raises(bal_ch *c, const double line[PW_LINES], uint64_t now)
+{
+    bool raise = (line[0] > c->prev_line[0] + 1e-9) | (line[1] > c->prev_line[1] + 1e-9) |
+                 (line[2] > c->prev_line[2] + 1e-9);
+    if (!raise)
+        return;
+    for (size_t l = 0; l < PW_LINES; l++) {
+        double was = c->raise_unseen ? c->raise_line[l] : 0;
+        c->raise_line[l] = line[l] > was ? line[l] : was;
+    }
+    c->raise_unseen = true;
+    c->raise_at = now;
+}
+
 /* Remembers the decision: cuts (for the raise rule), offer changes (for trimming), run and
  * pause times (for rotation), phase switches (for their cap). */
 static void update_state(pw_bal *b, uint64_t now)
@@ -719,6 +756,7 @@ static void update_state(pw_bal *b, uint64_t now)
         if (!pl->online || pl->overdue)
             continue;
         track_cuts(b, c, pl->line, now);
+        track_raises(c, pl->line, now);
         if (fabs(pl->val - c->prev_limit) > 1e-9)
             c->offer_since = now;
         if (pl->want && pl->val > 0 && pl->mode != c->mode) {

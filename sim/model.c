@@ -951,10 +951,12 @@ void pw_sim_charger(const pw_sim *m, size_t i, pw_sim_charger_view *out)
     out->car = ch->car;
 }
 
+/* PROTOCOL.md 5.2: a new allocation sequence alone is no change (it rides along in the next
+ * status), falling back to the failsafe (sequence 0) or leaving it is. */
 static bool status_changed(const pw_sim_charger_view *a, const pw_sim_charger_view *b)
 {
     if (a->iec != b->iec || fabs(a->offered_a - b->offered_a) >= 0.05 || a->phases != b->phases ||
-        a->alloc_seq != b->alloc_seq || a->session_id != b->session_id)
+        (a->alloc_seq == 0) != (b->alloc_seq == 0) || a->session_id != b->session_id)
         return true;
     for (int t = 0; t < PW_LINES; t++) {
         if (fabs(a->current_a[t] - b->current_a[t]) > PW_SIM_STATUS_TOLERANCE_A)

@@ -110,7 +110,8 @@ typedef struct pw_sim_charger_view {
 /* Fills out for charger i (index into the facility's chargers). */
 void pw_sim_charger(const pw_sim *m, size_t i, pw_sim_charger_view *out);
 
-/* How a simulated charger reports (protocol "Timing"): a status on change, at most once per
+/* How a simulated charger reports (protocol "Timing"): a status on change (a new allocation
+ * sequence that leaves the limit as it was is none, PROTOCOL.md 5.2), at most once per
  * PW_SIM_STATUS_MIN_MS, and at least every PW_SIM_STATUS_KEEPALIVE_MS; current changes smaller
  * than PW_SIM_STATUS_TOLERANCE_A (taper) wait for the keepalive. The keepalive stays well inside
  * the balancer's default offline time (90 s) and the protocol's budget of 1 MB a charger a day. */

@@ -262,6 +262,31 @@ static void test_main_exit_codes(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* An unmetered garage's own load (8 A on L1, 2 A on L2 and L3) is budgeted as its non-EV load;
+ * the metered main fuse budgets its reading and not the reserve a second time. */
+static void test_example_subpanel_reserve(void **state)
+{
+    (void)state;
+    json_t *p = plan_file(EXAMPLES "subpanel-reserve.json");
+    check_shape(p);
+    const json_t *g = by_id(p, "nodes", "garage"), *m = by_id(p, "nodes", "main");
+    const double reserve[3] = {8, 2, 2};
+    for (size_t l = 0; l < 3; l++) {
+        assert_float_equal(line(g, "reserve_a", l), reserve[l], 0.01);
+        assert_float_equal(line(g, "non_ev_a", l), reserve[l], 0.01);
+    }
+    assert_null(json_object_get(g, "reserve_used"));
+    assert_null(json_object_get(m, "reserve_a"));
+    assert_float_equal(line(m, "non_ev_a", 0), 20, 0.01);
+    const char *const ids[] = {"p1", "p2", "p3"};
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *c = by_id(p, "chargers", ids[i]);
+        assert_float_equal(num(c, "limit_a"), 8, 0.01);
+        assert_string_equal(str(json_object_get(c, "bound_by"), "node"), "garage");
+    }
+    json_decref(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_field),
         cmocka_unit_test(test_config_path_and_defaults),
         cmocka_unit_test(test_main_exit_codes),
+        cmocka_unit_test(test_example_subpanel_reserve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -222,6 +222,48 @@ static void test_tree(void **state)
     fx_free(&x);
 }
 
+/* An unmetered node's reserve is non-EV load of its own that no meter sees: sub-distribution A
+ * (20 A) with 4 A of lighting on L1 leaves 16 A there, and the main counts it too. A metered node
+ * ignores its reserve (its meter sees that load); a stale meter budgets its fallback as before. */
+static void test_reserve(void **state)
+{
+    (void)state;
+    fx x;
+    fx_init(&x, PW_GRID_TN, true);
+    int m = fx_node(&x, "main", -1, 50, 50, 50);
+    int a = fx_node(&x, "A", m, 20, 20, 20);
+    int b = fx_node(&x, "B", m, 32, 32, 32);
+    fx_charger(&x, "a1", a, "L1", 32);
+    fx_charger(&x, "b1", b, "L1L2L3", 32);
+    x.nodes[a].reserve_a[0] = 4;
+    x.nodes[m].reserve_a[1] = 3; /* the main's own, unmetered: counts on L2 */
+    x.nodes[b].reserve_a[2] = 9; /* metered: the meter sees it, ignored */
+    fx_meter(&x, b, 10000, 2);
+    fx_start(&x);
+    fx_meas(&x, 0, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_meas(&x, 1, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_meter_read(&x, b, 1, 1, 1, 0);
+    fx_run(&x, 0);
+    A_EQ(fx_nres(&x, a)->non_ev_a[0], 4);
+    A_EQ(fx_nres(&x, a)->non_ev_a[1], 0);
+    A_EQ(fx_nres(&x, b)->non_ev_a[2], 1);
+    A_EQ(fx_nres(&x, m)->non_ev_a[0], 4 + 1);
+    A_EQ(fx_nres(&x, m)->non_ev_a[1], 3 + 1);
+    A_EQ(fx_nres(&x, m)->non_ev_a[2], 1);
+    A_EQ(fx_res(&x, 0)->limit_a, 16);
+    fx_assert_text(fx_res(&x, 0), "node 'A' line L1");
+    /* b1 on the main: L1 50 - 5 - 16, L2 50 - 4: 29 on L1 binds. */
+    A_EQ(fx_res(&x, 1)->limit_a, 29);
+    fx_assert_no_overload(&x);
+
+    /* B's meter stale: its fallback, not its reserve; A's reserve stays. */
+    fx_run(&x, 20000);
+    assert_true(fx_nres(&x, b)->meter_stale);
+    A_EQ(fx_nres(&x, b)->non_ev_a[2], 2);
+    A_EQ(fx_nres(&x, a)->non_ev_a[0], 4);
+    fx_free(&x);
+}
+
 /* TN phase rotation: single-phase cars on chargers wired L1L2L3, L2L3L1, L3L1L2 load three
  * different lines; on three chargers wired alike they all load L1. */
 static void test_tn_rotation(void **state)
@@ -605,6 +647,30 @@ static void test_validate(void **state)
     x.ch[0].weight = 0;
     assert_true(rejected(&x, "chargers[0].weight"));
     x.ch[0].weight = 1;
+    x.nodes[s].reserve_a[2] = NAN;
+    assert_true(rejected(&x, "nodes[1].reserve_a"));
+    x.nodes[s].reserve_a[2] = -1;
+    assert_true(rejected(&x, "nodes[1].reserve_a"));
+    x.nodes[s].reserve_a[2] = 16; /* nothing left of the 16 A line */
+    assert_true(rejected(&x, "nodes[1].reserve_a"));
+    x.nodes[s].reserve_a[2] = 0;
+    /* The failsafe check includes the reserves of unmetered nodes: the charger, now wired on L1
+     * only, falls back to 16 A there, and 16 + 1 does not fit the sub's 16 A line. */
+    x.nodes[s].reserve_a[0] = 1;
+    assert_true(rejected(&x, "nodes[1].limit_a"));
+    x.nodes[s].reserve_a[0] = 0;
+    x.ch[0].failsafe_a = 6;
+    x.nodes[s].reserve_a[0] = 9; /* 6 + 9 fits the sub's 16 */
+    assert_int_equal(pw_bal_validate(&x.f, err, sizeof err), 0);
+    x.nodes[n].reserve_a[0] = 18; /* the main: 6 + 9 + 18 > 32 */
+    assert_true(rejected(&x, "nodes[0].limit_a"));
+    x.nodes[n].metered = true; /* a metered node's reserve is not used */
+    x.nodes[n].meter_timeout_ms = 10000;
+    assert_int_equal(pw_bal_validate(&x.f, err, sizeof err), 0);
+    x.nodes[n].metered = false;
+    x.nodes[n].reserve_a[0] = 0;
+    x.ch[0].failsafe_a = 16;
+    x.nodes[s].reserve_a[0] = 0;
     memcpy(x.nodes[s].id, "main", 5);
     assert_true(rejected(&x, "'main' is used twice"));
 }
@@ -621,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_non_ev_from_meter),
         cmocka_unit_test(test_no_room),
         cmocka_unit_test(test_tree),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_tn_rotation),
         cmocka_unit_test(test_it_single_phase_pair),
         cmocka_unit_test(test_unknown_phases_are_all_wired),

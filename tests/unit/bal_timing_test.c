@@ -339,9 +339,9 @@ static void test_unreported_cut_no_raise_back(void **state)
     fx_free(&x);
 }
 
-/* A raise under the hysteresis is not sent: the reason says the offer is kept and what its
- * target is, not that the charger is at its maximum. A car trimmed below its minimum shows its
- * real draw and that the minimum binds. */
+/* A raise under the hysteresis that takes the car to its maximum is sent: nothing else wants
+ * the room, and holding it back would leave the car below its maximum for good (issue 15). A
+ * car trimmed below its minimum shows its real draw and that the minimum binds. */
 static void test_reasons_name_what_binds(void **state)
 {
     (void)state;
@@ -352,11 +352,11 @@ static void test_reasons_name_what_binds(void **state)
     fx_run(&x, 0);
     A_EQ(fx_res(&x, 0)->limit_a, 15.5);
     fx_draws(&x, 0, 15.5, 1000);
-    meter(&x, 15.9 + 15.5, 1000); /* 16 A would fit: a 0.5 A raise */
+    meter(&x, 15.9 + 15.5, 1000); /* 16 A fits: a 0.5 A raise to the maximum */
     fx_run(&x, 1000);
-    A_EQ(fx_res(&x, 0)->limit_a, 15.5);
-    fx_assert_text(fx_res(&x, 0),
-                   "kept at 15.5 A: a raise under 1 A to the charger's maximum 16 A");
+    A_EQ(fx_res(&x, 0)->limit_a, 16);
+    assert_int_equal(fx_res(&x, 0)->reason, PW_REASON_MAX);
+    fx_assert_text(fx_res(&x, 0), "at the charger's maximum 16 A");
     fx_free(&x);
 
     fx_live_garage(&x, 32, 1, 16);
@@ -368,6 +368,128 @@ static void test_reasons_name_what_binds(void **state)
     assert_int_equal(fx_res(&x, 0)->reason, PW_REASON_CAR_DRAW);
     fx_assert_text(fx_res(&x, 0),
                    "car draws 3 A, less than offered: offer trimmed to its minimum 6 A");
+    fx_free(&x);
+}
+
+/* Ground truth for the tests below: each car follows every offer follow_ms after it was made
+ * (a car acts on the offers in order), up to its own maximum. */
+#define TRUTH_MAX_OFFERS 64
+
+typedef struct truth {
+    double offer[FX_MAX_CHARGERS][TRUTH_MAX_OFFERS];
+    uint64_t at[FX_MAX_CHARGERS][TRUTH_MAX_OFFERS];
+    size_t n[FX_MAX_CHARGERS];
+    uint32_t follow_ms[FX_MAX_CHARGERS];
+    double car_max;
+} truth;
+
+/* What car k draws per phase at t: the last offer it has acted on (strictly before t). */
+static double truth_draw(const truth *tr, int k, uint64_t t)
+{
+    double d = 0;
+    for (size_t i = 0; i < tr->n[k]; i++)
+        if (tr->at[k][i] + tr->follow_ms[k] < t)
+            d = tr->offer[k][i];
+    return d < tr->car_max ? d : tr->car_max;
+}
+
+/* The offer charger k applies at t. */
+static double truth_offer(const truth *tr, int k, uint64_t t)
+{
+    double o = 0;
+    for (size_t i = 0; i < tr->n[k]; i++)
+        if (tr->at[k][i] <= t)
+            o = tr->offer[k][i];
+    return o;
+}
+
+static void truth_apply(truth *tr, fx *x, int n_ch, uint64_t t)
+{
+    for (int k = 0; k < n_ch; k++) {
+        double lim = fx_res(x, k)->limit_a;
+        if (tr->n[k] && tr->offer[k][tr->n[k] - 1] == lim)
+            continue;
+        assert_true(tr->n[k] < TRUTH_MAX_OFFERS);
+        tr->offer[k][tr->n[k]] = lim;
+        tr->at[k][tr->n[k]++] = t;
+    }
+}
+
+/* Issue 15, item 7: five chargers are raised at once and their cars take the whole reaction
+ * window to follow, so their statuses still show the old draw when it ends; the readings show
+ * that draw too and make room look free. The five are then trimmed (drawing less than offered)
+ * and the sixth could be raised into the room, but the five cars still act on their raise
+ * before they follow the trim: a raise the car has not been seen acting on counts at the offered
+ * value. No line may ever carry more than its limit. */
+static void test_unseen_raise_counts_at_offer(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    const double limit = 64, base = 4;
+    fx x;
+    metered_garage(&x, limit, N, 16, 15000, true);
+    static truth tr;
+    memset(&tr, 0, sizeof tr);
+    tr.car_max = 16;
+    for (int k = 0; k < N; k++) {
+        tr.follow_ms[k] = k < 5 ? 5000 : 500;
+        tr.offer[k][0] = 6;
+        tr.at[k][0] = 0;
+        tr.n[k] = 1;
+    }
+    double worst = 0;
+    for (uint64_t t = 1000; t <= 30000; t += 1000) {
+        double ev = 0;
+        for (int k = 0; k < N; k++) {
+            double d = truth_draw(&tr, k, t);
+            fx_meas(&x, k, PW_CAR_CHARGING, d, d, d, truth_offer(&tr, k, t), t);
+            ev += d;
+        }
+        meter(&x, base + ev, t);
+        fx_run(&x, t);
+        truth_apply(&tr, &x, N, t);
+        /* The truth between this run and the next. */
+        for (uint64_t u = t; u < t + 1000; u += 50) {
+            double load = base;
+            for (int k = 0; k < N; k++)
+                load += truth_draw(&tr, k, u);
+            worst = load > worst ? load : worst;
+            if (load > limit + 1e-6)
+                fail_msg("line at %.2f A of %.0f at t=%llu ms", load, limit, (unsigned long long)u);
+        }
+    }
+    assert_true(worst > limit - 2);                   /* the facility was used, not left idle */
+    A_EQ(fx_res(&x, 5)->limit_a, (limit - base) / N); /* in the end, fair shares */
+    fx_free(&x);
+}
+
+/* A car that followed a small cut reports no new status (the protocol sends one for a change of
+ * about 1 A); once the reaction window has passed since its status showed the lower limit, it
+ * draws no more than that limit, whatever its last status says. Taking its old draw out of the
+ * reading would make building load vanish: with a 10 s meter, for a whole interval. */
+static void test_followed_small_cut_without_status(void **state)
+{
+    (void)state;
+    fx x;
+    metered_garage(&x, 40, 2, 32, 15000, true);
+    fx_draws(&x, 0, 16, 0);
+    fx_draws(&x, 1, 16, 0);
+    meter(&x, 8 + 32, 0);
+    fx_run(&x, 0);
+    A_EQ(fx_res(&x, 0)->limit_a, 16);
+    /* The building load rises by 1 A: both are cut by 0.5 A. */
+    meter(&x, 9 + 32, 1000);
+    fx_run(&x, 1000);
+    A_EQ(fx_res(&x, 0)->limit_a, 15.5);
+    /* Their statuses show the new limit; the cars follow later, by less than 1 A: no status. */
+    fx_meas(&x, 0, PW_CAR_CHARGING, 16, 16, 16, 15.5, 1500);
+    fx_meas(&x, 1, PW_CAR_CHARGING, 16, 16, 16, 15.5, 1500);
+    /* The next reading, after the reaction window: the cars draw 15.5 and the building 11. */
+    meter(&x, 11 + 31, 11500);
+    fx_run(&x, 11500);
+    A_EQ(fx_nres(&x, 0)->non_ev_a[0], 11);
+    A_EQ(fx_res(&x, 0)->limit_a, 14.5);
+    fx_assert_no_overload(&x);
     fx_free(&x);
 }
 
@@ -385,6 +507,8 @@ int main(void)
         cmocka_unit_test(test_silent_without_lease_keeps_limit),
         cmocka_unit_test(test_unreported_cut_no_raise_back),
         cmocka_unit_test(test_reasons_name_what_binds),
+        cmocka_unit_test(test_unseen_raise_counts_at_offer),
+        cmocka_unit_test(test_followed_small_cut_without_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

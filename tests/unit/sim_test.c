@@ -517,7 +517,17 @@ static void test_status_reporting_rule(void **state)
     assert_false(pw_sim_status_due(&last, &cur, PW_SIM_STATUS_MIN_MS - 1));
     assert_true(pw_sim_status_due(&last, &cur, PW_SIM_STATUS_MIN_MS));
     cur = last;
-    cur.alloc_seq = 5; /* a new allocation is acknowledged */
+    /* A new allocation that leaves the limit as it was is no change by itself (PROTOCOL.md
+     * 5.2): it rides along in the next status, or every charger would answer every plan. */
+    cur.alloc_seq = 5;
+    assert_false(pw_sim_status_due(&last, &cur, PW_SIM_STATUS_MIN_MS));
+    cur.offered_a = 12.0; /* a new limit is */
+    assert_true(pw_sim_status_due(&last, &cur, PW_SIM_STATUS_MIN_MS));
+    cur = last;
+    cur.alloc_seq = 0; /* falling back to the failsafe is */
+    assert_true(pw_sim_status_due(&last, &cur, PW_SIM_STATUS_MIN_MS));
+    last.alloc_seq = 0; /* and leaving it */
+    cur.alloc_seq = 6;
     assert_true(pw_sim_status_due(&last, &cur, PW_SIM_STATUS_MIN_MS));
 }
 
