@@ -2,14 +2,24 @@
  * live state, fresh measurements each round) for 10, 100, 1,000 and 10,000 chargers, and the memory
  * the balancer holds. Prints figures; it is not a timed test. Build with -O2 for real figures:
  * cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo, then run bal_bench [rounds [chargers]]; with a
- * charger count only that scenario runs (for a profiler). */
+ * charger count only that scenario runs (for a profiler).
+ *
+ * bal_bench --scenario FILE [rounds] times the allocation of any planner scenario (the input of
+ * `phasewise plan`, docs/plan.md) instead: the same oneshot balancer on the same reports, median
+ * and p99 over many runs, so one facility can be timed beside another solver. */
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
 #include <malloc.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "plan.h"
 #include "pw_bal.h"
+#include "pw_cfg.h"
 #include "pw_util.h"
 
 typedef struct scenario {
@@ -156,8 +166,162 @@ static void run_scenario(const scenario *sc, int rounds)
     free(nodes);
 }
 
+/* ---- --scenario FILE ---------------------------------------------------------------------- */
+
+/* A planner scenario's reports, read once: what pw_plan_scenario feeds its balancer (server/plan.c
+ * validates the file first, so the reading here need not). */
+typedef struct reports {
+    pw_bal_measure *chargers;
+    bool *silent; /* "offline": no report, budgeted at the failsafe */
+    double (*meters)[PW_LINES];
+    bool *metered;
+} reports;
+
+static void scenario_lines(const json_t *v, double out[PW_LINES])
+{
+    for (size_t l = 0; l < PW_LINES; l++)
+        out[l] = json_is_number(v) ? json_number_value(v) : 0;
+    for (size_t l = 0; json_is_array(v) && l < json_array_size(v) && l < PW_LINES; l++)
+        out[l] = json_number_value(json_array_get(v, l));
+}
+
+static void read_reports(const json_t *sc, const pw_cfg *cfg, reports *r)
+{
+    static const char *const states[] = {"none", "connected", "charging", "suspended", "fault"};
+    r->chargers = pw_xcalloc(cfg->n_chargers + 1, sizeof *r->chargers);
+    r->silent = pw_xcalloc(cfg->n_chargers + 1, sizeof *r->silent);
+    r->meters = pw_xcalloc(cfg->n_nodes + 1, sizeof *r->meters);
+    r->metered = pw_xcalloc(cfg->n_nodes + 1, sizeof *r->metered);
+    for (size_t k = 0; k < cfg->n_chargers; k++) {
+        const json_t *v = json_object_get(json_object_get(sc, "chargers"), cfg->chargers[k].id);
+        pw_bal_measure *m = &r->chargers[k];
+        m->car = v ? PW_CAR_CONNECTED : PW_CAR_NONE;
+        if (!v)
+            continue;
+        const char *st = json_string_value(json_object_get(v, "state"));
+        r->silent[k] = st && strcmp(st, "offline") == 0;
+        for (size_t i = 0; st && i < PW_ARRAY_LEN(states); i++)
+            if (strcmp(st, states[i]) == 0)
+                m->car = (enum pw_car_state)i;
+        scenario_lines(json_object_get(v, "current_a"), m->current_a);
+        m->applied_limit_a = json_number_value(json_object_get(v, "offered_a"));
+        m->applied_phases = (uint8_t)json_integer_value(json_object_get(v, "phases"));
+    }
+    const char *id;
+    json_t *v;
+    json_object_foreach(json_object_get(sc, "meters"), id, v)
+    {
+        int n = pw_cfg_node_by_id(cfg, id);
+        r->metered[n] = true;
+        scenario_lines(v, r->meters[n]);
+    }
+}
+
+static void free_reports(reports *r)
+{
+    free(r->chargers);
+    free(r->silent);
+    free(r->meters);
+    free(r->metered);
+}
+
+static int run_file(const char *path, int rounds)
+{
+    json_error_t jerr;
+    char err[2048], dir[PATH_MAX];
+    json_t *sc = json_load_file(path, 0, &jerr);
+    if (!sc) {
+        fprintf(stderr, "bal_bench: %s:%d: %s\n", path, jerr.line, jerr.text);
+        return 1;
+    }
+    pw_strlcpy(dir, path, sizeof dir);
+    /* The planner's own checks, with its messages: a file it refuses is not timed. */
+    json_t *plan = pw_plan_scenario(sc, dirname(dir), err, sizeof err);
+    if (!plan) {
+        fprintf(stderr, "bal_bench: %s: %s\n", path, err);
+        json_decref(sc);
+        return 1;
+    }
+    const json_t *c = json_object_get(sc, "config");
+    pw_cfg_errors errs;
+    char cfg_path[PATH_MAX * 2];
+    if (json_is_string(c))
+        snprintf(cfg_path, sizeof cfg_path, "%s/%s", dir, json_string_value(c));
+    pw_cfg *cfg =
+        json_is_string(c)
+            ? pw_cfg_load(json_string_value(c)[0] == '/' ? json_string_value(c) : cfg_path, &errs)
+            : pw_cfg_from_json(c, &errs);
+    pw_bal_facility f;
+    pw_cfg_facility(cfg, &f);
+    f.params.oneshot = true; /* as `phasewise plan`: every run plans from the input alone */
+    reports rep;
+    read_reports(sc, cfg, &rep);
+    pw_bal *b = pw_bal_new(&f);
+    double *t = pw_xcalloc((size_t)rounds, sizeof *t);
+    for (int i = 0; i < rounds; i++) {
+        /* Fresh reports each round, as the appliance gives them, outside the timed part. */
+        uint64_t now = 1000000u + 1000u * (uint64_t)i;
+        for (size_t k = 0; k < f.n_chargers; k++)
+            if (!rep.silent[k])
+                pw_bal_set_charger(b, k, &rep.chargers[k], now);
+        for (size_t n = 0; n < f.n_nodes; n++)
+            if (rep.metered[n])
+                pw_bal_set_meter(b, n, rep.meters[n], now);
+        double t0 = now_us();
+        pw_bal_run(b, now);
+        t[i] = now_us() - t0;
+    }
+    const pw_bal_result *r = pw_bal_results(b);
+    size_t running = 0, differ = 0;
+    for (size_t k = 0; k < f.n_chargers; k++) {
+        running += r[k].limit_a > 0;
+        /* What was timed must be what `phasewise plan` answers for the file. */
+        json_t *pc = json_array_get(json_object_get(plan, "chargers"), k);
+        differ += fabs(json_number_value(json_object_get(pc, "limit_a")) - r[k].limit_a) > 0.006;
+    }
+    json_decref(plan);
+    if (differ) {
+        fprintf(stderr,
+                "bal_bench: %s: %zu chargers got another limit than `phasewise plan` gives\n", path,
+                differ);
+        rounds = 0;
+    }
+    qsort(t, (size_t)rounds, sizeof *t, cmp_double);
+    if (rounds == 0)
+        goto done;
+    printf("scenario %s (%s): %zu chargers, %zu nodes, %zu running\n", path, cfg->site_name,
+           f.n_chargers, f.n_nodes, running);
+    printf("full allocation (pw_bal_run, oneshot), %d runs: median %.1f us, p99 %.1f us, max "
+           "%.1f us\n",
+           rounds, t[rounds / 2], t[(size_t)((rounds - 1) * 0.99)], t[rounds - 1]);
+done:
+    free(t);
+    pw_bal_free(b);
+    free_reports(&rep);
+    pw_cfg_free(cfg);
+    json_decref(sc);
+    return rounds == 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: bal_bench [rounds [chargers]]\n"
+               "       bal_bench --scenario FILE [rounds]\n\n"
+               "Times full allocations (CPU time of pw_bal_run): synthetic garages of 10 to "
+               "10,000 chargers (median, p90, memory), or the planner scenario FILE (docs/plan.md, "
+               "the input of `phasewise plan`; median and p99, 1001 runs by default). Build with "
+               "-O2 (RelWithDebInfo) for real figures.\n");
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--scenario") == 0) {
+        if (argc < 3 || argc > 4) {
+            fprintf(stderr, "usage: bal_bench --scenario FILE [rounds]\n");
+            return 2;
+        }
+        int n = argc > 3 ? atoi(argv[3]) : 1001;
+        return run_file(argv[2], n < 1 ? 1 : n);
+    }
     int rounds = argc > 1 ? atoi(argv[1]) : 201;
     if (rounds < 1)
         rounds = 1;

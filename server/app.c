@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "app_int.h"
+#include "backfill.h"
 #include "pw_keyfile.h"
 #include "pw_util.h"
 #include "tls.h"
@@ -113,6 +114,8 @@ static void on_demo_exit(uv_process_t *proc, int64_t status, int sig)
     uv_close((uv_handle_t *)proc, NULL);
 }
 
+static pw_cfg *clone_config(const pw_cfg *cfg);
+
 static int start_demo(pw_app *app)
 {
     char group[16], port[8], seed[] = "1";
@@ -149,6 +152,13 @@ static int start_demo(pw_app *app)
     }
     app->demo_running = true;
     pw_info("server", "demo: simulated facility running (pid %d)", app->demo_proc.pid);
+    /* A first start shows a week of history at once: simulated, on a worker, marked as such. */
+    bool empty = false;
+    char err[512];
+    if (pw_backfill_db_empty(app->db_path, &empty, err, sizeof err) != 0)
+        pw_warn("demo", "history not checked, no simulated history: %s", err);
+    else if (empty)
+        pw_backfill_start(&app->loop, app->db_path, clone_config(app->cfg), pw_wall_ms());
     return 0;
 }
 
@@ -205,14 +215,18 @@ static void on_transport_event(void *ud, const char *kind, const char *subject, 
     pw_app_event(ud, kind, subject, "%s", detail);
 }
 
-/* Each charger's timing, from the transport that reaches it. Caller frees. */
+/* Each charger's timing: the transport's that reaches it, then the file's "timing" for its
+ * link kind. Caller frees. */
 static pw_bal_timing *charger_timing(const pw_app *app, const pw_cfg *cfg)
 {
     pw_bal_timing *t = pw_xcalloc(cfg->n_chargers + 1, sizeof *t);
-    for (size_t i = 0; i < cfg->n_chargers; i++)
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
         for (size_t k = 0; k < app->n_tr; k++)
             if (app->tr[k]->ops->kind == cfg->charger_links[i].kind)
                 app->tr[k]->ops->timing(app->tr[k], cfg, &t[i]);
+        /* The file's "timing" for the link kind wins field by field over the transport's. */
+        pw_cfg_timing_apply(cfg, cfg->charger_links[i].kind, &t[i]);
+    }
     return t;
 }
 

@@ -49,10 +49,11 @@ typedef struct run {
     uint64_t runs, sends;
 } run;
 
-/* The sim has no calendar: wall time for the core's sessions and events is the simulated time. */
-static int64_t wall_of(uint64_t now)
+/* The sim has no calendar: wall time for the core's sessions and events is the simulated time,
+ * shifted to the caller's calendar when it gave one. */
+static int64_t wall_of(const run *r, uint64_t now)
 {
-    return (int64_t)now;
+    return (r->o->hooks ? r->o->hooks->wall0_ms : 0) + (int64_t)now;
 }
 
 /* What a baseline is told by a charger's status. It reads the car state as the core does
@@ -106,7 +107,7 @@ static void feed_statuses(run *r, uint64_t now)
         if (r->ctl) {
             pw_ctl_report rep;
             ctl_report(&v, &rep);
-            pw_ctl_charger_report(r->ctl, i, NULL, &rep, now, wall_of(now));
+            pw_ctl_charger_report(r->ctl, i, NULL, &rep, now, wall_of(r, now));
         } else if (r->wp) {
             pw_bal_measure me;
             baseline_measure(r, i, &v, &me);
@@ -136,12 +137,12 @@ static void control_ctl(run *r, uint64_t now)
     if (pw_ctl_next_deadline(r->ctl) > now)
         return;
     r->runs++;
-    if (pw_ctl_run(r->ctl, now, wall_of(now)) == 0)
+    if (pw_ctl_run(r->ctl, now, wall_of(r, now)) == 0)
         return;
     const pw_ctl_command *cmd = pw_ctl_commands(r->ctl);
     for (size_t i = 0; i < r->f.n_chargers; i++) {
         pw_sim_apply(r->m, i, cmd[i].limit_a, cmd[i].phases, cmd[i].lease_ms, cmd[i].plan_seq, now);
-        pw_ctl_sent(r->ctl, i, now, wall_of(now));
+        pw_ctl_sent(r->ctl, i, now, wall_of(r, now));
     }
     r->sends++;
 }
@@ -165,8 +166,10 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 
 static void loop(run *r)
 {
+    const pw_dayrun_hooks *h = r->o->hooks;
     uint64_t end = r->o->duration_ms, t = 0;
     uint64_t next_meter = 0, next_tick = r->o->tick_offset_ms;
+    uint64_t next_watch = h && h->tick && h->every_ms ? 0 : UINT64_MAX;
     while (t < end) {
         /* As on the wire: the meter gateway's reading sets off a run at once, the chargers'
          * statuses reach the allocator when the protocol's rules let them out (or, with
@@ -200,7 +203,13 @@ static void loop(run *r)
         /* Statuses go out as things change: look again at least every status interval. */
         next = min_u64(next, min_u64(pw_sim_next_event(r->m), next_meter));
         next = min_u64(next, t + PW_SIM_STATUS_MIN_MS);
-        next = min_u64(next, end);
+        /* The watcher sees the facility after this step's control, as a tick of the appliance
+         * sees it after the core's run. */
+        if (t >= next_watch) {
+            h->tick(h->ud, r->m, r->ctl, t);
+            next_watch += h->every_ms;
+        }
+        next = min_u64(next, min_u64(next_watch, end));
         pw_sim_step(r->m, next);
         t = next;
     }
@@ -279,7 +288,7 @@ int pw_dayrun(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a
     for (size_t i = 0; i < n; i++)
         r.reported_at[i] = UINT64_MAX;
     if (a == PW_DAYRUN_PHASEWISE)
-        r.ctl = pw_ctl_new(cfg, NULL, NULL);
+        r.ctl = pw_ctl_new(cfg, NULL, o->hooks ? &o->hooks->sink : NULL);
     else if (a == PW_DAYRUN_WORST_PHASE)
         r.wp = pw_base_wp_new(&r.f);
     else
@@ -287,6 +296,8 @@ int pw_dayrun(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a
 
     loop(&r);
     collect(&r, out);
+    if (o->hooks && o->hooks->done)
+        o->hooks->done(o->hooks->ud, r.m, r.ctl, o->duration_ms);
 
     pw_ctl_free(r.ctl);
     pw_base_wp_free(r.wp);
@@ -298,4 +309,92 @@ int pw_dayrun(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a
     free(r.reported);
     free(r.reported_at);
     return 0;
+}
+
+/* ---- export ------------------------------------------------------------------------------- */
+
+#define EXPORT_EVERY_MS 60000u
+
+typedef struct exporter {
+    const pw_cfg *cfg;
+    const pw_dayrun_opts *o;
+    json_t *load; /* node id -> [[L1, L2, L3], ...], one per minute */
+    json_t *cars;
+} exporter;
+
+/* Amperes and kWh to a thousandth: enough for any comparison, no binary noise in the file. */
+static json_t *rounded(double v)
+{
+    return json_real(round(v * 1000.0) / 1000.0);
+}
+
+static void export_tick(void *ud, const pw_sim *m, const pw_ctl *ctl, uint64_t now)
+{
+    exporter *x = ud;
+    (void)ctl;
+    (void)now;
+    for (size_t n = 0; n < x->cfg->n_nodes; n++) {
+        if (!x->cfg->nodes[n].metered)
+            continue;
+        pw_sim_node_view v;
+        pw_sim_node(m, n, &v);
+        json_t *lines = json_array();
+        for (int l = 0; l < PW_LINES; l++)
+            json_array_append_new(lines, rounded(v.base_a[l]));
+        json_array_append_new(json_object_get(x->load, x->cfg->nodes[n].id), lines);
+    }
+}
+
+/* The cars counted in the figures (collect): those that plugged in during the run. */
+static void export_done(void *ud, const pw_sim *m, const pw_ctl *ctl, uint64_t end)
+{
+    exporter *x = ud;
+    (void)ctl;
+    for (size_t i = 0; i < pw_sim_car_count(m); i++) {
+        pw_sim_car_view c;
+        pw_sim_car(m, i, &c);
+        if (c.arrive_ms >= end || c.state == PW_SIM_CAR_COMING ||
+            c.state == PW_SIM_CAR_TURNED_AWAY || c.charger < 0)
+            continue;
+        json_array_append_new(
+            x->cars,
+            json_pack("{s:s,s:I,s:I,s:o,s:i,s:o,s:o}", "charger", x->cfg->chargers[c.charger].id,
+                      "arrive_ms", (json_int_t)c.arrive_ms, "depart_ms", (json_int_t)c.depart_ms,
+                      "requested_kwh", rounded(c.need_wh / 1000.0), "phases", (int)c.phases,
+                      "max_a", rounded(c.max_a), "delivered_kwh",
+                      rounded(c.delivered_wh / 1000.0)));
+    }
+}
+
+json_t *pw_dayrun_export(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
+                         pw_dayrun_result *out, char *err, size_t err_size)
+{
+    exporter x = {.cfg = cfg, .o = o, .load = json_object(), .cars = json_array()};
+    for (size_t n = 0; n < cfg->n_nodes; n++)
+        if (cfg->nodes[n].metered)
+            json_object_set_new(x.load, cfg->nodes[n].id, json_array());
+    pw_dayrun_hooks hooks = {
+        .ud = &x, .every_ms = EXPORT_EVERY_MS, .tick = export_tick, .done = export_done};
+    pw_dayrun_opts run_opts = *o;
+    run_opts.hooks = &hooks;
+    if (pw_dayrun(cfg, &run_opts, a, out, err, err_size) != 0) {
+        json_decref(x.load);
+        json_decref(x.cars);
+        return NULL;
+    }
+    json_t *chargers = json_array();
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        json_array_append_new(chargers, json_string(cfg->chargers[i].id));
+    json_t *summary =
+        json_pack("{s:i,s:i,s:o,s:o,s:f,s:i}", "cars", (int)out->cars, "cars_turned_away",
+                  (int)out->cars_turned_away, "requested_kwh", rounded(out->requested_kwh),
+                  "delivered_kwh", rounded(out->delivered_kwh), "over_beyond_s", out->over_beyond_s,
+                  "pauses", (int)out->pauses);
+    return json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:s,s:o,s:o,s:{s:i,s:o},s:o}", "site",
+                     cfg->site_name, "allocator", pw_dayrun_alloc_name(a), "statuses",
+                     o->instant_status ? "instant" : "protocol", "seed", (json_int_t)o->model.seed,
+                     "duration_ms", (json_int_t)o->duration_ms, "start_hour", o->model.start_hour,
+                     "arrivals", pw_sim_pattern_name(o->model.pattern), "chargers", chargers,
+                     "cars", x.cars, "building_load", "interval_ms", (int)EXPORT_EVERY_MS, "nodes",
+                     x.load, "result", summary);
 }

@@ -1,6 +1,7 @@
 /* phasewise-dayrun: simulates days of charging at a facility in fake time under phasewise (the
  * appliance's control core) and the two baselines and prints overload, energy, fairness, pauses
- * and phase switches for each. */
+ * and phase switches for each; phasewise once with statuses as the protocol sends them and once
+ * with instant statuses. --export writes the cars and building load of the run as JSON. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -30,13 +31,21 @@ static const char usage[] =
     "  --meter-interval S    seconds between meter readings, 1..10 (default 1)\n"
     "  --allocator A         phasewise | static | worst-phase | all (default all)\n"
     "  --instant-status      the allocator sees every charger as it is at every run, instead of\n"
-    "                        through statuses sent by the protocol's rules (at most 1/s)\n"
+    "                        through statuses sent by the protocol's rules (at most 1/s); without\n"
+    "                        it phasewise runs both ways, in the rows \"phasewise\" and\n"
+    "                        \"phasewise (instant statuses)\"\n"
     "  --check               exit 1 if phasewise leaves any line above its limit beyond the\n"
     "                        reaction window\n"
+    "  --export FILE         write the run's cars (charger, arrival, departure, requested\n"
+    "                        energy, phases, maximum current, delivered energy) and each metered\n"
+    "                        node's building load per minute as JSON (docs/plan.md), for\n"
+    "                        comparing with an optimum computed elsewhere; the run exported is\n"
+    "                        phasewise's, or --allocator's when it names one\n"
     "  --help\n";
 
 typedef struct cli {
     const char *config;
+    const char *export_path;
     pw_dayrun_opts run;
     int only; /* allocator index, -1 = all */
     bool check;
@@ -78,6 +87,7 @@ static int parse(int argc, char **argv, cli *c)
         {"allocator", required_argument, NULL, 'A'},
         {"check", no_argument, NULL, 'k'},
         {"instant-status", no_argument, NULL, 'i'},
+        {"export", required_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -132,6 +142,9 @@ static int parse(int argc, char **argv, cli *c)
         case 'i':
             c->run.instant_status = true;
             break;
+        case 'x':
+            c->export_path = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 1;
@@ -167,19 +180,50 @@ static void print_header(const cli *c, const pw_cfg *cfg)
            pw_sim_pattern_name(c->run.model.pattern), c->run.meter_ms / 1000.0,
            c->run.instant_status ? "instant" : "by protocol rules",
            cfg->params.reaction_ms / 1000.0, cfg->lease_ms / 1000.0, (unsigned)cfg->tick_ms);
-    printf("%-12s %10s %10s %9s %9s %9s %7s %6s %5s %6s %7s %7s %8s %8s %8s\n", "allocator",
+    printf("%-28s %10s %10s %9s %9s %9s %7s %6s %5s %6s %7s %7s %8s %8s %8s\n", "allocator",
            "over s", "beyond s", "max A", "req kWh", "got kWh", "got %", "Jain", "cars", "unmet",
            "pauses", "1p/3p", "runs", "sends", "run s");
 }
 
-static void print_row(enum pw_dayrun_alloc a, const pw_dayrun_result *r, double secs)
+static void print_row(const char *label, const pw_dayrun_result *r, double secs)
 {
     double pct = r->requested_kwh > 0 ? 100.0 * r->delivered_kwh / r->requested_kwh : 0.0;
-    printf("%-12s %10.1f %10.1f %9.1f %9.1f %9.1f %7.1f %6.3f %5u %6u %7u %7u %8llu %8llu "
+    printf("%-28s %10.1f %10.1f %9.1f %9.1f %9.1f %7.1f %6.3f %5u %6u %7u %7u %8llu %8llu "
            "%8.2f\n",
-           pw_dayrun_alloc_name(a), r->over_s, r->over_beyond_s, r->max_over_a, r->requested_kwh,
-           r->delivered_kwh, pct, r->jain, r->cars, r->cars_unmet, r->pauses, r->phase_switches,
+           label, r->over_s, r->over_beyond_s, r->max_over_a, r->requested_kwh, r->delivered_kwh,
+           pct, r->jain, r->cars, r->cars_unmet, r->pauses, r->phase_switches,
            (unsigned long long)r->allocator_runs, (unsigned long long)r->plans_sent, secs);
+}
+
+/* One row: runs the day (exporting it to c->export_path when asked) and prints its figures.
+ * Returns 0 or -1 (logged). */
+static int run_one(const cli *c, const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
+                   bool exporting, const char *label, pw_dayrun_result *r)
+{
+    char err[512];
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!exporting) {
+        if (pw_dayrun(cfg, o, a, r, err, sizeof err) != 0) {
+            pw_error(COMP, "%s", err);
+            return -1;
+        }
+        print_row(label, r, seconds_since(&t0));
+        return 0;
+    }
+    json_t *doc = pw_dayrun_export(cfg, o, a, r, err, sizeof err);
+    if (!doc) {
+        pw_error(COMP, "%s", err);
+        return -1;
+    }
+    print_row(label, r, seconds_since(&t0));
+    int rc = json_dump_file(doc, c->export_path, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(doc);
+    if (rc != 0) {
+        pw_error(COMP, "cannot write %s", c->export_path);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -199,26 +243,42 @@ int main(int argc, char **argv)
     print_header(&c, cfg);
 
     int status = 0;
-    for (int a = 0; a < PW_DAYRUN_ALLOCATORS; a++) {
-        pw_dayrun_result r;
-        struct timespec t0;
+    pw_dayrun_result realistic = {0}, instant = {0};
+    bool both = false;
+    for (int a = 0; a < PW_DAYRUN_ALLOCATORS && status == 0; a++) {
         if (c.only >= 0 && a != c.only)
             continue;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (pw_dayrun(cfg, &c.run, (enum pw_dayrun_alloc)a, &r, text, sizeof(text)) != 0) {
-            pw_error(COMP, "%s", text);
-            status = 1;
-            break;
-        }
-        print_row((enum pw_dayrun_alloc)a, &r, seconds_since(&t0));
-        if (c.check && a == PW_DAYRUN_PHASEWISE && r.over_beyond_s > 0.0) {
-            pw_error(COMP,
-                     "phasewise left a line above its limit for %.1f s beyond the reaction "
-                     "window",
-                     r.over_beyond_s);
-            status = 1;
+        /* Phasewise once more with instant statuses, so the cost of status timing (pauses
+         * above all) shows in the same table. */
+        int variants = a == PW_DAYRUN_PHASEWISE && !c.run.instant_status ? 2 : 1;
+        for (int v = 0; v < variants && status == 0; v++) {
+            pw_dayrun_opts o = c.run;
+            pw_dayrun_result r;
+            char label[40];
+            o.instant_status = c.run.instant_status || v == 1;
+            snprintf(label, sizeof label, "%s%s", pw_dayrun_alloc_name((enum pw_dayrun_alloc)a),
+                     v == 1 ? " (instant statuses)" : "");
+            bool exporting = c.export_path && v == 0 && (c.only >= 0 || a == PW_DAYRUN_PHASEWISE);
+            if (run_one(&c, cfg, &o, (enum pw_dayrun_alloc)a, exporting, label, &r) != 0) {
+                status = 1;
+                break;
+            }
+            if (a == PW_DAYRUN_PHASEWISE)
+                *(v == 0 ? &realistic : &instant) = r;
+            both |= v == 1;
+            if (c.check && a == PW_DAYRUN_PHASEWISE && r.over_beyond_s > 0.0) {
+                pw_error(COMP,
+                         "%s left a line above its limit for %.1f s beyond the reaction window",
+                         label, r.over_beyond_s);
+                status = 1;
+            }
         }
     }
+    if (both)
+        printf("\nphasewise pauses with statuses by protocol rules / with instant statuses: %u / "
+               "%u = %.2f\n",
+               realistic.pauses, instant.pauses,
+               instant.pauses ? (double)realistic.pauses / instant.pauses : 0.0);
     printf("\nover s: seconds above the limit summed over every line of every node; beyond s: of "
            "which past the reaction window of each overload; got %%: delivered / requested "
            "energy; Jain: fairness of delivered/requested over cars; unmet: cars below 99 %% of "

@@ -10,8 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "pw_bal.h"
 #include "pw_cfg.h"
+#include "pw_ctl.h"
 #include "pw_simmodel.h"
 
 enum pw_dayrun_alloc {
@@ -24,6 +27,21 @@ enum pw_dayrun_alloc {
 /* "phasewise", "static", "worst-phase"; static storage. */
 const char *pw_dayrun_alloc_name(enum pw_dayrun_alloc a);
 
+/* What a caller may watch during a run, besides the figures: the backfill of the demo's history
+ * (server/backfill.c) and the export. Every callback runs inside pw_dayrun; any may be NULL. */
+typedef struct pw_dayrun_hooks {
+    void *ud;
+    int64_t wall0_ms;  /* Unix ms of simulated time 0: the wall time the core's sessions, events
+                          and limit changes carry (0: simulated time itself) */
+    pw_ctl_sink sink;  /* phasewise: the core's records, as the appliance's history receives them
+                          (copied into the core; its ud is its own) */
+    uint32_t every_ms; /* call tick at every multiple of every_ms of simulated time; 0 = never */
+    /* ctl is the core under phasewise, NULL under a baseline; both borrowed for the call. */
+    void (*tick)(void *ud, const pw_sim *m, const pw_ctl *ctl, uint64_t now);
+    /* Once, at the end of the run, before the model and the core are freed. */
+    void (*done)(void *ud, const pw_sim *m, const pw_ctl *ctl, uint64_t end);
+} pw_dayrun_hooks;
+
 typedef struct pw_dayrun_opts {
     pw_sim_params model;     /* cars, pattern, seed, building load; reaction_ms is overwritten
                                 with the facility's */
@@ -33,6 +51,7 @@ typedef struct pw_dayrun_opts {
                                 against the meter readings; phasewise runs when its core asks */
     bool instant_status;     /* the allocator sees every charger as it is at every run, instead of
                                 through statuses sent by the protocol's rules (pw_sim_status_due) */
+    const pw_dayrun_hooks *hooks; /* NULL = none; borrowed for the call */
 } pw_dayrun_opts;
 
 /* Fills o with a one-day run, 1 s meters, the baselines' tick half a second after each reading,
@@ -66,5 +85,14 @@ typedef struct pw_dayrun_result {
  * appliance's. Returns 0, or a negative pw_sim_err with a message in err. */
 int pw_dayrun(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
               pw_dayrun_result *out, char *err, size_t err_size);
+
+/* Runs like pw_dayrun (o->hooks is ignored) and returns what the run was made of, for comparing
+ * the delivered energy with an optimum computed elsewhere: the cars that plugged in (charger,
+ * arrival, departure, requested energy, phases, maximum current, and what they got under a),
+ * and each metered node's building load per minute (the model's load at that node and the
+ * metered nodes below it, per line). Format in docs/plan.md. Returns a new reference (caller
+ * decrefs) with the figures in *out, or NULL with a message in err. */
+json_t *pw_dayrun_export(const pw_cfg *cfg, const pw_dayrun_opts *o, enum pw_dayrun_alloc a,
+                         pw_dayrun_result *out, char *err, size_t err_size);
 
 #endif

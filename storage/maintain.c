@@ -95,6 +95,30 @@ static int write_block(pw_store *s, int tier, int64_t series, const store__rec *
     return pw_store__step_done(st);
 }
 
+int pw_store__rebuild_from(pw_store *s, int64_t from_ms)
+{
+    int rc = SQLITE_OK;
+    for (int tier = PW_STORE__TIER_M1; rc == SQLITE_OK && tier < PW_STORE__TIERS; tier++) {
+        int64_t built, cursor, start = floor_to(from_ms, pw_store__tiers[tier].span_ms);
+        rc = meta_get(s, built_key[tier], &built);
+        if (rc == SQLITE_OK)
+            rc = meta_get(s, cursor_key[tier], &cursor);
+        /* Nothing built at or past start yet: maintenance gets there in order. */
+        if (rc != SQLITE_OK || built < start || (built == start && cursor == 0))
+            continue;
+        /* A period being built (cursor) is at or after start too: it starts over. */
+        sqlite3_stmt *st = s->stmt[ST_AGG_DEL_FROM];
+        sqlite3_bind_int(st, 1, tier);
+        sqlite3_bind_int64(st, 2, start);
+        rc = pw_store__step_done(st);
+        if (rc == SQLITE_OK)
+            rc = meta_set(s, built_key[tier], start);
+        if (rc == SQLITE_OK)
+            rc = meta_set(s, cursor_key[tier], 0);
+    }
+    return rc;
+}
+
 /* ---- sealing the tail into raw blocks ---- */
 
 typedef struct tail_row {

@@ -65,6 +65,7 @@ typedef struct pw_store_event {
     char kind[24];    /* "charger_online", "config_change", "datagram_rejected", ... */
     char subject[32]; /* charger or node id, or "" */
     char detail[224];
+    uint8_t simulated; /* 1: simulated history of a demo (see pw_store_mark_simulated) */
 } pw_store_event;
 
 /* A charging session, written when it starts and again whenever it changes (energy, peak,
@@ -80,6 +81,7 @@ typedef struct pw_store_session {
     float peak_a;               /* highest terminal current so far; a lower value never lowers it */
     char ref[40];               /* the charger's session id or transaction id, "" if none */
     char id_tag[PW_STORE_TAG_LEN]; /* the RFID tag (OCPP idTag) that charged, "" if none */
+    uint8_t simulated; /* 1: simulated history of a demo; once set, a row stays simulated */
 } pw_store_session;
 
 /* A new limit the balancer gave a charger, with its reason: a short code and the text a person
@@ -113,6 +115,14 @@ void pw_store_batch_add_limit_change(pw_store_batch *b, const pw_store_limit_cha
  * caller may retry the same batch or drop it. b is borrowed for the call and not changed.
  * Not thread-safe per store: call from one thread at a time. */
 int pw_store_write(pw_store *s, const pw_store_batch *b);
+
+/* Marks every later write on s as past history simulated for a demo (server/backfill.c): the
+ * sessions and events it writes are flagged simulated whatever their own flag says, and each
+ * write also has maintenance build the 1- and 15-minute aggregates again from from_ms on, in the
+ * same transaction. That is needed because the rows are older than what the appliance's own
+ * writer (another connection) may already have aggregated; what it built from from_ms on is
+ * rebuilt from the full-resolution blocks. Use a store of its own for this, never the live one. */
+void pw_store_mark_simulated(pw_store *s, int64_t from_ms);
 
 /* ---- resolution and retention ---- */
 

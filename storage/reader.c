@@ -24,7 +24,8 @@ static const char *const rstmt_sql[RS_COUNT] = {
     [RS_TAIL_OLDEST] = "SELECT min(ts) FROM tail WHERE tier = 0",
     [RS_SESSIONS] =
         "SELECT se.id, s.name, se.start_ms, se.end_ms, se.register_start_wh, se.register_wh, "
-        "se.peak_ca, se.ref, max(0, se.register_wh - se.register_start_wh), se.id_tag "
+        "se.peak_ca, se.ref, max(0, se.register_wh - se.register_start_wh), se.id_tag, "
+        "se.simulated "
         "FROM session se JOIN series s ON s.id = se.charger_id "
         "WHERE (?1 IS NULL OR s.name = ?1) AND (?2 IS NULL OR se.ref = ?2) "
         "AND (?9 IS NULL OR se.id_tag = ?9) "
@@ -44,7 +45,8 @@ static const char *const rstmt_sql[RS_COUNT] = {
                       "count(*), sum(max(0, se.register_wh - se.register_start_wh)) "
                       "FROM session se WHERE se.start_ms >= ?1 AND se.start_ms < ?2 "
                       "GROUP BY month, se.id_tag ORDER BY month, se.id_tag",
-    [RS_EVENTS] = "SELECT ts, kind, subject, detail FROM event WHERE ts >= ?1 AND ts < ?2 "
+    [RS_EVENTS] = "SELECT ts, kind, subject, detail, simulated FROM event WHERE ts >= ?1 AND "
+                  "ts < ?2 "
                   "AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR subject = ?4) "
                   "ORDER BY ts DESC, id DESC LIMIT ?5",
     [RS_LIMITS] = "SELECT lc.ts, s.name, lc.limit_ca, lc.phases, lc.reason, lc.text "

@@ -37,6 +37,7 @@ static void fill_session(sqlite3_stmt *st, void *item)
     copy_text(row->s.ref, sizeof(row->s.ref), st, 7);
     row->energy_wh = column_u64(st, 8);
     copy_text(row->s.id_tag, sizeof(row->s.id_tag), st, 9);
+    row->s.simulated = (uint8_t)sqlite3_column_int(st, 10);
 }
 
 int pw_store_query_sessions(pw_store_reader *r, const pw_store_session_filter *f,
@@ -284,6 +285,7 @@ static void fill_event(sqlite3_stmt *st, void *item)
     copy_text(e->kind, sizeof(e->kind), st, 1);
     copy_text(e->subject, sizeof(e->subject), st, 2);
     copy_text(e->detail, sizeof(e->detail), st, 3);
+    e->simulated = (uint8_t)sqlite3_column_int(st, 4);
 }
 
 int pw_store_query_events(pw_store_reader *r, int64_t from_ms, int64_t to_ms, const char *kind,

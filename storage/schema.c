@@ -84,7 +84,14 @@ static const char step4[] =
     "ALTER TABLE session ADD COLUMN id_tag TEXT NOT NULL DEFAULT '' COLLATE NOCASE;"
     "CREATE INDEX session_tag ON session(id_tag, start_ms);";
 
-static const char *const steps[] = {step1, step2, step3, step4};
+/* Version 5: history simulated in fake time for a demo (server/backfill.c) is marked, so the UI,
+ * the API and exports can say so: sessions and events carry a flag (0 for everything written
+ * before, which was real). Samples and limit changes are not flagged: the simulated span is told
+ * by its events (kind simulated_history at its start and end). */
+static const char step5[] = "ALTER TABLE session ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;"
+                            "ALTER TABLE event ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;";
+
+static const char *const steps[] = {step1, step2, step3, step4, step5};
 
 int pw_store__schema_latest(void)
 {

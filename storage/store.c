@@ -19,18 +19,20 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SERIES_FIND] = "SELECT id FROM series WHERE kind = ?1 AND name = ?2",
     [ST_SERIES_ADD] = "INSERT INTO series (kind, name) VALUES (?1, ?2)",
     [ST_TAIL_ADD] = "INSERT INTO tail (tier, series_id, ts, v) VALUES (?1, ?2, ?3, ?4)",
-    [ST_EVENT_ADD] = "INSERT INTO event (ts, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+    [ST_EVENT_ADD] =
+        "INSERT INTO event (ts, kind, subject, detail, simulated) VALUES (?1, ?2, ?3, ?4, ?5)",
     /* The server sends the whole session each time; only the peak never goes down, an end
      * once set stays, and an empty ref or tag does not erase a known one. */
     [ST_SESSION_PUT] =
         "INSERT INTO session (charger_id, start_ms, end_ms, register_start_wh, register_wh, "
-        "peak_ca, ref, id_tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+        "peak_ca, ref, id_tag, simulated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
         "ON CONFLICT (charger_id, start_ms) DO UPDATE SET "
         "end_ms = coalesce(excluded.end_ms, end_ms), "
         "register_start_wh = excluded.register_start_wh, register_wh = excluded.register_wh, "
         "peak_ca = max(peak_ca, excluded.peak_ca), "
         "ref = CASE WHEN excluded.ref <> '' THEN excluded.ref ELSE ref END, "
-        "id_tag = CASE WHEN excluded.id_tag <> '' THEN excluded.id_tag ELSE id_tag END",
+        "id_tag = CASE WHEN excluded.id_tag <> '' THEN excluded.id_tag ELSE id_tag END, "
+        "simulated = max(simulated, excluded.simulated)",
     [ST_LIMIT_ADD] = "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, text) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -50,6 +52,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LIMIT_DEL_OLD] = "DELETE FROM limit_change WHERE id IN (SELECT id FROM limit_change "
                          "WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
     [ST_SERIES_AFTER] = "SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1",
+    [ST_AGG_DEL_FROM] = "DELETE FROM block WHERE tier = ?1 AND t0 >= ?2",
 };
 
 /* A growable array of fixed-size items. */
@@ -314,6 +317,7 @@ static int write_event(pw_store *s, const pw_store_event *e)
     bind_text(st, 2, e->kind, sizeof(e->kind));
     bind_text(st, 3, e->subject, sizeof(e->subject));
     bind_text(st, 4, e->detail, sizeof(e->detail));
+    sqlite3_bind_int(st, 5, e->simulated || s->simulated);
     return pw_store__step_done(st);
 }
 
@@ -341,6 +345,7 @@ static int write_session(pw_store *s, const pw_store_session *x)
     sqlite3_bind_int(st, 6, centiamps(x->peak_a));
     bind_text(st, 7, x->ref, sizeof(x->ref));
     bind_text(st, 8, x->id_tag, sizeof(x->id_tag));
+    sqlite3_bind_int(st, 9, x->simulated || s->simulated);
     return pw_store__step_done(st);
 }
 
@@ -389,6 +394,8 @@ int pw_store_write(pw_store *s, const pw_store_batch *b)
     const pw_store_limit_change *limits = b->limits.items;
     for (size_t i = 0; rc == SQLITE_OK && i < b->limits.n; i++)
         rc = write_limit(s, &limits[i]);
+    if (rc == SQLITE_OK && s->simulated)
+        rc = pw_store__rebuild_from(s, s->sim_from);
     if (rc == SQLITE_OK)
         rc = pw_store__step_done(s->stmt[ST_COMMIT]);
     if (rc != SQLITE_OK) {
@@ -567,6 +574,12 @@ void pw_store_close(pw_store *s)
     if (rc != SQLITE_OK)
         pw_warn("store", "checkpoint at close failed: %s", sqlite3_errmsg(s->db));
     destroy(s);
+}
+
+void pw_store_mark_simulated(pw_store *s, int64_t from_ms)
+{
+    s->simulated = 1;
+    s->sim_from = from_ms;
 }
 
 const char *pw_store_errmsg(const pw_store *s)

@@ -147,6 +147,7 @@ enum store__stmt {
     ST_BLOCK_DEL_OLD, /* the oldest blocks of a tier ending before a time */
     ST_LIMIT_DEL_OLD, /* the oldest limit changes before a time */
     ST_SERIES_AFTER,  /* the next series id */
+    ST_AGG_DEL_FROM,  /* aggregate blocks of a tier from a time on */
     ST_COUNT
 };
 
@@ -172,6 +173,8 @@ struct pw_store {
     unsigned failed_writes; /* consecutive, for logging the start and end of an outage once */
     unsigned failed_maint;
     int cap_warned; /* the size cap could not be met: logged once until it can */
+    int simulated;  /* pw_store_mark_simulated: every write is simulated history from sim_from */
+    int64_t sim_from;
     char errmsg[256];
 };
 
@@ -187,6 +190,11 @@ void pw_store__name(char out[32], const char *field, size_t field_size);
 /* Ends a failed transaction on the writer: keeps SQLite's message in s->errmsg prefixed with
  * what, rolls back what is left and forgets cached series ids the rollback may have removed. */
 void pw_store__abort_txn(pw_store *s, const char *what);
+
+/* Has maintenance build the aggregate tiers again from from_ms on, inside the caller's
+ * transaction: drops their blocks from the start of from_ms's period on and moves the built
+ * marks back to it. Returns SQLITE_OK or the error (maintain.c). */
+int pw_store__rebuild_from(pw_store *s, int64_t from_ms);
 
 /* The writer's connection, for tests that need to reach past the API (fault injection). */
 sqlite3 *pw_store__db(pw_store *s);

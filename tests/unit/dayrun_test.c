@@ -2,6 +2,7 @@
  * shares, and a short simulated evening at the demo facility in which phasewise (the control
  * core) must never leave a line above its limit beyond the reaction window. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -152,12 +153,83 @@ static void test_short_evening_at_the_demo_facility(void **state)
     pw_cfg_free(cfg);
 }
 
+/* The export describes the run it came from: the same cars (count, requested energy, what they
+ * got), one building-load row per minute per metered node, and no rows for unmetered nodes. */
+static void test_export_matches_the_run(void **state)
+{
+    pw_cfg_errors errs;
+    char err[256] = "";
+    (void)state;
+    pw_cfg *cfg = pw_cfg_load(PW_SOURCE_DIR "/config/demo.json", &errs);
+    assert_non_null(cfg);
+    pw_dayrun_opts o;
+    pw_dayrun_default_opts(&o);
+    o.duration_ms = 2 * 3600000ull + 30000; /* two hours and a half minute */
+    o.model.seed = 5;
+    o.model.cars_per_day = 40;
+    pw_dayrun_result plain, r;
+    assert_int_equal(pw_dayrun(cfg, &o, PW_DAYRUN_PHASEWISE, &plain, err, sizeof(err)), 0);
+    json_t *doc = pw_dayrun_export(cfg, &o, PW_DAYRUN_PHASEWISE, &r, err, sizeof(err));
+    assert_non_null(doc);
+    /* Watching the run does not change it. */
+    assert_int_equal(r.cars, plain.cars);
+    assert_true(fabs(r.delivered_kwh - plain.delivered_kwh) < 1e-9);
+
+    json_t *cars = json_object_get(doc, "cars");
+    assert_true(r.cars > 3);
+    assert_int_equal(json_array_size(cars), r.cars);
+    double req = 0.0, got = 0.0;
+    size_t i;
+    json_t *car;
+    json_array_foreach(cars, i, car)
+    {
+        const char *id = json_string_value(json_object_get(car, "charger"));
+        assert_non_null(id);
+        bool known = false;
+        for (size_t k = 0; k < cfg->n_chargers; k++)
+            known |= strcmp(cfg->chargers[k].id, id) == 0;
+        assert_true(known);
+        json_int_t arrive = json_integer_value(json_object_get(car, "arrive_ms"));
+        assert_true(arrive >= 0 && (uint64_t)arrive < o.duration_ms);
+        assert_true(json_integer_value(json_object_get(car, "depart_ms")) > arrive);
+        json_int_t ph = json_integer_value(json_object_get(car, "phases"));
+        assert_true(ph >= 1 && ph <= 3);
+        assert_true(json_real_value(json_object_get(car, "max_a")) >= 6.0);
+        req += json_real_value(json_object_get(car, "requested_kwh"));
+        got += json_real_value(json_object_get(car, "delivered_kwh"));
+    }
+    /* Each figure is rounded to a watt-hour. */
+    assert_true(fabs(req - r.requested_kwh) < 0.001 * (double)r.cars);
+    assert_true(fabs(got - r.delivered_kwh) < 0.001 * (double)r.cars);
+
+    json_t *load = json_object_get(json_object_get(doc, "building_load"), "nodes");
+    size_t metered = 0;
+    for (size_t n = 0; n < cfg->n_nodes; n++) {
+        json_t *rows = json_object_get(load, cfg->nodes[n].id);
+        if (!cfg->nodes[n].metered) {
+            assert_null(rows);
+            continue;
+        }
+        metered++;
+        /* Minutes 0..120 of a run that ends half a minute after minute 120. */
+        assert_int_equal(json_array_size(rows), 121);
+        json_t *row = json_array_get(rows, 60);
+        assert_int_equal(json_array_size(row), 3);
+        assert_true(json_real_value(json_array_get(row, 0)) > 0.0); /* building load at 30 % */
+    }
+    assert_true(metered > 0);
+    assert_int_equal(json_object_size(load), metered);
+    json_decref(doc);
+    pw_cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_static_split),
         cmocka_unit_test(test_worst_phase_counts_every_line),
         cmocka_unit_test(test_short_evening_at_the_demo_facility),
+        cmocka_unit_test(test_export_matches_the_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

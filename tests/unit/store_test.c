@@ -136,17 +136,34 @@ static const char v2_rows[] =
     "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
     "INSERT INTO meta (key, value) VALUES ('built.m1', 1699999200000);";
 
+/* Sessions and events written before version 5 were real: not simulated once migrated. */
+static void check_not_simulated(sqlite3 *db)
+{
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM session WHERE simulated = 0"), 1);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM event WHERE simulated = 0"), 1);
+}
+
 /* Sessions written before version 4 have no tag once migrated. */
 static void check_v3_rows(sqlite3 *db)
 {
     check_v2_rows(db);
     assert_int_equal(st_sql_int(db, "SELECT count(*) FROM session WHERE id_tag = ''"), 1);
+    check_not_simulated(db);
 }
 
 static void check_v4_rows(sqlite3 *db)
 {
     check_v2_rows(db);
     assert_int_equal(st_sql_int(db, "SELECT count(*) FROM session WHERE id_tag = 'TAG-1'"), 1);
+    check_not_simulated(db);
+}
+
+/* A version 5 file keeps its simulated marks. */
+static void check_v5_rows(sqlite3 *db)
+{
+    check_v2_rows(db);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM session WHERE simulated = 1"), 1);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM event WHERE simulated = 1"), 1);
 }
 
 /* Rows of a version 4 database: the v2 rows, and the session's RFID tag. */
@@ -161,6 +178,23 @@ static const char v4_rows[] = "INSERT INTO series (id, kind, name) VALUES (1, 1,
                               "INSERT INTO session (charger_id, start_ms, end_ms, "
                               "register_start_wh, register_wh, peak_ca, ref, id_tag)"
                               "  VALUES (1, 1700000000000, NULL, 1000, 8400, 1600, '', 'TAG-1');"
+                              "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, "
+                              "text)"
+                              "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
+                              "INSERT INTO meta (key, value) VALUES ('built.m1', 1699999200000);";
+
+/* Rows of a version 5 database: simulated demo history (a flag on the session and the event). */
+static const char v5_rows[] = "INSERT INTO series (id, kind, name) VALUES (1, 1, 'a01');"
+                              "INSERT INTO tail (id, tier, series_id, ts, v)"
+                              "  VALUES (1, 0, 1, 1700000000000, X'72801980190402');"
+                              "INSERT INTO event (ts, kind, subject, detail, simulated)"
+                              "  VALUES (1700000000000, 'charger_online', 'a01', '', 1);"
+                              "INSERT INTO block (tier, series_id, t0, t1, n, v)"
+                              "  VALUES (0, 1, 1700000001000, 1700000002000, 2, "
+                              "X'7280198019040201D00F');"
+                              "INSERT INTO session (charger_id, start_ms, end_ms, "
+                              "register_start_wh, register_wh, peak_ca, ref, id_tag, simulated)"
+                              "  VALUES (1, 1700000000000, NULL, 1000, 8400, 1600, '', '', 1);"
                               "INSERT INTO limit_change (ts, charger_id, limit_ca, phases, reason, "
                               "text)"
                               "  VALUES (1700000000000, 1, 1000, 3, 'node', 'limited by main, L1');"
@@ -185,6 +219,8 @@ static const struct {
     [3] = {v2_rows, check_v3_rows, 3},
     /* Version 4 added the session's RFID tag. */
     [4] = {v4_rows, check_v4_rows, 3},
+    /* Version 5 marks simulated sessions and events. */
+    [5] = {v5_rows, check_v5_rows, 3},
 };
 
 static void every_step_has_a_fixture(void **state)
@@ -625,6 +661,124 @@ static void full_database_fails_whole_batch_then_recovers(void **state)
     pw_store_close(s);
 }
 
+/* ---- simulated history (pw_store_mark_simulated) ---- */
+
+#define HOUR_MS 3600000LL
+
+static void add_sample(pw_store_batch *b, int64_t ts)
+{
+    pw_store_charger_sample c = {.ts_ms = ts, .state = 2, .current_a = {10, 10, 10}, .limit_a = 16};
+    pw_strlcpy(c.charger, "a01", sizeof(c.charger));
+    pw_store_batch_add_charger(b, &c);
+}
+
+/* A simulated store flags every session and event it writes, a later real write of the same
+ * session does not clear the flag, and the reader returns it; a normal store writes 0. */
+static void simulated_store_flags_sessions_and_events(void **state)
+{
+    fixture *f = *state;
+    pw_store *live = open_ok(f->path), *sim = open_ok(f->path);
+    pw_store_mark_simulated(sim, 1700000000000);
+    pw_store_batch *b = pw_store_batch_new();
+    pw_store_session ses = {.start_ms = 1700000000000, .register_wh = 5000};
+    pw_strlcpy(ses.charger, "a01", sizeof(ses.charger));
+    pw_store_event ev = {.ts_ms = 1700000000000};
+    pw_strlcpy(ev.kind, "charger_online", sizeof(ev.kind));
+    pw_store_batch_add_session(b, &ses);
+    pw_store_batch_add_event(b, &ev);
+    assert_int_equal(pw_store_write(sim, b), 0);
+    pw_store_batch_clear(b);
+    ses.start_ms += 3600000; /* a real session and event */
+    ev.ts_ms += 3600000;
+    pw_store_batch_add_session(b, &ses);
+    pw_store_batch_add_event(b, &ev);
+    ses.start_ms -= 3600000; /* the simulated one again, as a real write would send it */
+    ses.end_ms = 1700000100000;
+    pw_store_batch_add_session(b, &ses);
+    assert_int_equal(pw_store_write(live, b), 0);
+
+    char err[256];
+    pw_store_reader *r = NULL;
+    assert_int_equal(pw_store_reader_open(&r, f->path, err, sizeof(err)), 0);
+    pw_store_session_filter sf = {.open = -1};
+    pw_store_session_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(pw_store_query_sessions(r, &sf, &rows, &n), 0);
+    assert_int_equal(n, 2); /* newest first */
+    assert_int_equal(rows[0].s.simulated, 0);
+    assert_int_equal(rows[1].s.simulated, 1);
+    assert_int_equal(rows[1].s.end_ms, 1700000100000);
+    free(rows);
+    pw_store_event *evs = NULL;
+    assert_int_equal(pw_store_query_events(r, 0, INT64_MAX / 2, NULL, NULL, 0, &evs, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(evs[0].simulated, 0);
+    assert_int_equal(evs[1].simulated, 1);
+    free(evs);
+    pw_store_reader_close(r);
+    pw_store_batch_free(b);
+    pw_store_close(sim);
+    pw_store_close(live);
+}
+
+/* Counts the 1-minute aggregate blocks of hour h. */
+static int64_t m1_blocks_in_hour(const char *path, int64_t h)
+{
+    char sql[160];
+    sqlite3 *db = st_sql_open(path);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM block WHERE tier = 1 AND t0 >= %lld AND "
+             "t0 < %lld",
+             (long long)h, (long long)(h + HOUR_MS));
+    int64_t n = st_sql_int(db, sql);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Simulated rows older than what the live writer has already aggregated still get their
+ * 1-minute aggregates: the simulated write moves maintenance back. Without the mark they would
+ * stay full-resolution only (checked first, so the test shows what the mark changes). */
+static void simulated_past_is_aggregated(void **state)
+{
+    fixture *f = *state;
+    const int64_t h0 = 1700002800000; /* an hour boundary */
+    pw_store_policy p;
+    pw_store_policy_default(&p);
+    p.raw_keep_ms = p.m1_keep_ms = p.m15_keep_ms = 3650 * 24 * HOUR_MS;
+    pw_store *live = open_ok(f->path), *plain = open_ok(f->path), *sim = open_ok(f->path);
+    pw_store_batch *b = pw_store_batch_new();
+    /* The live writer: hour h0 + 3 written and aggregated. */
+    add_sample(b, h0 + 3 * HOUR_MS + 60000);
+    assert_int_equal(pw_store_write(live, b), 0);
+    while (pw_store_maintain(live, h0 + 5 * HOUR_MS, &p) == 1)
+        ;
+    assert_int_equal(m1_blocks_in_hour(f->path, h0 + 3 * HOUR_MS), 1);
+
+    /* Past rows by a plain store: maintenance has moved on, hour h0 + 1 is never aggregated. */
+    pw_store_batch_clear(b);
+    add_sample(b, h0 + HOUR_MS + 60000);
+    assert_int_equal(pw_store_write(plain, b), 0);
+    while (pw_store_maintain(live, h0 + 5 * HOUR_MS, &p) == 1)
+        ;
+    assert_int_equal(m1_blocks_in_hour(f->path, h0 + HOUR_MS), 0);
+
+    /* The same through a simulated store from h0 on: hours h0 + 1 and h0 + 2 (new) are built,
+     * and hour h0 + 3 is built again once, not twice. */
+    pw_store_mark_simulated(sim, h0);
+    pw_store_batch_clear(b);
+    add_sample(b, h0 + 2 * HOUR_MS + 60000);
+    assert_int_equal(pw_store_write(sim, b), 0);
+    while (pw_store_maintain(live, h0 + 5 * HOUR_MS, &p) == 1)
+        ;
+    assert_int_equal(m1_blocks_in_hour(f->path, h0 + HOUR_MS), 1);
+    assert_int_equal(m1_blocks_in_hour(f->path, h0 + 2 * HOUR_MS), 1);
+    assert_int_equal(m1_blocks_in_hour(f->path, h0 + 3 * HOUR_MS), 1);
+    pw_store_batch_free(b);
+    pw_store_close(sim);
+    pw_store_close(plain);
+    pw_store_close(live);
+}
+
 static void strerror_names_every_code(void **state)
 {
     (void)state;
@@ -649,6 +803,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(writes_a_batch_in_one_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(full_database_fails_whole_batch_then_recovers, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(simulated_store_flags_sessions_and_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(simulated_past_is_aggregated, setup, teardown),
         cmocka_unit_test(strerror_names_every_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

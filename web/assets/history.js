@@ -1,7 +1,9 @@
 /* The history view: a chart of any charger or node over a chosen range, energy per charger and
  * month with the billing CSV, energy per RFID tag (OCPP idTag) and month with its CSV, the
  * charging sessions with their CSV, and the event log. Every query runs on the appliance's
- * worker threads (GET /api/history/..., /api/energy, /api/tags/energy, ...). */
+ * worker threads (GET /api/history/..., /api/energy, /api/tags/energy, ...). A demo's first start
+ * fills the week before it with simulated history, marked by two simulated_history events: the
+ * chart says so where it shows that span, and sessions in it are marked. */
 import { drawChart } from "./chart.js";
 import {
   $, api, el, errorText, facility, fmtDuration, fmtKwh, fmtTime, fromLocalInput,
@@ -18,12 +20,46 @@ const RANGES = [
 ];
 const EVENT_KINDS = [
   "config_change", "charger_online", "charger_state", "charger_reboot", "device_unassigned",
-  "datagram_rejected", "foreign_balancer", "start",
+  "datagram_rejected", "foreign_balancer", "start", "simulated_history",
 ];
 const LINES = ["L1", "L2", "L3"];
 const DOWNLOADS = ["energy-csv", "tag-energy-csv", "sessions-csv"]; /* they need a login */
 
-const view = { ready: false, chart: null, resize: null };
+const view = { ready: false, chart: null, resize: null, simulated: null };
+
+/* ---- simulated history (demo) ---- */
+
+/* The simulated span {from, to} from its two events, or null; asked once per visit. */
+function loadSimulated() {
+  return api("GET", "/api/events" + query({ kind: "simulated_history", from: 0, limit: 10 })).then(
+    (res) => {
+      const ts = res.status === 200 ? res.data.events.map((e) => e.ts_ms) : [];
+      view.simulated = ts.length ? { from: Math.min(...ts), to: Math.max(...ts) } : null;
+    },
+    () => { view.simulated = null; },
+  );
+}
+
+function isSimulated(t) {
+  const sim = view.simulated;
+  return !!sim && t >= sim.from && t < sim.to;
+}
+
+/* The note above the chart, made here so the page's markup needs nothing for it. */
+function showSimulatedNote(range) {
+  let note = $("history-simulated");
+  if (!note) {
+    note = el("p", "hint");
+    note.id = "history-simulated";
+    $("history-chart").before(note);
+  }
+  const sim = view.simulated;
+  const overlaps = !!sim && !!range && range.from < sim.to && range.to > sim.from;
+  note.hidden = !overlaps;
+  note.textContent = overlaps ? "Simulated history (demo): until " + fmtTime(sim.to) +
+    " the data is simulated in fake time by the real control core; the live demo facility " +
+    "from then on." : "";
+}
 
 /* ---- the chart ---- */
 
@@ -82,6 +118,7 @@ function loadChart() {
     setStatus("history-status", "Choose a start before the end.", true);
     return;
   }
+  showSimulatedNote(range);
   const box = $("history-chart");
   const points = Math.max(60, Math.min(1000, Math.floor((box.clientWidth || 600) / 2)));
   setStatus("history-status", "loading…");
@@ -325,8 +362,12 @@ function renderSessions(rows) {
     const tr = el("tr");
     tr.dataset.session = String(s.id);
     const name = (facility.byId.get(s.charger) || { name: s.charger }).name;
+    /* The API's flag where it has one, else the simulated span. */
+    const simulated = s.simulated !== undefined ? !!s.simulated : isSimulated(s.start_ms);
+    if (simulated) tr.dataset.simulated = "1";
     const cells = [
-      ["Charger", name], ["Started", fmtTime(s.start_ms)],
+      ["Charger", simulated ? name + " (simulated history, demo)" : name],
+      ["Started", fmtTime(s.start_ms)],
       ["Ended", s.end_ms ? fmtTime(s.end_ms) : "still plugged in"],
       ["Duration", fmtDuration((s.end_ms || now) - s.start_ms)],
       ["Energy (kWh)", fmtKwh(s.energy_wh)], ["Peak (A)", s.peak_a.toFixed(1)],
@@ -444,10 +485,12 @@ export function showHistory(params) {
   if (params.charger) $("history-what").value = "charger:" + params.charger;
   else if (params.node) $("history-what").value = "node:" + params.node;
   updateDownloads();
-  loadChart();
+  loadSimulated().then(() => {
+    loadChart();
+    loadSessions();
+  });
   loadEnergy();
   loadTagEnergy();
-  loadSessions();
   loadEvents();
 }
 
