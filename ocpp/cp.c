@@ -26,6 +26,7 @@
 #define IGNORE_MARGIN_A     1.0 /* drawing more than the accepted limit by this is not following */
 #define CARRY_A             0.5 /* a phase with more than this carries current */
 #define EPS                 1e-6
+#define FLOOD_WINDOW_MS     10000u /* refused calls are counted over this long */
 
 static const char *const measurands[] = {
     "Current.Import",
@@ -88,6 +89,10 @@ typedef struct conn {
     uint64_t above_since;
     uint8_t told_ph;
     char last_stopped_tx[PW_OCPP_TXID_LEN];
+    /* This connection knows what governs the connector: it saw it without a car, or saw its
+     * transaction start or stop. Until then a car may run under an earlier connection's
+     * profile (prior_of). */
+    bool known;
 } conn;
 
 struct pw_ocpp_cp {
@@ -125,7 +130,7 @@ struct pw_ocpp_cp {
     uint64_t msg_seq;
     uint64_t tx_seq;
     /* Flood: milli-tokens, refilled at flood_per_s per ms. */
-    uint64_t tokens, tokens_at, flood_refused;
+    uint64_t tokens, tokens_at, flood_refused, flood_since;
     pw_ocpp_cp_stats stats;
     uint64_t now;
     int64_t wall;
@@ -312,6 +317,21 @@ static bool same_as_held(const conn *c)
 
 /* Recomputes offered_a, problem, phases and writes_today from the state. Conservative: a raise
  * counts from the moment it is sent, a cut only once accepted. */
+/* A car is at the connector, possibly drawing under a profile phasewise cannot see. */
+static bool car_there(const pw_ocpp_evse *e)
+{
+    return e->has_status && (e->status == PW_OCPP_CHARGING || e->status == PW_OCPP_SUSPENDED_EV ||
+                             e->status == PW_OCPP_SUSPENDED_EVSE ||
+                             e->status == PW_OCPP_PREPARING || e->status == PW_OCPP_FINISHING);
+}
+
+/* What a connector may apply from before this connection: the limit phasewise last knew it to
+ * hold, or its maximum when nothing is known (after a restart of phasewise). */
+static double prior_of(const conn *c)
+{
+    return c->cfg.prior_a >= 0 ? c->cfg.prior_a : c->cfg.max_a;
+}
+
 static void refresh(pw_ocpp_cp *cp, conn *c)
 {
     pw_ocpp_evse *e = &c->e;
@@ -322,8 +342,9 @@ static void refresh(pw_ocpp_cp *cp, conn *c)
         off = c->cfg.max_a;
     } else if (e->tx_id[0] == '\0') {
         /* Idle charge points report 0 offered; the next car starts at the default before they
-         * say more, so Current.Offered is not taken outside a transaction. */
-        off = fb;
+         * say more, so Current.Offered is not taken outside a transaction. A car already there
+         * when this connection opened may run under a profile of an earlier one. */
+        off = car_there(e) && !c->known && e->sent_a < 0 ? fmax(fb, prior_of(c)) : fb;
     } else {
         if (c->rejecting) {
             off = e->sent_a > fb ? e->sent_a : fb;
@@ -333,7 +354,7 @@ static void refresh(pw_ocpp_cp *cp, conn *c)
         } else if (e->sent_a >= 0) {
             off = e->sent_a;
         } else {
-            off = fb;
+            off = c->known ? fb : fmax(fb, prior_of(c));
         }
         if (c->in_flight && c->in_flight_raise && c->in_flight_a > off) {
             off = c->in_flight_a;
@@ -910,6 +931,15 @@ static void on_status(pw_ocpp_cp *cp, const pw_ocpp_status_note *s)
     c->e.has_status = true;
     c->e.status = s->status;
     pw_strlcpy(c->e.error_code, s->error_code, sizeof c->e.error_code);
+    /* Only a charging car draws: meter values stop outside a transaction, so the last reading
+     * must not stay on the books after the car stopped or left. */
+    if (s->status != PW_OCPP_CHARGING) {
+        memset(c->e.current_a, 0, sizeof c->e.current_a);
+    }
+    if (s->status == PW_OCPP_AVAILABLE || s->status == PW_OCPP_UNAVAILABLE ||
+        s->status == PW_OCPP_RESERVED) {
+        c->known = true;
+    }
 }
 
 static void on_meter(pw_ocpp_cp *cp, const pw_ocpp_meter *m)
@@ -976,19 +1006,22 @@ static void on_start(pw_ocpp_cp *cp, const char *id, const pw_ocpp_start_tx *s)
 {
     enum pw_ocpp_answer st =
         cp->sink.authorize ? cp->sink.authorize(cp->sink.ud, s->id_tag) : PW_OCPP_ACCEPTED;
-    /* Transaction ids: a counter from the Unix second of the first one on this connection, so
-     * ids stay increasing across reconnects too (1.6 wants an integer). */
-    if (cp->tx_seq == 0) {
-        cp->tx_seq = cp->wall > 0 ? (uint64_t)(cp->wall / 1000) % 2000000000u : 0;
+    /* Transaction ids: the central system's counter when it shares one (unique over all its
+     * charge points), started at the Unix second of the first one, so ids keep increasing across
+     * reconnects and restarts too (1.6 wants an integer). */
+    uint64_t *seq = cp->o.tx_seq ? cp->o.tx_seq : &cp->tx_seq;
+    if (*seq == 0) {
+        *seq = cp->wall > 0 ? (uint64_t)(cp->wall / 1000) % 2000000000u : 0;
     }
     char tx[PW_OCPP_TXID_LEN];
-    snprintf(tx, sizeof tx, "%llu", (unsigned long long)++cp->tx_seq);
+    snprintf(tx, sizeof tx, "%llu", (unsigned long long)++*seq);
     answer(cp, id, pw_ocpp_start_conf(tx, st));
     conn *c = conn_get(cp, s->connector);
     if (c == NULL) {
         return;
     }
     pw_strlcpy(c->e.tx_id, tx, sizeof c->e.tx_id);
+    c->known = true;
     pw_strlcpy(c->e.id_tag, s->id_tag, sizeof c->e.id_tag);
     c->e.tx_start_ms = s->timestamp_ms;
     c->e.tx_meter_start_wh = s->meter_start_wh;
@@ -1022,6 +1055,7 @@ static void on_stop(pw_ocpp_cp *cp, const char *id, const pw_ocpp_stop_tx *s)
         return;
     }
     pw_strlcpy(c->last_stopped_tx, c->e.tx_id, sizeof c->last_stopped_tx);
+    c->known = true; /* its TxProfile ended with the transaction */
     c->e.tx_id[0] = '\0';
     c->e.id_tag[0] = '\0';
     c->e.tx_start_ms = 0;
@@ -1260,13 +1294,17 @@ int pw_ocpp_cp_receive(pw_ocpp_cp *cp, const char *text, size_t len, uint64_t no
     cp->wall = wall;
     if (!flood_take(cp, now)) {
         rejected(cp, "flood", "");
-        /* Refused for a whole burst in a row: the bucket stayed empty, close. */
+        /* More refused calls within 10 s than a whole burst: a flood, not a hiccup; close. A
+         * call let through now and then (the bucket refills) does not reset the count. */
+        if (now - cp->flood_since > FLOOD_WINDOW_MS) {
+            cp->flood_since = now;
+            cp->flood_refused = 0;
+        }
         if (++cp->flood_refused >= (uint64_t)cp->o.flood_per_s * 5u) {
             return -1;
         }
         return 0;
     }
-    cp->flood_refused = 0;
     if (!cp->seen_any) {
         cp->seen_any = true;
         cp->noboot_at = now + NOBOOT_MS;

@@ -53,6 +53,10 @@ typedef struct pw_ocpp_connector_cfg {
     bool can_switch_phases;
     char rotation[4]; /* expected ConnectorPhaseRotation from the config's wiring: "RST", "STR",
                          ...; "" for a 1-phase charger (nothing to compare) */
+    double prior_a;   /* what it may apply from before this connection (a profile phasewise sent
+                         over an earlier one); negative: unknown, taken as max_a. Budgeted while a
+                         car is there and this connection has not seen its transaction begin or
+                         end, nor a profile of its own accepted */
 } pw_ocpp_connector_cfg;
 
 typedef struct pw_ocpp_cp_opts {
@@ -70,6 +74,8 @@ typedef struct pw_ocpp_cp_opts {
                                   seconds' worth */
     const char *quirks;        /* a name from the table overriding the vendor/model choice, or
                                   NULL */
+    uint64_t *tx_seq; /* the central system's transaction id counter, shared by all its charge
+                         points so ids are unique (borrowed; NULL: one of this connection's) */
     size_t n_connectors;
     pw_ocpp_connector_cfg connectors[PW_OCPP_MAX_CONNECTORS];
 } pw_ocpp_cp_opts;
@@ -94,7 +100,7 @@ typedef struct pw_ocpp_evse {
     char id_tag[PW_OCPP_TAG_LEN];
     int64_t tx_start_ms;
     int64_t tx_meter_start_wh;
-    char problem[128]; /* why its limits do not take, for the dashboard; "" when they do */
+    char problem[128];     /* why its limits do not take, for the dashboard; "" when they do */
     uint32_t writes_today; /* profiles written in the last 24 h */
 } pw_ocpp_evse;
 
@@ -126,8 +132,7 @@ typedef struct pw_ocpp_cp_sink {
 typedef struct pw_ocpp_cp pw_ocpp_cp;
 
 /* A new conversation on a connection that just opened (opts and sink copied). Never NULL. */
-pw_ocpp_cp *pw_ocpp_cp_new(const pw_ocpp_cp_opts *opts, const pw_ocpp_cp_sink *sink,
-                           uint64_t now);
+pw_ocpp_cp *pw_ocpp_cp_new(const pw_ocpp_cp_opts *opts, const pw_ocpp_cp_sink *sink, uint64_t now);
 void pw_ocpp_cp_free(pw_ocpp_cp *cp);
 
 /* The config changed for this charge point (connectors, intervals; opts copied). Limits held
@@ -159,7 +164,7 @@ uint64_t pw_ocpp_cp_next_deadline(const pw_ocpp_cp *cp);
 /* Connector 0: the whole charge point's StatusNotification (status, error_code). */
 const pw_ocpp_evse *pw_ocpp_cp_evse(const pw_ocpp_cp *cp, int connector); /* NULL if none */
 bool pw_ocpp_cp_booted(const pw_ocpp_cp *cp);
-const pw_ocpp_boot *pw_ocpp_cp_boot(const pw_ocpp_cp *cp);  /* zeroed before boot */
+const pw_ocpp_boot *pw_ocpp_cp_boot(const pw_ocpp_cp *cp); /* zeroed before boot */
 const pw_ocpp_quirks *pw_ocpp_cp_quirks(const pw_ocpp_cp *cp);
 /* Setup after boot is done (configuration read, measurands and interval set, default profile
  * installed). */

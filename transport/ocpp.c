@@ -46,6 +46,7 @@ typedef struct ocpp {
     uv_timer_t timer;
     bool timer_open;
     pw_transport_stats st;
+    uint64_t tx_seq; /* transaction ids, unique over every charge point */
 } ocpp;
 
 static int station_cmp(const void *a, const void *b)
@@ -73,10 +74,11 @@ static void wiring_rotation(const uint8_t wiring[PW_LINES], char out[4])
     out[3] = '\0';
 }
 
-static void cp_opts(const ocpp *o, const station *s, pw_ocpp_cp_opts *out)
+static void cp_opts(ocpp *o, const station *s, pw_ocpp_cp_opts *out)
 {
     const pw_cfg *cfg = o->cfg;
     pw_ocpp_cp_default_opts(out);
+    out->tx_seq = &o->tx_seq;
     out->meter_interval_s = cfg->ocpp.meter_interval_s;
     out->heartbeat_s = cfg->ocpp.heartbeat_s;
     out->min_interval_ms = cfg->ocpp.min_interval_s * 1000u;
@@ -89,11 +91,15 @@ static void cp_opts(const ocpp *o, const station *s, pw_ocpp_cp_opts *out)
     for (size_t k = 0; k < s->n; k++) {
         const pw_bal_charger_spec *ch = &cfg->chargers[s->charger[k]];
         pw_ocpp_connector_cfg *c = &out->connectors[out->n_connectors++];
+        /* What it may still apply from an earlier connection: the offer last reported; unknown
+         * (its maximum) after a restart of phasewise. */
+        const pw_ctl_charger_state *st = pw_ctl_charger(o->env.ctl, s->charger[k]);
         *c = (pw_ocpp_connector_cfg){.connector = s->connector[k],
                                      .min_a = ch->min_a,
                                      .max_a = ch->max_a,
                                      .failsafe_a = ch->failsafe_a,
-                                     .can_switch_phases = ch->can_switch_phases};
+                                     .can_switch_phases = ch->can_switch_phases,
+                                     .prior_a = st && st->has_report ? st->report.offered_a : -1};
         wiring_rotation(ch->wiring, c->rotation);
     }
 }
@@ -103,10 +109,10 @@ static void cp_opts(const ocpp *o, const station *s, pw_ocpp_cp_opts *out)
 static void to_report(const pw_ocpp_evse *e, pw_ctl_report *r)
 {
     static const uint8_t pilot[] = {
-        [PW_OCPP_AVAILABLE] = PW_CTL_PILOT_A,     [PW_OCPP_PREPARING] = PW_CTL_PILOT_B,
-        [PW_OCPP_CHARGING] = PW_CTL_PILOT_C,      [PW_OCPP_SUSPENDED_EVSE] = PW_CTL_PILOT_B,
-        [PW_OCPP_SUSPENDED_EV] = PW_CTL_PILOT_B,  [PW_OCPP_FINISHING] = PW_CTL_PILOT_B,
-        [PW_OCPP_RESERVED] = PW_CTL_PILOT_A,      [PW_OCPP_UNAVAILABLE] = PW_CTL_PILOT_A,
+        [PW_OCPP_AVAILABLE] = PW_CTL_PILOT_A,    [PW_OCPP_PREPARING] = PW_CTL_PILOT_B,
+        [PW_OCPP_CHARGING] = PW_CTL_PILOT_C,     [PW_OCPP_SUSPENDED_EVSE] = PW_CTL_PILOT_B,
+        [PW_OCPP_SUSPENDED_EV] = PW_CTL_PILOT_B, [PW_OCPP_FINISHING] = PW_CTL_PILOT_B,
+        [PW_OCPP_RESERVED] = PW_CTL_PILOT_A,     [PW_OCPP_UNAVAILABLE] = PW_CTL_PILOT_A,
         [PW_OCPP_FAULTED] = PW_CTL_PILOT_F,
     };
     *r = (pw_ctl_report){
@@ -159,7 +165,8 @@ static void report_all(conn *c, uint64_t now)
     }
 }
 
-/* ---- the state machine's sink ------------------------------------------------------------------ */
+/* ---- the state machine's sink ------------------------------------------------------------------
+ */
 
 static void sink_send(void *ud, const char *text, size_t len)
 {
@@ -226,7 +233,8 @@ static void sink_rejected(void *ud, const char *reason, const char *text)
     pw_ctl_rejected(c->o->env.ctl, "ocpp", reason, text);
 }
 
-/* ---- connections ------------------------------------------------------------------------------- */
+/* ---- connections -------------------------------------------------------------------------------
+ */
 
 static void arm_timer(ocpp *o);
 
@@ -259,8 +267,9 @@ static enum pw_web_ws_verdict on_accept(void *ud, const pw_web_ws_hello *h, pw_w
     ocpp *o = ud;
     char text[160];
     if (!identity_ok(h->identity)) {
-        snprintf(text, sizeof text, "a charge point identity must be 1..48 of A-Z a-z 0-9 . _ - :"
-                                    " (from %s)",
+        snprintf(text, sizeof text,
+                 "a charge point identity must be 1..48 of A-Z a-z 0-9 . _ - :"
+                 " (from %s)",
                  h->peer);
         pw_ctl_rejected(o->env.ctl, "ocpp", "identity", text);
         return PW_WEB_WS_NOT_FOUND;
@@ -349,7 +358,8 @@ static void on_closed(void *ud, void *conn_ud, const char *why)
     free(c);
 }
 
-/* ---- time ---------------------------------------------------------------------------------------- */
+/* ---- time
+ * ---------------------------------------------------------------------------------------- */
 
 static uint64_t report_every(const ocpp *o)
 {
@@ -386,7 +396,8 @@ static void arm_timer(ocpp *o)
         uv_timer_start(&o->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
-/* ---- the transport's ops ----------------------------------------------------------------------- */
+/* ---- the transport's ops -----------------------------------------------------------------------
+ */
 
 static void build_stations(ocpp *o, const pw_cfg *cfg)
 {
@@ -449,17 +460,15 @@ static int ocpp_start(pw_transport *t, const pw_transport_env *env, char *err, s
         snprintf(err, err_size, "ocpp.tls needs the appliance's certificate: turn on http.tls");
         return -1;
     }
-    pw_web_ws_ep_opts eo = {.addr = oc->listen_addr,
-                            .port = oc->listen_port,
-                            .tls_cert = oc->tls ? env->tls_cert : NULL,
-                            .tls_key = oc->tls ? env->tls_key : NULL,
-                            .path_prefix = "/ocpp/",
-                            .subprotocol = PW_OCPP_SUBPROTOCOL,
-                            .limits = {.max_message = PW_OCPP_MAX_FRAME},
-                            .handlers = {.ud = o,
-                                         .accept = on_accept,
-                                         .message = on_message,
-                                         .closed = on_closed}};
+    pw_web_ws_ep_opts eo = {
+        .addr = oc->listen_addr,
+        .port = oc->listen_port,
+        .tls_cert = oc->tls ? env->tls_cert : NULL,
+        .tls_key = oc->tls ? env->tls_key : NULL,
+        .path_prefix = "/ocpp/",
+        .subprotocol = PW_OCPP_SUBPROTOCOL,
+        .limits = {.max_message = PW_OCPP_MAX_FRAME},
+        .handlers = {.ud = o, .accept = on_accept, .message = on_message, .closed = on_closed}};
     char why[256];
     if (pw_web_ws_listen(env->web, &eo, &o->ep, why, sizeof why) != 0) {
         snprintf(err, err_size, "OCPP on %s:%u: %s", oc->listen_addr, oc->listen_port, why);
@@ -493,8 +502,7 @@ static void ocpp_send(pw_transport *t, uint64_t now, int64_t wall)
                 const pw_ctl_command *c = &cmd[s->charger[j]];
                 if (!c->due || c->cut != (pass == 0) || !s->live)
                     continue;
-                if (pw_ocpp_cp_set_limit(s->live->cp, s->connector[j], c->limit_a, c->phases,
-                                         now))
+                if (pw_ocpp_cp_set_limit(s->live->cp, s->connector[j], c->limit_a, c->phases, now))
                     pw_ctl_sent(o->env.ctl, s->charger[j], now, wall);
             }
         }

@@ -199,6 +199,7 @@ class ChargePoint {
         this.after = new Map(); // messageId -> what to do once the answer is out
         this.raw = new Map(); // messageId of a raw CALL -> {method}
         this.floods = new Map(); // messageId -> the flood it belongs to
+        this.starts = new Map(); // messageId of our StartTransaction -> its connector
         this.heartbeat = null;
         const { id, endpoint, password, connectors, ...rest } = spec;
         this.configure(rest);
@@ -295,9 +296,12 @@ class ChargePoint {
         client.on("call", ({ outbound, payload }) => {
             if (!outbound)
                 track(this.inbound, payload[1], { method: payload[2], params: payload[3] });
+            else if (payload[2] === "StartTransaction")
+                track(this.starts, payload[1], payload[3].connectorId);
         });
         client.on("response", ({ outbound, payload }) => {
             if (outbound) this.answered(payload);
+            else this.startAnswered(payload);
         });
         client.on("badMessage", ({ buffer, error, response }) => {
             this.badMessage(buffer.toString("utf8"), error, response);
@@ -313,6 +317,20 @@ class ChargePoint {
         }
         // Methods not in ANSWERS get ocpp-rpc's NotImplemented CALLERROR.
         return client;
+    }
+
+    // A charger knows its transaction id as soon as the StartTransaction answer arrives, before
+    // it reads the next frame. ocpp-rpc resolves the call's promise a few microtasks later, while
+    // a SetChargingProfile(TxProfile) in the same TCP read is handled at once: record the
+    // transaction here, synchronously, or that profile would be refused as "without a
+    // transaction" although the central system did everything in the right order.
+    startAnswered(payload) {
+        const connectorId = this.starts.get(payload[1]);
+        if (connectorId === undefined) return;
+        this.starts.delete(payload[1]);
+        const r = payload[0] === 3 ? payload[2] : undefined;
+        if (r?.idTagInfo?.status === "Accepted" && Number.isInteger(r.transactionId))
+            this.transactions.set(connectorId, r.transactionId);
     }
 
     // Every call the central system makes, with the answer that went out on the wire.

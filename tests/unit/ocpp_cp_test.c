@@ -1239,10 +1239,11 @@ static void test_flood(void **state)
     assert_null(cp_call_rc(t, "Heartbeat", pw_ocpp_heartbeat_req(), &rc));
     assert_int_equal(rc, 0);
     assert_string_equal(t->rej[0].kind, "flood");
-    /* Half a second later one token is back. */
+    /* Half a second later one token is back; the call let through does not forgive the
+     * flood: ten refused within 10 s (a whole burst) close the connection. */
     t->now += 500;
     assert_non_null(cp_call_rc(t, "Heartbeat", pw_ocpp_heartbeat_req(), &rc));
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 8; i++) {
         assert_null(cp_call_rc(t, "Heartbeat", pw_ocpp_heartbeat_req(), &rc));
         assert_int_equal(rc, 0);
     }
@@ -1392,6 +1393,87 @@ static void test_quirk_names_match_config(void **state)
     assert_int_equal(n_cfg, n_table);
 }
 
+/* A flood that lets a call through now and then (the bucket refills at its rate) is still a
+ * flood: 1,000 calls a second for 2 s close the connection. */
+static void test_flood_steady(void **state)
+{
+    (void)state;
+    h *t = new_h(NULL);
+    t->o.flood_per_s = 20;
+    open_h(t);
+    int rc = 0, closed_at = -1;
+    for (int i = 0; i < 2000 && closed_at < 0; i++) {
+        t->now += 1;
+        rec *r = cp_call_rc(t, "Heartbeat", pw_ocpp_heartbeat_req(), &rc);
+        (void)r;
+        if (rc < 0)
+            closed_at = i;
+    }
+    assert_true(closed_at > 0 && closed_at < 2000);
+    free_h(t);
+}
+
+/* A car that stopped drawing: meter values stop outside a transaction, so a status other than
+ * Charging clears the last reading. */
+static void test_not_charging_draws_nothing(void **state)
+{
+    (void)state;
+    h *t = ready_h(NULL);
+    status_note(t, 1, PW_OCPP_CHARGING);
+    start_tx(t, 1, "TAG1");
+    meter(t, 1, 10, 10, 10, -1);
+    assert_float_equal(evse(t, 1)->current_a[1], 10, 1e-9);
+    status_note(t, 1, PW_OCPP_SUSPENDED_EV);
+    for (int k = 0; k < 3; k++)
+        assert_float_equal(evse(t, 1)->current_a[k], 0, 1e-9);
+    free_h(t);
+}
+
+/* A connection that opens on a car already charging (phasewise or the link restarted): the car
+ * may run under a profile of an earlier connection, so it is budgeted at what phasewise last
+ * knew it to hold (or its maximum when nothing is known), not its failsafe default, until this
+ * connection sees its transaction or gets a profile of its own accepted. */
+static void test_reconnect_budgets_prior_profile(void **state)
+{
+    (void)state;
+    double prior[] = {12, -1};
+    double want[] = {12, 16};
+    for (size_t k = 0; k < 2; k++) {
+        h *t = new_h(NULL);
+        t->o.connectors[0].prior_a = prior[k];
+        open_h(t);
+        boot_as(t, "Acme", "Box");
+        status_note(t, 1, PW_OCPP_CHARGING);
+        assert_float_equal(evse(t, 1)->offered_a, want[k], 1e-9);
+        /* Seen without a car: what governs it now is known, the failsafe default (on connector
+         * 0: the smaller failsafe of the two connectors, 6 A). */
+        status_note(t, 1, PW_OCPP_AVAILABLE);
+        status_note(t, 1, PW_OCPP_PREPARING);
+        assert_float_equal(evse(t, 1)->offered_a, 6, 1e-9);
+        free_h(t);
+    }
+}
+
+/* Transaction ids come from the central system's counter: unique over its charge points. */
+static void test_tx_ids_shared(void **state)
+{
+    (void)state;
+    uint64_t seq = 0;
+    h *a = new_h(NULL), *b = new_h(NULL);
+    a->o.tx_seq = b->o.tx_seq = &seq;
+    open_h(a);
+    open_h(b);
+    boot_as(a, "Acme", "Box");
+    boot_as(b, "Acme", "Box");
+    char first[PW_OCPP_TXID_LEN];
+    snprintf(first, sizeof first, "%s", start_tx(a, 1, "TAG1"));
+    const char *second = start_tx(b, 1, "TAG2");
+    assert_string_not_equal(first, second);
+    assert_true(strtoull(second, NULL, 10) == strtoull(first, NULL, 10) + 1);
+    free_h(a);
+    free_h(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1421,6 +1503,10 @@ int main(void)
         cmocka_unit_test(test_unassigned_held_at_zero),
         cmocka_unit_test(test_quirks_table),
         cmocka_unit_test(test_quirk_names_match_config),
+        cmocka_unit_test(test_flood_steady),
+        cmocka_unit_test(test_not_charging_draws_nothing),
+        cmocka_unit_test(test_reconnect_budgets_prior_profile),
+        cmocka_unit_test(test_tx_ids_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
