@@ -38,6 +38,7 @@ def main():
         pw = fc.start_appliance(procs, tmp, cfg_path, port, args.phasewise)
         sim = fc.start_sim(procs, tmp, cfg_path, args.sim,
                            ["--loss", str(LOSS), "--dup", str(DUP), "--reorder", str(REORDER)])
+        t_start = pwtest.time.monotonic()
         fc.wait_balancing(port, sim.report, n, timeout=30)
 
         # Every charger stays online and leased for the whole run, whatever is lost.
@@ -59,11 +60,16 @@ def main():
         losses = [c["loss_pct"] for c in doc["chargers"]]
         mean = statistics.mean(losses)
         # The state document is a snapshot of the last tick. /metrics reads the live counter,
-        # and duplicates keep arriving (about 0.7 a second), so it must soon count more than
-        # the snapshot: equal for 15 s would mean a frozen or separate count.
+        # and duplicates keep arriving, so it must soon count more than the snapshot: equal for
+        # five times the mean gap between duplicates seen so far (at least 15 s; a chance of
+        # e^-5 to see none by luck) would mean a frozen or separate count. Chargers send a status
+        # on change or every 30 s, so duplicates come about once every 10 s.
+        rate = rejected["replay"] / max(1.0, pwtest.time.monotonic() - t_start)
+        wait = min(90.0, max(15.0, 5.0 / rate))
         replay_series = 'phasewise_datagrams_rejected_total{transport="lan",reason="replay"}'
         pwtest.wait_for(f"/metrics to count more replays than the {rejected['replay']} /api/state "
-                        "showed", lambda: fc.metrics(port)[replay_series] > rejected["replay"], 15)
+                        "showed", lambda: fc.metrics(port)[replay_series] > rejected["replay"],
+                        wait)
 
         reports = fc.read_report(sim.report)
         worst = fc.check_no_overload(reports, "lossy LAN")
