@@ -1,5 +1,6 @@
 /* The multicast socket behind pw_net.h: libuv UDP with SO_REUSEADDR, group membership on one
- * interface address, loopback on, and a copying fallback for sends that would block. */
+ * interface address, loopback on, oversized datagrams reported by length, and a copying
+ * fallback for sends that would block. */
 #include "pw_net.h"
 
 #include <arpa/inet.h>
@@ -10,6 +11,11 @@
 
 #define COMP "net"
 
+/* The receive buffer holds the largest IPv4 UDP payload (65,507 bytes): the kernel never
+ * truncates a datagram into it, so one over PW_NET_MAX_DATAGRAM is seen with its real length
+ * instead of passing as a cut-off copy of itself. */
+#define RX_BUFFER 65536
+
 struct pw_net {
     uv_udp_t udp;
     char group[INET_ADDRSTRLEN];
@@ -18,11 +24,12 @@ struct pw_net {
     bool joined;
     bool closing;
     pw_net_recv_cb recv_cb;
+    pw_net_oversize_cb oversize_cb;
     void *user;
     pw_net_close_cb close_cb;
     void *close_user;
     pw_net_stats stats;
-    uint8_t rxbuf[PW_NET_MAX_DATAGRAM];
+    uint8_t rxbuf[RX_BUFFER];
 };
 
 /* A send that could not leave at once: the request and a copy of the bytes, freed together. */
@@ -165,8 +172,11 @@ static void on_recv(uv_udp_t *udp, ssize_t nread, const uv_buf_t *buf, const str
     }
     if (addr == NULL || net->closing)
         return; /* nothing more to read right now */
-    if (flags & UV_UDP_PARTIAL) {
-        net->stats.rx_truncated++;
+    /* A partial read cannot happen with this buffer, but if it did the datagram was longer. */
+    if ((size_t)nread > PW_NET_MAX_DATAGRAM || (flags & UV_UDP_PARTIAL)) {
+        net->stats.rx_oversize++;
+        if (net->oversize_cb)
+            net->oversize_cb(net, (size_t)nread, (const struct sockaddr_in *)addr, net->user);
         return;
     }
     net->stats.rx++;
@@ -229,6 +239,7 @@ int pw_net_open(uv_loop_t *loop, const pw_net_opts *opts, pw_net_recv_cb recv_cb
     pw_strlcpy(net->interface, interface, sizeof(net->interface));
     uv_ip4_addr(net->group, opts->port, &net->group_addr);
     net->recv_cb = recv_cb;
+    net->oversize_cb = opts->oversize_cb;
     net->user = user;
     rc = uv_udp_init(loop, &net->udp);
     if (rc != 0) {

@@ -12,7 +12,7 @@
 
 #define PW_NET_DEFAULT_INTERFACE "127.0.0.1"
 #define PW_NET_DEFAULT_TTL       1
-#define PW_NET_MAX_DATAGRAM      2048 /* larger datagrams are counted as truncated and dropped */
+#define PW_NET_MAX_DATAGRAM      2048 /* the largest datagram sent or delivered to recv_cb */
 
 enum pw_net_err {
     PW_NET_OK = 0,
@@ -26,21 +26,30 @@ enum pw_net_err {
 /* Text for a pw_net_err; static storage. */
 const char *pw_net_strerror(int err);
 
+typedef struct pw_net pw_net;
+
+/* Called for every datagram of at most PW_NET_MAX_DATAGRAM bytes received on the group,
+ * including the ones this process sent (loop is on). buf is borrowed for the duration of the
+ * call. */
+typedef void (*pw_net_recv_cb)(pw_net *net, const uint8_t *buf, size_t len,
+                               const struct sockaddr_in *from, void *user);
+/* Called instead of recv_cb for a datagram longer than PW_NET_MAX_DATAGRAM, with its length in
+ * bytes (the payload is not passed on): the caller counts it as refused input rather than have
+ * it vanish. */
+typedef void (*pw_net_oversize_cb)(pw_net *net, size_t len, const struct sockaddr_in *from,
+                                   void *user);
+/* Called once the socket is closed and its memory freed; net must not be used any more. */
+typedef void (*pw_net_close_cb)(void *user);
+
 typedef struct pw_net_opts {
     const char *group;     /* IPv4 multicast group, dotted quad */
     uint16_t port;         /* the group's port; also the local port */
     const char *interface; /* local IPv4 address to join and send on; NULL = 127.0.0.1 */
     uint8_t ttl;           /* multicast TTL; 0 = PW_NET_DEFAULT_TTL */
+    /* Datagrams over PW_NET_MAX_DATAGRAM, with the user pointer of pw_net_open; NULL: they are
+     * only counted in pw_net_stats.rx_oversize. */
+    pw_net_oversize_cb oversize_cb;
 } pw_net_opts;
-
-typedef struct pw_net pw_net;
-
-/* Called for every datagram received on the group, including the ones this process sent (loop
- * is on). buf is borrowed for the duration of the call. */
-typedef void (*pw_net_recv_cb)(pw_net *net, const uint8_t *buf, size_t len,
-                               const struct sockaddr_in *from, void *user);
-/* Called once the socket is closed and its memory freed; net must not be used any more. */
-typedef void (*pw_net_close_cb)(void *user);
 
 /* Opens the socket on loop, joins the group and starts receiving. Returns 0 and *out (free it
  * with pw_net_close), or a negative pw_net_err after logging a message a person can act on
@@ -68,8 +77,8 @@ bool pw_net_is_local_address(const char *ipv4);
 const char *pw_net_interface(const pw_net *net);
 
 typedef struct pw_net_stats {
-    uint64_t rx;           /* datagrams delivered to recv_cb */
-    uint64_t rx_truncated; /* larger than PW_NET_MAX_DATAGRAM, dropped */
+    uint64_t rx;          /* datagrams delivered to recv_cb */
+    uint64_t rx_oversize; /* longer than PW_NET_MAX_DATAGRAM: given to oversize_cb, not recv_cb */
     uint64_t rx_errors;
     uint64_t tx;
     uint64_t tx_errors;

@@ -196,8 +196,7 @@ static json_t *unassigned_json(const pw_ctl *ctl, uint64_t now)
     return list;
 }
 
-/* Every transport's traffic summed; rejects by LAN reason name (the DEFA transport reports its
- * decode errors under the same names). */
+/* Every transport's traffic summed, and refused input by reason name (docs/state.md). */
 static json_t *counters_json(const pw_app *app)
 {
     pw_transport_stats sum = {0};
@@ -209,13 +208,18 @@ static json_t *counters_json(const pw_app *app)
         sum.tx += st.tx;
         sum.tx_errors += st.tx_errors;
     }
+    /* Every refusal the core counted, so that these add up to the alert's total: the LAN
+     * protocol's reasons always (zero included), any other reason (the core's "implausible",
+     * OCPP's, Modbus', MQTT's) once it happened, each summed over the transports. */
     json_t *rej = json_object();
-    for (int slot = 1; slot <= PW_PROTO_E_COUNT; slot++) {
-        const char *reason = pw_proto_err_name(-slot);
-        uint64_t count = 0;
-        for (size_t k = 0; k < app->n_tr; k++)
-            count += pw_ctl_reject_count(app->ctl, app->tr[k]->ops->name, reason);
-        json_object_set_new(rej, reason, json_integer((json_int_t)count));
+    for (int slot = 1; slot <= PW_PROTO_E_COUNT; slot++)
+        json_object_set_new(rej, pw_proto_err_name(-slot), json_integer(0));
+    size_t n;
+    const pw_ctl_reject *r = pw_ctl_rejects(app->ctl, &n);
+    for (size_t k = 0; k < n; k++) {
+        json_t *v = json_object_get(rej, r[k].reason);
+        json_int_t count = (v ? json_integer_value(v) : 0) + (json_int_t)r[k].count;
+        json_object_set_new(rej, r[k].reason, json_integer(count));
     }
     return json_pack("{s:I, s:I, s:I, s:I, s:o, s:I}", "rx", (json_int_t)sum.rx, "accepted",
                      (json_int_t)sum.rx_accepted, "tx", (json_int_t)sum.tx, "tx_errors",

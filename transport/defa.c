@@ -33,6 +33,11 @@ static int node_by_serial(const pw_cfg *cfg, const char *serial)
     return -1;
 }
 
+static void reject(defa *d, int err)
+{
+    pw_ctl_rejected(d->env.ctl, "defa", pw_proto_err_name(err), pw_proto_strerror(err));
+}
+
 static void on_frame(pw_net *net, const uint8_t *buf, size_t len, const struct sockaddr_in *from,
                      void *user)
 {
@@ -45,7 +50,7 @@ static void on_frame(pw_net *net, const uint8_t *buf, size_t len, const struct s
     pw_defa_frame f;
     int rc = pw_defa_decode(buf, len, &f);
     if (rc != 0) {
-        pw_ctl_rejected(d->env.ctl, "defa", pw_proto_err_name(rc), pw_proto_strerror(rc));
+        reject(d, rc);
         return;
     }
     if (strcmp(f.serial, EMIT_SERIAL) == 0)
@@ -58,6 +63,19 @@ static void on_frame(pw_net *net, const uint8_t *buf, size_t len, const struct s
         amps[l] = pw_proto_amps(f.current_ma[l]);
     if (pw_ctl_meter_report(d->env.ctl, (size_t)node, amps, uv_now(d->env.loop)) == 0)
         d->st.rx_accepted++;
+}
+
+/* Longer than the socket takes: not a 54-byte frame either, so "long" like a 55-byte one. */
+static void on_oversize(pw_net *net, size_t len, const struct sockaddr_in *from, void *user)
+{
+    (void)net;
+    (void)len;
+    (void)from;
+    defa *d = user;
+    if (!d->read)
+        return;
+    d->st.rx++;
+    reject(d, PW_PROTO_E_LONG);
 }
 
 static int defa_start(pw_transport *t, const pw_transport_env *env, char *err, size_t err_size)
@@ -73,7 +91,8 @@ static int defa_start(pw_transport *t, const pw_transport_env *env, char *err, s
     pw_net_opts o = {.group = PW_DEFA_DEFAULT_GROUP,
                      .port = PW_DEFA_DEFAULT_PORT,
                      .interface = n->interface,
-                     .ttl = n->ttl};
+                     .ttl = n->ttl,
+                     .oversize_cb = on_oversize};
     int rc = pw_net_open(env->loop, &o, on_frame, d, &d->net);
     if (rc != 0) {
         snprintf(err, err_size, "DEFA frames on %s:%u: %s", o.group, o.port, pw_net_strerror(rc));

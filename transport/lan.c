@@ -253,6 +253,18 @@ static void on_datagram(pw_net *net, const uint8_t *buf, size_t len, const struc
         on_unassigned(l, &msg, now);
 }
 
+/* A datagram over PW_NET_MAX_DATAGRAM is refused input like any other: the protocol
+ * names it "long" (PROTOCOL.md, check 2), whatever its length. */
+static void on_oversize(pw_net *net, size_t len, const struct sockaddr_in *from, void *user)
+{
+    (void)net;
+    (void)len;
+    (void)from;
+    lan *l = user;
+    l->st.rx++;
+    reject(l, PW_PROTO_E_LONG);
+}
+
 static int send_msg(lan *l, pw_proto_msg *msg)
 {
     uint8_t buf[PW_PROTO_MAX_DATAGRAM];
@@ -330,7 +342,11 @@ static int lan_start(pw_transport *t, const pw_transport_env *env, char *err, si
     l->start_ms = uv_now(env->loop);
     build_index(l, env->cfg);
     const pw_cfg_net *n = &env->cfg->net;
-    pw_net_opts no = {.group = n->group, .port = n->port, .interface = n->interface, .ttl = n->ttl};
+    pw_net_opts no = {.group = n->group,
+                      .port = n->port,
+                      .interface = n->interface,
+                      .ttl = n->ttl,
+                      .oversize_cb = on_oversize};
     int rc = pw_net_open(env->loop, &no, on_datagram, l, &l->net);
     if (rc != 0) {
         snprintf(err, err_size, "LAN group %s port %u on %s: %s", no.group, no.port, no.interface,
@@ -351,10 +367,7 @@ static int lan_start(pw_transport *t, const pw_transport_env *env, char *err, si
 static void lan_timing(const pw_transport *t, const pw_cfg *cfg, pw_bal_timing *out)
 {
     (void)t;
-    *out = (pw_bal_timing){.status_min_ms = cfg->params.status_min_ms,
-                           .status_max_ms = cfg->params.status_max_ms,
-                           .status_delay_ms = cfg->params.status_delay_ms,
-                           .offline_ms = cfg->params.offline_ms};
+    pw_cfg_timing_default(cfg, PW_CFG_LINK_LAN, out);
 }
 
 static void lan_reconfigure(pw_transport *t, const pw_cfg *cfg)

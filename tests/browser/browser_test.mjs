@@ -9,6 +9,7 @@
 // in the commissioning forms (the appliance keeps only the key's hash), a restart to open the
 // OCPP port, a charge point (Chromium speaking OCPP 1.6J from a blank page) that connects
 // unassigned and is assigned from the page, and its transaction shown with the tag's name.
+// Last, a circuit's static reserve (reserve_a) in the forms and the preview.
 // Screenshots go to tests/browser/artifacts/. Bounded: the whole run must finish in 100 s.
 //
 //   node browser_test.mjs --phasewise PATH --sim PATH
@@ -282,6 +283,36 @@ async function main() {
     check(await page.$eval("#conn", (e) => e.dataset.state) === "live", "connection not live");
     log("dashboard shows the simulator's states and currents");
     await page.screenshot({ path: path.join(ARTIFACTS, "dashboard.png"), fullPage: true });
+
+    // 3b. The header and footer say what the state document says: the uptime (the formatting
+    // itself first, then the page against /api/state; a fresh start reads in seconds, never
+    // "0 min"), and in the footer every refused datagram, here an oversized and a foreign one.
+    const { fmtUptime } = await import(new URL("../../web/assets/util.js", import.meta.url).href);
+    for (const [s, text] of [[0, "up 0 s"], [59, "up 59 s"], [60, "up 1 min"], [3599, "up 59 min"],
+                             [7500, "up 2 h 05 min"], [90061, "up 1 d 1 h"], [undefined, ""]])
+      check(fmtUptime(s) === text, `fmtUptime(${s}) is "${fmtUptime(s)}", not "${text}"`);
+    const upText = await page.textContent("#uptime");
+    const upDoc = (await (await fetch(base + "/api/state")).json()).uptime_s;
+    const [, upN, upUnit] = /^up (\d+) (s|min)$/.exec(upText) || [];
+    check(upUnit === "s" ? Math.abs(upN - upDoc) <= 3
+                         : upUnit === "min" && Math.abs(upN - Math.floor(upDoc / 60)) <= 1,
+          `the header shows "${upText}" while the state document says up ${upDoc} s`);
+    const forger = dgram.createSocket("udp4");
+    await new Promise((resolve) => forger.bind(0, "127.0.0.1", resolve));
+    forger.setMulticastInterface("127.0.0.1");
+    for (const d of [Buffer.alloc(3000), Buffer.concat([Buffer.from("XX"), Buffer.alloc(72)])])
+      await new Promise((resolve, reject) => forger.send(d, cfg.network.port, cfg.network.group,
+                                                         (e) => (e ? reject(e) : resolve())));
+    forger.close();
+    const footer = await waitFor("the footer to count the refused datagrams", async () => {
+      const rej = (await (await fetch(base + "/api/state")).json()).counters.rejected;
+      const total = Object.values(rej).reduce((sum, n) => sum + n, 0);
+      const [shown, text] = await page.$eval("#counters",
+                                             (e) => [Number(e.dataset.rejected), e.textContent]);
+      return total >= 2 && shown === total && /long [1-9]/.test(text) &&
+        /magic [1-9]/.test(text) && text;
+    }, 10000);
+    log(`header "${upText}" (document: up ${upDoc} s); footer "${footer}"`);
 
     // 4. Commissioning: an invalid wiring is refused with the message next to the field.
     /* A car allowed more than 10 A now, so that a 10 A maximum must show. */
@@ -639,6 +670,46 @@ async function main() {
           `tag CSV: ${tagLines.join(" / ")}`);
     log(`energy per tag: Anna's Golf listed; ${tagCsv.suggestedFilename()}: ${tagLines[0]}`);
     await cpPage.close();
+
+    // 10. A circuit's own load that no meter sees (reserve_a): the field with its hint, the
+    // preview names it on the circuit, a reserve that fills the fuse is refused next to the
+    // field, and nothing is applied without a save.
+    const getConfig = () => page.evaluate(() => fetch("/api/config").then((r) => r.json()));
+    const before = await getConfig();
+    const ri = before.nodes.findIndex((n, i) => i > 0 && !n.meter);
+    check(ri > 0, "the demo has no unmetered circuit");
+    await page.click("nav.pages a[data-page=commission]");
+    const rsel = `#cfg-form [data-path='nodes[${ri}].reserve_a']`;
+    await page.waitForSelector(rsel);
+    const hint = await page.$eval(rsel, (e) =>
+      e.closest(".fld").querySelector("[data-field=reserve-hint]").textContent);
+    check(/no meter sees it/.test(hint), `reserve hint on an unmetered circuit: ${hint}`);
+    /* Small enough that the failsafe currents below the circuit (48 of 49 A in the demo's
+     * garage A) plus the reserve still fit. */
+    await page.fill(rsel, "1, 0.5, 0.5");
+    await page.click("#cfg-preview");
+    const note = await page.waitForSelector(
+      `#preview-nodes tr[data-node='${before.nodes[ri].id}'] [data-field=reserve]`);
+    check(/1\.0 \/ 0\.5 \/ 0\.5 A/.test(await note.textContent()),
+          `preview reserve note: ${await note.textContent()}`);
+    const l1 = [before.nodes[ri].limit_a].flat()[0];
+    await page.fill(rsel, String(l1));
+    await page.click("#cfg-validate");
+    const rerr = await page.waitForSelector(
+      `#cfg-form .fld .field-error[data-error-for='nodes[${ri}].reserve_a']`);
+    check(/below limit_a minus margin_a/.test(await rerr.textContent()),
+          `reserve error: ${await rerr.textContent()}`);
+    check((await getConfig()).nodes[ri].reserve_a === undefined, "a reserve applied without a save");
+    await page.locator(`#cfg-form fieldset[data-path='nodes[${ri}]']`)
+      .screenshot({ path: path.join(ARTIFACTS, "commission-reserve.png") });
+    /* The status timing per charger kind shows the transport's values where the file has none. */
+    check(await page.getAttribute("#cfg-form [data-path='timing.lan.status_max_ms']",
+                                  "placeholder") === "30000", "LAN status timing placeholder");
+    await page.locator("#cfg-form [data-section=timing]")
+      .screenshot({ path: path.join(ARTIFACTS, "commission-timing.png") });
+    await page.click("#cfg-reload");
+    await page.waitForFunction((sel) => document.querySelector(sel)?.value === "", rsel);
+    log(`reserve on ${before.nodes[ri].id}: hint shown, preview names it, ${l1} A refused`);
 
     check(problems.length === 0, "errors in the page: " + problems.join(" | "));
     await context.close();

@@ -1,12 +1,16 @@
 /* Tests for pw_net: two sockets in one process on loopback multicast hear each other and
- * themselves, rejoin keeps the membership, bad addresses are refused before anything opens, and
- * every handle is closed at the end (uv_loop_close() == 0). */
+ * themselves, rejoin keeps the membership, bad addresses are refused before anything opens, a
+ * datagram over PW_NET_MAX_DATAGRAM is reported with its length instead of vanishing, and every
+ * handle is closed at the end (uv_loop_close() == 0). */
+#include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -23,6 +27,10 @@ typedef struct peer {
     int heard_b;
     int foreign; /* datagrams from another run of this test: ignored */
     int closed;
+    int heard_max;      /* this run's datagrams of exactly PW_NET_MAX_DATAGRAM bytes */
+    size_t longest;     /* the longest datagram recv_cb was given */
+    size_t oversize[4]; /* lengths oversize_cb reported */
+    size_t n_oversize;
 } peer;
 
 typedef struct fixture {
@@ -53,6 +61,12 @@ static void on_recv(pw_net *net, const uint8_t *buf, size_t len, const struct so
     size_t tl = strlen(f->tag);
     (void)from;
 
+    if (len > p->longest)
+        p->longest = len;
+    if (len == PW_NET_MAX_DATAGRAM && memcmp(buf, f->tag, tl) == 0) {
+        p->heard_max++;
+        return;
+    }
     if (len != tl + 1 || memcmp(buf, f->tag, tl) != 0) {
         p->foreign++;
         return;
@@ -63,6 +77,15 @@ static void on_recv(pw_net *net, const uint8_t *buf, size_t len, const struct so
         p->heard_b++;
     if (heard_total(f) >= f->expected)
         uv_stop(&f->loop);
+}
+
+static void on_oversize(pw_net *net, size_t len, const struct sockaddr_in *from, void *user)
+{
+    fixture *f = user;
+    peer *p = net == f->a.net ? &f->a : &f->b;
+    (void)from;
+    if (p->n_oversize < sizeof p->oversize / sizeof p->oversize[0])
+        p->oversize[p->n_oversize++] = len;
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -216,6 +239,76 @@ static void test_send_size_and_closing(void **state)
     assert_int_equal(f->b.closed, 1);
 }
 
+/* Sends len bytes (the run's tag, then filler) to the group from a plain socket: pw_net_send
+ * itself refuses anything over PW_NET_MAX_DATAGRAM. */
+static void send_raw(const fixture *f, size_t len)
+{
+    static uint8_t buf[4000];
+    assert_true(len <= sizeof buf);
+    memset(buf, 'x', len);
+    memcpy(buf, f->tag, strlen(f->tag));
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct in_addr lo = {.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof lo), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(f->port)};
+    assert_int_equal(inet_pton(AF_INET, TEST_GROUP, &to.sin_addr), 1);
+    assert_int_equal(sendto(fd, buf, len, 0, (const struct sockaddr *)&to, sizeof to),
+                     (ssize_t)len);
+    close(fd);
+}
+
+static bool oversize_heard(const fixture *f)
+{
+    pw_net_stats sb;
+    pw_net_get_stats(f->b.net, &sb);
+    return f->a.heard_max == 1 && f->a.n_oversize >= 2 && f->b.heard_max == 1 &&
+           sb.rx_oversize >= 2;
+}
+
+static void test_oversize_reported(void **state)
+{
+    fixture *f = *state;
+    pw_net_opts o = {.group = TEST_GROUP,
+                     .port = f->port,
+                     .interface = "127.0.0.1",
+                     .ttl = 1,
+                     .oversize_cb = on_oversize};
+    assert_int_equal(pw_net_open(&f->loop, &o, on_recv, f, &f->a.net), PW_NET_OK);
+    open_peer(f, &f->b); /* no oversize_cb: counted only */
+
+    send_raw(f, PW_NET_MAX_DATAGRAM);
+    send_raw(f, PW_NET_MAX_DATAGRAM + 1);
+    send_raw(f, 3000);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(2000);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (!oversize_heard(f) && t.tv_sec - t0.tv_sec < 3);
+
+    /* Closed before the checks, so that a failing check cannot leave sockets on the loop. */
+    pw_net_stats sa, sb;
+    pw_net_get_stats(f->a.net, &sa);
+    pw_net_get_stats(f->b.net, &sb);
+    close_peers(f);
+    /* The largest allowed datagram arrives whole; the longer ones never reach recv_cb but are
+     * reported with their real length, not a truncated one. */
+    assert_int_equal(f->a.heard_max, 1);
+    assert_int_equal(f->b.heard_max, 1);
+    assert_int_equal(f->a.longest, PW_NET_MAX_DATAGRAM);
+    assert_int_equal(f->b.longest, PW_NET_MAX_DATAGRAM);
+    assert_int_equal(f->a.n_oversize, 2);
+    assert_int_equal(f->a.oversize[0], PW_NET_MAX_DATAGRAM + 1);
+    assert_int_equal(f->a.oversize[1], 3000);
+    assert_int_equal(f->b.n_oversize, 0);
+    assert_int_equal(sa.rx_oversize, 2);
+    assert_int_equal(sb.rx_oversize, 2);
+    assert_int_equal(sa.rx, 1);
+    assert_int_equal(sa.rx_errors, 0);
+}
+
 static void test_local_address(void **state)
 {
     (void)state;
@@ -234,6 +327,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rejoin_keeps_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_bad_addresses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_size_and_closing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversize_reported, setup, teardown),
         cmocka_unit_test(test_local_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

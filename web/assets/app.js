@@ -7,8 +7,8 @@
 import { showCommission } from "./commission.js";
 import { showHistory } from "./history.js";
 import {
-  $, api, el, field, fmt1, fmtAge, loadTags, session, setFacility, setNum, setSession,
-  tagName,
+  $, api, el, field, fmt1, fmtAge, fmtUptime, loadTags, rejectedSummary, session, setFacility,
+  setNum, setSession, tagName,
 } from "./util.js";
 
 const STALE_AFTER_MS = 5000; /* the server sends at least once a second */
@@ -30,13 +30,6 @@ const PROFILE_TEXT = {
   waiting: "limit sent, no answer yet",
   none: "no limit sent yet",
 };
-
-function fmtUptime(s) {
-  if (typeof s !== "number") return "";
-  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return "up " + (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "min";
-}
 
 /* ---- connection ---- */
 
@@ -109,6 +102,7 @@ function render(doc) {
   $("site").textContent = doc.site || "";
   $("grid").textContent = doc.grid ? doc.grid + " grid" : "—";
   $("uptime").textContent = fmtUptime(doc.uptime_s);
+  $("uptime").dataset.value = typeof doc.uptime_s === "number" ? String(doc.uptime_s) : "";
   $("version").textContent = doc.version ? "v" + doc.version : "";
   document.title = (doc.site ? doc.site + " – " : "") + "phasewise";
   renderAlerts(doc.alerts || []);
@@ -395,14 +389,15 @@ function updateCharger(v, c) {
   updateOcpp(v, c);
 }
 
+/* The footer: traffic, and every refusal the document counts (an oversized datagram as "long",
+ * a forged one as "auth", an implausible meter reading, OCPP's and the meters' own reasons). */
 function renderCounters(k) {
   if (!k) return;
-  const r = k.rejected || {};
-  const rejected = (r.auth || 0) + (r.replay || 0) + (r.malformed || 0);
+  const { total, reasons } = rejectedSummary(k.rejected);
   $("counters").textContent = "rx " + (k.rx || 0) + " · tx " + (k.tx || 0) + " · rejected " +
-    rejected + " (auth " + (r.auth || 0) + ", replay " + (r.replay || 0) + ", malformed " +
-    (r.malformed || 0) + ")";
-  $("counters").dataset.rejected = String(rejected);
+    total + (reasons.length ? " (" + reasons.map(([why, n]) => why + " " + n).join(", ") + ")"
+                            : "");
+  $("counters").dataset.rejected = String(total);
 }
 
 /* ---- login and first-start setup ----

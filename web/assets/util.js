@@ -53,6 +53,28 @@ export function fmtDuration(ms) {
   return min < 60 ? min + " min" : Math.floor(min / 60) + " h " + pad2(min % 60) + " min";
 }
 
+/* How long the appliance has been up, from the state document's uptime_s: seconds in the first
+ * minute (so that a fresh start never reads "0 min"), then minutes, hours and days. */
+export function fmtUptime(s) {
+  if (typeof s !== "number" || !isFinite(s) || s < 0) return "";
+  s = Math.floor(s);
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (s < 60) return "up " + s + " s";
+  if (s < 3600) return "up " + m + " min";
+  if (s < 86400) return "up " + h + " h " + pad2(m) + " min";
+  return "up " + d + " d " + h + " h";
+}
+
+/* The refused input of the state document's counters.rejected (docs/state.md: every reason the
+ * appliance counted, by name): the total, and the reasons that happened, largest first. */
+export function rejectedSummary(rejected) {
+  const reasons = Object.entries(rejected && typeof rejected === "object" ? rejected : {})
+    .filter(([, n]) => typeof n === "number" && n > 0)
+    .sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1));
+  return { total: reasons.reduce((sum, [, n]) => sum + n, 0), reasons };
+}
+
 export function fmtKwh(wh) {
   return typeof wh === "number" ? (wh / 1000).toFixed(2) : "–";
 }
