@@ -60,7 +60,8 @@ static void hide_charge_point_passwords(json_t *doc)
 {
     size_t i;
     json_t *cp;
-    json_array_foreach(json_object_get(json_object_get(doc, "ocpp"), "charge_points"), i, cp) {
+    json_array_foreach(json_object_get(json_object_get(doc, "ocpp"), "charge_points"), i, cp)
+    {
         const char *hash = json_string_value(json_object_get(cp, "password_hash"));
         json_object_set_new(cp, "password_set", json_boolean(hash && hash[0]));
         json_object_set_new(cp, "password_hash", json_null());
@@ -78,7 +79,7 @@ static void keep_charge_point_password(const pw_app *app, json_t *cp)
     if (json_is_string(pw)) {
         const char *text = json_string_value(pw);
         uint8_t salt[16];
-        char hash[sizeof ((pw_cfg_ocpp_cp *)0)->password_hash];
+        char hash[sizeof((pw_cfg_ocpp_cp *)0)->password_hash];
         if (!text[0]) {
             json_object_set_new(cp, "password_hash", json_string(""));
         } else if (pw_random(salt, sizeof salt) != 0 ||
@@ -101,9 +102,8 @@ void pw_api_keep_secrets(const pw_app *app, json_t *root)
 {
     size_t i;
     json_t *cp;
-    json_array_foreach(json_object_get(json_object_get(root, "ocpp"), "charge_points"), i, cp)
-        if (json_is_object(cp))
-            keep_charge_point_password(app, cp);
+    json_array_foreach(json_object_get(json_object_get(root, "ocpp"), "charge_points"), i,
+                       cp) if (json_is_object(cp)) keep_charge_point_password(app, cp);
     json_t *mqtt = json_object_get(root, "mqtt");
     if (!json_is_object(mqtt))
         return;

@@ -23,9 +23,8 @@ extern const unsigned char pw_demo_config[];
 extern const size_t pw_demo_config_len;
 
 /* The transports the appliance speaks, in start order. */
-static pw_transport *(*const transport_new[])(void) = {pw_tr_lan_new, pw_tr_defa_new,
-                                                       pw_tr_modbus_new, pw_tr_mqtt_new,
-                                                       pw_tr_ocpp_new};
+static pw_transport *(*const transport_new[])(void) = {
+    pw_tr_lan_new, pw_tr_defa_new, pw_tr_modbus_new, pw_tr_mqtt_new, pw_tr_ocpp_new};
 
 static int join_path(char *out, size_t size, const char *dir, const char *name)
 {

@@ -32,7 +32,7 @@ typedef struct pw_app {
     char config_path[1100];
     char db_path[1100];
     char key_path[1100];
-    char http_addr[64]; /* where the web front listens (the config's, or --http) */
+    char http_addr[64];                 /* where the web front listens (the config's, or --http) */
     char tls_cert[1100], tls_key[1100]; /* the HTTPS pair (also wss:// for OCPP); "" when off */
     uint16_t http_port;
 

@@ -52,17 +52,15 @@ static void transport_info(const pw_app *app, size_t i, const pw_cfg_link *link,
         pw_transport_charger_info ti;
         if (t->ops->kind != link->kind || !t->ops->charger_info || !t->ops->charger_info(t, i, &ti))
             continue;
-        json_t *d = json_pack("{s:b, s:o, s:o, s:o, s:s, s:o, s:b, s:o, s:o, s:o, s:I}",
-                              "connected", ti.connected, "vendor",
-                              device_text(ti.vendor, sizeof ti.vendor), "model",
-                              device_text(ti.model, sizeof ti.model), "firmware",
-                              device_text(ti.firmware, sizeof ti.firmware), "profile", ti.profile,
-                              "problem", device_text(ti.problem, sizeof ti.problem),
-                              "default_profile", ti.default_profile, "measurands",
-                              device_text(ti.measurands, sizeof ti.measurands), "tx_id",
-                              device_text(ti.tx_id, sizeof ti.tx_id), "id_tag",
-                              device_text(ti.id_tag, sizeof ti.id_tag), "writes_today",
-                              (json_int_t)ti.writes_today);
+        json_t *d = json_pack(
+            "{s:b, s:o, s:o, s:o, s:s, s:o, s:b, s:o, s:o, s:o, s:I}", "connected", ti.connected,
+            "vendor", device_text(ti.vendor, sizeof ti.vendor), "model",
+            device_text(ti.model, sizeof ti.model), "firmware",
+            device_text(ti.firmware, sizeof ti.firmware), "profile", ti.profile, "problem",
+            device_text(ti.problem, sizeof ti.problem), "default_profile", ti.default_profile,
+            "measurands", device_text(ti.measurands, sizeof ti.measurands), "tx_id",
+            device_text(ti.tx_id, sizeof ti.tx_id), "id_tag",
+            device_text(ti.id_tag, sizeof ti.id_tag), "writes_today", (json_int_t)ti.writes_today);
         json_object_set_new(o, t->ops->name, d);
     }
 }

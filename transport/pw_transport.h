@@ -26,7 +26,7 @@ typedef struct pw_transport_env {
                            later configs arrive through reconfigure */
     const uint8_t *key; /* the facility key (PW_PROTO_KEY_LEN bytes) */
     uint32_t boot_id;   /* the appliance's boot id as a sender */
-    pw_web *web; /* the web front, for WebSocket endpoints (OCPP); may be NULL */
+    pw_web *web;        /* the web front, for WebSocket endpoints (OCPP); may be NULL */
     /* The appliance's certificate pair (PEM files) for wss://; NULL when HTTPS is off. */
     const char *tls_cert, *tls_key;
     /* Events of the transport's own (another balancer on the group, ...). */
