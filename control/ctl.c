@@ -39,6 +39,14 @@ struct pw_ctl {
     uint64_t last_run; /* time of the last run */
     uint64_t deadline; /* earliest own deadline as of the last run, lowered since */
     uint32_t plan_seq;
+    bool started;      /* the core has been given a time */
+    bool start_done;   /* the start window is over (see pw_ctl_run) */
+    uint64_t start_ms; /* the first time the core was given */
+    /* Inputs in the order the balancer took them, to tell whether a meter reading came after a
+     * charger's first status (and so contains its draw, as the balancer reads it). */
+    uint64_t input_seq;
+    uint64_t first_status_seq; /* input_seq of the latest first status since the start */
+    uint64_t *meter_seq;       /* per node: input_seq of its latest reading */
     pw_ctl_unassigned_dev unassigned[PW_CTL_MAX_UNASSIGNED];
     size_t n_unassigned;
     pw_ctl_reject rejects[PW_CTL_MAX_REJECT_KINDS];
@@ -73,6 +81,20 @@ static void event(pw_ctl *c, int64_t wall, const char *kind, const char *subject
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     c->sink.event(c->sink.ud, wall, kind, subject ? subject : "", detail);
+}
+
+/* The start window counts from the first time the core is given, whatever the call. */
+static void note_time(pw_ctl *c, uint64_t now)
+{
+    if (!c->started) {
+        c->started = true;
+        c->start_ms = now;
+    }
+}
+
+bool pw_ctl_starting(const pw_ctl *c)
+{
+    return !c->start_done;
 }
 
 /* ---- the rules ------------------------------------------------------------------------- */
@@ -242,6 +264,7 @@ static void request_run(pw_ctl *c, uint64_t at)
 
 void pw_ctl_charger_seen(pw_ctl *c, size_t i, const pw_ctl_seen *seen, uint64_t now, int64_t wall)
 {
+    note_time(c, now);
     if (i >= c->cfg->n_chargers)
         return;
     pw_ctl_charger_state *ch = &c->ch[i];
@@ -274,12 +297,16 @@ static bool report_valid(const pw_ctl_report *r)
 int pw_ctl_charger_report(pw_ctl *c, size_t i, const pw_ctl_seen *seen, const pw_ctl_report *r,
                           uint64_t now, int64_t wall)
 {
+    note_time(c, now);
     if (i >= c->cfg->n_chargers || !report_valid(r))
         return -1;
     pw_ctl_charger_seen(c, i, seen, now, wall);
     pw_ctl_charger_state *ch = &c->ch[i];
     bool had = ch->has_report;
     uint8_t old_pilot = ch->report.pilot;
+    c->input_seq++;
+    if (!had)
+        c->first_status_seq = c->input_seq;
     if (!had || strcmp(r->session_ref, ch->report.session_ref) != 0 || r->pilot == PW_CTL_PILOT_A)
         ch->drew = false;
     ch->report = *r;
@@ -315,6 +342,7 @@ static double derived_l2(const double line_a[PW_LINES])
 
 int pw_ctl_meter_report(pw_ctl *c, size_t node, const double line_a[PW_LINES], uint64_t now)
 {
+    note_time(c, now);
     if (node >= c->cfg->n_nodes)
         return -1;
     double amps[PW_LINES];
@@ -334,9 +362,14 @@ int pw_ctl_meter_report(pw_ctl *c, size_t node, const double line_a[PW_LINES], u
         }
     }
     pw_ctl_meter_state *m = &c->meter[node];
+    c->meter_seq[node] = ++c->input_seq;
     m->last_seen_ms = now ? now : 1;
     m->has_reading = true;
     memcpy(m->line_a, amps, sizeof m->line_a);
+    /* A fuse carrying more than its limit cannot wait for the chargers' statuses: plan now. */
+    for (size_t l = 0; l < PW_LINES && !c->start_done; l++)
+        if (amps[l] > c->cfg->nodes[node].limit_a[l])
+            c->start_done = true;
     pw_bal_set_meter(c->bal, node, amps, now);
     request_run(c, now); /* cuts apply at once */
     return 0;
@@ -355,6 +388,7 @@ static bool link_configured(const pw_cfg *cfg, const pw_cfg_link *link)
 void pw_ctl_unassigned(pw_ctl *c, const pw_cfg_link *link, const char *model, uint64_t now,
                        int64_t wall)
 {
+    note_time(c, now);
     size_t oldest = 0;
     pw_ctl_unassigned_dev *d = NULL;
     for (size_t k = 0; k < c->n_unassigned && !d; k++) {
@@ -449,13 +483,16 @@ static bool due_again(pw_ctl *c, size_t i, uint64_t now)
     return now - s->sent_ms >= renew_ms(c);
 }
 
-static uint64_t own_deadline(const pw_ctl *c)
+/* The earliest of the balancer's wishes (if planning), renewals, cut confirmations, session
+ * saves and the next reject event. */
+static uint64_t own_deadline(const pw_ctl *c, bool planning)
 {
-    uint64_t d = pw_bal_next_deadline(c->bal);
+    uint64_t d = planning ? pw_bal_next_deadline(c->bal) : UINT64_MAX;
     for (size_t i = 0; i < c->cfg->n_chargers; i++) {
         const ctl_sent *s = &c->sent[i];
-        /* A due command's renewal counts from when it is sent (pw_ctl_sent). */
-        if (s->limit_a >= 0 && !c->cmd[i].due)
+        /* A due command's renewal counts from when it is sent (pw_ctl_sent); a held one has
+         * none. */
+        if (s->limit_a >= 0 && !c->cmd[i].due && !c->cmd[i].held)
             d = min_u64(d, s->sent_ms + renew_ms(c));
         if (s->cut_ms)
             d = min_u64(d, s->cut_ms + PW_CTL_CUT_CONFIRM_MS);
@@ -467,22 +504,99 @@ static uint64_t own_deadline(const pw_ctl *c)
     return d;
 }
 
+/* What charger i was last told; before anything went out since the start, what it reported
+ * applying (a lease from the run before); -1 if neither is known. A command below it is a cut. */
+static double applied_a(const pw_ctl *c, size_t i)
+{
+    if (c->sent[i].limit_a >= 0)
+        return c->sent[i].limit_a;
+    return c->ch[i].has_report ? c->ch[i].report.offered_a : -1;
+}
+
+/* How long charger i may stay silent while it is alive, as the start window waits for it. */
+static uint64_t start_wait_ms(const pw_ctl *c, size_t i)
+{
+    uint64_t w = (uint64_t)c->timing[i].status_max_ms + c->timing[i].status_delay_ms;
+    return w < PW_CTL_START_MAX_MS ? w : PW_CTL_START_MAX_MS;
+}
+
+/* Whether every metered node has been read since the latest first status: the balancer takes a
+ * reading to contain only the draws of the chargers heard before it, so a charger heard after
+ * the last reading would count twice (in the reading and again by its status). */
+static bool meters_after_statuses(const pw_ctl *c)
+{
+    for (size_t n = 0; n < c->cfg->n_nodes; n++)
+        if (c->cfg->nodes[n].metered && c->meter_seq[n] < c->first_status_seq)
+            return false;
+    return true;
+}
+
+/* Whether planning still waits after the start (pw_ctl_run): for the chargers not heard yet,
+ * each at most as long as it may stay silent, then for a reading of every meter that contains
+ * them, never beyond PW_CTL_START_MAX_MS. If so, *until is when it stops waiting at the latest. */
+static bool start_waiting(pw_ctl *c, uint64_t now, uint64_t *until)
+{
+    if (c->start_done)
+        return false;
+    uint64_t end = 0, bound = c->start_ms + PW_CTL_START_MAX_MS;
+    bool all_heard = true;
+    for (size_t i = 0; i < c->cfg->n_chargers; i++) {
+        if (c->ch[i].has_report)
+            continue;
+        all_heard = false;
+        end = end > c->start_ms + start_wait_ms(c, i) ? end : c->start_ms + start_wait_ms(c, i);
+    }
+    if (now >= bound || (all_heard ? meters_after_statuses(c) : now >= end)) {
+        c->start_done = true;
+        return false;
+    }
+    *until = all_heard ? bound : end;
+    return true;
+}
+
+/* A charger not heard since this core started may still hold a lease from the run before a
+ * restart, or sit at its failsafe: a plan made without its status (0 A for "no car") would pause
+ * a car that is charging. It is planned from its first status; until then it is told nothing,
+ * and a transport that must send something finds the failsafe current it falls back to anyway,
+ * which the balancer budgets for a silent charger and which fits every fuse. */
+static bool held(const pw_ctl *c, size_t i)
+{
+    return !c->ch[i].has_report;
+}
+
+static void hold_command(const pw_ctl *c, size_t i, pw_ctl_command *cmd)
+{
+    *cmd = (pw_ctl_command){.limit_a = command_amps(c->cfg->chargers[i].failsafe_a),
+                            .phases = 0,
+                            .lease_ms = c->cfg->lease_ms,
+                            .plan_seq = c->plan_seq,
+                            .held = true};
+}
+
 size_t pw_ctl_run(pw_ctl *c, uint64_t now, int64_t wall)
 {
     const pw_cfg *cfg = c->cfg;
+    note_time(c, now);
     c->run_at = UINT64_MAX;
     c->last_run = now;
-    c->stats.runs++;
     log_rejects(c, now, wall);
     for (size_t i = 0; i < cfg->n_chargers; i++)
         if (c->ch[i].in_session && !c->ch[i].resumed &&
             now - c->ch[i].session_saved_ms >= PW_CTL_SESSION_SAVE_MS)
             save_session(c, i, now);
+    uint64_t until;
+    if (start_waiting(c, now, &until)) {
+        /* Every command is still held as size_for made it: nothing is due. */
+        c->n_due = 0;
+        c->deadline = min_u64(own_deadline(c, false), until);
+        return 0;
+    }
+    c->stats.runs++;
     pw_bal_run(c->bal, now);
     const pw_bal_result *res = pw_bal_results(c->bal);
     bool changed = false;
     for (size_t i = 0; i < cfg->n_chargers && !changed; i++)
-        changed = differs(&c->sent[i], res[i].limit_a, res[i].phases);
+        changed = !held(c, i) && differs(&c->sent[i], res[i].limit_a, res[i].phases);
     if (changed) {
         c->plan_seq++;
         c->stats.plans++;
@@ -491,18 +605,22 @@ size_t pw_ctl_run(pw_ctl *c, uint64_t now, int64_t wall)
     for (size_t i = 0; i < cfg->n_chargers; i++) {
         const ctl_sent *s = &c->sent[i];
         pw_ctl_command *cmd = &c->cmd[i];
+        if (held(c, i)) {
+            hold_command(c, i, cmd);
+            continue;
+        }
         bool new_limit = differs(s, res[i].limit_a, res[i].phases);
         double limit_a = command_amps(res[i].limit_a);
         *cmd = (pw_ctl_command){.limit_a = limit_a,
                                 .phases = res[i].phases,
                                 .lease_ms = cfg->lease_ms,
                                 .plan_seq = c->plan_seq,
-                                .cut = s->limit_a >= 0 && limit_a < s->limit_a - 1e-9};
+                                .cut = limit_a < applied_a(c, i) - 1e-9};
         cmd->due = new_limit || due_again(c, i, now);
         cmd->cut |= cmd->due && !new_limit && s->cut_ms == now;
         c->n_due += cmd->due;
     }
-    c->deadline = own_deadline(c);
+    c->deadline = own_deadline(c, true);
     return c->n_due;
 }
 
@@ -517,10 +635,10 @@ void pw_ctl_sent(pw_ctl *c, size_t i, uint64_t now, int64_t wall)
         return;
     ctl_sent *s = &c->sent[i];
     pw_ctl_command *cmd = &c->cmd[i];
-    if (differs(s, cmd->limit_a, cmd->phases)) {
+    if (differs(s, cmd->limit_a, cmd->phases) && !cmd->held) {
         if (c->sink.limit_change)
             c->sink.limit_change(c->sink.ud, i, &pw_bal_results(c->bal)[i], wall);
-        if (s->limit_a >= 0 && cmd->limit_a < s->limit_a - 1e-9) {
+        if (cmd->limit_a < applied_a(c, i) - 1e-9) {
             s->cut_ms = now;
             s->cut_resends = 0;
             lower_deadline(c, now + PW_CTL_CUT_CONFIRM_MS);
@@ -529,7 +647,8 @@ void pw_ctl_sent(pw_ctl *c, size_t i, uint64_t now, int64_t wall)
     s->limit_a = cmd->limit_a;
     s->phases = cmd->phases;
     s->sent_ms = now;
-    lower_deadline(c, now + renew_ms(c));
+    if (!cmd->held)
+        lower_deadline(c, now + renew_ms(c));
     if (cmd->due) {
         cmd->due = false;
         c->n_due--;
@@ -587,9 +706,11 @@ static void size_for(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing)
     c->sent = pw_xcalloc(n, sizeof *c->sent);
     c->cmd = pw_xcalloc(n, sizeof *c->cmd);
     c->meter = pw_xcalloc(cfg->n_nodes + 1, sizeof *c->meter);
+    c->meter_seq = pw_xcalloc(cfg->n_nodes + 1, sizeof *c->meter_seq);
     for (size_t i = 0; i < cfg->n_chargers; i++) {
         c->sent[i].limit_a = -1;
         c->ch[i].loss_pct = -1;
+        hold_command(c, i, &c->cmd[i]); /* nothing is known before the first run */
     }
     c->bal = new_balancer(cfg, c->timing);
     c->n_due = 0;
@@ -605,6 +726,7 @@ static void release(pw_ctl *c)
     free(c->sent);
     free(c->cmd);
     free(c->meter);
+    free(c->meter_seq);
 }
 
 pw_ctl *pw_ctl_new(const pw_cfg *cfg, const pw_bal_timing *timing, const pw_ctl_sink *sink)
@@ -667,6 +789,7 @@ static long find_link(const ctl_link_index *idx, size_t n, const pw_cfg_link *li
 void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing, uint64_t now,
                        int64_t wall)
 {
+    note_time(c, now);
     pw_ctl old = *c;
     size_for(c, cfg, timing);
     ctl_link_index *idx = sort_links(old.cfg->charger_links, old.cfg->n_chargers);
@@ -690,6 +813,7 @@ void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing
         if (j < 0)
             continue;
         c->meter[n] = old.meter[j];
+        c->meter_seq[n] = old.meter_seq[j];
         if (c->meter[n].has_reading)
             pw_bal_set_meter(c->bal, n, c->meter[n].line_a, c->meter[n].last_seen_ms);
     }

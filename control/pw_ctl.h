@@ -27,6 +27,8 @@
 #define PW_CTL_SESSION_SAVE_MS  60000 /* an open session's row is written again this often */
 #define PW_CTL_REJECT_EVENT_MS  60000 /* rejected input becomes at most one event a minute */
 #define PW_CTL_RETRY_MS         1000  /* a due command no transport sent is marked due again */
+/* After a start, planning waits at most this long for the chargers' first statuses (pw_ctl_run). */
+#define PW_CTL_START_MAX_MS 30000
 
 /* IEC 61851 pilot states; the core's own enum, so it needs no protocol header. */
 enum pw_ctl_pilot {
@@ -141,20 +143,41 @@ void pw_ctl_resume_session(pw_ctl *c, size_t charger, const pw_ctl_session *s);
 
 typedef struct pw_ctl_command {
     double limit_a;    /* 0 = pause; whole milliamperes, rounded down from the plan */
-    uint8_t phases;    /* 1 or 3 */
+    uint8_t phases;    /* 1 or 3; 0 (leave as it is) when held */
     uint32_t lease_ms; /* how long the charger may hold it */
     uint32_t plan_seq; /* grows with every plan that changed something; renewals repeat it */
     bool due;          /* a new limit, a renewal, or a cut to send again */
-    bool cut;          /* lower than what the charger was last told */
+    bool cut;          /* lower than what the charger was last told (before anything went out
+                          since the start: than what it reported applying) */
+    bool held;         /* no status heard from it since this core started: what it applies now
+                          (an earlier run's lease, or its failsafe) is unknown, so it is told
+                          nothing and never due. A transport that sends whole plans leaves it out
+                          (PROTOCOL.md 5.4: it keeps its last limit until its lease runs out);
+                          one that cannot finds limit_a = its failsafe current, what it falls
+                          back to anyway, never a pause unless that failsafe is 0. */
 } pw_ctl_command;
 
 /* Runs the balancer if a report or a deadline asks for it and marks the commands due. Returns
- * how many are due. */
+ * how many are due.
+ *
+ * A restart resumes from what the chargers are doing. From the core's first call, nothing is
+ * planned until every charger has sent a status and every metered node has been read after the
+ * last of them, or until a charger not heard has been silent since then for longer than its
+ * status interval allows (status_max_ms + status_delay_ms), or PW_CTL_START_MAX_MS has passed,
+ * or a meter reads a line above its node's limit. Meanwhile the chargers keep the limits of the
+ * run before (or their failsafe currents), which fit the fuses, instead of being planned from a
+ * picture with chargers missing: a charger not heard yet, or heard after the last reading, is
+ * budgeted on top of the reading that already holds its draw, and cars would be paused for room
+ * they have. After that, a charger still not heard stays held (see pw_ctl_command) until its
+ * first status. */
 size_t pw_ctl_run(pw_ctl *c, uint64_t now, int64_t wall);
+/* True while the start window is open (nothing planned yet, see pw_ctl_run). */
+bool pw_ctl_starting(const pw_ctl *c);
 /* n_chargers entries, borrowed until the next run or set_config. */
 const pw_ctl_command *pw_ctl_commands(const pw_ctl *c);
 /* A transport sent charger's current command (due or not: a transport may send a whole plan).
- * The renewal and cut-confirmation clocks start now; a changed limit is recorded. */
+ * The renewal and cut-confirmation clocks start now; a changed limit is recorded. A held
+ * command that went out anyway is remembered as sent, but it is no plan: no limit_change. */
 void pw_ctl_sent(pw_ctl *c, size_t charger, uint64_t now, int64_t wall);
 /* The earliest time pw_ctl_run should be called: now after a meter reading, within the tick
  * after a status, else the balancer's own deadline, a renewal, a cut confirmation, a session

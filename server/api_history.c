@@ -33,6 +33,16 @@ typedef enum hist_what {
     HIST_CSV_TAG_ENERGY,
 } hist_what;
 
+/* An open session as the control core knows it now. Its row is written when the session opens
+ * and then once a minute (PW_CTL_SESSION_SAVE_MS), so a car that has been charging for half a
+ * minute would read 0 kWh from the store: the sessions list shows these values instead. */
+typedef struct hist_live {
+    char charger[PW_BAL_ID_LEN];
+    int64_t start_ms; /* with the charger, the row's identity */
+    uint64_t energy_wh;
+    double peak_a;
+} hist_live;
+
 /* Everything a history query needs, copied out of the request. */
 typedef struct hist_args {
     hist_what what;
@@ -50,13 +60,60 @@ typedef struct hist_args {
      * Only tags and n_tags are set, so that pw_cfg_tag_find can search it; the tags are owned
      * (hist_args_free), the rest of this config is empty. */
     pw_cfg names;
+    hist_live *live; /* owned; the open sessions of the chargers the query can match */
+    size_t n_live;
 } hist_args;
 
 static void hist_args_free(void *arg)
 {
     hist_args *a = arg;
     free(a->names.tags);
+    free(a->live);
     free(a);
+}
+
+/* Energy as the store computes it for a row: the register's rise, 0 if unknown or backwards. */
+static uint64_t live_energy_wh(const pw_ctl_session *s)
+{
+    if (s->register_start_wh == PW_CTL_ENERGY_UNKNOWN || s->register_wh == PW_CTL_ENERGY_UNKNOWN ||
+        s->register_wh < s->register_start_wh)
+        return 0;
+    return s->register_wh - s->register_start_wh;
+}
+
+/* Copies the core's open sessions (loop thread: the worker may not read pw_ctl), only the
+ * charger asked for when the query names one. */
+static void copy_live_sessions(const pw_app *app, hist_args *a)
+{
+    const pw_cfg *cfg = pw_ctl_config(app->ctl);
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_chargers; i++)
+        n += pw_ctl_charger(app->ctl, i)->in_session;
+    if (!n)
+        return;
+    a->live = pw_xcalloc(n, sizeof *a->live);
+    for (size_t i = 0; i < cfg->n_chargers; i++) {
+        const pw_ctl_charger_state *ch = pw_ctl_charger(app->ctl, i);
+        if (!ch->in_session || (a->id[0] && strcmp(a->id, cfg->chargers[i].id) != 0))
+            continue;
+        hist_live *l = &a->live[a->n_live++];
+        pw_strlcpy(l->charger, cfg->chargers[i].id, sizeof l->charger);
+        l->start_ms = ch->session.start_ms;
+        l->energy_wh = live_energy_wh(&ch->session);
+        l->peak_a = ch->session.peak_a;
+    }
+}
+
+/* The live values of an open row's session, NULL if the core has none for it (closed since,
+ * or a charger no longer configured). */
+static const hist_live *live_session(const hist_args *a, const pw_store_session *s)
+{
+    if (s->end_ms)
+        return NULL;
+    for (size_t k = 0; k < a->n_live; k++)
+        if (a->live[k].start_ms == s->start_ms && strcmp(a->live[k].charger, s->charger) == 0)
+            return &a->live[k];
+    return NULL;
 }
 
 /* The name of a tag in the copied list, "" if the config does not know it (worker thread). */
@@ -216,11 +273,14 @@ static json_t *sessions_json(const hist_args *a, const pw_store_session_row *row
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         const pw_store_session_row *r = &rows[i];
-        json_t *o = json_pack(
-            "{s:I, s:s, s:I, s:o, s:I, s:o, s:s}", "id", (json_int_t)r->id, "charger", r->s.charger,
-            "start_ms", (json_int_t)r->s.start_ms, "end_ms",
-            r->s.end_ms ? json_integer((json_int_t)r->s.end_ms) : json_null(), "energy_wh",
-            (json_int_t)r->energy_wh, "peak_a", amps(r->s.peak_a), "ref", r->s.ref);
+        const hist_live *live = live_session(a, &r->s);
+        uint64_t energy_wh = live ? live->energy_wh : r->energy_wh;
+        double peak_a = live && live->peak_a > r->s.peak_a ? live->peak_a : r->s.peak_a;
+        json_t *o =
+            json_pack("{s:I, s:s, s:I, s:o, s:I, s:o, s:s}", "id", (json_int_t)r->id, "charger",
+                      r->s.charger, "start_ms", (json_int_t)r->s.start_ms, "end_ms",
+                      r->s.end_ms ? json_integer((json_int_t)r->s.end_ms) : json_null(),
+                      "energy_wh", (json_int_t)energy_wh, "peak_a", amps(peak_a), "ref", r->s.ref);
         json_object_set_new(o, "id_tag", json_string(r->s.id_tag));
         json_object_set_new(o, "tag_name", json_string(tag_name((void *)a, r->s.id_tag)));
         json_array_append_new(arr, o);
@@ -546,6 +606,8 @@ bool pw_api_history_handle(pw_app *app, const pw_web_request *req, pw_web_respon
         a->names.tags = pw_xcalloc(app->cfg->n_tags, sizeof *a->names.tags);
         memcpy(a->names.tags, app->cfg->tags, app->cfg->n_tags * sizeof *a->names.tags);
     }
+    if (a->what == HIST_SESSIONS && a->open != 0)
+        copy_live_sessions(app, a);
     pw_api_submit(app->api_pool, req, resp, true, hist_run, a, hist_args_free);
     return true;
 }

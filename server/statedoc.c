@@ -65,6 +65,24 @@ static void transport_info(const pw_app *app, size_t i, const pw_cfg_link *link,
     }
 }
 
+/* Before the first plan after a start, and for a charger not heard since, there is no plan to
+ * show: say what the charger is doing instead of "0 A, no car". */
+static void starting(const pw_ctl *ctl, size_t i, json_t *o)
+{
+    const pw_ctl_charger_state *ch = pw_ctl_charger(ctl, i);
+    const char *text = NULL;
+    if (pw_ctl_commands(ctl)[i].held)
+        text = "no status heard since phasewise started: it keeps its last limit";
+    else if (pw_ctl_starting(ctl))
+        text = "phasewise started: it plans once every charger and meter has spoken; until then "
+               "each keeps what it was doing";
+    if (!text)
+        return;
+    json_object_set_new(o, "limit_a", ch->has_report ? amps(ch->report.offered_a) : json_null());
+    json_object_set_new(o, "reason", json_string("starting"));
+    json_object_set_new(o, "reason_text", json_string(text));
+}
+
 json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
 {
     const pw_ctl *ctl = app->ctl;
@@ -102,6 +120,7 @@ json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
         json_object_set_new(o, "model", device_text(info->model, sizeof info->model));
         json_object_set_new(o, "firmware", device_text(info->firmware, sizeof info->firmware));
     }
+    starting(ctl, i, o);
     transport_info(app, i, link, o);
     return o;
 }

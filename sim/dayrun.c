@@ -131,7 +131,8 @@ static void feed_meters(run *r, uint64_t now)
 }
 
 /* Phasewise: the core runs when its deadline has come; when any command is due, every charger
- * receives its command and the core is told it went out (transport/lan.c, lan_send). */
+ * that has been heard receives its command and the core is told it went out (transport/lan.c,
+ * lan_send). */
 static void control_ctl(run *r, uint64_t now)
 {
     if (pw_ctl_next_deadline(r->ctl) > now)
@@ -141,6 +142,8 @@ static void control_ctl(run *r, uint64_t now)
         return;
     const pw_ctl_command *cmd = pw_ctl_commands(r->ctl);
     for (size_t i = 0; i < r->f.n_chargers; i++) {
+        if (cmd[i].held)
+            continue; /* not heard yet: left out of the plan, as lan_send does */
         pw_sim_apply(r->m, i, cmd[i].limit_a, cmd[i].phases, cmd[i].lease_ms, cmd[i].plan_seq, now);
         pw_ctl_sent(r->ctl, i, now, wall_of(r, now));
     }

@@ -299,22 +299,29 @@ static void lan_send(pw_transport *t, uint64_t now, int64_t wall)
     uint64_t first_ns = 0;
     for (size_t k = 0; k < l->n_chargers; k++) {
         const pw_ctl_command *c = &cmd[l->chargers[k].index];
+        /* A charger not heard since the start keeps its last lease or falls back to its
+         * failsafe on its own (PROTOCOL.md 5.4): it is left out of the plan, not told a limit. */
+        if (c->held)
+            continue;
         a->alloc_seq = c->plan_seq;
         a->lease_ms = c->lease_ms;
         a->entries[a->count++] = (pw_alloc_entry){.charger_id = l->chargers[k].device_id,
                                                   .limit_ma = pw_proto_milliamps(c->limit_a),
                                                   .phases = c->phases};
-        if (a->count == PW_PROTO_ALLOC_PER_DATAGRAM || k + 1 == l->n_chargers) {
+        if (a->count == PW_PROTO_ALLOC_PER_DATAGRAM) {
             if (send_msg(l, &msg) == 0 && !first_ns)
                 first_ns = uv_hrtime();
             a->count = 0;
         }
     }
+    if (a->count && send_msg(l, &msg) == 0 && !first_ns)
+        first_ns = uv_hrtime();
     if (first_ns && meter_ns)
         pw_latency_observe(&l->react, first_ns > meter_ns ? (first_ns - meter_ns) / 1000u : 0);
     /* The bookkeeping waits until the datagrams are out. */
     for (size_t k = 0; k < l->n_chargers; k++)
-        pw_ctl_sent(l->env.ctl, l->chargers[k].index, now, wall);
+        if (!cmd[l->chargers[k].index].held)
+            pw_ctl_sent(l->env.ctl, l->chargers[k].index, now, wall);
 }
 
 static void on_heartbeat(uv_timer_t *timer)

@@ -318,6 +318,7 @@ def main():
         check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
         check_https(args, tmp, procs)
     check_tags(args)
+    check_live_session(args)
 
 
 def check_tags(args):
@@ -409,6 +410,57 @@ def check_tags(args):
               any(r.endswith(",FFFF0001,") for r in rows), f"sessions export rows: {rows}")
         check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
     log("tags: sessions carry id_tag and name, energy per tag and UTC month in JSON and CSV")
+
+
+def check_live_session(args):
+    """A session still plugged in shows the energy and peak its charger reports now, not the
+    0 kWh and 0 A its row was written with at plug-in (issue 15, item 2): the test plays charger
+    a01 charging at 10 A with a rising energy register and reads /api/sessions within seconds,
+    long before the row is written again a minute after it opened."""
+    import pwproto
+    with pwtest.workspace("pw-api-live-") as (tmp, procs):
+        port = pwtest.free_tcp_port()
+        cfg = pwtest.test_config(port, pwtest.free_udp_port())
+        cfg_path = os.path.join(tmp, "config.json")
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        pw = procs.start("phasewise-live", [args.phasewise, "serve", "--config", cfg_path,
+                                            "--data", tmp])
+        pwtest.wait_for("the API", lambda: pwtest.http_json(port, "/api/health")[0] == 200, 15)
+        key = pwproto.read_key(os.path.join(tmp, "facility.key"))
+        net = cfg["network"]
+        sock = pwproto.group_socket(net["group"], net["port"])
+        sock.setblocking(False)
+        a01 = pwproto.Sender(key, 1001, int(time.time()))
+        first_wh, sent = 50000, {"wh": 50000}
+
+        def status():
+            for _ in pwproto.pending_allocations(sock, key):
+                pass  # the test's socket hears the appliance too; nothing to act on
+            sent["wh"] += 10
+            sock.sendto(a01.datagram(pwproto.STATUS, pwproto.status_payload(
+                "C", 3, (10000, 10000, 10000), sent["wh"], 10000, 0, 7)),
+                (net["group"], net["port"]))
+
+        def live_row():
+            status()
+            st, body = pwtest.http_json(port, "/api/sessions?charger=a01&open=1")
+            check(st == 200, f"GET /api/sessions got {st} {body}")
+            rows = body["sessions"]
+            return rows and rows[0]["energy_wh"] >= 100 and rows[0]["peak_a"] == 10 and rows[0]
+        t0 = time.monotonic()
+        try:
+            row = pwtest.wait_for("the open session's energy and peak in /api/sessions",
+                                  live_row, 15, interval=0.25)
+        finally:
+            sock.close()
+        took = time.monotonic() - t0
+        check(row["end_ms"] is None and row["ref"] == "7", f"not the open session 7: {row}")
+        check(row["energy_wh"] <= sent["wh"] - first_wh,
+              f"{row['energy_wh']} Wh shown, more than the {sent['wh'] - first_wh} Wh reported")
+        log(f"open session: {row['energy_wh']} Wh and {row['peak_a']} A peak shown "
+            f"{took:.1f} s after the car began charging")
+        check(procs.stop(pw) == 0, "phasewise did not exit 0 on SIGTERM")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,12 @@ add_test(NAME ocpp_interop
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_interop.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(ocpp_interop PROPERTIES LABELS "integration" TIMEOUT 240 SKIP_RETURN_CODE 77)
+# Restarts while cars charge (issue 15, item 7): five restarts, SIGTERM and SIGKILL, at once and
+# after the leases ran out; no charger paused by a restart, no line above its limit.
+add_test(NAME fault_restart
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/fault_restart.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(fault_restart PROPERTIES LABELS "integration" TIMEOUT 150)
 # Counters that tell the truth: oversized LAN and DEFA datagrams counted as "long" in /api/state
 # and /metrics, and the state document's counters exactly as docs/state.md documents them.
 add_test(NAME counters

@@ -1,10 +1,12 @@
-/* The control core (control/pw_ctl.h) in fake time: the first plan goes out to every charger, a
+/* The control core (control/pw_ctl.h) in fake time: the first plan goes out to every charger
+ * heard, a
  * lease is renewed after a third of it, a lower budget is a cut that goes out again until a
  * report confirms it (twice at most), meter readings run at once and reports within the tick, a
  * command no transport sent is retried after a second, sessions open, save, close and resume
  * from history and carry the RFID tag (also one that comes after plug-in, as OCPP sends it), the
  * car-state and online rules, config changes carry state over, unassigned devices and rejected
- * input become few events, and limit changes are recorded once.
+ * input become few events, limit changes are recorded once, and after a start a charger is told
+ * nothing (never a pause) until its first status is heard.
  *
  * Every test drives the core as the shell does: run at pw_ctl_next_deadline() with an explicit
  * now, hand the due commands to a fake transport that sends them at once, and look at what the
@@ -1140,7 +1142,9 @@ static void test_config_change_carries_over_staying_charger(void **state)
     /* a02's plan is unchanged (16 A): nothing to send until its renewal from T0 */
     advance(t, T0 + RENEW - 1, true);
     assert_int_equal(count_due(t, due0, 0), 0);
-    assert_true(first_due(t, due0, 1) >= 0); /* a03 was never told anything */
+    /* a03 is told nothing before its first status (what it applies is unknown) */
+    assert_int_equal(count_due(t, due0, 1), 0);
+    assert_true(pw_ctl_commands(t->ctl)[1].held);
     advance(t, T0 + RENEW, true);
     long k = first_due(t, due0, 0);
     assert_true(k >= 0);
@@ -1382,6 +1386,165 @@ static void test_limit_change_only_when_sent_limit_differs(void **state)
     tx_free(t);
 }
 
+/* ---- 15. a start resumes from what the chargers do (issue 15, item 7) ---------------------- */
+
+static size_t count_limits(const tx *t, size_t from, size_t i)
+{
+    size_t n = 0;
+    for (size_t k = from; k < t->n_lim; k++)
+        n += t->lim[k].charger == i;
+    return n;
+}
+
+/* A due record of charger i from record from on, or -1. */
+static long first_due_limit(const tx *t, size_t from, size_t i, double *limit_a)
+{
+    long k = first_due(t, from, i);
+    if (k >= 0)
+        *limit_a = t->due[k].cmd.limit_a;
+    return k;
+}
+
+/* The longest the start waits for a charger on the facility's default timing. */
+#define START_WAIT PW_CTL_START_MAX_MS
+
+static void no_due_before(const tx *t, size_t from, const char *when)
+{
+    for (size_t k = from; k < t->n_due; k++)
+        fail_msg("charger %zu told %.1f A at +%llu ms, %s", t->due[k].charger,
+                 t->due[k].cmd.limit_a, (unsigned long long)(t->due[k].now - T0), when);
+}
+
+/* A restarted appliance: the meter is heard before any charger (a01's car charges at its 6 A
+ * failsafe, a02's lease from the run before the restart may still hold). Nothing goes out before
+ * a charger's status is heard, above all not 0 A (a pause); while a02 may still report, a01
+ * keeps what it does; then a01 is planned from its report, and a02, still unheard, stays untold
+ * through a01's renewals until its own status comes. */
+static void test_start_tells_unheard_chargers_nothing(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    assert_int_equal(meter(t, 6), 0);
+    advance(t, T0 + 500, true); /* the first half second, before any status */
+    no_due_before(t, 0, "before any status was heard");
+    const pw_ctl_command *c = pw_ctl_commands(t->ctl);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(c[i].held);
+        assert_false(c[i].due);
+        A_EQ(c[i].limit_a, 6); /* a whole-plan transport would send the failsafe, not a pause */
+    }
+    report(t, 0, rep(PW_CTL_PILOT_C, 6, 6, 1000, "s1"));
+    for (uint64_t at = t->now + 1000; at < T0 + START_WAIT; at += 1000) {
+        t->now = at;
+        assert_int_equal(meter(t, 6), 0);
+        advance(t, at, true);
+    }
+    advance(t, T0 + START_WAIT - 1, true);
+    no_due_before(t, 0, "while a02 may still report after the start");
+    size_t from = t->n_due;
+    advance(t, T0 + START_WAIT, true);
+    double limit = -1;
+    assert_true(first_due_limit(t, from, 0, &limit) >= 0);
+    if (limit < 6)
+        fail_msg("a01, charging at its failsafe, was told %.1f A after the start", limit);
+    assert_false(pw_ctl_commands(t->ctl)[0].held);
+    advance(t, t->now + 3 * RENEW, true); /* a01's renewals go; a02 still unheard */
+    assert_true(count_due(t, from, 0) >= 3);
+    assert_int_equal(count_due(t, from, 1), 0);
+    assert_true(pw_ctl_commands(t->ctl)[1].held);
+    report(t, 1, rep(PW_CTL_PILOT_A, 0, 6, 500, ""));
+    from = t->n_due;
+    advance(t, t->now + TICK, true);
+    assert_true(first_due_limit(t, from, 1, &limit) >= 0);
+    A_EQ(limit, 0); /* no car: now it is planned from its report */
+    assert_false(pw_ctl_commands(t->ctl)[1].held);
+    tx_free(t);
+}
+
+/* The start waits only until every charger has been heard and the meter read after the last
+ * of them (a reading before a charger's first status does not hold its draw as the balancer
+ * reads it); the plan starts from what the chargers apply (no pause of a01, whose car charges at
+ * the 16 A its earlier lease allows). */
+static void test_start_plans_once_all_heard(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    assert_int_equal(meter(t, 16), 0);
+    advance(t, T0 + 300, true);
+    report(t, 0, rep(PW_CTL_PILOT_C, 16, 16, 1000, "s1"));
+    advance(t, T0 + 2000, true);
+    t->now = T0 + 2000;
+    report(t, 1, rep(PW_CTL_PILOT_A, 0, 6, 500, ""));
+    advance(t, T0 + 2900, true);
+    no_due_before(t, 0, "before a reading after both statuses");
+    t->now = T0 + 3000;
+    assert_int_equal(meter(t, 16), 0);
+    advance(t, t->now, true);
+    double limit = -1;
+    long k = first_due_limit(t, 0, 0, &limit);
+    assert_true(k >= 0);
+    assert_int_equal(t->due[k].now, T0 + 3000);
+    A_EQ(limit, 16);
+    assert_true(first_due_limit(t, 0, 1, &limit) >= 0);
+    A_EQ(limit, 0);
+    tx_free(t);
+}
+
+/* An overload does not wait for chargers not heard yet: a reading above the fuse plans at once,
+ * and cuts a01. */
+static void test_start_overload_plans_at_once(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    report(t, 0, rep(PW_CTL_PILOT_C, 16, 16, 1000, "s1"));
+    assert_int_equal(meter(t, 36), 0);
+    advance(t, T0 + 1000, true);
+    no_due_before(t, 0, "with the fuse within its limit");
+    t->now = T0 + 1000;
+    assert_int_equal(meter(t, 46), 0); /* 40 A fuse */
+    advance(t, t->now, true);
+    double limit = -1;
+    long k = first_due_limit(t, 0, 0, &limit);
+    assert_true(k >= 0);
+    assert_int_equal(t->due[k].now, T0 + 1000);
+    assert_true(limit < 16);
+    assert_true(t->due[k].cmd.cut);
+    assert_int_equal(count_due(t, 0, 1), 0); /* a02 is still held */
+    tx_free(t);
+}
+
+/* A transport that sends whole plans (every charger's entry whenever one is due) also sends
+ * the held command, its failsafe: that is remembered as sent without a limit change or a renewal
+ * of its own, and the first plan from its report that is lower counts as a cut. */
+static void test_held_command_sent_anyway(void **state)
+{
+    (void)state;
+    tx *t = tx_new_timing(12, TWO, NULL);
+    report(t, 0, rep(PW_CTL_PILOT_C, 6, 6, 1000, "s1"));
+    assert_int_equal(meter(t, 6), 0);
+    t->now = T0 + START_WAIT; /* a02 is not waited for any more */
+    assert_int_equal(meter(t, 6), 0);
+    size_t from = t->n_due, lim0 = t->n_lim;
+    assert_int_equal(run(t, false), 1);
+    for (size_t i = 0; i < 2; i++) /* as lan_send does */
+        pw_ctl_sent(t->ctl, i, t->now, wall_of(t->now));
+    assert_int_equal(t->n_lim, lim0 + 1);
+    assert_int_equal(t->lim[lim0].charger, 0);
+    advance(t, t->now + 2 * RENEW, true);
+    assert_int_equal(count_due(t, from, 1), 0);
+    assert_int_equal(count_limits(t, lim0, 1), 0);
+    /* a02 reports no car: its plan, 0 A, is lower than the 6 A it was sent */
+    report(t, 1, rep(PW_CTL_PILOT_A, 0, 6, 500, ""));
+    advance(t, t->now + TICK, true);
+    double limit = -1;
+    long k = first_due_limit(t, from, 1, &limit);
+    assert_true(k >= 0);
+    A_EQ(limit, 0);
+    assert_true(t->due[k].cmd.cut);
+    assert_int_equal(count_limits(t, lim0, 1), 1);
+    tx_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1426,6 +1589,10 @@ int main(void)
         cmocka_unit_test_teardown(test_reject_kinds_overflow_to_other, teardown),
         cmocka_unit_test_teardown(test_charger_state_event_on_pilot_change, teardown),
         cmocka_unit_test_teardown(test_limit_change_only_when_sent_limit_differs, teardown),
+        cmocka_unit_test_teardown(test_start_tells_unheard_chargers_nothing, teardown),
+        cmocka_unit_test_teardown(test_start_plans_once_all_heard, teardown),
+        cmocka_unit_test_teardown(test_start_overload_plans_at_once, teardown),
+        cmocka_unit_test_teardown(test_held_command_sent_anyway, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
