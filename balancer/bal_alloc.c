@@ -4,30 +4,52 @@
 #include "bal_int.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Whether adding amount at the lines of mask to charger k's path keeps every row it tightens
  * within its cap. On failure *block is the first row that refused. */
 static bool fits(const pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
 {
-    BAL_FOR_PATH_ROWS(b, k, j)
+    const bal_row *rows = b->rows;
+    BAL_FOR_PATH(b, k, mask, p)
     {
-        const bal_row *r = &b->rows[j];
-        int c = r->cm[mask];
-        if (c > 0 && r->a + c * amount > r->cap + 1e-9) {
-            *block = (int)j;
+        const bal_row *r = &rows[p->row];
+        if (p->c > 0 && r->a + p->c * amount > r->cap + 1e-9) {
+            *block = (int)p->row;
             return false;
         }
     }
     return true;
 }
 
+/* fits() and, when it does, add_load() in one walk: each row takes its new load at once and
+ * gets its old one back (exactly, from a copy) if a later row refuses. */
+static bool fits_add(pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
+{
+    bal_row *rows = b->rows;
+    double *old = b->path_a;
+    size_t n = 0;
+    BAL_FOR_PATH(b, k, mask, p)
+    {
+        bal_row *r = &rows[p->row];
+        double a = r->a + p->c * amount;
+        if (p->c > 0 && a > r->cap + 1e-9) {
+            *block = (int)p->row;
+            for (const bal_prow *q = p - n; q < p; q++)
+                rows[q->row].a = old[q - (p - n)];
+            return false;
+        }
+        old[n++] = r->a;
+        r->a = a;
+    }
+    return true;
+}
+
 static void add_load(pw_bal *b, size_t k, uint8_t mask, double amount)
 {
-    BAL_FOR_PATH_ROWS(b, k, j)
-    {
-        bal_row *r = &b->rows[j];
-        r->a += r->cm[mask] * amount;
-    }
+    bal_row *rows = b->rows;
+    BAL_FOR_PATH(b, k, mask, p)
+    rows[p->row].a += p->c * amount;
 }
 
 /* Why a minimum did not fit on row j: the facility itself has no room, higher classes took it,
@@ -49,14 +71,16 @@ static bool admit_one(pw_bal *b, size_t k)
     bal_plan *pl = &b->plan[k];
     int block = -1;
     uint8_t mode = 0, tried = pl->mask3;
+    bool added = true; /* by fits_add; only a return to three phases checks with more */
     if (pl->mode == 1) {
-        if (pl->can3 && fits(b, k, pl->mask3, pl->lo + b->p.hysteresis_a, &block))
+        if (pl->can3 && fits(b, k, pl->mask3, pl->lo + b->p.hysteresis_a, &block)) {
             mode = 3;
-        else if (tried = pl->mask1, fits(b, k, pl->mask1, pl->lo, &block))
+            added = false;
+        } else if (tried = pl->mask1, fits_add(b, k, pl->mask1, pl->lo, &block))
             mode = 1;
-    } else if (fits(b, k, pl->mask3, pl->lo, &block)) {
+    } else if (fits_add(b, k, pl->mask3, pl->lo, &block)) {
         mode = 3;
-    } else if (pl->can1 && (tried = pl->mask1, fits(b, k, pl->mask1, pl->lo, &block))) {
+    } else if (pl->can1 && (tried = pl->mask1, fits_add(b, k, pl->mask1, pl->lo, &block))) {
         mode = 1;
     }
     if (!mode) {
@@ -71,14 +95,16 @@ static bool admit_one(pw_bal *b, size_t k)
     pl->st = ST_FROZEN;
     pl->val = pl->lo;
     pl->block = -1;
-    add_load(b, k, pl->mask, pl->lo);
+    if (!added)
+        add_load(b, k, pl->mask, pl->lo);
     return true;
 }
 
 /* Suspended cars form one last class after every priority class. */
 static int key_class(const pw_bal *b, const bal_key *key)
 {
-    return b->plan[key->idx].susp ? (int)b->n_cls : b->ch[key->idx].cls;
+    const bal_plan *pl = &b->plan[key->idx];
+    return pl->susp ? (int)b->n_cls : pl->cls;
 }
 
 static void admit(pw_bal *b)
@@ -96,21 +122,23 @@ static void admit(pw_bal *b)
             for (size_t j = 0; j < b->n_rows; j++)
                 b->rows[j].cls_top = b->rows[j].a;
         }
-        paused += !admit_one(b, b->order[i].idx);
+        if (!admit_one(b, b->order[i].idx))
+            b->cand[paused++] = b->order[i];
     }
     /* An imbalance row can gain room when a charger on its other line is admitted, so a paused
-     * charger may fit after all: retry until nothing changes. Without imbalance rows loads only
-     * grow and a refused minimum stays refused. */
+     * charger may fit after all: retry, in admission order, until nothing changes. Without
+     * imbalance rows loads only grow and a refused minimum stays refused. */
     bool changed = b->has_imbalance;
     while (changed && paused) {
         changed = false;
-        for (size_t i = 0; i < b->n_order; i++) {
-            size_t k = b->order[i].idx;
-            if (b->plan[k].st == ST_PAUSED && admit_one(b, k)) {
+        size_t still = 0;
+        for (size_t i = 0; i < paused; i++) {
+            if (admit_one(b, b->cand[i].idx))
                 changed = true;
-                paused--;
-            }
+            else
+                b->cand[still++] = b->cand[i];
         }
+        paused = still;
     }
 }
 
@@ -122,33 +150,38 @@ static double row_full_at(const bal_row *r)
     return r->npos > 0 && r->b > BAL_EPS ? (r->cap - r->a) / r->b : INFINITY;
 }
 
-static uint32_t earlier(const pw_bal *b, uint32_t x, uint32_t y)
+/* Block k's earliest row again. Strictly earlier only: at one level the lower row wins, as a
+ * scan of all rows would find it; a block of rows that never fill holds infinity. */
+static void blk_fix(pw_bal *b, size_t k)
 {
-    return b->row_t[y] < b->row_t[x] || (b->row_t[y] == b->row_t[x] && y < x) ? y : x;
-}
-
-static void seg_fix(pw_bal *b, size_t j)
-{
-    b->row_t[j] = row_full_at(&b->rows[j]);
-    for (size_t i = (b->seg_leaves + j) / 2; i >= 1; i /= 2)
-        b->seg[i] = earlier(b, b->seg[2 * i], b->seg[2 * i + 1]);
-}
-
-static void seg_build(pw_bal *b)
-{
-    size_t n = b->seg_leaves;
-    b->row_t[b->n_rows] = INFINITY; /* sentinel for the unused leaves */
-    for (size_t j = 0; j < n; j++) {
-        size_t row = j < b->n_rows ? j : b->n_rows;
-        if (j < b->n_rows)
-            b->row_t[j] = row_full_at(&b->rows[j]);
-        b->seg[n + j] = (uint32_t)row;
+    size_t lo = k * b->blk_size, hi = lo + b->blk_size;
+    hi = hi < b->n_rows ? hi : b->n_rows;
+    double t = INFINITY;
+    uint32_t row = (uint32_t)b->n_rows;
+    for (size_t j = lo; j < hi; j++) { /* selects, not branches: which row wins is a coin toss */
+        bool earlier = b->row_t[j] < t;
+        t = earlier ? b->row_t[j] : t;
+        row = earlier ? (uint32_t)j : row;
     }
-    for (size_t i = n - 1; i >= 1; i--)
-        b->seg[i] = earlier(b, b->seg[2 * i], b->seg[2 * i + 1]);
+    b->blk[k] = (bal_blk){t, row};
+}
+
+static void row_set(pw_bal *b, size_t j, double t)
+{
+    b->row_t[j] = t;
+    blk_fix(b, j / b->blk_size);
+}
+
+static void levels_build(pw_bal *b)
+{
+    for (size_t j = 0; j < b->n_rows; j++)
+        b->row_t[j] = row_full_at(&b->rows[j]);
+    for (size_t k = 0; k < b->n_blk; k++)
+        blk_fix(b, k);
     for (size_t i = 0; i < b->n_dirty; i++) /* left over from the previous class */
         b->is_dirty[b->dirty[i]] = false;
     b->n_dirty = 0;
+    b->all_dirty = false;
 }
 
 static void touch(pw_bal *b, size_t j)
@@ -165,18 +198,44 @@ static void touch(pw_bal *b, size_t j)
  * level is checked against its row and fixed until it is exact. */
 static int next_full_row(pw_bal *b, double t, double *t_row)
 {
-    for (size_t i = 0; i < b->n_dirty; i++) {
-        b->is_dirty[b->dirty[i]] = false;
-        seg_fix(b, b->dirty[i]);
+    if (b->all_dirty) {
+        for (size_t i = 0; i < b->n_dirty; i++)
+            b->is_dirty[b->dirty[i]] = false;
+        for (size_t j = 0; j < b->n_rows; j++)
+            b->row_t[j] = row_full_at(&b->rows[j]);
+        for (size_t k = 0; k < b->n_blk; k++)
+            blk_fix(b, k);
+        b->all_dirty = false;
+    } else {
+        /* Each block once, however many of its rows changed. */
+        for (size_t i = 0; i < b->n_dirty; i++) {
+            size_t j = b->dirty[i];
+            b->is_dirty[j] = false;
+            b->row_t[j] = row_full_at(&b->rows[j]);
+            b->blk_dirty[j / b->blk_size] = true;
+        }
+        for (size_t i = 0; i < b->n_dirty; i++) {
+            size_t k = b->dirty[i] / b->blk_size;
+            if (b->blk_dirty[k]) {
+                b->blk_dirty[k] = false;
+                blk_fix(b, k);
+            }
+        }
     }
     b->n_dirty = 0;
     for (;;) {
-        uint32_t j = b->seg[1];
-        if (j >= b->n_rows || b->row_t[j] == INFINITY)
+        double top = INFINITY;
+        uint32_t j = (uint32_t)b->n_rows;
+        for (size_t k = 0; k < b->n_blk; k++) { /* selects, as in blk_fix */
+            bool earlier = b->blk[k].t < top;
+            top = earlier ? b->blk[k].t : top;
+            j = earlier ? b->blk[k].row : j;
+        }
+        if (j >= b->n_rows || top == INFINITY)
             return -1;
         double exact = row_full_at(&b->rows[j]);
-        if (exact != b->row_t[j]) {
-            seg_fix(b, j);
+        if (exact != top) {
+            row_set(b, j, exact);
             continue;
         }
         *t_row = exact < t ? t : exact;
@@ -192,17 +251,18 @@ static void freeze(pw_bal *b, size_t k, double t, int bind)
     if (pl->st == ST_RISE) {
         double v = pl->x + pl->w * t;
         v = v < pl->floor ? pl->floor : v > pl->hi ? pl->hi : v;
-        BAL_FOR_PATH_ROWS(b, k, j)
+        /* Copies: a store to a row could be to the plan as far as the compiler knows. */
+        double dv = v - pl->x, w = pl->w;
+        bal_row *rows = b->rows;
+        BAL_FOR_PATH(b, k, pl->mask, p)
         {
-            bal_row *r = &b->rows[j];
-            int c = r->cm[pl->mask];
-            if (!c)
-                continue;
-            r->a += c * (v - pl->x);
-            r->b -= c * pl->w;
+            bal_row *r = &rows[p->row];
+            double c = p->c;
+            r->a += c * dv;
+            r->b -= c * w;
             r->npos -= c > 0;
             if (c < 0) /* only a row it unloads fills up sooner */
-                touch(b, j);
+                touch(b, p->row);
         }
         pl->val = v;
     } else {
@@ -210,23 +270,25 @@ static void freeze(pw_bal *b, size_t k, double t, int bind)
     }
     pl->st = ST_FROZEN;
     pl->bind = bind;
+    b->rising[pl->pos] = 0;
 }
 
-/* The level reached (floor - x) / w: the charger starts rising with the others. */
-static void start_rising(pw_bal *b, size_t k)
+/* The level reached (floor - x) / w: the charger starts rising with the others. The rows it
+ * loads are touched, unless every row is to be brought up to date anyway (all_dirty). */
+static void start_rising(pw_bal *b, size_t k, bool all_dirty)
 {
     bal_plan *pl = &b->plan[k];
-    BAL_FOR_PATH_ROWS(b, k, j)
+    double dv = pl->floor - pl->x, w = pl->w; /* copies, as in freeze */
+    bal_row *rows = b->rows;
+    BAL_FOR_PATH(b, k, pl->mask, p)
     {
-        bal_row *r = &b->rows[j];
-        int c = r->cm[pl->mask];
-        if (!c)
-            continue;
-        r->a -= c * (pl->floor - pl->x);
-        r->b += c * pl->w;
+        bal_row *r = &rows[p->row];
+        double c = p->c;
+        r->a -= c * dv;
+        r->b += c * w;
         r->npos += c > 0;
-        if (c > 0) /* only a row it loads fills up sooner */
-            touch(b, j);
+        if (c > 0 && !all_dirty) /* only a row it loads fills up sooner */
+            touch(b, p->row);
     }
     pl->st = ST_RISE;
 }
@@ -236,15 +298,22 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
 {
     bal_row *r = &b->rows[j];
     const bal_node *n = &b->nodes[r->node];
+    /* The ones to stop are listed first (without a branch per charger: which ones they are
+     * is a coin toss), then stopped in the same order. */
     size_t frozen = 0;
+    uint32_t *hit = b->hits;
     for (size_t i = n->lo; i < n->hi; i++) {
-        size_t k = b->dfs_ch[i];
-        bal_plan *pl = &b->plan[k];
-        if ((pl->st == ST_FLOOR || pl->st == ST_RISE) && r->cm[pl->mask] > 0) {
-            freeze(b, k, t, (int)j);
-            frozen++;
+        uint64_t eight;
+        memcpy(&eight, b->rising + i, sizeof eight);
+        if (!eight) { /* most have stopped rising: skip them 8 at a time */
+            i += 7;
+            continue;
         }
+        hit[frozen] = (uint32_t)i;
+        frozen += r->cm[b->rising[i]] > 0; /* 0 for one not rising, and cm[0] is 0 */
     }
+    for (size_t q = 0; q < frozen; q++)
+        freeze(b, b->dfs_ch[hit[q]], t, (int)j);
     if (!frozen) { /* only rounding left it looking tight */
         r->npos = 0;
         touch(b, j);
@@ -257,6 +326,12 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
 static bool imbalance_bound(const pw_bal *b, const bal_plan *pl)
 {
     return pl->bind >= 0 && b->rows[pl->bind].line == 0;
+}
+
+/* v / w; most weights are 1, and v / 1 is exactly v without a division. */
+static double per_weight(double v, double w)
+{
+    return w == 1 ? v : v / w;
 }
 
 /* Progressive filling of one class: the level t rises, charger k holds max(floor, x + w t)
@@ -284,13 +359,14 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
             continue;
         }
         pl->st = ST_FLOOR;
+        b->rising[pl->pos] = pl->mask;
         active++;
-        floors[nf++] = (bal_key){bal__dkey((pl->floor - pl->x) / pl->w), (uint32_t)k};
-        caps[nc++] = (bal_key){bal__dkey((pl->hi - pl->x) / pl->w), (uint32_t)k};
+        floors[nf++] = (bal_key){bal__dkey(per_weight(pl->floor - pl->x, pl->w)), (uint32_t)k};
+        caps[nc++] = (bal_key){bal__dkey(per_weight(pl->hi - pl->x, pl->w)), (uint32_t)k};
     }
     bal__sort(floors, b->tmp, nf);
     bal__sort(caps, b->tmp, nc);
-    seg_build(b);
+    levels_build(b);
     size_t ef = 0, ec = 0;
     double t = 0;
     while (active > 0) {
@@ -303,13 +379,23 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
             active -= freeze_row(b, (size_t)j, t);
             continue;
         }
-        if (t_ev == INFINITY)
-            break; /* cannot happen: every active charger has a cap event left */
+        if (t_ev == INFINITY) { /* cannot happen: every active charger has a cap event left */
+            for (size_t i = 0; i < n; i++)
+                b->rising[b->plan[list[i].idx].pos] = 0;
+            break;
+        }
         t = t_ev;
-        /* At one level, floors end before caps are reached. */
-        for (; ef < nf && bal__keyd(floors[ef].key) <= t_ev; ef++)
+        /* At one level, floors end before caps are reached. When many start rising at once
+         * (at the start everyone does), every row is brought up to date in one pass instead of
+         * touching each. */
+        size_t ef_end = ef;
+        while (ef_end < nf && bal__keyd(floors[ef_end].key) <= t_ev)
+            ef_end++;
+        bool many = (ef_end - ef) * 4 > b->n_rows;
+        b->all_dirty = b->all_dirty || many;
+        for (; ef < ef_end; ef++)
             if (b->plan[floors[ef].idx].st == ST_FLOOR)
-                start_rising(b, floors[ef].idx);
+                start_rising(b, floors[ef].idx, many);
         for (; ec < nc && bal__keyd(caps[ec].key) <= t_ev; ec++) {
             bal_plan *pl = &b->plan[caps[ec].idx];
             if (pl->st == ST_FLOOR || pl->st == ST_RISE) {
@@ -327,10 +413,10 @@ static double raise_alone(pw_bal *b, size_t k)
     if (pl->st != ST_FROZEN || pl->val >= pl->hi - 1e-9)
         return 0;
     double room = pl->hi - pl->val;
-    BAL_FOR_PATH_ROWS(b, k, j)
+    BAL_FOR_PATH(b, k, pl->mask, p)
     {
-        const bal_row *r = &b->rows[j];
-        int c = r->cm[pl->mask];
+        const bal_row *r = &b->rows[p->row];
+        double c = p->c;
         if (c > 0 && (r->cap - r->a) / c < room)
             room = (r->cap - r->a) / c;
     }
@@ -357,14 +443,14 @@ static void fill_classes(pw_bal *b, const bal_key *list, size_t n, bool refill)
 
 /* One refill: the chargers stopped by an imbalance row rise together again. Returns by how
  * much they rose in all. */
-static double refill(pw_bal *b)
+static double refill(pw_bal *b, size_t n_imb)
 {
     size_t n = 0;
     double before = 0, after = 0;
-    for (size_t i = 0; i < b->n_order; i++) {
-        const bal_plan *pl = &b->plan[b->order[i].idx];
+    for (size_t i = 0; i < n_imb; i++) { /* only they can be stopped by an imbalance row */
+        const bal_plan *pl = &b->plan[b->imb[i].idx];
         if (pl->st == ST_FROZEN && imbalance_bound(b, pl)) {
-            b->cand[n++] = b->order[i];
+            b->cand[n++] = b->imb[i];
             before += pl->val;
         }
     }
@@ -387,13 +473,17 @@ static void raise_leftovers(pw_bal *b)
 {
     if (!b->has_imbalance)
         return;
-    for (int pass = 0; pass < 100 && refill(b) > 1e-9; pass++)
+    size_t n_imb = 0;
+    for (size_t i = 0; i < b->n_order; i++) {
+        b->imb[n_imb] = b->order[i];
+        n_imb += b->plan[b->order[i].idx].imb_path;
+    }
+    for (int pass = 0; pass < 100 && refill(b, n_imb) > 1e-9; pass++)
         continue;
     for (int pass = 0; pass < 64; pass++) {
         double moved = 0;
-        for (size_t i = 0; i < b->n_order; i++)
-            if (b->ch[b->order[i].idx].imb_path)
-                moved += raise_alone(b, b->order[i].idx);
+        for (size_t i = 0; i < n_imb; i++)
+            moved += raise_alone(b, b->imb[i].idx);
         if (moved <= 1e-7)
             break;
     }

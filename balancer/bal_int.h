@@ -10,6 +10,19 @@
 #define BAL_EPS  1e-9
 #define BAL_HIST 6 /* buckets of the stale-meter history, each meter_history_ms / BAL_HIST long */
 
+/* A constraint row on a charger's path and the coefficient the charger's line mask has in it. */
+typedef struct bal_prow {
+    double c; /* -1 or 1 (never 0: rows a mask does not load are left out), as a double so that
+                 the hot loops need no conversion; c * x is exactly what the int would give */
+    uint32_t row;
+} bal_prow;
+
+/* The earliest level at which a row of a block of rows fills up, and that row. */
+typedef struct bal_blk {
+    double t;
+    uint32_t row;
+} bal_blk;
+
 /* A sort key: ordered by key; idx rides along. */
 typedef struct bal_key {
     uint64_t key;
@@ -45,6 +58,7 @@ typedef struct bal_hist {
 
 typedef struct bal_node {
     pw_bal_node_spec spec;
+    size_t name_len;    /* of its name as reasons show it (bal__node_name) */
     size_t lo, hi;      /* chargers below it are dfs_ch[lo..hi) */
     size_t row0, nrows; /* its constraint rows */
     bool has_meter;
@@ -83,24 +97,32 @@ enum bal_st {
 };
 
 typedef struct bal_plan {
-    double lo, hi, w, val;  /* minimum, cap (demand), weight, value */
-    double floor, x;        /* water-filling: held at floor, then rises as x + w * level */
+    /* What the allocation reads and writes, in the first 64 bytes: it visits chargers in
+     * admission order, not in memory order. */
+    double lo, hi, w, val; /* minimum, cap (demand), weight, value */
+    double floor, x;       /* water-filling: held at floor, then rises as x + w * level */
+    uint32_t node;         /* the charger's node (a copy of its spec's, set by pw_bal_new) */
+    int cls;               /* its priority class rank (bal_ch.cls), next to what a run reads */
+    uint8_t mask3, mask1;  /* lines loaded at the car's own phases / switched to 1 phase */
+    uint8_t mask;          /* lines loaded at the chosen mode */
+    uint8_t mode, tmode;   /* final / target phase mode: 1 or 3 */
+    uint8_t st;
+    bool susp, imb_path; /* imb_path: bal_ch.imb_path, next to what a run reads */
+    uint32_t pos;        /* its place in pw_bal.dfs_ch */
+    int bind;            /* row that froze it, -1 */
+    int block;           /* row that refused its minimum, -1 */
+    enum pw_bal_reason pause;
+    bool want, trimmed, online, can1, can3;
+    bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
+    bool held;     /* a raise is held until cuts are seen */
+    bool own_wait; /* held until its own pending cut is seen */
+    bool in_order; /* build_order: already taken from the last run's order */
+    uint64_t okey; /* wanting: its admission order key this run */
+    double target; /* value before the dynamic rules */
     double line[PW_LINES];  /* final load on grid lines */
     double pend[PW_LINES];  /* draw above the final plan while its cut is pending */
     double rpend[PW_LINES]; /* and the offer of a raise its car has not been seen acting on:
                                counted for the others' raises, not for its own */
-    double target;          /* value before the dynamic rules */
-    uint8_t mask3, mask1;   /* lines loaded at the car's own phases / switched to 1 phase */
-    uint8_t mask;           /* lines loaded at the chosen mode */
-    uint8_t mode, tmode;    /* final / target phase mode: 1 or 3 */
-    uint8_t st;
-    bool want, susp, trimmed, online, can1, can3;
-    bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
-    bool held;     /* a raise is held until cuts are seen */
-    bool own_wait; /* held until its own pending cut is seen */
-    int bind;      /* row that froze it, -1 */
-    int block;     /* row that refused its minimum, -1 */
-    enum pw_bal_reason pause;
     double fixed[PW_LINES]; /* silent or faulty: what it may still draw */
 } bal_plan;
 
@@ -120,8 +142,8 @@ typedef struct bal_why {
     bool one_phase;
     int row;    /* binding or blocking row, -1 */
     int stale;  /* node whose stale meter is named, -1 */
-    double x;   /* amperes shown, to a tenth */
-    double y;   /* a car's draw, to a tenth */
+    int64_t x;  /* amperes shown, in tenths */
+    int64_t y;  /* a car's draw, in tenths; 0 when none */
     uint64_t n; /* seconds or minutes shown */
 } bal_why;
 
@@ -193,20 +215,36 @@ struct pw_bal {
     size_t n_slots;   /* the most metered nodes on any path from a node to the root */
     bal_plan *plan;
     bal_row *rows;
-    size_t *dfs_node; /* nodes in depth-first preorder */
-    uint32_t *dfs_ch; /* chargers in the depth-first order of their nodes */
-    bal_key *order;   /* admission order of the wanting chargers */
+    /* Per node and line mask, the rows of its path that the mask loads or unloads, the node's
+     * own first, then up to the root: runs walk a flat array instead of the tree, and skip the
+     * rows a car's phases do not touch. */
+    bal_prow *prows;
+    uint32_t *prow_at; /* n_nodes * 8 + 1 offsets: node n, mask m is [n * 8 + m, n * 8 + m + 1) */
+    double *path_a;    /* scratch: a value per row of the longest path */
+    size_t *dfs_node;  /* nodes in depth-first preorder */
+    uint32_t *dfs_ch;  /* chargers in the depth-first order of their nodes */
+    uint8_t *rising;   /* by dfs_ch position: the charger's line mask while it is ST_FLOOR or
+                          ST_RISE, else 0 (cm[0] is 0), so that a full row finds the chargers below
+                          its node that it stops without reading every plan */
+    bal_key *order;    /* admission order of the wanting chargers */
     size_t n_order;
     bal_key *events; /* water-filling: floor ends [0, n_ch), caps [n_ch, 2 n_ch) */
     bal_key *tmp;    /* sort scratch */
-    bal_key *cand;   /* chargers taking part in a refill */
-    /* Water-filling: the level at which each row fills up, kept in a tournament tree so the
-     * next row to fill is found without scanning every row at every step. */
-    double *row_t; /* n_rows + 1; the last is an always-infinite sentinel */
-    uint32_t *seg; /* 2 * seg_leaves: leaves hold rows, inner nodes the earliest below */
-    size_t seg_leaves;
-    uint32_t *dirty; /* rows touched since the tree was last brought up to date */
+    bal_key *cand;   /* chargers taking part in a refill; in admission, the paused ones */
+    bal_key *imb;    /* the wanting chargers below an imbalance limit, in admission order */
+    uint32_t *hits;  /* scratch: the chargers a full row stops, by dfs_ch position */
+    /* Water-filling: the level at which each row fills up (row_t), and for blocks of about
+     * sqrt(n_rows) rows their earliest (blk), so that the next row to fill is found without
+     * scanning every row at every step: a changed row rescans its block, a query the blocks.
+     * (Independent compares over two short arrays: faster than a tournament tree, whose levels
+     * wait for each other.) */
+    double *row_t;
+    bal_blk *blk;
+    bool *blk_dirty;
+    size_t blk_size, n_blk;
+    uint32_t *dirty; /* rows touched since row_t was last brought up to date */
     size_t n_dirty;
+    bool all_dirty; /* every row may have changed: bring them all up to date */
     bool *is_dirty;
     pw_bal_result *res;
     pw_bal_node_result *nres;
@@ -220,10 +258,12 @@ struct pw_bal {
  * rows' base; writes plan mode/mask/val/st/bind/block/pause and rows a. */
 void bal__allocate(pw_bal *b);
 
-/* Rows of a charger's path: every constraint of its node and its ancestors. */
-#define BAL_FOR_PATH_ROWS(b, k, j)                                                                 \
-    for (int n_ = (b)->ch[k].spec.node; n_ >= 0; n_ = (b)->nodes[n_].spec.parent)                  \
-        for (size_t j = (b)->nodes[n_].row0; j < (b)->nodes[n_].row0 + (b)->nodes[n_].nrows; j++)
+/* The rows of charger k's path with a nonzero coefficient at line mask m, as bal_prow *p. */
+#define BAL_FOR_PATH(b, k, m, p)                                                                   \
+    for (const bal_prow *                                                                          \
+             p = (b)->prows + (b)->prow_at[(size_t)(b)->plan[k].node * 8 + (m)],                   \
+            *p##_end_ = (b)->prows + (b)->prow_at[(size_t)(b)->plan[k].node * 8 + (m) + 1];        \
+         p < p##_end_; p++)
 
 /* The metered nodes on charger k's path, nearest first. */
 #define BAL_FOR_PATH_METERS(b, k, n) for (int n = (b)->ch[k].metered; n >= 0; n = (b)->nodes[n].mup)

@@ -358,6 +358,35 @@ static void build_rows(pw_bal *b)
     b->n_rows = j;
 }
 
+/* The path rows of every node and line mask (pw_bal.prows): counted, then filled. */
+static void build_paths(pw_bal *b)
+{
+    size_t total = 0, longest = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        total = 0;
+        for (size_t n = 0; n < b->n_nodes; n++)
+            for (unsigned m = 0; m < 8; m++) {
+                size_t from = total;
+                if (pass)
+                    b->prow_at[n * 8 + m] = (uint32_t)total;
+                for (int up = (int)n; up >= 0; up = b->nodes[up].spec.parent) {
+                    const bal_node *node = &b->nodes[up];
+                    for (size_t j = node->row0; j < node->row0 + node->nrows; j++) {
+                        int c = b->rows[j].cm[m];
+                        if (c && pass)
+                            b->prows[total] = (bal_prow){c, (uint32_t)j};
+                        total += c != 0;
+                    }
+                }
+                longest = total - from > longest ? total - from : longest;
+            }
+        if (!pass)
+            b->prows = pw_xcalloc(total ? total : 1, sizeof *b->prows);
+    }
+    b->prow_at[b->n_nodes * 8] = (uint32_t)total;
+    b->path_a = pw_xcalloc(longest, sizeof *b->path_a);
+}
+
 /* The nearest metered node at or above node n, -1 if none. */
 static int metered_at_or_above(const pw_bal *b, int n)
 {
@@ -451,24 +480,28 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->rows = pw_xcalloc(b->n_nodes * 9, sizeof *b->rows);
     b->dfs_node = pw_xcalloc(b->n_nodes, sizeof *b->dfs_node);
     b->dfs_ch = pw_xcalloc(nk, sizeof *b->dfs_ch);
+    b->rising = pw_xcalloc(nk + 8, sizeof *b->rising); /* + 8: read 8 at a time */
     b->order = pw_xcalloc(nk, sizeof *b->order);
     b->events = pw_xcalloc(2 * nk, sizeof *b->events);
     b->tmp = pw_xcalloc(2 * nk, sizeof *b->tmp);
     b->cand = pw_xcalloc(nk, sizeof *b->cand);
+    b->imb = pw_xcalloc(nk, sizeof *b->imb);
+    b->hits = pw_xcalloc(nk, sizeof *b->hits);
     b->res = pw_xcalloc(nk, sizeof *b->res);
     b->nres = pw_xcalloc(b->n_nodes, sizeof *b->nres);
     b->acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->acc);
     b->deadline = UINT64_MAX;
     size_t max_rows = b->n_nodes * 9;
-    b->seg_leaves = 1;
-    while (b->seg_leaves < max_rows + 1)
-        b->seg_leaves *= 2;
-    b->row_t = pw_xcalloc(max_rows + 1, sizeof *b->row_t);
-    b->seg = pw_xcalloc(2 * b->seg_leaves, sizeof *b->seg);
+    b->row_t = pw_xcalloc(max_rows, sizeof *b->row_t);
     b->dirty = pw_xcalloc(max_rows, sizeof *b->dirty);
     b->is_dirty = pw_xcalloc(max_rows, sizeof *b->is_dirty);
-    for (size_t n = 0; n < b->n_nodes; n++)
+    for (size_t n = 0; n < b->n_nodes; n++) {
         b->nodes[n].spec = f->nodes[n];
+        /* Ids and names need not be terminated within their arrays: terminate the copies. */
+        b->nodes[n].spec.id[PW_BAL_ID_LEN - 1] = '\0';
+        b->nodes[n].spec.name[PW_BAL_NAME_LEN - 1] = '\0';
+        b->nodes[n].name_len = strlen(bal__node_name(b, (int)n));
+    }
     for (size_t k = 0; k < b->n_ch; k++) {
         bal_ch *c = &b->ch[k];
         const pw_bal_charger_spec *s = &f->chargers[k];
@@ -486,14 +519,31 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
         c->one = terms_lines(c->spec.wiring, b->grid == PW_GRID_IT ? 3 : 1);
         c->mode = 3;
         c->prev_mode = 3;
+        b->plan[k].node = (uint32_t)s->node;
     }
     build_tree_order(b);
     build_rows(b);
+    /* Blocks of about sqrt(n_rows) rows, at least 8. */
+    b->blk_size = 8;
+    while (b->blk_size * b->blk_size < b->n_rows)
+        b->blk_size++;
+    size_t n_blk = (b->n_rows + b->blk_size - 1) / b->blk_size;
+    b->n_blk = n_blk;
+    b->blk = pw_xcalloc(n_blk ? n_blk : 1, sizeof *b->blk);
+    b->blk_dirty = pw_xcalloc(n_blk ? n_blk : 1, sizeof *b->blk_dirty);
+    b->prow_at = pw_xcalloc(b->n_nodes * 8 + 1, sizeof *b->prow_at);
+    build_paths(b);
     build_slots(b);
     for (size_t k = 0; k < b->n_ch; k++)
         for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
             b->ch[k].imb_path = b->ch[k].imb_path || b->nodes[n].spec.max_imbalance_a > 0;
     build_classes(b);
+    for (size_t k = 0; k < b->n_ch; k++) {
+        b->plan[k].cls = b->ch[k].cls;
+        b->plan[k].imb_path = b->ch[k].imb_path;
+    }
+    for (size_t i = 0; i < b->n_ch; i++)
+        b->plan[b->dfs_ch[i]].pos = (uint32_t)i;
     return b;
 }
 
@@ -507,14 +557,21 @@ void pw_bal_free(pw_bal *b)
     free(b->acc);
     free(b->plan);
     free(b->rows);
+    free(b->prows);
+    free(b->prow_at);
+    free(b->path_a);
     free(b->dfs_node);
     free(b->dfs_ch);
+    free(b->rising);
     free(b->order);
     free(b->events);
     free(b->tmp);
     free(b->cand);
+    free(b->imb);
+    free(b->hits);
     free(b->row_t);
-    free(b->seg);
+    free(b->blk);
+    free(b->blk_dirty);
     free(b->dirty);
     free(b->is_dirty);
     free(b->res);
@@ -754,38 +811,42 @@ static void insertion_sort(bal_key *a, size_t n)
     }
 }
 
-/* Least-significant-digit radix sort, 8 bits a pass, stable. Only digits in which the keys
- * differ are sorted on (keys of one run share most bytes: classes, exponents), so a run of
- * equal keys costs one pass over them. O(n), no allocation. */
-void bal__sort(bal_key *a, bal_key *tmp, size_t n)
+/* Most-significant-digit radix sort, 8 bits a pass, stable: the keys are spread by the highest
+ * byte in which they differ, then each bucket is sorted the same way on the bytes below, and a
+ * small one by insertion. Keys of one run share their high bytes (classes, exponents) and most of
+ * them are often equal (chargers at their maximum), so few passes are made over few keys, where
+ * a least-significant-digit sort would make one pass over all keys for every byte in which any
+ * two differ (all eight for fractional amperes). No allocation; recursion depth <= 8. */
+static void msd_sort(bal_key *a, bal_key *tmp, size_t n)
 {
-    if (n < 64) {
+    if (n < 32) {
         insertion_sort(a, n);
         return;
     }
     uint64_t differ = 0;
     for (size_t i = 1; i < n; i++)
         differ |= a[i].key ^ a[0].key;
-    bal_key *src = a, *dst = tmp;
-    for (unsigned d = 0; d < 8; d++) {
-        unsigned shift = 8 * d;
-        if (!((differ >> shift) & 0xff))
-            continue;
-        uint32_t count[256] = {0};
-        for (size_t i = 0; i < n; i++)
-            count[(src[i].key >> shift) & 0xff]++;
-        uint32_t sum = 0;
-        for (unsigned v = 0; v < 256; v++) {
-            uint32_t x = count[v];
-            count[v] = sum;
-            sum += x;
-        }
-        for (size_t i = 0; i < n; i++)
-            dst[count[(src[i].key >> shift) & 0xff]++] = src[i];
-        bal_key *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != a)
-        memcpy(a, src, n * sizeof *a);
+    if (!differ)
+        return;
+    unsigned shift = 56;
+    while (!((differ >> shift) & 0xff))
+        shift -= 8;
+    uint32_t start[257] = {0};
+    for (size_t i = 0; i < n; i++)
+        start[((a[i].key >> shift) & 0xff) + 1]++;
+    for (unsigned v = 0; v < 256; v++)
+        start[v + 1] += start[v];
+    uint32_t next[256];
+    memcpy(next, start, sizeof next);
+    for (size_t i = 0; i < n; i++)
+        tmp[next[(a[i].key >> shift) & 0xff]++] = a[i];
+    memcpy(a, tmp, n * sizeof *a);
+    for (unsigned v = 0; v < 256 && shift > 0; v++)
+        if (start[v + 1] - start[v] > 1)
+            msd_sort(a + start[v], tmp + start[v], start[v + 1] - start[v]);
+}
+
+void bal__sort(bal_key *a, bal_key *tmp, size_t n)
+{
+    msd_sort(a, tmp, n);
 }

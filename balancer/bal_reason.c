@@ -4,36 +4,38 @@
 
 #include <string.h>
 
-/* A small text builder: reasons are written for every charger on every run, and printf with
- * floating point would cost more than the allocation itself. Output is truncated, never
- * overrun. */
+/* A small text builder: reasons are written for every charger whose reason changed, on every
+ * run, and printf with floating point would cost more than the allocation itself. Output is
+ * truncated, never overrun; render() ends it with a NUL. */
 typedef struct text {
     char *p;
     size_t len, cap;
 } text;
 
-static void put(text *t, const char *s)
+static void put_n(text *t, const char *s, size_t n)
 {
-    size_t n = strlen(s);
     if (n > t->cap - 1 - t->len)
         n = t->cap - 1 - t->len;
     memcpy(t->p + t->len, s, n);
     t->len += n;
-    t->p[t->len] = '\0';
+}
+
+/* A string literal, its length known when compiled. */
+#define PUT(t, lit) put_n((t), "" lit, sizeof(lit) - 1)
+
+static void put(text *t, const char *s)
+{
+    put_n(t, s, strlen(s));
 }
 
 static void put_uint(text *t, uint64_t v)
 {
     char buf[24];
-    size_t n = 0;
+    size_t n = sizeof buf;
     do
-        buf[n++] = (char)('0' + v % 10);
+        buf[--n] = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    char out[24];
-    for (size_t i = 0; i < n; i++)
-        out[i] = buf[n - 1 - i];
-    out[n] = '\0';
-    put(t, out);
+    put_n(t, buf + n, sizeof buf - n);
 }
 
 /* Amperes with one decimal ("10.7"), or none when whole ("16"). */
@@ -42,36 +44,52 @@ static void put_amps(text *t, double a)
     uint64_t tenths = (uint64_t)((a > 0 ? a : 0) * 10 + 0.5);
     put_uint(t, tenths / 10);
     if (tenths % 10) {
-        char frac[3] = {'.', (char)('0' + tenths % 10), '\0'};
-        put(t, frac);
+        char frac[2] = {'.', (char)('0' + tenths % 10)};
+        put_n(t, frac, sizeof frac);
+    }
+}
+
+/* Amperes given in tenths (bal_why), as put_amps writes them. */
+static void put_tenths(text *t, int64_t tenths)
+{
+    uint64_t v = tenths > 0 ? (uint64_t)tenths : 0;
+    put_uint(t, v / 10);
+    if (v % 10) {
+        char frac[2] = {'.', (char)('0' + v % 10)};
+        put_n(t, frac, sizeof frac);
     }
 }
 
 static void put_line(text *t, unsigned line)
 {
-    char s[3] = {'L', (char)('0' + line), '\0'};
-    put(t, s);
+    char s[2] = {'L', (char)('0' + line)};
+    put_n(t, s, sizeof s);
+}
+
+static void put_node(text *t, const pw_bal *b, int n)
+{
+    put_n(t, bal__node_name(b, n), b->nodes[n].name_len);
 }
 
 /* "node 'Garage B' line L2" or "node 'Garage B' imbalance limit (L1 over L3 by at most 20 A)". */
 static void put_row(text *t, const pw_bal *b, int j)
 {
     const bal_row *row = &b->rows[j];
-    put(t, "node '");
-    put(t, bal__node_name(b, row->node));
-    put(t, "' ");
+    PUT(t, "node '");
+    put_node(t, b, row->node);
+    PUT(t, "' ");
     if (row->line) {
-        put(t, "line ");
+        PUT(t, "line ");
         put_line(t, row->line);
         return;
     }
-    put(t, "imbalance limit (");
+    PUT(t, "imbalance limit (");
     put_line(t, row->hi_line);
-    put(t, " over ");
+    PUT(t, " over ");
     put_line(t, row->lo_line);
-    put(t, " by at most ");
+    PUT(t, " by at most ");
     put_amps(t, row->cap);
-    put(t, " A)");
+    PUT(t, " A)");
 }
 
 /* The row that binds a charger below its demand: where it froze if that row is still full,
@@ -85,18 +103,19 @@ static int binding_row(const pw_bal *b, size_t k)
         if (r->cm[pl->mask] > 0 && r->cap - r->a <= tight)
             return pl->bind;
     }
-    BAL_FOR_PATH_ROWS(b, k, j)
+    BAL_FOR_PATH(b, k, pl->mask, p)
     {
-        const bal_row *r = &b->rows[j];
-        if (r->cm[pl->mask] > 0 && r->cap - r->a <= tight)
-            return (int)j;
+        const bal_row *r = &b->rows[p->row];
+        if (p->c > 0 && r->cap - r->a <= tight)
+            return (int)p->row;
     }
     return -1;
 }
 
-static double tenths(double a)
+/* Amperes as shown: in tenths, rounded as put_amps rounds them. */
+static int64_t tenths(double a)
 {
-    return (double)(int64_t)(a * 10 + 0.5) / 10;
+    return (int64_t)(a * 10 + 0.5);
 }
 
 static double largest(const double a[PW_LINES])
@@ -109,22 +128,22 @@ static double largest(const double a[PW_LINES])
 
 /* What bounds the target of a running charger: its own demand (its maximum, or its draw plus
  * headroom when trimmed) or a full row. */
-static void decide_bound(const pw_bal *b, size_t k, bal_why *w)
+static void decide_bound(const pw_bal *b, size_t k, bal_why *w, double *x, double *y)
 {
     const bal_plan *pl = &b->plan[k];
     if (pl->target >= pl->hi - 1e-6) {
         w->code = pl->trimmed ? PW_REASON_CAR_DRAW : PW_REASON_MAX;
-        w->x = pl->hi;
+        *x = pl->hi;
         /* The draw the trim was made for (it follows the draw down by whole amperes), so
          * that the sentence does not change with every small move of the current. */
         const bal_ch *c = &b->ch[k];
         double draw = b->p.oneshot ? largest(c->m.current_a) : c->trim_cap - b->p.trim_headroom_a;
-        w->y = pl->trimmed ? draw : 0;
+        *y = pl->trimmed ? draw : 0;
         w->variant = pl->trimmed && pl->hi <= pl->lo + 1e-6; /* trimmed to the minimum */
     } else if ((w->row = binding_row(b, k)) < 0) {
         w->code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */
         w->variant = 1;
-        w->x = pl->val;
+        *x = pl->val;
     } else {
         const bal_row *row = &b->rows[w->row];
         w->stale = row->line ? b->nodes[row->node].stale_src : -1;
@@ -141,12 +160,13 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
     const bal_ch *c = &b->ch[k];
     const pw_bal_result *r = &b->res[k];
     bal_why w = {.row = -1, .stale = -1};
+    double x = 0, y = 0; /* amperes shown */
     if (!pl->online || pl->overdue) {
         w.code = PW_REASON_OFFLINE;
         w.variant = pl->overdue ? 2 : c->has_meas;
         w.n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
-        w.x = largest(pl->fixed);
-        w.y = pl->overdue ? c->prev_limit : 0;
+        x = largest(pl->fixed);
+        y = pl->overdue ? c->prev_limit : 0;
     } else if (c->m.car == PW_CAR_FAULT) {
         w.code = PW_REASON_FAULT;
     } else if (!pl->want) {
@@ -154,27 +174,27 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
     } else if (pl->held) {
         w.code = PW_REASON_WAITING_CUTS;
         w.variant = pl->own_wait ? 2 : pl->val > 0;
-        w.x = pl->target;
+        x = pl->target;
     } else if (pl->val <= 0) {
         w.row = pl->block;
         w.code = pl->susp ? PW_REASON_SUSPENDED : pl->pause;
         w.variant = pl->susp ? 0 : r->next_turn_ms > now;
-        w.x = pl->lo;
+        x = pl->lo;
         w.n = r->next_turn_ms > now ? (r->next_turn_ms - now + 59999) / 60000 : 0;
     } else if (pl->susp) {
         w.code = PW_REASON_SUSPENDED;
         w.variant = 1;
-        w.x = pl->lo;
+        x = pl->lo;
     } else {
         /* A raise to the charger's own limit is never held back by the hysteresis
          * (apply_dynamics), so a charger bound by its own demand is at it. */
-        decide_bound(b, k, &w);
+        decide_bound(b, k, &w, &x, &y);
     }
     w.one_phase = pl->want && pl->val > 0 && pl->mode == 1;
-    /* Amperes are shown to a tenth: a change below that is no new sentence. */
-    w.x = tenths(w.x);
-    if (w.y > 0)
-        w.y = tenths(w.y);
+    /* Amperes are shown to a tenth: a change below that is no new sentence. (A draw of 0 or
+     * less shows as 0 either way.) */
+    w.x = tenths(x);
+    w.y = y > 0 ? tenths(y) : 0;
     return w;
 }
 
@@ -188,46 +208,46 @@ static void render_paused(const pw_bal *b, const bal_why *w, text *t)
 {
     switch (w->code) {
     case PW_REASON_SUSPENDED:
-        put(t, "car paused itself; no room at ");
+        PUT(t, "car paused itself; no room at ");
         put_row(t, b, w->row);
-        put(t, " to hold its minimum ");
-        put_amps(t, w->x);
-        put(t, " A");
+        PUT(t, " to hold its minimum ");
+        put_tenths(t, w->x);
+        PUT(t, " A");
         break;
     case PW_REASON_PAUSED_PRIORITY:
-        put(t, "paused: higher-priority cars use ");
+        PUT(t, "paused: higher-priority cars use ");
         put_row(t, b, w->row);
         break;
     case PW_REASON_PAUSED_ROTATION:
         if (w->variant) {
-            put(t, "paused: rotation, next turn in ~");
+            PUT(t, "paused: rotation, next turn in ~");
             put_uint(t, w->n);
-            put(t, " min (");
+            PUT(t, " min (");
             put_row(t, b, w->row);
-            put(t, " is full)");
+            PUT(t, " is full)");
         } else {
-            put(t, "paused: rotation, minimums do not all fit at ");
+            PUT(t, "paused: rotation, minimums do not all fit at ");
             put_row(t, b, w->row);
         }
         break;
     default:
-        put(t, "paused: ");
+        PUT(t, "paused: ");
         put_row(t, b, w->row);
-        put(t, " has no room for the minimum ");
-        put_amps(t, w->x);
-        put(t, " A");
+        PUT(t, " has no room for the minimum ");
+        put_tenths(t, w->x);
+        PUT(t, " A");
         break;
     }
 }
 
 /* "kept at 15.5 A: a raise under 1 A" */
-static void put_kept(const pw_bal *b, double kept, text *t)
+static void put_kept(const pw_bal *b, int64_t kept, text *t)
 {
-    put(t, "kept at ");
-    put_amps(t, kept);
-    put(t, " A: a raise under ");
+    PUT(t, "kept at ");
+    put_tenths(t, kept);
+    PUT(t, " A: a raise under ");
     put_amps(t, b->p.hysteresis_a);
-    put(t, " A");
+    PUT(t, " A");
 }
 
 /* A charger bound by its own demand: the charger's maximum, or a car drawing less than offered
@@ -235,24 +255,23 @@ static void put_kept(const pw_bal *b, double kept, text *t)
 static void render_own_limit(const bal_why *w, text *t)
 {
     if (w->code == PW_REASON_MAX) {
-        put(t, "at the charger's maximum ");
-        put_amps(t, w->x);
-        put(t, " A");
+        PUT(t, "at the charger's maximum ");
+        put_tenths(t, w->x);
+        PUT(t, " A");
         return;
     }
-    put(t, "car draws ");
-    put_amps(t, w->y);
+    PUT(t, "car draws ");
+    put_tenths(t, w->y);
     put(t, w->variant ? " A, less than offered: offer trimmed to its minimum "
                       : " A, less than offered: offer trimmed to ");
-    put_amps(t, w->x);
-    put(t, " A");
+    put_tenths(t, w->x);
+    PUT(t, " A");
 }
 
 /* Writes the sentence of a decided reason. */
 static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
 {
     text t = {out, 0, size};
-    out[0] = '\0';
     switch (w->code) {
     case PW_REASON_OFFLINE:
         put(&t, w->variant == 2 ? "no status for "
@@ -260,30 +279,30 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
                                 : "charger not heard from yet");
         if (w->variant) {
             put_uint(&t, w->n);
-            put(&t, " s");
+            PUT(&t, " s");
         }
         if (w->variant == 2) {
-            put(&t, ": offer ");
-            put_amps(&t, w->y);
-            put(&t, " A held");
+            PUT(&t, ": offer ");
+            put_tenths(&t, w->y);
+            PUT(&t, " A held");
         }
         put(&t, w->variant == 2 ? ", budgeted at " : ": budgeted at ");
-        put_amps(&t, w->x);
-        put(&t, " A");
+        put_tenths(&t, w->x);
+        PUT(&t, " A");
         break;
     case PW_REASON_FAULT:
-        put(&t, "charger reports a fault");
+        PUT(&t, "charger reports a fault");
         break;
     case PW_REASON_NO_CAR:
-        put(&t, "no car connected");
+        PUT(&t, "no car connected");
         break;
     case PW_REASON_WAITING_CUTS:
         if (!w->variant) {
-            put(&t, "starts once other chargers have followed their cuts");
+            PUT(&t, "starts once other chargers have followed their cuts");
             break;
         }
-        put(&t, "raise to ");
-        put_amps(&t, w->x);
+        PUT(&t, "raise to ");
+        put_tenths(&t, w->x);
         put(&t, w->variant == 2 ? " A waits until the car has followed its last cut"
                                 : " A waits until other chargers follow cuts");
         break;
@@ -296,24 +315,24 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
             render_paused(b, w, &t);
             break;
         }
-        put(&t, "car paused itself; holding the minimum ");
-        put_amps(&t, w->x);
-        put(&t, " A so it can resume");
+        PUT(&t, "car paused itself; holding the minimum ");
+        put_tenths(&t, w->x);
+        PUT(&t, " A so it can resume");
         break;
     case PW_REASON_NODE_LIMIT:
     case PW_REASON_IMBALANCE:
     case PW_REASON_METER_STALE:
         if (w->variant) {
             put_kept(b, w->x, &t);
-            put(&t, " is not sent");
+            PUT(&t, " is not sent");
             break;
         }
-        put(&t, "limited by ");
+        PUT(&t, "limited by ");
         put_row(&t, b, w->row);
         if (w->stale >= 0) {
-            put(&t, "; meter '");
-            put(&t, bal__node_name(b, w->stale));
-            put(&t, "' stale: conservative budget");
+            PUT(&t, "; meter '");
+            put_node(&t, b, w->stale);
+            PUT(&t, "' stale: conservative budget");
         }
         break;
     default:
@@ -321,7 +340,8 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
         break;
     }
     if (w->one_phase)
-        put(&t, ", on 1 phase");
+        PUT(&t, ", on 1 phase");
+    out[t.len] = '\0';
 }
 
 void bal__reason(pw_bal *b, size_t k, uint64_t now)
@@ -349,13 +369,21 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
         return;
     for (size_t from = 0; from < b->n_order;) {
         size_t to = from;
-        int cls = b->ch[b->order[from].idx].cls;
+        int cls = b->plan[b->order[from].idx].cls;
         bool susp = b->plan[b->order[from].idx].susp;
-        size_t running = 0;
-        for (; to < b->n_order && b->ch[b->order[to].idx].cls == cls &&
+        size_t running = 0, waiting = 0;
+        for (; to < b->n_order && b->plan[b->order[to].idx].cls == cls &&
                b->plan[b->order[to].idx].susp == susp;
              to++) {
-            size_t k = b->order[to].idx;
+            const bal_plan *pl = &b->plan[b->order[to].idx];
+            waiting += pl->val <= 0 && !pl->held && pl->pause == PW_REASON_PAUSED_ROTATION;
+        }
+        if (!waiting) { /* nobody of the class waits for a turn */
+            from = to;
+            continue;
+        }
+        for (size_t i = from; i < to; i++) {
+            size_t k = b->order[i].idx;
             const bal_ch *c = &b->ch[k];
             if (b->plan[k].val <= 0)
                 continue;

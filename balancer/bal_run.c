@@ -18,11 +18,12 @@ static int popcount3(uint8_t m)
 
 static uint8_t terms_to_lines(const bal_ch *c, uint8_t terms)
 {
-    uint8_t m = 0;
-    for (size_t t = 0; t < PW_LINES; t++)
-        if ((terms & (1u << t)) && c->spec.wiring[t])
-            m |= (uint8_t)(1u << (c->spec.wiring[t] - 1));
-    return m;
+    unsigned m = 0;
+    for (size_t t = 0; t < PW_LINES; t++) { /* without branches: terminals differ by car */
+        unsigned w = c->spec.wiring[t];
+        m |= (((terms >> t) & 1u) & (w != 0)) << ((w - 1) & 7u);
+    }
+    return (uint8_t)m;
 }
 
 /* Grid lines the car loads at full phases: the terminals measured active, or every wired one
@@ -159,6 +160,40 @@ static bool suspended_itself(pw_bal *b, bal_ch *c)
     return c->susp_believed;
 }
 
+#define TIME_BITS 45
+#define TIME_MAX  ((UINT64_C(1) << TIME_BITS) - 1)
+
+static uint64_t clip_age(uint64_t now, uint64_t t)
+{
+    uint64_t a = age(now, t);
+    return a > TIME_MAX ? TIME_MAX : a;
+}
+
+/* Admission order: suspended cars last, then priority class, then a rotation group, then time.
+ * Groups: 0 running within its minimum run time; 1 waiting (longest first); 2 running past its
+ * minimum run (most recently started first, so the longest running yields); 3 paused within its
+ * minimum pause. In oneshot mode there is no past: charger index order within a class. */
+static uint64_t order_key(const pw_bal *b, size_t k, uint64_t now)
+{
+    const bal_ch *c = &b->ch[k];
+    uint64_t group = 1, t = 0;
+    if (!b->p.oneshot) {
+        if (c->running && age(now, c->run_since) < b->p.min_run_ms) {
+            group = 0;
+            t = TIME_MAX - clip_age(now, c->run_since);
+        } else if (c->running) {
+            group = 2;
+            t = clip_age(now, c->run_since);
+        } else {
+            bool guarded = c->paused_by_us && age(now, c->paused_at) < b->p.min_pause_ms;
+            group = guarded ? 3 : 1;
+            t = TIME_MAX - clip_age(now, c->waiting_since);
+        }
+    }
+    return ((uint64_t)b->plan[k].susp << 63) | ((uint64_t)c->cls << (TIME_BITS + 2)) |
+           (group << TIME_BITS) | t;
+}
+
 static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
 {
     bal_ch *c = &b->ch[k];
@@ -167,6 +202,7 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->mask = 0;
     pl->st = ST_IDLE;
     pl->want = pl->susp = pl->trimmed = pl->held = pl->overdue = pl->own_wait = false;
+    pl->in_order = false;
     pl->bind = pl->block = -1;
     pl->mode = pl->tmode = 3;
     memset(pl->fixed, 0, sizeof pl->fixed);
@@ -200,6 +236,7 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->w = c->spec.weight;
     pl->hi = pl->susp ? pl->lo : trimmed_demand(b, k, now);
     phase_options(b, k, now);
+    pl->okey = order_key(b, k, now);
 }
 
 /* Worst non-EV load per line seen within meter_history_ms. */
@@ -355,53 +392,69 @@ static void prepare_nodes(pw_bal *b, uint64_t now)
     }
 }
 
-#define TIME_BITS 45
-#define TIME_MAX  ((UINT64_C(1) << TIME_BITS) - 1)
-
-static uint64_t clip_age(uint64_t now, uint64_t t)
+/* Key, then charger index: the order a stable sort of the chargers in index order gives. */
+static bool key_less(bal_key x, bal_key y)
 {
-    uint64_t a = age(now, t);
-    return a > TIME_MAX ? TIME_MAX : a;
+    return x.key < y.key || (x.key == y.key && x.idx < y.idx);
 }
 
-/* Admission order: suspended cars last, then priority class, then a rotation group, then time.
- * Groups: 0 running within its minimum run time; 1 waiting (longest first); 2 running past its
- * minimum run (most recently started first, so the longest running yields); 3 paused within its
- * minimum pause. In oneshot mode there is no past: charger index order within a class. */
-static uint64_t order_key(const pw_bal *b, size_t k, uint64_t now)
+/* Sorts a[0..n) by key_less by insertion, giving up (leaving a unusable) after about n moves:
+ * for an input that is sorted but for a few chargers that moved. Returns whether it sorted. */
+static bool sort_nearly_sorted(bal_key *a, size_t n)
 {
-    const bal_ch *c = &b->ch[k];
-    uint64_t group = 1, t = 0;
-    if (!b->p.oneshot) {
-        if (c->running && age(now, c->run_since) < b->p.min_run_ms) {
-            group = 0;
-            t = TIME_MAX - clip_age(now, c->run_since);
-        } else if (c->running) {
-            group = 2;
-            t = clip_age(now, c->run_since);
-        } else {
-            bool guarded = c->paused_by_us && age(now, c->paused_at) < b->p.min_pause_ms;
-            group = guarded ? 3 : 1;
-            t = TIME_MAX - clip_age(now, c->waiting_since);
+    size_t budget = n + 64;
+    for (size_t i = 1; i < n; i++) {
+        bal_key v = a[i];
+        size_t j = i;
+        for (; j > 0 && key_less(v, a[j - 1]); j--) {
+            if (budget-- == 0)
+                return false;
+            a[j] = a[j - 1];
+        }
+        a[j] = v;
+    }
+    return true;
+}
+
+/* The admission order (keys from prepare_charger). Keys move together as time passes, so the
+ * last run's order, with the chargers that stopped wanting taken out and the new ones added, is
+ * sorted already but for the few that changed group: sorting it by insertion costs a pass over
+ * it. Only when that does not work are the keys sorted afresh. */
+static void build_order(pw_bal *b)
+{
+    size_t n = 0, wanting = 0;
+    for (size_t i = 0; i < b->n_order; i++) {
+        size_t k = b->order[i].idx;
+        if (b->plan[k].want) {
+            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+            b->plan[k].in_order = true;
         }
     }
-    return ((uint64_t)b->plan[k].susp << 63) | ((uint64_t)c->cls << (TIME_BITS + 2)) |
-           (group << TIME_BITS) | t;
-}
-
-static void build_order(pw_bal *b, uint64_t now)
-{
-    b->n_order = 0;
+    for (size_t k = 0; k < b->n_ch; k++)
+        wanting += b->plan[k].want;
+    for (size_t k = 0; k < b->n_ch && n < wanting; k++)
+        if (b->plan[k].want && !b->plan[k].in_order)
+            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+    b->n_order = n;
+    if (sort_nearly_sorted(b->order, n))
+        return;
+    n = 0;
     for (size_t k = 0; k < b->n_ch; k++)
         if (b->plan[k].want)
-            b->order[b->n_order++] = (bal_key){order_key(b, k, now), (uint32_t)k};
-    bal__sort(b->order, b->tmp, b->n_order);
+            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+    bal__sort(b->order, b->tmp, n);
 }
 
+/* v on the lines in mask, 0 on the others. By masking bits, without a branch: the masks of
+ * consecutive chargers differ at random, and a mispredicted branch costs more than this. */
 static void set_lines(double line[PW_LINES], uint8_t mask, double v)
 {
-    for (size_t l = 0; l < PW_LINES; l++)
-        line[l] = (mask & (1u << l)) ? v : 0;
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    for (size_t l = 0; l < PW_LINES; l++) {
+        uint64_t on = bits & (0 - (uint64_t)((mask >> l) & 1u));
+        memcpy(&line[l], &on, sizeof on);
+    }
 }
 
 /* Per-line amounts added at each charger's node, summed over every node's subtree: the sums over
@@ -434,9 +487,12 @@ static double trans_load(const bal_plan *pl, size_t l)
 static void trans_add(pw_bal *b, size_t k, int sign)
 {
     const bal_plan *pl = &b->plan[k];
-    for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
+    double load[PW_LINES];
+    for (size_t l = 0; l < PW_LINES; l++)
+        load[l] = sign * trans_load(pl, l);
+    for (int n = (int)pl->node; n >= 0; n = b->nodes[n].spec.parent)
         for (size_t l = 0; l < PW_LINES; l++)
-            b->nodes[n].trans[l] += sign * trans_load(pl, l);
+            b->nodes[n].trans[l] += load[l];
 }
 
 /* Room for a line load of v on charger k's lines, given the transitional loads without it. */
@@ -560,22 +616,26 @@ static void release_raises(pw_bal *b)
 {
     raise_budgets(b);
     double *acc = subtree_begin(b);
+    /* The held raises are collected on the way, with their admission keys: sorted by key and
+     * then index, as the order is, they come in admission order without a walk of the order. */
+    size_t n_held = 0;
     for (size_t k = 0; k < b->n_ch; k++) {
         const bal_plan *pl = &b->plan[k];
-        double *a = acc + (size_t)b->ch[k].spec.node * PW_LINES;
+        double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
             a[l] += trans_load(pl, l);
+        b->cand[n_held] = (bal_key){pl->okey, (uint32_t)k}; /* kept if held */
+        n_held += pl->held && !pl->own_wait;
     }
     subtree_end(b);
     for (size_t ni = 0; ni < b->n_nodes; ni++)
         for (size_t l = 0; l < PW_LINES; l++)
             b->nodes[ni].trans[l] =
                 b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
-    for (size_t i = 0; i < b->n_order; i++) {
-        size_t k = b->order[i].idx;
+    bal__sort(b->cand, b->tmp, n_held);
+    for (size_t i = 0; i < n_held; i++) {
+        size_t k = b->cand[i].idx;
         bal_plan *pl = &b->plan[k];
-        if (!pl->held || pl->own_wait)
-            continue;
         trans_add(b, k, -1);
         double room = trans_room(b, k, pl->mask);
         double v = pl->mode == pl->tmode ? (room < pl->target ? room : pl->target) : 0;
@@ -635,13 +695,12 @@ static void apply_dynamics(pw_bal *b)
         double d[PW_LINES] = {0, 0, 0};
         if (c->cut_pending || cutting) {
             pending_draw(b, k, d);
-            for (size_t l = 0; l < PW_LINES; l++) {
-                if (d[l] > pl->line[l] + p->active_phase_a)
-                    pl->pend[l] = d[l];
+            for (size_t l = 0; l < PW_LINES; l++) { /* selects rather than branches */
+                pl->pend[l] = d[l] > pl->line[l] + p->active_phase_a ? d[l] : 0;
                 /* The car may still rise to a raise it has not been seen acting on before it
                  * follows the cut (issue 15: a raise counts at the offered value until seen). */
-                if (c->raise_unseen && c->raise_line[l] > pl->line[l] + 1e-9)
-                    pl->rpend[l] = c->raise_line[l];
+                bool unseen = c->raise_unseen && c->raise_line[l] > pl->line[l] + 1e-9;
+                pl->rpend[l] = unseen ? c->raise_line[l] : 0;
             }
         }
         if (!pl->want || !is_raise(b, k))
@@ -664,28 +723,18 @@ static void apply_dynamics(pw_bal *b)
         release_raises(b);
 }
 
-static void node_results(pw_bal *b)
+/* The node results, with acc holding the planned EV load of every node's subtree. */
+static void node_results(pw_bal *b, const double *acc)
 {
     for (size_t ni = 0; ni < b->n_nodes; ni++) {
         pw_bal_node_result *r = &b->nres[ni];
         const bal_node *n = &b->nodes[ni];
+        const pw_bal_node_spec *s = &n->spec;
         memset(r, 0, sizeof *r);
-        memcpy(r->non_ev_a, n->non_ev, sizeof r->non_ev_a);
-        memcpy(r->ev_a, n->fixed, sizeof r->ev_a);
         r->meter_stale = n->stale;
-    }
-    double *acc = subtree_begin(b);
-    for (size_t k = 0; k < b->n_ch; k++)
-        for (size_t l = 0; l < PW_LINES; l++)
-            acc[(size_t)b->ch[k].spec.node * PW_LINES + l] += b->plan[k].line[l];
-    subtree_end(b);
-    for (size_t ni = 0; ni < b->n_nodes; ni++)
-        for (size_t l = 0; l < PW_LINES; l++)
-            b->nres[ni].ev_a[l] += acc[ni * PW_LINES + l];
-    for (size_t ni = 0; ni < b->n_nodes; ni++) {
-        pw_bal_node_result *r = &b->nres[ni];
-        const pw_bal_node_spec *s = &b->nodes[ni].spec;
         for (size_t l = 0; l < PW_LINES; l++) {
+            r->non_ev_a[l] = n->non_ev[l];
+            r->ev_a[l] = n->fixed[l] + acc[ni * PW_LINES + l];
             r->planned_a[l] = r->non_ev_a[l] + r->ev_a[l];
             r->limit_a[l] = s->limit_a[l] - s->margin_a;
             r->headroom_a[l] = r->limit_a[l] - r->planned_a[l];
@@ -693,23 +742,19 @@ static void node_results(pw_bal *b)
     }
 }
 
-static void charger_results(pw_bal *b, uint64_t now)
+static void charger_result(pw_bal *b, size_t k, uint64_t now)
 {
-    bal__rotation_eta(b, now);
-    b->rotating = false;
-    for (size_t k = 0; k < b->n_ch; k++) {
-        const bal_plan *pl = &b->plan[k];
-        const bal_ch *c = &b->ch[k];
-        pw_bal_result *r = &b->res[k];
-        /* An overdue charger keeps its offer (budgeted in fixed, so not as a plan). */
-        r->limit_a = pl->overdue ? c->prev_limit : pl->val;
-        r->phases = (pl->overdue ? c->prev_mode : pl->mode) == 1 ? 1 : 3;
-        r->demand_a = pl->want ? pl->hi : 0;
-        for (size_t l = 0; l < PW_LINES; l++)
-            r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
-        bal__reason(b, k, now);
-        b->rotating = b->rotating || r->reason == PW_REASON_PAUSED_ROTATION;
-    }
+    const bal_plan *pl = &b->plan[k];
+    const bal_ch *c = &b->ch[k];
+    pw_bal_result *r = &b->res[k];
+    /* An overdue charger keeps its offer (budgeted in fixed, so not as a plan). */
+    r->limit_a = pl->overdue ? c->prev_limit : pl->val;
+    r->phases = (pl->overdue ? c->prev_mode : pl->mode) == 1 ? 1 : 3;
+    r->demand_a = pl->want ? pl->hi : 0;
+    for (size_t l = 0; l < PW_LINES; l++)
+        r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
+    bal__reason(b, k, now);
+    b->rotating = b->rotating || r->reason == PW_REASON_PAUSED_ROTATION;
 }
 
 /* A cut starts or extends the pending period; while it lasts, the lowest offer is kept. */
@@ -746,42 +791,40 @@ static void track_raises(bal_ch *c, const double line[PW_LINES], uint64_t now)
     c->raise_at = now;
 }
 
-/* Remembers the decision: cuts (for the raise rule), offer changes (for trimming), run and
- * pause times (for rotation), phase switches (for their cap). */
-static void update_state(pw_bal *b, uint64_t now)
+/* Remembers the decision for charger k: cuts (for the raise rule), offer changes (for
+ * trimming), run and pause times (for rotation), phase switches (for their cap). */
+static void update_state(pw_bal *b, size_t k, uint64_t now)
 {
-    for (size_t k = 0; k < b->n_ch; k++) {
-        bal_ch *c = &b->ch[k];
-        const bal_plan *pl = &b->plan[k];
-        if (!pl->online || pl->overdue)
-            continue;
-        track_cuts(b, c, pl->line, now);
-        track_raises(c, pl->line, now);
-        if (fabs(pl->val - c->prev_limit) > 1e-9)
-            c->offer_since = now;
-        if (pl->want && pl->val > 0 && pl->mode != c->mode) {
-            c->mode = pl->mode;
-            c->mode_since = now;
-            c->switches++;
-        }
-        bool run = pl->val > 0;
-        if (run && !c->running) {
-            c->run_since = now;
-            c->paused_by_us = false;
-        } else if (!run && c->running) {
-            c->paused_at = now;
-            c->waiting_since = now;
-            c->paused_by_us = pl->want;
-        }
-        if (!pl->want) {
-            c->waiting_since = now;
-            c->paused_by_us = false;
-        }
-        c->running = run;
-        c->prev_limit = pl->val;
-        c->prev_mode = pl->mode;
-        memcpy(c->prev_line, pl->line, sizeof c->prev_line);
+    bal_ch *c = &b->ch[k];
+    const bal_plan *pl = &b->plan[k];
+    if (!pl->online || pl->overdue)
+        return;
+    track_cuts(b, c, pl->line, now);
+    track_raises(c, pl->line, now);
+    if (fabs(pl->val - c->prev_limit) > 1e-9)
+        c->offer_since = now;
+    if (pl->want && pl->val > 0 && pl->mode != c->mode) {
+        c->mode = pl->mode;
+        c->mode_since = now;
+        c->switches++;
     }
+    bool run = pl->val > 0;
+    if (run && !c->running) {
+        c->run_since = now;
+        c->paused_by_us = false;
+    } else if (!run && c->running) {
+        c->paused_at = now;
+        c->waiting_since = now;
+        c->paused_by_us = pl->want;
+    }
+    if (!pl->want) {
+        c->waiting_since = now;
+        c->paused_by_us = false;
+    }
+    c->running = run;
+    c->prev_limit = pl->val;
+    c->prev_mode = pl->mode;
+    memcpy(c->prev_line, pl->line, sizeof c->prev_line);
 }
 
 static void earliest(uint64_t *d, uint64_t now, uint64_t t)
@@ -790,41 +833,61 @@ static void earliest(uint64_t *d, uint64_t now, uint64_t t)
         *d = t;
 }
 
-/* When the next run can decide something new without a new measurement. */
-static uint64_t next_deadline(const pw_bal *b, uint64_t now)
+/* When charger k's state can decide something new without a new measurement, into *d; the
+ * end of its minimum run into *d_rot, which counts only when a car is paused for rotation. */
+static void charger_deadline(const pw_bal *b, size_t k, uint64_t now, uint64_t *d, uint64_t *d_rot)
 {
     const pw_bal_params *p = &b->p;
-    uint64_t d = UINT64_MAX;
-    if (p->oneshot)
-        return d;
-    bool rotating = b->rotating;
-    for (size_t k = 0; k < b->n_ch; k++) {
-        const bal_ch *c = &b->ch[k];
-        const bal_plan *pl = &b->plan[k];
-        if (c->has_meas) { /* its status becomes overdue, or it goes offline */
-            const pw_bal_timing *t = &c->spec.timing;
-            uint64_t overdue = c->meas_at + t->status_max_ms + t->status_delay_ms + 1;
-            uint64_t offline = c->meas_at + t->offline_ms;
-            earliest(&d, now, overdue > now && overdue < offline ? overdue : offline);
-        }
-        earliest(&d, now, c->cut_pending ? c->cut_until : UINT64_MAX);
-        if (!pl->want)
-            continue;
-        if (c->trim_cap > 0)
-            earliest(&d, now, c->trim_at + p->probe_ms);
-        if (c->running && rotating)
-            earliest(&d, now, c->run_since + p->min_run_ms);
-        if (c->paused_by_us)
-            earliest(&d, now, c->paused_at + p->min_pause_ms);
-        if (c->mode == 1)
-            earliest(&d, now, c->mode_since + p->phase_hold_ms);
+    const bal_ch *c = &b->ch[k];
+    const bal_plan *pl = &b->plan[k];
+    if (c->has_meas) { /* its status becomes overdue, or it goes offline */
+        const pw_bal_timing *t = &c->spec.timing;
+        uint64_t overdue = c->meas_at + t->status_max_ms + t->status_delay_ms + 1;
+        uint64_t offline = c->meas_at + t->offline_ms;
+        earliest(d, now, overdue > now && overdue < offline ? overdue : offline);
     }
-    for (size_t ni = 0; ni < b->n_nodes; ni++) {
+    earliest(d, now, c->cut_pending ? c->cut_until : UINT64_MAX);
+    if (!pl->want)
+        return;
+    if (c->trim_cap > 0)
+        earliest(d, now, c->trim_at + p->probe_ms);
+    if (c->running)
+        earliest(d_rot, now, c->run_since + p->min_run_ms);
+    if (c->paused_by_us)
+        earliest(d, now, c->paused_at + p->min_pause_ms);
+    if (c->mode == 1)
+        earliest(d, now, c->mode_since + p->phase_hold_ms);
+}
+
+/* After the allocation, one pass over the chargers (the per-charger work of a run touches every
+ * charger's state: doing it in one pass keeps that state in cache once): results and reasons,
+ * the planned loads summed per node, the state kept for the next run and the next deadline. */
+static void finish(pw_bal *b, uint64_t now)
+{
+    bool live = !b->p.oneshot;
+    uint64_t d = UINT64_MAX, d_rot = UINT64_MAX;
+    bal__rotation_eta(b, now);
+    b->rotating = false;
+    double *acc = subtree_begin(b);
+    for (size_t k = 0; k < b->n_ch; k++) {
+        charger_result(b, k, now);
+        for (size_t l = 0; l < PW_LINES; l++)
+            acc[(size_t)b->plan[k].node * PW_LINES + l] += b->plan[k].line[l];
+        if (live) {
+            update_state(b, k, now);
+            charger_deadline(b, k, now, &d, &d_rot);
+        }
+    }
+    subtree_end(b);
+    node_results(b, acc);
+    if (live && b->rotating)
+        earliest(&d, now, d_rot);
+    for (size_t ni = 0; ni < b->n_nodes && live; ni++) {
         const bal_node *n = &b->nodes[ni];
         if (n->spec.metered && n->has_meter)
             earliest(&d, now, n->meter_at + n->spec.meter_timeout_ms);
     }
-    return d;
+    b->deadline = d;
 }
 
 int pw_bal_run(pw_bal *b, uint64_t now_ms)
@@ -833,13 +896,9 @@ int pw_bal_run(pw_bal *b, uint64_t now_ms)
     for (size_t k = 0; k < b->n_ch; k++)
         prepare_charger(b, k, now_ms);
     prepare_nodes(b, now_ms);
-    build_order(b, now_ms);
+    build_order(b);
     bal__allocate(b);
     apply_dynamics(b);
-    charger_results(b, now_ms);
-    node_results(b);
-    if (!b->p.oneshot)
-        update_state(b, now_ms);
-    b->deadline = next_deadline(b, now_ms);
+    finish(b, now_ms);
     return 0;
 }

@@ -102,6 +102,39 @@ static void gen_nodes(world *w, uint64_t *s, size_t n_chargers)
     w->f.n_nodes = n;
 }
 
+/* Static non-EV reserves: about 30 % of the unmetered nodes get 0-5 A per line (and a few metered
+ * ones too, where the reserve must be ignored). Drawn from a stream of their own so the rest of
+ * each world is what it was without them. A reserve too large for the failsafe check of
+ * pw_bal_validate (the reserves of the unmetered nodes in a subtree must fit its limit minus
+ * margin) is halved on that line below the node until it fits. */
+static void gen_reserves(world *w, uint64_t seed)
+{
+    uint64_t s = seed ^ 0x2545f4914f6cdd1du;
+    size_t n = w->f.n_nodes;
+    for (size_t i = 0; i < n; i++)
+        if (chance(&s, w->nodes[i].metered ? 0.1 : 0.3))
+            for (size_t l = 0; l < PW_LINES; l++)
+                w->nodes[i].reserve_a[l] = rndf(&s, 0, 5);
+    for (bool fits = false; !fits;) {
+        double sum[MAX_NODES][PW_LINES] = {{0}};
+        for (size_t i = 0; i < n; i++)
+            for (int up = (int)i; up >= 0 && !w->nodes[i].metered; up = w->nodes[up].parent)
+                for (size_t l = 0; l < PW_LINES; l++)
+                    sum[up][l] += w->nodes[i].reserve_a[l];
+        fits = true;
+        for (size_t i = 0; i < n; i++)
+            for (size_t l = 0; l < PW_LINES; l++) {
+                if (sum[i][l] <= w->nodes[i].limit_a[l] - w->nodes[i].margin_a)
+                    continue;
+                fits = false;
+                for (size_t j = 0; j < n; j++) /* j is below i (or i itself): halve it */
+                    for (int up = (int)j; up >= 0; up = w->nodes[up].parent)
+                        if ((size_t)up == i)
+                            w->nodes[j].reserve_a[l] /= 2;
+            }
+    }
+}
+
 static const char *const wirings3[3] = {"123", "231", "312"};
 
 static void gen_chargers(world *w, uint64_t *s, size_t n)
@@ -183,6 +216,7 @@ static void gen_world(world *w, uint64_t seed)
     if (chance(&s, 0.3))
         n = (size_t)rndi(&s, 0, 12); /* small ones find different corner cases */
     gen_nodes(w, &s, n);
+    gen_reserves(w, seed);
     gen_chargers(w, &s, n);
     gen_inputs(w, &s);
     meters_include_chargers(w);
@@ -300,7 +334,8 @@ static void derive_nodes(check *c)
             if (nd->metered)
                 own =
                     w->meter_read[i] ? fmax(0, w->meter[i][l] - ev[i][l]) : nd->meter_fallback_a[l];
-            non_ev[i][l] = fmax(own, sub[i][l]);
+            /* An unmetered node adds its own reserve; a metered one sees its own load. */
+            non_ev[i][l] = nd->metered ? fmax(own, sub[i][l]) : sub[i][l] + nd->reserve_a[l];
             if (i > 0)
                 sub[nd->parent][l] += non_ev[i][l];
             if (fabs(non_ev[i][l] - c->nr[i].non_ev_a[l]) > EPS)
@@ -555,7 +590,7 @@ static void feed(pw_bal *b, const world *w, uint64_t now)
 }
 
 /* How often the interesting cases came up, so a generator change cannot hollow the test out. */
-static uint64_t seen[PW_REASON_COUNT], seen_switched, seen_chargers;
+static uint64_t seen[PW_REASON_COUNT], seen_switched, seen_chargers, seen_reserve_bound;
 
 static void count_cases(const check *c)
 {
@@ -564,6 +599,14 @@ static void count_cases(const check *c)
         seen_switched += c->r[k].limit_a > 0 && c->r[k].phases == 1;
     }
     seen_chargers += c->w->f.n_chargers;
+    /* Chargers limited at a line whose budget holds a reserve: reserves change allocations. */
+    for (size_t k = 0; k < c->w->f.n_chargers; k++) {
+        const pw_bal_result *r = &c->r[k];
+        const pw_bal_node_spec *nd = r->bind_node >= 0 ? &c->w->nodes[r->bind_node] : NULL;
+        seen_reserve_bound += nd && !nd->metered && r->bind_line > 0 &&
+                              r->reason == PW_REASON_NODE_LIMIT &&
+                              nd->reserve_a[r->bind_line - 1] > 0;
+    }
 }
 
 /* With a single seed on the command line the facility and its plan are printed first. */
@@ -629,7 +672,8 @@ static void test_random_facilities(void **state)
     print_message(
         "%llu random facilities, %llu chargers: %llu node-limited, %llu at max, "
         "%llu imbalance-limited, %llu trimmed, %llu paused (%llu rotation, %llu "
-        "priority, %llu no room), %llu on 1 phase, %llu stale-meter-limited\n",
+        "priority, %llu no room), %llu on 1 phase, %llu stale-meter-limited, %llu limited "
+        "at an unmetered line with a reserve\n",
         (unsigned long long)count, (unsigned long long)seen_chargers,
         (unsigned long long)seen[PW_REASON_NODE_LIMIT], (unsigned long long)seen[PW_REASON_MAX],
         (unsigned long long)seen[PW_REASON_IMBALANCE], (unsigned long long)seen[PW_REASON_CAR_DRAW],
@@ -638,11 +682,13 @@ static void test_random_facilities(void **state)
         (unsigned long long)seen[PW_REASON_PAUSED_ROTATION],
         (unsigned long long)seen[PW_REASON_PAUSED_PRIORITY],
         (unsigned long long)seen[PW_REASON_PAUSED_NO_ROOM], (unsigned long long)seen_switched,
-        (unsigned long long)seen[PW_REASON_METER_STALE]);
+        (unsigned long long)seen[PW_REASON_METER_STALE], (unsigned long long)seen_reserve_bound);
     if (count >= 1000) /* every rule must have been exercised */
         for (enum pw_bal_reason r = PW_REASON_MAX; r <= PW_REASON_SUSPENDED; r++)
             if (r != PW_REASON_WAITING_CUTS && !seen[r])
                 fail_msg("no charger ended with reason %s", pw_bal_reason_name(r));
+    if (count >= 1000 && !seen_reserve_bound)
+        fail_msg("no charger was limited at an unmetered line with a reserve");
 }
 
 /* ---- the same facilities through time ---- */
@@ -673,6 +719,19 @@ static void check_live(const world *w, pw_bal *b, uint64_t now)
                     ev[n][l] += r[k].line_a[l];
             }
     }
+    /* An unmetered node budgets its children's non-EV load and its own reserve, which no meter
+     * sees: without it the limit check below would trust a budget missing the reserve. */
+    double sub[MAX_NODES][PW_LINES] = {{0}};
+    for (size_t n = 1; n < w->f.n_nodes; n++)
+        for (size_t l = 0; l < PW_LINES; l++)
+            sub[w->nodes[n].parent][l] += nr[n].non_ev_a[l];
+    for (size_t n = 0; n < w->f.n_nodes; n++)
+        for (size_t l = 0; l < PW_LINES && !w->nodes[n].metered; l++)
+            if (fabs(nr[n].non_ev_a[l] - sub[n][l] - w->nodes[n].reserve_a[l]) > EPS)
+                fail_seed(
+                    w, "t=%llu unmetered node %zu L%zu non-EV %.4f, expected %.4f + reserve %.4f",
+                    (unsigned long long)now, n, l + 1, nr[n].non_ev_a[l], sub[n][l],
+                    w->nodes[n].reserve_a[l]);
     for (size_t n = 0; n < w->f.n_nodes; n++)
         for (size_t l = 0; l < PW_LINES; l++)
             if (ev[n][l] > EPS && all[n][l] + nr[n].non_ev_a[l] > cap_of(w, n, l) + EPS &&
