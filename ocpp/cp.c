@@ -27,6 +27,7 @@
 #define CARRY_A             0.5 /* a phase with more than this carries current */
 #define EPS                 1e-6
 #define FLOOD_WINDOW_MS     10000u /* refused calls are counted over this long */
+#define TRIG_DELAY_MS       1000u  /* after an accepted cut, fresh meter values are asked this late */
 
 static const char *const measurands[] = {
     "Current.Import",
@@ -77,11 +78,13 @@ typedef struct conn {
     /* Profiles written in the last 24 h: a ring of send times (capacity daily_writes). */
     uint64_t *writes;
     size_t writes_cap, writes_n, writes_head;
+    size_t writes_max; /* the budget: the ring grows up to this many, as writes happen */
     /* The failsafe default on this connector (when not on connector 0). */
     bool def_pending, def_ok;
     /* tx-default-only: the dynamic TxDefaultProfile's limit while installed; negative: none. */
     double dyn_a;
     bool clear_pending, trig_pending;
+    uint64_t trig_at; /* the confirming TriggerMessage goes out no sooner */
     bool has_offered_report;
     double offered_report;
     bool rejecting, ignoring, above;
@@ -260,11 +263,12 @@ static size_t budget_cap(const pw_ocpp_cp *cp)
     return cp->o.daily_writes == 0 ? 1 : cp->o.daily_writes;
 }
 
+/* The ring's storage, keeping the newest writes. */
 static void writes_resize(conn *c, size_t cap)
 {
-    uint64_t *w = pw_xcalloc(cap, sizeof *w);
+    uint64_t *w = pw_xcalloc(cap ? cap : 1, sizeof *w);
     size_t keep = c->writes_n < cap ? c->writes_n : cap;
-    for (size_t i = 0; i < keep; i++) {
+    for (size_t i = 0; i < keep && c->writes_cap; i++) {
         size_t from = (c->writes_head + c->writes_n - keep + i) % c->writes_cap;
         w[i] = c->writes[from];
     }
@@ -275,8 +279,21 @@ static void writes_resize(conn *c, size_t cap)
     c->writes_head = 0;
 }
 
+/* A new budget: the ring never holds more than it. */
+static void writes_limit(conn *c, size_t max)
+{
+    c->writes_max = max;
+    if (c->writes_cap > max)
+        writes_resize(c, max);
+}
+
 static void writes_add(conn *c, uint64_t now)
 {
+    /* Storage grows with use (a budget of 100,000 costs nothing until it is spent). */
+    if (c->writes_n == c->writes_cap && c->writes_cap < c->writes_max) {
+        size_t want = c->writes_cap ? 2 * c->writes_cap : 8;
+        writes_resize(c, want < c->writes_max ? want : c->writes_max);
+    }
     if (c->writes_n < c->writes_cap) {
         c->writes[(c->writes_head + c->writes_n) % c->writes_cap] = now;
         c->writes_n++;
@@ -289,7 +306,7 @@ static void writes_add(conn *c, uint64_t now)
 /* When the budget allows the next raise: 0 = now. daily_writes 0 means no budget. */
 static uint64_t budget_at(const pw_ocpp_cp *cp, const conn *c)
 {
-    if (cp->o.daily_writes == 0 || c->writes_n < c->writes_cap) {
+    if (cp->o.daily_writes == 0 || c->writes_n < c->writes_max) {
         return 0;
     }
     return c->writes[c->writes_head] + DAY_MS;
@@ -406,8 +423,9 @@ static void conn_init(conn *c, const pw_ocpp_connector_cfg *cfg, size_t cap)
     c->e.offered_a = cfg->max_a;
     c->dyn_a = -1;
     c->unsure_a = -1;
-    c->writes = pw_xcalloc(cap, sizeof *c->writes);
-    c->writes_cap = cap;
+    c->writes = NULL;
+    c->writes_cap = 0;
+    c->writes_max = cap;
 }
 
 /* ---- sending ----------------------------------------------------------------------------------
@@ -599,7 +617,7 @@ static void pump(pw_ocpp_cp *cp)
     }
     for (int i = 1; i <= PW_OCPP_MAX_CONNECTORS; i++) {
         conn *c = &cp->c[i];
-        if (c->used && c->trig_pending) {
+        if (c->used && c->trig_pending && cp->now >= c->trig_at) {
             c->trig_pending = false;
             send_call(cp, K_TRIG_CUT, PW_OCPP_A_TRIGGER_MESSAGE, i,
                       pw_ocpp_trigger_req("MeterValues", i));
@@ -760,7 +778,10 @@ static void profile_done(pw_ocpp_cp *cp, conn *c, bool answered, bool accepted, 
             c->dyn_a = cp->out.limit_a;
         }
         if (!cp->out.raise) {
+            /* Asked a little later, so a plan's wave of profiles to every charge point is not
+             * slowed by a wave of meter values coming back. */
             c->trig_pending = true;
+            c->trig_at = cp->now + TRIG_DELAY_MS;
         }
         return;
     }
@@ -1251,8 +1272,8 @@ void pw_ocpp_cp_reconfigure(pw_ocpp_cp *cp, const pw_ocpp_cp_opts *opts, uint64_
         if (c->used && !seen[k]) {
             free(c->writes);
             memset(c, 0, sizeof *c);
-        } else if (c->used && c->writes_cap != budget_cap(cp)) {
-            writes_resize(c, budget_cap(cp));
+        } else if (c->used && c->writes_max != budget_cap(cp)) {
+            writes_limit(c, budget_cap(cp));
         }
     }
     if (cp->active) {
@@ -1408,6 +1429,9 @@ uint64_t pw_ocpp_cp_next_deadline(const pw_ocpp_cp *cp)
         }
         if (c->above && !c->ignoring && c->above_since + cp->o.ignore_ms < d) {
             d = c->above_since + cp->o.ignore_ms;
+        }
+        if (!cp->out.on && c->trig_pending && c->trig_at < d) {
+            d = c->trig_at;
         }
         /* A held raise: only while no call is outstanding (its answer pumps anyway). */
         if (!cp->out.on && cp->active && wish_open(c) && !wish_is_cut(c)) {

@@ -237,6 +237,7 @@ static void sink_rejected(void *ud, const char *reason, const char *text)
  */
 
 static void arm_timer(ocpp *o);
+static void arm_timer_for(ocpp *o, const conn *c);
 
 static bool identity_ok(const char *id)
 {
@@ -336,7 +337,7 @@ static void on_message(void *ud, void *conn_ud, const char *text, size_t len)
     } else {
         o->st.rx_accepted++;
     }
-    arm_timer(o);
+    arm_timer_for(o, c); /* c lives on: closing it is reported later, from the loop */
 }
 
 static void on_closed(void *ud, void *conn_ud, const char *why)
@@ -394,6 +395,22 @@ static void arm_timer(ocpp *o)
         uv_timer_stop(&o->timer);
     else
         uv_timer_start(&o->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+/* One connection's deadlines can only bring the timer forward: O(1) per message instead of a scan
+ * of every connection (on_timer scans them all when it fires). */
+static void arm_timer_for(ocpp *o, const conn *c)
+{
+    if (!o->timer_open)
+        return;
+    uint64_t now = uv_now(o->env.loop), next = pw_ocpp_cp_next_deadline(c->cp);
+    uint64_t r = c->reported_ms + report_every(o);
+    next = r < next ? r : next;
+    if (next == UINT64_MAX)
+        return;
+    uint64_t in = next > now ? next - now : 0;
+    if (!uv_is_active((uv_handle_t *)&o->timer) || in < uv_timer_get_due_in(&o->timer))
+        uv_timer_start(&o->timer, on_timer, in, 0);
 }
 
 /* ---- the transport's ops -----------------------------------------------------------------------
