@@ -58,6 +58,10 @@ static const char usage[] =
     "                        (rejects limits with decimals), ignore (accepts profiles, does\n"
     "                        not apply them), no-offered (no Current.Offered); repeatable\n"
     "  --ocpp-ca FILE        wss://: PEM CA to check the central system with\n"
+    "  --ocpp-drop ID=START:SECONDS\n"
+    "                        charge point ID loses its connection at START for SECONDS\n"
+    "                        (simulated) and stays away; its cars go on charging under the\n"
+    "                        profiles they have; repeatable\n"
     "  --verbose             debug logging\n"
     "  --help, --version\n";
 
@@ -87,6 +91,7 @@ enum {
     OPT_OCPP_URL,
     OPT_OCPP_PASSWORD,
     OPT_OCPP_QUIRK,
+    OPT_OCPP_DROP,
     OPT_OCPP_CA,
     OPT_VERBOSE,
     OPT_HELP,
@@ -119,6 +124,7 @@ static const struct option long_opts[] = {
     {"ocpp-url", required_argument, NULL, OPT_OCPP_URL},
     {"ocpp-password", required_argument, NULL, OPT_OCPP_PASSWORD},
     {"ocpp-quirk", required_argument, NULL, OPT_OCPP_QUIRK},
+    {"ocpp-drop", required_argument, NULL, OPT_OCPP_DROP},
     {"ocpp-ca", required_argument, NULL, OPT_OCPP_CA},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
@@ -206,16 +212,20 @@ static int add_outage(sim_opts *o, int c, const char *arg)
     return 0;
 }
 
-/* Adds an --ocpp-password or --ocpp-quirk ID=VALUE. Returns 0 or -1 (logged). */
+/* Adds an --ocpp-password, --ocpp-quirk or --ocpp-drop ID=VALUE. Returns 0 or -1 (logged). */
 static int add_kv(sim_opts *o, int c, const char *arg)
 {
-    bool quirk = c == OPT_OCPP_QUIRK;
-    const char *opt = quirk ? "--ocpp-quirk" : "--ocpp-password";
-    sim_kv *list = quirk ? o->ocpp_quirks : o->ocpp_passwords;
-    size_t *n = quirk ? &o->n_ocpp_quirks : &o->n_ocpp_passwords;
+    bool quirk = c == OPT_OCPP_QUIRK, drop = c == OPT_OCPP_DROP;
+    const char *opt = quirk ? "--ocpp-quirk" : drop ? "--ocpp-drop" : "--ocpp-password";
+    sim_kv *list = quirk ? o->ocpp_quirks : drop ? o->ocpp_drops : o->ocpp_passwords;
+    size_t *n = quirk ? &o->n_ocpp_quirks : drop ? &o->n_ocpp_drops : &o->n_ocpp_passwords;
     const char *eq = strchr(arg, '=');
-    if (!eq || eq == arg || !eq[1]) {
-        pw_error(SIM_COMP, "%s: '%s' is not ID=%s", opt, arg, quirk ? "MODE" : "PASSWORD");
+    pw_sim_outage window;
+    if (!eq || eq == arg || !eq[1] || (drop && pw_sim_outage_parse(eq + 1, 0, &window) != 0)) {
+        pw_error(SIM_COMP, "%s: '%s' is not ID=%s", opt, arg,
+                 quirk  ? "MODE"
+                 : drop ? "START:SECONDS"
+                        : "PASSWORD");
         return -1;
     }
     enum pw_simocpp_quirk q;
@@ -280,6 +290,7 @@ static int parse_args(int argc, char **argv, sim_opts *o)
             break;
         case OPT_OCPP_PASSWORD:
         case OPT_OCPP_QUIRK:
+        case OPT_OCPP_DROP:
             if (add_kv(o, c, optarg) != 0)
                 return -1;
             break;

@@ -52,6 +52,20 @@ static const char *kv_find(const sim_kv *kv, size_t n, const char *cp_id)
     return NULL;
 }
 
+/* A charge point inside one of its --ocpp-drop windows (simulated time): no connection. */
+static bool dropped(const sim_app *app, const sim_ocpp_cp *cp)
+{
+    for (size_t i = 0; i < app->o.n_ocpp_drops; i++) {
+        const sim_kv *kv = &app->o.ocpp_drops[i];
+        pw_sim_outage w;
+        if (strlen(cp->id) == kv->key_len && strncmp(kv->key, cp->id, kv->key_len) == 0 &&
+            pw_sim_outage_parse(kv->value, 0, &w) == 0 &&
+            pw_sim_outage_active(&w, 1, 0, pw_sim_now(app->model)))
+            return true;
+    }
+    return false;
+}
+
 /* ---- the connection -------------------------------------------------------------------------- */
 
 static void on_send(void *ud, const char *text, size_t len)
@@ -173,8 +187,14 @@ void sim_ocpp_tick(sim_app *app)
     int64_t wall = pw_wall_ms();
     for (size_t i = 0; i < o->n_cps; i++) {
         sim_ocpp_cp *cp = &o->cps[i];
-        if (!cp->ws && !cp->connecting && now >= cp->retry_at)
+        if (dropped(app, cp)) {
+            if (cp->ws) {
+                pw_info(SIM_COMP, "ocpp %s: connection lost (--ocpp-drop)", cp->id);
+                pw_web_ws_close(cp->ws, 1001, "connection lost");
+            }
+        } else if (!cp->ws && !cp->connecting && now >= cp->retry_at) {
             try_connect(cp);
+        }
         for (size_t c = 1; c <= cp->n_connectors; c++) {
             int ci = cp->charger[c - 1];
             if (ci < 0)

@@ -51,6 +51,8 @@ typedef struct sim_opts {
     size_t n_ocpp_passwords;
     sim_kv ocpp_quirks[SIM_MAX_KV]; /* quirk mode per charge point */
     size_t n_ocpp_quirks;
+    sim_kv ocpp_drops[SIM_MAX_KV]; /* START:SECONDS a charge point's connection is lost */
+    size_t n_ocpp_drops;
     pw_sim_params model;
 } sim_opts;
 

@@ -79,7 +79,7 @@ set_tests_properties(mqtt_meter PROPERTIES LABELS "integration" TIMEOUT 180)
 add_test(NAME ocpp_sim
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_sim.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
-set_tests_properties(ocpp_sim PROPERTIES LABELS "integration" TIMEOUT 180)
+set_tests_properties(ocpp_sim PROPERTIES LABELS "integration" TIMEOUT 240)
 # The demo's first start fills a week of simulated history (issue 15): under 10 s (sanitizers
 # slow it several-fold: 40 s there), marked, and never without --demo.
 if(PW_SANITIZE)

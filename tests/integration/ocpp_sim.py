@@ -7,8 +7,9 @@ follow the balancer's limits (the quirky one through its TxDefaultProfile), that
 password is refused at the upgrade, and what happens
 when phasewise is SIGKILLed mid-charge: OCPP sessions keep their last limits (which fit the
 fuses), the charge points reconnect to the restarted appliance and balancing resumes within
-seconds; no line above its limit at any time (the simulator's ground truth), sessions with their
-RFID tags in the history."""
+seconds; a charge point that loses its connection is budgeted at its last limits and taken back
+when it returns; no line above its limit at any time (the simulator's ground truth), sessions
+with their RFID tags in the history."""
 import argparse
 import base64
 import hashlib
@@ -22,6 +23,7 @@ import pwtest
 from pwtest import check, log
 
 PASSWORD = "gb03-authorization-key-0001"
+DROP_AT_S, DROP_S = 55, 15  # simulated seconds: GB-56 loses its connection, after the restart
 OCPP = {"b03": ("GB-03", 1), "b04": ("GB-04", 1), "b05": ("GB-56", 1), "b06": ("GB-56", 2)}
 
 
@@ -85,7 +87,8 @@ def main():
         n = len(cfg["chargers"])
         pw = fc.start_appliance(procs, tmp, cfg_path, port, args.phasewise)
         sim_args = ["--base-load", "0.1", "--ocpp-password", f"GB-03={PASSWORD}",
-                    "--ocpp-quirk", "GB-04=tx-default-only"]
+                    "--ocpp-quirk", "GB-04=tx-default-only",
+                    "--ocpp-drop", f"GB-56={DROP_AT_S}:{DROP_S}"]
         sim = fc.start_sim(procs, tmp, cfg_path, args.sim, sim_args)
 
         # Set up: every charger online, every OCPP one connected with its default profile.
@@ -166,6 +169,24 @@ def main():
         fc.sleep_watch(3, [pw2, sim])
         worst = fc.check_no_overload(fc.read_report(sim.report), "kill and restart")
         log(f"no line above its limit beyond the reaction window (worst excess {worst:.1f} A)")
+
+        # A charge point that loses its connection (cable pulled on its network side): shown
+        # disconnected and budgeted at its last limits meanwhile (its cars go on under them),
+        # balanced again within seconds of its return; no line over its limit throughout.
+        pwtest.wait_for("GB-56 shown disconnected", lambda: not any(
+            c["ocpp"]["connected"] for cid, c in ocpp_chargers(fc.state(port)).items()
+            if cid in ("b05", "b06")), DROP_AT_S + 10)
+        log("GB-56 disconnected: " + ", ".join(
+            f"{cid} budgeted at {c['line_a']} A ({c['reason']})"
+            for cid, c in ocpp_chargers(fc.state(port)).items() if cid in ("b05", "b06")))
+        t_drop = time.monotonic()
+        pwtest.wait_for("GB-56 back and connected", lambda: all(
+            c["ocpp"]["connected"] for cid, c in ocpp_chargers(fc.state(port)).items()
+            if cid in ("b05", "b06")), DROP_S + 15)
+        log(f"GB-56 reconnected {time.monotonic() - t_drop:.1f} s after it was seen gone")
+        fc.sleep_watch(4, [pw2, sim])
+        worst = fc.check_no_overload(fc.read_report(sim.report), "charge point disconnected")
+        log(f"no line above its limit while GB-56 was away (worst excess {worst:.1f} A)")
 
         st, body = pwtest.http_json(port, "/api/sessions?limit=500")
         check(st == 200, f"/api/sessions answered {st}")
