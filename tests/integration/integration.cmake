@@ -111,3 +111,9 @@ add_test(NAME counters
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/counters_test.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(counters PROPERTIES LABELS "integration" TIMEOUT 60)
+# OCPP Security Profile 2: wss:// with the appliance's own certificate and HTTP Basic; the
+# simulator's charge points check the certificate.
+add_test(NAME ocpp_tls
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_tls.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(ocpp_tls PROPERTIES LABELS "integration" TIMEOUT 60)
