@@ -194,7 +194,7 @@ static void touch(pw_bal *b, size_t j)
 
 /* The earliest level >= t at which a row with rising chargers becomes full; -1 if none.
  * Touched rows are brought up to date first. Changes that can only make a row fill later are
- * not touched (see freeze): their stored level is early, never late, so the earliest stored
+ * not touched (see grp_apply): their stored level is early, never late, so the earliest stored
  * level is checked against its row and fixed until it is exact. */
 static int next_full_row(pw_bal *b, double t, double *t_row)
 {
@@ -243,42 +243,74 @@ static int next_full_row(pw_bal *b, double t, double *t_row)
     }
 }
 
-/* Freezes charger k at level t; bind is the row that stopped it, -1 for its own cap. A rising
- * charger holds x + w t, clamped to [floor, hi]. */
-static void freeze(pw_bal *b, size_t k, double t, int bind)
+/* Freezes charger k's plan at level t; bind is the row that stopped it, -1 for its own cap. A
+ * rising charger holds x + w t, clamped to [floor, hi]: returns true and in *dv how far it moved
+ * from x, which its rows still have to take (with its weight leaving their slope). A floored
+ * charger's floor is already in the rows: false. */
+static bool freeze_plan(pw_bal *b, size_t k, double t, int bind, double *dv)
 {
     bal_plan *pl = &b->plan[k];
-    if (pl->st == ST_RISE) {
+    bool rose = pl->st == ST_RISE;
+    if (rose) {
         double v = pl->x + pl->w * t;
         v = v < pl->floor ? pl->floor : v > pl->hi ? pl->hi : v;
-        /* Copies: a store to a row could be to the plan as far as the compiler knows. */
-        double dv = v - pl->x, w = pl->w;
-        bal_row *rows = b->rows;
-        BAL_FOR_PATH(b, k, pl->mask, p)
-        {
-            bal_row *r = &rows[p->row];
-            double c = p->c;
-            r->a += c * dv;
-            r->b -= c * w;
-            r->npos -= c > 0;
-            if (c < 0) /* only a row it unloads fills up sooner */
-                touch(b, p->row);
-        }
+        *dv = v - pl->x;
         pl->val = v;
     } else {
-        pl->val = pl->floor; /* a floored charger's floor is already in the rows */
+        pl->val = pl->floor;
     }
     pl->st = ST_FROZEN;
     pl->bind = bind;
     b->rising[pl->pos] = 0;
+    return rose;
+}
+
+/* Adds charger k's change (dv, its weight) to the group of its node and line mask. */
+static void grp_add(pw_bal *b, const bal_plan *pl, double dv)
+{
+    size_t g = (size_t)pl->node * 8 + pl->mask;
+    bal_grp *q = &b->grp[g];
+    if (!q->n)
+        b->grp_list[b->n_grp++] = (uint32_t)g;
+    q->dv += dv;
+    q->w += pl->w;
+    q->n++;
+}
+
+/* Applies the groups to their path rows and empties them: frozen (sign 1: their values go into
+ * the load, their weights out of the slope; only rows they unload fill up sooner, and those are
+ * touched) or starting to rise (sign -1, as start_rising with every row to be brought up to date).
+ * Sums in another order than charger by charger: the rows differ in the last bits at most. */
+static void grp_apply(pw_bal *b, int sign)
+{
+    bal_row *rows = b->rows;
+    for (size_t i = 0; i < b->n_grp; i++) {
+        size_t g = b->grp_list[i];
+        bal_grp *q = &b->grp[g];
+        double dv = sign * q->dv, w = sign * q->w;
+        int n = sign * q->n;
+        for (const bal_prow *p = b->prows + b->prow_at[g], *end = b->prows + b->prow_at[g + 1];
+             p < end; p++) {
+            bal_row *r = &rows[p->row];
+            double c = p->c;
+            r->a += c * dv;
+            r->b -= c * w;
+            r->npos -= c > 0 ? n : 0;
+            if (sign > 0 && c < 0)
+                touch(b, p->row);
+        }
+        *q = (bal_grp){0, 0, 0};
+    }
+    b->n_grp = 0;
 }
 
 /* The level reached (floor - x) / w: the charger starts rising with the others. The rows it
- * loads are touched, unless every row is to be brought up to date anyway (all_dirty). */
-static void start_rising(pw_bal *b, size_t k, bool all_dirty)
+ * loads are touched (only they fill up sooner). */
+static void start_rising(pw_bal *b, size_t k)
 {
     bal_plan *pl = &b->plan[k];
-    double dv = pl->floor - pl->x, w = pl->w; /* copies, as in freeze */
+    /* Copies: a store to a row could be to the plan as far as the compiler knows. */
+    double dv = pl->floor - pl->x, w = pl->w;
     bal_row *rows = b->rows;
     BAL_FOR_PATH(b, k, pl->mask, p)
     {
@@ -287,7 +319,7 @@ static void start_rising(pw_bal *b, size_t k, bool all_dirty)
         r->a -= c * dv;
         r->b += c * w;
         r->npos += c > 0;
-        if (c > 0 && !all_dirty) /* only a row it loads fills up sooner */
+        if (c > 0)
             touch(b, p->row);
     }
     pl->st = ST_RISE;
@@ -299,7 +331,7 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
     bal_row *r = &b->rows[j];
     const bal_node *n = &b->nodes[r->node];
     /* The ones to stop are listed first (without a branch per charger: which ones they are
-     * is a coin toss), then stopped in the same order. */
+     * is a coin toss), then stopped in the same order, their rows updated per group. */
     size_t frozen = 0;
     uint32_t *hit = b->hits;
     for (size_t i = n->lo; i < n->hi; i++) {
@@ -312,8 +344,13 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
         hit[frozen] = (uint32_t)i;
         frozen += r->cm[b->rising[i]] > 0; /* 0 for one not rising, and cm[0] is 0 */
     }
-    for (size_t q = 0; q < frozen; q++)
-        freeze(b, b->dfs_ch[hit[q]], t, (int)j);
+    for (size_t q = 0; q < frozen; q++) {
+        size_t k = b->dfs_ch[hit[q]];
+        double dv;
+        if (freeze_plan(b, k, t, (int)j, &dv))
+            grp_add(b, &b->plan[k], dv);
+    }
+    grp_apply(b, 1);
     if (!frozen) { /* only rounding left it looking tight */
         r->npos = 0;
         touch(b, j);
@@ -393,16 +430,28 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
             ef_end++;
         bool many = (ef_end - ef) * 4 > b->n_rows;
         b->all_dirty = b->all_dirty || many;
-        for (; ef < ef_end; ef++)
-            if (b->plan[floors[ef].idx].st == ST_FLOOR)
-                start_rising(b, floors[ef].idx, many);
-        for (; ec < nc && bal__keyd(caps[ec].key) <= t_ev; ec++) {
+        for (; ef < ef_end; ef++) {
+            bal_plan *pl = &b->plan[floors[ef].idx];
+            if (pl->st != ST_FLOOR)
+                continue;
+            if (many) { /* by group: every row is brought up to date anyway */
+                grp_add(b, pl, pl->floor - pl->x);
+                pl->st = ST_RISE;
+            } else {
+                start_rising(b, floors[ef].idx);
+            }
+        }
+        grp_apply(b, -1);
+        for (; ec < nc && bal__keyd(caps[ec].key) <= t_ev; ec++) { /* by group, as rows do */
             bal_plan *pl = &b->plan[caps[ec].idx];
+            double dv;
             if (pl->st == ST_FLOOR || pl->st == ST_RISE) {
-                freeze(b, caps[ec].idx, t, -1);
+                if (freeze_plan(b, caps[ec].idx, t, -1, &dv))
+                    grp_add(b, pl, dv);
                 active--;
             }
         }
+        grp_apply(b, 1);
     }
 }
 

@@ -23,6 +23,13 @@ typedef struct bal_blk {
     uint32_t row;
 } bal_blk;
 
+/* What a group of chargers with one node and line mask changes in their path rows at once: the
+ * sum of their value changes, of their weights, and how many they are. */
+typedef struct bal_grp {
+    double dv, w;
+    int n;
+} bal_grp;
+
 /* A sort key: ordered by key; idx rides along. */
 typedef struct bal_key {
     uint64_t key;
@@ -116,7 +123,7 @@ typedef struct bal_plan {
     bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
     bool held;     /* a raise is held until cuts are seen */
     bool own_wait; /* held until its own pending cut is seen */
-    bool in_order; /* build_order: already taken from the last run's order */
+    bool in_order; /* in pw_bal.order as build_order last left it */
     uint64_t okey; /* wanting: its admission order key this run */
     double target; /* value before the dynamic rules */
     double line[PW_LINES];  /* final load on grid lines */
@@ -210,9 +217,10 @@ struct pw_bal {
     size_t n_nodes, n_ch, n_rows, n_cls;
     bal_node *nodes;
     bal_ch *ch;
-    double *at_meter; /* n_ch x n_slots x PW_LINES, see bal_ch.at_meter */
-    double *acc;      /* n_nodes x PW_LINES scratch for sums over subtrees */
-    size_t n_slots;   /* the most metered nodes on any path from a node to the root */
+    double *at_meter;  /* n_ch x n_slots x PW_LINES, see bal_ch.at_meter */
+    double *acc;       /* n_nodes x PW_LINES scratch for sums over subtrees */
+    double *trans_acc; /* the same, for the transitional loads (apply_dynamics) */
+    size_t n_slots;    /* the most metered nodes on any path from a node to the root */
     bal_plan *plan;
     bal_row *rows;
     /* Per node and line mask, the rows of its path that the mask loads or unloads, the node's
@@ -246,6 +254,16 @@ struct pw_bal {
     size_t n_dirty;
     bool all_dirty; /* every row may have changed: bring them all up to date */
     bool *is_dirty;
+    /* Each row as reasons name it ("node 'Garage B' line L2"), written once by pw_bal_new:
+     * PW_BAL_REASON_LEN bytes per row, row_txt_len[j] of them used (no NUL). */
+    char *row_txt;
+    uint8_t *row_txt_len;
+    /* Water-filling: chargers that start rising or freeze together are summed per node and line
+     * mask (a group shares its path rows), then each group's path is walked once. By group
+     * (n_nodes * 8): the sums and the count; grp_list holds the groups in use. */
+    bal_grp *grp;
+    uint32_t *grp_list;
+    size_t n_grp;
     pw_bal_result *res;
     pw_bal_node_result *nres;
     uint64_t deadline;
@@ -270,6 +288,9 @@ void bal__allocate(pw_bal *b);
 
 /* Human-readable name of a node / charger: its name, or its id when unnamed. */
 const char *bal__node_name(const pw_bal *b, int n);
+
+/* Writes every row's name into row_txt (after the rows are built). */
+void bal__row_texts(pw_bal *b);
 
 /* Fills the reason code and text of charger k's result (after bal__rotation_eta). */
 void bal__reason(pw_bal *b, size_t k, uint64_t now);

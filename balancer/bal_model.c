@@ -490,6 +490,9 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->res = pw_xcalloc(nk, sizeof *b->res);
     b->nres = pw_xcalloc(b->n_nodes, sizeof *b->nres);
     b->acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->acc);
+    b->trans_acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->trans_acc);
+    b->grp = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp);
+    b->grp_list = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp_list);
     b->deadline = UINT64_MAX;
     size_t max_rows = b->n_nodes * 9;
     b->row_t = pw_xcalloc(max_rows, sizeof *b->row_t);
@@ -523,6 +526,9 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     }
     build_tree_order(b);
     build_rows(b);
+    b->row_txt = pw_xcalloc(b->n_rows ? b->n_rows : 1, PW_BAL_REASON_LEN);
+    b->row_txt_len = pw_xcalloc(b->n_rows ? b->n_rows : 1, sizeof *b->row_txt_len);
+    bal__row_texts(b);
     /* Blocks of about sqrt(n_rows) rows, at least 8. */
     b->blk_size = 8;
     while (b->blk_size * b->blk_size < b->n_rows)
@@ -555,6 +561,7 @@ void pw_bal_free(pw_bal *b)
     free(b->ch);
     free(b->at_meter);
     free(b->acc);
+    free(b->trans_acc);
     free(b->plan);
     free(b->rows);
     free(b->prows);
@@ -574,6 +581,10 @@ void pw_bal_free(pw_bal *b)
     free(b->blk_dirty);
     free(b->dirty);
     free(b->is_dirty);
+    free(b->row_txt);
+    free(b->row_txt_len);
+    free(b->grp);
+    free(b->grp_list);
     free(b->res);
     free(b->nres);
     free(b);
@@ -831,15 +842,32 @@ static void msd_sort(bal_key *a, bal_key *tmp, size_t n)
     unsigned shift = 56;
     while (!((differ >> shift) & 0xff))
         shift -= 8;
-    uint32_t start[257] = {0};
-    for (size_t i = 0; i < n; i++)
+    /* Most keys often share their byte (chargers at one maximum): counted in two tables by
+     * turns, and placed with the position of a run of one byte kept in a register, so that the
+     * steps do not each wait for the last one's store to the same counter. */
+    uint32_t start[257] = {0}, odd[256] = {0};
+    size_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        start[((a[i].key >> shift) & 0xff) + 1]++;
+        odd[(a[i + 1].key >> shift) & 0xff]++;
+    }
+    if (i < n)
         start[((a[i].key >> shift) & 0xff) + 1]++;
     for (unsigned v = 0; v < 256; v++)
-        start[v + 1] += start[v];
+        start[v + 1] += start[v] + odd[v];
     uint32_t next[256];
     memcpy(next, start, sizeof next);
-    for (size_t i = 0; i < n; i++)
-        tmp[next[(a[i].key >> shift) & 0xff]++] = a[i];
+    unsigned run = (a[0].key >> shift) & 0xff;
+    uint32_t at = next[run];
+    for (i = 0; i < n; i++) {
+        unsigned v = (a[i].key >> shift) & 0xff;
+        if (v != run) {
+            next[run] = at;
+            run = v;
+            at = next[v];
+        }
+        tmp[at++] = a[i];
+    }
     memcpy(a, tmp, n * sizeof *a);
     for (unsigned v = 0; v < 256 && shift > 0; v++)
         if (start[v + 1] - start[v] > 1)

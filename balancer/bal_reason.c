@@ -72,7 +72,7 @@ static void put_node(text *t, const pw_bal *b, int n)
 }
 
 /* "node 'Garage B' line L2" or "node 'Garage B' imbalance limit (L1 over L3 by at most 20 A)". */
-static void put_row(text *t, const pw_bal *b, int j)
+static void write_row(text *t, const pw_bal *b, int j)
 {
     const bal_row *row = &b->rows[j];
     PUT(t, "node '");
@@ -88,8 +88,24 @@ static void put_row(text *t, const pw_bal *b, int j)
     PUT(t, " over ");
     put_line(t, row->lo_line);
     PUT(t, " by at most ");
-    put_amps(t, row->cap);
+    put_amps(t, b->nodes[row->node].spec.max_imbalance_a); /* the row's cap in every run */
     PUT(t, " A)");
+}
+
+void bal__row_texts(pw_bal *b)
+{
+    for (size_t j = 0; j < b->n_rows; j++) {
+        /* Cut, like a sentence, at PW_BAL_REASON_LEN - 1 characters: the most one can show. */
+        text t = {b->row_txt + j * PW_BAL_REASON_LEN, 0, PW_BAL_REASON_LEN};
+        write_row(&t, b, (int)j);
+        b->row_txt_len[j] = (uint8_t)t.len;
+    }
+}
+
+/* A row's name: half of the sentences name one, so it is written once (bal__row_texts). */
+static void put_row(text *t, const pw_bal *b, int j)
+{
+    put_n(t, b->row_txt + (size_t)j * PW_BAL_REASON_LEN, b->row_txt_len[j]);
 }
 
 /* The row that binds a charger below its demand: where it froze if that row is still full,

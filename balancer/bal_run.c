@@ -202,7 +202,6 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->mask = 0;
     pl->st = ST_IDLE;
     pl->want = pl->susp = pl->trimmed = pl->held = pl->overdue = pl->own_wait = false;
-    pl->in_order = false;
     pl->bind = pl->block = -1;
     pl->mode = pl->tmode = 3;
     memset(pl->fixed, 0, sizeof pl->fixed);
@@ -336,7 +335,8 @@ static void prepare_meters(pw_bal *b, uint64_t now)
     }
 }
 
-static void prepare_nodes(pw_bal *b, uint64_t now)
+/* The per-node sums of a run start empty (or at the readings' contents, at_sum). */
+static void clear_nodes(pw_bal *b)
 {
     for (size_t i = 0; i < b->n_nodes; i++) { /* parents before children: preorder */
         bal_node *n = &b->nodes[b->dfs_node[i]];
@@ -349,16 +349,25 @@ static void prepare_nodes(pw_bal *b, uint64_t now)
         n->sub_stale = -1;
         memset(n->in_flight, 0, sizeof n->in_flight);
     }
-    for (size_t k = 0; k < b->n_ch; k++) {
-        bal_node *n = &b->nodes[b->ch[k].spec.node];
-        for (size_t l = 0; l < PW_LINES; l++)
-            n->fixed[l] += b->plan[k].fixed[l];
-        /* Live: the readings hold every charger already (at_sum), the silent ones come out;
-         * oneshot: the online ones go in. */
-        bool adjust = b->p.oneshot ? b->plan[k].online : !b->plan[k].online;
-        if (b->ch[k].has_meas && adjust)
-            meter_draws(b, k);
-    }
+}
+
+/* Charger k's part of its node's sums (after prepare_charger): its silent budget, and what the
+ * meters above it read of it where that does not count. */
+static void charger_sums(pw_bal *b, size_t k)
+{
+    bal_node *n = &b->nodes[b->ch[k].spec.node];
+    for (size_t l = 0; l < PW_LINES; l++)
+        n->fixed[l] += b->plan[k].fixed[l];
+    /* Live: the readings hold every charger already (at_sum), the silent ones come out;
+     * oneshot: the online ones go in. */
+    bool adjust = b->p.oneshot ? b->plan[k].online : !b->plan[k].online;
+    if (b->ch[k].has_meas && adjust)
+        meter_draws(b, k);
+}
+
+/* The non-EV budgets and row bases, once every charger's sums are in (charger_sums). */
+static void prepare_nodes(pw_bal *b, uint64_t now)
+{
     /* Children before parents: reverse preorder. */
     for (size_t i = b->n_nodes; i-- > 0;) {
         size_t ni = b->dfs_node[i];
@@ -417,24 +426,25 @@ static bool sort_nearly_sorted(bal_key *a, size_t n)
 }
 
 /* The admission order (keys from prepare_charger). Keys move together as time passes, so the
- * last run's order, with the chargers that stopped wanting taken out and the new ones added, is
- * sorted already but for the few that changed group: sorting it by insertion costs a pass over
- * it. Only when that does not work are the keys sorted afresh. */
-static void build_order(pw_bal *b)
+ * last run's order, with the chargers that stopped wanting taken out and the new ones (fresh[0..
+ * n_fresh), from the prepare pass) added, is sorted already but for the few that changed group:
+ * sorting it by insertion costs a pass over it. Only when that does not work are the keys sorted
+ * afresh. key_less orders by key and index, so either way gives one and the same order. */
+static void build_order(pw_bal *b, const uint32_t *fresh, size_t n_fresh)
 {
-    size_t n = 0, wanting = 0;
+    size_t n = 0;
     for (size_t i = 0; i < b->n_order; i++) {
         size_t k = b->order[i].idx;
-        if (b->plan[k].want) {
+        if (b->plan[k].want)
             b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
-            b->plan[k].in_order = true;
-        }
+        else
+            b->plan[k].in_order = false;
     }
-    for (size_t k = 0; k < b->n_ch; k++)
-        wanting += b->plan[k].want;
-    for (size_t k = 0; k < b->n_ch && n < wanting; k++)
-        if (b->plan[k].want && !b->plan[k].in_order)
-            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+    for (size_t i = 0; i < n_fresh; i++) {
+        size_t k = fresh[i];
+        b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+        b->plan[k].in_order = true;
+    }
     b->n_order = n;
     if (sort_nearly_sorted(b->order, n))
         return;
@@ -465,14 +475,20 @@ static double *subtree_begin(pw_bal *b)
     return b->acc;
 }
 
-static void subtree_end(pw_bal *b)
+/* Sums acc (n_nodes x PW_LINES, a value per node) over every node's subtree. */
+static void subtree_sum(const pw_bal *b, double *acc)
 {
     for (size_t i = b->n_nodes; i-- > 1;) { /* children before parents; the root has none */
         size_t ni = b->dfs_node[i];
-        double *up = b->acc + (size_t)b->nodes[ni].spec.parent * PW_LINES;
+        double *up = acc + (size_t)b->nodes[ni].spec.parent * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
-            up[l] += b->acc[ni * PW_LINES + l];
+            up[l] += acc[ni * PW_LINES + l];
     }
+}
+
+static void subtree_end(pw_bal *b)
+{
+    subtree_sum(b, b->acc);
 }
 
 /* A charger's transitional load on line l: its plan, or more while a cut is not yet followed
@@ -611,27 +627,20 @@ static void raise_budgets(pw_bal *b)
     }
 }
 
-/* Lets held raises go as far as the measured reality allows, in admission order. */
-static void release_raises(pw_bal *b)
+/* Lets held raises go as far as the measured reality allows, in admission order: the n_held
+ * raises in cand, and in trans_acc every charger's transitional load at its node (both from
+ * apply_dynamics). */
+static void release_raises(pw_bal *b, size_t n_held)
 {
     raise_budgets(b);
-    double *acc = subtree_begin(b);
-    /* The held raises are collected on the way, with their admission keys: sorted by key and
-     * then index, as the order is, they come in admission order without a walk of the order. */
-    size_t n_held = 0;
-    for (size_t k = 0; k < b->n_ch; k++) {
-        const bal_plan *pl = &b->plan[k];
-        double *a = acc + (size_t)pl->node * PW_LINES;
-        for (size_t l = 0; l < PW_LINES; l++)
-            a[l] += trans_load(pl, l);
-        b->cand[n_held] = (bal_key){pl->okey, (uint32_t)k}; /* kept if held */
-        n_held += pl->held && !pl->own_wait;
-    }
-    subtree_end(b);
+    double *acc = b->trans_acc;
+    subtree_sum(b, acc);
     for (size_t ni = 0; ni < b->n_nodes; ni++)
         for (size_t l = 0; l < PW_LINES; l++)
             b->nodes[ni].trans[l] =
                 b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
+    /* Sorted by key and then index, as the order is, they come in admission order without a
+     * walk of the order. */
     bal__sort(b->cand, b->tmp, n_held);
     for (size_t i = 0; i < n_held; i++) {
         size_t k = b->cand[i].idx;
@@ -672,55 +681,72 @@ static bool cut_unseen(const pw_bal *b, size_t k, const double d[PW_LINES])
 }
 
 /* Cuts apply at once; a raise waits until the cuts it depends on are seen (cut_pending);
- * raises smaller than the hysteresis are not sent. */
-static void apply_dynamics(pw_bal *b)
+ * raises smaller than the hysteresis are not sent. Charger k's part; returns whether its raise
+ * is held. */
+static bool dynamics_one(pw_bal *b, size_t k)
 {
     const pw_bal_params *p = &b->p;
+    bal_ch *c = &b->ch[k];
+    bal_plan *pl = &b->plan[k];
+    pl->target = pl->val;
+    pl->mode = pl->tmode;
+    set_lines(pl->line, pl->val > 0 ? pl->mask : 0, pl->val);
+    memset(pl->pend, 0, sizeof pl->pend);
+    memset(pl->rpend, 0, sizeof pl->rpend);
+    if (p->oneshot || !pl->online || pl->overdue)
+        return false;
+    /* Until a cut is seen, the charger may still draw what it drew before: a cut made now
+     * is as pending as an earlier one. */
+    bool cutting = false;
+    for (size_t l = 0; l < PW_LINES; l++)
+        cutting = cutting || pl->line[l] < c->prev_line[l] - 1e-9;
+    double d[PW_LINES] = {0, 0, 0};
+    if (c->cut_pending || cutting) {
+        pending_draw(b, k, d);
+        for (size_t l = 0; l < PW_LINES; l++) { /* selects rather than branches */
+            pl->pend[l] = d[l] > pl->line[l] + p->active_phase_a ? d[l] : 0;
+            /* The car may still rise to a raise it has not been seen acting on before it
+             * follows the cut (issue 15: a raise counts at the offered value until seen). */
+            bool unseen = c->raise_unseen && c->raise_line[l] > pl->line[l] + 1e-9;
+            pl->rpend[l] = unseen ? c->raise_line[l] : 0;
+        }
+    }
+    if (!pl->want || !is_raise(b, k))
+        return false;
+    /* Too small a raise to be worth sending, unless it takes the car to its own limit: the
+     * allocation found nothing else that wants the room, and the car would stay below its
+     * maximum for good. */
+    if (c->prev_limit >= pl->lo && pl->tmode == c->prev_mode && pl->target > c->prev_limit &&
+        pl->target - c->prev_limit < p->hysteresis_a && pl->target < pl->hi - 1e-9) {
+        pl->val = c->prev_limit;
+        set_lines(pl->line, pl->mask, pl->val);
+        return false;
+    }
+    hold_prev(b, k);
+    pl->held = true;
+    pl->own_wait = cut_unseen(b, k, d);
+    return true;
+}
+
+/* The dynamic rules for every charger, then the held raises. The transitional loads and the
+ * held raises that release_raises needs are gathered on the way, in the same pass. */
+static void apply_dynamics(pw_bal *b)
+{
     bool any_held = false;
+    size_t n_held = 0;
+    double *acc = b->trans_acc;
+    memset(acc, 0, b->n_nodes * PW_LINES * sizeof *acc);
     for (size_t k = 0; k < b->n_ch; k++) {
-        bal_ch *c = &b->ch[k];
-        bal_plan *pl = &b->plan[k];
-        pl->target = pl->val;
-        pl->mode = pl->tmode;
-        set_lines(pl->line, pl->val > 0 ? pl->mask : 0, pl->val);
-        memset(pl->pend, 0, sizeof pl->pend);
-        memset(pl->rpend, 0, sizeof pl->rpend);
-        if (p->oneshot || !pl->online || pl->overdue)
-            continue;
-        /* Until a cut is seen, the charger may still draw what it drew before: a cut made now
-         * is as pending as an earlier one. */
-        bool cutting = false;
+        any_held = dynamics_one(b, k) || any_held;
+        const bal_plan *pl = &b->plan[k];
+        double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
-            cutting = cutting || pl->line[l] < c->prev_line[l] - 1e-9;
-        double d[PW_LINES] = {0, 0, 0};
-        if (c->cut_pending || cutting) {
-            pending_draw(b, k, d);
-            for (size_t l = 0; l < PW_LINES; l++) { /* selects rather than branches */
-                pl->pend[l] = d[l] > pl->line[l] + p->active_phase_a ? d[l] : 0;
-                /* The car may still rise to a raise it has not been seen acting on before it
-                 * follows the cut (issue 15: a raise counts at the offered value until seen). */
-                bool unseen = c->raise_unseen && c->raise_line[l] > pl->line[l] + 1e-9;
-                pl->rpend[l] = unseen ? c->raise_line[l] : 0;
-            }
-        }
-        if (!pl->want || !is_raise(b, k))
-            continue;
-        /* Too small a raise to be worth sending, unless it takes the car to its own limit: the
-         * allocation found nothing else that wants the room, and the car would stay below its
-         * maximum for good. */
-        if (c->prev_limit >= pl->lo && pl->tmode == c->prev_mode && pl->target > c->prev_limit &&
-            pl->target - c->prev_limit < p->hysteresis_a && pl->target < pl->hi - 1e-9) {
-            pl->val = c->prev_limit;
-            set_lines(pl->line, pl->mask, pl->val);
-            continue;
-        }
-        hold_prev(b, k);
-        pl->held = true;
-        pl->own_wait = cut_unseen(b, k, d);
-        any_held = true;
+            a[l] += trans_load(pl, l);
+        b->cand[n_held] = (bal_key){pl->okey, (uint32_t)k}; /* kept if held */
+        n_held += pl->held && !pl->own_wait;
     }
     if (any_held)
-        release_raises(b);
+        release_raises(b, n_held);
 }
 
 /* The node results, with acc holding the planned EV load of every node's subtree. */
@@ -893,10 +919,18 @@ static void finish(pw_bal *b, uint64_t now)
 int pw_bal_run(pw_bal *b, uint64_t now_ms)
 {
     prepare_meters(b, now_ms);
-    for (size_t k = 0; k < b->n_ch; k++)
+    clear_nodes(b);
+    /* One pass: each charger's state is read once. Chargers that want current and are not in
+     * the last order are listed (in hits, free until the allocation) for build_order. */
+    size_t n_fresh = 0;
+    for (size_t k = 0; k < b->n_ch; k++) {
         prepare_charger(b, k, now_ms);
+        charger_sums(b, k);
+        b->hits[n_fresh] = (uint32_t)k;
+        n_fresh += b->plan[k].want && !b->plan[k].in_order;
+    }
     prepare_nodes(b, now_ms);
-    build_order(b);
+    build_order(b, b->hits, n_fresh);
     bal__allocate(b);
     apply_dynamics(b);
     finish(b, now_ms);
