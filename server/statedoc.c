@@ -291,6 +291,8 @@ json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now)
                   cfg->site_name, "grid", cfg->grid == PW_GRID_IT ? "IT" : "TN", "time_ms",
                   (json_int_t)pw_wall_ms(), "uptime_s",
                   (json_int_t)(now > app->start_ms ? (now - app->start_ms) / 1000 : 0));
+    /* Right after a start nothing is planned until the chargers and meters have spoken. */
+    json_object_set_new(doc, "starting", json_boolean(pw_ctl_starting(app->ctl)));
     json_object_set_new(doc, "nodes", nodes);
     json_object_set_new(doc, "unassigned", unassigned_json(app->ctl, now));
     json_object_set_new(doc, "alerts", alerts);

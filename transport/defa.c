@@ -116,6 +116,10 @@ static void defa_tick(pw_transport *t, uint64_t now)
     pw_defa_frame f = {.serial = EMIT_SERIAL, .firmware = "pw1"};
     const pw_bal_node_result *root = &pw_bal_node_results(pw_ctl_balancer(d->env.ctl))[0];
     const pw_ctl_meter_state *m = pw_ctl_meter(d->env.ctl, 0);
+    /* Without a reading the frame carries the plan; before the first plan there is none, and a
+     * frame saying 0 A would tell other balancers the fuse is free. */
+    if (!m->has_reading && pw_ctl_starting(d->env.ctl))
+        return;
     for (size_t l = 0; l < PW_LINES; l++)
         f.current_ma[l] = pw_proto_milliamps(m->has_reading ? m->line_a[l] : root->planned_a[l]);
     uint8_t buf[PW_DEFA_FRAME_LEN];

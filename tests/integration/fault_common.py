@@ -79,6 +79,13 @@ def metrics(http_port):
     return out
 
 
+def wait_planning(http_port, timeout=40):
+    """Until the appliance's start window is over (it plans once every charger has spoken and
+    the meters were read after them, at most 30 s): tests whose chargers never speak wait here
+    before judging what the balancer makes of a meter."""
+    pwtest.wait_for("the start window to end", lambda: not state(http_port)["starting"], timeout)
+
+
 def wait_balancing(http_port, report, n, timeout=25):
     """Until every charger is online at the appliance and holds a lease in the simulator."""
     def ready():

@@ -19,6 +19,7 @@ from pwtest import check, log
 GROUP = "239.255.80.87"
 DEVICES = {1001: "a01", 1002: "a02", 2001: "b01"}
 STRANGER = 5555
+MAIN_METER = 900  # fault_common's main meter: the appliance plans once it has read it
 OFFLINE_S = 6
 
 
@@ -28,7 +29,8 @@ class Lan:
         self.sock = pwproto.group_socket(GROUP, port)
         self.sock.setblocking(False)
         boot = int(time.time())
-        self.tx = {d: pwproto.Sender(key, d, boot) for d in list(DEVICES) + [STRANGER]}
+        self.tx = {d: pwproto.Sender(key, d, boot)
+                   for d in list(DEVICES) + [STRANGER, MAIN_METER]}
         self.allocated = set()  # device ids seen in allocations since the last clear
 
     def send(self, dev, msg_type, payload, skip=0):
@@ -68,6 +70,7 @@ def main():
         for k in range(40):
             for dev in (1001, 1002, 2001, STRANGER):
                 lan.status(dev, skip=1 if dev == 1001 and k % 4 == 3 else 0)
+            lan.send(MAIN_METER, pwproto.METER, pwproto.meter_payload((30000,) * 3))
             time.sleep(0.05)
             lan.drain()
         time.sleep(1.5)

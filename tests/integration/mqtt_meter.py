@@ -360,6 +360,7 @@ def outage(procs, broker, pw, port):
     t.start()
     try:
         pwtest.wait_for("readings flowing", lambda: reading_is(port, amps), 10)
+        fc.wait_planning(port)  # its chargers never speak: the balancer runs once it is over
         broker.kill()
         t_kill = time.monotonic()
         log(f"broker killed (pid {broker.proc.pid})")
@@ -397,6 +398,7 @@ def wrong_password(procs, tmp, broker, binary):
                     lambda: "refused the connection" in log_text(pw), 10)
     for topic, payload in messages((9.0, 9.0, 9.0)):
         publish(broker.port, topic, payload)
+    fc.wait_planning(port)  # no meter reading and no charger: the balancer runs after 30 s
     # The state document follows within a tick.
     node = pwtest.wait_for("the node stale, its meter naming the password", lambda: (
         lambda m: m if m["meter"]["stale"] and "mqtt.password" in m["meter"].get("problem", "")
@@ -429,6 +431,7 @@ def tls(procs, tmp, broker, ca, binary):
                     lambda: "certificate is refused" in log_text(pw), 10)
     for topic, payload in messages(amps):
         publish(broker.tls_port, topic, payload, ca)
+    fc.wait_planning(port)  # no meter reading and no charger: the balancer runs after 30 s
     node = pwtest.wait_for("the node stale, its meter naming the certificate", lambda: (
         lambda m: m if m["meter"]["stale"] and "certificate" in m["meter"].get("problem", "")
         else None)(main_node(port)), 5)
