@@ -416,31 +416,46 @@ static void arm_timer_for(ocpp *o, const conn *c)
 /* ---- the transport's ops -----------------------------------------------------------------------
  */
 
+/* An OCPP charger's link, to group the chargers by charge point id (then config order). */
+typedef struct link_ref {
+    const char *cp_id;
+    uint32_t charger;
+    int connector;
+} link_ref;
+
+static int link_ref_cmp(const void *a, const void *b)
+{
+    const link_ref *x = a, *y = b;
+    int c = strcmp(x->cp_id, y->cp_id);
+    return c ? c : (x->charger > y->charger) - (x->charger < y->charger);
+}
+
 static void build_stations(ocpp *o, const pw_cfg *cfg)
 {
-    station *old = o->stations;
-    size_t n_old = o->n_stations;
-    o->stations = pw_xcalloc(cfg->n_chargers + 1, sizeof *o->stations);
-    o->n_stations = 0;
+    link_ref *refs = pw_xcalloc(cfg->n_chargers + 1, sizeof *refs);
+    size_t n = 0;
     for (size_t i = 0; i < cfg->n_chargers; i++) {
         const pw_cfg_link *l = &cfg->charger_links[i];
-        if (l->kind != PW_CFG_LINK_OCPP)
-            continue;
-        station *s = NULL;
-        for (size_t k = 0; k < o->n_stations && !s; k++)
-            s = strcmp(o->stations[k].id, l->cp_id) == 0 ? &o->stations[k] : NULL;
-        if (!s) {
+        if (l->kind == PW_CFG_LINK_OCPP)
+            refs[n++] =
+                (link_ref){.cp_id = l->cp_id, .charger = (uint32_t)i, .connector = l->connector};
+    }
+    qsort(refs, n, sizeof *refs, link_ref_cmp);
+    free(o->stations);
+    o->stations = pw_xcalloc(n + 1, sizeof *o->stations);
+    o->n_stations = 0;
+    for (size_t k = 0; k < n; k++) {
+        station *s = o->n_stations ? &o->stations[o->n_stations - 1] : NULL;
+        if (!s || strcmp(s->id, refs[k].cp_id) != 0) {
             s = &o->stations[o->n_stations++];
-            pw_strlcpy(s->id, l->cp_id, sizeof s->id);
+            pw_strlcpy(s->id, refs[k].cp_id, sizeof s->id);
         }
         if (s->n < PW_OCPP_MAX_CONNECTORS) {
-            s->connector[s->n] = l->connector;
-            s->charger[s->n++] = (uint32_t)i;
+            s->connector[s->n] = refs[k].connector;
+            s->charger[s->n++] = refs[k].charger;
         }
     }
-    qsort(o->stations, o->n_stations, sizeof *o->stations, station_cmp);
-    free(old);
-    (void)n_old;
+    free(refs);
     /* Connections open now belong to the new stations (or none). */
     o->n_unassigned = 0;
     uint64_t now = uv_now(o->env.loop);
@@ -553,8 +568,10 @@ static const char *profile_state(const pw_ocpp_evse *e, bool default_installed)
 static int ocpp_charger_info(const pw_transport *t, size_t charger, pw_transport_charger_info *out)
 {
     const ocpp *o = (const ocpp *)t;
+    if (charger >= o->cfg->n_chargers)
+        return 0;
     const pw_cfg_link *l = &o->cfg->charger_links[charger];
-    if (charger >= o->cfg->n_chargers || l->kind != PW_CFG_LINK_OCPP)
+    if (l->kind != PW_CFG_LINK_OCPP)
         return 0;
     *out = (pw_transport_charger_info){0};
     const station *s = station_find(o, l->cp_id);
