@@ -124,6 +124,7 @@ typedef struct bal_plan {
     bool held;     /* a raise is held until cuts are seen */
     bool own_wait; /* held until its own pending cut is seen */
     bool in_order; /* in pw_bal.order as build_order last left it */
+    bool eta;      /* bal__rotation_eta set its result's next_turn_ms this run */
     uint64_t okey; /* wanting: its admission order key this run */
     double target; /* value before the dynamic rules */
     double line[PW_LINES];  /* final load on grid lines */
@@ -295,7 +296,8 @@ void bal__row_texts(pw_bal *b);
 /* Fills the reason code and text of charger k's result (after bal__rotation_eta). */
 void bal__reason(pw_bal *b, size_t k, uint64_t now);
 
-/* Fills next_turn_ms of the cars paused by rotation. */
+/* Fills next_turn_ms of the cars paused by rotation and marks them (bal_plan.eta); the results
+ * of the others are zeroed by the final pass, which writes them anyway. */
 void bal__rotation_eta(pw_bal *b, uint64_t now);
 
 #endif

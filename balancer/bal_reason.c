@@ -379,8 +379,6 @@ void bal__reason(pw_bal *b, size_t k, uint64_t now)
  * order their minimum run ends, one turn per car, and a car just paused waits its minimum pause. */
 void bal__rotation_eta(pw_bal *b, uint64_t now)
 {
-    for (size_t k = 0; k < b->n_ch; k++)
-        b->res[k].next_turn_ms = 0;
     if (b->p.oneshot)
         return;
     for (size_t from = 0; from < b->n_order;) {
@@ -419,6 +417,7 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
                              : c->paused_by_us ? c->paused_at + b->p.min_pause_ms
                                                : 0;
             b->res[k].next_turn_ms = eta > guard ? eta : guard;
+            b->plan[k].eta = true;
             p++;
         }
         from = to;

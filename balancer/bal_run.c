@@ -201,7 +201,7 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->val = pl->lo = pl->hi = 0;
     pl->mask = 0;
     pl->st = ST_IDLE;
-    pl->want = pl->susp = pl->trimmed = pl->held = pl->overdue = pl->own_wait = false;
+    pl->want = pl->susp = pl->trimmed = pl->held = pl->overdue = pl->own_wait = pl->eta = false;
     pl->bind = pl->block = -1;
     pl->mode = pl->tmode = 3;
     memset(pl->fixed, 0, sizeof pl->fixed);
@@ -775,6 +775,8 @@ static void charger_result(pw_bal *b, size_t k, uint64_t now)
     pw_bal_result *r = &b->res[k];
     /* An overdue charger keeps its offer (budgeted in fixed, so not as a plan). */
     r->limit_a = pl->overdue ? c->prev_limit : pl->val;
+    if (!pl->eta) /* the others were set by bal__rotation_eta */
+        r->next_turn_ms = 0;
     r->phases = (pl->overdue ? c->prev_mode : pl->mode) == 1 ? 1 : 3;
     r->demand_a = pl->want ? pl->hi : 0;
     for (size_t l = 0; l < PW_LINES; l++)
