@@ -27,7 +27,7 @@
 #define CARRY_A             0.5 /* a phase with more than this carries current */
 #define EPS                 1e-6
 #define FLOOD_WINDOW_MS     10000u /* refused calls are counted over this long */
-#define TRIG_DELAY_MS       1000u  /* after an accepted cut, fresh meter values are asked this late */
+#define TRIG_DELAY_MS       1000u /* after an accepted cut, fresh meter values are asked this late */
 
 static const char *const measurands[] = {
     "Current.Import",
