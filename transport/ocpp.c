@@ -2,6 +2,7 @@
  * WebSocket (web/pw_web_ws.h). Each connection runs one pw_ocpp_cp, the pure conversation of
  * ocpp/; this file matches identities to the config's chargers, checks passwords at the
  * upgrade, turns connector states into core reports and hands the core's limits over. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,9 +616,8 @@ static void ocpp_stop(pw_transport *t)
         pw_web_ws_ep_close(o->ep); /* every connection's closed callback runs */
         o->ep = NULL;
     }
-    /* Connections whose close lws has not reported yet are let go here. */
-    while (o->conns)
-        on_closed(o, o->conns, "shutting down");
+    /* pw_web_ws_ep_close reports every connection closed before it returns. */
+    assert(o->conns == NULL);
     if (o->timer_open) {
         o->timer_open = false;
         uv_close((uv_handle_t *)&o->timer, on_timer_closed);
