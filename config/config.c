@@ -2427,3 +2427,31 @@ void pw_cfg_errors_print(const pw_cfg_errors *errs, char *out, size_t out_size)
     if (errs->count > shown && used < out_size)
         snprintf(out + used, out_size - used, "(%zu more errors not shown)\n", errs->count - shown);
 }
+
+void pw_cfg_site_id(const pw_cfg *cfg, char *out, size_t out_size)
+{
+    if (*cfg->uplink.site) {
+        pw_strlcpy(out, cfg->uplink.site, out_size);
+        return;
+    }
+    /* The site's name as a topic level: lower-case letters and digits, '-' for a run of
+     * anything else ("Garage Nord 2" -> "garage-nord-2"). */
+    size_t n = 0;
+    bool dash = false;
+    for (const char *s = cfg->site_name; *s && n + 2 < out_size; s++) {
+        char ch = *s;
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch - 'A' + 'a');
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
+            if (dash && n > 0)
+                out[n++] = '-';
+            out[n++] = ch;
+            dash = false;
+        } else {
+            dash = true;
+        }
+    }
+    if (n == 0 && out_size > 4)
+        n = (size_t)snprintf(out, out_size, "site");
+    out[n] = '\0';
+}

@@ -107,9 +107,37 @@ typedef struct pw_cfg_mqtt {
     char password[128];
     char client_id[64]; /* "" = "phasewise-<site>" */
     bool tls;
-    char ca_file[256]; /* PEM CA to check the broker with; "" = the system's */
+    char ca_file[256];   /* PEM CA to check the broker with; "" = the system's */
+    char cert_file[256]; /* PEM client certificate for brokers that ask for one; "" = none */
+    char key_file[256];  /* its private key (PEM); set together with cert_file */
     uint16_t keepalive_s;
 } pw_cfg_mqtt;
+
+/* State out on the mqtt broker (docs/mqtt.md): retained topics under prefix, Home Assistant
+ * discovery. Off unless enabled. */
+typedef struct pw_cfg_mqtt_publish {
+    bool enabled;
+    char prefix[64];           /* "phasewise": topics are "<prefix>/<site id>/..." */
+    bool home_assistant;       /* device-based discovery under discovery_prefix */
+    char discovery_prefix[64]; /* "homeassistant" */
+} pw_cfg_mqtt_publish;
+
+/* Commands accepted on the mqtt broker, each off unless set (docs/mqtt.md). */
+typedef struct pw_cfg_mqtt_commands {
+    bool pause;          /* pause / resume a charger */
+    bool priority;       /* a charger's priority */
+    bool max_current;    /* a charger's maximum current */
+    bool facility_limit; /* a temporary limit on the facility's connection, with an expiry */
+} pw_cfg_mqtt_commands;
+
+/* The fleet uplink (docs/mqtt.md): a second, independent broker connection that sends the
+ * site's sessions, 15-minute aggregates, events and alerts to a central broker from an outbox
+ * in SQLite. Off when broker.host is "". */
+typedef struct pw_cfg_uplink {
+    pw_cfg_mqtt broker; /* TLS on by default (port 8883), the broker's certificate checked */
+    char site[PW_BAL_ID_LEN]; /* the site's id in topics; "" = made from site_name */
+    char prefix[64];          /* "phasewise/fleet": topics are "<prefix>/<site>/..." */
+} pw_cfg_uplink;
 
 /* An OCPP charge point the installer assigned (chargers name it by cp_id in their links). */
 typedef struct pw_cfg_ocpp_cp {
@@ -185,6 +213,9 @@ typedef struct pw_cfg {
     pw_cfg_net net;
     pw_cfg_http http;
     pw_cfg_mqtt mqtt;
+    pw_cfg_mqtt_publish mqtt_publish;   /* "mqtt": {"publish": {...}} */
+    pw_cfg_mqtt_commands mqtt_commands; /* "mqtt": {"commands": {...}} */
+    pw_cfg_uplink uplink;
     pw_cfg_ocpp ocpp;
     pw_cfg_tag *tags; /* n_tags, sorted by id ignoring letter case (pw_cfg_tag_find) */
     size_t n_tags;
@@ -318,5 +349,9 @@ int pw_cfg_parse_listen(const char *text, char *addr, size_t addr_size, uint16_t
 /* Wiring as text ("L2L3L1", "L1") and back. Returns 0 or -1. */
 int pw_cfg_wiring_parse(const char *text, uint8_t wiring[PW_LINES]);
 void pw_cfg_wiring_format(const uint8_t wiring[PW_LINES], char out[8]);
+
+/* The site's id in MQTT topics (state out and fleet uplink): uplink.site when set, else the
+ * site's name in lower case with '-' between words ("Garage Nord 2" -> "garage-nord-2"). */
+void pw_cfg_site_id(const pw_cfg *cfg, char *out, size_t out_size);
 
 #endif
