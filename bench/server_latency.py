@@ -338,6 +338,27 @@ def latency(fac, pid, http_port, readings, rate):
             "cpu_pct": 100.0 * cpu}
 
 
+def unit_nice(path):
+    """The Nice= of a systemd unit file (0 when it sets none)."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith("Nice="):
+                return int(line.split("=", 1)[1])
+    return 0
+
+
+@contextlib.contextmanager
+def cpu_load(n):
+    """n busy processes at normal priority (other work on the box), ended by pid afterwards."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def run_one(phasewise, n, args):
     tmp = tempfile.mkdtemp(prefix="pw-bench-")
     http_port, mcast_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
@@ -395,14 +416,24 @@ def main():
     ap.add_argument("--nice", type=int, default=0,
                     help="run the appliance at this nice value (e.g. -10: a dedicated box on a "
                          "busy host)")
+    ap.add_argument("--unit", help="run the appliance with this systemd unit's Nice= "
+                                   "(packaging/phasewise.service); overrides --nice")
+    ap.add_argument("--load", type=int, default=0,
+                    help="keep this many busy processes running beside it (2: both CPUs)")
     args = ap.parse_args()
+    if args.unit:
+        args.nice = unit_nice(args.unit)
+    if args.load < 0 or args.load > 16:
+        ap.error("--load: 0..16 busy processes")
     if any(n < 1 or n > 2000 for n in args.chargers) or args.readings > 5000:
         ap.error("1..2000 chargers and at most 5000 readings")
     print("chargers | steady CPU | timed CPU | plans/readings | first datagram p50/p99/max us |"
           " > 2 ms | last datagram p50/p99 us | appliance histogram p50/p99 <= us | tick p99 <= us |"
           " RSS KiB start/end")
+    print(f"nice {args.nice}, {args.load} busy process(es) beside it")
     for n in args.chargers:
-        r = run_one(args.phasewise, n, args)
+        with cpu_load(args.load):
+            r = run_one(args.phasewise, n, args)
         if args.json:
             print(json.dumps(r))
         print(f"{n:8} | {r['steady_cpu_pct']:9.1f}% | {r['cpu_pct']:8.1f}% | "

@@ -23,6 +23,13 @@ size_t pw_strlcpy(char *dst, const char *src, size_t size);
  * time instead. */
 long long pw_wall_ms(void);
 
+/* A worker thread (history writes, API queries, password hashing) gives way to the loop thread:
+ * its nice value is raised by PW_WORKER_NICE_STEP above the process's, once per thread, so that
+ * under load the control loop is scheduled first (the systemd unit runs the process at Nice=-10;
+ * raising one's own nice value needs no privilege). */
+#define PW_WORKER_NICE_STEP 10
+void pw_worker_yield_priority(void);
+
 /* Fills buf with len bytes from the kernel's random source (salts, keys). Returns 0 or -1. */
 int pw_random(void *buf, size_t len);
 

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +50,23 @@ long long pw_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pw_worker_yield_priority(void)
+{
+    static _Thread_local int done;
+    if (done)
+        return;
+    done = 1;
+    /* On Linux a nice value belongs to the thread: PRIO_PROCESS with the thread's id changes
+     * only this one. A failure leaves it at the process's value, which is only less fair. */
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    errno = 0;
+    int nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (errno == 0) {
+        int want = nice_now + PW_WORKER_NICE_STEP > 19 ? 19 : nice_now + PW_WORKER_NICE_STEP;
+        (void)setpriority(PRIO_PROCESS, (id_t)tid, want);
+    }
 }
 
 int pw_random(void *buf, size_t len)

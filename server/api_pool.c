@@ -74,6 +74,7 @@ static void job_free(pw_api_job *job)
 
 static void job_work(uv_work_t *req)
 {
+    pw_worker_yield_priority();
     pw_api_job *job = req->data;
     pw_api_pool *pool = job->pool;
     pw_store_reader **reader = &pool->readers[job->slot];

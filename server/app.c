@@ -413,6 +413,8 @@ static void stop(pw_app *app)
         return;
     pw_info("server", "shutting down");
     app->stopping = true;
+    pw_sdnotify_stopping(app->sd);
+    app->sd = NULL;
     /* In reverse order of start; a handle is closed only if it was started (start() may have
      * failed half-way). */
     if (app->demo_running)
@@ -667,6 +669,7 @@ static int start(pw_app *app)
                  app->cfg->n_chargers);
     if (app->opts.demo && start_demo(app) != 0)
         return -1;
+    app->sd = pw_sdnotify_ready(&app->loop); /* serving: systemd may count it as started */
     return 0;
 }
 

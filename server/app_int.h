@@ -18,6 +18,7 @@
 #include "pw_store.h"
 #include "pw_transport.h"
 #include "pw_web.h"
+#include "sdnotify.h"
 
 #define PW_APP_MAX_TRANSPORTS 8
 
@@ -64,6 +65,7 @@ typedef struct pw_app {
     pw_latency run_time; /* one core run and the sends it caused */
     uint64_t rejoins;    /* transports joined again after an address or link change */
     uint64_t last_throttle_event_ms;
+    pw_sdnotify *sd; /* systemd's READY/WATCHDOG/STOPPING; NULL outside systemd */
     bool meter_test; /* a meter test read is in flight (api_meters.c): one at a time */
     bool stopping;
 } pw_app;

@@ -117,6 +117,7 @@ void pw_history_samples(pw_history *h, const pw_ctl *ctl, int64_t wall)
  * aggregation. */
 static void write_work(uv_work_t *req)
 {
+    pw_worker_yield_priority();
     pw_history *h = req->data;
     uint64_t t0 = uv_hrtime();
     h->write_rc = pw_store_write(h->store, h->writing);

@@ -164,6 +164,7 @@ static void job_free(web_job *job)
 
 static void job_work(uv_work_t *req)
 {
+    pw_worker_yield_priority();
     web_job *job = req->data;
     if (job->kind == JOB_LOGIN) {
         job->ok = web__auth_verify(&job->rec, job->password, job->len);

@@ -117,3 +117,8 @@ add_test(NAME ocpp_tls
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_tls.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(ocpp_tls PROPERTIES LABELS "integration" TIMEOUT 60)
+# systemd's notify protocol and the loop-fed watchdog, as packaging/phasewise.service uses them.
+add_test(NAME systemd_notify
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/systemd_notify.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(systemd_notify PROPERTIES LABELS "integration" TIMEOUT 60)

@@ -17,3 +17,5 @@ pw_unit_test(history_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/history_test.c
 # with the openssl tool and is skipped without it.
 pw_unit_test(web_ws_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/web_ws_test.c
              LIBS pw_web ${MBEDCRYPTO_LIB} Threads::Threads)
+# systemd's notification environment (server/sdnotify.c).
+pw_unit_test(sdnotify_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/sdnotify_test.c LIBS pw_sdnotify)
