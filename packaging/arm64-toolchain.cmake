@@ -21,6 +21,8 @@ file(READ /usr/include/lws_config.h _lws_config)
 string(REGEX REPLACE "/usr/lib/[a-z0-9_]+-linux-gnu" "/usr/lib/aarch64-linux-gnu" _lws_config
                      "${_lws_config}")
 file(WRITE ${_shim}/include/lws_config.h "${_lws_config}")
+# libwebsockets.h includes "lws_config.h" with quotes, which looks beside itself first.
+file(COPY /usr/include/libwebsockets.h DESTINATION ${_shim}/include)
 # -I, so it comes before the -isystem /usr/include other packages' pkg-config files add.
 set(CMAKE_C_FLAGS_INIT "-I${_shim}/include")
 file(CREATE_LINK /usr/lib/aarch64-linux-gnu/libwebsockets.so.17 ${_shim}/lib/libwebsockets.so
