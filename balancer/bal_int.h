@@ -92,6 +92,9 @@ typedef struct bal_node {
     bool stale;                 /* its own meter is stale */
     int stale_src;              /* node whose stale meter shaped this budget, -1 if none */
     int sub_stale;              /* a child's stale_src, -1 if none */
+    /* Operator cap (pw_bal_set_node_cap): spec.limit_a is the limit in force, the smaller of
+     * cfg_limit_a and op_cap_a (INFINITY when none). */
+    double cfg_limit_a[PW_LINES], op_cap_a[PW_LINES];
 } bal_node;
 
 /* What one run decides for a charger. */
@@ -148,11 +151,12 @@ typedef struct bal_why {
     enum pw_bal_reason code;
     uint8_t variant; /* which sentence of the code */
     bool one_phase;
-    int row;    /* binding or blocking row, -1 */
-    int stale;  /* node whose stale meter is named, -1 */
-    int64_t x;  /* amperes shown, in tenths */
-    int64_t y;  /* a car's draw, in tenths; 0 when none */
-    uint64_t n; /* seconds or minutes shown */
+    int row;     /* binding or blocking row, -1 */
+    int stale;   /* node whose stale meter is named, -1 */
+    int64_t x;   /* amperes shown, in tenths */
+    int64_t y;   /* a car's draw, in tenths; 0 when none */
+    uint64_t n;  /* seconds or minutes shown */
+    int64_t cap; /* an operator's cap on the row's line in tenths of amperes, shown with it; -1 */
 } bal_why;
 
 /* What the balancer remembers about a charger between runs. */
@@ -210,6 +214,10 @@ typedef struct bal_ch {
     bal_why why;     /* reason of the last run, to write its sentence only when it changes */
     double trim_cap; /* 0 = not trimmed */
     uint64_t trim_at;
+    /* Operator override (pw_bal_set_override): spec.max_a and spec.priority are the ones in
+     * force, cfg_max_a the config's maximum; op_cap_a INFINITY when none. */
+    double cfg_max_a, op_cap_a;
+    bool op_paused; /* op_cap_a is below min_a */
 } bal_ch;
 
 struct pw_bal {

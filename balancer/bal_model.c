@@ -2,6 +2,7 @@
  * needs is sized here) and the measurement inputs. */
 #include "bal_int.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -422,36 +423,22 @@ static void build_slots(pw_bal *b)
     }
 }
 
-static int cmp_prio_desc(const void *x, const void *y)
-{
-    int a = *(const int *)x, b = *(const int *)y;
-    return (a < b) - (a > b);
-}
-
-/* Class rank per charger: 0 for the highest priority present, 1 for the next, ... */
+/* Class rank per charger: 0 for the highest priority present, 1 for the next, ... Sorted with
+ * the run's scratch (events, tmp), so that a changed priority (pw_bal_set_override) allocates
+ * nothing; the plans get their copy of the rank. */
 static void build_classes(pw_bal *b)
 {
-    int *prios = pw_xmalloc((b->n_ch ? b->n_ch : 1) * sizeof *prios);
-    for (size_t k = 0; k < b->n_ch; k++)
-        prios[k] = b->ch[k].spec.priority;
-    qsort(prios, b->n_ch, sizeof *prios, cmp_prio_desc);
+    bal_key *keys = b->events;
+    for (size_t k = 0; k < b->n_ch; k++) /* a higher priority, a smaller key */
+        keys[k] = (bal_key){(uint64_t)((int64_t)INT_MAX - b->ch[k].spec.priority), (uint32_t)k};
+    bal__sort(keys, b->tmp, b->n_ch);
     size_t distinct = 0;
-    for (size_t k = 0; k < b->n_ch; k++)
-        if (k == 0 || prios[k] != prios[distinct - 1])
-            prios[distinct++] = prios[k];
-    for (size_t k = 0; k < b->n_ch; k++) {
-        size_t lo = 0, hi = distinct;
-        while (lo < hi) { /* prios is descending */
-            size_t mid = (lo + hi) / 2;
-            if (prios[mid] > b->ch[k].spec.priority)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        b->ch[k].cls = (int)lo;
+    for (size_t i = 0; i < b->n_ch; i++) {
+        distinct += i == 0 || keys[i].key != keys[i - 1].key;
+        b->ch[keys[i].idx].cls = (int)distinct - 1;
+        b->plan[keys[i].idx].cls = (int)distinct - 1;
     }
     b->n_cls = distinct;
-    free(prios);
 }
 
 /* A charger's timing as its transport gave it, the facility's params where it gave none. */
@@ -504,6 +491,10 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
         b->nodes[n].spec.id[PW_BAL_ID_LEN - 1] = '\0';
         b->nodes[n].spec.name[PW_BAL_NAME_LEN - 1] = '\0';
         b->nodes[n].name_len = strlen(bal__node_name(b, (int)n));
+        for (size_t l = 0; l < PW_LINES; l++) {
+            b->nodes[n].cfg_limit_a[l] = f->nodes[n].limit_a[l];
+            b->nodes[n].op_cap_a[l] = INFINITY;
+        }
     }
     for (size_t k = 0; k < b->n_ch; k++) {
         bal_ch *c = &b->ch[k];
@@ -522,6 +513,8 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
         c->one = terms_lines(c->spec.wiring, b->grid == PW_GRID_IT ? 3 : 1);
         c->mode = 3;
         c->prev_mode = 3;
+        c->cfg_max_a = s->max_a;
+        c->op_cap_a = INFINITY;
         b->plan[k].node = (uint32_t)s->node;
     }
     build_tree_order(b);
@@ -544,10 +537,8 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
         for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent)
             b->ch[k].imb_path = b->ch[k].imb_path || b->nodes[n].spec.max_imbalance_a > 0;
     build_classes(b);
-    for (size_t k = 0; k < b->n_ch; k++) {
-        b->plan[k].cls = b->ch[k].cls;
+    for (size_t k = 0; k < b->n_ch; k++)
         b->plan[k].imb_path = b->ch[k].imb_path;
-    }
     for (size_t i = 0; i < b->n_ch; i++)
         b->plan[b->dfs_ch[i]].pos = (uint32_t)i;
     return b;
@@ -753,6 +744,38 @@ void pw_bal_set_charger(pw_bal *b, size_t charger, const pw_bal_measure *m, uint
     }
 }
 
+/* An operator's cap as the balancer keeps it: none (INFINITY) for NaN, 0 for below 0. */
+static double clean_cap(double a)
+{
+    return isnan(a) ? INFINITY : a < 0 ? 0 : a;
+}
+
+void pw_bal_set_override(pw_bal *b, size_t charger, double cap_a, int priority)
+{
+    if (charger >= b->n_ch)
+        return;
+    bal_ch *c = &b->ch[charger];
+    c->op_cap_a = clean_cap(cap_a);
+    c->op_paused = c->op_cap_a < c->spec.min_a - BAL_EPS;
+    /* The run reads the maximum in force from the spec, like the config's. */
+    c->spec.max_a = c->op_paused || c->op_cap_a >= c->cfg_max_a ? c->cfg_max_a : c->op_cap_a;
+    if (priority != c->spec.priority) {
+        c->spec.priority = priority;
+        build_classes(b); /* ranks are relative: every charger's may move */
+    }
+}
+
+void pw_bal_set_node_cap(pw_bal *b, size_t node, const double cap_a[PW_LINES])
+{
+    if (node >= b->n_nodes)
+        return;
+    bal_node *n = &b->nodes[node];
+    for (size_t l = 0; l < PW_LINES; l++) {
+        n->op_cap_a[l] = clean_cap(cap_a[l]);
+        n->spec.limit_a[l] = fmin(n->cfg_limit_a[l], n->op_cap_a[l]);
+    }
+}
+
 const pw_bal_result *pw_bal_results(const pw_bal *b)
 {
     return b->res;
@@ -784,6 +807,7 @@ const char *pw_bal_reason_name(enum pw_bal_reason r)
         [PW_REASON_OFFLINE] = "offline",
         [PW_REASON_FAULT] = "fault",
         [PW_REASON_SUSPENDED] = "suspended",
+        [PW_REASON_PAUSED_OPERATOR] = "paused_operator",
     };
     return (unsigned)r < PW_REASON_COUNT ? names[r] : "unknown";
 }

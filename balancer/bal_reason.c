@@ -102,10 +102,27 @@ void bal__row_texts(pw_bal *b)
     }
 }
 
-/* A row's name: half of the sentences name one, so it is written once (bal__row_texts). */
-static void put_row(text *t, const pw_bal *b, int j)
+/* The row of a reason by its name: half of the sentences name one, so it is written once
+ * (bal__row_texts); with an operator's cap on its line, the cap ("(facility limit 40 A)"). */
+static void put_row(text *t, const pw_bal *b, const bal_why *w)
 {
-    put_n(t, b->row_txt + (size_t)j * PW_BAL_REASON_LEN, b->row_txt_len[j]);
+    put_n(t, b->row_txt + (size_t)w->row * PW_BAL_REASON_LEN, b->row_txt_len[w->row]);
+    if (w->cap < 0)
+        return;
+    put(t, b->rows[w->row].node == 0 ? " (facility limit " : " (operator limit ");
+    put_tenths(t, w->cap);
+    PUT(t, " A)");
+}
+
+/* An operator's cap in force on row j's line, in tenths of amperes; -1 if none (or not a line
+ * row). */
+static int64_t row_cap(const pw_bal *b, int j)
+{
+    if (j < 0 || !b->rows[j].line)
+        return -1;
+    const bal_node *n = &b->nodes[b->rows[j].node];
+    size_t l = b->rows[j].line - 1u;
+    return n->op_cap_a[l] < n->cfg_limit_a[l] ? (int64_t)(n->op_cap_a[l] * 10 + 0.5) : -1;
 }
 
 /* The row that binds a charger below its demand: where it froze if that row is still full,
@@ -156,6 +173,8 @@ static void decide_bound(const pw_bal *b, size_t k, bal_why *w, double *x, doubl
         double draw = b->p.oneshot ? largest(c->m.current_a) : c->trim_cap - b->p.trim_headroom_a;
         *y = pl->trimmed ? draw : 0;
         w->variant = pl->trimmed && pl->hi <= pl->lo + 1e-6; /* trimmed to the minimum */
+        if (!pl->trimmed && c->op_cap_a < c->cfg_max_a)      /* the operator's maximum */
+            w->variant = 1;
     } else if ((w->row = binding_row(b, k)) < 0) {
         w->code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */
         w->variant = 1;
@@ -175,7 +194,7 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
     const bal_plan *pl = &b->plan[k];
     const bal_ch *c = &b->ch[k];
     const pw_bal_result *r = &b->res[k];
-    bal_why w = {.row = -1, .stale = -1};
+    bal_why w = {.row = -1, .stale = -1, .cap = -1};
     double x = 0, y = 0; /* amperes shown */
     if (!pl->online || pl->overdue) {
         w.code = PW_REASON_OFFLINE;
@@ -186,7 +205,7 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
     } else if (c->m.car == PW_CAR_FAULT) {
         w.code = PW_REASON_FAULT;
     } else if (!pl->want) {
-        w.code = PW_REASON_NO_CAR;
+        w.code = c->op_paused ? PW_REASON_PAUSED_OPERATOR : PW_REASON_NO_CAR;
     } else if (pl->held) {
         w.code = PW_REASON_WAITING_CUTS;
         w.variant = pl->own_wait ? 2 : pl->val > 0;
@@ -207,6 +226,7 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
         decide_bound(b, k, &w, &x, &y);
     }
     w.one_phase = pl->want && pl->val > 0 && pl->mode == 1;
+    w.cap = row_cap(b, w.row);
     /* Amperes are shown to a tenth: a change below that is no new sentence. (A draw of 0 or
      * less shows as 0 either way.) */
     w.x = tenths(x);
@@ -217,7 +237,8 @@ static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
 static bool same_why(const bal_why *x, const bal_why *y)
 {
     return x->code == y->code && x->variant == y->variant && x->one_phase == y->one_phase &&
-           x->row == y->row && x->stale == y->stale && x->x == y->x && x->y == y->y && x->n == y->n;
+           x->row == y->row && x->stale == y->stale && x->x == y->x && x->y == y->y &&
+           x->n == y->n && x->cap == y->cap;
 }
 
 static void render_paused(const pw_bal *b, const bal_why *w, text *t)
@@ -225,30 +246,30 @@ static void render_paused(const pw_bal *b, const bal_why *w, text *t)
     switch (w->code) {
     case PW_REASON_SUSPENDED:
         PUT(t, "car paused itself; no room at ");
-        put_row(t, b, w->row);
+        put_row(t, b, w);
         PUT(t, " to hold its minimum ");
         put_tenths(t, w->x);
         PUT(t, " A");
         break;
     case PW_REASON_PAUSED_PRIORITY:
         PUT(t, "paused: higher-priority cars use ");
-        put_row(t, b, w->row);
+        put_row(t, b, w);
         break;
     case PW_REASON_PAUSED_ROTATION:
         if (w->variant) {
             PUT(t, "paused: rotation, next turn in ~");
             put_uint(t, w->n);
             PUT(t, " min (");
-            put_row(t, b, w->row);
+            put_row(t, b, w);
             PUT(t, " is full)");
         } else {
             PUT(t, "paused: rotation, minimums do not all fit at ");
-            put_row(t, b, w->row);
+            put_row(t, b, w);
         }
         break;
     default:
         PUT(t, "paused: ");
-        put_row(t, b, w->row);
+        put_row(t, b, w);
         PUT(t, " has no room for the minimum ");
         put_tenths(t, w->x);
         PUT(t, " A");
@@ -271,7 +292,7 @@ static void put_kept(const pw_bal *b, int64_t kept, text *t)
 static void render_own_limit(const bal_why *w, text *t)
 {
     if (w->code == PW_REASON_MAX) {
-        PUT(t, "at the charger's maximum ");
+        put(t, w->variant ? "at the operator's maximum " : "at the charger's maximum ");
         put_tenths(t, w->x);
         PUT(t, " A");
         return;
@@ -312,6 +333,9 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
     case PW_REASON_NO_CAR:
         PUT(&t, "no car connected");
         break;
+    case PW_REASON_PAUSED_OPERATOR:
+        PUT(&t, "paused by operator");
+        break;
     case PW_REASON_WAITING_CUTS:
         if (!w->variant) {
             PUT(&t, "starts once other chargers have followed their cuts");
@@ -344,7 +368,7 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
             break;
         }
         PUT(&t, "limited by ");
-        put_row(&t, b, w->row);
+        put_row(&t, b, w);
         if (w->stale >= 0) {
             PUT(&t, "; meter '");
             put_node(&t, b, w->stale);

@@ -229,6 +229,12 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     }
     if (c->m.car == PW_CAR_NONE)
         return;
+    /* Operator override: a paused charger wants nothing (a cut at once, like an unplug); its
+     * trim is forgotten, so that a resume starts from its maximum. */
+    if (c->op_paused) {
+        c->trim_cap = 0;
+        return;
+    }
     pl->want = true;
     pl->susp = c->m.car == PW_CAR_SUSPENDED && suspended_itself(b, c);
     pl->lo = c->spec.min_a;

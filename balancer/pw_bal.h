@@ -150,7 +150,8 @@ enum pw_bal_reason {
     PW_REASON_METER_STALE,  /* budget conservative because a meter is stale */
     PW_REASON_OFFLINE,
     PW_REASON_FAULT,
-    PW_REASON_SUSPENDED, /* the car paused itself; its minimum is held so it can resume */
+    PW_REASON_SUSPENDED,       /* the car paused itself; its minimum is held so it can resume */
+    PW_REASON_PAUSED_OPERATOR, /* paused by an operator's command (pw_bal_set_override) */
     PW_REASON_COUNT
 };
 
@@ -185,6 +186,20 @@ const pw_bal_node_result *pw_bal_node_results(const pw_bal *b); /* n_nodes entri
 /* The earliest time the balancer wants to run again (a hold time ends, a probe is due);
  * UINT64_MAX if none. */
 uint64_t pw_bal_next_deadline(const pw_bal *b);
+
+/* ---- operator overrides: run-time caps the balancer honours like the config's limits ---- */
+
+/* Charger's cap and priority class instead of the config's. cap_a: INFINITY (or NaN) for none;
+ * below the charger's min_a it pauses the charger (reason PW_REASON_PAUSED_OPERATOR), else it
+ * offers at most min(max_a, cap_a) (reason "max", naming the operator's maximum). priority:
+ * the config's to go back to it. A lower cap is a cut and applies at the next run; a higher one
+ * (or none) is a raise under the usual rules. Out of range: ignored. No allocation. */
+void pw_bal_set_override(pw_bal *b, size_t charger, double cap_a, int priority);
+
+/* A lower limit per grid line for node, on top of its configured one: the limit in force is the
+ * smaller (INFINITY or NaN: none; negative counts as 0). Reasons name it where it binds ("the
+ * facility limit" at node 0). Same rules as pw_bal_set_override. */
+void pw_bal_set_node_cap(pw_bal *b, size_t node, const double cap_a[PW_LINES]);
 
 /* Short machine name of a reason ("node_limit"); static storage. */
 const char *pw_bal_reason_name(enum pw_bal_reason r);

@@ -407,12 +407,14 @@ int pw_cfg_parse_listen(const char *text, char *addr, size_t addr_size, uint16_t
     return 0;
 }
 
-/* The broker MQTT meter feeds are read from; no host: none. */
-static void parse_mqtt_broker(ctx *c, const json_t *v, pw_cfg_mqtt *out)
+/* The broker MQTT meter feeds are read from; no host: none. section: "mqtt", or "uplink" for
+ * the fleet uplink's broker (the same settings). */
+static void parse_mqtt_broker(ctx *c, const json_t *v, const char *section, pw_cfg_mqtt *out)
 {
-    static const char *const keys[] = {"host", "port",    "username",    "password", "client_id",
-                                       "tls",  "ca_file", "keepalive_s", NULL};
-    push_path(c, "mqtt", -1);
+    static const char *const keys[] = {"host",      "port",        "username", "password",
+                                       "client_id", "tls",         "ca_file",  "cert_file",
+                                       "key_file",  "keepalive_s", NULL};
+    push_path(c, section, -1);
     if (!json_is_object(v)) {
         add_error(c, NULL, "must be an object: {\"host\": \"...\", \"port\": 1883, ...}");
         pop_path(c);
@@ -441,6 +443,133 @@ static void parse_mqtt_broker(ctx *c, const json_t *v, pw_cfg_mqtt *out)
     if (get_string(c, v, "ca_file", out->ca_file, sizeof out->ca_file) && *out->ca_file &&
         !out->tls)
         add_error(c, "ca_file", "is only used with \"tls\": true");
+    /* A client certificate for brokers that ask for one; whether the files can be read is
+     * checked when the connection is set up at start (the meter or uplink says so). */
+    bool cert = get_string(c, v, "cert_file", out->cert_file, sizeof out->cert_file);
+    bool key = get_string(c, v, "key_file", out->key_file, sizeof out->key_file);
+    if (cert && key && !*out->cert_file != !*out->key_file)
+        add_error(c, *out->cert_file ? "key_file" : "cert_file",
+                  "must be set together with %s (a PEM client certificate and its private key)",
+                  *out->cert_file ? "cert_file" : "key_file");
+    else if (*out->cert_file && !out->tls)
+        add_error(c, "cert_file", "is only used with \"tls\": true");
+    pop_path(c);
+}
+
+/* A topic level of the fleet uplink: lower-case letters, digits, '-' and '_'. */
+static bool valid_site(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+/* A topic prefix: levels of printable ASCII without wildcards, '$' first or empty levels. */
+static bool valid_prefix(const char *s)
+{
+    if (!*s || *s == '$' || *s == '/')
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p <= ' ' || *p > '~' || *p == '+' || *p == '#' || (*p == '/' && p[1] == '/'))
+            return false;
+    return s[strlen(s) - 1] != '/';
+}
+
+/* "uplink": the fleet broker (the settings of "mqtt"), the site's topic level and the prefix. */
+static void parse_uplink(ctx *c, const json_t *v, pw_cfg *cfg)
+{
+    pw_cfg_uplink *up = &cfg->uplink;
+    json_t *broker = json_is_object(v) ? json_copy((json_t *)v) : json_incref((json_t *)v);
+    json_object_del(broker, "site");
+    json_object_del(broker, "prefix");
+    parse_mqtt_broker(c, broker, "uplink", &up->broker);
+    json_decref(broker);
+    if (!json_is_object(v))
+        return;
+    push_path(c, "uplink", -1);
+    if (get_string(c, v, "site", up->site, sizeof up->site) && *up->site && !valid_site(up->site))
+        add_error(c, "site",
+                  "must be 1..%zu lower-case letters, digits, '-' or '_' (one topic level), or "
+                  "\"\" for one made from the site's name",
+                  sizeof up->site - 1);
+    if (get_string(c, v, "prefix", up->prefix, sizeof up->prefix) && !valid_prefix(up->prefix))
+        add_error(c, "prefix",
+                  "must be MQTT topic levels without '+', '#', empty levels or a leading '$' "
+                  "(\"phasewise/fleet\")");
+    char site[PW_BAL_ID_LEN];
+    pw_cfg_site_id(cfg, site, sizeof site);
+    if (*up->broker.host && !valid_site(site))
+        add_error(c, "site", "is needed: the site's name gives no topic level to report under");
+    pop_path(c);
+}
+
+/* "mqtt": {"publish": {...}}: state out and Home Assistant discovery (docs/mqtt.md). */
+static void parse_mqtt_publish(ctx *c, const json_t *v, const pw_cfg_mqtt *broker,
+                               pw_cfg_mqtt_publish *out)
+{
+    static const char *const keys[] = {"enabled", "prefix", "home_assistant", "discovery_prefix",
+                                       NULL};
+    static const char rule[] = "must be MQTT topic levels without '+', '#', empty levels, a "
+                               "leading '$' or a '/' at either end";
+    push_path(c, "publish", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL, "must be an object: {\"enabled\": true, \"prefix\": \"phasewise\"}");
+        pop_path(c);
+        return;
+    }
+    check_keys(c, v, keys);
+    get_bool(c, v, "enabled", &out->enabled);
+    get_bool(c, v, "home_assistant", &out->home_assistant);
+    if (get_string(c, v, "prefix", out->prefix, sizeof out->prefix) && !valid_prefix(out->prefix))
+        add_error(c, "prefix", "%s (\"phasewise\")", rule);
+    if (get_string(c, v, "discovery_prefix", out->discovery_prefix, sizeof out->discovery_prefix) &&
+        !valid_prefix(out->discovery_prefix))
+        add_error(c, "discovery_prefix", "%s (\"homeassistant\")", rule);
+    if (out->enabled && !*broker->host)
+        add_error(c, "enabled", "needs a broker: set mqtt.host (and port, login)");
+    pop_path(c);
+}
+
+/* "mqtt": {"commands": {...}}: each command accepted on the broker, off unless true. */
+static void parse_mqtt_commands(ctx *c, const json_t *v, pw_cfg_mqtt_commands *out)
+{
+    static const char *const keys[] = {"pause", "priority", "max_current", "facility_limit", NULL};
+    push_path(c, "commands", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL, "must be an object: {\"pause\": true, \"priority\": false, ...}");
+        pop_path(c);
+        return;
+    }
+    check_keys(c, v, keys);
+    get_bool(c, v, "pause", &out->pause);
+    get_bool(c, v, "priority", &out->priority);
+    get_bool(c, v, "max_current", &out->max_current);
+    get_bool(c, v, "facility_limit", &out->facility_limit);
+    pop_path(c);
+}
+
+/* "mqtt": the broker, and within it what is published there and which commands it may send. */
+static void parse_mqtt(ctx *c, const json_t *v, pw_cfg *cfg)
+{
+    json_t *broker = json_is_object(v) ? json_copy((json_t *)v) : json_incref((json_t *)v);
+    json_object_del(broker, "publish");
+    json_object_del(broker, "commands");
+    parse_mqtt_broker(c, broker, "mqtt", &cfg->mqtt);
+    json_decref(broker);
+    if (!json_is_object(v))
+        return;
+    push_path(c, "mqtt", -1);
+    if (json_object_get(v, "publish"))
+        parse_mqtt_publish(c, json_object_get(v, "publish"), &cfg->mqtt, &cfg->mqtt_publish);
+    if (json_object_get(v, "commands"))
+        parse_mqtt_commands(c, json_object_get(v, "commands"), &cfg->mqtt_commands);
+    if ((cfg->mqtt_commands.pause || cfg->mqtt_commands.priority ||
+         cfg->mqtt_commands.max_current || cfg->mqtt_commands.facility_limit) &&
+        !cfg->mqtt_publish.enabled)
+        add_error(c, "commands", "are received by the state publisher: set publish.enabled");
     pop_path(c);
 }
 
@@ -1742,6 +1871,16 @@ static void set_defaults(pw_cfg *cfg)
     pw_strlcpy(cfg->http.tls.key_file, DEFAULT_TLS_KEY, sizeof cfg->http.tls.key_file);
     cfg->mqtt.port = 1883; /* 8883 when the file turns TLS on and names no port */
     cfg->mqtt.keepalive_s = 30;
+    /* State out is off; once on, Home Assistant finds it where it looks by default. */
+    pw_strlcpy(cfg->mqtt_publish.prefix, "phasewise", sizeof cfg->mqtt_publish.prefix);
+    cfg->mqtt_publish.home_assistant = true;
+    pw_strlcpy(cfg->mqtt_publish.discovery_prefix, "homeassistant",
+               sizeof cfg->mqtt_publish.discovery_prefix);
+    /* The fleet uplink leaves the site: TLS with the broker's certificate checked by default. */
+    cfg->uplink.broker.tls = true;
+    cfg->uplink.broker.port = 8883; /* 1883 when the file turns TLS off and names no port */
+    cfg->uplink.broker.keepalive_s = 30;
+    pw_strlcpy(cfg->uplink.prefix, "phasewise/fleet", sizeof cfg->uplink.prefix);
     /* OCPP is off (port 0) until the file has an "ocpp" section. */
     pw_strlcpy(cfg->ocpp.listen_addr, "127.0.0.1", sizeof cfg->ocpp.listen_addr);
     cfg->ocpp.meter_interval_s = 10;
@@ -1915,6 +2054,7 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
                                        "tags",
                                        "restart_pending",
                                        "timing_in_force",
+                                       "uplink",
                                        NULL};
     ctx c = {.errs = errs};
     memset(errs, 0, sizeof *errs);
@@ -1941,9 +2081,11 @@ pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs)
     if (json_object_get(root, "http"))
         parse_http(&c, json_object_get(root, "http"), &cfg->http);
     if (json_object_get(root, "mqtt"))
-        parse_mqtt_broker(&c, json_object_get(root, "mqtt"), &cfg->mqtt);
+        parse_mqtt(&c, json_object_get(root, "mqtt"), cfg);
     if (json_object_get(root, "ocpp"))
         parse_ocpp(&c, json_object_get(root, "ocpp"), &cfg->ocpp);
+    if (json_object_get(root, "uplink")) /* after "site": its id may come from the name */
+        parse_uplink(&c, json_object_get(root, "uplink"), cfg);
     if (json_object_get(root, "tags"))
         parse_tags(&c, json_object_get(root, "tags"), cfg);
     if (json_object_get(root, "balancer"))
@@ -2120,6 +2262,31 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
                                   "port", mq->port, "username", mq->username, "password",
                                   mq->password, "client_id", mq->client_id, "tls", mq->tls,
                                   "ca_file", mq->ca_file, "keepalive_s", mq->keepalive_s));
+    if (*mq->cert_file) /* only brokers that ask for a client certificate have one */
+        json_object_set_new(json_object_get(root, "mqtt"), "cert_file", json_string(mq->cert_file));
+    if (*mq->key_file)
+        json_object_set_new(json_object_get(root, "mqtt"), "key_file", json_string(mq->key_file));
+    const pw_cfg_mqtt_publish *pub = &cfg->mqtt_publish;
+    const pw_cfg_mqtt_commands *cmd = &cfg->mqtt_commands;
+    json_object_set_new(json_object_get(root, "mqtt"), "publish",
+                        json_pack("{s:b, s:s, s:b, s:s}", "enabled", pub->enabled, "prefix",
+                                  pub->prefix, "home_assistant", pub->home_assistant,
+                                  "discovery_prefix", pub->discovery_prefix));
+    json_object_set_new(json_object_get(root, "mqtt"), "commands",
+                        json_pack("{s:b, s:b, s:b, s:b}", "pause", cmd->pause, "priority",
+                                  cmd->priority, "max_current", cmd->max_current, "facility_limit",
+                                  cmd->facility_limit));
+    const pw_cfg_uplink *up = &cfg->uplink;
+    json_t *uplink = json_pack(
+        "{s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "host", up->broker.host, "port",
+        up->broker.port, "tls", up->broker.tls, "ca_file", up->broker.ca_file, "username",
+        up->broker.username, "password", up->broker.password, "client_id", up->broker.client_id,
+        "keepalive_s", up->broker.keepalive_s, "site", up->site, "prefix", up->prefix);
+    if (*up->broker.cert_file) /* a client certificate instead of (or with) a password */
+        json_object_set_new(uplink, "cert_file", json_string(up->broker.cert_file));
+    if (*up->broker.key_file)
+        json_object_set_new(uplink, "key_file", json_string(up->broker.key_file));
+    json_object_set_new(root, "uplink", uplink);
     const pw_cfg_ocpp *oc = &cfg->ocpp;
     if (oc->listen_port) { /* no section: OCPP off */
         snprintf(listen, sizeof listen, "%s:%u", oc->listen_addr, oc->listen_port);
@@ -2372,6 +2539,8 @@ size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const c
         {strcmp(ma->username, mb->username) != 0, "mqtt.username"},
         {strcmp(ma->password, mb->password) != 0, "mqtt.password"},
         {strcmp(ma->client_id, mb->client_id) != 0, "mqtt.client_id"},
+        {strcmp(ma->cert_file, mb->cert_file) != 0, "mqtt.cert_file"},
+        {strcmp(ma->key_file, mb->key_file) != 0, "mqtt.key_file"},
         /* The OCPP listener too (turning OCPP on or off changes its port); charge points,
          * intervals, the write budget and authorization apply at once. */
         {strcmp(oa->listen_addr, ob->listen_addr) != 0 || oa->listen_port != ob->listen_port,

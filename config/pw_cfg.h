@@ -134,7 +134,7 @@ typedef struct pw_cfg_mqtt_commands {
  * site's sessions, 15-minute aggregates, events and alerts to a central broker from an outbox
  * in SQLite. Off when broker.host is "". */
 typedef struct pw_cfg_uplink {
-    pw_cfg_mqtt broker; /* TLS on by default (port 8883), the broker's certificate checked */
+    pw_cfg_mqtt broker;       /* TLS on by default (port 8883), the broker's certificate checked */
     char site[PW_BAL_ID_LEN]; /* the site's id in topics; "" = made from site_name */
     char prefix[64];          /* "phasewise/fleet": topics are "<prefix>/<site>/..." */
 } pw_cfg_uplink;
@@ -277,7 +277,7 @@ size_t pw_cfg_restart_fields(const pw_cfg *running, const pw_cfg *saved, const c
                              size_t max);
 /* How many fields pw_cfg_restart_fields can name at most: an out array this long never cuts.
  * The names it returns are static strings. */
-#define PW_CFG_RESTART_FIELDS_MAX 19
+#define PW_CFG_RESTART_FIELDS_MAX 21
 
 /* The i-th Modbus register map name a meter link may give ("sdm630", ..., "generic"), or NULL
  * past the last. Static strings. config does not link modbus/: the list is kept in config.c

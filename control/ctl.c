@@ -55,6 +55,8 @@ struct pw_ctl {
     bool rejects_logged_once;
     uint64_t last_reject_event;
     pw_ctl_stats stats;
+    pw_ctl_override *ovr;     /* per charger: the operator's overrides */
+    pw_ctl_facility_limit fl; /* the operator's facility limit */
 };
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -458,6 +460,89 @@ static void log_rejects(pw_ctl *c, uint64_t now, int64_t wall)
     }
 }
 
+/* ---- operator overrides ---------------------------------------------------------------- */
+
+bool pw_ctl_override_active(const pw_ctl_override *o)
+{
+    return o->paused || o->has_priority || o->has_max;
+}
+
+/* Charger i's override as the balancer takes it: a cap (0 pauses) and a priority. */
+static void push_override(pw_ctl *c, size_t i)
+{
+    const pw_ctl_override *o = &c->ovr[i];
+    double cap = o->paused ? 0 : o->has_max ? o->max_a : INFINITY;
+    pw_bal_set_override(c->bal, i, cap,
+                        o->has_priority ? o->priority : c->cfg->chargers[i].priority);
+}
+
+static void push_facility_limit(pw_ctl *c)
+{
+    static const double none[PW_LINES] = {INFINITY, INFINITY, INFINITY};
+    pw_bal_set_node_cap(c->bal, 0, c->fl.active ? c->fl.limit_a : none);
+}
+
+int pw_ctl_set_override(pw_ctl *c, size_t i, const pw_ctl_override *o, uint64_t now)
+{
+    note_time(c, now);
+    if (i >= c->cfg->n_chargers || (o && o->has_max && !(isfinite(o->max_a) && o->max_a > 0)))
+        return -1;
+    if (o && pw_ctl_override_active(o)) {
+        c->ovr[i] = *o;
+        c->ovr[i].source[PW_CTL_SOURCE_LEN - 1] = '\0';
+    } else {
+        c->ovr[i] = (pw_ctl_override){0};
+    }
+    push_override(c, i);
+    request_run(c, now);
+    return 0;
+}
+
+const pw_ctl_override *pw_ctl_override_get(const pw_ctl *c, size_t i)
+{
+    return &c->ovr[i];
+}
+
+int pw_ctl_set_facility_limit(pw_ctl *c, const double *limit_a, uint64_t until_ms,
+                              const char *source, uint64_t now)
+{
+    note_time(c, now);
+    if (limit_a) {
+        for (size_t l = 0; l < PW_LINES; l++)
+            if (!isfinite(limit_a[l]) || limit_a[l] < 0)
+                return -1;
+        if (until_ms <= now)
+            return -1;
+        c->fl = (pw_ctl_facility_limit){.active = true, .until_ms = until_ms};
+        memcpy(c->fl.limit_a, limit_a, sizeof c->fl.limit_a);
+        pw_strlcpy(c->fl.source, source ? source : "", sizeof c->fl.source);
+        lower_deadline(c, until_ms);
+    } else {
+        c->fl = (pw_ctl_facility_limit){0};
+    }
+    push_facility_limit(c);
+    request_run(c, now);
+    return 0;
+}
+
+const pw_ctl_facility_limit *pw_ctl_facility_limit_get(const pw_ctl *c)
+{
+    return &c->fl;
+}
+
+/* A facility limit ends by itself at its time, with an event: the raise it allows follows the
+ * usual rules in this run. */
+static void expire_facility_limit(pw_ctl *c, uint64_t now, int64_t wall)
+{
+    if (!c->fl.active || now < c->fl.until_ms)
+        return;
+    const double *a = c->fl.limit_a;
+    event(c, wall, "command", "facility", "facility limit %.1f/%.1f/%.1f A (%s) expired", a[0],
+          a[1], a[2], c->fl.source);
+    c->fl = (pw_ctl_facility_limit){0};
+    push_facility_limit(c);
+}
+
 /* ---- decide ---------------------------------------------------------------------------- */
 
 static uint64_t renew_ms(const pw_ctl *c)
@@ -501,6 +586,8 @@ static uint64_t own_deadline(const pw_ctl *c, bool planning)
     }
     if (c->rejects_pending)
         d = min_u64(d, c->last_reject_event + PW_CTL_REJECT_EVENT_MS);
+    if (c->fl.active) /* it ends by itself */
+        d = min_u64(d, c->fl.until_ms);
     return d;
 }
 
@@ -579,6 +666,7 @@ size_t pw_ctl_run(pw_ctl *c, uint64_t now, int64_t wall)
     note_time(c, now);
     c->run_at = UINT64_MAX;
     c->last_run = now;
+    expire_facility_limit(c, now, wall);
     log_rejects(c, now, wall);
     for (size_t i = 0; i < cfg->n_chargers; i++)
         if (c->ch[i].in_session && !c->ch[i].resumed &&
@@ -707,6 +795,7 @@ static void size_for(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing)
     c->cmd = pw_xcalloc(n, sizeof *c->cmd);
     c->meter = pw_xcalloc(cfg->n_nodes + 1, sizeof *c->meter);
     c->meter_seq = pw_xcalloc(cfg->n_nodes + 1, sizeof *c->meter_seq);
+    c->ovr = pw_xcalloc(n, sizeof *c->ovr);
     for (size_t i = 0; i < cfg->n_chargers; i++) {
         c->sent[i].limit_a = -1;
         c->ch[i].loss_pct = -1;
@@ -727,6 +816,7 @@ static void release(pw_ctl *c)
     free(c->cmd);
     free(c->meter);
     free(c->meter_seq);
+    free(c->ovr);
 }
 
 pw_ctl *pw_ctl_new(const pw_cfg *cfg, const pw_bal_timing *timing, const pw_ctl_sink *sink)
@@ -786,6 +876,15 @@ static long find_link(const ctl_link_index *idx, size_t n, const pw_cfg_link *li
     return hit ? (long)hit->index : -1;
 }
 
+/* The overrides of chargers that are no longer configured go with them, each with an event. */
+static void drop_overrides(pw_ctl *c, const pw_ctl *old, const bool *stays, int64_t wall)
+{
+    for (size_t j = 0; j < old->cfg->n_chargers; j++)
+        if (!stays[j] && pw_ctl_override_active(&old->ovr[j]))
+            event(c, wall, "command", old->cfg->chargers[j].id,
+                  "override dropped: the charger is no longer configured");
+}
+
 void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing, uint64_t now,
                        int64_t wall)
 {
@@ -793,12 +892,16 @@ void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing
     pw_ctl old = *c;
     size_for(c, cfg, timing);
     ctl_link_index *idx = sort_links(old.cfg->charger_links, old.cfg->n_chargers);
+    bool *stays = pw_xcalloc(old.cfg->n_chargers + 1, sizeof *stays);
     for (size_t i = 0; i < cfg->n_chargers; i++) {
         long j = find_link(idx, old.cfg->n_chargers, &cfg->charger_links[i]);
         if (j < 0)
             continue;
         c->ch[i] = old.ch[j];
         c->sent[i] = old.sent[j];
+        c->ovr[i] = old.ovr[j];
+        stays[j] = true;
+        push_override(c, i);
         /* Replay the latest report so the new balancer starts from what is known. */
         if (c->ch[i].has_report) {
             pw_bal_measure m;
@@ -807,6 +910,9 @@ void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing
         }
     }
     free(idx);
+    drop_overrides(c, &old, stays, wall);
+    free(stays);
+    push_facility_limit(c);
     idx = sort_links(old.cfg->meters, old.cfg->n_nodes);
     for (size_t n = 0; n < cfg->n_nodes; n++) {
         long j = find_link(idx, old.cfg->n_nodes, &cfg->meters[n]);

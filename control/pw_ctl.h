@@ -184,6 +184,48 @@ void pw_ctl_sent(pw_ctl *c, size_t charger, uint64_t now, int64_t wall);
  * save or a pending reject event; UINT64_MAX if none. */
 uint64_t pw_ctl_next_deadline(const pw_ctl *c);
 
+/* ---- operator overrides (server/command.c validates them against the config) ---------- */
+
+#define PW_CTL_SOURCE_LEN 8 /* who gave a command: "web", "mqtt" */
+
+/* What an operator changed of one charger at run time, instead of its config. */
+typedef struct pw_ctl_override {
+    bool paused;       /* offered nothing until resumed */
+    bool has_priority; /* priority instead of the config's */
+    int priority;
+    bool has_max; /* max_a (> 0) instead of the config's maximum, when lower */
+    double max_a;
+    char source[PW_CTL_SOURCE_LEN]; /* who changed it last */
+} pw_ctl_override;
+
+/* A temporary lower limit on the facility's connection (node 0) per grid line, e.g. a grid
+ * operator's dimming signal; it ends by itself at until_ms. */
+typedef struct pw_ctl_facility_limit {
+    bool active;
+    double limit_a[PW_LINES];
+    uint64_t until_ms; /* monotonic */
+    char source[PW_CTL_SOURCE_LEN];
+} pw_ctl_facility_limit;
+
+/* Whether o changes anything (an override with nothing set is none). */
+bool pw_ctl_override_active(const pw_ctl_override *o);
+/* Replaces charger's override with o (copied; NULL or one with nothing set: none) and asks for a
+ * run now: a pause or a lower maximum is a cut, taken back a raise. It stays across
+ * pw_ctl_set_config while the charger stays (matched by its link, like its reports); a charger
+ * that went takes it along, with a "command" event. Returns -1 and changes nothing for an index
+ * out of range or a maximum that is not a positive number. */
+int pw_ctl_set_override(pw_ctl *c, size_t charger, const pw_ctl_override *o, uint64_t now);
+/* Charger's override (all false when none); borrowed until the next set_config. */
+const pw_ctl_override *pw_ctl_override_get(const pw_ctl *c, size_t charger);
+/* Sets the facility limit (limit_a: per line, finite, >= 0) until until_ms (> now), or clears it
+ * (limit_a NULL), and asks for a run now. The core's deadline includes its end; the run at or
+ * after until_ms drops it and logs a "command" event. Kept across pw_ctl_set_config. Returns -1
+ * and changes nothing for values out of range. */
+int pw_ctl_set_facility_limit(pw_ctl *c, const double *limit_a, uint64_t until_ms,
+                              const char *source, uint64_t now);
+/* The facility limit in force (active false when none); borrowed. */
+const pw_ctl_facility_limit *pw_ctl_facility_limit_get(const pw_ctl *c);
+
 /* ---- read side: state document, metrics, API, history (borrowed, loop thread) ----------- */
 
 typedef struct pw_ctl_charger_state {

@@ -42,11 +42,12 @@ void pw_api_set_config_errors(pw_web_response *resp, const pw_cfg_errors *errs)
     pw_api_set_json(resp, 400, body);
 }
 
-/* The broker password never leaves the appliance: GET sends it as null (with "password_set"),
- * and a config put back with null (or without it) keeps the saved one. */
-static void hide_broker_password(json_t *doc)
+/* A broker password never leaves the appliance: GET sends it as null (with "password_set"),
+ * and a config put back with null (or without it) keeps the saved one. section: "mqtt" or
+ * "uplink". */
+static void hide_broker_password(json_t *doc, const char *section)
 {
-    json_t *mqtt = json_object_get(doc, "mqtt");
+    json_t *mqtt = json_object_get(doc, section);
     const char *pw = json_string_value(json_object_get(mqtt, "password"));
     if (!mqtt || !pw)
         return;
@@ -98,19 +99,26 @@ static void keep_charge_point_password(const pw_app *app, json_t *cp)
     json_object_set_new(cp, "password_hash", json_string(saved ? saved->password_hash : ""));
 }
 
+/* The saved password of a broker section ("mqtt", "uplink") where root has none. */
+static void keep_broker_password(json_t *root, const char *section, const char *saved)
+{
+    json_t *broker = json_object_get(root, section);
+    if (!json_is_object(broker))
+        return;
+    json_object_del(broker, "password_set");
+    json_t *pw = json_object_get(broker, "password");
+    if (!pw || json_is_null(pw))
+        json_object_set_new(broker, "password", json_string(saved));
+}
+
 void pw_api_keep_secrets(const pw_app *app, json_t *root)
 {
     size_t i;
     json_t *cp;
     json_array_foreach(json_object_get(json_object_get(root, "ocpp"), "charge_points"), i,
                        cp) if (json_is_object(cp)) keep_charge_point_password(app, cp);
-    json_t *mqtt = json_object_get(root, "mqtt");
-    if (!json_is_object(mqtt))
-        return;
-    json_object_del(mqtt, "password_set");
-    json_t *pw = json_object_get(mqtt, "password");
-    if (!pw || json_is_null(pw))
-        json_object_set_new(mqtt, "password", json_string(app->cfg->mqtt.password));
+    keep_broker_password(root, "mqtt", app->cfg->mqtt.password);
+    keep_broker_password(root, "uplink", app->cfg->uplink.broker.password);
 }
 
 /* Parses and validates a config from a request body; on failure replies 400 with every error
@@ -149,7 +157,8 @@ static json_t *restart_pending(const pw_app *app)
 static void get_config(const pw_app *app, pw_web_response *resp)
 {
     json_t *doc = pw_cfg_to_json(app->cfg);
-    hide_broker_password(doc);
+    hide_broker_password(doc, "mqtt");
+    hide_broker_password(doc, "uplink");
     hide_charge_point_passwords(doc);
     json_object_set_new(doc, "restart_pending", restart_pending(app));
     json_object_set_new(doc, "timing_in_force", pw_cfg_timing_in_force_json(app->cfg));
@@ -214,7 +223,8 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
                                   "uptime_s",
                                   (json_int_t)((uv_now(&app->loop) - app->start_ms) / 1000)));
     } else if (!pw_api_history_handle(app, req, resp) && !pw_api_facility_handle(app, req, resp) &&
-               !pw_api_meters_handle(app, req, resp)) {
+               !pw_api_meters_handle(app, req, resp) && !pw_api_command_handle(app, req, resp) &&
+               !pw_api_mqtt_handle(app, req, resp)) {
         pw_api_set_error(resp, 404, NULL, "no such API endpoint or method");
     }
 }

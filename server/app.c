@@ -15,6 +15,7 @@
 
 #include "app_int.h"
 #include "backfill.h"
+#include "command.h"
 #include "pw_keyfile.h"
 #include "pw_util.h"
 #include "tls.h"
@@ -201,6 +202,7 @@ static void on_ctl_session(void *ud, size_t i, const pw_ctl_session *s)
 {
     pw_app *app = ud;
     pw_history_session(app->history, app->cfg->chargers[i].id, s);
+    pw_uplink_session(app, i, s); /* into the same batch: one transaction */
 }
 
 static void on_ctl_limit(void *ud, size_t i, const pw_bal_result *r, int64_t wall)
@@ -274,16 +276,22 @@ static void on_state_doc(void *ud, char *doc, size_t len)
     app->state_len = len;
     if (app->web)
         pw_web_broadcast(app->web, doc, len);
+    pw_mqtt_pub_done(app);
 }
 
 static json_t *doc_head(void *ud, uint64_t now)
 {
-    return pw_statedoc_build_head(ud, now);
+    json_t *head = pw_statedoc_build_head(ud, now);
+    pw_uplink_alerts(ud, json_object_get(head, "alerts"));
+    pw_mqtt_pub_head(ud, head);
+    return head;
 }
 
 static json_t *doc_charger(void *ud, size_t i, uint64_t now)
 {
-    return pw_statedoc_charger(ud, i, now);
+    json_t *charger = pw_statedoc_charger(ud, i, now);
+    pw_mqtt_pub_charger(ud, i, charger);
+    return charger;
 }
 
 static size_t doc_count(void *ud)
@@ -299,6 +307,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(&app->loop);
     dispatch(app); /* what the core asked for by now comes first: rows and documents show it */
     pw_history_samples(app->history, app->ctl, pw_wall_ms());
+    pw_uplink_tick(app, pw_wall_ms()); /* its rows join this batch */
     pw_history_flush(app->history);
     pw_publisher_start(app->publisher, now);
     for (size_t k = 0; k < app->n_tr; k++)
@@ -367,6 +376,8 @@ void pw_app_apply_config(pw_app *app, pw_cfg *cfg)
     free(timing);
     for (size_t k = 0; k < app->n_tr; k++)
         app->tr[k]->ops->reconfigure(app->tr[k], cfg);
+    pw_uplink_reconfigure(app, cfg);
+    pw_mqtt_pub_reconfigure(app, cfg);
     pw_publisher_reset(app->publisher); /* a half-built document describes the old facility */
     pw_cfg_free(app->cfg);
     app->cfg = cfg;
@@ -421,9 +432,12 @@ static void stop(pw_app *app)
         uv_process_kill(&app->demo_proc, SIGTERM);
     pw_net_watch_stop(app->watch);
     app->watch = NULL;
+    pw_uplink_stop(app);
     for (size_t k = app->n_tr; k-- > 0;)
         app->tr[k]->ops->stop(app->tr[k]);
     app->n_tr = 0;
+    pw_mqtt_pub_stop(app);
+    pw_api_mqtt_stop(app);
     if (app->web)
         pw_web_close(app->web, on_web_closed, app);
     pw_publisher_close(app->publisher);
@@ -576,6 +590,7 @@ static int start_core(pw_app *app)
         return -1;
     }
     app->history = pw_history_new(&app->loop, app->store);
+    app->uplink = pw_uplink_new(app);
     app->start_ms = uv_now(&app->loop);
     for (size_t k = 0; k < PW_ARRAY_LEN(transport_new); k++)
         app->tr[app->n_tr++] = transport_new[k]();
@@ -585,6 +600,7 @@ static int start_core(pw_app *app)
     app->ctl = pw_ctl_new(app->cfg, timing, &sink);
     free(timing);
     resume_sessions(app);
+    pw_command_restore(app); /* a paused charger stays paused across a restart */
     return 0;
 }
 
@@ -665,6 +681,7 @@ static int start(pw_app *app)
         start_signals(app) != 0)
         return -1;
     start_dispatch(app);
+    pw_mqtt_pub_start(app); /* after the web front, like the transports */
     pw_app_event(app, "start", "", "phasewise %s, boot %u, %zu chargers", PW_VERSION, app->boot_id,
                  app->cfg->n_chargers);
     if (app->opts.demo && start_demo(app) != 0)
@@ -694,6 +711,7 @@ int pw_app_run(const pw_app_opts *opts)
     }
     /* Write what the last ticks collected, then close the database cleanly. */
     pw_history_close(app->history);
+    pw_uplink_free(app);
     if (app->store)
         pw_store_close(app->store);
     rc = uv_loop_close(&app->loop);

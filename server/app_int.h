@@ -25,6 +25,7 @@
 typedef struct pw_api_pool pw_api_pool;
 typedef struct pw_history pw_history;
 typedef struct pw_publisher pw_publisher;
+typedef struct pw_uplink pw_uplink;
 
 typedef struct pw_app {
     uv_loop_t loop;
@@ -51,6 +52,7 @@ typedef struct pw_app {
     pw_history *history;
     pw_publisher *publisher;
     pw_api_pool *api_pool; /* API work (history queries, previews) on libuv workers */
+    pw_uplink *uplink;     /* the fleet uplink (uplink.c); its connection only when configured */
     pw_net_watch *watch;
 
     uv_check_t check;    /* runs the core after each loop turn's I/O */
@@ -65,8 +67,10 @@ typedef struct pw_app {
     pw_latency run_time; /* one core run and the sends it caused */
     uint64_t rejoins;    /* transports joined again after an address or link change */
     uint64_t last_throttle_event_ms;
-    pw_sdnotify *sd; /* systemd's READY/WATCHDOG/STOPPING; NULL outside systemd */
-    bool meter_test; /* a meter test read is in flight (api_meters.c): one at a time */
+    pw_sdnotify *sd;              /* systemd's READY/WATCHDOG/STOPPING; NULL outside systemd */
+    bool meter_test;              /* a meter test read is in flight (api_meters.c): one at a time */
+    struct pw_mqtt_pub *mqtt_pub; /* state out on the broker (mqtt_publish.c) */
+    struct pw_mqtt_test *mqtt_test; /* a broker connection test in flight (api_mqtt.c) */
     bool stopping;
 } pw_app;
 
@@ -103,6 +107,11 @@ typedef struct pw_history_stats {
     uint64_t rows_written;
 } pw_history_stats;
 const pw_history_stats *pw_history_stats_get(const pw_history *h);
+/* The fleet uplink's outbox rows ride in the history batch, so they commit with the rows they
+ * mirror (pw_store_batch_add_outbox says how). While on, every event is mirrored as well. */
+void pw_history_set_outbox(pw_history *h, bool on);
+void pw_history_outbox(pw_history *h, int64_t ts_ms, const char *kind, const char *payload,
+                       int64_t quarter_ms);
 
 /* publish.c: builds the live state document a slice at a time and hands it to done. */
 typedef struct pw_publish_src {
@@ -124,6 +133,67 @@ void pw_publisher_close(pw_publisher *p);
 json_t *pw_statedoc_build(const pw_app *app, uint64_t now_ms);
 json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now_ms);
 json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now_ms);
+/* A charger's operator override ({"paused", "priority", "max_a", "source"}) and the facility
+ * limit ({"limit_a", "expires_in_s", "source"}) as the document shows them; JSON null when none.
+ * Caller owns the reference. */
+json_t *pw_statedoc_override(const pw_app *app, size_t i);
+json_t *pw_statedoc_facility_limit(const pw_app *app, uint64_t now_ms);
+
+/* api_command.c: POST /api/command, an operator's command (server/command.h). Same contract as
+ * pw_api_facility_handle. */
+bool pw_api_command_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
+
+/* uplink.c: the fleet uplink (docs/mqtt.md). What the site reports is queued in the outbox with
+ * the history rows it mirrors and delivered in id order over a broker connection of its own
+ * while cfg->uplink names a host. Loop thread; nothing here waits on the broker or the disk. */
+pw_uplink *pw_uplink_new(pw_app *app); /* after the history; app->uplink takes it */
+/* cfg becomes the configuration in force: queueing starts or stops, the link is opened again
+ * when its settings changed. */
+void pw_uplink_reconfigure(pw_app *app, const pw_cfg *cfg);
+/* Once per tick: samples for the 15-minute aggregates, then delivery. */
+void pw_uplink_tick(pw_app *app, int64_t wall);
+/* A session from the core: queued once, when it has ended. */
+void pw_uplink_session(pw_app *app, size_t charger, const pw_ctl_session *s);
+/* The state document's alerts (borrowed): those raised and cleared since the last call. */
+void pw_uplink_alerts(pw_app *app, const json_t *alerts);
+void pw_uplink_stop(pw_app *app); /* closes the link (stop()) */
+/* After the loop: deletes what the broker acknowledged, closes the outbox and frees. */
+void pw_uplink_free(pw_app *app);
+typedef struct pw_uplink_stats {
+    uint64_t queued;   /* rows in the outbox, as last counted */
+    int64_t oldest_ms; /* Unix ms of the oldest, 0 for none */
+    uint64_t sent;     /* acknowledged by the broker since the start */
+    uint64_t dropped;  /* dropped by the outbox's bound since the start */
+} pw_uplink_stats;
+/* NULL when there is no uplink object. */
+const pw_uplink_stats *pw_uplink_stats_get(const pw_app *app);
+/* {"connected", "problem", "queued", "sent", "oldest_queued_s", "dropped", "site"}, or JSON null
+ * when the uplink is off (docs/state.md). Caller owns the reference. */
+json_t *pw_uplink_status_json(const pw_app *app);
+
+/* mqtt_publish.c: state out, Home Assistant discovery and commands on the broker of "mqtt"
+ * (docs/mqtt.md), on a connection of its own while mqtt.publish.enabled. Loop thread; nothing
+ * here waits on the broker. */
+void pw_mqtt_pub_start(pw_app *app); /* after the web front; app->mqtt_pub takes it */
+/* cfg becomes the configuration in force: another broker or prefix connects again, another
+ * set of commands subscribes again, publishing off closes the connection. */
+void pw_mqtt_pub_reconfigure(pw_app *app, const pw_cfg *cfg);
+/* Each state document as it is built (borrowed): the head, each charger, then done. */
+void pw_mqtt_pub_head(pw_app *app, const json_t *head);
+void pw_mqtt_pub_charger(pw_app *app, size_t i, const json_t *charger);
+void pw_mqtt_pub_done(pw_app *app);
+/* Says "offline" on the status topic and closes (stop(), before the web front). */
+void pw_mqtt_pub_stop(pw_app *app);
+/* {"connected", "problem", "published", "pending", "commands": {"accepted", "refused"}}, or
+ * JSON null when publishing is off; a connection problem also goes to alerts. Caller owns the
+ * reference (docs/state.md). */
+json_t *pw_mqtt_pub_status_json(const pw_app *app, json_t *alerts);
+
+/* api_mqtt.c: POST /api/mqtt/test, a broker connection test from the commissioning page
+ * (answered later). Same contract as pw_api_meters_handle. */
+bool pw_api_mqtt_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
+/* Answers a test in flight ("shutting down") so that the web front can close (stop()). */
+void pw_api_mqtt_stop(pw_app *app);
 
 /* metrics.c: the Prometheus text for /metrics; caller frees. */
 char *pw_metrics_render(const pw_app *app, uint64_t now_ms, size_t *len);

@@ -37,8 +37,31 @@ typedef struct pw_command {
 #define PW_COMMAND_SOURCE_MQTT "mqtt"
 
 /* Validates cmd against the facility in force, applies it and logs an event "command" naming
- * source. Returns 0, or -1 with a sentence naming the field in err and nothing changed. */
+ * source. Returns 0, or -1 with a sentence naming the field in err and nothing changed. The
+ * overrides in force are then saved to <data>/overrides.json (a failed save is logged: the
+ * command holds until a restart). */
 int pw_command_apply(struct pw_app *app, const pw_command *cmd, const char *source, char *err,
                      size_t err_size);
+
+/* pw_command_apply's validation alone (nothing changes): 0, or -1 with the sentence in err and
+ * the request field at fault in *field ("charger", "max_current", "priority",
+ * "facility_limit", "duration_s"; static storage). */
+int pw_command_check(const struct pw_app *app, const pw_command *cmd, const char **field, char *err,
+                     size_t err_size);
+
+/* Parses one command from JSON text (server/command_parse.c; pure): an object with exactly one
+ * of "pause" (bool), "max_current" (A or null), "priority" (integer or null) with "charger"
+ * (id), or "facility_limit" ([L1, L2, L3] A, one number for all, or null) with "duration_s"
+ * when set (docs/api.md, POST /api/command). Unknown keys, wrong types and two commands are
+ * refused. Returns 0, or -1 with cmd zeroed, the key at fault in field ("" when none) and a
+ * sentence in err. */
+int pw_command_parse(const char *text, size_t len, pw_command *cmd, char *field, size_t field_size,
+                     char *err, size_t err_size);
+
+/* At start, after the core exists: the overrides saved before the restart, each checked like a
+ * command (a paused charger stays paused; a facility limit keeps its wall-clock end and is
+ * dropped if it has passed). A missing file is no overrides; a broken one, or an entry for a
+ * charger no longer configured or with values out of range, is logged and left out. */
+void pw_command_restore(struct pw_app *app);
 
 #endif

@@ -32,6 +32,7 @@ struct pw_history {
     char write_error[256];
     pw_store_policy policy;
     int64_t last_maintain_ms;
+    bool outbox; /* loop: the fleet uplink is on, events are mirrored into its outbox */
 };
 
 pw_history *pw_history_new(uv_loop_t *loop, pw_store *store)
@@ -54,6 +55,27 @@ void pw_history_event(pw_history *h, int64_t wall, const char *kind, const char 
     pw_strlcpy(ev.subject, subject ? subject : "", sizeof ev.subject);
     pw_strlcpy(ev.detail, detail, sizeof ev.detail);
     pw_store_batch_add_event(h->filling, &ev);
+    if (h->outbox) {
+        json_t *data = json_pack("{s:s, s:s, s:s}", "kind", ev.kind, "subject", ev.subject,
+                                 "detail", ev.detail);
+        char *text = json_dumps(data, JSON_COMPACT);
+        pw_history_outbox(h, wall, "event", text, 0);
+        free(text);
+        json_decref(data);
+    }
+}
+
+/* ---- the fleet uplink's outbox (uplink.c) ---- */
+
+void pw_history_set_outbox(pw_history *h, bool on)
+{
+    h->outbox = on;
+}
+
+void pw_history_outbox(pw_history *h, int64_t ts_ms, const char *kind, const char *payload,
+                       int64_t quarter_ms)
+{
+    pw_store_batch_add_outbox(h->filling, ts_ms, kind, payload, quarter_ms);
 }
 
 static uint64_t known_wh(uint64_t wh)

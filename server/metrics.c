@@ -197,6 +197,7 @@ char *pw_metrics_render(const pw_app *app, uint64_t now, size_t *len)
     const pw_bal_result *res = pw_bal_results(pw_ctl_balancer(ctl));
     const pw_ctl_stats *cs = pw_ctl_stats_get(ctl);
     const pw_history_stats *hs = pw_history_stats_get(app->history);
+    const pw_uplink_stats *up = pw_uplink_stats_get(app);
 
     transport_counters(&b, app);
 
@@ -226,11 +227,18 @@ char *pw_metrics_render(const pw_app *app, uint64_t now, size_t *len)
         {"phasewise_multicast_rejoins_total",
          "Groups joined again after the interface's address or link changed.", app->rejoins},
         {"phasewise_store_errors_total", "Failed history writes.", hs->errors},
+        {"phasewise_uplink_sent_total", "Fleet uplink rows the central broker acknowledged.",
+         up ? up->sent : 0},
+        {"phasewise_uplink_dropped_total", "Fleet uplink rows dropped by the outbox's bound.",
+         up ? up->dropped : 0},
     };
     for (size_t k = 0; k < PW_ARRAY_LEN(counters); k++) {
         header(&b, counters[k].name, "counter", counters[k].help);
         put(&b, "%s %llu\n", counters[k].name, (unsigned long long)counters[k].value);
     }
+
+    header(&b, "phasewise_uplink_queued", "gauge", "Fleet uplink rows waiting in the outbox.");
+    put(&b, "phasewise_uplink_queued %llu\n", (unsigned long long)(up ? up->queued : 0));
 
     node_gauges(&b, ctl);
 

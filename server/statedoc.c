@@ -83,6 +83,31 @@ static void starting(const pw_ctl *ctl, size_t i, json_t *o)
     json_object_set_new(o, "reason_text", json_string(text));
 }
 
+/* ---- operator overrides (server/command.c) ---- */
+
+json_t *pw_statedoc_override(const pw_app *app, size_t i)
+{
+    const pw_ctl_override *o = pw_ctl_override_get(app->ctl, i);
+    if (!pw_ctl_override_active(o))
+        return json_null();
+    json_t *j = json_pack("{s:b, s:s}", "paused", o->paused, "source", o->source);
+    if (o->has_priority)
+        json_object_set_new(j, "priority", json_integer(o->priority));
+    if (o->has_max)
+        json_object_set_new(j, "max_a", amps(o->max_a));
+    return j;
+}
+
+json_t *pw_statedoc_facility_limit(const pw_app *app, uint64_t now)
+{
+    const pw_ctl_facility_limit *fl = pw_ctl_facility_limit_get(app->ctl);
+    if (!fl->active)
+        return json_null();
+    uint64_t left = fl->until_ms > now ? fl->until_ms - now : 0;
+    return json_pack("{s:o, s:I, s:s}", "limit_a", amps3(fl->limit_a), "expires_in_s",
+                     (json_int_t)((left + 999) / 1000), "source", fl->source);
+}
+
 json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
 {
     const pw_ctl *ctl = app->ctl;
@@ -121,6 +146,8 @@ json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
         json_object_set_new(o, "firmware", device_text(info->firmware, sizeof info->firmware));
     }
     starting(ctl, i, o);
+    if (pw_ctl_override_active(pw_ctl_override_get(ctl, i)))
+        json_object_set_new(o, "override", pw_statedoc_override(app, i));
     transport_info(app, i, link, o);
     return o;
 }
@@ -293,10 +320,13 @@ json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now)
                   (json_int_t)(now > app->start_ms ? (now - app->start_ms) / 1000 : 0));
     /* Right after a start nothing is planned until the chargers and meters have spoken. */
     json_object_set_new(doc, "starting", json_boolean(pw_ctl_starting(app->ctl)));
+    json_object_set_new(doc, "facility_limit", pw_statedoc_facility_limit(app, now));
     json_object_set_new(doc, "nodes", nodes);
     json_object_set_new(doc, "unassigned", unassigned_json(app->ctl, now));
     json_object_set_new(doc, "alerts", alerts);
     json_object_set_new(doc, "counters", counters_json(app));
+    json_object_set_new(doc, "uplink", pw_uplink_status_json(app));
+    json_object_set_new(doc, "mqtt_publish", pw_mqtt_pub_status_json(app, alerts));
     return doc;
 }
 

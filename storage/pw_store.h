@@ -287,4 +287,69 @@ int pw_store_query_limit_changes(pw_store_reader *r, int64_t from_ms, int64_t to
                                  const char *charger, uint32_t limit, pw_store_limit_change **rows,
                                  size_t *count);
 
+/* ---- the fleet uplink's outbox (server/uplink.c, docs/mqtt.md) ----
+ *
+ * Messages for a central broker wait in the outbox table of the history database until the
+ * broker has acknowledged them. Rows are queued through a batch, so they commit in the same
+ * transaction as the history rows they mirror (a session is never recorded without being queued,
+ * nor queued without being recorded). Every row gets the next id (never reused, also after a
+ * delete); the uplink reads and deletes them through a pw_store_outbox connection of its own,
+ * on a worker. The outbox is bounded (pw_store_outbox_trim): the oldest rows go first. */
+
+#define PW_STORE_OUTBOX_KIND_LEN   16
+#define PW_STORE_OUTBOX_MAX_ROWS   200000                    /* the default bound on rows */
+#define PW_STORE_OUTBOX_MAX_AGE_MS (30LL * 24 * 3600 * 1000) /* ... and on their age */
+
+/* Queues one message in b: kind ("session", "aggregate", "event", "alert"), the time it
+ * describes (Unix ms) and its payload, a JSON object as text (copied; the batch frees it).
+ * quarter_ms: for a 15-minute aggregate, the quarter's start; the write queues it only when it is
+ * later than every quarter queued before (a meta mark in the same transaction), so a quarter is
+ * never queued twice, also across a restart. 0 for every other kind. */
+void pw_store_batch_add_outbox(pw_store_batch *b, int64_t ts_ms, const char *kind,
+                               const char *payload, int64_t quarter_ms);
+
+/* A connection that reads and deletes outbox rows. One thread at a time; it may wait on the
+ * writer's lock (the busy timeout), so never use it on the loop thread. */
+typedef struct pw_store_outbox pw_store_outbox;
+
+/* Opens it on a database pw_store_open has created and migrated. Returns 0 and *out, or a
+ * negative pw_store_err with a message in err. Close with pw_store_outbox_close (NULL allowed). */
+int pw_store_outbox_open(pw_store_outbox **out, const char *path, char *err, size_t err_size);
+void pw_store_outbox_close(pw_store_outbox *o);
+/* The message for the last failed call on o, or "". Borrowed until the next call. */
+const char *pw_store_outbox_errmsg(const pw_store_outbox *o);
+
+typedef struct pw_store_outbox_msg {
+    int64_t id;
+    int64_t ts_ms;
+    char kind[PW_STORE_OUTBOX_KIND_LEN];
+    char *payload; /* NUL-terminated JSON object text, owned (pw_store_outbox_msgs_free) */
+} pw_store_outbox_msg;
+
+/* At most max rows with an id above after_id, in id order. Returns 0, *msgs (free with
+ * pw_store_outbox_msgs_free; NULL when *count is 0) and *count, or PW_STORE_E_QUERY. */
+int pw_store_outbox_read(pw_store_outbox *o, int64_t after_id, size_t max,
+                         pw_store_outbox_msg **msgs, size_t *count);
+void pw_store_outbox_msgs_free(pw_store_outbox_msg *msgs, size_t count);
+
+/* Deletes the rows with these ids (delivered), in one transaction; ids already gone are fine.
+ * Returns 0 or PW_STORE_E_WRITE (nothing deleted). */
+int pw_store_outbox_ack(pw_store_outbox *o, const int64_t *ids, size_t n);
+
+typedef struct pw_store_outbox_status {
+    uint64_t queued;      /* rows waiting */
+    int64_t oldest_ts_ms; /* ts of the first row waiting (lowest id), 0 when none */
+    int64_t last_id;      /* the last id handed out (0 when none ever was) */
+} pw_store_outbox_status;
+
+/* How many rows wait and since when. Returns 0 or PW_STORE_E_QUERY. */
+int pw_store_outbox_status_get(pw_store_outbox *o, pw_store_outbox_status *st);
+
+/* Enforces the bound: drops the oldest rows so that at most max_rows remain (the ids above the
+ * last id - max_rows) and none describes a time before now_ms - max_age_ms; 0 = no such bound.
+ * *dropped gets how many went (the one way the outbox loses data: the caller logs it).
+ * Returns 0 or PW_STORE_E_WRITE (nothing dropped). */
+int pw_store_outbox_trim(pw_store_outbox *o, int64_t now_ms, uint64_t max_rows, int64_t max_age_ms,
+                         uint64_t *dropped);
+
 #endif

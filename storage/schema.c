@@ -91,7 +91,19 @@ static const char step4[] =
 static const char step5[] = "ALTER TABLE session ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;"
                             "ALTER TABLE event ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;";
 
-static const char *const steps[] = {step1, step2, step3, step4, step5};
+/* Version 6: the fleet uplink's outbox (server/uplink.c, docs/mqtt.md): messages for a central
+ * broker, queued in the same transaction as the history rows they mirror and deleted once the
+ * broker has acknowledged them. AUTOINCREMENT so that an id is never handed out twice, also
+ * after the newest rows were delivered and deleted: a central system keeps the last id per site.
+ * ts is the time the row describes; its index serves the age bound (pw_store_outbox_trim). */
+static const char step6[] = "CREATE TABLE outbox ("
+                            "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                            "  ts INTEGER NOT NULL,"    /* Unix ms */
+                            "  kind TEXT NOT NULL,"     /* session, aggregate, event, alert */
+                            "  payload TEXT NOT NULL);" /* a JSON object */
+                            "CREATE INDEX outbox_ts ON outbox(ts);";
+
+static const char *const steps[] = {step1, step2, step3, step4, step5, step6};
 
 int pw_store__schema_latest(void)
 {

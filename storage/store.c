@@ -53,7 +53,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                          "WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
     [ST_SERIES_AFTER] = "SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1",
     [ST_AGG_DEL_FROM] = "DELETE FROM block WHERE tier = ?1 AND t0 >= ?2",
+    [ST_OUTBOX_ADD] = "INSERT INTO outbox (ts, kind, payload) VALUES (?1, ?2, ?3)",
 };
+
+/* The meta key of the latest 15-minute aggregate queued in the outbox (its quarter's start). */
+#define OUTBOX_QUARTER_KEY "outbox.quarter"
 
 /* A growable array of fixed-size items. */
 typedef struct store_vec {
@@ -67,7 +71,14 @@ struct pw_store_batch {
     store_vec events;   /* pw_store_event */
     store_vec sessions; /* pw_store_session */
     store_vec limits;   /* pw_store_limit_change */
+    store_vec outbox;   /* outbox_row, payloads owned */
 };
+
+typedef struct outbox_row {
+    int64_t ts_ms, quarter_ms;
+    char kind[PW_STORE_OUTBOX_KIND_LEN];
+    char *payload;
+} outbox_row;
 
 const char *pw_store_strerror(int err)
 {
@@ -223,17 +234,23 @@ void pw_store_batch_free(pw_store_batch *b)
     free(b->events.items);
     free(b->sessions.items);
     free(b->limits.items);
+    pw_store_batch_clear(b); /* the outbox payloads */
+    free(b->outbox.items);
     free(b);
 }
 
 void pw_store_batch_clear(pw_store_batch *b)
 {
     b->chargers.n = b->nodes.n = b->events.n = b->sessions.n = b->limits.n = 0;
+    outbox_row *ob = b->outbox.items;
+    for (size_t i = 0; i < b->outbox.n; i++)
+        free(ob[i].payload);
+    b->outbox.n = 0;
 }
 
 size_t pw_store_batch_rows(const pw_store_batch *b)
 {
-    return b->chargers.n + b->nodes.n + b->events.n + b->sessions.n + b->limits.n;
+    return b->chargers.n + b->nodes.n + b->events.n + b->sessions.n + b->limits.n + b->outbox.n;
 }
 
 void pw_store_batch_add_charger(pw_store_batch *b, const pw_store_charger_sample *s)
@@ -259,6 +276,14 @@ void pw_store_batch_add_session(pw_store_batch *b, const pw_store_session *s)
 void pw_store_batch_add_limit_change(pw_store_batch *b, const pw_store_limit_change *c)
 {
     vec_push(&b->limits, c, sizeof(*c));
+}
+
+void pw_store_batch_add_outbox(pw_store_batch *b, int64_t ts_ms, const char *kind,
+                               const char *payload, int64_t quarter_ms)
+{
+    outbox_row r = {.ts_ms = ts_ms, .quarter_ms = quarter_ms, .payload = pw_xstrdup(payload)};
+    pw_strlcpy(r.kind, kind, sizeof r.kind);
+    vec_push(&b->outbox, &r, sizeof r);
 }
 
 /* ---- writing ---- */
@@ -365,6 +390,39 @@ static int write_limit(pw_store *s, const pw_store_limit_change *c)
     return pw_store__step_done(st);
 }
 
+/* The latest aggregate quarter queued, 0 when none was (inside the write's transaction). */
+static int outbox_quarter(pw_store *s, int64_t *quarter)
+{
+    sqlite3_stmt *st = s->stmt[ST_META_GET];
+    sqlite3_bind_text(st, 1, OUTBOX_QUARTER_KEY, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *quarter = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Queues one outbox row; an aggregate of a quarter queued before is left out, and a new one
+ * moves the mark, in the same transaction. */
+static int write_outbox(pw_store *s, const outbox_row *r)
+{
+    int rc = SQLITE_OK;
+    if (r->quarter_ms) {
+        int64_t done;
+        if ((rc = outbox_quarter(s, &done)) != SQLITE_OK || r->quarter_ms <= done)
+            return rc;
+        sqlite3_stmt *set = s->stmt[ST_META_SET];
+        sqlite3_bind_text(set, 1, OUTBOX_QUARTER_KEY, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(set, 2, r->quarter_ms);
+        if ((rc = pw_store__step_done(set)) != SQLITE_OK)
+            return rc;
+    }
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_ADD];
+    sqlite3_bind_int64(st, 1, r->ts_ms);
+    sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->payload, -1, SQLITE_STATIC);
+    return pw_store__step_done(st);
+}
+
 void pw_store__abort_txn(pw_store *s, const char *what)
 {
     snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", what, sqlite3_errmsg(s->db));
@@ -394,6 +452,9 @@ int pw_store_write(pw_store *s, const pw_store_batch *b)
     const pw_store_limit_change *limits = b->limits.items;
     for (size_t i = 0; rc == SQLITE_OK && i < b->limits.n; i++)
         rc = write_limit(s, &limits[i]);
+    const outbox_row *outbox = b->outbox.items;
+    for (size_t i = 0; rc == SQLITE_OK && i < b->outbox.n; i++)
+        rc = write_outbox(s, &outbox[i]);
     if (rc == SQLITE_OK && s->simulated)
         rc = pw_store__rebuild_from(s, s->sim_from);
     if (rc == SQLITE_OK)

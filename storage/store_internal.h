@@ -148,6 +148,7 @@ enum store__stmt {
     ST_LIMIT_DEL_OLD, /* the oldest limit changes before a time */
     ST_SERIES_AFTER,  /* the next series id */
     ST_AGG_DEL_FROM,  /* aggregate blocks of a tier from a time on */
+    ST_OUTBOX_ADD,    /* one message for the fleet uplink */
     ST_COUNT
 };
 

@@ -469,6 +469,22 @@ async function main() {
     await page.fill(mq + ".topics[2]']", "ams/l3");
     await valid("nodes[1] fed by one topic per line");
     await page.locator(card1).screenshot({ path: path.join(ARTIFACTS, "commission-mqtt.png") });
+    // 5d. The MQTT section: publishing, each command and the fleet uplink render, and "Test
+    // connection" answers with the broker's problem (nobody listens at the port).
+    for (const f of ["mqtt.publish.enabled", "mqtt.publish.prefix", "mqtt.commands.pause",
+                     "mqtt.commands.facility_limit", "mqtt.cert_file", "uplink.host",
+                     "uplink.site"])
+      check(await page.isVisible(`#cfg-form [data-path='${f}']`), `no field ${f}`);
+    await page.fill("#cfg-form [data-path='mqtt.port']", String(await freeTcpPort()));
+    await page.click("#cfg-form button[data-broker-test='mqtt']");
+    const brokerOut = "#cfg-form output[data-broker-test-out='mqtt']";
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.ok !== undefined,
+                               brokerOut, { timeout: 15000 });
+    const [brokerOk, brokerText] = await page.$eval(brokerOut,
+                                                    (e) => [e.dataset.ok, e.textContent]);
+    check(brokerOk === "false" && /cannot connect to broker 127\.0\.0\.1/.test(brokerText),
+          `the connection test answered ${brokerOk}: ${brokerText}`);
+    log(`MQTT connection test to a closed port: ${brokerText}`);
     await page.click("#cfg-reload");
     await page.waitForFunction((sel) => document.querySelector(sel)?.value === "", kindSel);
     const after = await (await fetch(base + "/api/config")).json();

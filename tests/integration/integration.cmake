@@ -74,6 +74,13 @@ add_test(NAME mqtt_meter
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/mqtt_meter.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(mqtt_meter PROPERTIES LABELS "integration" TIMEOUT 180)
+# The appliance's MQTT connection (mqtt/conn.c) against mosquitto with TLS, a required client
+# certificate and the dynamic security plugin: a wrong CA, a refused login, a subscription the
+# ACL refuses, an unreadable certificate file, the broker restarted on the same port.
+add_test(NAME mqtt_conn
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/mqtt_conn_test.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(mqtt_conn PROPERTIES LABELS "integration" TIMEOUT 60)
 # OCPP 1.6J: the simulator's charge points in a mixed facility (setup, limits, a rejecting
 # model, passwords, SIGKILL and restart with the simulator's ground truth).
 add_test(NAME ocpp_sim
@@ -122,3 +129,23 @@ add_test(NAME systemd_notify
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/systemd_notify.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(systemd_notify PROPERTIES LABELS "integration" TIMEOUT 60)
+# Operator commands (POST /api/command): bad bodies refused with nothing changed, a pause, a
+# maximum current and a facility limit followed by the simulator's cars, the facility limit
+# ending by itself, a pause kept across a restart.
+add_test(NAME command
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/command_test.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(command PROPERTIES LABELS "integration" TIMEOUT 240)
+# The fleet uplink: two sites report to one TLS broker with an ACL per site; the broker stopped,
+# an appliance SIGKILLed meanwhile, every outbox row delivered exactly once by its id; a wrong CA.
+add_test(NAME mqtt_uplink
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/mqtt_uplink.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(mqtt_uplink PROPERTIES LABELS "integration" TIMEOUT 120)
+# State out, Home Assistant discovery and commands on mosquitto: retained topics matching
+# /api/state, at most once a second per topic, discovery sent again on Home Assistant's
+# "online", a command off refused, a pause applied, the broker stopped, the will on SIGKILL.
+add_test(NAME mqtt_publish
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/mqtt_publish.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(mqtt_publish PROPERTIES LABELS "integration" TIMEOUT 120)

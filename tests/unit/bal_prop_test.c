@@ -4,7 +4,10 @@
  * asserts: no constraint violated; every charger 0 or within [min, demand <= max]; Pareto
  * efficiency; weighted max-min fairness within a class; no needless pause; priority respected.
  * A second test drives random facilities through time and checks the safety properties at each
- * run. Seeds are deterministic and printed on failure: rerun one with
+ * run. About a quarter of the facilities also get operator overrides (a charger's cap, pause or
+ * priority, a node's lower limit): the checker then judges the plan against the limits in force,
+ * as if the config said so, and a paused charger must stay at 0 with its own reason. Seeds are
+ * deterministic and printed on failure: rerun one with
  * `bal_prop_test SEED` (or `bal_prop_test --count N` for a longer run). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,6 +68,12 @@ typedef struct world {
     double meter[MAX_NODES][PW_LINES];
     bool measured[MAX_CH];
     pw_bal_measure m[MAX_CH];
+    /* operator overrides (gen_overrides): what the balancer is told */
+    double op_cap[MAX_CH]; /* INFINITY: none */
+    int op_prio[MAX_CH];
+    double node_cap[MAX_NODES][PW_LINES];
+    /* the limits in force that follow from them (effective) */
+    bool op_paused[MAX_CH];
 } world;
 
 /* Node limits scale with the number of chargers (about 2 to 16 A per charger at the root) so
@@ -202,6 +211,58 @@ static void meters_include_chargers(world *w)
     }
 }
 
+/* No overrides: every cap INFINITY, every priority the config's. */
+static void clear_overrides(world *w)
+{
+    for (size_t k = 0; k < MAX_CH; k++) {
+        w->op_cap[k] = INFINITY;
+        w->op_prio[k] = w->ch[k].priority;
+    }
+    for (size_t n = 0; n < MAX_NODES; n++)
+        for (size_t l = 0; l < PW_LINES; l++)
+            w->node_cap[n][l] = INFINITY;
+}
+
+/* Random overrides from the stream s: caps from 0 (a pause) to above the maximum, priorities of
+ * the generator's range, node caps from a fifth of the limit to above it. */
+static void gen_overrides(world *w, uint64_t *s)
+{
+    clear_overrides(w);
+    for (size_t k = 0; k < w->f.n_chargers; k++) {
+        if (chance(s, 0.15))
+            w->op_cap[k] = chance(s, 0.3) ? 0 : rndf(s, 0, w->ch[k].max_a + 4);
+        if (chance(s, 0.1))
+            w->op_prio[k] = rndi(s, -1, 2);
+    }
+    for (size_t n = 0; n < w->f.n_nodes; n++)
+        for (size_t l = 0; l < PW_LINES && chance(s, 0.2); l++)
+            w->node_cap[n][l] = rndf(s, 0.2, 1.1) * w->nodes[n].limit_a[l];
+}
+
+static void apply_overrides(pw_bal *b, const world *w)
+{
+    for (size_t k = 0; k < w->f.n_chargers; k++)
+        pw_bal_set_override(b, k, w->op_cap[k], w->op_prio[k]);
+    for (size_t n = 0; n < w->f.n_nodes; n++)
+        pw_bal_set_node_cap(b, n, w->node_cap[n]);
+}
+
+/* The world as the checker sees it: the specs with the overrides' limits in force, as if the
+ * config said so, and which chargers are paused by the operator. */
+static void effective(const world *w, world *eff)
+{
+    *eff = *w;
+    for (size_t k = 0; k < w->f.n_chargers; k++) {
+        eff->op_paused[k] = w->op_cap[k] < w->ch[k].min_a;
+        if (!eff->op_paused[k])
+            eff->ch[k].max_a = fmin(w->ch[k].max_a, w->op_cap[k]);
+        eff->ch[k].priority = w->op_prio[k];
+    }
+    for (size_t n = 0; n < w->f.n_nodes; n++)
+        for (size_t l = 0; l < PW_LINES; l++)
+            eff->nodes[n].limit_a[l] = fmin(w->nodes[n].limit_a[l], w->node_cap[n][l]);
+}
+
 static void gen_world(world *w, uint64_t seed)
 {
     memset(w, 0, sizeof *w);
@@ -220,6 +281,12 @@ static void gen_world(world *w, uint64_t seed)
     gen_chargers(w, &s, n);
     gen_inputs(w, &s);
     meters_include_chargers(w);
+    /* A stream of their own, so the rest of each world is what it was without them. */
+    uint64_t os = seed ^ 0x6a09e667f3bcc908u;
+    if (chance(&os, 0.25))
+        gen_overrides(w, &os);
+    else
+        clear_overrides(w);
 }
 
 /* ---- the independent checker ---- */
@@ -285,7 +352,8 @@ static void derive_chargers(check *c)
         for (int i = 0; i < np; i++)
             higher += prios[i] > s->priority;
         c->cls[k] = m->car == PW_CAR_SUSPENDED ? SUSP_CLS : higher;
-        c->want[k] = w->measured[k] && m->car != PW_CAR_NONE && m->car != PW_CAR_FAULT;
+        c->want[k] =
+            w->measured[k] && m->car != PW_CAR_NONE && m->car != PW_CAR_FAULT && !w->op_paused[k];
         c->fixed_load[k] = !w->measured[k] || m->car == PW_CAR_FAULT;
         uint8_t terms = 0;
         for (size_t t = 0; t < PW_LINES && m->car == PW_CAR_CHARGING; t++)
@@ -376,6 +444,9 @@ static void check_chargers(check *c)
                           s->max_a);
             if (!c->want[k] && r->limit_a != 0)
                 fail_seed(w, "charger %zu has no car but %.3f A", k, r->limit_a);
+            if (w->op_paused[k] && r->reason != PW_REASON_PAUSED_OPERATOR)
+                fail_seed(w, "charger %zu paused by the operator with reason %s", k,
+                          pw_bal_reason_name(r->reason));
             if (c->want[k] && fabs(r->demand_a - c->demand[k]) > EPS)
                 fail_seed(w, "charger %zu demand %.4f, expected %.4f", k, r->demand_a,
                           c->demand[k]);
@@ -591,6 +662,7 @@ static void feed(pw_bal *b, const world *w, uint64_t now)
 
 /* How often the interesting cases came up, so a generator change cannot hollow the test out. */
 static uint64_t seen[PW_REASON_COUNT], seen_switched, seen_chargers, seen_reserve_bound;
+static uint64_t seen_op_max, seen_node_cap;
 
 static void count_cases(const check *c)
 {
@@ -606,6 +678,10 @@ static void count_cases(const check *c)
         seen_reserve_bound += nd && !nd->metered && r->bind_line > 0 &&
                               r->reason == PW_REASON_NODE_LIMIT &&
                               nd->reserve_a[r->bind_line - 1] > 0;
+        seen_op_max += r->reason == PW_REASON_MAX && strstr(r->reason_text, "operator's") != NULL;
+        seen_node_cap += strstr(r->reason_text, " limit ") && strstr(r->reason_text, " A)") &&
+                         (strstr(r->reason_text, "(facility limit") ||
+                          strstr(r->reason_text, "(operator limit"));
     }
 }
 
@@ -639,11 +715,14 @@ static void check_world(world *w)
     if (pw_bal_validate(&w->f, err, sizeof err) != 0)
         fail_seed(w, "generated facility rejected: %s", err);
     pw_bal *b = pw_bal_new(&w->f);
+    apply_overrides(b, w);
     feed(b, w, 1000);
     assert_int_equal(pw_bal_run(b, 1000), 0);
     static check c; /* large: keep it off the stack */
+    static world eff;
+    effective(w, &eff);
     memset(&c, 0, sizeof c);
-    c.w = w;
+    c.w = &eff;
     c.r = pw_bal_results(b);
     c.nr = pw_bal_node_results(b);
     if (single_seed)
@@ -689,6 +768,12 @@ static void test_random_facilities(void **state)
                 fail_msg("no charger ended with reason %s", pw_bal_reason_name(r));
     if (count >= 1000 && !seen_reserve_bound)
         fail_msg("no charger was limited at an unmetered line with a reserve");
+    print_message("overrides: %llu paused by the operator, %llu at the operator's maximum, %llu "
+                  "bound by an operator's node limit\n",
+                  (unsigned long long)seen[PW_REASON_PAUSED_OPERATOR],
+                  (unsigned long long)seen_op_max, (unsigned long long)seen_node_cap);
+    if (count >= 1000 && (!seen[PW_REASON_PAUSED_OPERATOR] || !seen_op_max || !seen_node_cap))
+        fail_msg("the overrides were not all exercised");
 }
 
 /* ---- the same facilities through time ---- */
@@ -704,6 +789,11 @@ static void check_live(const world *w, pw_bal *b, uint64_t now)
     for (size_t k = 0; k < w->f.n_chargers; k++) {
         const pw_bal_charger_spec *c = &w->ch[k];
         bool ctrl = r[k].reason != PW_REASON_OFFLINE && r[k].reason != PW_REASON_FAULT;
+        if (ctrl && w->op_paused[k] &&
+            (r[k].limit_a != 0 || r[k].line_a[0] != 0 || r[k].line_a[1] != 0 ||
+             r[k].line_a[2] != 0))
+            fail_seed(w, "t=%llu charger %zu paused by the operator but offered %.4f",
+                      (unsigned long long)now, k, r[k].limit_a);
         if (ctrl && r[k].limit_a != 0 &&
             (r[k].limit_a < c->min_a - EPS || r[k].limit_a > c->max_a + EPS))
             fail_seed(w, "t=%llu charger %zu limit %.4f outside [min, max]",
@@ -787,11 +877,24 @@ static void test_live_facilities(void **state)
         w.f.params.min_run_ms = 60000;
         w.f.params.min_pause_ms = 30000;
         uint64_t s = w.seed ^ 0x5a5a5a5a5a5a5a5au;
+        uint64_t os = w.seed ^ 0x3c6ef372fe94f82bu; /* overrides: a stream of their own */
         pw_bal *b = pw_bal_new(&w.f);
+        static world eff;
+        apply_overrides(b, &w);
+        effective(&w, &eff);
         for (uint64_t t = 0; t < 400000; t += 2000, runs++) {
+            /* Now and then the operator changes something: it holds from the next run on. */
+            if (chance(&os, 0.03)) {
+                if (chance(&os, 0.5))
+                    gen_overrides(&w, &os);
+                else
+                    clear_overrides(&w);
+                apply_overrides(b, &w);
+                effective(&w, &eff);
+            }
             feed(b, &w, t);
             assert_int_equal(pw_bal_run(b, t), 0);
-            check_live(&w, b, t);
+            check_live(&eff, b, t);
             evolve(&w, &s, pw_bal_results(b));
         }
         pw_bal_free(b);

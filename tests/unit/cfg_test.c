@@ -982,6 +982,21 @@ static void test_mqtt_broker(void **state)
     assert_true(
         rejects(with_top("'mqtt':{'host':'b','password':'x'}"), BR "password", "needs a username"));
     assert_true(rejects(with_top("'mqtt':{'host':'b','ca_file':'ca.pem'}"), BR "ca_file", "tls"));
+    /* A client certificate: with its key, and only over TLS. */
+    cfg = parse_ok(with_top("'mqtt':{'host':'b','tls':true,'cert_file':'/etc/c.pem',"
+                            "'key_file':'/etc/c.key'}"));
+    assert_string_equal(cfg->mqtt.cert_file, "/etc/c.pem");
+    assert_string_equal(cfg->mqtt.key_file, "/etc/c.key");
+    pw_cfg_free(cfg);
+    assert_true(rejects(with_top("'mqtt':{'host':'b','tls':true,'cert_file':'c.pem'}"),
+                        BR "key_file", "together with cert_file"));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','tls':true,'key_file':'c.key'}"),
+                        BR "cert_file", "together with key_file"));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','tls':true,'cert_file':'c.pem',"
+                                 "'key_file':''}"),
+                        BR "key_file", "together"));
+    assert_true(rejects(with_top("'mqtt':{'host':'b','cert_file':'c.pem','key_file':'c.key'}"),
+                        BR "cert_file", "tls"));
     assert_true(
         rejects(with_top("'mqtt':{'host':'b','client_id':'a b'}"), BR "client_id", "letters"));
     assert_true(rejects(with_top("'mqtt':{'host':'b','tls':'yes'}"), BR "tls", "true or false"));
@@ -1000,7 +1015,8 @@ static void test_meter_roundtrip(void **state)
     (void)state;
     const char *text =
         J("{'grid':'IT','mqtt':{'host':'broker.local','port':8883,'tls':true,'username':'u',"
-          "'password':'p w','ca_file':'ca.pem','client_id':'pw1','keepalive_s':45},"
+          "'password':'p w','ca_file':'ca.pem','client_id':'pw1','keepalive_s':45,"
+          "'cert_file':'/etc/pw/c.pem','key_file':'/etc/pw/c.key'},"
           "'nodes':[{'id':'m','limit_a':100,'meter':{'link':{'modbus':{'host':'10.0.0.5',"
           "'unit':3,'map':'sdm630','interval_ms':2000,'timeout_ms':1500}}}},"
           "{'id':'a','parent':'m','limit_a':50,'meter':{'derive_l2':true,'link':{'modbus':{"
@@ -1027,6 +1043,7 @@ static void test_meter_roundtrip(void **state)
         assert_memory_equal(&cfg->meter_opts[i], &back->meter_opts[i], sizeof cfg->meter_opts[i]);
     }
     assert_memory_equal(&cfg->mqtt, &back->mqtt, sizeof cfg->mqtt);
+    assert_string_equal(back->mqtt.key_file, "/etc/pw/c.key");
     /* What the file looks like. */
     json_t *nodes = json_object_get(j, "nodes");
     json_t *want =
@@ -1111,9 +1128,10 @@ static void edit_all_restart(json_t *root)
         http, "tls",
         json_pack("{s:b, s:s, s:s}", "enabled", 1, "cert_file", "c.pem", "key_file", "k.pem"));
     json_object_set_new(root, "mqtt",
-                        json_pack("{s:s, s:i, s:b, s:s, s:s, s:s, s:s}", "host", "broker", "port",
-                                  8884, "tls", 1, "ca_file", "ca.pem", "username", "u", "password",
-                                  "p", "client_id", "pw2"));
+                        json_pack("{s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:s, s:s}", "host", "broker",
+                                  "port", 8884, "tls", 1, "ca_file", "ca.pem", "username", "u",
+                                  "password", "p", "client_id", "pw2", "cert_file", "c.pem",
+                                  "key_file", "c.key"));
     json_object_set_new(root, "ocpp", json_pack("{s:s, s:b}", "listen", "0.0.0.0:8887", "tls", 1));
 }
 
@@ -1194,8 +1212,8 @@ static void test_restart_fields(void **state)
         "http.listen",       "http.tls.enabled",    "http.tls.cert_file",
         "http.tls.key_file", "mqtt.host",           "mqtt.port",
         "mqtt.tls",          "mqtt.ca_file",        "mqtt.username",
-        "mqtt.password",     "mqtt.client_id",      "ocpp.listen",
-        "ocpp.tls",
+        "mqtt.password",     "mqtt.client_id",      "mqtt.cert_file",
+        "mqtt.key_file",     "ocpp.listen",         "ocpp.tls",
     };
     _Static_assert(sizeof want / sizeof want[0] == PW_CFG_RESTART_FIELDS_MAX, "every field");
     assert_int_equal(pw_cfg_restart_fields(base, all, out, PW_CFG_RESTART_FIELDS_MAX),

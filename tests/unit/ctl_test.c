@@ -5,8 +5,10 @@
  * command no transport sent is retried after a second, sessions open, save, close and resume
  * from history and carry the RFID tag (also one that comes after plug-in, as OCPP sends it), the
  * car-state and online rules, config changes carry state over, unassigned devices and rejected
- * input become few events, limit changes are recorded once, and after a start a charger is told
- * nothing (never a pause) until its first status is heard.
+ * input become few events, limit changes are recorded once, after a start a charger is told
+ * nothing (never a pause) until its first status is heard, and an operator's overrides (pause,
+ * maximum, facility limit) go out as cuts at once, stay across config changes, and the facility
+ * limit ends by itself at its deadline with an event.
  *
  * Every test drives the core as the shell does: run at pw_ctl_next_deadline() with an explicit
  * now, hand the due commands to a fake transport that sends them at once, and look at what the
@@ -1545,6 +1547,168 @@ static void test_held_command_sent_anyway(void **state)
     tx_free(t);
 }
 
+/* ---- operator overrides ------------------------------------------------------------------ */
+
+static pw_ctl_override paused_by(const char *source)
+{
+    pw_ctl_override o = {.paused = true};
+    snprintf(o.source, sizeof o.source, "%s", source);
+    return o;
+}
+
+/* A pause is a cut that goes out in the run it asks for (now); a resume brings the plan back. */
+static void test_override_pause_cut_at_once(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    one_charging(t);
+    t->now += 5000;
+    size_t due0 = t->n_due;
+    pw_ctl_override o = paused_by("web");
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &o, t->now), 0);
+    assert_int_equal(pw_ctl_next_deadline(t->ctl), t->now);
+    advance(t, t->now, true);
+    long k = first_due(t, due0, 0);
+    assert_true(k >= 0);
+    A_EQ(t->due[k].cmd.limit_a, 0);
+    assert_true(t->due[k].cmd.cut);
+    assert_int_equal(pw_bal_results(pw_ctl_balancer(t->ctl))[0].reason, PW_REASON_PAUSED_OPERATOR);
+    assert_true(pw_ctl_override_get(t->ctl, 0)->paused);
+    assert_string_equal(pw_ctl_override_get(t->ctl, 0)->source, "web");
+    /* The car follows; resumed, it is offered its maximum again within a few seconds. */
+    for (int i = 0; i < 10; i++) {
+        t->now += 1000;
+        report(t, 0, rep(PW_CTL_PILOT_B, 0, 0, 1000, "s1"));
+        advance(t, t->now, true);
+    }
+    due0 = t->n_due;
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, NULL, t->now), 0);
+    assert_false(pw_ctl_override_active(pw_ctl_override_get(t->ctl, 0)));
+    for (int i = 0; i < 10 && pw_ctl_commands(t->ctl)[0].limit_a < 16; i++) {
+        advance(t, t->now, true);
+        t->now += 1000;
+        report(t, 0, rep(PW_CTL_PILOT_B, 0, pw_ctl_commands(t->ctl)[0].limit_a, 1000, "s1"));
+    }
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 16);
+    tx_free(t);
+}
+
+/* A maximum below the config's is a cut to it; cleared, the config's is back. */
+static void test_override_max_current(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    one_charging(t);
+    t->now += 1000;
+    pw_ctl_override o = {.has_max = true, .max_a = 10, .source = "mqtt"};
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &o, t->now), 0);
+    size_t due0 = t->n_due;
+    advance(t, t->now, true);
+    long k = first_due(t, due0, 0);
+    assert_true(k >= 0);
+    A_EQ(t->due[k].cmd.limit_a, 10);
+    assert_true(t->due[k].cmd.cut);
+    pw_ctl_override none = {.source = "web"};
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &none, t->now), 0);
+    assert_false(pw_ctl_override_get(t->ctl, 0)->has_max);
+    for (int i = 0; i < 10 && pw_ctl_commands(t->ctl)[0].limit_a < 16; i++) {
+        t->now += 1000;
+        report(t, 0, rep(PW_CTL_PILOT_C, 10, 10, 1000, "s1"));
+        advance(t, t->now, true);
+    }
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 16);
+    tx_free(t);
+}
+
+/* What the core cannot take changes nothing. */
+static void test_override_refused(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    pw_ctl_override o = paused_by("web");
+    assert_int_equal(pw_ctl_set_override(t->ctl, 2, &o, t->now), -1);
+    pw_ctl_override bad = {.has_max = true, .max_a = NAN};
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &bad, t->now), -1);
+    bad.max_a = 0;
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &bad, t->now), -1);
+    assert_false(pw_ctl_override_active(pw_ctl_override_get(t->ctl, 0)));
+    double lim[PW_LINES] = {20, NAN, 20};
+    assert_int_equal(pw_ctl_set_facility_limit(t->ctl, lim, t->now + 1000, "web", t->now), -1);
+    lim[1] = -1;
+    assert_int_equal(pw_ctl_set_facility_limit(t->ctl, lim, t->now + 1000, "web", t->now), -1);
+    lim[1] = 20;
+    assert_int_equal(pw_ctl_set_facility_limit(t->ctl, lim, t->now, "web", t->now), -1);
+    assert_false(pw_ctl_facility_limit_get(t->ctl)->active);
+    tx_free(t);
+}
+
+/* Overrides stay with the chargers that stay (matched by device, not index); the override of a
+ * charger that went goes with it, with an event; the facility limit stays. */
+static void test_override_across_config_change(void **state)
+{
+    (void)state;
+    tx *t = two_charging();
+    pw_ctl_override o = paused_by("mqtt");
+    assert_int_equal(pw_ctl_set_override(t->ctl, 1, &o, t->now), 0);
+    pw_ctl_override m = {.has_max = true, .max_a = 8, .source = "web"};
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &m, t->now), 0);
+    double lim[PW_LINES] = {60, 60, 60};
+    assert_int_equal(pw_ctl_set_facility_limit(t->ctl, lim, t->now + 60000, "web", t->now), 0);
+    advance(t, t->now, true);
+    size_t ev0 = t->n_ev;
+    t->now += 1000;
+    set_config(t, 80, CH("b02", 1002) "," CH("a03", 1003));
+    assert_true(pw_ctl_override_get(t->ctl, 0)->paused);
+    assert_string_equal(pw_ctl_override_get(t->ctl, 0)->source, "mqtt");
+    assert_false(pw_ctl_override_active(pw_ctl_override_get(t->ctl, 1)));
+    assert_int_equal(count_events(t, ev0, "command"), 1);
+    bool named = false;
+    for (size_t i = ev0; i < t->n_ev; i++)
+        named = named || (strcmp(t->ev[i].kind, "command") == 0 &&
+                          strcmp(t->ev[i].subject, "a01") == 0 && mentions(&t->ev[i], "dropped"));
+    assert_true(named);
+    assert_true(pw_ctl_facility_limit_get(t->ctl)->active);
+    advance(t, t->now, true);
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 0);
+    assert_int_equal(pw_bal_results(pw_ctl_balancer(t->ctl))[0].reason, PW_REASON_PAUSED_OPERATOR);
+    A_EQ(pw_bal_node_results(pw_ctl_balancer(t->ctl))[0].limit_a[0], 60);
+    tx_free(t);
+}
+
+/* The facility limit binds at once, is a deadline of the core, and ends by itself at it with an
+ * event; clearing it early ends it too. */
+static void test_facility_limit_expires(void **state)
+{
+    (void)state;
+    tx *t = two_charging();
+    t->now += 1000;
+    double lim[PW_LINES] = {20, 20, 20};
+    uint64_t until = t->now + 10000;
+    assert_int_equal(pw_ctl_set_facility_limit(t->ctl, lim, until, "mqtt", t->now), 0);
+    advance(t, t->now, true);
+    const pw_ctl_command *cmd = pw_ctl_commands(t->ctl);
+    assert_true(cmd[0].limit_a + cmd[1].limit_a <= 20 + 1e-9);
+    assert_true(cmd[0].cut || cmd[1].cut);
+    assert_true(pw_ctl_next_deadline(t->ctl) <= until);
+    size_t ev0 = t->n_ev;
+    advance(t, until - 1, true);
+    assert_true(pw_ctl_facility_limit_get(t->ctl)->active);
+    assert_int_equal(count_events(t, ev0, "command"), 0);
+    advance(t, until, true);
+    assert_false(pw_ctl_facility_limit_get(t->ctl)->active);
+    assert_int_equal(count_events(t, ev0, "command"), 1);
+    assert_string_equal(t->ev[t->n_ev - 1].subject, "facility");
+    assert_true(mentions(&t->ev[t->n_ev - 1], "expired"));
+    A_EQ(pw_bal_node_results(pw_ctl_balancer(t->ctl))[0].limit_a[0], 80);
+    /* Set again and cleared: no expiry event later. */
+    assert_int_equal(pw_ctl_set_facility_limit(t->ctl, lim, t->now + 5000, "web", t->now), 0);
+    assert_int_equal(pw_ctl_set_facility_limit(t->ctl, NULL, 0, "web", t->now), 0);
+    ev0 = t->n_ev;
+    advance(t, t->now + 10000, true);
+    assert_int_equal(count_events(t, ev0, "command"), 0);
+    tx_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1593,6 +1757,11 @@ int main(void)
         cmocka_unit_test_teardown(test_start_plans_once_all_heard, teardown),
         cmocka_unit_test_teardown(test_start_overload_plans_at_once, teardown),
         cmocka_unit_test_teardown(test_held_command_sent_anyway, teardown),
+        cmocka_unit_test_teardown(test_override_pause_cut_at_once, teardown),
+        cmocka_unit_test_teardown(test_override_max_current, teardown),
+        cmocka_unit_test_teardown(test_override_refused, teardown),
+        cmocka_unit_test_teardown(test_override_across_config_change, teardown),
+        cmocka_unit_test_teardown(test_facility_limit_expires, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,3 +24,7 @@ set_tests_properties(store_crash_soak PROPERTIES LABELS "soak" TIMEOUT 1200)
 # Storage faults come from a SQLite VFS (store_fault_vfs.c), shared with history_test.
 pw_unit_test(store_fault_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/store_fault_test.c
              ${CMAKE_CURRENT_LIST_DIR}/store_fault_vfs.c LIBS pw_store pw_store_testutil)
+
+# The fleet uplink's outbox (storage/outbox.c).
+pw_unit_test(outbox_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/outbox_test.c
+             LIBS pw_store pw_store_testutil)

@@ -1,14 +1,15 @@
 /* phasewise UI entry: the live dashboard (the state document of docs/state.md pushed over the
  * WebSocket at /ws, reconnecting by itself; OCPP chargers with their connection, model, what
- * they did with their limit and the running transaction's tag), login and first-start setup,
+ * they did with their limit and the running transaction's tag; an operator's overrides and the
+ * facility limit, with Resume and Clear for an admin), login and first-start setup,
  * and the page router for the history and commissioning views. Plain DOM, no framework,
  * nothing loaded from outside the appliance. Elements carry stable ids and data-* attributes for
  * the tests. */
 import { showCommission } from "./commission.js";
 import { showHistory } from "./history.js";
 import {
-  $, api, el, field, fmt1, fmtAge, fmtUptime, loadTags, rejectedSummary, session, setFacility,
-  setNum, setSession, tagName,
+  $, api, el, field, fmt1, fmtAge, fmtUptime, loadTags, loggedIn, rejectedSummary, session,
+  setFacility, setNum, setSession, tagName,
 } from "./util.js";
 
 const STALE_AFTER_MS = 5000; /* the server sends at least once a second */
@@ -106,6 +107,7 @@ function render(doc) {
   $("version").textContent = doc.version ? "v" + doc.version : "";
   document.title = (doc.site ? doc.site + " – " : "") + "phasewise";
   renderAlerts(doc.alerts || []);
+  renderFacilityLimit(doc.facility_limit || null);
   renderNodes(doc.nodes || []);
   renderChargers(doc.chargers || []);
   renderCounters(doc.counters);
@@ -120,6 +122,108 @@ function renderAlerts(alerts) {
     ul.appendChild(li);
   }
   $("alerts-section").hidden = alerts.length === 0;
+}
+
+/* ---- operator commands (POST /api/command, docs/api.md) ---- */
+
+/* Sends one command; a refusal or a lost answer is shown where the button was. */
+function sendCommand(body, button, note) {
+  button.disabled = true;
+  note.textContent = "";
+  return api("POST", "/api/command", body)
+    .then((res) => {
+      if (res.status !== 200)
+        note.textContent = (res.data && res.data.error) || "Failed (HTTP " + res.status + ").";
+      return res.status === 200;
+    })
+    .catch(() => {
+      note.textContent = "The appliance did not answer.";
+      return false;
+    })
+    .finally(() => (button.disabled = false));
+}
+
+/* The facility limit as a banner above the alerts, with its end and a Clear button. */
+const facilityView = { box: null, text: null, clear: null, note: null };
+
+function buildFacilityBanner() {
+  const box = el("div", "alert alert-warn facility-limit");
+  box.id = "facility-limit";
+  box.setAttribute("role", "status");
+  const text = field("span", "", "facility-limit");
+  const clear = el("button", "button-quiet small", "Clear");
+  clear.type = "button";
+  clear.dataset.action = "clear-facility-limit";
+  const note = field("span", "warn-line small", "facility-limit-error");
+  clear.addEventListener("click", () => sendCommand({ facility_limit: null }, clear, note));
+  box.append(text, " ", clear, " ", note);
+  $("alerts-section").before(box);
+  Object.assign(facilityView, { box, text, clear, note });
+}
+
+function renderFacilityLimit(fl) {
+  if (!facilityView.box) buildFacilityBanner();
+  facilityView.box.hidden = !fl;
+  facilityView.box.dataset.active = String(!!fl);
+  if (!fl) return;
+  const lim = Array.isArray(fl.limit_a) ? fl.limit_a : [];
+  const same = lim.every((a) => a === lim[0]);
+  const amps = same ? fmt1(lim[0]) + " A per line" : lim.map(fmt1).join(" / ") + " A";
+  const left = typeof fl.expires_in_s === "number" ? fmtAge(fl.expires_in_s * 1000) : "?";
+  const ends = typeof fl.expires_in_s === "number"
+    ? new Date(Date.now() + fl.expires_in_s * 1000).toLocaleTimeString() : "";
+  facilityView.text.textContent = "Facility limit " + amps + " (" + (fl.source || "?") +
+    "), ends in " + left + (ends ? " at " + ends : "");
+  facilityView.clear.hidden = !loggedIn();
+}
+
+/* A charger's override in words: "paused by operator (mqtt)", "max 10 A (web)". */
+function overrideText(o) {
+  const parts = [];
+  if (o.paused) parts.push("paused by operator");
+  if (typeof o.max_a === "number") parts.push("max " + fmt1(o.max_a) + " A");
+  if (typeof o.priority === "number") parts.push("priority " + o.priority);
+  return parts.join(", ") + " (" + (o.source || "?") + ")";
+}
+
+/* Resume takes a pause back; Clear also the maximum and the priority, one command each. */
+function clearOverride(v) {
+  const o = v.overrideState;
+  if (!o) return;
+  const id = v.tr.dataset.charger;
+  const cmds = [];
+  if (o.paused) cmds.push({ charger: id, pause: false });
+  if (typeof o.max_a === "number") cmds.push({ charger: id, max_current: null });
+  if (typeof o.priority === "number") cmds.push({ charger: id, priority: null });
+  cmds.reduce((p, body) => p.then((ok) => ok && sendCommand(body, v.ovClear, v.ovNote)),
+              Promise.resolve(true));
+}
+
+function buildOverride(v) {
+  const box = el("div", "override small");
+  const text = field("span", "override-text", "override");
+  const clear = el("button", "button-quiet small", "Clear");
+  clear.type = "button";
+  clear.dataset.action = "clear-override";
+  const note = field("span", "warn-line", "override-error");
+  clear.addEventListener("click", () => clearOverride(v));
+  box.append(text, " ", clear, " ", note);
+  Object.assign(v, { ovBox: box, ovText: text, ovClear: clear, ovNote: note });
+  return box;
+}
+
+function updateOverride(v, o) {
+  v.overrideState = o || null;
+  v.ovBox.hidden = !o;
+  v.tr.dataset.override = String(!!o);
+  if (!o) {
+    v.ovNote.textContent = "";
+    return;
+  }
+  v.ovText.textContent = overrideText(o);
+  const onlyPause = o.paused && typeof o.max_a !== "number" && typeof o.priority !== "number";
+  v.ovClear.textContent = onlyPause ? "Resume" : "Clear";
+  v.ovClear.hidden = !loggedIn();
 }
 
 /* Node elements are kept by id so values update in place; the tree is rebuilt only when its
@@ -302,7 +406,9 @@ function buildCharger(c) {
   const limit = field("span", "num", "limit");
   const phases = field("span", "muted", "phases");
   alloc.append(limit, el("span", "unit", " A "), phases);
-  const reason = cell(tr, "Reason", "reason");
+  const reasonCell = cell(tr, "Reason", "reason-cell");
+  const reason = field("div", "", "reason");
+  reasonCell.append(reason);
   const net = cell(tr, "Network", "network");
   const online = field("span", "net-online", "online");
   const seen = field("span", "muted small", "last-seen");
@@ -312,8 +418,10 @@ function buildCharger(c) {
   lanNet.append(el("br"), loss, el("span", "sep", " · "), rssi);
   const ocpp = buildOcpp();
   net.append(online, el("br"), seen, lanNet, ocpp.box);
-  return { tr, name, sub, problem, badge, tag, current, line, limit, phases, reason, online, seen,
-           lanNet, loss, rssi, ocpp };
+  const v = { tr, name, sub, problem, badge, tag, current, line, limit, phases, reason, online,
+              seen, lanNet, loss, rssi, ocpp };
+  reasonCell.append(buildOverride(v));
+  return v;
 }
 
 /* The OCPP lines of the network cell: the WebSocket connection, what the charge point said it
@@ -374,6 +482,7 @@ function updateCharger(v, c) {
   v.phases.dataset.value = c.phases ? String(c.phases) : "";
   v.reason.textContent = c.reason_text || c.reason || "";
   v.reason.dataset.reason = c.reason || "";
+  updateOverride(v, c.override);
   v.online.textContent = c.online ? "online" : "offline";
   v.online.classList.toggle("bad", !c.online);
   v.seen.textContent = "seen " + fmtAge(c.last_seen_ms) + " ago";

@@ -291,20 +291,106 @@ function httpSection() {
     fld("Key file", input("http.tls.key_file", "text"), "restart"));
 }
 
-/* The broker MQTT meter feeds are read from. The connection is set up at start. */
+/* The broker of the meter feeds, of state out and commands (docs/mqtt.md), and the fleet
+ * uplink's. The meters' connection is set up at start ("restart"); the state publisher and the
+ * uplink connect again by themselves when their settings change. */
+function brokerFields(base, restart) {
+  const r = restart ? "restart" : undefined;
+  return [
+    fld("Broker host", input(base + ".host", "text", { placeholder: "none" }), r),
+    fld("Port", input(base + ".port", "number", { placeholder: "1883, TLS 8883" }), r),
+    fld("TLS", input(base + ".tls", "bool"), r),
+    fld("CA file", input(base + ".ca_file", "text", { placeholder: "system CAs" }), r),
+    fld("Client certificate file", input(base + ".cert_file", "text",
+                                         { placeholder: "none", optional: true }), r),
+    fld("Client key file", input(base + ".key_file", "text",
+                                 { placeholder: "none", optional: true }), r),
+    fld("User name", input(base + ".username", "text"), r),
+    fld("Password", input(base + ".password", "password", {
+      placeholder: getPath(cm.draft, base + ".password_set") ? "saved: type to replace" : "",
+    }), r),
+    fld("Client id", input(base + ".client_id", "text", { placeholder: "phasewise-<site>" }), r),
+  ];
+}
+
+/* The answer of a connection test as text. */
+function brokerTestText(r) {
+  return r.ok ? "Connected to " + r.broker + " in " + r.elapsed_ms + " ms"
+              : r.error + " (" + r.elapsed_ms + " ms)";
+}
+
+/* A "Test connection" button for the broker of target ("mqtt", "uplink") as the draft has
+ * it: POST /api/mqtt/test opens a connection of its own; nothing is saved. */
+function brokerTestBlock(target) {
+  const box = el("div", "test-read wide");
+  const button = el("button", "button-quiet small", "Test connection");
+  button.type = "button";
+  button.dataset.brokerTest = target;
+  const out = el("output", "test-read-out small");
+  out.dataset.brokerTestOut = target;
+  out.setAttribute("aria-live", "polite");
+  button.addEventListener("click", () => {
+    const b = Object.assign({}, cm.draft[target] || {});
+    delete b.publish; delete b.commands; delete b.site; delete b.prefix; delete b.password_set;
+    button.disabled = true;
+    out.className = "test-read-out small muted";
+    out.textContent = "Connecting… (up to 10 s)";
+    delete out.dataset.ok;
+    api("POST", "/api/mqtt/test", { target, broker: b })
+      .then((res) => {
+        if (res.status === 200 && res.data) {
+          out.textContent = brokerTestText(res.data);
+          out.className = "test-read-out small " + (res.data.ok ? "ok" : "bad");
+          out.dataset.ok = String(!!res.data.ok);
+        } else if (res.data && Array.isArray(res.data.errors)) {
+          showErrors(res.data.errors.map((e) => ({
+            field: e.field.replace(/^broker/, target), message: e.message })));
+          out.textContent = "Not tested: fix the fields marked in red first.";
+          out.className = "test-read-out small bad";
+          out.dataset.ok = "false";
+        } else {
+          out.textContent = errorText(res);
+          out.className = "test-read-out small bad";
+          out.dataset.ok = "false";
+        }
+      }, () => {
+        out.textContent = "The appliance did not answer.";
+        out.className = "test-read-out small bad";
+      })
+      .finally(() => { button.disabled = false; });
+  });
+  box.append(button, out);
+  return box;
+}
+
 function mqttSection() {
-  return section("MQTT broker (meter feeds)",
-    fld("Broker host", input("mqtt.host", "text", { placeholder: "none" }), "restart"),
-    fld("Port", input("mqtt.port", "number", { placeholder: "1883, TLS 8883" }), "restart"),
-    fld("TLS", input("mqtt.tls", "bool"), "restart"),
-    fld("CA file", input("mqtt.ca_file", "text", { placeholder: "system CAs" }), "restart"),
-    fld("User name", input("mqtt.username", "text"), "restart"),
-    fld("Password", input("mqtt.password", "password", {
-      placeholder: getPath(cm.draft, "mqtt.password_set") ? "saved: type to replace" : "",
-    }), "restart"),
-    fld("Client id", input("mqtt.client_id", "text", { placeholder: "phasewise-<site>" }),
-        "restart"),
-    fld("Keepalive", input("mqtt.keepalive_s", "number"), "s"));
+  const p = "mqtt.publish.", c = "mqtt.commands.";
+  return section("MQTT: meter feeds, Home Assistant, commands",
+    ...brokerFields("mqtt", true),
+    fld("Keepalive", input("mqtt.keepalive_s", "number"), "s"),
+    brokerTestBlock("mqtt"),
+    el("p", "muted small wide",
+       "State out: every charger's and circuit's values as retained topics under " +
+       "<prefix>/<site>/, with Home Assistant discovery (docs/mqtt.md). Commands are " +
+       "refused unless checked here."),
+    fld("Publish state", input(p + "enabled", "bool")),
+    fld("Topic prefix", input(p + "prefix", "text", { placeholder: "phasewise" })),
+    fld("Home Assistant discovery", input(p + "home_assistant", "bool")),
+    fld("Discovery prefix", input(p + "discovery_prefix", "text",
+                                  { placeholder: "homeassistant" })),
+    fld("Command: pause / resume", input(c + "pause", "bool")),
+    fld("Command: priority", input(c + "priority", "bool")),
+    fld("Command: maximum current", input(c + "max_current", "bool")),
+    fld("Command: facility limit", input(c + "facility_limit", "bool")));
+}
+
+/* The fleet uplink: a second broker, usually central and over TLS (docs/mqtt.md). */
+function uplinkSection() {
+  return section("Fleet uplink",
+    ...brokerFields("uplink", false),
+    fld("Site id", input("uplink.site", "text", { placeholder: "from the site name" })),
+    fld("Topic prefix", input("uplink.prefix", "text", { placeholder: "phasewise/fleet" })),
+    brokerTestBlock("uplink"));
 }
 
 function balancerSection() {
@@ -1177,7 +1263,7 @@ function render() {
   });
   chargers.appendChild(addCharger);
   form.append(chargers, ocppSection(), tagsSection(), balancerSection(), timingSection(),
-              networkSection(), mqttSection(), httpSection(), cpOptions());
+              networkSection(), mqttSection(), uplinkSection(), httpSection(), cpOptions());
   markDirty();
   window.scrollTo(0, scroll);
 }
