@@ -727,6 +727,37 @@ async function main() {
     await page.waitForFunction((sel) => document.querySelector(sel)?.value === "", rsel);
     log(`reserve on ${before.nodes[ri].id}: hint shown, preview names it, ${l1} A refused`);
 
+    // 11. Operator commands on the dashboard: a pause and a facility limit sent to the API (as
+    // a script or MQTT would) show with their source; Resume and Clear take them back.
+    await page.click("nav.pages a[data-page='']");
+    const paused = ids[0];
+    const ovRow = `#chargers tr[data-charger='${paused}']`;
+    const command = (body) => page.evaluate((b) => fetch("/api/command", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(b) }).then((r) => r.status), body);
+    check(await command({ charger: paused, pause: true }) === 200, "POST /api/command pause");
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.override === "true",
+                               ovRow, { timeout: 10000 });
+    const ovText = await page.textContent(`${ovRow} [data-field=override]`);
+    check(/paused by operator \(web\)/.test(ovText), `override shown as "${ovText}"`);
+    check(await page.textContent(`${ovRow} [data-action=clear-override]`) === "Resume",
+          "a pause offers Resume");
+    await page.locator(ovRow).screenshot({ path: path.join(ARTIFACTS, "dashboard-override.png") });
+    await page.click(`${ovRow} [data-action=clear-override]`);
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.override === "false",
+                               ovRow, { timeout: 10000 });
+    check(await command({ facility_limit: 60, duration_s: 600 }) === 200,
+          "POST /api/command facility_limit");
+    await page.waitForFunction(() => document.querySelector("#facility-limit")?.dataset.active ===
+                               "true", null, { timeout: 10000 });
+    const flText = await page.textContent("#facility-limit [data-field=facility-limit]");
+    check(/Facility limit 60\.0 A per line \(web\), ends in/.test(flText),
+          `facility limit shown as "${flText}"`);
+    await page.click("#facility-limit [data-action=clear-facility-limit]");
+    await page.waitForFunction(() => document.querySelector("#facility-limit")?.hidden === true,
+                               null, { timeout: 10000 });
+    log(`dashboard: "${ovText}" resumed from the page; "${flText.split(",")[0]}" cleared`);
+
     check(problems.length === 0, "errors in the page: " + problems.join(" | "));
     await context.close();
     context = null;
