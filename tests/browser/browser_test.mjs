@@ -485,6 +485,9 @@ async function main() {
     check(brokerOk === "false" && /cannot connect to broker 127\.0\.0\.1/.test(brokerText),
           `the connection test answered ${brokerOk}: ${brokerText}`);
     log(`MQTT connection test to a closed port: ${brokerText}`);
+    await page.locator("#cfg-form fieldset.cfg-section",
+                       { has: page.locator("[data-path='mqtt.publish.enabled']") })
+      .screenshot({ path: path.join(ARTIFACTS, "commission-mqtt-broker.png") });
     await page.click("#cfg-reload");
     await page.waitForFunction((sel) => document.querySelector(sel)?.value === "", kindSel);
     const after = await (await fetch(base + "/api/config")).json();
