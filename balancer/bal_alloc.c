@@ -100,11 +100,11 @@ static bool admit_one(pw_bal *b, size_t k)
     return true;
 }
 
-/* Suspended cars form one last class after every priority class. */
+/* Suspended cars form one last class after every priority class. Read from the admission order
+ * key, which holds both, rather than from the plan: lists in admission order are walked by key. */
 static int key_class(const pw_bal *b, const bal_key *key)
 {
-    const bal_plan *pl = &b->plan[key->idx];
-    return pl->susp ? (int)b->n_cls : pl->cls;
+    return key->key >> 63 ? (int)b->n_cls : (int)((key->key >> BAL_KEY_CLS_SHIFT) & 0xffff);
 }
 
 static void admit(pw_bal *b)

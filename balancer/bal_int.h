@@ -7,6 +7,8 @@
 
 #include "pw_bal.h"
 
+#include <string.h>
+
 #define BAL_EPS  1e-9
 #define BAL_HIST 6 /* buckets of the stale-meter history, each meter_history_ms / BAL_HIST long */
 
@@ -36,12 +38,31 @@ typedef struct bal_key {
     uint32_t idx;
 } bal_key;
 
+/* An admission order key (order_key in bal_run.c), high bits first: suspended (1 bit), priority
+ * class rank (16 bits), rotation group (2 bits), time (BAL_KEY_TIME_BITS bits). */
+#define BAL_KEY_TIME_BITS 45
+#define BAL_KEY_CLS_SHIFT (BAL_KEY_TIME_BITS + 2)
+
 /* Sorts a[0..n) by key, keeping the input order of equal keys (stable), using tmp[0..n) as
  * scratch; no allocation. */
 void bal__sort(bal_key *a, bal_key *tmp, size_t n);
-/* Maps a non-negative double to a key with the same order. */
-uint64_t bal__dkey(double d);
-double bal__keyd(uint64_t k);
+/* Maps a non-negative double to a key with the same order (inline: the water-filling makes two
+ * per charger). Negative numbers and NaN map to 0's key. */
+static inline uint64_t bal__dkey(double d)
+{
+    uint64_t k;
+    if (!(d > 0))
+        d = 0;
+    memcpy(&k, &d, sizeof k);
+    return k; /* non-negative IEEE doubles order like their bit patterns */
+}
+
+static inline double bal__keyd(uint64_t k)
+{
+    double d;
+    memcpy(&d, &k, sizeof d);
+    return d;
+}
 
 /* One constraint: load = a + b * level (during water-filling) must stay <= cap. A charger that
  * loads the grid lines in mask adds cm[mask] times its current. */
@@ -168,6 +189,7 @@ typedef struct bal_ch {
                       up follow bal_node.mup */
     uint8_t wired; /* grid lines of all wired terminals */
     uint8_t one;   /* grid lines loaded when switched to 1 phase */
+    uint8_t car_lines[8]; /* grid lines loaded at full phases, by the terminals seen active */
     bool has_meas;
     uint64_t meas_at;
     pw_bal_measure m;

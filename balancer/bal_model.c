@@ -511,6 +511,15 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
         c->wired = terms_lines(c->spec.wiring, 7);
         /* A charger switched to one phase uses terminal L1; on IT that phase is the L1-L2 pair. */
         c->one = terms_lines(c->spec.wiring, b->grid == PW_GRID_IT ? 3 : 1);
+        /* Grid lines a car loads at full phases, by the terminals it was seen active on: every
+         * wired line until that is known. On IT a single-phase car sits between terminals L1
+         * and L2, so anything seen on those two alone means that pair; anything else is taken
+         * as all wired lines. */
+        for (uint8_t t = 0; t < 8; t++)
+            c->car_lines[t] = !t                      ? c->wired
+                              : b->grid != PW_GRID_IT ? terms_lines(c->spec.wiring, t)
+                              : (t & 4)               ? c->wired
+                                                      : c->one;
         c->mode = 3;
         c->prev_mode = 3;
         c->cfg_max_a = s->max_a;
@@ -816,22 +825,6 @@ const char *bal__node_name(const pw_bal *b, int n)
 {
     const pw_bal_node_spec *s = &b->nodes[n].spec;
     return s->name[0] ? s->name : s->id;
-}
-
-uint64_t bal__dkey(double d)
-{
-    uint64_t k;
-    if (!(d > 0))
-        d = 0;
-    memcpy(&k, &d, sizeof k);
-    return k; /* non-negative IEEE doubles order like their bit patterns */
-}
-
-double bal__keyd(uint64_t k)
-{
-    double d;
-    memcpy(&d, &k, sizeof d);
-    return d;
 }
 
 /* Small arrays: insertion sort, stable. */

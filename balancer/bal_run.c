@@ -16,26 +16,11 @@ static int popcount3(uint8_t m)
     return (m & 1) + ((m >> 1) & 1) + ((m >> 2) & 1);
 }
 
-static uint8_t terms_to_lines(const bal_ch *c, uint8_t terms)
+/* Grid lines the car loads at full phases, by the terminals measured active (a table built by
+ * pw_bal_new: bal_ch.car_lines). */
+static uint8_t car_lines(const bal_ch *c, uint8_t terms)
 {
-    unsigned m = 0;
-    for (size_t t = 0; t < PW_LINES; t++) { /* without branches: terminals differ by car */
-        unsigned w = c->spec.wiring[t];
-        m |= (((terms >> t) & 1u) & (w != 0)) << ((w - 1) & 7u);
-    }
-    return (uint8_t)m;
-}
-
-/* Grid lines the car loads at full phases: the terminals measured active, or every wired one
- * until that is known. On IT a single-phase car sits between terminals L1 and L2, so anything
- * seen on those two alone means that pair; anything else is treated as all wired lines. */
-static uint8_t car_lines(const pw_bal *b, const bal_ch *c, uint8_t terms)
-{
-    if (!terms)
-        return c->wired;
-    if (b->grid == PW_GRID_IT)
-        return (terms & 4) ? c->wired : c->one;
-    return terms_to_lines(c, terms);
+    return c->car_lines[terms & 7];
 }
 
 static uint8_t terms_active(const pw_bal *b, const pw_bal_measure *m)
@@ -98,7 +83,7 @@ static void phase_options(pw_bal *b, size_t k, uint64_t now)
     bool oneshot = b->p.oneshot;
     uint8_t terms =
         oneshot ? (c->m.car == PW_CAR_CHARGING ? terms_active(b, &c->m) : 0) : c->car_terms;
-    pl->mask3 = car_lines(b, c, terms);
+    pl->mask3 = car_lines(c, terms);
     pl->mask1 = c->one;
     bool useful = c->spec.can_switch_phases && popcount3(pl->mask3) > popcount3(pl->mask1);
     bool budget = oneshot || c->switches < b->p.max_phase_switches;
@@ -114,7 +99,7 @@ static void init_prev(pw_bal *b, size_t k, uint64_t now)
     c->have_prev = true;
     c->prev_limit = c->m.applied_limit_a;
     c->prev_mode = c->m.applied_phases == 1 ? 1 : 3;
-    uint8_t mask = c->prev_mode == 1 ? c->one : car_lines(b, c, c->car_terms);
+    uint8_t mask = c->prev_mode == 1 ? c->one : car_lines(c, c->car_terms);
     for (size_t l = 0; l < PW_LINES; l++)
         c->prev_line[l] = (mask & (1u << l)) ? c->prev_limit : 0;
     c->offer_since = now;
@@ -160,8 +145,7 @@ static bool suspended_itself(pw_bal *b, bal_ch *c)
     return c->susp_believed;
 }
 
-#define TIME_BITS 45
-#define TIME_MAX  ((UINT64_C(1) << TIME_BITS) - 1)
+#define TIME_MAX ((UINT64_C(1) << BAL_KEY_TIME_BITS) - 1)
 
 static uint64_t clip_age(uint64_t now, uint64_t t)
 {
@@ -190,8 +174,8 @@ static uint64_t order_key(const pw_bal *b, size_t k, uint64_t now)
             t = TIME_MAX - clip_age(now, c->waiting_since);
         }
     }
-    return ((uint64_t)b->plan[k].susp << 63) | ((uint64_t)c->cls << (TIME_BITS + 2)) |
-           (group << TIME_BITS) | t;
+    return ((uint64_t)b->plan[k].susp << 63) | ((uint64_t)c->cls << BAL_KEY_CLS_SHIFT) |
+           (group << BAL_KEY_TIME_BITS) | t;
 }
 
 static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
