@@ -14,9 +14,13 @@ typedef struct text {
 
 static void put_n(text *t, const char *s, size_t n)
 {
-    if (n > t->cap - 1 - t->len)
-        n = t->cap - 1 - t->len;
-    memcpy(t->p + t->len, s, n);
+    size_t room = t->cap - 1 - t->len;
+    /* Copied in two branches so that, for a literal, the usual one copies a size known when
+     * compiled (inline moves, not a call). */
+    if (n <= room)
+        memcpy(t->p + t->len, s, n);
+    else
+        memcpy(t->p + t->len, s, n = room);
     t->len += n;
 }
 
@@ -407,12 +411,10 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
         return;
     for (size_t from = 0; from < b->n_order;) {
         size_t to = from;
-        int cls = b->plan[b->order[from].idx].cls;
-        bool susp = b->plan[b->order[from].idx].susp;
+        /* A class and whether suspended, as the order key holds them (bal_int.h). */
+        uint64_t cls = b->order[from].key >> BAL_KEY_CLS_SHIFT;
         size_t running = 0, waiting = 0;
-        for (; to < b->n_order && b->plan[b->order[to].idx].cls == cls &&
-               b->plan[b->order[to].idx].susp == susp;
-             to++) {
+        for (; to < b->n_order && b->order[to].key >> BAL_KEY_CLS_SHIFT == cls; to++) {
             const bal_plan *pl = &b->plan[b->order[to].idx];
             waiting += pl->val <= 0 && !pl->held && pl->pause == PW_REASON_PAUSED_ROTATION;
         }
