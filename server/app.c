@@ -543,7 +543,7 @@ static void apply_pending_restore(pw_app *app, const pw_backup_paths *paths)
         return;
     }
     unlink(pending);
-    char text[512];
+    char text[700];
     snprintf(text, sizeof text,
              "restored the backup of \"%s\" made %s by phasewise %s (database schema %d): %s%s%s",
              res.m.site, res.m.created, res.m.phasewise, res.m.schema, res.restored,
