@@ -23,7 +23,8 @@ typedef struct pw_web_request {
     const char *body;   /* NUL-terminated, "" when none (and for an upload) */
     size_t body_len;    /* for an upload: the size of body_file */
     /* An upload (pw_web_opts.upload): the file that holds the body, else NULL. web removes it
-     * when the transaction ends; a handler that keeps it renames it away before it answers. */
+     * once the answer is given (the handler returned, or pw_web_complete), or when the client
+     * goes; a handler that keeps it renames it away before it answers. */
     const char *body_file;
     const char *origin; /* Origin header or "" */
     const char *cookie; /* Cookie header or "" */

@@ -425,14 +425,22 @@ static pw_web *web_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
-static void web_http_reset(web_http *h)
+/* An upload's file goes as soon as its answer is decided: a kept-alive connection must not keep
+ * it on the disk. A handler that keeps it has renamed it away by then. */
+static void web_upload_drop(web_http *h)
 {
     if (h->upload_open)
         close(h->upload_fd);
-    if (h->upload_file) {
-        unlink(h->upload_file); /* gone already when the handler kept it */
-        free(h->upload_file);
-    }
+    h->upload_open = false;
+    if (h->upload_file)
+        unlink(h->upload_file);
+    free(h->upload_file);
+    h->upload_file = NULL;
+}
+
+static void web_http_reset(web_http *h)
+{
+    web_upload_drop(h);
     if (h->tx_is_file)
         close(h->tx_fd);
     if (h->reply.is_file)
@@ -739,10 +747,12 @@ void pw_web_complete(pw_web_pending *p, pw_web_response *resp)
     if (h && !web_response_ok(resp)) {
         pw_error(WEB_LOG, "API handler gave an invalid deferred response for %s %s", p->method,
                  p->path);
+        web_upload_drop(h);
         web_response_drop(resp);
         const char msg[] = "{\"error\":\"internal error: invalid response\",\"field\":null}";
         web__reply_later(h, 500, "application/json", pw_xstrdup(msg), strlen(msg), NULL, NULL);
     } else if (h) {
+        web_upload_drop(h);
         web__reply_later(h, resp->status, resp->content_type, resp->body,
                          resp->body ? resp->body_len : 0, resp->set_cookie,
                          resp->content_disposition);
@@ -787,6 +797,8 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
     resp.status = 200;
     resp.content_type = "application/json";
     w->api(w->api_ud, &req.pub, &resp);
+    if (!h->deferred)
+        web_upload_drop(h);
     if (h->deferred) {
         web_response_drop(&resp); /* the answer is pw_web_complete's, not this one */
         return 0;
@@ -859,6 +871,7 @@ static int web_dispatch(pw_web *w, struct lws *wsi, web_http *h)
         h->upload_open = false;
     }
     if (h->upload_errno) {
+        web_upload_drop(h);
         char msg[160];
         snprintf(msg, sizeof(msg), "cannot store the upload on the appliance: %s",
                  strerror(h->upload_errno));
@@ -950,6 +963,7 @@ static void web_http_body(pw_web *w, web_http *h, const void *in, size_t len)
         return;
     if (h->body_len + len > web_body_limit(w, h) || h->body_len + len > h->expect_len) {
         h->too_large = true;
+        web_upload_drop(h);
         free(h->body);
         h->body = NULL;
         h->body_len = 0;
