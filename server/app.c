@@ -678,21 +678,22 @@ static int start_web(pw_app *app)
 {
     char err[512];
     app->api_pool = pw_api_pool_new(&app->loop, app->db_path);
-    pw_web_opts wo = {
-        .addr = app->http_addr,
-        .port = app->http_port,
-        .max_body = PW_CFG_MAX_FILE,
-        /* A backup being restored goes to a file in the data folder, not memory:
-         * it holds the whole history. */
-        .upload = {.path = PW_API_RESTORE_PATH, .dir = app->data_dir, .max = PW_BACKUP_ARCHIVE_MAX},
-        .api = pw_api_handle,
-        .api_ud = app,
-        .auth = {.data_dir = app->data_dir,
-                 .dashboard_login = app->cfg->http.dashboard_login,
-                 .access = pw_api_access,
-                 .access_ud = app,
-                 .on_event = on_security_event,
-                 .event_ud = app}};
+    pw_web_opts wo = {.addr = app->http_addr,
+                      .port = app->http_port,
+                      .max_body = PW_CFG_MAX_FILE,
+                      .api = pw_api_handle,
+                      .api_ud = app,
+                      .auth = {.data_dir = app->data_dir,
+                               .dashboard_login = app->cfg->http.dashboard_login,
+                               .access = pw_api_access,
+                               .access_ud = app,
+                               .on_event = on_security_event,
+                               .event_ud = app}};
+    /* A backup being restored goes to a file in the data folder, not memory: it holds the
+     * whole history. */
+    wo.upload.path = PW_API_RESTORE_PATH;
+    wo.upload.dir = app->data_dir;
+    wo.upload.max = PW_BACKUP_ARCHIVE_MAX;
     if (app->cfg->http.tls.enabled) {
         if (start_tls(app, app->tls_cert, app->tls_key, sizeof app->tls_cert) != 0)
             return -1;
