@@ -2,7 +2,7 @@
 # Installs the freshly built amd64 package into a clean Debian 12 root and runs it there as the
 # service would: the package's dependencies come from Debian's archive through apt, its
 # postinst makes the user and folders, then the unit's ExecStart runs as that user (with the
-# demo facility as config and the web UI on a free loopback port) until the dashboard answers
+# demo facility on free loopback ports as config) until the dashboard answers
 # and the history database has its first rows. Then a backup round trip: `phasewise backup`
 # while it runs, stop, /var/lib/phasewise wiped, `phasewise restore`, start: the same key and
 # history. Not part of the default test command (it needs debootstrap and Debian's archive, and
@@ -116,7 +116,8 @@ new_root() {
 }
 
 # The demo facility from tree $1 on this run's own ports (OCPP, Modbus meter, LAN group port),
-# loopback only, as the appliance's config.
+# loopback only, as the appliance's config: the demo's fixed ports may be taken by a demo or a
+# test running beside this check.
 write_config() {
   python3 - "$1" "$root/etc/phasewise/config.json" <<'EOF'
 import json, socket, sys
@@ -190,8 +191,7 @@ else
   check "user phasewise made by postinst" "chroot '$root' getent passwd phasewise >/dev/null"
   check "/etc/phasewise and /var/lib/phasewise owned by phasewise, mode 0750" \
     "[ \"\$(chroot '$root' stat -c '%U %a' /etc/phasewise /var/lib/phasewise | sort -u)\" = 'phasewise 750' ]"
-  install -m 0640 config/demo.json "$root/etc/phasewise/config.json"
-  chroot "$root" chown phasewise:phasewise /etc/phasewise/config.json
+  write_config "$src"
   serve_start
   check "the dashboard answers (GET /api/health 200)" "[ $answered = 1 ]"
   check "the dashboard page is served" "python3 -c \"import urllib.request; assert b'<html' in urllib.request.urlopen('http://127.0.0.1:$port/', timeout=2).read().lower()\""
