@@ -1,8 +1,11 @@
 #!/bin/sh
 # Builds the Debian packages phasewise and phasewise-sim from this tree.
 #
-#   packaging/build-deb.sh [--arch amd64|arm64] [--out DIR] [--version VERSION]
+#   packaging/build-deb.sh [--arch amd64|arm64] [--out DIR] [--version VERSION] [--src DIR]
 #
+# --src builds the programs of another source tree (an earlier commit, for the upgrade check in
+# scripts/install-check.sh) with this script's packaging; the packaging files that tree has
+# (unit, man page, maintainer scripts) are its own, the others come from this tree.
 # amd64 builds natively; arm64 cross-builds with Debian's toolchain and the arm64 libraries
 # (docker/install-deps.sh --arm64 installs both). The runtime dependencies come from
 # dpkg-shlibdeps, so they are the libraries the binaries really link. The version is the
@@ -14,14 +17,19 @@ src=$(pwd)
 arch=$(dpkg --print-architecture)
 out="$src/build/deb"
 version=""
+tree="$src"
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --version) version="$2"; shift 2 ;;
-    *) echo "usage: $0 [--arch amd64|arm64] [--out DIR] [--version VERSION]" >&2; exit 2 ;;
+    --src) tree=$(cd "$2" && pwd); shift 2 ;;
+    *) echo "usage: $0 [--arch amd64|arm64] [--out DIR] [--version VERSION] [--src DIR]" >&2
+       exit 2 ;;
   esac
 done
+# A file of the tree being packaged, or this tree's when it has none.
+pick() { if [ -e "$tree/$1" ]; then echo "$tree/$1"; else echo "$src/$1"; fi; }
 case "$arch" in
   amd64) multiarch=x86_64-linux-gnu; toolchain=""; strip=strip ;;
   arm64) multiarch=aarch64-linux-gnu; toolchain="-DCMAKE_TOOLCHAIN_FILE=$src/packaging/arm64-toolchain.cmake"
@@ -29,14 +37,16 @@ case "$arch" in
   *) echo "build-deb: unknown architecture $arch" >&2; exit 2 ;;
 esac
 if [ -z "$version" ]; then
-  base=$(sed -n 's/^project(phasewise VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
-  count=$(git rev-list --count HEAD 2>/dev/null || echo 0)
+  base=$(sed -n 's/^project(phasewise VERSION \([0-9.]*\).*/\1/p' "$tree/CMakeLists.txt")
+  count=$(git -C "$tree" rev-list --count HEAD 2>/dev/null || echo 0)
   version="$base+r$count"
 fi
 
 build="$src/build/deb-$arch"
+# Another tree gets a build folder of its own, under this tree's build/.
+[ "$tree" = "$src" ] || build="$src/build/deb-$arch-$(echo "$tree" | cksum | cut -d' ' -f1)"
 # shellcheck disable=SC2086
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPW_WERROR=ON -DBUILD_TESTING=OFF \
+cmake -S "$tree" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPW_WERROR=ON -DBUILD_TESTING=OFF \
   $toolchain >/dev/null
 cmake --build "$build" -j "$(nproc)" --target phasewise phasewise-sim >/dev/null
 
@@ -48,23 +58,23 @@ mkdir -p "$out"
 stage() {
   dir="$work/$1"
   install -d "$dir/DEBIAN" "$dir/usr/share/doc/$1"
-  install -m 0644 packaging/copyright "$dir/usr/share/doc/$1/copyright"
+  install -m 0644 "$(pick packaging/copyright)" "$dir/usr/share/doc/$1/copyright"
   printf '%s (%s) stable; urgency=medium\n\n  * Built from %s.\n\n -- phasewise <phasewise@localhost>  %s\n' \
-    "$1" "$version" "$(git rev-parse --short HEAD 2>/dev/null || echo "a source tree")" \
-    "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" |
+    "$1" "$version" "$(git -C "$tree" rev-parse --short HEAD 2>/dev/null || echo "a source tree")" \
+    "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git -C "$tree" log -1 --format=%ct 2>/dev/null || date +%s)}")" |
     gzip -9n >"$dir/usr/share/doc/$1/changelog.Debian.gz"
 }
 
 stage phasewise
 root="$work/phasewise"
 install -D -m 0755 "$build/bin/phasewise" "$root/usr/bin/phasewise"
-install -D -m 0644 packaging/phasewise.service "$root/lib/systemd/system/phasewise.service"
+install -D -m 0644 "$(pick packaging/phasewise.service)" "$root/lib/systemd/system/phasewise.service"
 install -d "$root/usr/share/man/man8"
-gzip -9n <packaging/phasewise.8 >"$root/usr/share/man/man8/phasewise.8.gz"
-install -D -m 0644 README.md "$root/usr/share/doc/phasewise/README.md"
-install -D -m 0644 config/demo.json "$root/usr/share/phasewise/demo.json"
+gzip -9n <"$(pick packaging/phasewise.8)" >"$root/usr/share/man/man8/phasewise.8.gz"
+install -D -m 0644 "$tree/README.md" "$root/usr/share/doc/phasewise/README.md"
+install -D -m 0644 "$tree/config/demo.json" "$root/usr/share/phasewise/demo.json"
 for script in postinst prerm postrm; do
-  install -m 0755 "packaging/deb/phasewise.$script" "$root/DEBIAN/$script"
+  install -m 0755 "$(pick "packaging/deb/phasewise.$script")" "$root/DEBIAN/$script"
 done
 
 stage phasewise-sim

@@ -1,7 +1,7 @@
 /* The JSON API behind the dashboard (docs/api.md): live state, configuration, health and
  * metrics here; history in api_history.c, chargers, nodes, preview and pairing in
- * api_facility.c, the meter test read in api_meters.c. Errors are JSON objects with a message
- * and the field. */
+ * api_facility.c, the meter test read in api_meters.c, backup and restore in api_backup.c. Errors
+ * are JSON objects with a message and the field. */
 #include <stdio.h>
 #include <string.h>
 
@@ -224,7 +224,7 @@ void pw_api_handle(void *ud, const pw_web_request *req, pw_web_response *resp)
                                   (json_int_t)((uv_now(&app->loop) - app->start_ms) / 1000)));
     } else if (!pw_api_history_handle(app, req, resp) && !pw_api_facility_handle(app, req, resp) &&
                !pw_api_meters_handle(app, req, resp) && !pw_api_command_handle(app, req, resp) &&
-               !pw_api_mqtt_handle(app, req, resp)) {
+               !pw_api_mqtt_handle(app, req, resp) && !pw_api_backup_handle(app, req, resp)) {
         pw_api_set_error(resp, 404, NULL, "no such API endpoint or method");
     }
 }
@@ -235,8 +235,9 @@ pw_web_access pw_api_access(void *ud, const char *method, const char *path)
     /* Health checks (Docker, monitoring) never log in. */
     if (strcmp(path, "/api/health") == 0)
         return PW_WEB_PUBLIC;
-    /* Billing data and the facility key are not dashboard data. */
-    if (strncmp(path, "/api/export/", 12) == 0 || strcmp(path, "/api/config/pairing") == 0)
+    /* Billing data, the facility key and backups (which hold it) are not dashboard data. */
+    if (strncmp(path, "/api/export/", 12) == 0 || strcmp(path, "/api/config/pairing") == 0 ||
+        strcmp(path, "/api/backup") == 0)
         return PW_WEB_ADMIN;
     return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? PW_WEB_READ : PW_WEB_ADMIN;
 }

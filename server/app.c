@@ -15,6 +15,7 @@
 
 #include "app_int.h"
 #include "backfill.h"
+#include "backup.h"
 #include "command.h"
 #include "pw_keyfile.h"
 #include "pw_util.h"
@@ -444,9 +445,25 @@ static void stop(pw_app *app)
     app->publisher = NULL;
     uv_handle_t *handles[] = {(uv_handle_t *)&app->check,    (uv_handle_t *)&app->deadline,
                               (uv_handle_t *)&app->tick,     (uv_handle_t *)&app->sig_int,
-                              (uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_hup};
+                              (uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_hup,
+                              (uv_handle_t *)&app->restart};
     for (size_t i = 0; i < PW_ARRAY_LEN(handles); i++)
         close_handle(handles[i]);
+}
+
+static void on_restart(uv_timer_t *t)
+{
+    stop(t->data);
+}
+
+void pw_app_restart(pw_app *app, int status)
+{
+    if (app->stopping || uv_is_active((uv_handle_t *)&app->restart))
+        return;
+    app->exit_status = status;
+    pw_info("server", "stopping with exit status %d to start again (a restore is staged)", status);
+    /* A moment for the answer that said so to reach the browser. */
+    uv_timer_start(&app->restart, on_restart, 500, 0);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -515,21 +532,66 @@ static void resume_sessions(pw_app *app)
     pw_store_reader_close(r);
 }
 
+/* A restore staged through the API (api_backup.c) is applied before anything is opened, with
+ * the code `phasewise restore` runs; one that no longer passes its checks is kept aside and the
+ * appliance starts on what it had. */
+static void apply_pending_restore(pw_app *app, const pw_backup_paths *paths)
+{
+    char pending[1100], failed[1100], err[1024];
+    if (join_path(pending, sizeof pending, app->data_dir, PW_BACKUP_PENDING) != 0 ||
+        join_path(failed, sizeof failed, app->data_dir, PW_BACKUP_FAILED) != 0 ||
+        access(pending, F_OK) != 0)
+        return;
+    pw_backup_result res;
+    if (pw_backup_restore(paths, pending, true, &res, err, sizeof err) != 0) {
+        pw_error("server",
+                 "the restore staged in %s was refused: %s; kept as %s, starting on the "
+                 "files as they were",
+                 pending, err, failed);
+        if (rename(pending, failed) != 0)
+            unlink(pending);
+        char text[256];
+        snprintf(text, sizeof text, "a staged restore was refused: %.200s", err);
+        app->restored = pw_xstrdup(text);
+        app->restore_failed = true;
+        return;
+    }
+    unlink(pending);
+    char text[700];
+    snprintf(text, sizeof text,
+             "restored the backup of \"%s\" made %s by phasewise %s (database schema %d): %s%s%s",
+             res.m.site, res.m.created, res.m.phasewise, res.m.schema, res.restored,
+             res.removed[0] ? "; removed " : "", res.removed);
+    pw_info("server", "%s", text);
+    app->restored = pw_xstrdup(text);
+}
+
 static int resolve(pw_app *app, const pw_app_opts *opts)
 {
     app->opts = *opts;
-    pw_strlcpy(app->data_dir, opts->data_dir ? opts->data_dir : "data", sizeof app->data_dir);
+    pw_backup_paths paths;
+    char err[1100];
+    if (pw_backup_paths_init(&paths, opts->data_dir, opts->config_path, opts->db_path, err,
+                             sizeof err) != 0) {
+        pw_error("server", "%s", err);
+        return -1;
+    }
+    pw_strlcpy(app->data_dir, paths.data_dir, sizeof app->data_dir);
+    pw_strlcpy(app->config_path, paths.config_path, sizeof app->config_path);
+    pw_strlcpy(app->db_path, paths.db_path, sizeof app->db_path);
     if (make_data_dir(app->data_dir) != 0)
         return -1;
-    if (opts->config_path)
-        pw_strlcpy(app->config_path, opts->config_path, sizeof app->config_path);
-    else if (join_path(app->config_path, sizeof app->config_path, app->data_dir, "config.json") !=
-             0)
+    /* One appliance per data folder, and `phasewise restore` waits for none to run. */
+    int rc = pw_backup_lock(app->data_dir, &app->lock_fd, err, sizeof err);
+    if (rc != 0) {
+        if (rc == PW_BACKUP_E_RUNNING)
+            pw_error("server", "another phasewise (or a restore) is using the data folder %s",
+                     app->data_dir);
+        else
+            pw_error("server", "%s", err);
         return -1;
-    if (opts->db_path)
-        pw_strlcpy(app->db_path, opts->db_path, sizeof app->db_path);
-    else if (join_path(app->db_path, sizeof app->db_path, app->data_dir, "phasewise.db") != 0)
-        return -1;
+    }
+    apply_pending_restore(app, &paths);
     if (access(app->config_path, F_OK) != 0) {
         if (!opts->demo) {
             pw_error("server",
@@ -643,6 +705,11 @@ static int start_web(pw_app *app)
                                .access_ud = app,
                                .on_event = on_security_event,
                                .event_ud = app}};
+    /* A backup being restored goes to a file in the data folder, not memory: it holds the
+     * whole history. */
+    wo.upload.path = PW_API_RESTORE_PATH;
+    wo.upload.dir = app->data_dir;
+    wo.upload.max = PW_BACKUP_ARCHIVE_MAX;
     if (app->cfg->http.tls.enabled) {
         if (start_tls(app, app->tls_cert, app->tls_key, sizeof app->tls_cert) != 0)
             return -1;
@@ -670,6 +737,8 @@ static void start_dispatch(pw_app *app)
     app->deadline.data = app;
     uv_timer_init(&app->loop, &app->tick);
     app->tick.data = app;
+    uv_timer_init(&app->loop, &app->restart);
+    app->restart.data = app;
     uv_timer_start(&app->tick, on_tick, 0, app->cfg->tick_ms);
     app->watch = pw_net_watch_start(&app->loop, app->boot_cfg->net.interface, watch_cb, app);
 }
@@ -684,6 +753,9 @@ static int start(pw_app *app)
     pw_mqtt_pub_start(app); /* after the web front, like the transports */
     pw_app_event(app, "start", "", "phasewise %s, boot %u, %zu chargers", PW_VERSION, app->boot_id,
                  app->cfg->n_chargers);
+    if (app->restored)
+        pw_app_event(app, app->restore_failed ? "restore_failed" : "restore", "", "%s",
+                     app->restored);
     if (app->opts.demo && start_demo(app) != 0)
         return -1;
     app->sd = pw_sdnotify_ready(&app->loop); /* serving: systemd may count it as started */
@@ -693,6 +765,7 @@ static int start(pw_app *app)
 int pw_app_run(const pw_app_opts *opts)
 {
     pw_app *app = pw_xcalloc(1, sizeof *app);
+    app->lock_fd = -1;
     int rc = uv_loop_init(&app->loop);
     if (rc != 0) {
         pw_error("server", "cannot create the event loop: %s", uv_strerror(rc));
@@ -704,7 +777,7 @@ int pw_app_run(const pw_app_opts *opts)
     if (started) {
         pw_info("server", "phasewise %s running; Ctrl-C to stop", PW_VERSION);
         uv_run(&app->loop, UV_RUN_DEFAULT);
-        status = 0;
+        status = app->exit_status;
     } else {
         stop(app); /* unwind whatever did start, through the same orderly path */
         uv_run(&app->loop, UV_RUN_DEFAULT);
@@ -722,6 +795,9 @@ int pw_app_run(const pw_app_opts *opts)
     } else if (started) {
         pw_info("server", "stopped cleanly");
     }
+    if (app->lock_fd >= 0) /* the database is closed: a restore may go ahead */
+        close(app->lock_fd);
+    free(app->restored);
     pw_api_pool_free(app->api_pool);
     pw_ctl_free(app->ctl);
     pw_cfg_free(app->cfg);

@@ -59,6 +59,7 @@ typedef struct pw_app {
     uv_timer_t deadline; /* ... and at its next deadline when nothing arrives */
     uv_timer_t tick;     /* history rows, the state document, transports' periodic work */
     uv_signal_t sig_int, sig_term, sig_hup;
+    uv_timer_t restart; /* a staged restore: stop shortly, with exit_status */
     uv_process_t demo_proc;
     bool demo_running;
 
@@ -71,6 +72,11 @@ typedef struct pw_app {
     bool meter_test;              /* a meter test read is in flight (api_meters.c): one at a time */
     struct pw_mqtt_pub *mqtt_pub; /* state out on the broker (mqtt_publish.c) */
     struct pw_mqtt_test *mqtt_test; /* a broker connection test in flight (api_mqtt.c) */
+    bool backup_busy; /* a backup or a restore check is in flight (api_backup.c): one at a time */
+    int lock_fd;      /* the data folder's lock (backup.h), held while serving */
+    char *restored;   /* what a staged restore did at this start, for the event; or NULL */
+    bool restore_failed;
+    int exit_status; /* of pw_app_run after a clean stop: 0, or PW_BACKUP_EXIT_RESTART */
     bool stopping;
 } pw_app;
 
@@ -83,6 +89,9 @@ void pw_app_event(pw_app *app, const char *kind, const char *subject, const char
     __attribute__((format(printf, 4, 5)));
 /* The restart-only settings saved but not yet in force, as field paths; returns how many. */
 size_t pw_app_restart_pending(const pw_app *app, const char **out, size_t max);
+/* Stops the appliance in a moment, cleanly, with exit status status (a restore is staged and
+ * the service manager starts it again). */
+void pw_app_restart(pw_app *app, int status);
 
 /* history.c: the loop collects rows in one batch while a libuv worker writes the other. */
 pw_history *pw_history_new(uv_loop_t *loop, pw_store *store);
@@ -231,6 +240,11 @@ bool pw_api_history_handle(pw_app *app, const pw_web_request *req, pw_web_respon
 
 /* api_facility.c: chargers, nodes, config preview and the pairing text. Same contract. */
 bool pw_api_facility_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
+
+/* api_backup.c: GET /api/backup (the archive as a download) and POST /api/restore (an archive
+ * checked and staged for the next start). Same contract. */
+#define PW_API_RESTORE_PATH "/api/restore"
+bool pw_api_backup_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
 
 /* api_meters.c: POST /api/meters/test, a one-shot test read of a meter before it is saved
  * (answered later for Modbus and MQTT meters). Same contract. */

@@ -1,4 +1,5 @@
-/* phasewise command line: serve the appliance, check a config file, plan a what-if scenario. */
+/* phasewise command line: serve the appliance, check a config file, plan a what-if scenario,
+ * back the appliance up and restore it. */
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "backup.h"
 #include "pw_cfg.h"
 #include "pw_util.h"
 #include "plan.h"
@@ -25,6 +27,12 @@ static const char usage[] =
     "      Validate a facility config; exit 0, or 1 with one line per problem.\n"
     "  phasewise plan FILE\n"
     "      What-if: print the allocation for a scenario (docs/plan.md) as JSON.\n"
+    "  phasewise backup [--config FILE] [--data DIR] [--db FILE] FILE\n"
+    "      Write one archive (tar, mode 0600) of config, facility key, admin password hash,\n"
+    "      HTTPS pair and a snapshot of the history; works while the appliance runs.\n"
+    "  phasewise restore [--config FILE] [--data DIR] [--db FILE] FILE\n"
+    "      Put a backup back on a stopped appliance; a broken or foreign archive is refused\n"
+    "      and nothing changes.\n"
     "  phasewise --help | --version\n";
 
 static int check_config(const char *path)
@@ -153,6 +161,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "plan") == 0)
         return pw_plan_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "backup") == 0)
+        return pw_backup_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "restore") == 0)
+        return pw_restore_main(argc - 1, argv + 1);
     fprintf(stderr, "phasewise: unknown command '%s'\n%s", cmd, usage);
     return 2;
 }

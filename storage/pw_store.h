@@ -155,6 +155,25 @@ void pw_store_policy_default(pw_store_policy *p);
  * behind) or PW_STORE_E_ARG for a policy with a negative period. */
 int pw_store_maintain(pw_store *s, int64_t now_ms, const pw_store_policy *p);
 
+/* ---- copies for backups (snapshot.c) ---- */
+
+/* The newest schema version this code knows (PRAGMA user_version of a migrated database). */
+int pw_store_schema_latest(void);
+
+/* Copies the database at db_path into a new file out_path (it must not exist; mode 0600) with
+ * SQLite's online backup API from a read connection, in one step: a consistent snapshot, taken
+ * while the appliance may be writing. Returns 0 and the copy's schema version in *schema, or a
+ * negative pw_store_err with a message in err (out_path is removed then). Runs on any thread;
+ * may take as long as reading the whole file, so never on the loop thread. */
+int pw_store_snapshot(const char *db_path, const char *out_path, int *schema, char *err,
+                      size_t err_size);
+
+/* Checks a copy that is not in use (a backup's database before it replaces the history): it
+ * passes PRAGMA quick_check, is a phasewise history (application id, the meta table) and its
+ * schema is not newer than this code knows. Opened read-only and immutable: it leaves no file
+ * behind. Returns 0 and *schema, PW_STORE_E_NEWER, or PW_STORE_E_OPEN, with a message. */
+int pw_store_check_copy(const char *path, int *schema, char *err, size_t err_size);
+
 /* ---- queries: a separate read connection ---- */
 
 /* A read-only connection for the UI and API. It never blocks the writer and never waits for it

@@ -20,8 +20,12 @@ typedef struct pw_web_request {
     const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
     const char *path;   /* "/api/state", without the query */
     const char *query;  /* "from=1&to=2", percent-encoded, or ""; see pw_web_query_param */
-    const char *body;   /* NUL-terminated, "" when none */
-    size_t body_len;
+    const char *body;   /* NUL-terminated, "" when none (and for an upload) */
+    size_t body_len;    /* for an upload: the size of body_file */
+    /* An upload (pw_web_opts.upload): the file that holds the body, else NULL. web removes it
+     * once the answer is given (the handler returned, or pw_web_complete), or when the client
+     * goes; a handler that keeps it renames it away before it answers. */
+    const char *body_file;
     const char *origin; /* Origin header or "" */
     const char *cookie; /* Cookie header or "" */
     bool admin;         /* carries a valid admin session (always false with auth disabled) */
@@ -33,6 +37,10 @@ typedef struct pw_web_response {
     const char *content_type; /* static string, "application/json" by default */
     char *body;               /* malloc'd by the handler (or NULL); freed by web */
     size_t body_len;
+    /* A download too large for memory: when body_is_file, the body is body_len bytes read from
+     * the open file body_fd from its start (body must be NULL); web closes it. */
+    bool body_is_file;
+    int body_fd;
     char set_cookie[256];          /* Set-Cookie value or "" */
     char content_disposition[128]; /* for downloads, or "" */
 } pw_web_response;
@@ -73,6 +81,9 @@ typedef pw_web_access (*pw_web_access_fn)(void *ud, const char *method, const ch
  * session cookie. Independently of auth, a state-changing request (not GET/HEAD/OPTIONS) or
  * WebSocket upgrade whose Origin names another site is refused (403); clients that send no
  * Origin (not browsers) pass this check. */
+/* The admin password's file in pw_web_auth_opts.data_dir. */
+#define PW_WEB_PASSWORD_FILE "admin-password"
+
 typedef struct pw_web_auth_opts {
     const char *data_dir;    /* NULL = no logins at all (everything open, a warning is logged) */
     bool dashboard_login;    /* the read-only dashboard (READ paths, /ws) needs a login too */
@@ -94,8 +105,17 @@ typedef struct pw_web_opts {
      * cookies are Secure and only HTTP/1.1 is offered (ALPN). */
     const char *tls_cert;
     const char *tls_key;
-    uint16_t port;     /* 0 = pick a free port (see pw_web_port) */
-    size_t max_body;   /* larger request bodies get 413; 0 = 64 KiB */
+    uint16_t port;   /* 0 = pick a free port (see pw_web_port) */
+    size_t max_body; /* larger request bodies get 413; 0 = 64 KiB */
+    /* One API path whose POST body is streamed into a new file in dir instead of memory, up to
+     * max bytes (413 above): a backup being restored. The access checks run before the body is
+     * stored, so a refused request writes nothing. path NULL = none; both strings borrowed for
+     * the life of the pw_web. */
+    struct {
+        const char *path;
+        const char *dir;
+        uint64_t max;
+    } upload;
     pw_web_api_fn api; /* called for /metrics and every path under /api/; NULL = 404 */
     void *api_ud;
     pw_web_auth_opts auth;

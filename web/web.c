@@ -9,11 +9,13 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define WEB_DEFAULT_BODY    (64 * 1024)
 #define WEB_WS_PROTOCOL     "phasewise"
@@ -306,6 +308,11 @@ int pw_web_new(pw_web **out, uv_loop_t *loop, const pw_web_opts *opts, char *err
     w->api = opts->api;
     w->api_ud = opts->api_ud;
     w->max_body = opts->max_body ? opts->max_body : WEB_DEFAULT_BODY;
+    if (opts->upload.path && opts->upload.dir) {
+        w->upload_path = opts->upload.path;
+        w->upload_dir = opts->upload.dir;
+        w->upload_max = opts->upload.max;
+    }
     if (web__login_init(w, &opts->auth, err, err_size))
         goto fail;
 
@@ -418,8 +425,26 @@ static pw_web *web_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
+/* An upload's file goes as soon as its answer is decided: a kept-alive connection must not keep
+ * it on the disk. A handler that keeps it has renamed it away by then. */
+static void web_upload_drop(web_http *h)
+{
+    if (h->upload_open)
+        close(h->upload_fd);
+    h->upload_open = false;
+    if (h->upload_file)
+        unlink(h->upload_file);
+    free(h->upload_file);
+    h->upload_file = NULL;
+}
+
 static void web_http_reset(web_http *h)
 {
+    web_upload_drop(h);
+    if (h->tx_is_file)
+        close(h->tx_fd);
+    if (h->reply.is_file)
+        close(h->reply.fd);
     free(h->path);
     free(h->query);
     free(h->origin);
@@ -487,8 +512,9 @@ static int web_transaction_done(struct lws *wsi)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-int web__respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
-                 size_t len, char *owned, const web_extra *x)
+/* The status line and headers of a response with a body of len bytes. Returns 0 or -1. */
+static int web_headers(struct lws *wsi, int status, const char *type, size_t len,
+                       const web_extra *x)
 {
     unsigned char buf[LWS_PRE + WEB_HDR_BUF];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
@@ -508,7 +534,15 @@ int web__respond(struct lws *wsi, web_http *h, int status, const char *type, con
         (x && x->etag && web_add_header(wsi, "etag:", x->etag, &p, end)) ||
         (x && x->allow && web_add_header(wsi, "allow:", x->allow, &p, end)) ||
         (x && x->retry_after && web_add_header(wsi, "retry-after:", retry, &p, end)) ||
-        lws_finalize_write_http_header(wsi, start, &p, end)) {
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    return 0;
+}
+
+int web__respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
+                 size_t len, char *owned, const web_extra *x)
+{
+    if (web_headers(wsi, status, type, len, x) != 0) {
         free(owned);
         return -1;
     }
@@ -525,6 +559,26 @@ int web__respond(struct lws *wsi, web_http *h, int status, const char *type, con
     return 0;
 }
 
+int web__respond_file(struct lws *wsi, web_http *h, int status, const char *type, int fd,
+                      size_t len, const web_extra *x)
+{
+    if (web_headers(wsi, status, type, len, x) != 0) {
+        close(fd);
+        return -1;
+    }
+    if (len == 0 || h->is_head) {
+        close(fd);
+        h->active = false;
+        return web_transaction_done(wsi);
+    }
+    h->tx_is_file = true;
+    h->tx_fd = fd;
+    h->tx_len = len;
+    h->tx_off = 0;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
 int web__respond_error(struct lws *wsi, web_http *h, int status, const char *message,
                        const char *field, const web_extra *x)
 {
@@ -535,15 +589,39 @@ int web__respond_error(struct lws *wsi, web_http *h, int status, const char *mes
     return web__respond(wsi, h, status, "application/json", body, (size_t)n, body, x);
 }
 
+/* A chunk of a file body: the file is local and in the page cache once written, so a read of
+ * one chunk per writable turn keeps the loop's share small. Returns 0 or -1. */
+static int web_read_chunk(web_http *h, unsigned char *out, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(h->tx_fd, out + got, n - got, (off_t)(h->tx_off + got));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            pw_error(WEB_LOG, "reading a download's file failed: %s",
+                     k < 0 ? strerror(errno) : "it is shorter than announced");
+            return -1;
+        }
+        got += (size_t)k;
+    }
+    return 0;
+}
+
 static int web_write_body(pw_web *w, struct lws *wsi, web_http *h)
 {
-    if (!h->tx_data)
+    if (!h->tx_data && !h->tx_is_file)
         return 0; /* a writable callback we did not ask for */
     size_t n = h->tx_len - h->tx_off;
     if (n > WEB_CHUNK)
         n = WEB_CHUNK;
     bool last = h->tx_off + n == h->tx_len;
-    memcpy(w->tx + LWS_PRE, h->tx_data + h->tx_off, n);
+    if (h->tx_is_file) {
+        if (web_read_chunk(h, w->tx + LWS_PRE, n) != 0)
+            return -1;
+    } else {
+        memcpy(w->tx + LWS_PRE, h->tx_data + h->tx_off, n);
+    }
     if (lws_write(wsi, w->tx + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
         return -1;
     h->tx_off += n;
@@ -551,6 +629,9 @@ static int web_write_body(pw_web *w, struct lws *wsi, web_http *h)
         lws_callback_on_writable(wsi);
         return 0;
     }
+    if (h->tx_is_file)
+        close(h->tx_fd);
+    h->tx_is_file = false;
     free(h->tx_owned);
     h->tx_owned = NULL;
     h->tx_data = NULL;
@@ -580,12 +661,27 @@ static int web_serve_asset(struct lws *wsi, web_http *h)
 static bool web_response_ok(const pw_web_response *resp)
 {
     return resp->status >= 100 && resp->status <= 599 && web_header_value_ok(resp->content_type) &&
-           web_header_value_ok(resp->set_cookie) && web_header_value_ok(resp->content_disposition);
+           web_header_value_ok(resp->set_cookie) &&
+           web_header_value_ok(resp->content_disposition) &&
+           (!resp->body_is_file || (!resp->body && resp->body_fd >= 0));
+}
+
+/* A response that is dropped: its file is closed with it. */
+static void web_response_drop(pw_web_response *resp)
+{
+    free(resp->body);
+    resp->body = NULL;
+    if (resp->body_is_file && resp->body_fd >= 0)
+        close(resp->body_fd);
+    resp->body_is_file = false;
 }
 
 void web__reply_later(web_http *h, int status, const char *type, char *body, size_t len,
                       const char *cookie, const char *disposition)
 {
+    if (h->reply.is_file)
+        close(h->reply.fd);
+    h->reply.is_file = false;
     free(h->reply.body);
     h->reply.status = status;
     h->reply.type = type;
@@ -604,7 +700,8 @@ static int web_send_reply(struct lws *wsi, web_http *h)
     web_reply r = h->reply;
     memset(&h->reply, 0, sizeof(h->reply));
     web_extra x = {.set_cookie = r.cookie, .content_disposition = r.disposition};
-    int rc = web__respond(wsi, h, r.status, r.type, r.body, r.len, r.body, &x);
+    int rc = r.is_file ? web__respond_file(wsi, h, r.status, r.type, r.fd, r.len, &x)
+                       : web__respond(wsi, h, r.status, r.type, r.body, r.len, r.body, &x);
     explicit_bzero(r.cookie, sizeof(r.cookie));
     return rc;
 }
@@ -650,15 +747,23 @@ void pw_web_complete(pw_web_pending *p, pw_web_response *resp)
     if (h && !web_response_ok(resp)) {
         pw_error(WEB_LOG, "API handler gave an invalid deferred response for %s %s", p->method,
                  p->path);
-        free(resp->body);
+        web_upload_drop(h);
+        web_response_drop(resp);
         const char msg[] = "{\"error\":\"internal error: invalid response\",\"field\":null}";
         web__reply_later(h, 500, "application/json", pw_xstrdup(msg), strlen(msg), NULL, NULL);
     } else if (h) {
+        web_upload_drop(h);
         web__reply_later(h, resp->status, resp->content_type, resp->body,
                          resp->body ? resp->body_len : 0, resp->set_cookie,
                          resp->content_disposition);
+        if (resp->body_is_file) { /* the file goes with the reply */
+            h->reply.is_file = true;
+            h->reply.fd = resp->body_fd;
+            h->reply.len = resp->body_len;
+            resp->body_is_file = false;
+        }
     } else {
-        free(resp->body);
+        web_response_drop(resp);
     }
     resp->body = NULL;
     if (h)
@@ -680,6 +785,7 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
                 .query = h->query,
                 .body = h->body ? h->body : "",
                 .body_len = h->body_len,
+                .body_file = h->upload_file,
                 .origin = h->origin,
                 .cookie = h->cookie,
                 .admin = h->admin,
@@ -691,18 +797,60 @@ static int web_call_api(pw_web *w, struct lws *wsi, web_http *h)
     resp.status = 200;
     resp.content_type = "application/json";
     w->api(w->api_ud, &req.pub, &resp);
+    if (!h->deferred)
+        web_upload_drop(h);
     if (h->deferred) {
-        free(resp.body); /* the answer is pw_web_complete's, not this one */
+        web_response_drop(&resp); /* the answer is pw_web_complete's, not this one */
         return 0;
     }
     if (!web_response_ok(&resp)) {
         pw_error(WEB_LOG, "API handler gave an invalid response for %s %s", h->method, h->path);
-        free(resp.body);
+        web_response_drop(&resp);
         return web__respond_error(wsi, h, 500, "internal error: invalid response", NULL, NULL);
     }
     web_extra x = {.set_cookie = resp.set_cookie, .content_disposition = resp.content_disposition};
+    if (resp.body_is_file)
+        return web__respond_file(wsi, h, resp.status, resp.content_type, resp.body_fd,
+                                 resp.body_len, &x);
     return web__respond(wsi, h, resp.status, resp.content_type, resp.body,
                         resp.body ? resp.body_len : 0, resp.body, &x);
+}
+
+/* ---- uploads: one API path's body streamed to a file ---- */
+
+static bool web_is_upload(const pw_web *w, const web_http *h)
+{
+    return w->upload_path && h->is_api && strcmp(h->method, "POST") == 0 &&
+           strcmp(h->path, w->upload_path) == 0;
+}
+
+static uint64_t web_body_limit(const pw_web *w, const web_http *h)
+{
+    return web_is_upload(w, h) ? w->upload_max : w->max_body;
+}
+
+/* The file an upload goes to, made only for a request that will reach the handler: a refused
+ * one must not be able to fill the disk. The dispatch checks the same again. */
+static void web_upload_open(pw_web *w, web_http *h)
+{
+    if (web__state_changing(h->method) && !web__origin_allowed(w, h->origin, h->host))
+        return;
+    h->admin = web__logged_in(w, h->cookie);
+    if (!web__access_ok(w, h))
+        return;
+    size_t n = strlen(w->upload_dir) + 32;
+    h->upload_file = pw_xmalloc(n);
+    snprintf(h->upload_file, n, "%s/upload-XXXXXX", w->upload_dir);
+    h->upload_fd = mkstemp(h->upload_file); /* mode 0600: it may hold secrets */
+    if (h->upload_fd >= 0)
+        fcntl(h->upload_fd, F_SETFD, FD_CLOEXEC);
+    if (h->upload_fd < 0) {
+        h->upload_errno = errno;
+        free(h->upload_file);
+        h->upload_file = NULL;
+        return;
+    }
+    h->upload_open = true;
 }
 
 static int web_dispatch(pw_web *w, struct lws *wsi, web_http *h)
@@ -714,8 +862,20 @@ static int web_dispatch(pw_web *w, struct lws *wsi, web_http *h)
     h->dispatched = true;
     if (h->too_large) {
         char msg[96];
-        snprintf(msg, sizeof(msg), "request body too large: the limit is %zu bytes", w->max_body);
+        snprintf(msg, sizeof(msg), "request body too large: the limit is %llu bytes",
+                 (unsigned long long)web_body_limit(w, h));
         return web__respond_error(wsi, h, 413, msg, NULL, NULL);
+    }
+    if (h->upload_open) {
+        close(h->upload_fd);
+        h->upload_open = false;
+    }
+    if (h->upload_errno) {
+        web_upload_drop(h);
+        char msg[160];
+        snprintf(msg, sizeof(msg), "cannot store the upload on the appliance: %s",
+                 strerror(h->upload_errno));
+        return web__respond_error(wsi, h, h->upload_errno == ENOSPC ? 507 : 500, msg, NULL, NULL);
     }
     if (!h->is_api)
         return web_serve_asset(wsi, h);
@@ -773,10 +933,27 @@ static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *u
         return web_dispatch(w, wsi, h);
     /* A body follows: answer only after lws has read all of it (an early answer would leave
      * the rest to be parsed as the next request). An oversized one is read and dropped. */
-    if (h->expect_len > w->max_body)
+    if (h->expect_len > web_body_limit(w, h))
         h->too_large = true;
+    else if (web_is_upload(w, h))
+        web_upload_open(w, h);
     else
         h->body = pw_xmalloc(h->expect_len + 1);
+    return 0;
+}
+
+static int web_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t k = write(fd, p, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return errno;
+        p += k;
+        len -= (size_t)k;
+    }
     return 0;
 }
 
@@ -784,11 +961,19 @@ static void web_http_body(pw_web *w, web_http *h, const void *in, size_t len)
 {
     if (h->too_large || h->dispatched || len == 0)
         return;
-    if (h->body_len + len > w->max_body || h->body_len + len > h->expect_len) {
+    if (h->body_len + len > web_body_limit(w, h) || h->body_len + len > h->expect_len) {
         h->too_large = true;
+        web_upload_drop(h);
         free(h->body);
         h->body = NULL;
         h->body_len = 0;
+        return;
+    }
+    if (web_is_upload(w, h)) {
+        /* A refused upload (no file) is read and dropped; its answer says why. */
+        if (h->upload_open && !h->upload_errno)
+            h->upload_errno = web_write_all(h->upload_fd, in, len);
+        h->body_len += len;
         return;
     }
     memcpy(h->body + h->body_len, in, len);

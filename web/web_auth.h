@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pw_web.h"
+
 #define WEB_AUTH_COOKIE       "pw_session"
-#define WEB_AUTH_FILE         "admin-password"
+#define WEB_AUTH_FILE         PW_WEB_PASSWORD_FILE
 #define WEB_AUTH_SALT_LEN     16
 #define WEB_AUTH_HASH_LEN     32
 #define WEB_AUTH_TOKEN_HEX    64

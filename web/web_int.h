@@ -32,6 +32,9 @@ struct pw_web {
     pw_web_api_fn api;
     void *api_ud;
     size_t max_body;
+    const char *upload_path; /* pw_web_opts.upload */
+    const char *upload_dir;
+    uint64_t upload_max;
     uint16_t port;
 
     bool bare;           /* pw_web_new_bare: no HTTP vhost at all */
@@ -74,6 +77,8 @@ typedef struct web_reply {
     const char *type; /* static string */
     char *body;       /* malloc'd or NULL */
     size_t len;
+    bool is_file; /* the body is len bytes of the open file fd */
+    int fd;
     char cookie[256];
     char disposition[128];
 } web_reply;
@@ -92,6 +97,11 @@ typedef struct web_http {
     char *body;
     size_t body_len;
     size_t expect_len;
+    /* An upload: the body goes to this file (removed when the transaction ends). */
+    char *upload_file;
+    int upload_fd;
+    bool upload_open;
+    int upload_errno; /* writing it failed */
     struct lws *wsi;
     /* A reply computed later (login, setup, a deferred API request), sent from the next
      * WRITEABLE once reply_ready is set. */
@@ -100,10 +110,12 @@ typedef struct web_http {
     bool deferred; /* the handler called pw_web_defer (it may even have completed already) */
     bool reply_ready;
     web_reply reply;
-    /* The response body still to write. */
+    /* The response body still to write: from memory, or from an open file. */
     const unsigned char *tx_data;
     char *tx_owned;
     size_t tx_len, tx_off;
+    bool tx_is_file;
+    int tx_fd;
 } web_http;
 
 typedef struct web_ws {
@@ -148,6 +160,11 @@ typedef struct web_extra {
  * into static memory. Returns what the lws callback should return. */
 int web__respond(struct lws *wsi, web_http *h, int status, const char *type, const void *data,
                  size_t len, char *owned, const web_extra *x);
+
+/* The same with len bytes of the open file fd as the body; fd is closed once written (or at
+ * once when nothing is written). */
+int web__respond_file(struct lws *wsi, web_http *h, int status, const char *type, int fd,
+                      size_t len, const web_extra *x);
 
 /* A JSON error {"error": ..., "field": ...} (field may be NULL); message and field are ours
  * and hold no characters that need escaping. */

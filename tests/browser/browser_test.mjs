@@ -4,7 +4,8 @@
 // simulator's ground truth, chargers and meters shown in the link form, a config edit refused
 // with the message next to the field, a valid one that changes the allocation, a restart-only
 // one listed as such and kept by the next save, the meter forms with a test read of the main
-// meter and of a gateway nobody listens at, CSV downloads, the history chart and the phone
+// meter and of a gateway nobody listens at, a backup downloaded and a file that is not one
+// refused for restore, CSV downloads, the history chart and the phone
 // layout. Then OCPP: the central system, a charge point with a generated key and a tag set up
 // in the commissioning forms (the appliance keeps only the key's hash), a restart to open the
 // OCPP port, a charge point (Chromium speaking OCPP 1.6J from a blank page) that connects
@@ -493,6 +494,25 @@ async function main() {
     const after = await (await fetch(base + "/api/config")).json();
     check(!after.nodes[1].meter && after.mqtt.host === "", "checking the meter forms saved them");
     log("Modbus and MQTT meter forms checked by the appliance; reload discarded them");
+
+    // 5c. Backup and restore: the download is a backup archive; a file that is not one is
+    // refused with the appliance's sentence after the confirmation, and nothing restarts.
+    const [backup] = await Promise.all([page.waitForEvent("download"),
+                                        page.click("#backup-download")]);
+    check(/^phasewise-[a-z0-9-]+-\d{4}-\d\d-\d\d\.tar$/.test(backup.suggestedFilename()),
+          `backup file name ${backup.suggestedFilename()}`);
+    const tarFile = path.join(ARTIFACTS, backup.suggestedFilename());
+    await backup.saveAs(tarFile);
+    const tar = fs.readFileSync(tarFile);
+    check(tar.subarray(0, 13).toString() === "manifest.json" &&
+          tar.subarray(257, 262).toString() === "ustar", "the backup is not a tar with the manifest first");
+    fs.unlinkSync(tarFile); // it holds the facility key
+    page.once("dialog", (d) => d.accept());
+    await page.setInputFiles("#backup-restore", { name: "notes.tar", mimeType: "application/x-tar",
+                                                  buffer: Buffer.from("not a backup\n".repeat(100)) });
+    await page.waitForFunction(() => /Not restored: not a tar archive/.test(
+      document.getElementById("backup-message").textContent));
+    log(`backup downloaded (${tar.length} bytes); a file that is not one refused`);
     await page.click("nav.pages a[data-page='']");
     await page.waitForSelector("#view-commission", { state: "hidden" });
 

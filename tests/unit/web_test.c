@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -368,10 +369,50 @@ static void client_fail(fixture *f, const char *fmt, ...)
     f->ok = false;
 }
 
+/* Uploads and downloads (test_upload_download): what the handler saw of an upload, and the
+ * file a download sends. */
+static char upload_dir[64];
+static char upload_seen[128];
+static size_t upload_seen_len, upload_seen_bytes;
+static bool upload_content_ok, upload_body_empty;
+static int download_fd = -1;
+static size_t download_len;
+
+static uint8_t pattern(size_t i)
+{
+    return (uint8_t)(i * 7 % 251);
+}
+
+static void record_upload(const pw_web_request *req)
+{
+    pw_strlcpy(upload_seen, req->body_file ? req->body_file : "", sizeof(upload_seen));
+    upload_seen_len = req->body_len;
+    upload_body_empty = req->body_len == 0 || req->body[0] == '\0';
+    upload_content_ok = false;
+    upload_seen_bytes = 0;
+    FILE *fp = req->body_file ? fopen(req->body_file, "rb") : NULL;
+    if (!fp)
+        return;
+    upload_content_ok = true;
+    int c;
+    while ((c = fgetc(fp)) != EOF)
+        upload_content_ok &= (uint8_t)c == pattern(upload_seen_bytes++);
+    fclose(fp);
+}
+
 static void record_api(void *ud, const pw_web_request *req, pw_web_response *resp)
 {
     fixture *f = ud;
     f->api_calls++;
+    if (strcmp(req->path, "/api/upload") == 0)
+        record_upload(req);
+    if (strcmp(req->path, "/api/download") == 0) {
+        resp->body_is_file = true;
+        resp->body_fd = dup(download_fd);
+        resp->body_len = download_len;
+        resp->content_type = "application/x-tar";
+        return;
+    }
     if (strcmp(req->path, "/api/slow") == 0 && f->n_pending < PW_ARRAY_LEN(f->pending)) {
         f->pending[f->n_pending++] = pw_web_defer(req);
         resp->body = pw_xstrdup("ignored"); /* web must drop what a deferring handler left */
@@ -406,7 +447,10 @@ static void record_api(void *ud, const pw_web_request *req, pw_web_response *res
                sizeof(resp->content_disposition));
 }
 
-static void fixture_start_auth(fixture *f, size_t max_body, const pw_web_auth_opts *auth)
+#define UPLOAD_MAX 300000
+
+static void fixture_start_web(fixture *f, size_t max_body, const pw_web_auth_opts *auth,
+                              bool upload)
 {
     memset(f, 0, sizeof(*f));
     f->ok = true;
@@ -415,12 +459,22 @@ static void fixture_start_auth(fixture *f, size_t max_body, const pw_web_auth_op
     f->wake.data = f;
     pw_web_opts o = {
         .addr = "127.0.0.1", .port = 0, .max_body = max_body, .api = record_api, .api_ud = f};
+    if (upload) {
+        o.upload.path = "/api/upload";
+        o.upload.dir = upload_dir;
+        o.upload.max = UPLOAD_MAX;
+    }
     if (auth)
         o.auth = *auth;
     char err[256] = "";
     assert_int_equal(pw_web_new(&f->web, &f->loop, &o, err, sizeof(err)), 0);
     f->port = pw_web_port(f->web);
     assert_true(f->port != 0);
+}
+
+static void fixture_start_auth(fixture *f, size_t max_body, const pw_web_auth_opts *auth)
+{
+    fixture_start_web(f, max_body, auth, false);
 }
 
 static void fixture_start(fixture *f, size_t max_body)
@@ -1211,17 +1265,157 @@ static void test_port_in_use(void **state)
     close(s);
 }
 
+/* ---- uploads streamed to a file, downloads sent from one ---- */
+
+static size_t files_in(const char *dir)
+{
+    size_t n = 0;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "ls -A %s | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    if (p) {
+        if (fscanf(p, "%zu", &n) != 1)
+            n = 0;
+        pclose(p);
+    }
+    return n;
+}
+
+static size_t files_mid, files_after, files_refused;
+
+/* Sends a POST of len pattern bytes in two parts, counting the files in upload_dir between
+ * them (*mid) and after the answer. */
+static void upload_in_two(fixture *f, int slot, const char *extra, size_t len, size_t *mid)
+{
+    char head[512];
+    int h = snprintf(head, sizeof(head),
+                     "POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
+                     "Content-Length: %zu\r\n\r\n",
+                     extra, len);
+    uint8_t *body = pw_xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        body[i] = pattern(i);
+    conn *c = pw_xmalloc(sizeof(*c));
+    bool ok = conn_open(c, f->port) && conn_send(c, head, (size_t)h) && conn_send(c, body, len / 4);
+    usleep(300000);
+    *mid = files_in(upload_dir);
+    ok = ok && conn_send(c, body + len / 4, len - len / 4) && http_read(c, &f->resp[slot]);
+    if (!ok)
+        client_fail(f, "upload to slot %d: no response", slot);
+    conn_close(c);
+    free(c);
+    free(body);
+}
+
+static void *scenario_upload(void *arg)
+{
+    fixture *f = arg;
+    upload_in_two(f, 0, "", 200000, &files_mid);
+    files_after = files_in(upload_dir); /* gone before the answer, whatever the connection does */
+    /* Over the upload's own limit (which is far above max_body): 413, nothing stored. */
+    size_t mid_large;
+    upload_in_two(f, 1, "", UPLOAD_MAX + 1, &mid_large);
+    if (mid_large != 0)
+        client_fail(f, "an oversized upload was stored (%zu files)", mid_large);
+    req_as(f, 2, "GET", "/api/download", NULL, NULL, NULL);
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+static void test_upload_download(void **state)
+{
+    (void)state;
+    snprintf(upload_dir, sizeof(upload_dir), "/tmp/pw-web-upload-XXXXXX");
+    assert_non_null(mkdtemp(upload_dir));
+    /* A download larger than a chunk, from a file. */
+    char path[96];
+    snprintf(path, sizeof(path), "%s.download", upload_dir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    download_len = 100000;
+    for (size_t i = 0; i < download_len; i++)
+        fputc(pattern(i), fp);
+    fclose(fp);
+    download_fd = open(path, O_RDONLY);
+    assert_true(download_fd >= 0);
+    unlink(path);
+
+    fixture f;
+    fixture_start_web(&f, 1024, NULL, true);
+    fixture_run(&f, scenario_upload);
+    assert_status(&f, 0, 201);
+    assert_int_equal(files_mid, 1);   /* the body went to a file while it arrived */
+    assert_int_equal(files_after, 0); /* and web removed it before it answered */
+    assert_int_equal(strncmp(upload_seen, upload_dir, strlen(upload_dir)), 0);
+    assert_int_equal(upload_seen_len, 200000);
+    assert_int_equal(upload_seen_bytes, 200000);
+    assert_true(upload_content_ok);
+    assert_true(upload_body_empty);
+    assert_status(&f, 1, 413);
+    assert_non_null(strstr(f.resp[1].body, "the limit is 300000 bytes"));
+    assert_status(&f, 2, 200);
+    assert_int_equal(f.resp[2].body_len, download_len);
+    for (size_t i = 0; i < download_len; i++)
+        if ((uint8_t)f.resp[2].body[i] != pattern(i))
+            fail_msg("download byte %zu differs", i);
+    assert_int_equal(f.api_calls, 2);
+    close(download_fd);
+    download_fd = -1;
+    assert_int_equal(rmdir(upload_dir), 0);
+    fixture_free(&f);
+}
+
+static void *scenario_upload_refused(void *arg)
+{
+    fixture *f = arg;
+    upload_in_two(f, 0, "Origin: " OWN "\r\n", 100000, &files_refused);
+    size_t cross;
+    upload_in_two(f, 1, "Origin: http://evil.example\r\n", 100000, &cross);
+    files_refused += cross;
+    loop_do(f, CMD_CLOSE);
+    return NULL;
+}
+
+/* An upload that will be refused (no login, another site) never reaches the disk. */
+static void test_upload_refused_writes_nothing(void **state)
+{
+    (void)state;
+    snprintf(upload_dir, sizeof(upload_dir), "/tmp/pw-web-upload-XXXXXX");
+    assert_non_null(mkdtemp(upload_dir));
+    data_dir d;
+    data_dir_make(&d);
+    pw_web_auth_opts auth = {.data_dir = d.path, .iterations = 1000, .access = test_access};
+    fixture f;
+    fixture_start_web(&f, 1024, &auth, true);
+    fixture_run(&f, scenario_upload_refused);
+    assert_status(&f, 0, 401);
+    assert_status(&f, 1, 403);
+    assert_int_equal(files_refused, 0);
+    assert_int_equal(f.api_calls, 0);
+    assert_int_equal(rmdir(upload_dir), 0);
+    fixture_free(&f);
+    data_dir_remove(&d);
+}
+
 int main(void)
 {
     pw_log_set_level(PW_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_static_assets),      cmocka_unit_test(test_api_handler),
-        cmocka_unit_test(test_api_request_fields), cmocka_unit_test(test_body_too_large),
-        cmocka_unit_test(test_deferred),           cmocka_unit_test(test_websocket),
-        cmocka_unit_test(test_close_with_clients), cmocka_unit_test(test_auth_rules),
-        cmocka_unit_test(test_dashboard_login),    cmocka_unit_test(test_close_during_login),
-        cmocka_unit_test(test_query_param),        cmocka_unit_test(test_missing_evlib_plugin),
+        cmocka_unit_test(test_static_assets),
+        cmocka_unit_test(test_api_handler),
+        cmocka_unit_test(test_api_request_fields),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_deferred),
+        cmocka_unit_test(test_websocket),
+        cmocka_unit_test(test_close_with_clients),
+        cmocka_unit_test(test_auth_rules),
+        cmocka_unit_test(test_dashboard_login),
+        cmocka_unit_test(test_close_during_login),
+        cmocka_unit_test(test_query_param),
+        cmocka_unit_test(test_missing_evlib_plugin),
         cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_upload_download),
+        cmocka_unit_test(test_upload_refused_writes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

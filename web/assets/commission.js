@@ -13,7 +13,9 @@
  * unassigned list offers "Assign" for a charge point that connected, and the tags (RFID cards)
  * are edited here too (docs/ocpp.md). A circuit has a static reserve for its own load that no
  * meter sees (reserve_a), shown in the preview; the status timing per charger kind is edited
- * with the transport's values as placeholders. */
+ * with the transport's values as placeholders. "Download backup" fetches GET /api/backup;
+ * "Restore from backup" sends a backup file to POST /api/restore after a confirmation, shows the
+ * appliance's answer or refusal, and waits for the restart that applies it. */
 import {
   $, api, downloadText, el, errorText, facility, fmtAge, fmtKwh, loggedIn, session, setTags,
 } from "./util.js";
@@ -1480,6 +1482,49 @@ function importJson(file) {
   });
 }
 
+/* ---- backup and restore ---- */
+
+function setBackupMessage(text, kind) {
+  const m = $("backup-message");
+  m.textContent = text;
+  m.dataset.kind = kind || "";
+}
+
+/* Waits for the appliance to answer again after it restarted to apply a restore. */
+function waitForRestart(tries) {
+  setTimeout(() => {
+    fetch("/api/health", { cache: "no-store" }).then((r) => {
+      if (!r.ok) throw new Error("not yet");
+      setBackupMessage("Restored. The appliance is running again: reloading…", "ok");
+      setTimeout(() => location.reload(), 1500);
+    }).catch(() => {
+      if (tries > 0) waitForRestart(tries - 1);
+      else setBackupMessage("The appliance has not come back after a minute: check its log " +
+                            "(journalctl -u phasewise).", "bad");
+    });
+  }, 1000);
+}
+
+/* Sends the archive as it is; the appliance checks all of it before it changes anything. */
+function restoreBackup(file) {
+  const ok = window.confirm("Restore " + file.name + "?\n\nThe configuration, the facility key, " +
+    "the admin password, the HTTPS certificate and the whole history are replaced by the " +
+    "backup's, and the appliance restarts.");
+  if (!ok) return;
+  setBackupMessage("Checking " + file.name + "…");
+  fetch("/api/restore", { method: "POST", credentials: "same-origin",
+                          headers: { "Content-Type": "application/x-tar" }, body: file })
+    .then((r) => r.json().catch(() => null).then((data) => ({ status: r.status, data })))
+    .then((res) => {
+      if (res.status !== 200) {
+        setBackupMessage("Not restored: " + errorText(res), "bad");
+        return;
+      }
+      setBackupMessage(res.data.message + " Waiting for it…", "ok");
+      waitForRestart(60);
+    }, () => setBackupMessage("The appliance did not answer.", "bad"));
+}
+
 function load() {
   return Promise.all([api("GET", "/api/config"), api("GET", "/api/chargers")]).then(([cfg, ch]) => {
     if (cfg.status !== 200) {
@@ -1526,6 +1571,10 @@ function setup() {
   $("cfg-export").addEventListener("click", exportJson);
   $("cfg-import").addEventListener("change", (ev) => {
     if (ev.target.files.length) importJson(ev.target.files[0]);
+    ev.target.value = "";
+  });
+  $("backup-restore").addEventListener("change", (ev) => {
+    if (ev.target.files.length) restoreBackup(ev.target.files[0]);
     ev.target.value = "";
   });
   session.addEventListener("change", applyLock);
