@@ -47,6 +47,11 @@ def main():
         site = pwtest.test_config(http_port, mcast_port, ocpp=True)
         ocpp_listen = site["ocpp"]["listen"]
         mb = site["nodes"][0]["meter"]["link"]["modbus"]
+        # Two more meters behind the same gateway, of other makes: a scan must tell them apart.
+        meters = {mb["unit"]: mb["map"], 2: "sunspec", 3: "em340"}
+        for node, unit in ((site["nodes"][1], 2), (site["nodes"][2], 3)):
+            node["meter"] = {"link": {"modbus": {"host": "127.0.0.1", "port": mb["port"],
+                                                 "unit": unit, "map": meters[unit]}}}
         site_path = os.path.join(tmp, "site.json")
         with open(site_path, "w") as f:
             json.dump(site, f)
@@ -146,19 +151,23 @@ def main():
                                     headers, timeout=60)
         check(st == 200 and scan["ok"], f"scan: {st} {scan}")
         units = {u["unit"]: u for u in scan["units"]}
-        check(set(units) == {mb["unit"]}, f"the scan found units {sorted(units)}, "
-              f"the gateway serves unit {mb['unit']} only")
+        check(set(units) == set(meters), f"the scan found units {sorted(units)}, "
+              f"the gateway serves units {sorted(meters)}")
+        for unit, want_map in meters.items():
+            got = units[unit]
+            check(got["map"] == want_map and want_map in got["maps"],
+                  f"unit {unit}: the scan matched {got['map']} ({got['maps']}), the meter is "
+                  f"{want_map}")
+            check(all(isinstance(a, (float, int)) for a in got["line_a"]),
+                  f"unit {unit}: the scan's reading {got['line_a']}")
         found = units[mb["unit"]]
-        check(found["map"] == mb["map"] and mb["map"] in found["maps"],
-              f"the scan matched {found['map']} ({found['maps']}), the meter is {mb['map']}")
-        check(all(isinstance(a, float) or isinstance(a, int) for a in found["line_a"]),
-              f"the scan's reading {found['line_a']}")
         st, bad = pwtest.http_json(http_port, "/api/meters/scan", "POST",
                                    {"host": "127.0.0.1", "port": mb["port"], "units": [1, 40]},
                                    headers)
         check(st == 400 and bad["field"] == "units", f"a scan of 40 units: {st} {bad}")
-        log(f"scan: unit {found['unit']} {found['map']} (maps that read: {found['maps']}), "
-            f"{scan['reads']} reads in {scan['elapsed_ms']} ms")
+        log("scan: " + ", ".join(f"unit {u['unit']} {u['map']} (maps that read: {u['maps']})"
+                                 for u in scan["units"]) +
+            f"; {scan['reads']} reads in {scan['elapsed_ms']} ms")
 
         # The facility from what was discovered: the installer's circuits and wiring, the
         # chargers' links from the unassigned list, the meter from the scan.
@@ -176,9 +185,11 @@ def main():
                 c["link"] = {"ocpp": {"id": listed_as["ocpp"]["id"], "connector": k[2]}}
             draft["chargers"].append(c)
         draft["nodes"] = site["nodes"]
-        draft["nodes"][0]["meter"]["link"] = {"modbus": {
-            "host": scan["gateway"].split(":")[0], "port": int(scan["gateway"].split(":")[1]),
-            "unit": found["unit"], "map": found["map"]}}
+        host, port = scan["gateway"].split(":")
+        for node in draft["nodes"]:
+            unit = node["meter"]["link"]["modbus"]["unit"]
+            node["meter"]["link"] = {"modbus": {"host": host, "port": int(port), "unit": unit,
+                                                "map": units[unit]["map"]}}
         draft["ocpp"]["charge_points"] = [{"id": k[1]} for k in want_listed if k[0] == "ocpp"]
         draft["site"] = site["site"]
         st, saved = pwtest.http_json(http_port, "/api/config", "PUT", draft, headers)
