@@ -463,6 +463,7 @@ static void scan_gateway(pw_app *app, const pw_web_request *req, pw_web_response
         const char *first = json_string_value(
             json_object_get(json_array_get(json_object_get(doc, "errors"), 0), "field"));
         json_object_set_new(doc, "field", first ? json_string(first) : json_null());
+        json_object_set_new(doc, "error", json_string("the gateway's address is not valid"));
         pw_api_set_json(resp, 400, doc);
         return;
     }

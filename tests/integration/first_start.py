@@ -165,6 +165,9 @@ def main():
                                    {"host": "127.0.0.1", "port": mb["port"], "units": [1, 40]},
                                    headers)
         check(st == 400 and bad["field"] == "units", f"a scan of 40 units: {st} {bad}")
+        st, bad = pwtest.http_json(http_port, "/api/meters/scan", "POST",
+                                   {"host": "not a host!", "units": [1, 2]}, headers)
+        check(st == 400 and bad["field"] == "host", f"a scan of a bad host: {st} {bad}")
         log("scan: " + ", ".join(f"unit {u['unit']} {u['map']} (maps that read: {u['maps']})"
                                  for u in scan["units"]) +
             f"; {scan['reads']} reads in {scan['elapsed_ms']} ms")
