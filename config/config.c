@@ -2168,6 +2168,76 @@ pw_cfg *pw_cfg_parse(const char *text, size_t len, pw_cfg_errors *errs)
     return cfg;
 }
 
+/* "IFADDR" or "IFADDR:PORT" (port 1-65535). Returns 0 or -1. */
+static int parse_lan_option(const char *text, char *addr, size_t addr_size, uint16_t *port)
+{
+    struct in_addr a;
+    if (!strchr(text, ':')) {
+        if (!parse_ipv4(text, &a) || strlen(text) >= addr_size)
+            return -1;
+        pw_strlcpy(addr, text, addr_size);
+        return 0;
+    }
+    uint16_t p = 0;
+    if (pw_cfg_parse_listen(text, addr, addr_size, &p) != 0 || p == 0)
+        return -1;
+    *port = p;
+    return 0;
+}
+
+pw_cfg *pw_cfg_commissioning_new(const pw_cfg_first_start *fs, pw_cfg_errors *errs)
+{
+    ctx c = {.errs = errs};
+    memset(errs, 0, sizeof *errs);
+    pw_cfg *cfg = pw_xcalloc(1, sizeof *cfg);
+    set_defaults(cfg);
+    cfg->commissioning = true;
+    /* OCPP is on at its default address: a charge point that connects is listed (and held at
+     * 0 A) for the installer to add. */
+    cfg->ocpp.listen_port = DEFAULT_OCPP_PORT;
+    uint16_t port = 0;
+    if (fs && fs->http &&
+        (pw_cfg_parse_listen(fs->http, cfg->http.addr, sizeof cfg->http.addr, &port) != 0 ||
+         port == 0))
+        add_error(&c, "--http", "expected ADDRESS:PORT, e.g. 0.0.0.0:8080");
+    else if (fs && fs->http)
+        cfg->http.port = port;
+    if (fs && fs->lan &&
+        parse_lan_option(fs->lan, cfg->net.interface, sizeof cfg->net.interface, &cfg->net.port) !=
+            0)
+        add_error(&c, "--lan",
+                  "expected the IPv4 address of the LAN interface, optionally with the group's "
+                  "port: 192.168.1.20 or 192.168.1.20:48870");
+    port = 0;
+    if (fs && fs->ocpp &&
+        (pw_cfg_parse_listen(fs->ocpp, cfg->ocpp.listen_addr, sizeof cfg->ocpp.listen_addr,
+                             &port) != 0 ||
+         port == 0))
+        add_error(&c, "--ocpp", "expected ADDRESS:PORT, e.g. 0.0.0.0:8887");
+    else if (fs && fs->ocpp)
+        cfg->ocpp.listen_port = port;
+    if (cfg->ocpp.listen_port == cfg->http.port &&
+        (strcmp(cfg->ocpp.listen_addr, cfg->http.addr) == 0 ||
+         strcmp(cfg->ocpp.listen_addr, "0.0.0.0") == 0 || strcmp(cfg->http.addr, "0.0.0.0") == 0))
+        add_error(&c, "--ocpp", "port %u is the web front's: give OCPP a port of its own",
+                  cfg->ocpp.listen_port);
+    if (errs->count) {
+        pw_cfg_free(cfg);
+        return NULL;
+    }
+    cfg->n_nodes = 1;
+    cfg->nodes = pw_xcalloc(1, sizeof *cfg->nodes);
+    cfg->meters = pw_xcalloc(1, sizeof *cfg->meters);
+    cfg->meter_opts = pw_xcalloc(1, sizeof *cfg->meter_opts);
+    set_node_defaults(&cfg->nodes[0]);
+    pw_strlcpy(cfg->nodes[0].id, "main", sizeof cfg->nodes[0].id);
+    pw_strlcpy(cfg->nodes[0].name, "Main fuse", sizeof cfg->nodes[0].name);
+    cfg->nodes[0].parent = -1; /* limit 0 A: nothing could be planned, were there chargers */
+    cfg->chargers = pw_xcalloc(1, sizeof *cfg->chargers);
+    cfg->charger_links = pw_xcalloc(1, sizeof *cfg->charger_links);
+    return cfg;
+}
+
 pw_cfg *pw_cfg_load(const char *path, pw_cfg_errors *errs)
 {
     ctx c = {.errs = errs};

@@ -219,6 +219,9 @@ typedef struct pw_cfg {
     pw_cfg_ocpp ocpp;
     pw_cfg_tag *tags; /* n_tags, sorted by id ignoring letter case (pw_cfg_tag_find) */
     size_t n_tags;
+    /* Not yet commissioned: the empty facility of a first start (pw_cfg_commissioning_new), a
+     * root node and no chargers. The parser never sets it and it is never saved. */
+    bool commissioning;
     /* "timing": how chargers of each link kind report, overriding their transport's values
      * field by field; a zero field keeps the transport's (pw_cfg_timing_default). Only the
      * charger kinds (LAN, OCPP) can be set; keeps_limit is the transport's and never set. */
@@ -233,6 +236,22 @@ typedef struct pw_cfg {
 pw_cfg *pw_cfg_from_json(const json_t *root, pw_cfg_errors *errs);
 pw_cfg *pw_cfg_parse(const char *text, size_t len, pw_cfg_errors *errs);
 pw_cfg *pw_cfg_load(const char *path, pw_cfg_errors *errs);
+
+/* Where an appliance with no configuration listens until its first one is saved (serve --http,
+ * --lan, --ocpp); NULL keeps the default (loopback, as in a file that leaves them out). */
+typedef struct pw_cfg_first_start {
+    const char *http; /* "ADDRESS:PORT" */
+    const char *lan;  /* "INTERFACE-ADDRESS" or "INTERFACE-ADDRESS:PORT" (the group's port) */
+    const char *ocpp; /* "ADDRESS:PORT" */
+} pw_cfg_first_start;
+
+/* The facility of a first start, commissioning mode (docs/install.md): every default of a file,
+ * the listen addresses of fs (may be NULL), one root node "main" with a limit of 0 A, no meter
+ * and no chargers, and the OCPP central system on (so charge points can connect and be listed).
+ * commissioning is set. Its JSON (pw_cfg_to_json) has "chargers": [], which the parser refuses:
+ * it is a starting point for a draft, never a file. Returns a new config (free with
+ * pw_cfg_free), or NULL with errs naming the option ("--lan") that does not parse. */
+pw_cfg *pw_cfg_commissioning_new(const pw_cfg_first_start *fs, pw_cfg_errors *errs);
 
 /* The config as JSON in the documented format; caller owns the reference. */
 json_t *pw_cfg_to_json(const pw_cfg *cfg);

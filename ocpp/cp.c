@@ -1263,7 +1263,10 @@ void pw_ocpp_cp_reconfigure(pw_ocpp_cp *cp, const pw_ocpp_cp_opts *opts, uint64_
         } else {
             conn_init(&cp->c[k], &opts->connectors[i], budget_cap(cp));
             if (cp->active) {
+                /* A connector assigned while connected (a charge point added at
+                 * commissioning): its status and draw are asked for, not waited for. */
                 cp->s_trig_mv |= 1u << k;
+                cp->s_trig_stat = true;
             }
         }
     }

@@ -162,6 +162,10 @@ static void get_config(const pw_app *app, pw_web_response *resp)
     hide_charge_point_passwords(doc);
     json_object_set_new(doc, "restart_pending", restart_pending(app));
     json_object_set_new(doc, "timing_in_force", pw_cfg_timing_in_force_json(app->cfg));
+    /* A first start's main fuse has no rating yet: the installer must give it, never accept
+     * a placeholder. */
+    if (app->cfg->commissioning)
+        json_object_del(json_array_get(json_object_get(doc, "nodes"), 0), "limit_a");
     pw_api_set_json(resp, 200, doc);
 }
 
@@ -192,7 +196,7 @@ static void put_config(pw_app *app, const pw_web_request *req, pw_web_response *
         pw_api_set_error(resp, 500, NULL, errs.items[0].message);
         return;
     }
-    pw_app_apply_config(app, cfg);
+    pw_app_apply_config(app, cfg); /* a first start's first config: balancing starts now */
     pw_api_set_json(resp, 200,
                     json_pack("{s:b, s:o}", "ok", 1, "restart_pending", restart_pending(app)));
 }

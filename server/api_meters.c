@@ -1,9 +1,11 @@
-/* POST /api/meters/test (docs/api.md): the commissioning page's "Test read" of a node's meter
- * before the configuration is saved. The meter object is validated by the config parser inside
- * a minimal one-node config, so its errors are the ones a save would give; a Modbus or MQTT
- * meter is then read once by its transport and answered later (pw_web_defer), a LAN or DEFA
- * meter, which sends on its own, is answered from the last reading the core holds. One test
- * read at a time per appliance; nothing is saved and nothing reaches the balancer. */
+/* POST /api/meters/test and /api/meters/scan (docs/api.md): the commissioning page's "Test read"
+ * of a node's meter before the configuration is saved, and its "Scan a Modbus gateway", which
+ * asks a range of unit ids behind a gateway with every map through the same test reads. The meter
+ * object is validated by the config parser inside a minimal one-node config, so its errors are the
+ * ones a save would give; a Modbus or MQTT meter is then read once by its transport and answered
+ * later (pw_web_defer), a LAN or DEFA meter, which sends on its own, is answered from the last
+ * reading the core holds. One test read at a time per appliance; nothing is saved and nothing
+ * reaches the balancer. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,7 +15,9 @@
 #include "app_int.h"
 #include "pw_util.h"
 
-#define TEST_NODE "test"
+#define TEST_NODE             "test"
+#define PW_API_SCAN_MAX_UNITS 32    /* unit ids one scan may ask */
+#define PW_API_SCAN_MAX_MS    45000 /* no new read after this: the answer must beat web's minute */
 
 /* A test read the transport answers later. */
 typedef struct meter_test {
@@ -265,12 +269,242 @@ static void test_meter(pw_app *app, const pw_web_request *req, pw_web_response *
     app->meter_test = true;
 }
 
+/* ---- POST /api/meters/scan: which unit ids answer behind a gateway, and with which map ---- */
+
+/* One test read per (unit, map), one at a time through the transport's test_read: a unit is
+ * asked with each map name the config knows (SunSpec discovery first, then the fixed maps; not
+ * "generic", which needs registers), and a unit that does not answer the first read at all is
+ * not asked again. Holds app->meter_test for the whole scan. */
+typedef struct meter_scan {
+    pw_app *app;
+    pw_web_pending *pending;
+    pw_cfg_link link; /* host and port; unit is the one being asked */
+    uint8_t last;     /* the last unit id to ask */
+    size_t map;       /* index into scan_maps of the read in flight */
+    json_t *units;    /* the units that answered: [{unit, maps, map, line_a, serial}] */
+    json_t *cur;      /* this unit's entry while it answers, else NULL */
+    uint64_t start_ns;
+    unsigned reads;
+} meter_scan;
+
+/* The maps a scan tries, in order: the config's names with SunSpec first and without
+ * "generic". */
+static size_t scan_maps(const char **out, size_t max)
+{
+    size_t n = 0;
+    out[n++] = "sunspec";
+    for (size_t i = 0; pw_cfg_modbus_map_name(i) && n < max; i++) {
+        const char *name = pw_cfg_modbus_map_name(i);
+        if (strcmp(name, "sunspec") != 0 && strcmp(name, "generic") != 0)
+            out[n++] = name;
+    }
+    return n;
+}
+
+static void scan_finish(meter_scan *x, const char *error)
+{
+    pw_app *app = x->app;
+    app->meter_test = false;
+    char gw[96];
+    snprintf(gw, sizeof gw, "%s:%u", x->link.host, x->link.port);
+    json_t *doc = json_pack(
+        "{s:b, s:s, s:o, s:I, s:i}", "ok", error == NULL, "gateway", gw, "units", x->units,
+        "elapsed_ms", (json_int_t)((uv_hrtime() - x->start_ns) / 1000000u), "reads", (int)x->reads);
+    if (error)
+        json_object_set_new(doc, "error", json_string(error));
+    if (x->cur) /* a unit cut short: what it answered so far */
+        json_array_append_new(x->units, x->cur);
+    pw_web_response resp = {0};
+    pw_api_set_json(&resp, 200, doc);
+    pw_web_complete(x->pending, &resp);
+    free(x);
+}
+
+static void on_scan_read(void *ud, const pw_transport_test_result *r);
+
+/* Starts the read of x->link.unit with map x->map. Returns 0, or -1 when none can start. */
+static int scan_start(meter_scan *x)
+{
+    const char *maps[16];
+    scan_maps(maps, PW_ARRAY_LEN(maps));
+    pw_cfg_meter_opts opts = {.interval_ms = 1000, .timeout_ms = 1000};
+    pw_strlcpy(opts.map, maps[x->map], sizeof opts.map);
+    pw_transport *tr = NULL;
+    for (size_t k = 0; k < x->app->n_tr && !tr && !x->app->stopping; k++)
+        if (x->app->tr[k]->ops->kind == PW_CFG_LINK_MODBUS && x->app->tr[k]->ops->test_read)
+            tr = x->app->tr[k];
+    if (!tr || tr->ops->test_read(tr, &x->link, &opts, on_scan_read, x) != 0)
+        return -1;
+    x->reads++;
+    return 0;
+}
+
+/* The next read, or the answer when there is none to make. */
+static void scan_read(meter_scan *x)
+{
+    char why[96];
+    uint64_t ms = (uv_hrtime() - x->start_ns) / 1000000u;
+    if (ms > PW_API_SCAN_MAX_MS) {
+        /* Deferred answers wait a minute at most: what was found so far, and where to go on. */
+        snprintf(why, sizeof why, "stopped after %u s before unit %u: scan fewer units at once",
+                 (unsigned)(ms / 1000), x->link.unit);
+        scan_finish(x, why);
+    } else if (scan_start(x) != 0) {
+        scan_finish(x, "the appliance is shutting down");
+    }
+}
+
+static void on_scan_read(void *ud, const pw_transport_test_result *r)
+{
+    meter_scan *x = ud;
+    const char *maps[16];
+    size_t n_maps = scan_maps(maps, PW_ARRAY_LEN(maps));
+    if (x->app->stopping || !pw_web_pending_alive(x->pending)) {
+        scan_finish(x, "the appliance is shutting down, or the client went away");
+        return;
+    }
+    if (!r->connected) { /* the gateway itself: no unit behind it can answer */
+        scan_finish(x, r->error);
+        return;
+    }
+    if (r->answered && !x->cur)
+        x->cur = json_pack("{s:i, s:[], s:n, s:n, s:n}", "unit", x->link.unit, "maps", "map",
+                           "line_a", "serial");
+    if (r->ok) {
+        json_array_append_new(json_object_get(x->cur, "maps"), json_string(maps[x->map]));
+        if (json_is_null(json_object_get(x->cur, "map"))) { /* the first map that read */
+            json_object_set_new(x->cur, "map", json_string(maps[x->map]));
+            json_object_set_new(x->cur, "title", json_string(r->map));
+            json_object_set_new(x->cur, "line_a", lines_json(r->line_a));
+            json_object_set_new(x->cur, "serial",
+                                r->has_serial ? json_integer(r->serial) : json_null());
+        }
+    }
+    /* The next map for a unit that answered, else the next unit. */
+    if (x->cur && x->map + 1 < n_maps) {
+        x->map++;
+        scan_read(x);
+        return;
+    }
+    if (x->cur) {
+        json_array_append_new(x->units, x->cur);
+        x->cur = NULL;
+    }
+    if (x->link.unit >= x->last) {
+        scan_finish(x, NULL);
+        return;
+    }
+    x->link.unit++;
+    x->map = 0;
+    scan_read(x);
+}
+
+static json_int_t int_or(const json_t *v, json_int_t dflt)
+{
+    return v ? (json_is_integer(v) ? json_integer_value(v) : -1) : dflt;
+}
+
+static void scan_gateway(pw_app *app, const pw_web_request *req, pw_web_response *resp)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        pw_api_set_error(resp, 400, NULL,
+                         "the body must be a JSON object {\"host\": \"10.0.0.5\", \"port\": 502, "
+                         "\"units\": [1, 10]}");
+        return;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(body, key, value)
+    {
+        if (strcmp(key, "host") != 0 && strcmp(key, "port") != 0 && strcmp(key, "units") != 0) {
+            pw_api_set_error(resp, 400, key,
+                             "unknown key: the body takes \"host\", \"port\" and \"units\"");
+            json_decref(body);
+            return;
+        }
+    }
+    const json_t *units = json_object_get(body, "units");
+    json_int_t from = int_or(json_array_get(units, 0), -1),
+               to = int_or(json_array_get(units, 1), -1);
+    if (!json_is_array(units) || json_array_size(units) != 2 || from < 1 || to > 247 || from > to ||
+        to - from + 1 > PW_API_SCAN_MAX_UNITS) {
+        json_decref(body);
+        pw_api_set_error(resp, 400, "units",
+                         "must be [first, last]: unit ids 1-247, first <= last, at most 32 of "
+                         "them");
+        return;
+    }
+    /* The gateway's address checked as a meter link would be, with the errors' fields as the
+     * request names them ("host", "port"). */
+    json_t *host = json_object_get(body, "host"), *port = json_object_get(body, "port");
+    json_t *meter = json_pack(
+        "{s:{s:{s:O, s:o, s:I, s:s}}}", "link", "modbus", "host", host ? host : json_null(), "port",
+        port ? json_incref(port) : json_integer(502), "unit", from, "map", "sdm630");
+    json_decref(body);
+    json_t *grid = json_string("TN");
+    pw_cfg *cfg = meter_config(meter, grid, resp);
+    json_decref(grid);
+    json_decref(meter);
+    if (!cfg) {
+        json_t *doc = json_loadb(resp->body, resp->body_len, 0, NULL);
+        free(resp->body);
+        resp->body = NULL;
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(doc, "errors"), i, e)
+        {
+            const char *f = json_string_value(json_object_get(e, "field"));
+            const char *last = f ? strrchr(f, '.') : NULL;
+            json_object_set_new(e, "field", json_string(last ? last + 1 : ""));
+        }
+        const char *first = json_string_value(
+            json_object_get(json_array_get(json_object_get(doc, "errors"), 0), "field"));
+        json_object_set_new(doc, "field", first ? json_string(first) : json_null());
+        json_object_set_new(doc, "error", json_string("the gateway's address is not valid"));
+        pw_api_set_json(resp, 400, doc);
+        return;
+    }
+    pw_cfg_link link = cfg->meters[0];
+    pw_cfg_free(cfg);
+    if (app->meter_test) {
+        pw_api_set_error(resp, 429, NULL,
+                         "another test read or scan is running: try again when it has answered");
+        return;
+    }
+    meter_scan *x = pw_xcalloc(1, sizeof *x);
+    x->app = app;
+    x->link = link;
+    x->link.unit = (uint8_t)from;
+    x->last = (uint8_t)to;
+    x->units = json_array();
+    x->start_ns = uv_hrtime();
+    /* done never runs inside test_read, so the request is deferred only once the read has
+     * started. */
+    if (scan_start(x) != 0) {
+        json_decref(x->units);
+        free(x);
+        pw_api_set_error(resp, 503, NULL, "no transport can read Modbus meters now");
+        return;
+    }
+    app->meter_test = true;
+    x->pending = pw_web_defer(req);
+}
+
 bool pw_api_meters_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp)
 {
-    if (strcmp(req->path, "/api/meters/test") != 0)
+    bool scan = strcmp(req->path, "/api/meters/scan") == 0;
+    if (strcmp(req->path, "/api/meters/test") != 0 && !scan)
         return false;
     if (strcmp(req->method, "POST") != 0)
-        pw_api_set_error(resp, 405, NULL, "use POST with {\"meter\": {...}, \"grid\": \"TN\"}");
+        pw_api_set_error(resp, 405, NULL,
+                         scan ? "use POST with {\"host\": \"10.0.0.5\", \"port\": 502, \"units\": "
+                                "[1, 10]}"
+                              : "use POST with {\"meter\": {...}, \"grid\": \"TN\"}");
+    else if (scan)
+        scan_gateway(app, req, resp);
     else
         test_meter(app, req, resp);
     return true;

@@ -87,6 +87,13 @@ static bool parse_broker(const pw_app *app, const char *target, json_t *broker, 
         json_object_set_new(broker, "password", json_string(saved->password));
     json_object_del(broker, "password_set");
     json_t *root = pw_cfg_to_json(app->cfg);
+    if (app->cfg->commissioning) { /* a first start has no charger the parser would take */
+        json_object_set_new(json_array_get(json_object_get(root, "nodes"), 0), "limit_a",
+                            json_real(10000));
+        json_object_set_new(root, "chargers",
+                            json_pack("[{s:s, s:{s:{s:i}}, s:s}]", "id", "test", "link", "lan",
+                                      "device_id", 1, "node", "main"));
+    }
     if (uplink) { /* the site and prefix stay as saved: they are not the connection's */
         json_t *old = json_object_get(root, "uplink");
         json_object_set(broker, "site", json_object_get(old, "site"));

@@ -368,6 +368,9 @@ static void change_interface(pw_app *app, const char *addr)
 void pw_app_apply_config(pw_app *app, pw_cfg *cfg)
 {
     uint64_t now = uv_now(&app->loop);
+    if (app->cfg->commissioning && !cfg->commissioning)
+        pw_app_event(app, "commissioned", "",
+                     "first configuration saved: %zu chargers, balancing starts", cfg->n_chargers);
     if (strcmp(cfg->net.interface, app->cfg->net.interface) != 0)
         change_interface(app, cfg->net.interface);
     if (app->web)
@@ -566,6 +569,18 @@ static void apply_pending_restore(pw_app *app, const pw_backup_paths *paths)
     app->restored = pw_xstrdup(text);
 }
 
+/* The empty facility of a first start, listening where serve's options say (loopback by
+ * default). */
+static pw_cfg *commissioning_config(const pw_app_opts *opts)
+{
+    pw_cfg_errors errs;
+    pw_cfg_first_start fs = {.http = opts->http, .lan = opts->lan, .ocpp = opts->ocpp};
+    pw_cfg *cfg = pw_cfg_commissioning_new(&fs, &errs);
+    if (!cfg)
+        pw_error("server", "%s %s", errs.items[0].field, errs.items[0].message);
+    return cfg;
+}
+
 static int resolve(pw_app *app, const pw_app_opts *opts)
 {
     app->opts = *opts;
@@ -592,20 +607,30 @@ static int resolve(pw_app *app, const pw_app_opts *opts)
         return -1;
     }
     apply_pending_restore(app, &paths);
-    if (access(app->config_path, F_OK) != 0) {
-        if (!opts->demo) {
-            pw_error("server",
-                     "no configuration at %s: pass --config FILE, or --demo to start "
-                     "with the simulated demo facility",
-                     app->config_path);
-            return -1;
-        }
+    bool first_start = access(app->config_path, F_OK) != 0 && errno == ENOENT;
+    if (first_start && opts->demo) {
         if (seed_demo_config(app->config_path) != 0)
             return -1;
+        first_start = false;
     }
-    app->cfg = load_config(app->config_path);
-    if (!app->cfg)
-        return -1;
+    if (first_start) {
+        app->cfg = commissioning_config(opts);
+        app->boot_cfg = app->cfg ? commissioning_config(opts) : NULL;
+        if (!app->cfg)
+            return -1;
+        pw_warn("server",
+                "no configuration at %s: commissioning mode. Nothing is balanced until the "
+                "facility is saved from the web UI; chargers are listed, never given more than "
+                "their failsafe",
+                app->config_path);
+    } else {
+        if (opts->lan || opts->ocpp)
+            pw_warn("server", "--lan and --ocpp apply to commissioning mode only: %s exists",
+                    app->config_path);
+        app->cfg = load_config(app->config_path);
+        if (!app->cfg)
+            return -1;
+    }
     /* --http overrides where the web front listens, not what the saved config says. */
     pw_strlcpy(app->http_addr, app->cfg->http.addr, sizeof app->http_addr);
     app->http_port = app->cfg->http.port;
@@ -614,7 +639,8 @@ static int resolve(pw_app *app, const pw_app_opts *opts)
         pw_error("server", "--http %s: expected ADDRESS:PORT, e.g. 127.0.0.1:8080", opts->http);
         return -1;
     }
-    app->boot_cfg = clone_config(app->cfg);
+    if (!app->boot_cfg)
+        app->boot_cfg = clone_config(app->cfg);
     return join_path(app->key_path, sizeof app->key_path, app->data_dir, app->cfg->net.key_file);
 }
 

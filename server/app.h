@@ -12,6 +12,10 @@ typedef struct pw_app_opts {
     const char *http;        /* "ADDR:PORT" overriding the config, or NULL */
     bool demo;               /* run the simulated facility beside the appliance */
     const char *sim_path;    /* phasewise-sim for the demo */
+    /* Without a config (commissioning mode): the LAN interface "IFADDR[:PORT]" and the OCPP
+     * central system's "ADDR:PORT" until the first config is saved, or NULL (loopback). */
+    const char *lan;
+    const char *ocpp;
 } pw_app_opts;
 
 /* Runs the appliance until SIGINT or SIGTERM. Returns the process exit status: 0 after a clean

@@ -68,9 +68,9 @@ typedef struct pw_app {
     pw_latency run_time; /* one core run and the sends it caused */
     uint64_t rejoins;    /* transports joined again after an address or link change */
     uint64_t last_throttle_event_ms;
-    pw_sdnotify *sd;              /* systemd's READY/WATCHDOG/STOPPING; NULL outside systemd */
-    bool meter_test;              /* a meter test read is in flight (api_meters.c): one at a time */
-    struct pw_mqtt_pub *mqtt_pub; /* state out on the broker (mqtt_publish.c) */
+    pw_sdnotify *sd; /* systemd's READY/WATCHDOG/STOPPING; NULL outside systemd */
+    bool meter_test; /* a meter test read or scan is in flight (api_meters.c): one at a time */
+    struct pw_mqtt_pub *mqtt_pub;   /* state out on the broker (mqtt_publish.c) */
     struct pw_mqtt_test *mqtt_test; /* a broker connection test in flight (api_mqtt.c) */
     bool backup_busy; /* a backup or a restore check is in flight (api_backup.c): one at a time */
     int lock_fd;      /* the data folder's lock (backup.h), held while serving */
@@ -247,7 +247,8 @@ bool pw_api_facility_handle(pw_app *app, const pw_web_request *req, pw_web_respo
 bool pw_api_backup_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
 
 /* api_meters.c: POST /api/meters/test, a one-shot test read of a meter before it is saved
- * (answered later for Modbus and MQTT meters). Same contract. */
+ * (answered later for Modbus and MQTT meters), and POST /api/meters/scan, the unit ids that
+ * answer behind a Modbus gateway and the maps that read them (answered later). Same contract. */
 bool pw_api_meters_handle(pw_app *app, const pw_web_request *req, pw_web_response *resp);
 
 #endif

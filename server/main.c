@@ -19,10 +19,14 @@ static const char usage[] =
     "\n"
     "usage:\n"
     "  phasewise serve [--config FILE] [--db FILE] [--data DIR] [--http ADDR:PORT] [--demo]\n"
-    "                  [--sim PATH] [--log-level debug|info|warn|error]\n"
+    "                  [--lan IFADDR[:PORT]] [--ocpp ADDR:PORT] [--sim PATH]\n"
+    "                  [--log-level debug|info|warn|error]\n"
     "      Run the appliance until SIGINT/SIGTERM. --data holds the config, database and key\n"
-    "      (default ./data). --demo also runs the simulated facility (phasewise-sim) on\n"
-    "      loopback multicast, and writes the demo facility as the config if there is none.\n"
+    "      (default ./data). Without a config it starts in commissioning mode: the web UI\n"
+    "      builds the facility from what it discovers; --lan and --ocpp say where it listens\n"
+    "      for chargers until then (default loopback). --demo also runs the simulated\n"
+    "      facility (phasewise-sim) on loopback multicast, and writes the demo facility as\n"
+    "      the config if there is none.\n"
     "  phasewise check-config FILE\n"
     "      Validate a facility config; exit 0, or 1 with one line per problem.\n"
     "  phasewise plan FILE\n"
@@ -83,6 +87,8 @@ static int serve(int argc, char **argv)
                                              {"http", required_argument, NULL, 'H'},
                                              {"demo", no_argument, NULL, 'D'},
                                              {"sim", required_argument, NULL, 's'},
+                                             {"lan", required_argument, NULL, 'L'},
+                                             {"ocpp", required_argument, NULL, 'O'},
                                              {"log-level", required_argument, NULL, 'l'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -112,6 +118,12 @@ static int serve(int argc, char **argv)
             break;
         case 's':
             opts.sim_path = optarg;
+            break;
+        case 'L':
+            opts.lan = optarg;
+            break;
+        case 'O':
+            opts.ocpp = optarg;
             break;
         case 'l':
             if (parse_level(optarg, &level) != 0) {

@@ -312,6 +312,10 @@ json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now)
     for (size_t n = 0; n < cfg->n_nodes; n++)
         json_array_append_new(nodes, node_json(app, n, &load[n * PW_LINES], now, alerts));
     free(load);
+    if (cfg->commissioning)
+        alert(alerts, "warn",
+              "not commissioned yet: nothing is balanced and every charger stays at its "
+              "failsafe current until a facility is saved on the Commissioning page");
     device_alerts(app, alerts);
     json_t *doc =
         json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "type", "state", "version", PW_VERSION, "site",
@@ -320,6 +324,8 @@ json_t *pw_statedoc_build_head(const pw_app *app, uint64_t now)
                   (json_int_t)(now > app->start_ms ? (now - app->start_ms) / 1000 : 0));
     /* Right after a start nothing is planned until the chargers and meters have spoken. */
     json_object_set_new(doc, "starting", json_boolean(pw_ctl_starting(app->ctl)));
+    /* No facility saved yet (a first start): the UI sends the installer to commissioning. */
+    json_object_set_new(doc, "commissioning", json_boolean(cfg->commissioning));
     json_object_set_new(doc, "facility_limit", pw_statedoc_facility_limit(app, now));
     json_object_set_new(doc, "nodes", nodes);
     json_object_set_new(doc, "unassigned", unassigned_json(app->ctl, now));

@@ -350,6 +350,8 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     gw_problem(g, "");
+    if (g->test)
+        g->test->r.connected = true;
     pump(g);
 }
 
@@ -710,6 +712,10 @@ static void on_answer(gateway *g, int err, const pw_modbus_answer *a)
     meter *m = &g->meters[g->cur];
     if (err == 0)
         g->backoff_ms = BACKOFF_MIN_MS;
+    /* The gateway's own exceptions say the unit behind it did not answer. */
+    if (g->test &&
+        (err == 0 || (err == PW_MODBUS_E_EXCEPTION && a->exception != 10 && a->exception != 11)))
+        g->test->r.answered = true;
     if (g->req_discovery) {
         pw_modbus_sunspec_feed(&m->disc, err, a);
     } else if (err == 0) {

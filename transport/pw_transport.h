@@ -55,8 +55,14 @@ typedef struct pw_transport_test_result {
     bool has_energy;
     uint64_t energy_wh;
     uint32_t elapsed_ms; /* from the start of the test to its answer */
-    char map[64];        /* what was read, for people ("Eastron SDM630 (v2)"); "" if nothing */
-    char error[320];     /* when !ok: what failed, in words a person can act on */
+    /* Polled meters (Modbus): the connection to the gateway was made; the device itself
+     * answered something (a reading, or an exception of its own: not the gateway's 10 "path
+     * unavailable" or 11 "target device failed to respond", not a timeout). A scan of unit ids
+     * tells a unit that is there but reads another map from one that is not there. */
+    bool connected;
+    bool answered;
+    char map[64];    /* what was read, for people ("Eastron SDM630 (v2)"); "" if nothing */
+    char error[320]; /* when !ok: what failed, in words a person can act on */
 } pw_transport_test_result;
 
 /* What a transport knows of one of its chargers beyond the core's report (OCPP: the connection,

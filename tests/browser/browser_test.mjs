@@ -11,9 +11,11 @@
 // OCPP port, a charge point (Chromium speaking OCPP 1.6J from a blank page) that connects
 // unassigned and is assigned from the page, and its transaction shown with the tag's name.
 // Last, a circuit's static reserve (reserve_a) in the forms and the preview.
+// With --walk first-start, instead: from an empty data folder to a balancing facility
+// (commissioning mode, discovery, a Modbus scan, the first save), see firstStart below.
 // Screenshots go to tests/browser/artifacts/. Bounded: the whole run must finish in 100 s.
 //
-//   node browser_test.mjs --phasewise PATH --sim PATH
+//   node browser_test.mjs --phasewise PATH --sim PATH [--walk first-start]
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -181,9 +183,173 @@ async function loadDriver() {
   }
 }
 
+function launch(chromium, profile) {
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 900 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-features=LocalNetworkAccessChecks"],
+  });
+}
+
+/* --walk first-start (issue 16, item 5): from an empty data folder to a balancing facility,
+ * all in the page. phasewise serve starts without a config (commissioning mode); the page asks
+ * for the admin password and sends the person to the commissioning page; the pairing text
+ * pairs the simulator's chargers, which show up as discovered (three LAN chargers announcing,
+ * one OCPP charge point connecting); each is added to the facility, the main fuse gets its
+ * rating and, from "Scan a Modbus gateway", its meter; Save; the dashboard balances. */
+async function firstStart(a, chromium) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pw-browser-first-"));
+  const httpPort = await freeTcpPort(), udpPort = await freeUdpPort();
+  const ocppPort = await freeTcpPort(), mbPort = await freeTcpPort();
+  /* The site as the simulator plays it; the appliance never reads this file. */
+  const demo = JSON.parse(fs.readFileSync(path.join(SOURCE, "config", "demo.json"), "utf8"));
+  const site = {
+    site: "First start", grid: "TN",
+    network: { port: udpPort, interface: "127.0.0.1", ttl: 1 },
+    http: { listen: `127.0.0.1:${httpPort}` },
+    ocpp: { listen: `127.0.0.1:${ocppPort}` },
+    nodes: [{ id: "main", name: "Main fuse", parent: null, limit_a: 63,
+              meter: { link: { modbus: { host: "127.0.0.1", port: mbPort, unit: 1,
+                                         map: "sdm630" } } } }],
+    chargers: [...demo.chargers.slice(0, 3), demo.chargers.find((c) => c.link.ocpp)]
+      .map((c) => ({ ...c, node: "main" })),
+  };
+  const sitePath = path.join(tmp, "site.json");
+  fs.writeFileSync(sitePath, JSON.stringify(site, null, 2));
+  const data = path.join(tmp, "data");
+  fs.mkdirSync(data);
+  const base = `http://127.0.0.1:${httpPort}`;
+  const report = path.join(tmp, "truth.jsonl");
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "pw-chromium-"));
+  let ok = false, context = null;
+  const problems = [];
+  try {
+    const pw = start("phasewise", a.phasewise, ["serve", "--data", data, "--http",
+      `127.0.0.1:${httpPort}`, "--lan", `127.0.0.1:${udpPort}`, "--ocpp",
+      `127.0.0.1:${ocppPort}`], tmp);
+    await waitFor("the appliance", async () => (await fetch(base + "/api/health")).ok, 15000);
+    context = await launch(chromium, profile);
+    const page = context.pages()[0] || (await context.newPage());
+    page.setDefaultTimeout(15000);
+    page.on("console", (m) => {
+      if (m.type() === "error" && !/status of 40[0139]/.test(m.text())) problems.push(m.text());
+    });
+    page.on("pageerror", (e) => problems.push(String(e)));
+
+    // 1. The dashboard of an appliance with no facility: the password first, then the
+    // commissioning page with the first-start note.
+    await page.goto(base + "/");
+    await page.waitForSelector("#auth-panel[data-mode=setup]:not([hidden])");
+    await page.waitForFunction(() => location.hash === "#/commission");
+    await page.fill("#auth-password", PASSWORD);
+    await page.fill("#auth-confirm", PASSWORD);
+    await page.click("#auth-submit");
+    await page.waitForSelector("#auth-button[data-logged-in=true]");
+    await page.waitForSelector("#cfg-first:not([hidden])");
+    await page.waitForSelector("#commission:not([hidden]) #cfg-form fieldset");
+    check(await page.$$eval("[data-charger]", (e) => e.length) === 0,
+          "the first start's draft has chargers");
+    log("first start: password set, sent to the commissioning page, which says why");
+
+    // 2. Pair the simulator with the text the page shows, and start it.
+    await page.click("#pairing-show");
+    const hex = await page.waitForFunction(() =>
+      document.getElementById("pairing-text").dataset.hex || null);
+    const keyPath = path.join(tmp, "sim.key");
+    fs.writeFileSync(keyPath, (await hex.jsonValue()) + "\n", { mode: 0o600 });
+    const sim = start("phasewise-sim", a.sim, ["--config", sitePath, "--key-file", keyPath,
+      "--seed", "7", "--cars", "20", "--arrivals", "evening", "--start-hour", "18.5",
+      "--report", report], tmp);
+
+    // 3. Discovered, live: add each to the facility.
+    const lanIds = site.chargers.filter((c) => c.link.lan).map((c) => c.link.lan.device_id);
+    const cp = site.chargers.find((c) => c.link.ocpp).link.ocpp.id;
+    for (const id of lanIds) {
+      const add = await page.waitForSelector(`#cfg-unassigned button[data-add-lan='${id}']`);
+      check(/Add to the facility/.test(await add.textContent()), "the button is not 'Add to the facility'");
+      await add.click();
+    }
+    const cpKey = `ocpp ${cp} connector 1`;
+    await (await page.waitForSelector(`#cfg-unassigned button[data-assign='${cpKey}']`)).click();
+    await page.waitForFunction((n) => document.querySelectorAll("[data-charger]").length === n,
+                               site.chargers.length);
+    log(`discovered and added: LAN ${lanIds.join(", ")} and charge point ${cp}`);
+
+    // 4. The main fuse's rating, and its meter from a scan of the simulator's gateway.
+    for (const inp of await page.$$("[data-path='nodes[0].limit_a'] input")) await inp.fill("63");
+    await page.fill("[data-scan=host]", "127.0.0.1");
+    await page.fill("[data-scan=port]", String(mbPort));
+    await page.fill("[data-scan=from]", "1");
+    await page.fill("[data-scan=to]", "3");
+    await page.click("#cfg-scan-run");
+    const use = await page.waitForSelector("#cfg-scan-units button[data-scan-use='1']");
+    const found = await page.textContent("#cfg-scan-units [data-scan-unit='1']");
+    check(/SDM630/.test(found), `scan row: ${found}`);
+    check(/^1 unit answered/.test(await page.textContent("#cfg-scan-out")),
+          `scan summary: ${await page.textContent("#cfg-scan-out")}`);
+    await use.click();
+    await page.waitForSelector("[data-meter-for='0']");
+    check(await page.$eval("[data-meter-for='0']", (e) => e.value) === "modbus",
+          "the main fuse's meter is not the scanned Modbus meter");
+    log(`scan found ${found.split(" · ").slice(0, 2).join(" · ")}; used as the main meter`);
+    await page.screenshot({ path: path.join(ARTIFACTS, "first-start.png"), fullPage: true });
+
+    // 5. Save: the first valid configuration; balancing starts without a restart.
+    await page.click("#cfg-save");
+    await page.waitForFunction(() =>
+      /^Saved/.test(document.getElementById("cfg-message").textContent));
+    check(fs.existsSync(path.join(data, "config.json")), "no config.json after the save");
+    await page.waitForSelector("#cfg-first", { state: "hidden" });
+    await page.goto(base + "/#/");
+    await page.waitForSelector("#first-start", { state: "hidden" });
+    let why = "";
+    await waitFor("every charger balanced on the dashboard", async () => {
+      const shown = await dashboardChargers(page);
+      const last = readReport(report).slice(-1)[0];
+      why = JSON.stringify({ shown, sim: last && last.chargers.map((c) => [c.id, c.lease,
+                                                                           c.offered_a]) });
+      return shown.length === site.chargers.length && shown.every((c) => c.online) &&
+        last && last.chargers.filter((c) => c.device_id).every((c) => c.lease === "active") &&
+        shown.some((c) => c.limit >= 6);
+    }, 30000, 500).catch((e) => {
+      throw new Error(`${e.message}: ${why}`);
+    });
+    check(pw.exitCode === null, "phasewise restarted or exited");
+    const shown = await dashboardChargers(page);
+    log(`dashboard balancing: limits ${shown.map((c) => c.id + " " + c.limit).join(", ")}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, "first-start-dashboard.png"),
+                            fullPage: true });
+
+    check(problems.length === 0, "errors in the page: " + problems.join(" | "));
+    await context.close();
+    context = null;
+    check((await stop(pw)).code === 0, "phasewise did not exit 0");
+    await stop(sim);
+    ok = true;
+  } finally {
+    if (context) await context.close().catch(() => {});
+    killAll();
+    fs.rmSync(profile, { recursive: true, force: true });
+    if (ok && !process.env.PW_KEEP_TMP) fs.rmSync(tmp, { recursive: true, force: true });
+    else {
+      log(`kept ${tmp}`);
+      for (const p of procs) {
+        const text = fs.existsSync(p.logFile) ? fs.readFileSync(p.logFile, "utf8") : "";
+        console.log(`--- ${p.logName} log (tail) ---\n${text.split("\n").slice(-30).join("\n")}`);
+      }
+    }
+  }
+}
+
 async function main() {
   const a = args();
   const chromium = await loadDriver();
+  if (a.walk === "first-start") return firstStart(a, chromium);
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pw-browser-"));
   const httpPort = await freeTcpPort(), udpPort = await freeUdpPort();

@@ -156,3 +156,10 @@ add_test(NAME backup
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/backup_test.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(backup PROPERTIES LABELS "integration" TIMEOUT 90)
+# First start from the web UI (issue 16, item 5): an empty data folder in commissioning mode, the
+# simulator's chargers discovered, a Modbus scan, the first config saved, balancing without a
+# restart.
+add_test(NAME first_start
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/first_start.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(first_start PROPERTIES LABELS "integration" TIMEOUT 90)

@@ -2174,6 +2174,85 @@ static void test_timing_errors(void **state)
     pw_cfg_free(cfg);
 }
 
+/* A first start's facility: defaults on loopback, one root node of 0 A, no chargers, OCPP on;
+ * serve's options move the listeners; its JSON is a draft the parser refuses as a file. */
+static void test_commissioning(void **state)
+{
+    (void)state;
+    pw_cfg_errors errs;
+    pw_cfg *c = pw_cfg_commissioning_new(NULL, &errs);
+    assert_non_null(c);
+    assert_true(c->commissioning);
+    assert_int_equal(c->n_nodes, 1);
+    assert_int_equal(c->n_chargers, 0);
+    assert_string_equal(c->nodes[0].id, "main");
+    assert_int_equal(c->nodes[0].parent, -1);
+    assert_true(c->nodes[0].limit_a[0] == 0 && c->nodes[0].limit_a[2] == 0);
+    assert_int_equal(c->meters[0].kind, PW_CFG_LINK_NONE);
+    assert_string_equal(c->net.interface, "127.0.0.1"); /* never a real LAN by default */
+    assert_int_equal(c->net.port, PW_CFG_DEFAULT_PORT);
+    assert_string_equal(c->http.addr, "127.0.0.1");
+    assert_string_equal(c->ocpp.listen_addr, "127.0.0.1");
+    assert_int_equal(c->ocpp.listen_port, 8887);
+    pw_bal_facility f;
+    pw_cfg_facility(c, &f);
+    char why[256];
+    assert_int_equal(pw_bal_validate(&f, why, sizeof why), 0);
+    json_t *j = pw_cfg_to_json(c);
+    assert_int_equal(json_array_size(json_object_get(j, "chargers")), 0);
+    pw_cfg *again = pw_cfg_from_json(j, &errs);
+    assert_null(again); /* a draft, never a file: no charger and no fuse rating */
+    bool no_chargers = false;
+    for (size_t i = 0; i < errs.count && i < PW_CFG_MAX_ERRORS; i++)
+        no_chargers = no_chargers || strcmp(errs.items[i].field, "chargers") == 0;
+    assert_true(no_chargers);
+    /* The installer's config with the commissioning listeners waits for no restart. */
+    json_object_set_new(json_array_get(json_object_get(j, "nodes"), 0), "limit_a",
+                        json_integer(63));
+    json_object_set_new(j, "chargers",
+                        json_pack("[{s:s, s:i, s:s}]", "id", "c", "device_id", 1, "node", "main"));
+    pw_cfg *saved = pw_cfg_from_json(j, &errs);
+    assert_non_null(saved);
+    assert_false(saved->commissioning);
+    const char *out[PW_CFG_RESTART_FIELDS_MAX];
+    assert_int_equal(pw_cfg_restart_fields(c, saved, out, PW_CFG_RESTART_FIELDS_MAX), 0);
+    pw_cfg_free(saved);
+    json_decref(j);
+    pw_cfg_free(c);
+
+    pw_cfg_first_start fs = {
+        .http = "0.0.0.0:8080", .lan = "10.0.0.2:40000", .ocpp = "0.0.0.0:8887"};
+    c = pw_cfg_commissioning_new(&fs, &errs);
+    assert_non_null(c);
+    assert_string_equal(c->http.addr, "0.0.0.0");
+    assert_int_equal(c->http.port, 8080);
+    assert_string_equal(c->net.interface, "10.0.0.2");
+    assert_int_equal(c->net.port, 40000);
+    assert_string_equal(c->ocpp.listen_addr, "0.0.0.0");
+    pw_cfg_free(c);
+    fs = (pw_cfg_first_start){.lan = "10.0.0.3"}; /* the group's port stays */
+    c = pw_cfg_commissioning_new(&fs, &errs);
+    assert_non_null(c);
+    assert_string_equal(c->net.interface, "10.0.0.3");
+    assert_int_equal(c->net.port, PW_CFG_DEFAULT_PORT);
+    pw_cfg_free(c);
+
+    static const struct {
+        pw_cfg_first_start fs;
+        const char *field;
+    } bad[] = {
+        {{.lan = "eth0"}, "--lan"},
+        {{.lan = "10.0.0.2:0"}, "--lan"},
+        {{.http = "8080"}, "--http"},
+        {{.ocpp = "127.0.0.1:x"}, "--ocpp"},
+        {{.http = "127.0.0.1:9000", .ocpp = "0.0.0.0:9000"}, "--ocpp"}, /* one port, two uses */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(pw_cfg_commissioning_new(&bad[i].fs, &errs));
+        assert_string_equal(errs.items[0].field, bad[i].field);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2194,6 +2273,7 @@ int main(void)
         cmocka_unit_test(test_ocpp_roundtrip),     cmocka_unit_test(test_ocpp_example),
         cmocka_unit_test(test_node_reserve),       cmocka_unit_test(test_timing_defaults),
         cmocka_unit_test(test_timing_set),         cmocka_unit_test(test_timing_errors),
+        cmocka_unit_test(test_commissioning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1283,6 +1283,37 @@ static void test_reconfigure(void **state)
     free_h(t);
 }
 
+/* A charge point connected while unassigned (no connectors) and then added to the facility:
+ * its new connector's status and draw are asked for at once (TriggerMessage), so it is balanced
+ * without waiting for it to say something by itself. */
+static void test_assigned_while_connected(void **state)
+{
+    (void)state;
+    h *t = new_h(NULL);
+    pw_ocpp_cp_opts full = t->o;
+    t->o.n_connectors = 0;
+    open_h(t);
+    boot_as(t, "Acme", "Box");
+    fake_run(t);
+    size_t mark = t->n_sent;
+    full.n_connectors = 1;
+    pw_ocpp_cp_reconfigure(t->cp, &full, t->now);
+    t->o = full;
+    fake_run(t);
+    bool status = false, mv = false;
+    for (size_t i = mark; i < t->n_sent; i++) {
+        if (t->sent[i].kind != PW_OCPP_CALL || t->sent[i].action != PW_OCPP_A_TRIGGER_MESSAGE) {
+            continue;
+        }
+        status = status || strcmp(t->sent[i].cs.u.trigger.message, "StatusNotification") == 0;
+        mv = mv || (strcmp(t->sent[i].cs.u.trigger.message, "MeterValues") == 0 &&
+                    t->sent[i].cs.u.trigger.connector == 1);
+    }
+    assert_true(status);
+    assert_true(mv);
+    free_h(t);
+}
+
 /* A reconnect without BootNotification: calls answered, setup a few seconds after the first
  * message; the boot, when it comes, is used (its quirks, setup again). */
 static void test_no_boot(void **state)
@@ -1498,6 +1529,7 @@ int main(void)
         cmocka_unit_test(test_bad_payload),
         cmocka_unit_test(test_flood),
         cmocka_unit_test(test_reconfigure),
+        cmocka_unit_test(test_assigned_while_connected),
         cmocka_unit_test(test_no_boot),
         cmocka_unit_test(test_boot_after_heartbeat),
         cmocka_unit_test(test_unassigned_held_at_zero),

@@ -98,8 +98,16 @@ setInterval(() => {
 
 /* ---- rendering ---- */
 
+/* A first start sends the person to the commissioning page once; the dashboard says why. */
+let sentToCommission = false;
+
 function render(doc) {
   setFacility(doc);
+  $("first-start").hidden = doc.commissioning !== true;
+  if (doc.commissioning === true && !sentToCommission) {
+    sentToCommission = true;
+    if (!location.hash.replace(/^#\/?/, "")) location.hash = "#/commission";
+  }
   $("site").textContent = doc.site || "";
   $("grid").textContent = doc.grid ? doc.grid + " grid" : "—";
   $("uptime").textContent = fmtUptime(doc.uptime_s);

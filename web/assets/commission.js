@@ -13,9 +13,12 @@
  * unassigned list offers "Assign" for a charge point that connected, and the tags (RFID cards)
  * are edited here too (docs/ocpp.md). A circuit has a static reserve for its own load that no
  * meter sees (reserve_a), shown in the preview; the status timing per charger kind is edited
- * with the transport's values as placeholders. "Download backup" fetches GET /api/backup;
- * "Restore from backup" sends a backup file to POST /api/restore after a confirmation, shows the
- * appliance's answer or refusal, and waits for the restart that applies it. */
+ * with the transport's values as placeholders. On a first start (commissioning mode) a note
+ * says so, the unassigned list is "discovered on the network" with "Add to the facility", and
+ * "Scan a Modbus gateway" (POST /api/meters/scan) finds the meters behind a gateway for a
+ * circuit. "Download backup" fetches GET /api/backup; "Restore from backup" sends a backup file
+ * to POST /api/restore after a confirmation, shows the appliance's answer or refusal, and waits
+ * for the restart that applies it. */
 import {
   $, api, downloadText, el, errorText, facility, fmtAge, fmtKwh, loggedIn, session, setTags,
 } from "./util.js";
@@ -881,8 +884,16 @@ function unassignedBlock() {
   box.id = "cfg-unassigned";
   const list = facility.unassigned || [];
   cm.unassigned = unassignedKey(list);
-  if (!list.length) return box;
-  box.appendChild(el("p", "muted", "Devices speaking the protocol that are not configured:"));
+  if (!list.length) {
+    if (facility.commissioning)
+      box.appendChild(el("p", "muted", "Nothing discovered yet: chargers announcing on the LAN " +
+        "(paired with the facility key, see Network) and OCPP charge points that connect are " +
+        "listed here as they are heard."));
+    return box;
+  }
+  box.appendChild(el("p", "muted", facility.commissioning
+    ? "Discovered on the network, live (not in the facility yet):"
+    : "Devices speaking the protocol that are not configured:"));
   for (const d of list) {
     const row = el("div", "unassigned-row");
     const link = linkOf(d);
@@ -896,12 +907,15 @@ function unassignedBlock() {
       continue;
     }
     /* Only a LAN device can take an allocation; other links can only be a circuit's meter. */
-    if (link && link.lan) {
-      const add = el("button", "button-quiet small", "Add as charger");
+    if (link && link.lan && !cm.draft.chargers.some((c) => linkText(c) === linkText(d))) {
+      const add = el("button", "button-quiet small",
+                     facility.commissioning ? "Add to the facility" : "Add as charger");
       add.type = "button";
+      add.dataset.addLan = String(link.lan.device_id);
       add.addEventListener("click", () => {
         const c = copyCharger(cm.draft.chargers[cm.draft.chargers.length - 1] ||
-                              { node: cm.draft.nodes[0].id, wiring: "L1L2L3" });
+                              { node: cm.draft.nodes[0].id, wiring: "L1L2L3", min_a: 6,
+                                max_a: 16, failsafe_a: 6 });
         c.link = JSON.parse(JSON.stringify(link));
         cm.draft.chargers.push(c);
         markDirty();
@@ -939,7 +953,8 @@ function assignControls(link) {
   }
   /* A charger rarely hangs on the main fuse itself: offer the first sub-circuit. */
   if (cm.draft.nodes.length > 1) node.value = cm.draft.nodes[1].id;
-  const add = el("button", "button-quiet small", "Assign");
+  const add = el("button", "button-quiet small",
+                 facility.commissioning ? "Add to the facility" : "Assign");
   add.type = "button";
   add.dataset.assign = key;
   add.addEventListener("click", () => {
@@ -948,6 +963,124 @@ function assignControls(link) {
     render();
   });
   return [el("span", "muted small", "on"), node, add];
+}
+
+/* ---- "Scan a Modbus gateway" (POST /api/meters/scan) ---- */
+
+/* What the installer typed and the last answer, kept across redraws (not part of the draft). */
+const scan = { host: "", port: 502, from: 1, to: 10, result: null, busy: false };
+
+/* One unit the scan found: its map and reading, and "Use as meter of" a circuit of the draft. */
+function scanUnitRow(u, gw) {
+  const row = el("div", "unassigned-row");
+  row.dataset.scanUnit = String(u.unit);
+  const read = Array.isArray(u.line_a)
+    ? u.line_a.map((a, l) => "L" + (l + 1) + " " + (typeof a === "number" ? a.toFixed(2) + " A"
+                                                                              : "–")).join(" · ")
+    : "";
+  const what = u.map ? (u.title || u.map) + (u.maps.length > 1 ? " (also reads as " +
+    u.maps.filter((m) => m !== u.map).join(", ") + ")" : "") : "answers, but no map reads it";
+  row.append(el("span", "", "unit " + u.unit + " · " + what + (read ? " · " + read : "") +
+                (typeof u.serial === "number" ? " · serial " + u.serial : "")));
+  if (!u.map) return row;
+  const node = el("select");
+  node.dataset.scanNode = String(u.unit);
+  node.setAttribute("aria-label", "circuit for unit " + u.unit);
+  for (const n of cm.draft.nodes) {
+    const o = el("option", "", n.name || n.id);
+    o.value = n.id;
+    node.appendChild(o);
+  }
+  const use = el("button", "button-quiet small", "Use as meter");
+  use.type = "button";
+  use.dataset.scanUse = String(u.unit);
+  use.addEventListener("click", () => {
+    const n = cm.draft.nodes.find((x) => x.id === node.value);
+    if (!n) return;
+    const old = n.meter || {};
+    n.meter = { link: { modbus: { host: gw.host, port: gw.port, unit: u.unit, map: u.map,
+                                  interval_ms: 1000 } } };
+    if (old.timeout_s !== undefined) n.meter.timeout_s = old.timeout_s;
+    if (old.fallback_a !== undefined) n.meter.fallback_a = old.fallback_a;
+    markDirty();
+    render();
+  });
+  row.append(el("span", "muted small", "for"), node, use);
+  return row;
+}
+
+function scanSection() {
+  const s = el("fieldset", "cfg-section");
+  s.id = "cfg-scan";
+  s.appendChild(el("legend", "", "Scan a Modbus gateway"));
+  s.appendChild(el("p", "muted small", "Asks each unit id behind a Modbus TCP gateway (at most " +
+    "32 at once, one after the other) with every meter map, and lists the units that answered " +
+    "and the map that read them. Maps that share registers all read: check the values " +
+    "against the meter's display. Nothing is saved."));
+  const grid = el("div", "fld-grid");
+  const box = (key, type, label, placeholder) => {
+    const e = el("input");
+    e.type = type;
+    e.value = String(scan[key]);
+    if (placeholder) e.placeholder = placeholder;
+    e.dataset.scan = key;
+    e.addEventListener("input", () => {
+      scan[key] = type === "number" ? Number(e.value) : e.value.trim();
+    });
+    return fld(label, e);
+  };
+  grid.append(box("host", "text", "Gateway", "10.0.0.5"), box("port", "number", "Port"),
+              box("from", "number", "First unit"), box("to", "number", "Last unit"));
+  s.appendChild(grid);
+  const button = el("button", "button-quiet small", "Scan");
+  button.type = "button";
+  button.id = "cfg-scan-run";
+  button.disabled = scan.busy;
+  const out = el("output", "test-read-out small");
+  out.id = "cfg-scan-out";
+  out.setAttribute("aria-live", "polite");
+  const list = el("div", "scan-units");
+  list.id = "cfg-scan-units";
+  const show = () => {
+    list.replaceChildren();
+    const r = scan.result;
+    if (!r) return;
+    if (r.text) {
+      out.textContent = r.text;
+      out.className = "test-read-out small " + r.kind;
+    }
+    const [host, port] = (r.gateway || ":").split(":");
+    for (const u of r.units || []) list.appendChild(scanUnitRow(u, { host, port: Number(port) }));
+  };
+  button.addEventListener("click", () => {
+    scan.busy = true;
+    button.disabled = true;
+    out.className = "test-read-out small muted";
+    out.textContent = "Scanning… (a unit that does not answer takes a second)";
+    api("POST", "/api/meters/scan", { host: scan.host, port: scan.port,
+                                      units: [scan.from, scan.to] })
+      .then((res) => {
+        if (res.status === 200 && res.data) {
+          const d = res.data;
+          const n = d.units.length;
+          d.text = (n ? n + " unit" + (n === 1 ? "" : "s") + " answered" : "No unit answered") +
+            " (" + d.reads + " reads, " + (d.elapsed_ms / 1000).toFixed(1) + " s)" +
+            (d.ok ? "" : ": " + d.error);
+          d.kind = d.ok && n ? "ok" : "bad";
+          scan.result = d;
+        } else {
+          scan.result = { text: errorText(res), kind: "bad", units: [] };
+        }
+      }, () => (scan.result = { text: "The appliance did not answer.", kind: "bad", units: [] }))
+      .finally(() => {
+        scan.busy = false;
+        button.disabled = false;
+        show();
+      });
+  });
+  show();
+  s.append(button, out, list);
+  return s;
 }
 
 /* Redraws the unassigned list when the live one changed (a charge point connected). */
@@ -1264,7 +1397,7 @@ function render() {
     render();
   });
   chargers.appendChild(addCharger);
-  form.append(chargers, ocppSection(), tagsSection(), balancerSection(), timingSection(),
+  form.append(chargers, scanSection(), ocppSection(), tagsSection(), balancerSection(), timingSection(),
               networkSection(), mqttSection(), uplinkSection(), httpSection(), cpOptions());
   markDirty();
   window.scrollTo(0, scroll);
@@ -1373,8 +1506,10 @@ function preview() {
 }
 
 function save() {
+  const first = facility.commissioning;
   return act("PUT", "/api/config", cm.draft, () => {
-    setMessage("Saved and applied.", "ok");
+    setMessage(first ? "Saved: the facility is commissioned and balancing has started."
+                     : "Saved and applied.", "ok");
     setTags(cm.draft.tags, true);
     $("preview").hidden = true;
     load().then(() => {
@@ -1543,8 +1678,15 @@ function load() {
   }, () => setMessage("The appliance did not answer.", "bad"));
 }
 
+/* The first-start note, and the lists whose wording follows it, when that changes. */
+function onCommissioning() {
+  $("cfg-first").hidden = !facility.commissioning;
+  if (cm.draft) render();
+}
+
 function applyLock() {
   const ok = loggedIn();
+  $("cfg-first").hidden = !facility.commissioning;
   $("commission-locked").hidden = ok;
   $("commission").hidden = !ok;
   if (ok && !cm.draft) load();
@@ -1579,6 +1721,7 @@ function setup() {
   });
   session.addEventListener("change", applyLock);
   session.addEventListener("unassigned", refreshUnassigned);
+  session.addEventListener("commissioning", onCommissioning);
   cm.ready = true;
 }
 

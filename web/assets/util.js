@@ -160,6 +160,12 @@ export function setFacility(doc) {
     limit_a: n.limit_a }));
   facility.byId = new Map(facility.chargers.map((c) => [c.id, c]));
   facility.unassigned = doc.unassigned || [];
+  /* A first start: no facility saved yet (docs/state.md "commissioning"). */
+  const first = doc.commissioning === true;
+  if (first !== facility.commissioning) {
+    facility.commissioning = first;
+    session.dispatchEvent(new Event("commissioning"));
+  }
   /* The commissioning view offers newly seen devices without a reload. */
   const key = JSON.stringify(facility.unassigned.map((d) => d.link));
   if (key !== facility.unassignedKey) {
