@@ -148,6 +148,10 @@ json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
     starting(ctl, i, o);
     if (pw_ctl_override_active(pw_ctl_override_get(ctl, i)))
         json_object_set_new(o, "override", pw_statedoc_override(app, i));
+    /* An upstream CSMS's cap (OCPP local controller), apart from the operator's override. */
+    double csms = pw_ctl_csms_cap(ctl, i);
+    if (isfinite(csms))
+        json_object_set_new(o, "csms_cap_a", amps(csms));
     transport_info(app, i, link, o);
     return o;
 }
