@@ -453,8 +453,10 @@ static void test_csms_calls_down_and_answers_up(void **state)
     fr *own = cp_got(t, "SetChargingProfile"); /* the failsafe default, first of the setup */
     assert_non_null(own);
     assert_null(strstr(own->id, "csms"));
+    uint64_t results = pw_ocpp_cp_stats_get(t->cp)->results_in;
     cp_answer(t, own->id, json_pack("{s:s}", "status", "Accepted"));
     assert_int_equal(t->n_up, before + 1);
+    assert_int_equal(pw_ocpp_cp_stats_get(t->cp)->results_in, results + 1); /* phasewise's */
     /* A key phasewise sets itself is refused, not forwarded. */
     size_t n_cp = t->n_cp;
     csms_call(t, "ab-2", "ChangeConfiguration",
