@@ -1631,7 +1631,8 @@ static void parse_charger(ctx *c, const json_t *ch, pw_cfg *cfg, size_t i)
 static void parse_ocpp_cp(ctx *c, const json_t *v, pw_cfg_ocpp_cp *out)
 {
     /* "password" is listed to be refused with a message, not as unknown. */
-    static const char *const keys[] = {"id", "password_hash", "quirks", "password", NULL};
+    static const char *const keys[] = {"id",       "password_hash",     "quirks",
+                                       "password", "upstream_password", NULL};
     if (!json_is_object(v)) {
         add_error(c, NULL,
                   "must be an object: {\"id\": \"CP-17\", \"password_hash\": \"sha256:...\", "
@@ -1655,6 +1656,21 @@ static void parse_ocpp_cp(ctx *c, const json_t *v, pw_cfg_ocpp_cp *out)
         add_error(c, "id",
                   "has a ':', which HTTP Basic authentication cannot carry in a user name: a "
                   "charge point with a password needs an id without ':'");
+    if (get_string(c, v, "upstream_password", out->upstream_password,
+                   sizeof out->upstream_password) &&
+        *out->upstream_password) {
+        bool printable = true;
+        for (const char *p = out->upstream_password; *p; p++)
+            printable = printable && *p >= ' ' && *p <= '~';
+        if (!printable)
+            add_error(
+                c, "upstream_password",
+                "must be printable ASCII (the CSMS's AuthorizationKey for this charge point)");
+        else if (id_ok && strchr(out->id, ':'))
+            add_error(c, "id",
+                      "has a ':', which HTTP Basic authentication cannot carry in a user name: a "
+                      "charge point with an upstream password needs an id without ':'");
+    }
     if (get_string(c, v, "quirks", out->quirks, sizeof out->quirks) && *out->quirks &&
         find_name(ocpp_quirks, out->quirks) < 0) {
         char names[96] = "";
@@ -1692,13 +1708,52 @@ static void index_charge_points(ctx *c, pw_cfg_ocpp *o)
         qsort(o->charge_points, n, sizeof *o->charge_points, ocpp_cp_cmp);
 }
 
+/* "upstream": {"url", "ca_file", "authorize"}: the local controller's CSMS; no url: off. */
+static void parse_ocpp_upstream(ctx *c, const json_t *v, pw_cfg_ocpp_upstream *out)
+{
+    static const char *const keys[] = {"url", "ca_file", "authorize", NULL};
+    push_path(c, "upstream", -1);
+    if (!json_is_object(v)) {
+        add_error(c, NULL,
+                  "must be an object: {\"url\": \"ws://10.0.0.5:9000/ocpp\", \"authorize\": "
+                  "\"charge_point\"}");
+        pop_path(c);
+        return;
+    }
+    check_keys(c, v, keys);
+    if (get_string(c, v, "url", out->url, sizeof out->url) && *out->url) {
+        bool wss = strncmp(out->url, "wss://", 6) == 0;
+        const char *host = wss ? out->url + 6 : out->url + 5;
+        bool ok = wss || strncmp(out->url, "ws://", 5) == 0;
+        for (const char *p = out->url; ok && *p; p++)
+            ok = *p > ' ' && *p <= '~';
+        if (!ok || !*host || *host == '/' || *host == ':')
+            add_error(c, "url",
+                      "must be the CSMS's ws:// or wss:// URL without the charge point id, e.g. "
+                      "ws://10.0.0.5:9000/ocpp (a numeric address: a host name is resolved "
+                      "while everything waits), or \"\" for none");
+    }
+    if (get_string(c, v, "ca_file", out->ca_file, sizeof out->ca_file) && *out->ca_file &&
+        strncmp(out->url, "wss://", 6) != 0)
+        add_error(c, "ca_file", "is only used with a wss:// url");
+    json_t *auth = json_object_get(v, "authorize");
+    if (auth && (!json_is_string(auth) || (strcmp(json_string_value(auth), "local") != 0 &&
+                                           strcmp(json_string_value(auth), "charge_point") != 0)))
+        add_error(c, "authorize",
+                  "must be \"local\" (the tags in \"tags\") or \"charge_point\" (the "
+                  "charger's own authorization list and cache)");
+    else if (auth)
+        out->authorize_local = strcmp(json_string_value(auth), "local") == 0;
+    pop_path(c);
+}
+
 /* "ocpp": the OCPP 1.6J central system. Present: on (the listener on 127.0.0.1:8887 unless
  * "listen" says otherwise); absent: off. */
 static void parse_ocpp(ctx *c, const json_t *v, pw_cfg_ocpp *o)
 {
     static const char *const keys[] = {
         "listen",       "tls",       "meter_interval_s", "heartbeat_s", "min_interval_s",
-        "daily_writes", "authorize", "charge_points",    NULL};
+        "daily_writes", "authorize", "charge_points",    "upstream",    NULL};
     push_path(c, "ocpp", -1);
     if (!json_is_object(v)) {
         add_error(c, NULL,
@@ -1735,6 +1790,9 @@ static void parse_ocpp(ctx *c, const json_t *v, pw_cfg_ocpp *o)
                   "tag)");
     else if (auth)
         o->local_authorize = strcmp(json_string_value(auth), "local_list") == 0;
+
+    if (json_object_get(v, "upstream"))
+        parse_ocpp_upstream(c, json_object_get(v, "upstream"), &o->upstream);
 
     json_t *cps = json_object_get(v, "charge_points");
     if (cps && !json_is_array(cps))
@@ -2368,6 +2426,8 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
                 json_object_set_new(o, "password_hash", json_string(cp->password_hash));
             if (*cp->quirks)
                 json_object_set_new(o, "quirks", json_string(cp->quirks));
+            if (*cp->upstream_password)
+                json_object_set_new(o, "upstream_password", json_string(cp->upstream_password));
             json_array_append_new(cps, o);
         }
         json_object_set_new(
@@ -2377,6 +2437,11 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
                       (json_int_t)oc->heartbeat_s, "min_interval_s", (json_int_t)oc->min_interval_s,
                       "daily_writes", (json_int_t)oc->daily_writes, "authorize",
                       oc->local_authorize ? "local_list" : "accept", "charge_points", cps));
+        if (*oc->upstream.url)
+            json_object_set_new(json_object_get(root, "ocpp"), "upstream",
+                                json_pack("{s:s, s:s, s:s}", "url", oc->upstream.url, "ca_file",
+                                          oc->upstream.ca_file, "authorize",
+                                          oc->upstream.authorize_local ? "local" : "charge_point"));
     }
     json_object_set_new(
         root, "balancer",

@@ -147,7 +147,21 @@ typedef struct pw_cfg_ocpp_cp {
      * "" = none required (profile 0, trusted LAN). The file never holds the password itself. */
     char password_hash[112];
     char quirks[24]; /* a quirk table entry overriding the vendor/model choice; "" = automatic */
+    /* The HTTP Basic password phasewise sends the upstream CSMS for this charge point (local
+     * controller; user = the charge point's id). Kept as given, since it is sent, like
+     * mqtt.password; GET /api/config never shows it. "" = none. */
+    char upstream_password[64];
 } pw_cfg_ocpp_cp;
+
+/* The OCPP local controller: an operator's CSMS that phasewise connects to on behalf of each
+ * assigned charge point (off when url is ""). */
+typedef struct pw_cfg_ocpp_upstream {
+    char url[256];        /* "ws://10.0.0.5:9000/ocpp": the charge point's id is appended */
+    char ca_file[256];    /* wss://: PEM CA to check the CSMS with; "" = the system's */
+    bool authorize_local; /* "authorize": "local": phasewise answers Authorize from "tags";
+                             "charge_point" (false): Accepted, the charger's own authorization
+                             list and cache decide */
+} pw_cfg_ocpp_upstream;
 
 /* The OCPP 1.6J central system (off when listen_port is 0). */
 typedef struct pw_cfg_ocpp {
@@ -162,6 +176,7 @@ typedef struct pw_cfg_ocpp {
                                       false: every tag Accepted */
     pw_cfg_ocpp_cp *charge_points; /* n_charge_points, sorted by id (pw_cfg_ocpp_cp_find) */
     size_t n_charge_points;
+    pw_cfg_ocpp_upstream upstream;
 } pw_cfg_ocpp;
 
 /* An RFID tag (OCPP idTag) and who it belongs to: a person or a car. OCPP 1.6 compares idTags

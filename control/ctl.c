@@ -56,6 +56,7 @@ struct pw_ctl {
     uint64_t last_reject_event;
     pw_ctl_stats stats;
     pw_ctl_override *ovr;     /* per charger: the operator's overrides */
+    double *csms_cap;         /* per charger: an upstream CSMS's cap (INFINITY: none) */
     pw_ctl_facility_limit fl; /* the operator's facility limit */
 };
 
@@ -472,6 +473,8 @@ static void push_override(pw_ctl *c, size_t i)
 {
     const pw_ctl_override *o = &c->ovr[i];
     double cap = o->paused ? 0 : o->has_max ? o->max_a : INFINITY;
+    /* The CSMS's cap is independent of the operator's: the smaller holds. */
+    cap = fmin(cap, c->csms_cap[i]);
     pw_bal_set_override(c->bal, i, cap,
                         o->has_priority ? o->priority : c->cfg->chargers[i].priority);
 }
@@ -501,6 +504,25 @@ int pw_ctl_set_override(pw_ctl *c, size_t i, const pw_ctl_override *o, uint64_t 
 const pw_ctl_override *pw_ctl_override_get(const pw_ctl *c, size_t i)
 {
     return &c->ovr[i];
+}
+
+int pw_ctl_set_csms_cap(pw_ctl *c, size_t i, double cap_a, uint64_t now)
+{
+    note_time(c, now);
+    if (i >= c->cfg->n_chargers)
+        return -1;
+    double cap = isnan(cap_a) ? INFINITY : cap_a < 0 ? 0 : cap_a;
+    if (cap == c->csms_cap[i])
+        return 0;
+    c->csms_cap[i] = cap;
+    push_override(c, i);
+    request_run(c, now);
+    return 0;
+}
+
+double pw_ctl_csms_cap(const pw_ctl *c, size_t i)
+{
+    return i < c->cfg->n_chargers ? c->csms_cap[i] : INFINITY;
 }
 
 int pw_ctl_set_facility_limit(pw_ctl *c, const double *limit_a, uint64_t until_ms,
@@ -796,6 +818,9 @@ static void size_for(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing)
     c->meter = pw_xcalloc(cfg->n_nodes + 1, sizeof *c->meter);
     c->meter_seq = pw_xcalloc(cfg->n_nodes + 1, sizeof *c->meter_seq);
     c->ovr = pw_xcalloc(n, sizeof *c->ovr);
+    c->csms_cap = pw_xcalloc(n, sizeof *c->csms_cap);
+    for (size_t i = 0; i < n; i++)
+        c->csms_cap[i] = INFINITY;
     for (size_t i = 0; i < cfg->n_chargers; i++) {
         c->sent[i].limit_a = -1;
         c->ch[i].loss_pct = -1;
@@ -817,6 +842,7 @@ static void release(pw_ctl *c)
     free(c->meter);
     free(c->meter_seq);
     free(c->ovr);
+    free(c->csms_cap);
 }
 
 pw_ctl *pw_ctl_new(const pw_cfg *cfg, const pw_bal_timing *timing, const pw_ctl_sink *sink)
@@ -900,6 +926,7 @@ void pw_ctl_set_config(pw_ctl *c, const pw_cfg *cfg, const pw_bal_timing *timing
         c->ch[i] = old.ch[j];
         c->sent[i] = old.sent[j];
         c->ovr[i] = old.ovr[j];
+        c->csms_cap[i] = old.csms_cap[j];
         stays[j] = true;
         push_override(c, i);
         /* Replay the latest report so the new balancer starts from what is known. */

@@ -217,6 +217,13 @@ bool pw_ctl_override_active(const pw_ctl_override *o);
 int pw_ctl_set_override(pw_ctl *c, size_t charger, const pw_ctl_override *o, uint64_t now);
 /* Charger's override (all false when none); borrowed until the next set_config. */
 const pw_ctl_override *pw_ctl_override_get(const pw_ctl *c, size_t charger);
+/* An upstream CSMS's cap on charger (OCPP local controller: its charging profiles become
+ * this), apart from the operator's override so that neither hides the other: the balancer gets
+ * the smaller. INFINITY or NaN: none; negative counts as 0. Asks for a run when it changes;
+ * kept across pw_ctl_set_config while the charger stays. Returns -1 for an index out of range. */
+int pw_ctl_set_csms_cap(pw_ctl *c, size_t charger, double cap_a, uint64_t now);
+/* The CSMS's cap in force (INFINITY: none). */
+double pw_ctl_csms_cap(const pw_ctl *c, size_t charger);
 /* Sets the facility limit (limit_a: per line, finite, >= 0) until until_ms (> now), or clears it
  * (limit_a NULL), and asks for a run now. The core's deadline includes its end; the run at or
  * after until_ms drops it and logs a "command" event. Kept across pw_ctl_set_config. Returns -1

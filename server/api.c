@@ -66,6 +66,10 @@ static void hide_charge_point_passwords(json_t *doc)
         const char *hash = json_string_value(json_object_get(cp, "password_hash"));
         json_object_set_new(cp, "password_set", json_boolean(hash && hash[0]));
         json_object_set_new(cp, "password_hash", json_null());
+        /* The upstream CSMS's password is kept as given (it is sent): never shown either. */
+        const char *up = json_string_value(json_object_get(cp, "upstream_password"));
+        json_object_set_new(cp, "upstream_password_set", json_boolean(up && up[0]));
+        json_object_set_new(cp, "upstream_password", json_null());
     }
 }
 
@@ -77,6 +81,14 @@ static void keep_charge_point_password(const pw_app *app, json_t *cp)
     json_object_del(cp, "password_set");
     json_t *pw = json_object_get(cp, "password");
     const char *id = json_string_value(json_object_get(cp, "id"));
+    /* The upstream password: null or absent keeps the saved one, a string replaces it. */
+    json_object_del(cp, "upstream_password_set");
+    json_t *up = json_object_get(cp, "upstream_password");
+    if (!up || json_is_null(up)) {
+        const pw_cfg_ocpp_cp *saved = id ? pw_cfg_ocpp_cp_find(app->cfg, id) : NULL;
+        json_object_set_new(cp, "upstream_password",
+                            json_string(saved ? saved->upstream_password : ""));
+    }
     if (json_is_string(pw)) {
         const char *text = json_string_value(pw);
         uint8_t salt[16];

@@ -61,6 +61,8 @@ static void transport_info(const pw_app *app, size_t i, const pw_cfg_link *link,
             "measurands", device_text(ti.measurands, sizeof ti.measurands), "tx_id",
             device_text(ti.tx_id, sizeof ti.tx_id), "id_tag",
             device_text(ti.id_tag, sizeof ti.id_tag), "writes_today", (json_int_t)ti.writes_today);
+        if (ti.upstream[0])
+            json_object_set_new(d, "upstream", json_string(ti.upstream));
         json_object_set_new(o, t->ops->name, d);
     }
 }
@@ -148,6 +150,10 @@ json_t *pw_statedoc_charger(const pw_app *app, size_t i, uint64_t now)
     starting(ctl, i, o);
     if (pw_ctl_override_active(pw_ctl_override_get(ctl, i)))
         json_object_set_new(o, "override", pw_statedoc_override(app, i));
+    /* An upstream CSMS's cap (OCPP local controller), apart from the operator's override. */
+    double csms = pw_ctl_csms_cap(ctl, i);
+    if (isfinite(csms))
+        json_object_set_new(o, "csms_cap_a", amps(csms));
     transport_info(app, i, link, o);
     return o;
 }

@@ -1,13 +1,21 @@
 /* The OCPP 1.6J transport: phasewise as the central system of charge points that connect over
  * WebSocket (web/pw_web_ws.h). Each connection runs one pw_ocpp_cp, the pure conversation of
  * ocpp/; this file matches identities to the config's chargers, checks passwords at the
- * upgrade, turns connector states into core reports and hands the core's limits over. */
+ * upgrade, turns connector states into core reports and hands the core's limits over.
+ *
+ * As a local controller (ocpp.upstream.url set) it also opens, for each connected assigned
+ * charge point, a WebSocket client to the operator's CSMS under the charge point's identity,
+ * and lets the pure relay (ocpp/pw_ocpp_relay.h, one per charge point id, kept across its
+ * reconnects) decide what goes up, what comes down and which CSMS profile becomes a cap in the
+ * core. The upstream reconnects with a backoff and never holds local control up. */
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pw_ocpp_cp.h"
+#include "pw_ocpp_relay.h"
 #include "pw_transport.h"
 #include "pw_util.h"
 #include "pw_web_ws.h"
@@ -23,11 +31,33 @@ typedef struct station {
     struct conn *live;
 } station;
 
+/* The relay of one charge point id (local controller), kept across its connections. */
+typedef struct rel {
+    struct ocpp *o;
+    char id[PW_CFG_CP_ID_LEN];
+    pw_ocpp_relay *r;
+    struct conn *live; /* the charge point's connection now, or NULL */
+    struct rel *next;
+} rel;
+
+/* One upstream client connection; freed in its closed callback (it may outlive its conn). */
+typedef struct upl {
+    struct conn *c; /* NULL once the charge point's connection is gone */
+    pw_web_ws *ws;
+    bool open;
+} upl;
+
 /* One WebSocket connection and its conversation. */
 typedef struct conn {
     struct ocpp *o;
     pw_web_ws *ws;
     pw_ocpp_cp *cp;
+    rel *rel;               /* local controller: the relay; NULL when there is no upstream */
+    upl *up;                /* the upstream client now, or NULL (waiting for up_retry_at) */
+    uint64_t up_retry_at;   /* when to connect upstream again */
+    uint32_t up_backoff_ms; /* doubles per failure, 1 s .. 60 s */
+    char up_url[320];       /* the URL the upstream client uses */
+    char up_why[64];        /* why the upstream is down, for the state document */
     char id[PW_CFG_CP_ID_LEN];
     char address[80]; /* "charge point CP-17 (127.0.0.1)" */
     station *st;      /* NULL: not in the config (unassigned) */
@@ -48,6 +78,7 @@ typedef struct ocpp {
     bool timer_open;
     pw_transport_stats st;
     uint64_t tx_seq; /* transaction ids, unique over every charge point */
+    rel *relays;     /* local controller: one per charge point id seen */
 } ocpp;
 
 static int station_cmp(const void *a, const void *b)
@@ -172,6 +203,8 @@ static void report_all(conn *c, uint64_t now)
 static void sink_send(void *ud, const char *text, size_t len)
 {
     conn *c = ud;
+    if (c->rel) /* it reads phasewise's transaction ids from the answers */
+        pw_ocpp_relay_local_to_cp(c->rel->r, text, len);
     if (c->ws && pw_web_ws_send(c->ws, text, len) == 0)
         c->o->st.tx++;
     else
@@ -216,7 +249,10 @@ static void sink_evse(void *ud, int connector, const pw_ocpp_evse *e)
 static enum pw_ocpp_answer sink_authorize(void *ud, const char *id_tag)
 {
     const conn *c = ud;
-    if (!c->o->cfg->ocpp.local_authorize)
+    const pw_cfg_ocpp *oc = &c->o->cfg->ocpp;
+    /* A local controller: the tag list, or the charger's own list and cache. */
+    bool local = oc->upstream.url[0] ? oc->upstream.authorize_local : oc->local_authorize;
+    if (!local)
         return PW_OCPP_ACCEPTED;
     return pw_cfg_tag_find(c->o->cfg, id_tag) ? PW_OCPP_ACCEPTED : PW_OCPP_INVALID;
 }
@@ -234,11 +270,202 @@ static void sink_rejected(void *ud, const char *reason, const char *text)
     pw_ctl_rejected(c->o->env.ctl, "ocpp", reason, text);
 }
 
-/* ---- connections -------------------------------------------------------------------------------
+/* ---- the local controller: relays and upstream clients ------------------------------------------
  */
 
 static void arm_timer(ocpp *o);
-static void arm_timer_for(ocpp *o, const conn *c);
+static void arm_timer_for(ocpp *o, const struct conn *c);
+
+static bool upstream_on(const ocpp *o)
+{
+    return o->cfg->ocpp.upstream.url[0] != '\0';
+}
+
+static void rel_to_cp(void *ud, const char *text, size_t len)
+{
+    rel *r = ud;
+    if (r->live && r->live->ws && pw_web_ws_send(r->live->ws, text, len) == 0)
+        r->o->st.tx++;
+    else
+        r->o->st.tx_errors++;
+}
+
+static void rel_to_csms(void *ud, const char *text, size_t len)
+{
+    rel *r = ud;
+    upl *u = r->live ? r->live->up : NULL;
+    if (u && u->open && pw_web_ws_send(u->ws, text, len) == 0)
+        r->o->st.tx++;
+    else
+        r->o->st.tx_errors++;
+}
+
+/* A CSMS profile's cap on a connector goes to the core as the charger's CSMS cap. */
+static void rel_cap(void *ud, int connector, double cap_a)
+{
+    rel *r = ud;
+    const station *s = station_find(r->o, r->id);
+    for (size_t k = 0; s && k < s->n; k++)
+        if (s->connector[k] == connector) {
+            pw_ctl_set_csms_cap(r->o->env.ctl, s->charger[k], cap_a, uv_now(r->o->env.loop));
+            pw_info("ocpp", "charge point %s connector %d: the CSMS's cap is %s%.1f A", r->id,
+                    connector, isinf(cap_a) ? "none, was " : "", isinf(cap_a) ? 0.0 : cap_a);
+        }
+}
+
+static void rel_dropped(void *ud, const char *reason, const char *detail)
+{
+    const rel *r = ud;
+    if (strcmp(reason, "upstream_down") != 0) /* one per message while down: not logged */
+        pw_info("ocpp", "charge point %s, upstream: %s (%s)", r->id, detail, reason);
+}
+
+static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
+{
+    pw_ocpp_relay_default_opts(out);
+    for (size_t k = 0; s && k < s->n; k++) {
+        out->connectors[out->n_connectors] = s->connector[k];
+        out->max_a[out->n_connectors++] = o->cfg->chargers[s->charger[k]].max_a;
+    }
+}
+
+/* The relay of a charge point id, made on first use. */
+static rel *rel_get(ocpp *o, const station *s)
+{
+    for (rel *r = o->relays; r; r = r->next)
+        if (strcmp(r->id, s->id) == 0)
+            return r;
+    rel *r = pw_xcalloc(1, sizeof *r);
+    r->o = o;
+    pw_strlcpy(r->id, s->id, sizeof r->id);
+    pw_ocpp_relay_opts ro;
+    relay_opts(o, s, &ro);
+    r->r = pw_ocpp_relay_new(&ro, &(pw_ocpp_relay_sink){.ud = r,
+                                                        .to_cp = rel_to_cp,
+                                                        .to_csms = rel_to_csms,
+                                                        .cap = rel_cap,
+                                                        .dropped = rel_dropped});
+    r->next = o->relays;
+    o->relays = r;
+    return r;
+}
+
+static void up_open(void *ud, void *conn_ud, pw_web_ws *ws)
+{
+    (void)ud;
+    upl *u = conn_ud;
+    u->open = true;
+    u->ws = ws; /* a client's handle comes with its opening */
+    conn *c = u->c;
+    if (!c) { /* the charge point went while this was connecting */
+        pw_web_ws_close(ws, 1000, "the charge point disconnected");
+        return;
+    }
+    c->up_backoff_ms = 0;
+    c->up_why[0] = '\0';
+    pw_info("ocpp", "%s: upstream connected to %s", c->address, c->up_url);
+    pw_ocpp_relay_upstream(c->rel->r, true, uv_now(c->o->env.loop));
+    arm_timer_for(c->o, c);
+}
+
+static void up_message(void *ud, void *conn_ud, const char *text, size_t len)
+{
+    (void)ud;
+    upl *u = conn_ud;
+    conn *c = u->c;
+    if (!c || !c->rel)
+        return;
+    c->o->st.rx++;
+    pw_ocpp_relay_from_csms(c->rel->r, text, len, uv_now(c->o->env.loop), pw_wall_ms());
+    arm_timer_for(c->o, c);
+}
+
+static void up_closed(void *ud, void *conn_ud, const char *why)
+{
+    (void)ud;
+    upl *u = conn_ud;
+    conn *c = u->c;
+    free(u);
+    if (!c)
+        return;
+    c->up = NULL;
+    uint64_t now = uv_now(c->o->env.loop);
+    c->up_backoff_ms = c->up_backoff_ms ? c->up_backoff_ms * 2 : 1000;
+    if (c->up_backoff_ms > 60000)
+        c->up_backoff_ms = 60000;
+    c->up_retry_at = now + c->up_backoff_ms;
+    snprintf(c->up_why, sizeof c->up_why, "down: %s", why);
+    pw_info("ocpp", "%s: upstream down (%s); again in %u s", c->address, why,
+            c->up_backoff_ms / 1000);
+    pw_ocpp_relay_upstream(c->rel->r, false, now);
+    arm_timer(c->o);
+}
+
+/* The CSMS URL for a charge point: the configured one with its identity appended. */
+static void up_url_for(const pw_cfg *cfg, const char *id, char out[320])
+{
+    const char *base = cfg->ocpp.upstream.url;
+    size_t n = pw_strlcpy(out, base, 320);
+    if (n && n < 319 && base[n - 1] != '/')
+        out[n++] = '/', out[n] = '\0';
+    if (n < 320)
+        pw_strlcpy(out + n, id, 320 - n);
+}
+
+/* Opens the charge point's upstream connection, under its identity and password. */
+static void up_connect(conn *c)
+{
+    ocpp *o = c->o;
+    const pw_cfg_ocpp_upstream *up = &o->cfg->ocpp.upstream;
+    up_url_for(o->cfg, c->id, c->up_url);
+    const pw_cfg_ocpp_cp *cc = pw_cfg_ocpp_cp_find(o->cfg, c->id);
+    upl *u = pw_xcalloc(1, sizeof *u);
+    u->c = c;
+    u->ws = NULL;
+    pw_web_ws_client_opts co = {
+        .url = c->up_url,
+        .subprotocol = PW_OCPP_SUBPROTOCOL,
+        .user = cc && cc->upstream_password[0] ? c->id : NULL,
+        .password = cc && cc->upstream_password[0] ? cc->upstream_password : NULL,
+        .ca_file = up->ca_file[0] ? up->ca_file : NULL,
+        .limits = {.max_message = PW_OCPP_MAX_FRAME},
+        .handlers = {.ud = o, .open = up_open, .message = up_message, .closed = up_closed},
+        .conn_ud = u};
+    char err[200];
+    c->up = u; /* open or closed follow on later loop turns */
+    if (!o->env.web || pw_web_ws_connect(o->env.web, &co, err, sizeof err) != 0) {
+        c->up = NULL;
+        free(u);
+        c->up_backoff_ms = c->up_backoff_ms ? c->up_backoff_ms * 2 : 1000;
+        if (c->up_backoff_ms > 60000)
+            c->up_backoff_ms = 60000;
+        c->up_retry_at = uv_now(o->env.loop) + c->up_backoff_ms;
+        snprintf(c->up_why, sizeof c->up_why, "down: %.50s", o->env.web ? err : "no web front");
+        pw_warn("ocpp", "%s: upstream %s: %s", c->address, c->up_url, c->up_why);
+        return;
+    }
+    snprintf(c->up_why, sizeof c->up_why, "connecting");
+}
+
+/* The charge point's connection is gone: so is its upstream one (the relay stays). */
+static void up_drop(conn *c)
+{
+    if (c->up) {
+        c->up->c = NULL;
+        if (c->up->ws)
+            pw_web_ws_close(c->up->ws, 1000, "the charge point disconnected");
+        c->up = NULL;
+    }
+    if (c->rel && c->rel->live == c) { /* not a connection replaced already */
+        pw_ocpp_relay_cp_gone(c->rel->r);
+        pw_ocpp_relay_upstream(c->rel->r, false, uv_now(c->o->env.loop));
+        c->rel->live = NULL;
+    }
+    c->rel = NULL;
+}
+
+/* ---- connections -------------------------------------------------------------------------------
+ */
 
 static bool identity_ok(const char *id)
 {
@@ -298,7 +525,13 @@ static enum pw_web_ws_verdict on_accept(void *ud, const pw_web_ws_hello *h, pw_w
         /* A charge point that reconnects before its old connection is noticed dead. */
         if (s->live && s->live->ws)
             pw_web_ws_close(s->live->ws, 1000, "replaced by a new connection");
+        if (s->live)
+            up_drop(s->live);
         s->live = c;
+        if (upstream_on(o)) {
+            c->rel = rel_get(o, s);
+            c->rel->live = c;
+        }
     } else {
         o->n_unassigned++;
         pw_cfg_link link = {.kind = PW_CFG_LINK_OCPP, .connector = 1};
@@ -321,6 +554,8 @@ static enum pw_web_ws_verdict on_accept(void *ud, const pw_web_ws_hello *h, pw_w
     o->conns = c;
     c->reported_ms = now;
     *conn_ud = c;
+    if (c->rel)
+        up_connect(c);
     pw_info("ocpp", "%s connected%s", c->address, s ? "" : " (not assigned to a charger)");
     arm_timer(o);
     return PW_WEB_WS_ACCEPT;
@@ -332,7 +567,9 @@ static void on_message(void *ud, void *conn_ud, const char *text, size_t len)
     conn *c = conn_ud;
     o->st.rx++;
     uint64_t now = uv_now(o->env.loop);
-    if (pw_ocpp_cp_receive(c->cp, text, len, now, pw_wall_ms()) != 0 && c->ws) {
+    if (c->rel && pw_ocpp_relay_from_cp(c->rel->r, text, len, now) == PW_OCPP_RELAY_TAKEN) {
+        o->st.rx_accepted++; /* an answer to a CSMS call: sent up */
+    } else if (pw_ocpp_cp_receive(c->cp, text, len, now, pw_wall_ms()) != 0 && c->ws) {
         pw_warn("ocpp", "%s: closing a connection that floods us with calls", c->address);
         pw_web_ws_close(c->ws, 1008, "too many calls");
     } else {
@@ -346,6 +583,7 @@ static void on_closed(void *ud, void *conn_ud, const char *why)
     ocpp *o = ud;
     conn *c = conn_ud;
     pw_info("ocpp", "%s disconnected: %s", c->address, why);
+    up_drop(c);
     if (c->st && c->st->live == c)
         c->st->live = NULL;
     if (!c->st)
@@ -376,10 +614,27 @@ static void on_timer(uv_timer_t *t)
     for (conn *c = o->conns; c; c = c->next) {
         if (pw_ocpp_cp_next_deadline(c->cp) <= now)
             pw_ocpp_cp_poll(c->cp, now, wall);
+        if (c->rel && pw_ocpp_relay_next_deadline(c->rel->r) <= now)
+            pw_ocpp_relay_poll(c->rel->r, now);
+        if (c->rel && !c->up && c->up_retry_at <= now)
+            up_connect(c);
         if (now - c->reported_ms >= report_every(o))
             report_all(c, now);
     }
     arm_timer(o);
+}
+
+/* A connection's earliest deadline: its conversation's, its relay's, its upstream retry. */
+static uint64_t conn_deadline(const conn *c)
+{
+    uint64_t d = pw_ocpp_cp_next_deadline(c->cp);
+    if (c->rel) {
+        uint64_t r = pw_ocpp_relay_next_deadline(c->rel->r);
+        d = r < d ? r : d;
+        if (!c->up && c->up_retry_at < d)
+            d = c->up_retry_at;
+    }
+    return d;
 }
 
 static void arm_timer(ocpp *o)
@@ -388,7 +643,7 @@ static void arm_timer(ocpp *o)
         return;
     uint64_t now = uv_now(o->env.loop), next = UINT64_MAX;
     for (const conn *c = o->conns; c; c = c->next) {
-        uint64_t d = pw_ocpp_cp_next_deadline(c->cp), r = c->reported_ms + report_every(o);
+        uint64_t d = conn_deadline(c), r = c->reported_ms + report_every(o);
         next = d < next ? d : next;
         next = r < next ? r : next;
     }
@@ -404,7 +659,7 @@ static void arm_timer_for(ocpp *o, const conn *c)
 {
     if (!o->timer_open)
         return;
-    uint64_t now = uv_now(o->env.loop), next = pw_ocpp_cp_next_deadline(c->cp);
+    uint64_t now = uv_now(o->env.loop), next = conn_deadline(c);
     uint64_t r = c->reported_ms + report_every(o);
     next = r < next ? r : next;
     if (next == UINT64_MAX)
@@ -460,12 +715,28 @@ static void build_stations(ocpp *o, const pw_cfg *cfg)
     /* Connections open now belong to the new stations (or none). */
     o->n_unassigned = 0;
     uint64_t now = uv_now(o->env.loop);
+    for (rel *r = o->relays; r; r = r->next) {
+        pw_ocpp_relay_opts ro;
+        relay_opts(o, station_find(o, r->id), &ro);
+        pw_ocpp_relay_reconfigure(r->r, &ro);
+    }
     for (conn *c = o->conns; c; c = c->next) {
         c->st = station_find(o, c->id);
         if (c->st)
             c->st->live = c;
         else
             o->n_unassigned++;
+        /* The upstream follows the config: on, off, or another URL (connects again). */
+        char url[sizeof c->up_url];
+        up_url_for(cfg, c->id, url);
+        bool on = cfg->ocpp.upstream.url[0] != '\0';
+        if (c->rel && (!c->st || !on || strcmp(url, c->up_url) != 0))
+            up_drop(c);
+        if (!c->rel && c->st && on && o->timer_open) {
+            c->rel = rel_get(o, c->st);
+            c->rel->live = c;
+            c->up_retry_at = 0; /* at the next timer */
+        }
         pw_ocpp_cp_opts opts;
         cp_opts(o, c->st, &opts);
         pw_ocpp_cp_reconfigure(c->cp, &opts, now);
@@ -586,6 +857,12 @@ static int ocpp_charger_info(const pw_transport *t, size_t charger, pw_transport
     pw_strlcpy(out->model, b->model, sizeof out->model);
     pw_strlcpy(out->firmware, b->firmware, sizeof out->firmware);
     out->default_profile = pw_ocpp_cp_default_installed(c->cp);
+    if (c->rel)
+        pw_strlcpy(out->upstream,
+                   pw_ocpp_relay_is_up(c->rel->r) ? "connected"
+                   : c->up_why[0]                 ? c->up_why
+                                                  : "down",
+                   sizeof out->upstream);
     pw_strlcpy(out->measurands, pw_ocpp_cp_measurands(c->cp), sizeof out->measurands);
     const pw_ocpp_evse *e = pw_ocpp_cp_evse(c->cp, l->connector);
     if (e) {
@@ -600,6 +877,12 @@ static int ocpp_charger_info(const pw_transport *t, size_t charger, pw_transport
 
 static void free_ocpp(ocpp *o)
 {
+    while (o->relays) {
+        rel *r = o->relays;
+        o->relays = r->next;
+        pw_ocpp_relay_free(r->r);
+        free(r);
+    }
     free(o->stations);
     free(o);
 }

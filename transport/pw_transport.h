@@ -76,6 +76,9 @@ typedef struct pw_transport_charger_info {
     char measurands[128];
     char tx_id[24], id_tag[24];
     uint32_t writes_today;
+    /* Local controller: the upstream CSMS link, "connected", "connecting" or why it is down;
+     * "" without an upstream. */
+    char upstream[64];
 } pw_transport_charger_info;
 
 typedef void (*pw_transport_test_done)(void *ud, const pw_transport_test_result *r);

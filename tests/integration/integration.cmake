@@ -163,3 +163,11 @@ add_test(NAME first_start
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/first_start.py
                  --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
 set_tests_properties(first_start PROPERTIES LABELS "integration" TIMEOUT 90)
+# OCPP local controller (issue 14, first part): ocpp-rpc's server as the operator's CSMS and its
+# client as two charge points, strict mode both sides, phasewise between them: boot, statuses and
+# a transaction reach the CSMS under its ids; its calls reach the charge point; its profile is a
+# cap in the balancer, never a profile on the charger; with the CSMS away local control goes on.
+add_test(NAME ocpp_local_ctl
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_local_ctl.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(ocpp_local_ctl PROPERTIES LABELS "integration" TIMEOUT 90 SKIP_RETURN_CODE 77)

@@ -1586,6 +1586,66 @@ static const char *with_cps(const char *cps)
 
 #define CP0 "ocpp.charge_points[0]."
 
+/* ocpp.upstream: the local controller's CSMS, its validation by field, and the upstream
+ * passwords kept as given; both written back by pw_cfg_to_json and read again the same. */
+static void test_ocpp_upstream(void **state)
+{
+    (void)state;
+    pw_cfg *cfg = parse_ok(
+        ocpp_facility(",'ocpp':{'upstream':{'url':'ws://10.0.0.5:9000/ocpp','authorize':'local'},"
+                      "'charge_points':[{'id':'CP-17','upstream_password':'key with: colon'}]}",
+                      C1));
+    assert_string_equal(cfg->ocpp.upstream.url, "ws://10.0.0.5:9000/ocpp");
+    assert_true(cfg->ocpp.upstream.authorize_local);
+    assert_string_equal(pw_cfg_ocpp_cp_find(cfg, "CP-17")->upstream_password, "key with: colon");
+    json_t *j = pw_cfg_to_json(cfg);
+    char *text = json_dumps(j, JSON_COMPACT);
+    pw_cfg *back = parse_ok(text);
+    json_t *j2 = pw_cfg_to_json(back);
+    assert_true(json_equal(j, j2));
+    assert_string_equal(back->ocpp.upstream.url, "ws://10.0.0.5:9000/ocpp");
+    assert_string_equal(pw_cfg_ocpp_cp_find(back, "CP-17")->upstream_password, "key with: colon");
+    free(text);
+    json_decref(j);
+    json_decref(j2);
+    pw_cfg_free(back);
+    pw_cfg_free(cfg);
+    /* Off without a url; the default is the charge point's own authorization. */
+    cfg = parse_ok(ocpp_facility(",'ocpp':{'upstream':{'url':''}}", C1));
+    assert_string_equal(cfg->ocpp.upstream.url, "");
+    assert_false(cfg->ocpp.upstream.authorize_local);
+    json_t *off = pw_cfg_to_json(cfg);
+    assert_null(json_object_get(json_object_get(off, "ocpp"), "upstream"));
+    json_decref(off);
+    pw_cfg_free(cfg);
+    cfg = parse_ok(ocpp_facility(",'ocpp':{'upstream':{'url':'wss://csms.example:443/o',"
+                                 "'ca_file':'/etc/ca.pem','authorize':'charge_point'}}",
+                                 C1));
+    assert_string_equal(cfg->ocpp.upstream.ca_file, "/etc/ca.pem");
+    pw_cfg_free(cfg);
+    static const struct {
+        const char *upstream, *field, *says;
+    } bad[] = {
+        {"{'url':'http://10.0.0.5/ocpp'}", "ocpp.upstream.url", "ws:// or wss://"},
+        {"{'url':'ws://'}", "ocpp.upstream.url", "ws:// or wss://"},
+        {"{'url':'ws://10.0.0.5/o p'}", "ocpp.upstream.url", "numeric address"},
+        {"{'url':7}", "ocpp.upstream.url", "string"},
+        {"{'url':'ws://10.0.0.5/o','ca_file':'/ca.pem'}", "ocpp.upstream.ca_file", "wss://"},
+        {"{'url':'ws://10.0.0.5/o','authorize':'accept'}", "ocpp.upstream.authorize",
+         "charge_point"},
+        {"{'url':'ws://10.0.0.5/o','user':'x'}", "ocpp.upstream.user", "unknown"},
+        {"'ws://10.0.0.5/o'", "ocpp.upstream", "must be an object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (!rejects(ocpp_facility(J(",'ocpp':{'upstream':%s}", bad[i].upstream), C1), bad[i].field,
+                     bad[i].says))
+            fail_msg("not refused as %s: %s", bad[i].field, bad[i].upstream);
+    assert_true(
+        rejects(with_cps("{'id':'CP:17','upstream_password':'abc'}"), CP0 "id", "HTTP Basic"));
+    assert_true(rejects(with_cps("{'id':'CP-17','upstream_password':'a\\tb'}"),
+                        CP0 "upstream_password", "printable"));
+}
+
 static void test_ocpp_charge_points(void **state)
 {
     (void)state;
@@ -2256,23 +2316,41 @@ static void test_commissioning(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_demo_parses),        cmocka_unit_test(test_minimal_defaults),
-        cmocka_unit_test(test_field_errors),       cmocka_unit_test(test_link_forms),
-        cmocka_unit_test(test_link_roundtrip),     cmocka_unit_test(test_link_errors),
-        cmocka_unit_test(test_duplicates),         cmocka_unit_test(test_link_helpers),
-        cmocka_unit_test(test_restart_fields),     cmocka_unit_test(test_restart_pending_accepted),
-        cmocka_unit_test(test_largest_facility),   cmocka_unit_test(test_save_roundtrip),
-        cmocka_unit_test(test_wiring_text),        cmocka_unit_test(test_modbus_meter),
-        cmocka_unit_test(test_modbus_generic),     cmocka_unit_test(test_modbus_identity),
-        cmocka_unit_test(test_mqtt_meter),         cmocka_unit_test(test_mqtt_identity),
-        cmocka_unit_test(test_derive_l2),          cmocka_unit_test(test_mqtt_broker),
-        cmocka_unit_test(test_meter_roundtrip),    cmocka_unit_test(test_ocpp_link),
-        cmocka_unit_test(test_ocpp_link_errors),   cmocka_unit_test(test_ocpp_section),
-        cmocka_unit_test(test_ocpp_charge_points), cmocka_unit_test(test_ocpp_quirk_names),
-        cmocka_unit_test(test_ocpp_password),      cmocka_unit_test(test_tags),
-        cmocka_unit_test(test_ocpp_roundtrip),     cmocka_unit_test(test_ocpp_example),
-        cmocka_unit_test(test_node_reserve),       cmocka_unit_test(test_timing_defaults),
-        cmocka_unit_test(test_timing_set),         cmocka_unit_test(test_timing_errors),
+        cmocka_unit_test(test_demo_parses),
+        cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_field_errors),
+        cmocka_unit_test(test_link_forms),
+        cmocka_unit_test(test_link_roundtrip),
+        cmocka_unit_test(test_link_errors),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_link_helpers),
+        cmocka_unit_test(test_restart_fields),
+        cmocka_unit_test(test_restart_pending_accepted),
+        cmocka_unit_test(test_largest_facility),
+        cmocka_unit_test(test_save_roundtrip),
+        cmocka_unit_test(test_wiring_text),
+        cmocka_unit_test(test_modbus_meter),
+        cmocka_unit_test(test_modbus_generic),
+        cmocka_unit_test(test_modbus_identity),
+        cmocka_unit_test(test_mqtt_meter),
+        cmocka_unit_test(test_mqtt_identity),
+        cmocka_unit_test(test_derive_l2),
+        cmocka_unit_test(test_mqtt_broker),
+        cmocka_unit_test(test_meter_roundtrip),
+        cmocka_unit_test(test_ocpp_link),
+        cmocka_unit_test(test_ocpp_link_errors),
+        cmocka_unit_test(test_ocpp_section),
+        cmocka_unit_test(test_ocpp_charge_points),
+        cmocka_unit_test(test_ocpp_upstream),
+        cmocka_unit_test(test_ocpp_quirk_names),
+        cmocka_unit_test(test_ocpp_password),
+        cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_ocpp_roundtrip),
+        cmocka_unit_test(test_ocpp_example),
+        cmocka_unit_test(test_node_reserve),
+        cmocka_unit_test(test_timing_defaults),
+        cmocka_unit_test(test_timing_set),
+        cmocka_unit_test(test_timing_errors),
         cmocka_unit_test(test_commissioning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1620,6 +1620,45 @@ static void test_override_max_current(void **state)
     tx_free(t);
 }
 
+/* A CSMS's cap and the operator's maximum are independent: the smaller binds, clearing one
+ * leaves the other; the CSMS's cap stays across a config change. */
+static void test_csms_cap_with_override(void **state)
+{
+    (void)state;
+    tx *t = tx_new();
+    one_charging(t);
+    t->now += 1000;
+    assert_int_equal(pw_ctl_set_csms_cap(t->ctl, 0, 8, t->now), 0);
+    assert_int_equal(pw_ctl_set_csms_cap(t->ctl, 5, 8, t->now), -1);
+    advance(t, t->now, true);
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 8);
+    pw_ctl_override o = {.has_max = true, .max_a = 10, .source = "web"};
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &o, t->now), 0);
+    advance(t, t->now, true);
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 8); /* the CSMS's is smaller */
+    o.max_a = 7;
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &o, t->now), 0);
+    advance(t, t->now, true);
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 7);
+    pw_ctl_override none = {.source = "web"};
+    assert_int_equal(pw_ctl_set_override(t->ctl, 0, &none, t->now), 0);
+    for (int i = 0; i < 10; i++) { /* a raise: it waits for the draw to follow */
+        t->now += 1000;
+        report(t, 0, rep(PW_CTL_PILOT_C, 7, 7, 1000, "s1"));
+        advance(t, t->now, true);
+    }
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 8); /* the CSMS's cap was not lost */
+    A_EQ(pw_ctl_csms_cap(t->ctl, 0), 8);
+    assert_int_equal(pw_ctl_set_csms_cap(t->ctl, 0, INFINITY, t->now), 0);
+    for (int i = 0; i < 10 && pw_ctl_commands(t->ctl)[0].limit_a < 16; i++) {
+        t->now += 1000;
+        report(t, 0, rep(PW_CTL_PILOT_C, 8, 8, 1000, "s1"));
+        advance(t, t->now, true);
+    }
+    A_EQ(pw_ctl_commands(t->ctl)[0].limit_a, 16);
+    tx_free(t);
+}
+
 /* What the core cannot take changes nothing. */
 static void test_override_refused(void **state)
 {
@@ -1760,6 +1799,7 @@ int main(void)
         cmocka_unit_test_teardown(test_override_pause_cut_at_once, teardown),
         cmocka_unit_test_teardown(test_override_max_current, teardown),
         cmocka_unit_test_teardown(test_override_refused, teardown),
+        cmocka_unit_test_teardown(test_csms_cap_with_override, teardown),
         cmocka_unit_test_teardown(test_override_across_config_change, teardown),
         cmocka_unit_test_teardown(test_facility_limit_expires, teardown),
     };

@@ -1,0 +1,103 @@
+/* The OCPP 1.6 local controller's relay for one charge point: phasewise sits between the charge
+ * point and the operator's CSMS, and this decides per frame what happens. The charge point's
+ * calls are answered by phasewise (pw_ocpp_cp) and a copy goes up to the CSMS with an id of the
+ * relay's own, one call at a time, transaction ids mapped from phasewise's to the CSMS's. The
+ * CSMS's calls go down with fresh ids and the charge point's answers go back with the CSMS's id;
+ * charging profiles never reach the charge point: Set/ClearChargingProfile become a cap per
+ * connector (sink.cap) answered as a charge point would, GetCompositeSchedule is answered from
+ * it. Answers to phasewise's own calls are never forwarded.
+ *
+ * Pure like the rest of ocpp/: no sockets, no clock; now (monotonic ms) and wall (Unix ms) are
+ * passed in, and pw_ocpp_relay_poll runs at pw_ocpp_relay_next_deadline. The relay lives as
+ * long as the charge point is configured (across its reconnects), so the transaction map and
+ * the CSMS's profiles survive a reconnect. Without the upstream (pw_ocpp_relay_upstream false)
+ * the charge point's calls are not kept (the SQLite queue is not built yet): only its last
+ * BootNotification and StatusNotifications, sent again when the link is back. */
+#ifndef PW_OCPP_RELAY_H
+#define PW_OCPP_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pw_ocpp_cp.h"
+
+typedef struct pw_ocpp_relay_opts {
+    uint32_t call_timeout_ms; /* an unanswered call to the CSMS is given up after (30000); a
+                                 CSMS call the charge point does not answer is forgotten */
+    size_t max_queue;         /* charge point calls waiting for the CSMS (64); more are dropped */
+    double volts;             /* line-to-neutral voltage for W profiles: A = W / (V * phases) */
+    size_t n_connectors;
+    int connectors[PW_OCPP_MAX_CONNECTORS]; /* the configured connectors, 1.. */
+    double max_a[PW_OCPP_MAX_CONNECTORS];   /* their maximum (GetCompositeSchedule) */
+} pw_ocpp_relay_opts;
+
+/* Fills o with the defaults noted on each field (no connectors). */
+void pw_ocpp_relay_default_opts(pw_ocpp_relay_opts *o);
+
+/* Where the relay's output goes; each callback runs inside the call that caused it, strings
+ * borrowed for the call. Any but to_cp and to_csms may be NULL. */
+typedef struct pw_ocpp_relay_sink {
+    void *ud;
+    void (*to_cp)(void *ud, const char *text, size_t len);   /* a frame for the charge point */
+    void (*to_csms)(void *ud, const char *text, size_t len); /* a frame for the CSMS */
+    /* The CSMS's cap on a configured connector changed: amperes, INFINITY for none. */
+    void (*cap)(void *ud, int connector, double cap_a);
+    /* A frame not forwarded, or a profile part left out, with why (for counters and logs). */
+    void (*dropped)(void *ud, const char *reason, const char *detail);
+} pw_ocpp_relay_sink;
+
+typedef struct pw_ocpp_relay pw_ocpp_relay;
+
+/* A new relay (opts and sink copied), upstream down. Never NULL; free with pw_ocpp_relay_free. */
+pw_ocpp_relay *pw_ocpp_relay_new(const pw_ocpp_relay_opts *opts, const pw_ocpp_relay_sink *sink);
+void pw_ocpp_relay_free(pw_ocpp_relay *r);
+/* The configured connectors changed (opts copied): caps are reported again for each. */
+void pw_ocpp_relay_reconfigure(pw_ocpp_relay *r, const pw_ocpp_relay_opts *opts);
+
+enum pw_ocpp_relay_verdict {
+    PW_OCPP_RELAY_LOCAL = 0, /* give it to phasewise's own conversation (pw_ocpp_cp_receive) */
+    PW_OCPP_RELAY_TAKEN,     /* the relay took it (an answer to a CSMS call, sent up) */
+};
+
+/* One frame from the charge point. A valid call of the ones forwarded is queued for the CSMS
+ * (when the upstream is up) and LOCAL is returned: phasewise answers it. */
+enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *text, size_t len,
+                                                 uint64_t now);
+/* Every frame phasewise's own conversation sends to the charge point, before it is sent: the
+ * relay reads phasewise's StartTransaction answers (its transaction ids) from them. */
+void pw_ocpp_relay_local_to_cp(pw_ocpp_relay *r, const char *text, size_t len);
+/* One frame from the CSMS. */
+void pw_ocpp_relay_from_csms(pw_ocpp_relay *r, const char *text, size_t len, uint64_t now,
+                             int64_t wall);
+/* The upstream connection opened (up) or is gone. On up the last BootNotification goes first,
+ * then the last status of each connector, then what the charge point says from then on. On
+ * down the queue and the call in flight are dropped. */
+void pw_ocpp_relay_upstream(pw_ocpp_relay *r, bool up, uint64_t now);
+bool pw_ocpp_relay_is_up(const pw_ocpp_relay *r);
+/* The charge point's connection closed: CSMS calls waiting for its answer are forgotten (the
+ * CSMS times them out). */
+void pw_ocpp_relay_cp_gone(pw_ocpp_relay *r);
+
+/* Time passes: gives up calls past their timeout, retries a BootNotification the CSMS left
+ * Pending or Rejected. Call at pw_ocpp_relay_next_deadline (or later). */
+void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now);
+uint64_t pw_ocpp_relay_next_deadline(const pw_ocpp_relay *r); /* UINT64_MAX: none */
+
+/* The CSMS's cap on a connector (INFINITY: none). */
+double pw_ocpp_relay_cap(const pw_ocpp_relay *r, int connector);
+/* The CSMS's transaction id for phasewise's (NULL if not known). */
+const char *pw_ocpp_relay_csms_tx(const pw_ocpp_relay *r, const char *local_tx);
+
+typedef struct pw_ocpp_relay_stats {
+    uint64_t up_calls;    /* charge point calls sent to the CSMS */
+    uint64_t up_answered; /* of them answered by the CSMS (CALLRESULT) */
+    uint64_t down_calls;  /* CSMS calls forwarded to the charge point */
+    uint64_t local;       /* CSMS calls answered by the relay (profiles, schedule, refusals) */
+    uint64_t lost_down;   /* charge point calls not sent because the upstream was down */
+    uint64_t dropped;     /* frames dropped for another reason (sink.dropped says which) */
+    size_t queued;        /* waiting now, the one in flight included */
+} pw_ocpp_relay_stats;
+const pw_ocpp_relay_stats *pw_ocpp_relay_stats_get(const pw_ocpp_relay *r);
+
+#endif

@@ -1,0 +1,931 @@
+/* The local controller's relay for one charge point (pw_ocpp_relay.h): which frame goes where,
+ * message ids and transaction ids mapped both ways, and the CSMS's charging profiles turned
+ * into caps instead of reaching the charge point. */
+#include "pw_ocpp_relay.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pw_util.h"
+
+#define MAX_TX       16 /* transactions of one charge point known at once */
+#define MAX_PENDING  16 /* CSMS calls waiting for the charge point's answer */
+#define MAX_PROFILES 16 /* CSMS profiles held */
+#define MAX_STATUS   (PW_OCPP_MAX_CONNECTORS + 1)
+#define DOWN_PREFIX  "csms-" /* ids of CSMS calls toward the charge point */
+
+/* A transaction as both sides know it. */
+typedef struct tx {
+    bool used;
+    int connector;
+    char cp_call[PW_OCPP_ID_LEN]; /* the charge point's StartTransaction id, until answered */
+    char local[PW_OCPP_TXID_LEN]; /* phasewise's id, "" until its answer is seen */
+    char csms[PW_OCPP_TXID_LEN];  /* the CSMS's id, "" until its answer */
+    bool ended;                   /* StopTransaction sent up: freed at its answer */
+} tx;
+
+/* A charge point call waiting to go up. */
+typedef struct item {
+    char action[PW_OCPP_ACTION_LEN];
+    json_t *payload; /* owned */
+    int tx;          /* StartTransaction / StopTransaction: its slot; -1 */
+} item;
+
+/* A CSMS call sent down, waiting for the charge point's answer. */
+typedef struct pending {
+    bool used;
+    char down_id[PW_OCPP_ID_LEN];
+    char csms_id[PW_OCPP_ID_LEN];
+    char action[PW_OCPP_ACTION_LEN];
+    uint64_t at;
+} pending;
+
+/* A CSMS profile held as a cap. */
+typedef struct profile {
+    bool used;
+    int id, connector, stack_level;
+    enum pw_ocpp_purpose purpose;
+    char tx_local[PW_OCPP_TXID_LEN]; /* TxProfile: phasewise's transaction id */
+    double limit_a;                  /* the current period's limit at receipt; INFINITY: none */
+} profile;
+
+enum boot_state { UP_DOWN, UP_BOOTING, UP_READY };
+
+struct pw_ocpp_relay {
+    pw_ocpp_relay_opts o;
+    pw_ocpp_relay_sink sink;
+    enum boot_state up;
+    uint64_t boot_retry_at; /* UP_BOOTING with nothing in flight: send the boot again then */
+    json_t *boot;           /* the charge point's last BootNotification payload */
+    json_t *status[MAX_STATUS];
+    item *q; /* ring of o.max_queue */
+    size_t q_head, q_len;
+    bool in_flight; /* q[q_head] was sent */
+    char flight_id[PW_OCPP_ID_LEN];
+    uint64_t flight_at;
+    uint64_t seq_up, seq_down;
+    tx tx[MAX_TX];
+    pending pend[MAX_PENDING];
+    profile prof[MAX_PROFILES];
+    double cap_sent[PW_OCPP_MAX_CONNECTORS];
+    pw_ocpp_relay_stats st;
+};
+
+void pw_ocpp_relay_default_opts(pw_ocpp_relay_opts *o)
+{
+    *o = (pw_ocpp_relay_opts){.call_timeout_ms = 30000, .max_queue = 64, .volts = 230.0};
+}
+
+static void dropped(pw_ocpp_relay *r, const char *reason, const char *fmt, ...)
+{
+    char text[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    r->st.dropped++;
+    if (r->sink.dropped)
+        r->sink.dropped(r->sink.ud, reason, text);
+}
+
+/* ---- sending ----------------------------------------------------------------------------------
+ */
+
+static void send_text(pw_ocpp_relay *r, bool up, char *text, size_t len)
+{
+    if (!text)
+        return;
+    if (up)
+        r->sink.to_csms(r->sink.ud, text, len);
+    else
+        r->sink.to_cp(r->sink.ud, text, len);
+    free(text);
+}
+
+static void result_up(pw_ocpp_relay *r, const char *csms_id, json_t *payload)
+{
+    size_t len;
+    char *text = pw_ocpp_result_text(csms_id, payload, &len);
+    send_text(r, true, text, len);
+}
+
+static void error_up(pw_ocpp_relay *r, const char *csms_id, enum pw_ocpp_error code,
+                     const char *why)
+{
+    size_t len;
+    char *text = pw_ocpp_error_text(csms_id, code, why, &len);
+    send_text(r, true, text, len);
+}
+
+static json_t *status_payload(const char *status)
+{
+    return json_pack("{s:s}", "status", status);
+}
+
+/* ---- transactions ------------------------------------------------------------------------------
+ */
+
+static tx *tx_by_local(pw_ocpp_relay *r, const char *local)
+{
+    for (size_t i = 0; local[0] && i < MAX_TX; i++)
+        if (r->tx[i].used && strcmp(r->tx[i].local, local) == 0)
+            return &r->tx[i];
+    return NULL;
+}
+
+static tx *tx_by_csms(pw_ocpp_relay *r, const char *csms)
+{
+    for (size_t i = 0; csms[0] && i < MAX_TX; i++)
+        if (r->tx[i].used && !r->tx[i].ended && strcmp(r->tx[i].csms, csms) == 0)
+            return &r->tx[i];
+    return NULL;
+}
+
+/* The running transaction on a connector (phasewise's id known), or NULL. */
+static tx *tx_on(pw_ocpp_relay *r, int connector)
+{
+    for (size_t i = 0; i < MAX_TX; i++)
+        if (r->tx[i].used && !r->tx[i].ended && r->tx[i].connector == connector &&
+            r->tx[i].local[0])
+            return &r->tx[i];
+    return NULL;
+}
+
+/* A free slot; the oldest ended one is reused when all are taken. */
+static int tx_new(pw_ocpp_relay *r)
+{
+    for (size_t i = 0; i < MAX_TX; i++)
+        if (!r->tx[i].used)
+            return (int)i;
+    for (size_t i = 0; i < MAX_TX; i++)
+        if (r->tx[i].ended)
+            return (int)i;
+    return -1;
+}
+
+const char *pw_ocpp_relay_csms_tx(const pw_ocpp_relay *r, const char *local_tx)
+{
+    const tx *t = tx_by_local((pw_ocpp_relay *)r, local_tx);
+    return t && t->csms[0] ? t->csms : NULL;
+}
+
+/* ---- caps
+ * ---------------------------------------------------------------------------------------- */
+
+static bool configured(const pw_ocpp_relay *r, int connector)
+{
+    for (size_t k = 0; k < r->o.n_connectors; k++)
+        if (r->o.connectors[k] == connector)
+            return true;
+    return false;
+}
+
+/* The limit of the highest stack level among the profiles of a purpose on a connector; found
+ * false when there is none. */
+static double stack_top(const pw_ocpp_relay *r, enum pw_ocpp_purpose p, int connector, bool *found)
+{
+    int level = -1;
+    double limit = INFINITY;
+    for (size_t i = 0; i < MAX_PROFILES; i++) {
+        const profile *q = &r->prof[i];
+        if (q->used && q->purpose == p && q->connector == connector && q->stack_level > level) {
+            level = q->stack_level;
+            limit = q->limit_a;
+        }
+    }
+    *found = level >= 0;
+    return limit;
+}
+
+/* OCPP 1.6 section 3.13.2: a TxProfile outranks TxDefaultProfiles (on the connector before those
+ * on connector 0), and ChargePointMaxProfile caps them all. */
+double pw_ocpp_relay_cap(const pw_ocpp_relay *r, int connector)
+{
+    bool found;
+    double cp_max = stack_top(r, PW_OCPP_CHARGE_POINT_MAX, 0, &found);
+    if (connector == 0)
+        return cp_max;
+    double lim = stack_top(r, PW_OCPP_TX, connector, &found);
+    if (!found)
+        lim = stack_top(r, PW_OCPP_TX_DEFAULT, connector, &found);
+    if (!found)
+        lim = stack_top(r, PW_OCPP_TX_DEFAULT, 0, &found);
+    return fmin(lim, cp_max);
+}
+
+static void report_caps(pw_ocpp_relay *r, bool all)
+{
+    for (size_t k = 0; k < r->o.n_connectors; k++) {
+        double cap = pw_ocpp_relay_cap(r, r->o.connectors[k]);
+        if (!all && (cap == r->cap_sent[k] || (isinf(cap) && isinf(r->cap_sent[k]))))
+            continue;
+        r->cap_sent[k] = cap;
+        if (r->sink.cap)
+            r->sink.cap(r->sink.ud, r->o.connectors[k], cap);
+    }
+}
+
+/* The limit in amperes of the period in force at wall; INFINITY when none is (before the start,
+ * after the duration). */
+static double limit_now(const pw_ocpp_relay *r, const pw_ocpp_profile *p, int64_t wall)
+{
+    double elapsed = 0;
+    if (p->kind != PW_OCPP_RELATIVE && p->start_ms)
+        elapsed = (double)(wall - p->start_ms) / 1000.0;
+    if (p->kind == PW_OCPP_RECURRING)
+        elapsed = fmod(elapsed, 86400.0);
+    else if (p->kind == PW_OCPP_RECURRING_WEEKLY)
+        elapsed = fmod(elapsed, 7 * 86400.0);
+    if (elapsed < 0)
+        elapsed += p->kind == PW_OCPP_RECURRING          ? 86400.0
+                   : p->kind == PW_OCPP_RECURRING_WEEKLY ? 7 * 86400.0
+                                                         : 0;
+    if (elapsed < 0 || (p->duration_s > 0 && elapsed >= p->duration_s))
+        return INFINITY;
+    const pw_ocpp_period *in = NULL;
+    for (size_t i = 0; i < p->n_periods; i++)
+        if (p->periods[i].start_s <= elapsed && (!in || p->periods[i].start_s >= in->start_s))
+            in = &p->periods[i];
+    if (!in)
+        return INFINITY;
+    double v = in->limit_a;
+    if (p->watts)
+        v /= r->o.volts * (in->phases ? in->phases : 3);
+    return v;
+}
+
+/* SetChargingProfile from the CSMS, answered as a charge point would: Rejected for a connector
+ * it does not have, a purpose that does not fit the connector, a TxProfile without a running
+ * transaction (or for another one), a limit that is not a number, or too many profiles. */
+static const char *set_profile(pw_ocpp_relay *r, const pw_ocpp_profile *p, int64_t wall, char *why,
+                               size_t why_size)
+{
+    if (p->connector != 0 && !configured(r, p->connector)) {
+        snprintf(why, why_size, "connector %d is not configured", p->connector);
+        return "Rejected";
+    }
+    if ((p->purpose == PW_OCPP_CHARGE_POINT_MAX) != (p->connector == 0) &&
+        p->purpose != PW_OCPP_TX_DEFAULT) {
+        snprintf(why, why_size, "%s on connector %d",
+                 p->purpose == PW_OCPP_TX ? "TxProfile" : "ChargePointMaxProfile", p->connector);
+        return "Rejected";
+    }
+    tx *t = NULL;
+    if (p->purpose == PW_OCPP_TX) {
+        t = tx_on(r, p->connector);
+        if (!t || (p->tx_id[0] && strcmp(p->tx_id, t->csms) != 0)) {
+            snprintf(why, why_size, "TxProfile: no such transaction running on connector %d",
+                     p->connector);
+            return "Rejected";
+        }
+    }
+    for (size_t i = 0; i < p->n_periods; i++)
+        if (!isfinite(p->periods[i].limit_a) || p->periods[i].limit_a < 0) {
+            snprintf(why, why_size, "period %zu: a limit that is not a number >= 0", i);
+            return "Rejected";
+        }
+    /* The same id, or the same connector, purpose and stack level, is replaced (5.16.2). */
+    profile *slot = NULL;
+    for (size_t i = 0; i < MAX_PROFILES; i++) {
+        profile *q = &r->prof[i];
+        if (q->used &&
+            (q->id == p->id || (q->connector == p->connector && q->purpose == p->purpose &&
+                                q->stack_level == p->stack_level))) {
+            q->used = false;
+            slot = slot ? slot : q;
+        }
+    }
+    for (size_t i = 0; !slot && i < MAX_PROFILES; i++)
+        if (!r->prof[i].used)
+            slot = &r->prof[i];
+    if (!slot) {
+        snprintf(why, why_size, "%d profiles held already", MAX_PROFILES);
+        return "Rejected";
+    }
+    *slot = (profile){.used = true,
+                      .id = p->id,
+                      .connector = p->connector,
+                      .stack_level = p->stack_level,
+                      .purpose = p->purpose,
+                      .limit_a = limit_now(r, p, wall)};
+    if (t)
+        pw_strlcpy(slot->tx_local, t->local, sizeof slot->tx_local);
+    report_caps(r, false);
+    return "Accepted";
+}
+
+static const char *clear_profiles(pw_ocpp_relay *r, const pw_ocpp_cs_call *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < MAX_PROFILES; i++) {
+        profile *q = &r->prof[i];
+        if (!q->used)
+            continue;
+        bool match =
+            c->u.clear.has_id
+                ? q->id == c->u.clear.id
+                : (!c->u.clear.has_connector || q->connector == c->u.clear.connector) &&
+                      (!c->u.clear.has_purpose || q->purpose == c->u.clear.purpose) &&
+                      (!c->u.clear.has_stack_level || q->stack_level == c->u.clear.stack_level);
+        if (match) {
+            q->used = false;
+            n++;
+        }
+    }
+    report_caps(r, false);
+    return n ? "Accepted" : "Unknown";
+}
+
+/* A transaction ended: its TxProfiles go with it (3.13.4). */
+static void tx_profiles_end(pw_ocpp_relay *r, const char *local)
+{
+    for (size_t i = 0; i < MAX_PROFILES; i++)
+        if (r->prof[i].used && r->prof[i].purpose == PW_OCPP_TX &&
+            strcmp(r->prof[i].tx_local, local) == 0)
+            r->prof[i].used = false;
+    report_caps(r, false);
+}
+
+/* GetCompositeSchedule: {connectorId, duration, chargingRateUnit?}, answered from the cap (the
+ * connector's maximum without one). */
+static json_t *composite(pw_ocpp_relay *r, const json_t *p, int64_t wall, enum pw_ocpp_error *err,
+                         const char **why)
+{
+    const json_t *conn = json_object_get(p, "connectorId"), *dur = json_object_get(p, "duration");
+    const json_t *unit = json_object_get(p, "chargingRateUnit");
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)p, key, v)
+    {
+        if (strcmp(key, "connectorId") != 0 && strcmp(key, "duration") != 0 &&
+            strcmp(key, "chargingRateUnit") != 0) {
+            *err = PW_OCPP_OCCURENCE_CONSTRAINT;
+            *why = "GetCompositeSchedule: unknown field";
+            return NULL;
+        }
+    }
+    if (!conn || !dur) {
+        *err = PW_OCPP_OCCURENCE_CONSTRAINT;
+        *why = "GetCompositeSchedule: connectorId and duration are required";
+        return NULL;
+    }
+    if (!json_is_integer(conn) || !json_is_integer(dur) || (unit && !json_is_string(unit))) {
+        *err = PW_OCPP_TYPE_CONSTRAINT;
+        *why = "GetCompositeSchedule: connectorId and duration are integers";
+        return NULL;
+    }
+    bool watts = unit && strcmp(json_string_value(unit), "W") == 0;
+    if (unit && !watts && strcmp(json_string_value(unit), "A") != 0) {
+        *err = PW_OCPP_PROPERTY_CONSTRAINT;
+        *why = "GetCompositeSchedule.chargingRateUnit: not A or W";
+        return NULL;
+    }
+    json_int_t c = json_integer_value(conn), d = json_integer_value(dur);
+    if (c < 0 || (c != 0 && !configured(r, (int)c)) || d < 0 || d > INT32_MAX)
+        return status_payload("Rejected");
+    double max = 0;
+    for (size_t k = 0; k < r->o.n_connectors; k++)
+        if (c == 0 || r->o.connectors[k] == c)
+            max += r->o.max_a[k];
+    double lim = fmin(pw_ocpp_relay_cap(r, (int)c), max);
+    if (watts)
+        lim *= r->o.volts * 3;
+    char start[32];
+    pw_ocpp_time_format(wall, start, sizeof start);
+    return json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:[{s:i, s:f}]}}", "status", "Accepted",
+                     "connectorId", c, "scheduleStart", start, "chargingSchedule", "duration", d,
+                     "chargingRateUnit", watts ? "W" : "A", "chargingSchedulePeriod", "startPeriod",
+                     0, "limit", floor(lim * 10.0) / 10.0);
+}
+
+/* ---- the queue up
+ * -------------------------------------------------------------------------------- */
+
+static item *q_at(pw_ocpp_relay *r, size_t i)
+{
+    return &r->q[(r->q_head + i) % r->o.max_queue];
+}
+
+static void q_pop(pw_ocpp_relay *r)
+{
+    item *it = q_at(r, 0);
+    json_decref(it->payload);
+    *it = (item){.tx = -1};
+    r->q_head = (r->q_head + 1) % r->o.max_queue;
+    r->q_len--;
+    r->in_flight = false;
+}
+
+static void q_clear(pw_ocpp_relay *r)
+{
+    while (r->q_len)
+        q_pop(r);
+}
+
+/* Queues a call for the CSMS (payload stolen); at_front: before everything not yet sent. */
+static bool q_push(pw_ocpp_relay *r, const char *action, json_t *payload, int tx_slot)
+{
+    if (r->q_len >= r->o.max_queue) {
+        dropped(r, "queue_full", "%s: %zu calls wait for the CSMS already", action, r->q_len);
+        json_decref(payload);
+        return false;
+    }
+    item *it = q_at(r, r->q_len++);
+    pw_strlcpy(it->action, action, sizeof it->action);
+    it->payload = payload;
+    it->tx = tx_slot;
+    return true;
+}
+
+/* Sends the head of the queue when nothing is in flight, mapping phasewise's transaction ids to
+ * the CSMS's; calls that cannot be mapped are dropped (or sent without the optional id). */
+static void pump(pw_ocpp_relay *r, uint64_t now)
+{
+    while (r->up != UP_DOWN && r->q_len && !r->in_flight) {
+        item *it = q_at(r, 0);
+        bool boot = strcmp(it->action, "BootNotification") == 0;
+        if (r->up == UP_BOOTING && (!boot || now < r->boot_retry_at))
+            return;
+        json_t *txid = json_object_get(it->payload, "transactionId");
+        if (txid && strcmp(it->action, "StartTransaction") != 0) {
+            char local[PW_OCPP_TXID_LEN];
+            snprintf(local, sizeof local, "%" JSON_INTEGER_FORMAT, json_integer_value(txid));
+            tx *t = tx_by_local(r, local);
+            if (t && t->csms[0]) {
+                json_object_set_new(it->payload, "transactionId",
+                                    json_integer(strtoll(t->csms, NULL, 10)));
+                if (strcmp(it->action, "StopTransaction") == 0)
+                    t->ended = true;
+            } else if (strcmp(it->action, "MeterValues") == 0) {
+                json_object_del(it->payload, "transactionId");
+            } else {
+                dropped(r, "unknown_tx",
+                        "%s of transaction %s: the CSMS never got its start (it began while the "
+                        "upstream was down)",
+                        it->action, local);
+                if (t)
+                    t->used = false;
+                q_pop(r);
+                continue;
+            }
+        }
+        snprintf(r->flight_id, sizeof r->flight_id, "pw-%llu", (unsigned long long)++r->seq_up);
+        size_t len;
+        char *text = pw_ocpp_call_text(r->flight_id, it->action, json_incref(it->payload), &len);
+        r->in_flight = true;
+        r->flight_at = now;
+        r->st.up_calls++;
+        send_text(r, true, text, len);
+    }
+}
+
+/* The CSMS answered the call in flight. */
+static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
+{
+    item *it = q_at(r, 0);
+    enum pw_ocpp_action a = pw_ocpp_action_parse(it->action);
+    tx *t = it->tx >= 0 ? &r->tx[it->tx] : NULL;
+    if (f->kind == PW_OCPP_ERROR) {
+        dropped(r, "csms_error", "%s: the CSMS answered %s %s", it->action,
+                pw_ocpp_error_name(f->error), f->error_text);
+        if (a == PW_OCPP_A_BOOT_NOTIFICATION)
+            r->boot_retry_at = now + 10000;
+        else if (a == PW_OCPP_A_START_TRANSACTION && t)
+            t->csms[0] = '\0';
+    } else {
+        r->st.up_answered++;
+        enum pw_ocpp_answer status = PW_OCPP_ACCEPTED;
+        int interval = 0;
+        char csms_tx[PW_OCPP_TXID_LEN] = "";
+        pw_ocpp_fault fault;
+        if (pw_ocpp_decode_cp_result(a, f->payload, &status, &interval, csms_tx, &fault) != 0) {
+            dropped(r, "csms_answer", "%s: %s", it->action, fault.text);
+            status = PW_OCPP_REJECTED;
+        }
+        if (a == PW_OCPP_A_BOOT_NOTIFICATION) {
+            if (status == PW_OCPP_ACCEPTED) {
+                r->up = UP_READY;
+            } else {
+                int s = interval < 10 ? 10 : interval > 300 ? 300 : interval;
+                r->boot_retry_at = now + (uint64_t)s * 1000u;
+            }
+        } else if (a == PW_OCPP_A_START_TRANSACTION && t && csms_tx[0]) {
+            pw_strlcpy(t->csms, csms_tx, sizeof t->csms);
+        }
+    }
+    if (a == PW_OCPP_A_STOP_TRANSACTION && t)
+        t->used = false;
+    if (a == PW_OCPP_A_BOOT_NOTIFICATION && r->up == UP_BOOTING) {
+        /* Sent again at boot_retry_at: keep it at the head, not in flight. */
+        r->in_flight = false;
+        return;
+    }
+    q_pop(r);
+}
+
+/* ---- frames from the charge point
+ * ---------------------------------------------------------------- */
+
+static bool forwarded_up(enum pw_ocpp_action a)
+{
+    return a >= PW_OCPP_A_AUTHORIZE && a <= PW_OCPP_A_STOP_TRANSACTION;
+}
+
+/* The charge point answered a CSMS call: back up with the CSMS's id. */
+static void down_answer(pw_ocpp_relay *r, pw_ocpp_frame *f)
+{
+    pending *p = NULL;
+    for (size_t i = 0; i < MAX_PENDING && !p; i++)
+        if (r->pend[i].used && strcmp(r->pend[i].down_id, f->id) == 0)
+            p = &r->pend[i];
+    if (!p) {
+        dropped(r, "late_answer", "answer %s to a CSMS call no longer waiting", f->id);
+        return;
+    }
+    p->used = false;
+    if (r->up == UP_DOWN) {
+        dropped(r, "upstream_down", "%s answer: the upstream is down", p->action);
+        return;
+    }
+    if (f->kind == PW_OCPP_ERROR) {
+        error_up(r, p->csms_id, f->error, f->error_text);
+        return;
+    }
+    enum pw_ocpp_action a = pw_ocpp_action_parse(p->action);
+    pw_ocpp_fault fault;
+    if (a != PW_OCPP_A_UNKNOWN && pw_ocpp_check_payload(a, true, f->payload, &fault) != 0) {
+        dropped(r, "cp_answer", "%s answer: %s", p->action, fault.text);
+        error_up(r, p->csms_id, PW_OCPP_GENERIC_ERROR,
+                 "the charge point's answer broke its schema");
+        return;
+    }
+    result_up(r, p->csms_id, json_incref(f->payload));
+}
+
+enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *text, size_t len,
+                                                 uint64_t now)
+{
+    pw_ocpp_frame f;
+    pw_ocpp_fault fault;
+    if (pw_ocpp_frame_parse(text, len, &f, &fault) != 0) {
+        pw_ocpp_frame_clear(&f);
+        return PW_OCPP_RELAY_LOCAL; /* answered (or not) by phasewise's conversation */
+    }
+    if (f.kind != PW_OCPP_CALL) {
+        bool ours = strncmp(f.id, DOWN_PREFIX, strlen(DOWN_PREFIX)) == 0;
+        if (ours)
+            down_answer(r, &f);
+        pw_ocpp_frame_clear(&f);
+        return ours ? PW_OCPP_RELAY_TAKEN : PW_OCPP_RELAY_LOCAL;
+    }
+    pw_ocpp_call call;
+    enum pw_ocpp_action a = pw_ocpp_action_parse(f.action);
+    if (!forwarded_up(a) || pw_ocpp_decode_call(&f, &call, &fault) != 0) {
+        pw_ocpp_frame_clear(&f); /* phasewise refuses it; the CSMS never sees it */
+        return PW_OCPP_RELAY_LOCAL;
+    }
+    /* What is sent again when the link comes back. */
+    if (a == PW_OCPP_A_BOOT_NOTIFICATION) {
+        json_decref(r->boot);
+        r->boot = json_incref(f.payload);
+    } else if (a == PW_OCPP_A_STATUS_NOTIFICATION && call.u.status.connector >= 0 &&
+               call.u.status.connector < MAX_STATUS) {
+        json_decref(r->status[call.u.status.connector]);
+        r->status[call.u.status.connector] = json_incref(f.payload);
+    }
+    int slot = -1;
+    if (a == PW_OCPP_A_START_TRANSACTION) {
+        slot = tx_new(r);
+        if (slot >= 0)
+            r->tx[slot] = (tx){.used = true, .connector = call.u.start.connector};
+        if (slot >= 0)
+            pw_strlcpy(r->tx[slot].cp_call, f.id, sizeof r->tx[slot].cp_call);
+    } else if (a == PW_OCPP_A_STOP_TRANSACTION) {
+        tx *t = tx_by_local(r, call.u.stop.tx_id);
+        if (t) {
+            slot = (int)(t - r->tx);
+            tx_profiles_end(r, t->local);
+        }
+    }
+    if (r->up == UP_DOWN) {
+        r->st.lost_down++;
+        if (a == PW_OCPP_A_STOP_TRANSACTION && slot >= 0)
+            r->tx[slot].used = false; /* the CSMS will never hear of its end: forget it */
+        if (a != PW_OCPP_A_BOOT_NOTIFICATION && a != PW_OCPP_A_STATUS_NOTIFICATION)
+            dropped(r, "upstream_down", "%s not sent: the upstream is down (no queue yet)",
+                    f.action);
+    } else if (a == PW_OCPP_A_BOOT_NOTIFICATION && r->up == UP_BOOTING && r->q_len &&
+               strcmp(q_at(r, 0)->action, "BootNotification") == 0) {
+        /* The boot at the head goes with the newest payload. */
+        json_decref(q_at(r, 0)->payload);
+        q_at(r, 0)->payload = json_incref(f.payload);
+    } else {
+        q_push(r, f.action, json_incref(f.payload), slot);
+    }
+    pw_ocpp_frame_clear(&f);
+    pump(r, now);
+    return PW_OCPP_RELAY_LOCAL;
+}
+
+void pw_ocpp_relay_local_to_cp(pw_ocpp_relay *r, const char *text, size_t len)
+{
+    /* Only StartTransaction answers matter: skip the parse for everything else cheaply. */
+    bool waiting = false;
+    for (size_t i = 0; i < MAX_TX && !waiting; i++)
+        waiting = r->tx[i].used && r->tx[i].cp_call[0];
+    if (!waiting || len < 2 || text[1] != '3')
+        return;
+    pw_ocpp_frame f;
+    pw_ocpp_fault fault;
+    if (pw_ocpp_frame_parse(text, len, &f, &fault) != 0 || f.kind != PW_OCPP_RESULT) {
+        pw_ocpp_frame_clear(&f);
+        return;
+    }
+    for (size_t i = 0; i < MAX_TX; i++) {
+        tx *t = &r->tx[i];
+        if (!t->used || !t->cp_call[0] || strcmp(t->cp_call, f.id) != 0)
+            continue;
+        json_t *id = json_object_get(f.payload, "transactionId");
+        if (json_is_integer(id))
+            snprintf(t->local, sizeof t->local, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+        t->cp_call[0] = '\0';
+    }
+    pw_ocpp_frame_clear(&f);
+}
+
+/* ---- frames from the CSMS ----------------------------------------------------------------------
+ */
+
+/* Calls a central system makes that the relay sends down without a reader of its own (the
+ * codec checks the schema of those in its action list). */
+static bool down_other(const char *action)
+{
+    static const char *const names[] = {"CancelReservation",   "ClearCache", "GetDiagnostics",
+                                        "GetLocalListVersion", "ReserveNow", "SendLocalList",
+                                        "UpdateFirmware",      NULL};
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(action, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Configuration keys phasewise sets itself (its measurements depend on them). */
+static bool managed_key(const char *key)
+{
+    return strcmp(key, "MeterValuesSampledData") == 0 ||
+           strcmp(key, "MeterValueSampleInterval") == 0;
+}
+
+static void answer_local(pw_ocpp_relay *r, const char *csms_id, json_t *payload)
+{
+    r->st.local++;
+    result_up(r, csms_id, payload);
+}
+
+static void forward_down(pw_ocpp_relay *r, pw_ocpp_frame *f, uint64_t now)
+{
+    pending *p = NULL;
+    for (size_t i = 0; i < MAX_PENDING && !p; i++)
+        if (!r->pend[i].used)
+            p = &r->pend[i];
+    if (!p) {
+        dropped(r, "busy", "%s: %d CSMS calls wait for the charge point already", f->action,
+                MAX_PENDING);
+        error_up(r, f->id, PW_OCPP_INTERNAL_ERROR, "too many calls waiting for the charge point");
+        return;
+    }
+    *p = (pending){.used = true, .at = now};
+    snprintf(p->down_id, sizeof p->down_id, DOWN_PREFIX "%llu", (unsigned long long)++r->seq_down);
+    pw_strlcpy(p->csms_id, f->id, sizeof p->csms_id);
+    pw_strlcpy(p->action, f->action, sizeof p->action);
+    size_t len;
+    char *text = pw_ocpp_call_text(p->down_id, f->action, json_incref(f->payload), &len);
+    r->st.down_calls++;
+    send_text(r, false, text, len);
+}
+
+static void csms_call(pw_ocpp_relay *r, pw_ocpp_frame *f, uint64_t now, int64_t wall)
+{
+    pw_ocpp_fault fault;
+    enum pw_ocpp_action a = pw_ocpp_action_parse(f->action);
+    if (strcmp(f->action, "GetCompositeSchedule") == 0) {
+        enum pw_ocpp_error err = PW_OCPP_OK;
+        const char *why = "";
+        json_t *ans = composite(r, f->payload, wall, &err, &why);
+        if (ans)
+            answer_local(r, f->id, ans);
+        else
+            error_up(r, f->id, err, why);
+        return;
+    }
+    bool down = a >= PW_OCPP_A_CHANGE_AVAILABILITY || a == PW_OCPP_A_DATA_TRANSFER;
+    if (!down && !down_other(f->action)) {
+        bool known = a != PW_OCPP_A_UNKNOWN;
+        error_up(r, f->id, known ? PW_OCPP_NOT_SUPPORTED : PW_OCPP_NOT_IMPLEMENTED,
+                 known ? "a charge point does not take this call" : "not an OCPP 1.6 action");
+        r->st.local++;
+        return;
+    }
+    if (down && pw_ocpp_check_payload(a, false, f->payload, &fault) != 0) {
+        error_up(r, f->id, fault.code, fault.text);
+        r->st.local++;
+        return;
+    }
+    char why[120] = "";
+    switch (a) {
+    case PW_OCPP_A_SET_CHARGING_PROFILE:
+    case PW_OCPP_A_CLEAR_CHARGING_PROFILE: {
+        pw_ocpp_cs_call c;
+        if (pw_ocpp_decode_cs_call(f, &c, &fault) != 0) {
+            error_up(r, f->id, fault.code, fault.text);
+            r->st.local++;
+            return;
+        }
+        const char *status = a == PW_OCPP_A_SET_CHARGING_PROFILE
+                                 ? set_profile(r, &c.u.profile, wall, why, sizeof why)
+                                 : clear_profiles(r, &c);
+        if (why[0])
+            dropped(r, "profile_rejected", "SetChargingProfile: %s", why);
+        answer_local(r, f->id, status_payload(status));
+        return;
+    }
+    case PW_OCPP_A_CHANGE_CONFIGURATION: {
+        const char *key = json_string_value(json_object_get(f->payload, "key"));
+        if (key && managed_key(key)) {
+            dropped(r, "managed_key", "ChangeConfiguration %s: phasewise sets it", key);
+            answer_local(r, f->id, status_payload("Rejected"));
+            return;
+        }
+        break;
+    }
+    case PW_OCPP_A_REMOTE_STOP: {
+        char csms[PW_OCPP_TXID_LEN];
+        snprintf(csms, sizeof csms, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_object_get(f->payload, "transactionId")));
+        tx *t = tx_by_csms(r, csms);
+        if (!t || !t->local[0]) {
+            answer_local(r, f->id, status_payload("Rejected"));
+            return;
+        }
+        json_object_set_new(f->payload, "transactionId", json_integer(strtoll(t->local, NULL, 10)));
+        break;
+    }
+    case PW_OCPP_A_REMOTE_START:
+        /* The charge point only ever gets phasewise's profiles. */
+        if (json_object_get(f->payload, "chargingProfile")) {
+            json_object_del(f->payload, "chargingProfile");
+            dropped(r, "profile_removed",
+                    "RemoteStartTransaction: its chargingProfile was left out");
+        }
+        break;
+    default:
+        break;
+    }
+    forward_down(r, f, now);
+}
+
+void pw_ocpp_relay_from_csms(pw_ocpp_relay *r, const char *text, size_t len, uint64_t now,
+                             int64_t wall)
+{
+    pw_ocpp_frame f;
+    pw_ocpp_fault fault;
+    if (pw_ocpp_frame_parse(text, len, &f, &fault) != 0) {
+        if (f.kind == PW_OCPP_CALL && f.id[0])
+            error_up(r, f.id, fault.code, fault.text);
+        dropped(r, "csms_frame", "%s", fault.text);
+        pw_ocpp_frame_clear(&f);
+        return;
+    }
+    if (f.kind == PW_OCPP_CALL) {
+        csms_call(r, &f, now, wall);
+    } else if (r->in_flight && strcmp(f.id, r->flight_id) == 0) {
+        up_answer(r, &f, now);
+        pump(r, now);
+    } else {
+        dropped(r, "late_answer", "CSMS answer %s to no call in flight", f.id);
+    }
+    pw_ocpp_frame_clear(&f);
+}
+
+/* ---- link and time
+ * ------------------------------------------------------------------------------- */
+
+void pw_ocpp_relay_upstream(pw_ocpp_relay *r, bool up, uint64_t now)
+{
+    q_clear(r);
+    for (size_t i = 0; i < MAX_PENDING; i++)
+        r->pend[i].used = false;
+    if (!up) {
+        r->up = UP_DOWN;
+        return;
+    }
+    r->up = r->boot ? UP_BOOTING : UP_READY;
+    r->boot_retry_at = now;
+    if (r->boot)
+        q_push(r, "BootNotification", json_incref(r->boot), -1);
+    for (size_t c = 0; c < MAX_STATUS; c++)
+        if (r->status[c])
+            q_push(r, "StatusNotification", json_incref(r->status[c]), -1);
+    pump(r, now);
+}
+
+bool pw_ocpp_relay_is_up(const pw_ocpp_relay *r)
+{
+    return r->up != UP_DOWN;
+}
+
+void pw_ocpp_relay_cp_gone(pw_ocpp_relay *r)
+{
+    for (size_t i = 0; i < MAX_PENDING; i++)
+        r->pend[i].used = false;
+}
+
+void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now)
+{
+    if (r->in_flight && now - r->flight_at >= r->o.call_timeout_ms) {
+        item *it = q_at(r, 0);
+        dropped(r, "csms_timeout", "%s: no answer from the CSMS in %u ms", it->action,
+                r->o.call_timeout_ms);
+        if (strcmp(it->action, "BootNotification") == 0) {
+            r->in_flight = false;
+            r->boot_retry_at = now + 10000;
+        } else {
+            q_pop(r);
+        }
+    }
+    for (size_t i = 0; i < MAX_PENDING; i++)
+        if (r->pend[i].used && now - r->pend[i].at >= r->o.call_timeout_ms)
+            r->pend[i].used = false;
+    pump(r, now);
+}
+
+uint64_t pw_ocpp_relay_next_deadline(const pw_ocpp_relay *r)
+{
+    uint64_t next = UINT64_MAX;
+    if (r->in_flight)
+        next = r->flight_at + r->o.call_timeout_ms;
+    else if (r->up == UP_BOOTING && r->q_len)
+        next = r->boot_retry_at;
+    for (size_t i = 0; i < MAX_PENDING; i++)
+        if (r->pend[i].used && r->pend[i].at + r->o.call_timeout_ms < next)
+            next = r->pend[i].at + r->o.call_timeout_ms;
+    return next;
+}
+
+const pw_ocpp_relay_stats *pw_ocpp_relay_stats_get(const pw_ocpp_relay *r)
+{
+    ((pw_ocpp_relay *)r)->st.queued = r->q_len;
+    return &r->st;
+}
+
+/* ---- life
+ * ------------------------------------------------------------------------------------------ */
+
+static void set_opts(pw_ocpp_relay *r, const pw_ocpp_relay_opts *o)
+{
+    size_t old_queue = r->o.max_queue;
+    r->o = *o;
+    if (r->o.n_connectors > PW_OCPP_MAX_CONNECTORS)
+        r->o.n_connectors = PW_OCPP_MAX_CONNECTORS;
+    if (!r->o.max_queue)
+        r->o.max_queue = 64;
+    if (!r->o.call_timeout_ms)
+        r->o.call_timeout_ms = 30000;
+    if (!(r->o.volts > 0))
+        r->o.volts = 230.0;
+    r->o.max_queue = old_queue ? old_queue : r->o.max_queue; /* the ring keeps its size */
+}
+
+pw_ocpp_relay *pw_ocpp_relay_new(const pw_ocpp_relay_opts *opts, const pw_ocpp_relay_sink *sink)
+{
+    pw_ocpp_relay *r = pw_xcalloc(1, sizeof *r);
+    set_opts(r, opts);
+    r->sink = *sink;
+    r->q = pw_xcalloc(r->o.max_queue, sizeof *r->q);
+    for (size_t i = 0; i < r->o.max_queue; i++)
+        r->q[i].tx = -1;
+    for (size_t k = 0; k < PW_OCPP_MAX_CONNECTORS; k++)
+        r->cap_sent[k] = INFINITY;
+    return r;
+}
+
+void pw_ocpp_relay_reconfigure(pw_ocpp_relay *r, const pw_ocpp_relay_opts *opts)
+{
+    set_opts(r, opts);
+    report_caps(r, true);
+}
+
+void pw_ocpp_relay_free(pw_ocpp_relay *r)
+{
+    if (!r)
+        return;
+    q_clear(r);
+    free(r->q);
+    json_decref(r->boot);
+    for (size_t c = 0; c < MAX_STATUS; c++)
+        json_decref(r->status[c]);
+    free(r);
+}

@@ -1,0 +1,735 @@
+/* The local controller's relay (ocpp/pw_ocpp_relay.h) in fake time, wired to phasewise's real
+ * conversation (pw_ocpp_cp) the way transport/ocpp.c wires them: every frame for the charge point
+ * and for the CSMS is parsed back with the codec. Covers the boot and statuses sent when the
+ * link comes up, one call in flight, transaction ids mapped both ways, CSMS calls down with fresh
+ * ids and their answers up with the CSMS's, answers to phasewise's own calls kept local, charging
+ * profiles turned into caps (A and W, purposes, stack levels, replace and clear, rejections as a
+ * charge point would), GetCompositeSchedule, managed configuration keys, bad CSMS frames, the
+ * link down, timeouts and a boot the CSMS leaves pending. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pw_ocpp_relay.h"
+#include "pw_util.h"
+
+#define T0    UINT64_C(1000000)
+#define WALL0 INT64_C(1790000000000)
+#define MAXF  256
+
+typedef struct fr {
+    enum pw_ocpp_frame_kind kind;
+    char id[PW_OCPP_ID_LEN];
+    char action[PW_OCPP_ACTION_LEN];
+    json_t *payload;
+    enum pw_ocpp_error error;
+} fr;
+
+typedef struct h {
+    pw_ocpp_relay *r;
+    pw_ocpp_cp *cp;
+    uint64_t now;
+    fr cp_in[MAXF], up[MAXF]; /* frames the charge point got, frames the CSMS got */
+    size_t n_cp, n_up;
+    double cap[PW_OCPP_MAX_CONNECTORS + 1];
+    size_t n_cap;
+    char reasons[1024];
+    unsigned cp_seq;
+} h;
+
+static void record(fr *list, size_t *n, const char *text, size_t len)
+{
+    assert_true(*n < MAXF);
+    fr *f = &list[(*n)++];
+    pw_ocpp_frame pf;
+    pw_ocpp_fault fault;
+    if (pw_ocpp_frame_parse(text, len, &pf, &fault) != 0)
+        fail_msg("unreadable frame %.*s: %s", (int)len, text, fault.text);
+    *f = (fr){.kind = pf.kind, .error = pf.error};
+    pw_strlcpy(f->id, pf.id, sizeof f->id);
+    pw_strlcpy(f->action, pf.action, sizeof f->action);
+    f->payload = pf.payload ? json_incref(pf.payload) : NULL;
+    pw_ocpp_frame_clear(&pf);
+}
+
+static void r_to_cp(void *ud, const char *text, size_t len)
+{
+    h *t = ud;
+    record(t->cp_in, &t->n_cp, text, len);
+}
+
+static void r_to_csms(void *ud, const char *text, size_t len)
+{
+    h *t = ud;
+    record(t->up, &t->n_up, text, len);
+    /* Every frame the CSMS gets holds to the schema of what it is. */
+    fr *f = &t->up[t->n_up - 1];
+    pw_ocpp_fault fault;
+    enum pw_ocpp_action a = pw_ocpp_action_parse(f->action);
+    if (f->kind == PW_OCPP_CALL && pw_ocpp_check_payload(a, false, f->payload, &fault) != 0)
+        fail_msg("the CSMS got %.*s: %s", (int)len, text, fault.text);
+}
+
+static void r_cap(void *ud, int connector, double cap)
+{
+    h *t = ud;
+    assert_true(connector >= 1 && connector <= PW_OCPP_MAX_CONNECTORS);
+    t->cap[connector] = cap;
+    t->n_cap++;
+}
+
+static void r_dropped(void *ud, const char *reason, const char *detail)
+{
+    h *t = ud;
+    (void)detail;
+    size_t n = strlen(t->reasons);
+    snprintf(t->reasons + n, sizeof t->reasons - n, "%s ", reason);
+}
+
+/* phasewise's own conversation: what it sends the charge point passes the relay first. */
+static void cp_send(void *ud, const char *text, size_t len)
+{
+    h *t = ud;
+    pw_ocpp_relay_local_to_cp(t->r, text, len);
+    record(t->cp_in, &t->n_cp, text, len);
+}
+
+static h *setup_h(void)
+{
+    h *t = pw_xcalloc(1, sizeof *t);
+    t->now = T0;
+    for (size_t k = 0; k <= PW_OCPP_MAX_CONNECTORS; k++)
+        t->cap[k] = INFINITY;
+    pw_ocpp_relay_opts ro;
+    pw_ocpp_relay_default_opts(&ro);
+    ro.n_connectors = 2;
+    ro.connectors[0] = 1;
+    ro.connectors[1] = 2;
+    ro.max_a[0] = ro.max_a[1] = 16;
+    t->r = pw_ocpp_relay_new(
+        &ro,
+        &(pw_ocpp_relay_sink){
+            .ud = t, .to_cp = r_to_cp, .to_csms = r_to_csms, .cap = r_cap, .dropped = r_dropped});
+    pw_ocpp_cp_opts co;
+    pw_ocpp_cp_default_opts(&co);
+    co.n_connectors = 2;
+    for (int k = 0; k < 2; k++)
+        co.connectors[k] = (pw_ocpp_connector_cfg){
+            .connector = k + 1, .min_a = 6, .max_a = 16, .failsafe_a = 6, .prior_a = -1};
+    t->cp = pw_ocpp_cp_new(&co, &(pw_ocpp_cp_sink){.ud = t, .send = cp_send}, t->now);
+    return t;
+}
+
+static void free_frames(fr *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        json_decref(list[i].payload);
+}
+
+static void teardown_h(h *t)
+{
+    pw_ocpp_cp_free(t->cp);
+    pw_ocpp_relay_free(t->r);
+    free_frames(t->cp_in, t->n_cp);
+    free_frames(t->up, t->n_up);
+    free(t);
+}
+
+/* ---- the two ends ---------------------------------------------------------------------------- */
+
+/* A frame from the charge point, handled as the shell does. */
+static void from_cp_text(h *t, const char *text)
+{
+    if (pw_ocpp_relay_from_cp(t->r, text, strlen(text), t->now) == PW_OCPP_RELAY_LOCAL)
+        pw_ocpp_cp_receive(t->cp, text, strlen(text), t->now, WALL0 + (int64_t)t->now);
+}
+
+/* A call from the charge point (payload stolen); returns its id. */
+static const char *cp_call(h *t, const char *action, json_t *payload)
+{
+    static char id[16];
+    snprintf(id, sizeof id, "c%u", ++t->cp_seq);
+    char *text = pw_ocpp_call_text(id, action, payload, NULL);
+    assert_non_null(text);
+    from_cp_text(t, text);
+    free(text);
+    return id;
+}
+
+static void cp_answer(h *t, const char *id, json_t *payload)
+{
+    char *text = pw_ocpp_result_text(id, payload, NULL);
+    from_cp_text(t, text);
+    free(text);
+}
+
+static void csms_text(h *t, const char *text)
+{
+    pw_ocpp_relay_from_csms(t->r, text, strlen(text), t->now, WALL0 + (int64_t)t->now);
+}
+
+static void csms_call(h *t, const char *id, const char *action, json_t *payload)
+{
+    char *text = pw_ocpp_call_text(id, action, payload, NULL);
+    csms_text(t, text);
+    free(text);
+}
+
+static void csms_answer(h *t, const char *id, json_t *payload)
+{
+    char *text = pw_ocpp_result_text(id, payload, NULL);
+    csms_text(t, text);
+    free(text);
+}
+
+/* The last frame the CSMS got. */
+static fr *last_up(h *t)
+{
+    assert_true(t->n_up > 0);
+    return &t->up[t->n_up - 1];
+}
+
+/* The CSMS answers the call in flight like a plain central system. */
+static void csms_answers(h *t)
+{
+    fr *f = last_up(t);
+    assert_int_equal(f->kind, PW_OCPP_CALL);
+    json_t *p;
+    if (strcmp(f->action, "BootNotification") == 0)
+        p = pw_ocpp_boot_conf(PW_OCPP_ACCEPTED, WALL0, 300);
+    else if (strcmp(f->action, "StartTransaction") == 0)
+        p = pw_ocpp_start_conf("777", PW_OCPP_ACCEPTED);
+    else if (strcmp(f->action, "StopTransaction") == 0)
+        p = pw_ocpp_stop_conf(PW_OCPP_ACCEPTED);
+    else if (strcmp(f->action, "Authorize") == 0)
+        p = pw_ocpp_authorize_conf(PW_OCPP_ACCEPTED);
+    else if (strcmp(f->action, "Heartbeat") == 0)
+        p = pw_ocpp_heartbeat_conf(WALL0);
+    else
+        p = pw_ocpp_empty_conf();
+    char id[PW_OCPP_ID_LEN];
+    pw_strlcpy(id, f->id, sizeof id);
+    csms_answer(t, id, p);
+}
+
+/* Answers every call in flight until none is left. */
+static void csms_drain(h *t)
+{
+    for (int i = 0; i < 64 && t->n_up && last_up(t)->kind == PW_OCPP_CALL &&
+                    pw_ocpp_relay_stats_get(t->r)->queued;
+         i++)
+        csms_answers(t);
+}
+
+static json_t *boot_payload(void)
+{
+    pw_ocpp_boot b = {0};
+    pw_strlcpy(b.vendor, "Acme", sizeof b.vendor);
+    pw_strlcpy(b.model, "Wallbox 2", sizeof b.model);
+    return pw_ocpp_boot_req(&b);
+}
+
+static json_t *status_payload(int connector, enum pw_ocpp_status s)
+{
+    pw_ocpp_status_note n = {.connector = connector, .status = s};
+    pw_strlcpy(n.error_code, "NoError", sizeof n.error_code);
+    return pw_ocpp_status_req(&n);
+}
+
+/* The last frame of an action the charge point got from the relay or from phasewise. */
+static fr *cp_got(h *t, const char *action)
+{
+    for (size_t i = t->n_cp; i-- > 0;)
+        if (t->cp_in[i].kind == PW_OCPP_CALL && strcmp(t->cp_in[i].action, action) == 0)
+            return &t->cp_in[i];
+    return NULL;
+}
+
+static size_t up_count(h *t, const char *action)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_up; i++)
+        n += t->up[i].kind == PW_OCPP_CALL && strcmp(t->up[i].action, action) == 0;
+    return n;
+}
+
+/* phasewise's answer to the charge point's call id. */
+static fr *local_answer(h *t, const char *id)
+{
+    for (size_t i = t->n_cp; i-- > 0;)
+        if (t->cp_in[i].kind != PW_OCPP_CALL && strcmp(t->cp_in[i].id, id) == 0)
+            return &t->cp_in[i];
+    return NULL;
+}
+
+/* Booted with the upstream up and everything answered; a car on connector 1 charging under
+ * phasewise's transaction id, which the CSMS knows as 777. */
+static void booted_with_tx(h *t, char *local_tx)
+{
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    pw_ocpp_start_tx s = {.connector = 1, .meter_start_wh = 1000, .timestamp_ms = WALL0};
+    pw_strlcpy(s.id_tag, "TAG1", sizeof s.id_tag);
+    char id[16];
+    pw_strlcpy(id, cp_call(t, "StartTransaction", pw_ocpp_start_req(&s)), sizeof id);
+    fr *a = local_answer(t, id);
+    assert_non_null(a);
+    snprintf(local_tx, PW_OCPP_TXID_LEN, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(a->payload, "transactionId")));
+    assert_string_equal(last_up(t)->action, "StartTransaction");
+    csms_answers(t);
+    assert_string_equal(pw_ocpp_relay_csms_tx(t->r, local_tx), "777");
+}
+
+/* ---- tests ----------------------------------------------------------------------------------- */
+
+static void test_boot_and_statuses_when_up(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    /* Down: phasewise answers, the CSMS hears nothing. */
+    char id[16];
+    pw_strlcpy(id, cp_call(t, "BootNotification", boot_payload()), sizeof id);
+    assert_non_null(local_answer(t, id));
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_PREPARING));
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_CHARGING));
+    cp_call(t, "StatusNotification", status_payload(2, PW_OCPP_AVAILABLE));
+    cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req());
+    assert_int_equal(t->n_up, 0);
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->lost_down, 5);
+    /* Up: the boot alone first, then the latest status of each connector, one at a time. */
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    assert_int_equal(t->n_up, 1);
+    assert_string_equal(t->up[0].action, "BootNotification");
+    assert_string_equal(json_string_value(json_object_get(t->up[0].payload, "chargePointVendor")),
+                        "Acme");
+    cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req());
+    assert_int_equal(t->n_up, 1); /* waits for the boot's answer */
+    csms_answers(t);
+    assert_int_equal(t->n_up, 2);
+    assert_string_equal(t->up[1].action, "StatusNotification");
+    assert_string_equal(json_string_value(json_object_get(t->up[1].payload, "status")), "Charging");
+    assert_string_not_equal(t->up[0].id, t->up[1].id);
+    csms_answers(t);
+    assert_string_equal(json_string_value(json_object_get(t->up[2].payload, "status")),
+                        "Available");
+    csms_answers(t);
+    assert_string_equal(t->up[3].action, "Heartbeat");
+    csms_answers(t);
+    assert_int_equal(t->n_up, 4);
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 0);
+    /* Down again: nothing queued, nothing sent. */
+    pw_ocpp_relay_upstream(t->r, false, t->now);
+    cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req());
+    assert_int_equal(t->n_up, 4);
+    assert_non_null(strstr(t->reasons, "upstream_down"));
+    teardown_h(t);
+}
+
+static void test_boot_pending_is_retried(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_AVAILABLE));
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    assert_int_equal(t->n_up, 1);
+    csms_answer(t, t->up[0].id, pw_ocpp_boot_conf(PW_OCPP_PENDING, WALL0, 20));
+    assert_int_equal(t->n_up, 1);
+    assert_int_equal(pw_ocpp_relay_next_deadline(t->r), t->now + 20000);
+    t->now += 20000;
+    pw_ocpp_relay_poll(t->r, t->now);
+    assert_int_equal(t->n_up, 2);
+    assert_string_equal(t->up[1].action, "BootNotification");
+    csms_answers(t);
+    assert_string_equal(last_up(t)->action, "StatusNotification");
+    teardown_h(t);
+}
+
+static void test_transaction_ids_mapped(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    char local[PW_OCPP_TXID_LEN];
+    booted_with_tx(t, local);
+    assert_string_not_equal(local, "777");
+    /* MeterValues and StopTransaction go up under the CSMS's id. */
+    pw_ocpp_meter m = {
+        .connector = 1, .timestamp_ms = WALL0, .has_energy = true, .energy_wh = 2500};
+    pw_strlcpy(m.tx_id, local, sizeof m.tx_id);
+    cp_call(t, "MeterValues", pw_ocpp_meter_req(&m));
+    assert_string_equal(last_up(t)->action, "MeterValues");
+    assert_int_equal(json_integer_value(json_object_get(last_up(t)->payload, "transactionId")),
+                     777);
+    csms_answers(t);
+    /* RemoteStopTransaction for 777 reaches the charge point for phasewise's id, under an id
+     * of the relay's; its answer goes up under the CSMS's id. */
+    csms_call(t, "uuid-1", "RemoteStopTransaction", json_pack("{s:i}", "transactionId", 777));
+    fr *down = cp_got(t, "RemoteStopTransaction");
+    assert_non_null(down);
+    assert_string_not_equal(down->id, "uuid-1");
+    assert_int_equal(json_integer_value(json_object_get(down->payload, "transactionId")),
+                     strtoll(local, NULL, 10));
+    char down_id[PW_OCPP_ID_LEN];
+    pw_strlcpy(down_id, down->id, sizeof down_id);
+    size_t before = t->n_up;
+    cp_answer(t, down_id, json_pack("{s:s}", "status", "Accepted"));
+    assert_int_equal(t->n_up, before + 1);
+    assert_int_equal(last_up(t)->kind, PW_OCPP_RESULT);
+    assert_string_equal(last_up(t)->id, "uuid-1");
+    /* Unknown transaction: Rejected, as a charge point would. */
+    csms_call(t, "uuid-2", "RemoteStopTransaction", json_pack("{s:i}", "transactionId", 5));
+    assert_string_equal(last_up(t)->id, "uuid-2");
+    assert_string_equal(json_string_value(json_object_get(last_up(t)->payload, "status")),
+                        "Rejected");
+    pw_ocpp_stop_tx s = {.meter_stop_wh = 3000, .timestamp_ms = WALL0};
+    pw_strlcpy(s.tx_id, local, sizeof s.tx_id);
+    cp_call(t, "StopTransaction", pw_ocpp_stop_req(&s));
+    assert_string_equal(last_up(t)->action, "StopTransaction");
+    assert_int_equal(json_integer_value(json_object_get(last_up(t)->payload, "transactionId")),
+                     777);
+    assert_int_equal(json_integer_value(json_object_get(last_up(t)->payload, "meterStop")), 3000);
+    csms_answers(t);
+    assert_null(pw_ocpp_relay_csms_tx(t->r, local));
+    teardown_h(t);
+}
+
+static void test_meter_values_wait_for_the_start_answer(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    pw_ocpp_start_tx s = {.connector = 2, .meter_start_wh = 10, .timestamp_ms = WALL0};
+    pw_strlcpy(s.id_tag, "TAG2", sizeof s.id_tag);
+    char id[16];
+    pw_strlcpy(id, cp_call(t, "StartTransaction", pw_ocpp_start_req(&s)), sizeof id);
+    char local[PW_OCPP_TXID_LEN];
+    snprintf(local, sizeof local, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(local_answer(t, id)->payload, "transactionId")));
+    pw_ocpp_meter m = {.connector = 2, .timestamp_ms = WALL0, .has_energy = true, .energy_wh = 20};
+    pw_strlcpy(m.tx_id, local, sizeof m.tx_id);
+    cp_call(t, "MeterValues", pw_ocpp_meter_req(&m));
+    assert_string_equal(last_up(t)->action, "StartTransaction"); /* one call in flight */
+    csms_answers(t);
+    assert_string_equal(last_up(t)->action, "MeterValues");
+    assert_int_equal(json_integer_value(json_object_get(last_up(t)->payload, "transactionId")),
+                     777);
+    teardown_h(t);
+}
+
+static void test_csms_calls_down_and_answers_up(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    csms_call(t, "ab-1", "ChangeConfiguration",
+              json_pack("{s:s, s:s}", "key", "ConnectionTimeOut", "value", "90"));
+    fr *down = cp_got(t, "ChangeConfiguration");
+    assert_non_null(down);
+    assert_string_equal(json_string_value(json_object_get(down->payload, "key")),
+                        "ConnectionTimeOut");
+    char down_id[PW_OCPP_ID_LEN];
+    pw_strlcpy(down_id, down->id, sizeof down_id);
+    size_t before = t->n_up;
+    cp_answer(t, down_id, json_pack("{s:s}", "status", "Accepted"));
+    assert_int_equal(t->n_up, before + 1);
+    assert_string_equal(last_up(t)->id, "ab-1");
+    /* A second answer to the same id is not forwarded again. */
+    cp_answer(t, down_id, json_pack("{s:s}", "status", "Accepted"));
+    assert_int_equal(t->n_up, before + 1);
+    /* Answers to phasewise's own calls (setup after boot) stay local. */
+    fr *own = cp_got(t, "SetChargingProfile"); /* the failsafe default, first of the setup */
+    assert_non_null(own);
+    assert_null(strstr(own->id, "csms"));
+    uint64_t results = pw_ocpp_cp_stats_get(t->cp)->results_in;
+    cp_answer(t, own->id, json_pack("{s:s}", "status", "Accepted"));
+    assert_int_equal(t->n_up, before + 1);
+    assert_int_equal(pw_ocpp_cp_stats_get(t->cp)->results_in, results + 1); /* phasewise's */
+    /* A key phasewise sets itself is refused, not forwarded. */
+    size_t n_cp = t->n_cp;
+    csms_call(t, "ab-2", "ChangeConfiguration",
+              json_pack("{s:s, s:s}", "key", "MeterValueSampleInterval", "value", "900"));
+    assert_int_equal(t->n_cp, n_cp);
+    assert_string_equal(json_string_value(json_object_get(last_up(t)->payload, "status")),
+                        "Rejected");
+    /* A RemoteStartTransaction goes down without its profile. */
+    csms_call(t, "ab-3", "RemoteStartTransaction",
+              json_pack("{s:s, s:i, s:{s:i, s:i, s:s, s:s, s:{s:s, s:[{s:i, s:f}]}}}", "idTag",
+                        "TAG9", "connectorId", 1, "chargingProfile", "chargingProfileId", 9,
+                        "stackLevel", 0, "chargingProfilePurpose", "TxProfile",
+                        "chargingProfileKind", "Relative", "chargingSchedule", "chargingRateUnit",
+                        "A", "chargingSchedulePeriod", "startPeriod", 0, "limit", 10.0));
+    down = cp_got(t, "RemoteStartTransaction");
+    assert_non_null(down);
+    assert_null(json_object_get(down->payload, "chargingProfile"));
+    assert_string_equal(json_string_value(json_object_get(down->payload, "idTag")), "TAG9");
+    assert_non_null(strstr(t->reasons, "profile_removed"));
+    /* A CALLERROR from the charge point goes up as one. */
+    pw_strlcpy(down_id, down->id, sizeof down_id);
+    char *err = pw_ocpp_error_text(down_id, PW_OCPP_NOT_SUPPORTED, "no", NULL);
+    from_cp_text(t, err);
+    free(err);
+    assert_int_equal(last_up(t)->kind, PW_OCPP_ERROR);
+    assert_string_equal(last_up(t)->id, "ab-3");
+    assert_int_equal(last_up(t)->error, PW_OCPP_NOT_SUPPORTED);
+    teardown_h(t);
+}
+
+static json_t *profile_req(int connector, int id, int level, const char *purpose, const char *unit,
+                           double limit, int phases)
+{
+    json_t *period = json_pack("{s:i, s:f}", "startPeriod", 0, "limit", limit);
+    if (phases)
+        json_object_set_new(period, "numberPhases", json_integer(phases));
+    return json_pack("{s:i, s:{s:i, s:i, s:s, s:s, s:{s:s, s:[o]}}}", "connectorId", connector,
+                     "csChargingProfiles", "chargingProfileId", id, "stackLevel", level,
+                     "chargingProfilePurpose", purpose, "chargingProfileKind", "Relative",
+                     "chargingSchedule", "chargingRateUnit", unit, "chargingSchedulePeriod",
+                     period);
+}
+
+static const char *up_status(h *t, const char *id)
+{
+    fr *f = last_up(t);
+    assert_string_equal(f->id, id);
+    assert_int_equal(f->kind, PW_OCPP_RESULT);
+    return json_string_value(json_object_get(f->payload, "status"));
+}
+
+/* Whether the relay ever sent the charge point a profile (phasewise's own have numeric ids). */
+static bool relay_sent_profile(h *t)
+{
+    for (size_t i = 0; i < t->n_cp; i++)
+        if (t->cp_in[i].kind == PW_OCPP_CALL &&
+            strcmp(t->cp_in[i].action, "SetChargingProfile") == 0 && strstr(t->cp_in[i].id, "csms"))
+            return true;
+    return false;
+}
+
+static void test_profiles_become_caps(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    char local[PW_OCPP_TXID_LEN];
+    booted_with_tx(t, local);
+    csms_call(t, "p1", "SetChargingProfile", profile_req(1, 11, 1, "TxDefaultProfile", "A", 8, 0));
+    assert_string_equal(up_status(t, "p1"), "Accepted");
+    assert_float_equal(t->cap[1], 8, 1e-9);
+    assert_true(isinf(t->cap[2]));
+    /* 11 kW on three phases over the whole charge point: 11040 / 690 = 16 A on each connector,
+     * the smaller cap wins on connector 1. */
+    csms_call(t, "p2", "SetChargingProfile",
+              profile_req(0, 12, 0, "ChargePointMaxProfile", "W", 6900, 3));
+    assert_string_equal(up_status(t, "p2"), "Accepted");
+    assert_float_equal(t->cap[1], 8, 1e-9);
+    assert_float_equal(t->cap[2], 10, 1e-9);
+    /* A TxProfile outranks the TxDefaultProfile, and belongs to the running transaction. */
+    csms_call(t, "p3", "SetChargingProfile", profile_req(1, 13, 0, "TxProfile", "A", 9.5, 0));
+    assert_string_equal(up_status(t, "p3"), "Accepted");
+    assert_float_equal(t->cap[1], 9.5, 1e-9);
+    /* As a charge point would: no transaction on 2, connector 5 absent, purposes misplaced. */
+    csms_call(t, "p4", "SetChargingProfile", profile_req(2, 14, 0, "TxProfile", "A", 7, 0));
+    assert_string_equal(up_status(t, "p4"), "Rejected");
+    csms_call(t, "p5", "SetChargingProfile", profile_req(5, 15, 0, "TxDefaultProfile", "A", 7, 0));
+    assert_string_equal(up_status(t, "p5"), "Rejected");
+    csms_call(t, "p6", "SetChargingProfile",
+              profile_req(1, 16, 0, "ChargePointMaxProfile", "A", 7, 0));
+    assert_string_equal(up_status(t, "p6"), "Rejected");
+    csms_call(t, "p7", "SetChargingProfile", profile_req(0, 17, 0, "TxProfile", "A", 7, 0));
+    assert_string_equal(up_status(t, "p7"), "Rejected");
+    /* GetCompositeSchedule from the cap. */
+    csms_call(t, "g1", "GetCompositeSchedule",
+              json_pack("{s:i, s:i}", "connectorId", 1, "duration", 3600));
+    fr *g = last_up(t);
+    assert_string_equal(g->id, "g1");
+    json_t *per = json_array_get(
+        json_object_get(json_object_get(g->payload, "chargingSchedule"), "chargingSchedulePeriod"),
+        0);
+    assert_float_equal(json_real_value(json_object_get(per, "limit")), 9.5, 1e-9);
+    csms_call(t, "g2", "GetCompositeSchedule",
+              json_pack("{s:i, s:i}", "connectorId", 4, "duration", 60));
+    assert_string_equal(up_status(t, "g2"), "Rejected");
+    /* The transaction ends: its TxProfile goes, the default holds again. */
+    pw_ocpp_stop_tx s = {.meter_stop_wh = 3000, .timestamp_ms = WALL0};
+    pw_strlcpy(s.tx_id, local, sizeof s.tx_id);
+    cp_call(t, "StopTransaction", pw_ocpp_stop_req(&s));
+    assert_float_equal(t->cap[1], 8, 1e-9);
+    csms_answers(t);
+    /* Replaced by the same connector, purpose and stack level. */
+    csms_call(t, "p8", "SetChargingProfile", profile_req(1, 18, 1, "TxDefaultProfile", "A", 12, 0));
+    assert_float_equal(t->cap[1], 10, 1e-9); /* under the 10 A ChargePointMax */
+    /* Clear by id, then by purpose; clearing nothing is Unknown. */
+    csms_call(t, "c1", "ClearChargingProfile", json_pack("{s:i}", "id", 12));
+    assert_string_equal(up_status(t, "c1"), "Accepted");
+    assert_float_equal(t->cap[1], 12, 1e-9);
+    assert_true(isinf(t->cap[2]));
+    csms_call(t, "c2", "ClearChargingProfile",
+              json_pack("{s:s}", "chargingProfilePurpose", "TxDefaultProfile"));
+    assert_string_equal(up_status(t, "c2"), "Accepted");
+    assert_true(isinf(t->cap[1]));
+    csms_call(t, "c3", "ClearChargingProfile", json_pack("{}"));
+    assert_string_equal(up_status(t, "c3"), "Unknown");
+    /* The charge point never got a profile of the CSMS's. */
+    assert_false(relay_sent_profile(t));
+    assert_true(pw_ocpp_relay_stats_get(t->r)->local >= 12);
+    teardown_h(t);
+}
+
+static void test_profile_periods(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    /* Absolute, started 100 s ago: the period from 60 s holds; one starting in the future
+     * holds nothing yet. */
+    char start[32];
+    pw_ocpp_time_format(WALL0 + (int64_t)t->now - 100000, start, sizeof start);
+    csms_call(t, "a1", "SetChargingProfile",
+              json_pack("{s:i, s:{s:i, s:i, s:s, s:s, s:{s:s, s:s, s:[{s:i, s:f}, {s:i, "
+                        "s:f}, {s:i, s:f}]}}}",
+                        "connectorId", 2, "csChargingProfiles", "chargingProfileId", 21,
+                        "stackLevel", 0, "chargingProfilePurpose", "TxDefaultProfile",
+                        "chargingProfileKind", "Absolute", "chargingSchedule", "startSchedule",
+                        start, "chargingRateUnit", "A", "chargingSchedulePeriod", "startPeriod", 0,
+                        "limit", 16.0, "startPeriod", 60, "limit", 7.0, "startPeriod", 200, "limit",
+                        12.0));
+    assert_string_equal(up_status(t, "a1"), "Accepted");
+    assert_float_equal(t->cap[2], 7, 1e-9);
+    pw_ocpp_time_format(WALL0 + (int64_t)t->now + 100000, start, sizeof start);
+    csms_call(t, "a2", "SetChargingProfile",
+              json_pack("{s:i, s:{s:i, s:i, s:s, s:s, s:{s:s, s:s, s:[{s:i, s:f}]}}}",
+                        "connectorId", 2, "csChargingProfiles", "chargingProfileId", 21,
+                        "stackLevel", 0, "chargingProfilePurpose", "TxDefaultProfile",
+                        "chargingProfileKind", "Absolute", "chargingSchedule", "startSchedule",
+                        start, "chargingRateUnit", "A", "chargingSchedulePeriod", "startPeriod", 0,
+                        "limit", 6.0));
+    assert_string_equal(up_status(t, "a2"), "Accepted");
+    assert_true(isinf(t->cap[2]));
+    /* W on one phase: 2300 W / 230 V = 10 A. */
+    csms_call(t, "a3", "SetChargingProfile",
+              profile_req(1, 22, 0, "TxDefaultProfile", "W", 2300, 1));
+    assert_float_equal(t->cap[1], 10, 1e-9);
+    teardown_h(t);
+}
+
+static void test_bad_csms_frames(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    size_t n_cp = t->n_cp;
+    csms_text(t, "[2,\"x1\",\"Reset\",{\"type\":\"Sideways\"}]");
+    assert_int_equal(last_up(t)->kind, PW_OCPP_ERROR);
+    assert_string_equal(last_up(t)->id, "x1");
+    csms_text(t, "[2,\"x2\",\"NoSuchThing\",{}]");
+    assert_int_equal(last_up(t)->error, PW_OCPP_NOT_IMPLEMENTED);
+    csms_text(t, "[2,\"x3\",\"BootNotification\",{}]");
+    assert_int_equal(last_up(t)->error, PW_OCPP_NOT_SUPPORTED);
+    csms_text(t, "[2,\"x4\",\"GetCompositeSchedule\",{\"connectorId\":\"1\",\"duration\":1}]");
+    assert_int_equal(last_up(t)->error, PW_OCPP_TYPE_CONSTRAINT);
+    csms_text(t, "[2,\"x5\",\"SetChargingProfile\",{\"connectorId\":1}]");
+    assert_int_equal(last_up(t)->kind, PW_OCPP_ERROR);
+    size_t n_up = t->n_up;
+    csms_text(t, "not json");
+    csms_text(t, "[3,\"nobody\",{}]");
+    assert_int_equal(t->n_up, n_up);
+    assert_int_equal(t->n_cp, n_cp); /* none of it reached the charge point */
+    assert_non_null(strstr(t->reasons, "late_answer"));
+    teardown_h(t);
+}
+
+static void test_timeouts(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req());
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_FINISHING));
+    assert_string_equal(last_up(t)->action, "Heartbeat");
+    uint64_t d = pw_ocpp_relay_next_deadline(t->r);
+    assert_int_equal(d, t->now + 30000);
+    t->now = d;
+    pw_ocpp_relay_poll(t->r, t->now);
+    assert_string_equal(last_up(t)->action, "StatusNotification");
+    assert_non_null(strstr(t->reasons, "csms_timeout"));
+    /* A late answer to the heartbeat is not taken for the status's. */
+    csms_answer(t, t->up[t->n_up - 2].id, pw_ocpp_heartbeat_conf(WALL0));
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 1);
+    /* A CSMS call the charge point never answers is forgotten after the timeout. */
+    csms_call(t, "r1", "Reset", json_pack("{s:s}", "type", "Soft"));
+    fr *down = cp_got(t, "Reset");
+    char down_id[PW_OCPP_ID_LEN];
+    pw_strlcpy(down_id, down->id, sizeof down_id);
+    t->now += 30000;
+    pw_ocpp_relay_poll(t->r, t->now);
+    size_t n_up = t->n_up;
+    cp_answer(t, down_id, json_pack("{s:s}", "status", "Accepted"));
+    assert_int_equal(t->n_up, n_up);
+    teardown_h(t);
+}
+
+static void test_stop_of_a_transaction_begun_while_down(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_start_tx s = {.connector = 1, .meter_start_wh = 5, .timestamp_ms = WALL0};
+    pw_strlcpy(s.id_tag, "TAG1", sizeof s.id_tag);
+    char id[16];
+    pw_strlcpy(id, cp_call(t, "StartTransaction", pw_ocpp_start_req(&s)), sizeof id);
+    char local[PW_OCPP_TXID_LEN];
+    snprintf(local, sizeof local, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(local_answer(t, id)->payload, "transactionId")));
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    size_t n_up = t->n_up;
+    pw_ocpp_meter m = {.connector = 1, .timestamp_ms = WALL0, .has_energy = true, .energy_wh = 9};
+    pw_strlcpy(m.tx_id, local, sizeof m.tx_id);
+    cp_call(t, "MeterValues", pw_ocpp_meter_req(&m));
+    /* The values go up without the transaction id the CSMS never learnt. */
+    assert_int_equal(t->n_up, n_up + 1);
+    assert_null(json_object_get(last_up(t)->payload, "transactionId"));
+    csms_answers(t);
+    pw_ocpp_stop_tx st = {.meter_stop_wh = 50, .timestamp_ms = WALL0};
+    pw_strlcpy(st.tx_id, local, sizeof st.tx_id);
+    cp_call(t, "StopTransaction", pw_ocpp_stop_req(&st));
+    assert_int_equal(t->n_up, n_up + 1);
+    assert_int_equal(up_count(t, "StopTransaction"), 0);
+    assert_non_null(strstr(t->reasons, "unknown_tx"));
+    teardown_h(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_boot_and_statuses_when_up),
+        cmocka_unit_test(test_boot_pending_is_retried),
+        cmocka_unit_test(test_transaction_ids_mapped),
+        cmocka_unit_test(test_meter_values_wait_for_the_start_answer),
+        cmocka_unit_test(test_csms_calls_down_and_answers_up),
+        cmocka_unit_test(test_profiles_become_caps),
+        cmocka_unit_test(test_profile_periods),
+        cmocka_unit_test(test_bad_csms_frames),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_stop_of_a_transaction_begun_while_down),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
