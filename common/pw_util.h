@@ -23,10 +23,10 @@ size_t pw_strlcpy(char *dst, const char *src, size_t size);
  * time instead. */
 long long pw_wall_ms(void);
 
-/* A worker thread (history writes, API queries, password hashing) gives way to the loop thread:
- * its nice value is raised by PW_WORKER_NICE_STEP above the process's, once per thread, so that
- * under load the control loop is scheduled first (the systemd unit runs the process at Nice=-10;
- * raising one's own nice value needs no privilege). */
+/* A worker thread (history writes, API queries, password hashing) gives way to the loop thread,
+ * once per thread: it leaves a real-time policy it inherited for the normal one and raises its
+ * nice value by PW_WORKER_NICE_STEP above the process's. The systemd unit runs the loop thread
+ * under SCHED_RR at Nice=-10; giving either up needs no privilege. */
 #define PW_WORKER_NICE_STEP 10
 void pw_worker_yield_priority(void);
 

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,10 @@ void pw_worker_yield_priority(void)
     if (done)
         return;
     done = 1;
+    /* A thread started by a real-time loop thread inherits its policy: back to the normal one
+     * (lowering one's own policy needs no privilege). */
+    struct sched_param normal = {.sched_priority = 0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_OTHER, &normal);
     /* On Linux a nice value belongs to the thread: PRIO_PROCESS with the thread's id changes
      * only this one. A failure leaves it at the process's value, which is only less fair. */
     pid_t tid = (pid_t)syscall(SYS_gettid);
