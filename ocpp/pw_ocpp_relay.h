@@ -11,8 +11,8 @@
  * passed in, and pw_ocpp_relay_poll runs at pw_ocpp_relay_next_deadline. The relay lives as
  * long as the charge point is configured (across its reconnects), so the transaction map and
  * the CSMS's profiles survive a reconnect. Without the upstream (pw_ocpp_relay_upstream false)
- * the charge point's calls are not kept (the SQLite queue is not built yet): only its last
- * BootNotification and StatusNotifications, sent again when the link is back. */
+ * the charge point's calls wait in the relay's queue (in memory: not across a restart yet) and
+ * go up in order once the link is back, after its last BootNotification. */
 #ifndef PW_OCPP_RELAY_H
 #define PW_OCPP_RELAY_H
 
@@ -25,8 +25,9 @@
 typedef struct pw_ocpp_relay_opts {
     uint32_t call_timeout_ms; /* an unanswered call to the CSMS is given up after (30000); a
                                  CSMS call the charge point does not answer is forgotten */
-    size_t max_queue;         /* charge point calls waiting for the CSMS (64); more are dropped */
-    double volts;             /* line-to-neutral voltage for W profiles: A = W / (V * phases) */
+    size_t max_queue; /* charge point calls waiting for the CSMS (1000); when full, the oldest
+                         StatusNotification or MeterValues goes, else the new call */
+    double volts;     /* line-to-neutral voltage for W profiles: A = W / (V * phases) */
     size_t n_connectors;
     int connectors[PW_OCPP_MAX_CONNECTORS]; /* the configured connectors, 1.. */
     double max_a[PW_OCPP_MAX_CONNECTORS];   /* their maximum (GetCompositeSchedule) */
@@ -61,7 +62,8 @@ enum pw_ocpp_relay_verdict {
 };
 
 /* One frame from the charge point. A valid call of the ones forwarded is queued for the CSMS
- * (when the upstream is up) and LOCAL is returned: phasewise answers it. */
+ * (also while the upstream is down; a BootNotification then only replaces the one kept) and
+ * LOCAL is returned: phasewise answers it. */
 enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *text, size_t len,
                                                  uint64_t now);
 /* Every frame phasewise's own conversation sends to the charge point, before it is sent: the
@@ -70,9 +72,10 @@ void pw_ocpp_relay_local_to_cp(pw_ocpp_relay *r, const char *text, size_t len);
 /* One frame from the CSMS. */
 void pw_ocpp_relay_from_csms(pw_ocpp_relay *r, const char *text, size_t len, uint64_t now,
                              int64_t wall);
-/* The upstream connection opened (up) or is gone. On up the last BootNotification goes first,
- * then the last status of each connector, then what the charge point says from then on. On
- * down the queue and the call in flight are dropped. */
+/* The upstream connection opened (up) or is gone. On up the last BootNotification goes first
+ * (nothing else until the CSMS accepts it), then the queued calls in the order they were made,
+ * one at a time. On down the queue is kept; the call in flight was not answered, so it is sent
+ * again (under a new message id) when the link is back. */
 void pw_ocpp_relay_upstream(pw_ocpp_relay *r, bool up, uint64_t now);
 bool pw_ocpp_relay_is_up(const pw_ocpp_relay *r);
 /* The charge point's connection closed: CSMS calls waiting for its answer are forgotten (the
@@ -94,8 +97,7 @@ typedef struct pw_ocpp_relay_stats {
     uint64_t up_answered; /* of them answered by the CSMS (CALLRESULT) */
     uint64_t down_calls;  /* CSMS calls forwarded to the charge point */
     uint64_t local;       /* CSMS calls answered by the relay (profiles, schedule, refusals) */
-    uint64_t lost_down;   /* charge point calls not sent because the upstream was down */
-    uint64_t dropped;     /* frames dropped for another reason (sink.dropped says which) */
+    uint64_t dropped;     /* frames dropped, the queue full included (sink.dropped says why) */
     size_t queued;        /* waiting now, the one in flight included */
 } pw_ocpp_relay_stats;
 const pw_ocpp_relay_stats *pw_ocpp_relay_stats_get(const pw_ocpp_relay *r);

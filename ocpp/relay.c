@@ -11,10 +11,9 @@
 
 #include "pw_util.h"
 
-#define MAX_TX       16 /* transactions of one charge point known at once */
-#define MAX_PENDING  16 /* CSMS calls waiting for the charge point's answer */
-#define MAX_PROFILES 16 /* CSMS profiles held */
-#define MAX_STATUS   (PW_OCPP_MAX_CONNECTORS + 1)
+#define MAX_TX       16      /* transactions of one charge point known at once */
+#define MAX_PENDING  16      /* CSMS calls waiting for the charge point's answer */
+#define MAX_PROFILES 16      /* CSMS profiles held */
 #define DOWN_PREFIX  "csms-" /* ids of CSMS calls toward the charge point */
 
 /* A transaction as both sides know it. */
@@ -32,6 +31,7 @@ typedef struct item {
     char action[PW_OCPP_ACTION_LEN];
     json_t *payload; /* owned */
     int tx;          /* StartTransaction / StopTransaction: its slot; -1 */
+    bool mapped;     /* its transactionId is the CSMS's already (it was sent before) */
 } item;
 
 /* A CSMS call sent down, waiting for the charge point's answer. */
@@ -60,8 +60,7 @@ struct pw_ocpp_relay {
     enum boot_state up;
     uint64_t boot_retry_at; /* UP_BOOTING with nothing in flight: send the boot again then */
     json_t *boot;           /* the charge point's last BootNotification payload */
-    json_t *status[MAX_STATUS];
-    item *q; /* ring of o.max_queue */
+    item *q;                /* ring of o.max_queue */
     size_t q_head, q_len;
     bool in_flight; /* q[q_head] was sent */
     char flight_id[PW_OCPP_ID_LEN];
@@ -76,7 +75,7 @@ struct pw_ocpp_relay {
 
 void pw_ocpp_relay_default_opts(pw_ocpp_relay_opts *o)
 {
-    *o = (pw_ocpp_relay_opts){.call_timeout_ms = 30000, .max_queue = 64, .volts = 230.0};
+    *o = (pw_ocpp_relay_opts){.call_timeout_ms = 30000, .max_queue = 1000, .volts = 230.0};
 }
 
 static void dropped(pw_ocpp_relay *r, const char *reason, const char *fmt, ...)
@@ -425,11 +424,43 @@ static void q_clear(pw_ocpp_relay *r)
         q_pop(r);
 }
 
-/* Queues a call for the CSMS (payload stolen); at_front: before everything not yet sent. */
+/* Removes the item at i (not the one in flight), keeping the order of the rest. */
+static void q_remove(pw_ocpp_relay *r, size_t i)
+{
+    json_decref(q_at(r, i)->payload);
+    for (; i + 1 < r->q_len; i++)
+        *q_at(r, i) = *q_at(r, i + 1);
+    *q_at(r, i) = (item){.tx = -1};
+    r->q_len--;
+}
+
+static bool minor_action(const char *action)
+{
+    return strcmp(action, "StatusNotification") == 0 || strcmp(action, "MeterValues") == 0;
+}
+
+/* Makes room for one more call when the queue is full: the oldest StatusNotification or
+ * MeterValues not in flight goes (a later status supersedes it; a transaction's energy is in its
+ * StopTransaction). False when every call waiting is of another kind. */
+static bool q_room(pw_ocpp_relay *r, const char *action)
+{
+    if (r->q_len < r->o.max_queue)
+        return true;
+    for (size_t i = r->in_flight ? 1 : 0; i < r->q_len; i++)
+        if (minor_action(q_at(r, i)->action)) {
+            dropped(r, "queue_full", "%s dropped for a %s: %zu calls wait for the CSMS already",
+                    q_at(r, i)->action, action, r->q_len);
+            q_remove(r, i);
+            return true;
+        }
+    dropped(r, "queue_full", "%s: %zu calls wait for the CSMS already", action, r->q_len);
+    return false;
+}
+
+/* Queues a call for the CSMS behind the others (payload stolen). */
 static bool q_push(pw_ocpp_relay *r, const char *action, json_t *payload, int tx_slot)
 {
-    if (r->q_len >= r->o.max_queue) {
-        dropped(r, "queue_full", "%s: %zu calls wait for the CSMS already", action, r->q_len);
+    if (!q_room(r, action)) {
         json_decref(payload);
         return false;
     }
@@ -437,7 +468,22 @@ static bool q_push(pw_ocpp_relay *r, const char *action, json_t *payload, int tx
     pw_strlcpy(it->action, action, sizeof it->action);
     it->payload = payload;
     it->tx = tx_slot;
+    it->mapped = false;
     return true;
+}
+
+/* Puts a call before all others (payload stolen); nothing is in flight. */
+static void q_push_front(pw_ocpp_relay *r, const char *action, json_t *payload)
+{
+    if (!q_room(r, action)) {
+        /* Only transaction calls wait: the newest gives way to the boot, which must go first. */
+        q_remove(r, r->q_len - 1);
+    }
+    r->q_head = (r->q_head + r->o.max_queue - 1) % r->o.max_queue;
+    r->q_len++;
+    item *it = q_at(r, 0);
+    *it = (item){.tx = -1, .payload = payload};
+    pw_strlcpy(it->action, action, sizeof it->action);
 }
 
 /* Sends the head of the queue when nothing is in flight, mapping phasewise's transaction ids to
@@ -450,13 +496,14 @@ static void pump(pw_ocpp_relay *r, uint64_t now)
         if (r->up == UP_BOOTING && (!boot || now < r->boot_retry_at))
             return;
         json_t *txid = json_object_get(it->payload, "transactionId");
-        if (txid && strcmp(it->action, "StartTransaction") != 0) {
+        if (txid && !it->mapped && strcmp(it->action, "StartTransaction") != 0) {
             char local[PW_OCPP_TXID_LEN];
             snprintf(local, sizeof local, "%" JSON_INTEGER_FORMAT, json_integer_value(txid));
             tx *t = tx_by_local(r, local);
             if (t && t->csms[0]) {
                 json_object_set_new(it->payload, "transactionId",
                                     json_integer(strtoll(t->csms, NULL, 10)));
+                it->mapped = true;
                 if (strcmp(it->action, "StopTransaction") == 0)
                     t->ended = true;
             } else if (strcmp(it->action, "MeterValues") == 0) {
@@ -587,14 +634,10 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
         pw_ocpp_frame_clear(&f); /* phasewise refuses it; the CSMS never sees it */
         return PW_OCPP_RELAY_LOCAL;
     }
-    /* What is sent again when the link comes back. */
+    /* The boot goes first each time the link comes back. */
     if (a == PW_OCPP_A_BOOT_NOTIFICATION) {
         json_decref(r->boot);
         r->boot = json_incref(f.payload);
-    } else if (a == PW_OCPP_A_STATUS_NOTIFICATION && call.u.status.connector >= 0 &&
-               call.u.status.connector < MAX_STATUS) {
-        json_decref(r->status[call.u.status.connector]);
-        r->status[call.u.status.connector] = json_incref(f.payload);
     }
     int slot = -1;
     if (a == PW_OCPP_A_START_TRANSACTION) {
@@ -610,13 +653,8 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
             tx_profiles_end(r, t->local);
         }
     }
-    if (r->up == UP_DOWN) {
-        r->st.lost_down++;
-        if (a == PW_OCPP_A_STOP_TRANSACTION && slot >= 0)
-            r->tx[slot].used = false; /* the CSMS will never hear of its end: forget it */
-        if (a != PW_OCPP_A_BOOT_NOTIFICATION && a != PW_OCPP_A_STATUS_NOTIFICATION)
-            dropped(r, "upstream_down", "%s not sent: the upstream is down (no queue yet)",
-                    f.action);
+    if (r->up == UP_DOWN && a == PW_OCPP_A_BOOT_NOTIFICATION) {
+        /* Kept as r->boot: it goes first when the link is back. */
     } else if (a == PW_OCPP_A_BOOT_NOTIFICATION && r->up == UP_BOOTING && r->q_len &&
                strcmp(q_at(r, 0)->action, "BootNotification") == 0) {
         /* The boot at the head goes with the newest payload. */
@@ -815,9 +853,16 @@ void pw_ocpp_relay_from_csms(pw_ocpp_relay *r, const char *text, size_t len, uin
 
 void pw_ocpp_relay_upstream(pw_ocpp_relay *r, bool up, uint64_t now)
 {
-    q_clear(r);
     for (size_t i = 0; i < MAX_PENDING; i++)
         r->pend[i].used = false;
+    /* The call in flight was not answered: it is sent again, under a new id. */
+    r->in_flight = false;
+    /* A boot still queued goes: the newest one goes first below. */
+    for (size_t i = 0; i < r->q_len;)
+        if (strcmp(q_at(r, i)->action, "BootNotification") == 0)
+            q_remove(r, i);
+        else
+            i++;
     if (!up) {
         r->up = UP_DOWN;
         return;
@@ -825,10 +870,7 @@ void pw_ocpp_relay_upstream(pw_ocpp_relay *r, bool up, uint64_t now)
     r->up = r->boot ? UP_BOOTING : UP_READY;
     r->boot_retry_at = now;
     if (r->boot)
-        q_push(r, "BootNotification", json_incref(r->boot), -1);
-    for (size_t c = 0; c < MAX_STATUS; c++)
-        if (r->status[c])
-            q_push(r, "StatusNotification", json_incref(r->status[c]), -1);
+        q_push_front(r, "BootNotification", json_incref(r->boot));
     pump(r, now);
 }
 
@@ -891,7 +933,7 @@ static void set_opts(pw_ocpp_relay *r, const pw_ocpp_relay_opts *o)
     if (r->o.n_connectors > PW_OCPP_MAX_CONNECTORS)
         r->o.n_connectors = PW_OCPP_MAX_CONNECTORS;
     if (!r->o.max_queue)
-        r->o.max_queue = 64;
+        r->o.max_queue = 1000;
     if (!r->o.call_timeout_ms)
         r->o.call_timeout_ms = 30000;
     if (!(r->o.volts > 0))
@@ -925,7 +967,5 @@ void pw_ocpp_relay_free(pw_ocpp_relay *r)
     q_clear(r);
     free(r->q);
     json_decref(r->boot);
-    for (size_t c = 0; c < MAX_STATUS; c++)
-        json_decref(r->status[c]);
     free(r);
 }

@@ -9,6 +9,7 @@
  * reconnects) decide what goes up, what comes down and which CSMS profile becomes a cap in the
  * core. The upstream reconnects with a backoff and never holds local control up. */
 #include <assert.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,8 @@ typedef struct rel {
     struct ocpp *o;
     char id[PW_CFG_CP_ID_LEN];
     pw_ocpp_relay *r;
-    struct conn *live; /* the charge point's connection now, or NULL */
+    struct conn *live;   /* the charge point's connection now, or NULL */
+    uint64_t queue_full; /* calls lost to the relay's full queue */
     struct rel *next;
 } rel;
 
@@ -315,7 +317,17 @@ static void rel_cap(void *ud, int connector, double cap_a)
 
 static void rel_dropped(void *ud, const char *reason, const char *detail)
 {
-    const rel *r = ud;
+    rel *r = ud;
+    if (strcmp(reason, "queue_full") == 0) {
+        /* One per call while the CSMS stays away: the 1st, 10th, 100th, ... are logged. */
+        uint64_t n = ++r->queue_full;
+        while (n % 10 == 0)
+            n /= 10;
+        if (n == 1)
+            pw_warn("ocpp", "charge point %s, upstream: %" PRIu64 " calls lost, queue full: %s",
+                    r->id, r->queue_full, detail);
+        return;
+    }
     if (strcmp(reason, "upstream_down") != 0) /* one per message while down: not logged */
         pw_info("ocpp", "charge point %s, upstream: %s (%s)", r->id, detail, reason);
 }

@@ -10,8 +10,10 @@ charge point and the answers come back to its call; its SetChargingProfile of 8 
 connector at 8 A in the balancer while the charge point only ever gets phasewise's own profiles,
 and ClearChargingProfile lifts it. With the CSMS stopped, the charge points' calls are answered,
 a new transaction is balanced, and the state document says the upstream is down. Loopback only;
-skipped (77) without the npm peers. Not yet: the SQLite queue (what happens while the CSMS is
-away is not delivered later)."""
+skipped (77) without the npm peers. What a charge point says while the CSMS is away is queued
+(in memory) and reaches the CSMS in order once it is back: the boot first, then statuses,
+StartTransaction, MeterValues and StopTransaction under the new CSMS's own transaction id, each
+call once. Not yet: the queue in SQLite (across a restart of phasewise)."""
 import argparse
 import json
 import os
@@ -240,11 +242,52 @@ def main():
                              "meterStart": 50})
             check(r["idTagStatus"] == "Accepted" and r["transactionId"],
                   f"StartTransaction answered with the CSMS away: {r}")
+            local_tx = r["transactionId"]
             cps.request({"cmd": "status", "id": "LC-2", "connector": 1, "status": "Charging"})
             meter_until(cps, "LC-2", 6, lambda: limit_of(cps, "LC-2") is not None,
                         "LC-2's transaction balanced with the CSMS away")
             check(charger(http_port, "LC-2")["limit_a"] >= 6, "LC-2 charging")
             log(f"CSMS away: LC-2 started and got phasewise's limit {limit_of(cps, 'LC-2')} A")
+            cps.request({"cmd": "status", "id": "LC-2", "connector": 1, "status": "Finishing"})
+            cps.request({"cmd": "stop", "id": "LC-2", "connector": 1, "meterStop": 2600,
+                         "reason": "Local"})
+            cps.request({"cmd": "status", "id": "LC-2", "connector": 1, "status": "Available"})
+
+            # ---- the CSMS comes back: what it missed goes up in order, each call once ------
+            csms2 = CentralSystem(port=csms.port, passwords={"LC-1": UP_PASSWORD},
+                                  log=os.path.join(tmp, "csms2.log"))
+            csms2.start()
+            try:
+                stop = wait_csms_call(csms2, "LC-2", "StopTransaction", timeout=45)
+                time.sleep(1.5)  # anything sent twice would come now
+                calls = [e for e in csms2.events if e.get("event") == "call" and
+                         e.get("id") == "LC-2"]
+                methods = [e["method"] for e in calls]
+                check(methods[0] == "BootNotification", f"the boot first: {methods}")
+                starts = [i for i, m in enumerate(methods) if m == "StartTransaction"]
+                stops = [i for i, m in enumerate(methods) if m == "StopTransaction"]
+                meters = [i for i, m in enumerate(methods) if m == "MeterValues" and
+                          "transactionId" in calls[i]["params"]]
+                check(len(starts) == 1 and len(stops) == 1,
+                      f"one StartTransaction and one StopTransaction: {methods}")
+                check(meters and starts[0] < meters[0] and meters[-1] < stops[0],
+                      f"start, meter values, stop in that order: {methods}")
+                # The new CSMS numbers its transactions from 1: LC-2's is its first.
+                tx = 1
+                check(tx != local_tx, f"phasewise's id {local_tx} differs from the CSMS's")
+                check(all(calls[i]["params"]["transactionId"] == tx for i in meters) and
+                      stop["params"]["transactionId"] == tx and
+                      stop["params"]["meterStop"] == 2600,
+                      f"meter values and stop under the CSMS's id {tx}: {stop['params']}")
+                seen = [calls[i]["params"]["status"] for i, m in enumerate(methods)
+                        if m == "StatusNotification" and
+                        calls[i]["params"]["connectorId"] == 1]
+                want = ["Preparing", "Charging", "Finishing", "Available"]
+                check(seen[-4:] == want, f"LC-2's statuses in order: {seen}")
+                log(f"CSMS back: LC-2's {len(calls)} calls made while it was away arrived in "
+                    f"order, start/stop once, {len(meters)} meter values under its id {tx}")
+            finally:
+                csms2.stop()
 
             # ---- the upstream password is never shown --------------------------------------
             status, doc = pwtest.http_json(http_port, "/api/config",

@@ -291,11 +291,17 @@ static void booted_with_tx(h *t, char *local_tx)
 
 /* ---- tests ----------------------------------------------------------------------------------- */
 
-static void test_boot_and_statuses_when_up(void **state)
+/* The status of the frame the CSMS got at i. */
+static const char *status_at(h *t, size_t i)
+{
+    return json_string_value(json_object_get(t->up[i].payload, "status"));
+}
+
+static void test_calls_made_while_down_go_up_in_order(void **state)
 {
     (void)state;
     h *t = setup_h();
-    /* Down: phasewise answers, the CSMS hears nothing. */
+    /* Down: phasewise answers, the calls wait. */
     char id[16];
     pw_strlcpy(id, cp_call(t, "BootNotification", boot_payload()), sizeof id);
     assert_non_null(local_answer(t, id));
@@ -304,8 +310,8 @@ static void test_boot_and_statuses_when_up(void **state)
     cp_call(t, "StatusNotification", status_payload(2, PW_OCPP_AVAILABLE));
     cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req());
     assert_int_equal(t->n_up, 0);
-    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->lost_down, 5);
-    /* Up: the boot alone first, then the latest status of each connector, one at a time. */
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 4);
+    /* Up: the boot alone first, then every call in the order it was made, one at a time. */
     pw_ocpp_relay_upstream(t->r, true, t->now);
     assert_int_equal(t->n_up, 1);
     assert_string_equal(t->up[0].action, "BootNotification");
@@ -315,22 +321,66 @@ static void test_boot_and_statuses_when_up(void **state)
     assert_int_equal(t->n_up, 1); /* waits for the boot's answer */
     csms_answers(t);
     assert_int_equal(t->n_up, 2);
-    assert_string_equal(t->up[1].action, "StatusNotification");
-    assert_string_equal(json_string_value(json_object_get(t->up[1].payload, "status")), "Charging");
+    assert_string_equal(status_at(t, 1), "Preparing");
     assert_string_not_equal(t->up[0].id, t->up[1].id);
     csms_answers(t);
-    assert_string_equal(json_string_value(json_object_get(t->up[2].payload, "status")),
-                        "Available");
+    assert_string_equal(status_at(t, 2), "Charging");
     csms_answers(t);
-    assert_string_equal(t->up[3].action, "Heartbeat");
+    assert_string_equal(status_at(t, 3), "Available");
     csms_answers(t);
-    assert_int_equal(t->n_up, 4);
+    assert_string_equal(t->up[4].action, "Heartbeat");
+    csms_answers(t);
+    assert_string_equal(t->up[5].action, "Heartbeat");
+    csms_answers(t);
+    assert_int_equal(t->n_up, 6);
     assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 0);
-    /* Down again: nothing queued, nothing sent. */
+    /* A call in flight when the link goes is sent again once it is back, after the boot. */
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_FINISHING));
+    assert_int_equal(t->n_up, 7);
     pw_ocpp_relay_upstream(t->r, false, t->now);
     cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req());
-    assert_int_equal(t->n_up, 4);
-    assert_non_null(strstr(t->reasons, "upstream_down"));
+    assert_int_equal(t->n_up, 7);
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 2);
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    assert_string_equal(t->up[7].action, "BootNotification");
+    csms_answers(t);
+    assert_string_equal(status_at(t, 8), "Finishing");
+    assert_string_not_equal(t->up[6].id, t->up[8].id);
+    csms_answers(t);
+    assert_string_equal(t->up[9].action, "Heartbeat");
+    csms_answers(t);
+    assert_int_equal(t->n_up, 10);
+    assert_int_equal(up_count(t, "StatusNotification"), 5);
+    teardown_h(t);
+}
+
+/* The queue is bounded: StatusNotification and MeterValues give way to transactions. */
+static void test_queue_bound(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    pw_ocpp_relay_opts ro;
+    pw_ocpp_relay_default_opts(&ro);
+    ro.max_queue = 3;
+    pw_ocpp_relay_free(t->r);
+    t->r = pw_ocpp_relay_new(
+        &ro, &(pw_ocpp_relay_sink){.ud = t, .to_cp = r_to_cp, .to_csms = r_to_csms});
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_PREPARING));
+    pw_ocpp_start_tx s = {.connector = 1, .meter_start_wh = 5, .timestamp_ms = WALL0};
+    pw_strlcpy(s.id_tag, "TAG1", sizeof s.id_tag);
+    cp_call(t, "StartTransaction", pw_ocpp_start_req(&s));
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_CHARGING));
+    cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req()); /* Preparing goes */
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 3);
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->dropped, 1);
+    cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req()); /* Charging goes */
+    cp_call(t, "Heartbeat", pw_ocpp_heartbeat_req()); /* nothing minor left: this one is lost */
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->dropped, 3);
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    assert_string_equal(t->up[0].action, "StartTransaction");
+    csms_drain(t);
+    assert_int_equal(t->n_up, 3);
+    assert_int_equal(up_count(t, "StatusNotification"), 0);
     teardown_h(t);
 }
 
@@ -686,7 +736,9 @@ static void test_timeouts(void **state)
     teardown_h(t);
 }
 
-static void test_stop_of_a_transaction_begun_while_down(void **state)
+/* A transaction begun, metered and ended while the CSMS was away reaches it in order once the
+ * link is back, each call once, the meter values and the stop under the CSMS's id. */
+static void test_transaction_while_down(void **state)
 {
     (void)state;
     h *t = setup_h();
@@ -698,29 +750,54 @@ static void test_stop_of_a_transaction_begun_while_down(void **state)
     char local[PW_OCPP_TXID_LEN];
     snprintf(local, sizeof local, "%" JSON_INTEGER_FORMAT,
              json_integer_value(json_object_get(local_answer(t, id)->payload, "transactionId")));
-    pw_ocpp_relay_upstream(t->r, true, t->now);
-    csms_drain(t);
-    size_t n_up = t->n_up;
+    assert_string_not_equal(local, "777");
     pw_ocpp_meter m = {.connector = 1, .timestamp_ms = WALL0, .has_energy = true, .energy_wh = 9};
     pw_strlcpy(m.tx_id, local, sizeof m.tx_id);
     cp_call(t, "MeterValues", pw_ocpp_meter_req(&m));
-    /* The values go up without the transaction id the CSMS never learnt. */
-    assert_int_equal(t->n_up, n_up + 1);
-    assert_null(json_object_get(last_up(t)->payload, "transactionId"));
-    csms_answers(t);
     pw_ocpp_stop_tx st = {.meter_stop_wh = 50, .timestamp_ms = WALL0};
     pw_strlcpy(st.tx_id, local, sizeof st.tx_id);
     cp_call(t, "StopTransaction", pw_ocpp_stop_req(&st));
-    assert_int_equal(t->n_up, n_up + 1);
-    assert_int_equal(up_count(t, "StopTransaction"), 0);
-    assert_non_null(strstr(t->reasons, "unknown_tx"));
+    assert_int_equal(t->n_up, 0);
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    assert_int_equal(t->n_up, 4);
+    assert_string_equal(t->up[0].action, "BootNotification");
+    assert_string_equal(t->up[1].action, "StartTransaction");
+    assert_string_equal(t->up[2].action, "MeterValues");
+    assert_int_equal(json_integer_value(json_object_get(t->up[2].payload, "transactionId")), 777);
+    assert_string_equal(t->up[3].action, "StopTransaction");
+    assert_int_equal(json_integer_value(json_object_get(t->up[3].payload, "transactionId")), 777);
+    assert_null(strstr(t->reasons, "unknown_tx"));
+    teardown_h(t);
+}
+
+/* The stop in flight when the link goes is sent again under the CSMS's id, not mapped twice. */
+static void test_stop_in_flight_sent_again(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    char local[PW_OCPP_TXID_LEN];
+    booted_with_tx(t, local);
+    pw_ocpp_stop_tx st = {.meter_stop_wh = 50, .timestamp_ms = WALL0};
+    pw_strlcpy(st.tx_id, local, sizeof st.tx_id);
+    cp_call(t, "StopTransaction", pw_ocpp_stop_req(&st));
+    assert_string_equal(last_up(t)->action, "StopTransaction");
+    pw_ocpp_relay_upstream(t->r, false, t->now);
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    assert_int_equal(up_count(t, "StopTransaction"), 2);
+    assert_string_equal(last_up(t)->action, "StopTransaction");
+    assert_int_equal(json_integer_value(json_object_get(last_up(t)->payload, "transactionId")),
+                     777);
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 0);
     teardown_h(t);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_boot_and_statuses_when_up),
+        cmocka_unit_test(test_calls_made_while_down_go_up_in_order),
+        cmocka_unit_test(test_queue_bound),
         cmocka_unit_test(test_boot_pending_is_retried),
         cmocka_unit_test(test_transaction_ids_mapped),
         cmocka_unit_test(test_meter_values_wait_for_the_start_answer),
@@ -729,7 +806,8 @@ int main(void)
         cmocka_unit_test(test_profile_periods),
         cmocka_unit_test(test_bad_csms_frames),
         cmocka_unit_test(test_timeouts),
-        cmocka_unit_test(test_stop_of_a_transaction_begun_while_down),
+        cmocka_unit_test(test_transaction_while_down),
+        cmocka_unit_test(test_stop_in_flight_sent_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
