@@ -33,6 +33,10 @@ void pw_worker_yield_priority(void);
 /* Fills buf with len bytes from the kernel's random source (salts, keys). Returns 0 or -1. */
 int pw_random(void *buf, size_t len);
 
+/* Writes all of data to fd, resuming after EINTR and short writes. Returns 0, or -1 with errno
+ * set. */
+int pw_write_all(int fd, const void *data, size_t len);
+
 /* Replaces the file at path with data, atomically and durably: writes "<path>.tmp" (never
  * through a symlink) with the given mode, fsyncs it, renames it over path and fsyncs the
  * folder. After a crash path holds either the old or the new content. Returns 0, or -1 with a

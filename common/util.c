@@ -130,16 +130,20 @@ void pw_log(enum pw_log_level level, const char *component, const char *fmt, ...
     va_end(ap);
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int pw_write_all(int fd, const void *data, size_t len)
 {
-    while (n) {
-        ssize_t k = write(fd, p, n);
+    const char *p = data;
+    while (len) {
+        ssize_t k = write(fd, p, len);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO; /* a write that takes nothing would loop for ever */
             return -1;
+        }
         p += k;
-        n -= (size_t)k;
+        len -= (size_t)k;
     }
     return 0;
 }
@@ -178,7 +182,7 @@ int pw_write_file_atomic(const char *path, const void *data, size_t len, unsigne
         snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
-    if (fchmod(fd, (mode_t)mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, (mode_t)mode) != 0 || pw_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         snprintf(err, err_size, "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);

@@ -46,21 +46,6 @@ static void dir_of(const char *path, char *out, size_t size)
         pw_strlcpy(out, ".", size);
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -1;
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
 static ssize_t read_some(int fd, void *buf, size_t len)
 {
     ssize_t n;
@@ -219,8 +204,8 @@ static int write_member(int fd, const char *name, const void *data, size_t len, 
 {
     static const uint8_t zeros[PW_BACKUP_BLOCK];
     uint8_t hdr[PW_BACKUP_BLOCK];
-    if (pw_backup_header(hdr, name, len, mtime) != 0 || write_all(fd, hdr, sizeof hdr) != 0 ||
-        write_all(fd, data, len) != 0 || write_all(fd, zeros, pw_backup_padding(len)) != 0)
+    if (pw_backup_header(hdr, name, len, mtime) != 0 || pw_write_all(fd, hdr, sizeof hdr) != 0 ||
+        pw_write_all(fd, data, len) != 0 || pw_write_all(fd, zeros, pw_backup_padding(len)) != 0)
         return -1;
     return 0;
 }
@@ -231,20 +216,20 @@ static int write_db_member(int fd, int src, uint64_t size, int64_t mtime)
     static const uint8_t zeros[PW_BACKUP_BLOCK];
     uint8_t hdr[PW_BACKUP_BLOCK];
     if (pw_backup_header(hdr, pw_backup_member(PW_BACKUP_DB)->name, size, mtime) != 0 ||
-        write_all(fd, hdr, sizeof hdr) != 0 || lseek(src, 0, SEEK_SET) != 0)
+        pw_write_all(fd, hdr, sizeof hdr) != 0 || lseek(src, 0, SEEK_SET) != 0)
         return -1;
     uint8_t *buf = pw_xmalloc(IO_CHUNK);
     uint64_t left = size;
     int rc = 0;
     while (rc == 0 && left) {
         ssize_t n = read_some(src, buf, left < IO_CHUNK ? (size_t)left : IO_CHUNK);
-        if (n <= 0 || write_all(fd, buf, (size_t)n) != 0)
+        if (n <= 0 || pw_write_all(fd, buf, (size_t)n) != 0)
             rc = -1;
         else
             left -= (uint64_t)n;
     }
     free(buf);
-    if (rc == 0 && write_all(fd, zeros, pw_backup_padding(size)) != 0)
+    if (rc == 0 && pw_write_all(fd, zeros, pw_backup_padding(size)) != 0)
         rc = -1;
     return rc;
 }
@@ -390,7 +375,7 @@ int pw_backup_write(const pw_backup_paths *p, int fd, const char *tmp_dir, pw_ba
                           mtime) == 0;
     static const uint8_t end[PW_BACKUP_END_LEN];
     ok = ok && write_db_member(fd, snap_fd, db_size, mtime) == 0 &&
-         write_all(fd, end, sizeof end) == 0;
+         pw_write_all(fd, end, sizeof end) == 0;
     if (!ok) {
         snprintf(err, err_size, "cannot write the archive: %s", strerror(errno));
         goto out;
@@ -617,7 +602,7 @@ static int read_archive(restore *rs, int in, pw_backup_result *res)
             } else if (ev.kind == PW_BACKUP_EV_BEGIN) {
                 rc = stage_open(rs, ev.member);
             } else if (ev.kind == PW_BACKUP_EV_DATA) {
-                if (write_all(rs->st[ev.member].fd, ev.data, ev.len) != 0) {
+                if (pw_write_all(rs->st[ev.member].fd, ev.data, ev.len) != 0) {
                     snprintf(rs->err, rs->err_size, "cannot write %s: %s", rs->st[ev.member].tmp,
                              strerror(errno));
                     rc = PW_BACKUP_E_IO;

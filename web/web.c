@@ -942,21 +942,6 @@ static int web_http_begin(pw_web *w, struct lws *wsi, web_http *h, const char *u
     return 0;
 }
 
-static int web_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return errno;
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
 static void web_http_body(pw_web *w, web_http *h, const void *in, size_t len)
 {
     if (h->too_large || h->dispatched || len == 0)
@@ -972,7 +957,7 @@ static void web_http_body(pw_web *w, web_http *h, const void *in, size_t len)
     if (web_is_upload(w, h)) {
         /* A refused upload (no file) is read and dropped; its answer says why. */
         if (h->upload_open && !h->upload_errno)
-            h->upload_errno = web_write_all(h->upload_fd, in, len);
+            h->upload_errno = pw_write_all(h->upload_fd, in, len) != 0 ? errno : 0;
         h->body_len += len;
         return;
     }
