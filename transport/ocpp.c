@@ -181,6 +181,14 @@ static void report(conn *c, int connector, const pw_ocpp_evse *e, uint64_t now)
     if (i < 0 || !e->has_status)
         return;
     pw_ctl_seen seen = {.address = c->address, .loss_pct = -1};
+    if (e->status == PW_OCPP_CHARGING && !e->has_current) {
+        /* Charging, but this connection has no meter values yet (a charge point back after a
+         * network blip says Charging first): a draw of 0 A would be a car drawing less than it
+         * may, and its room would go to others while it still holds its limit. The core keeps
+         * what it last knew until the draw comes; the charger is only seen. */
+        pw_ctl_charger_seen(c->o->env.ctl, (size_t)i, &seen, now, pw_wall_ms());
+        return;
+    }
     pw_ctl_report r;
     to_report(e, &r);
     pw_ctl_charger_report(c->o->env.ctl, (size_t)i, &seen, &r, now, pw_wall_ms());
