@@ -752,6 +752,9 @@ def part_reconnect(peer, port, model, cars):
     # A charger back after a network blip does not boot again: it reports what it is doing.
     send_all(peer, [{"cmd": "status", "id": cp, "connector": 1, "status": "Charging"}
                     for cp in RECONNECT])
+    # Their meter values a while later: until then they still hold their limits, and their
+    # room must not go to the others (a draw not yet known is no draw of 0 A).
+    time.sleep(1.5)
     send_all(peer, [cars.meter_cmd(cp) for cp in RECONNECT])
     elapsed, _, _, methods = check_setup(peer, port, mark, RECONNECT, "reconnect", first=False)
 
