@@ -324,48 +324,62 @@ function brokerTestText(r) {
               : r.error + " (" + r.elapsed_ms + " ms)";
 }
 
-/* A "Test connection" button for the broker of target ("mqtt", "uplink") as the draft has
- * it: POST /api/mqtt/test opens a connection of its own; nothing is saved. */
-function brokerTestBlock(target) {
+/* A button that asks the appliance something about the draft (nothing is saved) and shows the
+ * answer beside it. o: label, key (the button's and the output's data-<key> / data-<key>-out
+ * value's name), id, waiting (text while asked), ask() (the API call's promise), text(answer),
+ * field(name of a field the answer marks), notDone (text when fields must be fixed first). */
+function askBlock(o) {
   const box = el("div", "test-read wide");
-  const button = el("button", "button-quiet small", "Test connection");
+  const button = el("button", "button-quiet small", o.label);
   button.type = "button";
-  button.dataset.brokerTest = target;
+  button.dataset[o.key] = o.id;
   const out = el("output", "test-read-out small");
-  out.dataset.brokerTestOut = target;
+  out.dataset[o.key + "Out"] = o.id;
   out.setAttribute("aria-live", "polite");
+  const fail = (text) => {
+    out.textContent = text;
+    out.className = "test-read-out small bad";
+    out.dataset.ok = "false";
+  };
   button.addEventListener("click", () => {
-    const b = Object.assign({}, cm.draft[target] || {});
-    delete b.publish; delete b.commands; delete b.site; delete b.prefix; delete b.password_set;
     button.disabled = true;
     out.className = "test-read-out small muted";
-    out.textContent = "Connecting… (up to 10 s)";
+    out.textContent = o.waiting;
     delete out.dataset.ok;
-    api("POST", "/api/mqtt/test", { target, broker: b })
+    o.ask()
       .then((res) => {
         if (res.status === 200 && res.data) {
-          out.textContent = brokerTestText(res.data);
+          out.textContent = o.text(res.data);
           out.className = "test-read-out small " + (res.data.ok ? "ok" : "bad");
           out.dataset.ok = String(!!res.data.ok);
         } else if (res.data && Array.isArray(res.data.errors)) {
-          showErrors(res.data.errors.map((e) => ({
-            field: e.field.replace(/^broker/, target), message: e.message })));
-          out.textContent = "Not tested: fix the fields marked in red first.";
-          out.className = "test-read-out small bad";
-          out.dataset.ok = "false";
+          showErrors(res.data.errors.map((e) => ({ field: o.field(e.field), message: e.message })));
+          fail(o.notDone);
         } else {
-          out.textContent = errorText(res);
-          out.className = "test-read-out small bad";
-          out.dataset.ok = "false";
+          fail(errorText(res));
         }
-      }, () => {
-        out.textContent = "The appliance did not answer.";
-        out.className = "test-read-out small bad";
-      })
+      }, () => fail("The appliance did not answer."))
       .finally(() => { button.disabled = false; });
   });
   box.append(button, out);
   return box;
+}
+
+/* A "Test connection" button for the broker of target ("mqtt", "uplink") as the draft has
+ * it: POST /api/mqtt/test opens a connection of its own; nothing is saved. */
+function brokerTestBlock(target) {
+  return askBlock({
+    label: "Test connection", key: "brokerTest", id: target,
+    waiting: "Connecting… (up to 10 s)",
+    ask: () => {
+      const b = Object.assign({}, cm.draft[target] || {});
+      delete b.publish; delete b.commands; delete b.site; delete b.prefix; delete b.password_set;
+      return api("POST", "/api/mqtt/test", { target, broker: b });
+    },
+    text: brokerTestText,
+    field: (f) => f.replace(/^broker/, target),
+    notDone: "Not tested: fix the fields marked in red first.",
+  });
 }
 
 function mqttSection() {
@@ -560,43 +574,16 @@ function testReadText(r) {
 
 /* A "Test read" button for node i's meter as the draft has it; nothing is saved. */
 function testReadBlock(n, i) {
-  const box = el("div", "test-read wide");
-  const button = el("button", "button-quiet small", "Test read");
-  button.type = "button";
-  button.dataset.testRead = String(i);
-  const out = el("output", "test-read-out small");
-  out.dataset.testReadOut = String(i);
-  out.setAttribute("aria-live", "polite");
-  button.addEventListener("click", () => {
-    button.disabled = true;
-    out.className = "test-read-out small muted";
-    out.textContent = "Reading… (an MQTT feed may take up to 10 s)";
-    delete out.dataset.ok;
-    api("POST", "/api/meters/test", { meter: n.meter, grid: cm.draft.grid })
-      .then((res) => {
-        if (res.status === 200 && res.data) {
-          out.textContent = testReadText(res.data);
-          out.className = "test-read-out small " + (res.data.ok ? "ok" : "bad");
-          out.dataset.ok = String(!!res.data.ok);
-        } else if (res.data && Array.isArray(res.data.errors)) {
-          /* The meter's fields as the circuit's: "meter.link.modbus.host" → nodes[i]. */
-          const base = "nodes[" + i + "].";
-          showErrors(res.data.errors.map((e) => ({
-            field: e.field.startsWith("meter") ? base + e.field : e.field, message: e.message })));
-          out.textContent = "Not read: fix the fields marked in red first.";
-          out.className = "test-read-out small bad";
-        } else {
-          out.textContent = errorText(res);
-          out.className = "test-read-out small bad";
-        }
-      }, () => {
-        out.textContent = "The appliance did not answer.";
-        out.className = "test-read-out small bad";
-      })
-      .finally(() => { button.disabled = false; });
+  /* The meter's fields as the circuit's: "meter.link.modbus.host" → nodes[i]. */
+  const base = "nodes[" + i + "].";
+  return askBlock({
+    label: "Test read", key: "testRead", id: String(i),
+    waiting: "Reading… (an MQTT feed may take up to 10 s)",
+    ask: () => api("POST", "/api/meters/test", { meter: n.meter, grid: cm.draft.grid }),
+    text: testReadText,
+    field: (f) => (f.startsWith("meter") ? base + f : f),
+    notDone: "Not read: fix the fields marked in red first.",
   });
-  box.append(button, out);
-  return box;
 }
 
 function nodeCard(n, i, nodes) {
