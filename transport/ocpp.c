@@ -418,6 +418,19 @@ static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
     }
 }
 
+/* A new relay gets back what it kept before a restart. This reads the database on the loop: at
+ * start, before anything is served, or once when a config change turns the upstream on. */
+static void restore(ocpp *o, rel *r)
+{
+    char err[256];
+    int n = o->keep ? pw_ocpp_keep_restore(o->keep, r->id, r->r, err, sizeof err) : 0;
+    if (n < 0)
+        pw_error("ocpp", "charge point %s: its kept upstream queue cannot be read: %s", r->id, err);
+    else if (n > 0)
+        pw_info("ocpp", "charge point %s: %d calls kept for the CSMS from before the restart",
+                r->id, n);
+}
+
 /* The relay of a charge point id, made on first use. */
 static rel *rel_get(ocpp *o, const station *s)
 {
@@ -440,6 +453,7 @@ static rel *rel_get(ocpp *o, const station *s)
                                                         .keep = rel_keep});
     r->next = o->relays;
     o->relays = r;
+    restore(o, r);
     return r;
 }
 
@@ -853,16 +867,8 @@ static void open_keep(ocpp *o)
         pw_error("ocpp", "the local controller's queue is kept in memory only: %s", err);
         return;
     }
-    for (size_t k = 0; upstream_on(o) && k < o->n_stations; k++) {
-        rel *r = rel_get(o, &o->stations[k]);
-        int n = pw_ocpp_keep_restore(o->keep, r->id, r->r, err, sizeof err);
-        if (n < 0)
-            pw_error("ocpp", "charge point %s: its kept upstream queue cannot be read: %s", r->id,
-                     err);
-        else if (n > 0)
-            pw_info("ocpp", "charge point %s: %d calls kept for the CSMS from before the restart",
-                    r->id, n);
-    }
+    for (size_t k = 0; upstream_on(o) && k < o->n_stations; k++)
+        rel_get(o, &o->stations[k]); /* what waits goes up once the charge point is back */
 }
 
 static int ocpp_start(pw_transport *t, const pw_transport_env *env, char *err, size_t err_size)
