@@ -635,7 +635,7 @@ static void on_timer(uv_timer_t *t)
         if (pw_ocpp_cp_next_deadline(c->cp) <= now)
             pw_ocpp_cp_poll(c->cp, now, wall);
         if (c->rel && pw_ocpp_relay_next_deadline(c->rel->r) <= now)
-            pw_ocpp_relay_poll(c->rel->r, now);
+            pw_ocpp_relay_poll(c->rel->r, now, wall);
         if (c->rel && !c->up && c->up_retry_at <= now)
             up_connect(c);
         if (now - c->reported_ms >= report_every(o))
