@@ -899,8 +899,15 @@ static void test_relative_origins(void **state)
     char local[PW_OCPP_TXID_LEN];
     start_tx(t, 1, wall_now(t) - 1000000, local); /* begun 1000 s ago */
     uint64_t t0 = t->now;
+    size_t changes = t->n_changed;
     set_ok(t, sched_req(1, 5, 0, "TxProfile", "Relative", 0, 0,
                         (double[][2]){{0, 6}, {900, 10}, {1200, 14}}, 3));
+    assert_int_equal(t->n_changed, changes + 1);
+    csms_call(t, "x", "SetChargingProfile", profile_req(5, 7, 0, "TxDefaultProfile", "A", 7, 0));
+    assert_string_equal(up_status(t, "x"), "Rejected");
+    csms_call(t, "y", "ClearChargingProfile", json_pack("{s:i}", "id", 99));
+    assert_string_equal(up_status(t, "y"), "Unknown");
+    assert_int_equal(t->n_changed, changes + 1); /* nothing changed */
     assert_float_equal(t->cap[1], 10, 1e-9);
     set_ok(t, sched_req(2, 6, 0, "TxDefaultProfile", "Relative", 0, 0,
                         (double[][2]){{0, 6}, {900, 10}}, 2));
@@ -1060,10 +1067,15 @@ static void test_dump_load_round_trip(void **state)
     set_ok(a,
            sched_req(1, 2, 0, "TxProfile", "Relative", 0, 0, (double[][2]){{0, 8}, {530, 11}}, 2));
     set_ok(a, sched_req(0, 3, 0, "TxDefaultProfile", "Relative", 0, 0,
-                        (double[][2]){{0, 12}, {20, 9}}, 2));
-    set_ok(a, sched_req(2, 4, 1, "TxDefaultProfile", "Recurring", wall_now(a) - 50000, 0,
-                        (double[][2]){{0, 5}, {80, 7}}, 2));
-    set_ok(a, profile_req(2, 5, 2, "TxDefaultProfile", "W", 2300, 1));
+                        (double[][2]){{0, 12}, {100, 9}}, 2));
+    /* On connector 2 for 20 s of each day, then 10 A for a minute, then connector 0's. */
+    set_ok(a, sched_req(2, 4, 1, "TxDefaultProfile", "Recurring", wall_now(a) - 50000, 70,
+                        (double[][2]){{0, 5}, {60, 7}}, 2));
+    json_t *w = profile_req(2, 5, 2, "TxDefaultProfile", "W", 2300, 1);
+    json_object_set_new(
+        json_object_get(json_object_get(w, "csChargingProfiles"), "chargingSchedule"), "duration",
+        json_integer(80));
+    set_ok(a, w);
     /* Time passes before the dump: the Relative ones keep counting from their receipt. */
     run_until(a, a->now + 12000);
     json_t *dump = pw_ocpp_relay_profiles_dump(a->r);
@@ -1081,8 +1093,11 @@ static void test_dump_load_round_trip(void **state)
     assert_int_equal(pw_ocpp_relay_profiles_load(b->r, back, wall_now(b)), 0);
     assert_int_equal(b->n_changed, changed); /* loading is not a change to keep */
     assert_same_caps(a, b, a->now + 200000);
-    json_t *d2 = pw_ocpp_relay_profiles_dump(b->r);
-    assert_int_equal(json_array_size(d2), 5);
+    /* Both let the W one go at its end, and hold the same four. */
+    json_t *d1 = pw_ocpp_relay_profiles_dump(a->r), *d2 = pw_ocpp_relay_profiles_dump(b->r);
+    assert_int_equal(json_array_size(d2), 4);
+    assert_true(json_equal(d1, d2));
+    json_decref(d1);
     json_decref(d2);
 
     /* Without its transaction the TxProfile is skipped, as its SetChargingProfile would be. */
