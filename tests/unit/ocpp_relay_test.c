@@ -1131,7 +1131,7 @@ static void test_dump_load_malformed(void **state)
     json_t *good =
         sched_req(2, 7, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 5}}, 1);
     json_t *bad = json_pack(
-        "[i, s, {}, {s:i}, {s:i, s:{}}, O, O, O, O, O, O, O]", 3, "x", "connectorId", 1,
+        "[i, s, {}, {s:i}, {s:i, s:{}}, o, o, o, o, o, o, o]", 3, "x", "connectorId", 1,
         "connectorId", 1, "csChargingProfiles",
         /* connector 9 is not configured */
         sched_req(9, 8, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 5}}, 1),
