@@ -1062,8 +1062,9 @@ static void test_dump_load_round_trip(void **state)
     char tx_a[PW_OCPP_TXID_LEN], tx_b[PW_OCPP_TXID_LEN];
     int64_t began = wall_now(a) - 500000;
     start_tx(a, 1, began, tx_a);
+    /* High enough that idle connector 2 shows its own caps beside connector 1's 11 A. */
     set_ok(a, sched_req(0, 1, 0, "ChargePointMaxProfile", "Absolute", wall_now(a) - 5000, 0,
-                        (double[][2]){{0, 30}, {40, 20}}, 2));
+                        (double[][2]){{0, 30}, {40, 25}}, 2));
     set_ok(a,
            sched_req(1, 2, 0, "TxProfile", "Relative", 0, 0, (double[][2]){{0, 8}, {530, 11}}, 2));
     set_ok(a, sched_req(0, 3, 0, "TxDefaultProfile", "Relative", 0, 0,
