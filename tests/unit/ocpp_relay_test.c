@@ -4,8 +4,11 @@
  * link comes up, one call in flight, transaction ids mapped both ways, CSMS calls down with fresh
  * ids and their answers up with the CSMS's, answers to phasewise's own calls kept local, charging
  * profiles turned into caps (A and W, purposes, stack levels, replace and clear, rejections as a
- * charge point would), GetCompositeSchedule, managed configuration keys, bad CSMS frames, the
- * link down, timeouts and a boot the CSMS leaves pending. */
+ * charge point would), schedules followed in fake time (periods, duration, validity, daily
+ * recurrence, Relative origins), the ChargePointMaxProfile split among 1, 2 and 3 connectors,
+ * GetCompositeSchedule, the profiles dumped and loaded (round trip, malformed dumps), managed
+ * configuration keys, bad CSMS frames, the link down, timeouts and a boot the CSMS leaves
+ * pending. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
