@@ -5,7 +5,9 @@
  * CSMS's calls go down with fresh ids and the charge point's answers go back with the CSMS's id;
  * charging profiles never reach the charge point: Set/ClearChargingProfile become a cap per
  * connector (sink.cap) answered as a charge point would, GetCompositeSchedule is answered from
- * it. Answers to phasewise's own calls are never forwarded.
+ * them. Each profile's schedule is followed (periods, start, duration, recurrency, validity) and
+ * a ChargePointMaxProfile is split among the connectors so that their caps never add up to
+ * more (see pw_ocpp_relay_cap). Answers to phasewise's own calls are never forwarded.
  *
  * Pure like the rest of ocpp/: no sockets, no clock; now (monotonic ms) and wall (Unix ms) are
  * passed in, and pw_ocpp_relay_poll runs at pw_ocpp_relay_next_deadline. The relay lives as
@@ -73,6 +75,9 @@ typedef struct pw_ocpp_relay_sink {
     void (*cap)(void *ud, int connector, double cap_a);
     /* A frame not forwarded, or a profile part left out, with why (for counters and logs). */
     void (*dropped)(void *ud, const char *reason, const char *detail);
+    /* The CSMS's profiles held changed (set, cleared, a TxProfile's transaction ended, one
+     * expired): time to keep pw_ocpp_relay_profiles_dump again. Not during profiles_load. */
+    void (*profiles_changed)(void *ud);
     /* A change to keep across a restart (strings borrowed for the call). */
     void (*keep)(void *ud, const pw_ocpp_relay_keep *k);
 } pw_ocpp_relay_sink;
@@ -120,12 +125,33 @@ bool pw_ocpp_relay_is_up(const pw_ocpp_relay *r);
 void pw_ocpp_relay_cp_gone(pw_ocpp_relay *r);
 
 /* Time passes: gives up calls past their timeout, retries a BootNotification the CSMS left
- * Pending or Rejected. Call at pw_ocpp_relay_next_deadline (or later). */
-void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now);
+ * Pending or Rejected, reports the caps the CSMS's schedules set at wall (Unix ms) where they
+ * changed, and lets profiles that will never set a limit again go. Call at
+ * pw_ocpp_relay_next_deadline (or later): with profiles held that is their next period
+ * boundary, start, end or validity change, and at most 60 s (the wall clock may be stepped). */
+void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now, int64_t wall);
 uint64_t pw_ocpp_relay_next_deadline(const pw_ocpp_relay *r); /* UINT64_MAX: none */
 
-/* The CSMS's cap on a connector (INFINITY: none). */
+/* The CSMS's cap on a connector at the latest wall time the relay was given (INFINITY: none);
+ * connector 0: the ChargePointMaxProfile's limit. A TxProfile in force outranks the
+ * TxDefaultProfiles (the connector's before connector 0's), the highest stack level in force
+ * wins, W is converted with volts and numberPhases (3 if absent). The ChargePointMaxProfile is
+ * for the whole charge point: it is split evenly among the connectors with a running
+ * transaction, none getting more than its own cap (what one cannot use goes to the others),
+ * and what is left among the other connectors (all of them when none runs); it is split again
+ * when a transaction starts or stops. So the connectors' caps never add up to more than it. */
 double pw_ocpp_relay_cap(const pw_ocpp_relay *r, int connector);
+
+/* The CSMS's profiles held, to keep across a restart: an array (new reference, caller frees)
+ * of {"connectorId", "csChargingProfiles"} as the CSMS sent them, with "origin", the Unix ms a
+ * Relative schedule starts at. */
+json_t *pw_ocpp_relay_profiles_dump(const pw_ocpp_relay *r);
+/* Takes each element of such a dump (borrowed) as its SetChargingProfile would be, at wall:
+ * one that the CSMS would have had Rejected (a TxProfile with its transaction not running
+ * included), or that is not of the dump's form, is skipped with sink.dropped
+ * ("profile_load"); caps are reported after. Returns how many were skipped, or -1 (nothing
+ * changed) when dump is not an array. */
+int pw_ocpp_relay_profiles_load(pw_ocpp_relay *r, const json_t *dump, int64_t wall);
 /* The CSMS's transaction id for phasewise's (NULL if not known). */
 const char *pw_ocpp_relay_csms_tx(const pw_ocpp_relay *r, const char *local_tx);
 

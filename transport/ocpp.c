@@ -369,6 +369,19 @@ static void rel_keep(void *ud, const pw_ocpp_relay_keep *k)
         pw_ocpp_keep_add(r->o->keep, r->id, k, pw_wall_ms());
 }
 
+/* A charge point keeps its profiles across a reboot; phasewise keeps the CSMS's. */
+static void rel_profiles(void *ud)
+{
+    rel *r = ud;
+    if (!r->o->keep)
+        return;
+    json_t *dump = pw_ocpp_relay_profiles_dump(r->r);
+    char *text = json_array_size(dump) ? json_dumps(dump, JSON_COMPACT) : NULL;
+    pw_ocpp_keep_value(r->o->keep, r->id, "profiles", text ? text : "", pw_wall_ms());
+    free(text);
+    json_decref(dump);
+}
+
 static void rel_to_csms(void *ud, const char *text, size_t len)
 {
     rel *r = ud;
@@ -423,7 +436,7 @@ static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
 static void restore(ocpp *o, rel *r)
 {
     char err[256];
-    int n = o->keep ? pw_ocpp_keep_restore(o->keep, r->id, r->r, err, sizeof err) : 0;
+    int n = o->keep ? pw_ocpp_keep_restore(o->keep, r->id, r->r, pw_wall_ms(), err, sizeof err) : 0;
     if (n < 0)
         pw_error("ocpp", "charge point %s: its kept upstream queue cannot be read: %s", r->id, err);
     else if (n > 0)
@@ -450,6 +463,7 @@ static rel *rel_get(ocpp *o, const station *s)
                                                         .to_csms = rel_to_csms,
                                                         .cap = rel_cap,
                                                         .dropped = rel_dropped,
+                                                        .profiles_changed = rel_profiles,
                                                         .keep = rel_keep});
     r->next = o->relays;
     o->relays = r;
@@ -726,7 +740,7 @@ static void on_timer(uv_timer_t *t)
         if (pw_ocpp_cp_next_deadline(c->cp) <= now)
             pw_ocpp_cp_poll(c->cp, now, wall);
         if (c->rel && pw_ocpp_relay_next_deadline(c->rel->r) <= now)
-            pw_ocpp_relay_poll(c->rel->r, now);
+            pw_ocpp_relay_poll(c->rel->r, now, wall);
         if (c->rel && !c->up && c->up_retry_at <= now)
             up_connect(c);
         if (now - c->reported_ms >= report_every(o))

@@ -124,7 +124,7 @@ static pw_ocpp_relay *restored_relay(fixture *f, int *queued)
     pw_ocpp_relay *r =
         pw_ocpp_relay_new(&o, &(pw_ocpp_relay_sink){.ud = f, .to_cp = to_cp, .to_csms = to_csms});
     char err[256] = "";
-    *queued = pw_ocpp_keep_restore(f->k, "CP-1", r, err, sizeof err);
+    *queued = pw_ocpp_keep_restore(f->k, "CP-1", r, INT64_C(1790000000000), err, sizeof err);
     return r;
 }
 
@@ -220,12 +220,47 @@ static void failed_batch_tried_again(void **state)
     pw_ocpp_relay_free(r);
 }
 
+/* The CSMS's profiles come back after the calls and pairs; a kept value that is not a dump is
+ * left out and deleted. */
+static void profiles_restored(void **state)
+{
+    fixture *f = *state;
+    pw_ocpp_keep_value(f->k, "CP-1", "profiles",
+                       "[{\"connectorId\":0,\"origin\":1790000000000,\"csChargingProfiles\":"
+                       "{\"chargingProfileId\":3,\"stackLevel\":0,\"chargingProfilePurpose\":"
+                       "\"ChargePointMaxProfile\",\"chargingProfileKind\":\"Relative\","
+                       "\"chargingSchedule\":{\"chargingRateUnit\":\"A\","
+                       "\"chargingSchedulePeriod\":[{\"startPeriod\":0,\"limit\":10}]}}}]",
+                       0);
+    pw_ocpp_keep_value(f->k, "CP-2", "profiles", "not a dump", 0);
+    settle(f);
+    close_keep(f);
+    open_keep(f);
+    int queued = -1;
+    pw_ocpp_relay *r = restored_relay(f, &queued);
+    assert_int_equal(queued, 0);
+    assert_true(pw_ocpp_relay_cap(r, 1) == 10.0);
+    pw_ocpp_relay_free(r);
+    pw_ocpp_relay_opts o;
+    pw_ocpp_relay_default_opts(&o);
+    r = pw_ocpp_relay_new(&o, &(pw_ocpp_relay_sink){.ud = f, .to_cp = to_cp, .to_csms = to_csms});
+    char err[256] = "";
+    assert_int_equal(pw_ocpp_keep_restore(f->k, "CP-2", r, 0, err, sizeof err), 0);
+    settle(f); /* the bad value is deleted */
+    pw_ocpp_relay_free(r);
+    sqlite3 *db = st_sql_open(f->path);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM ocpp_kept WHERE cp = 'CP-2'"), 0);
+    assert_int_equal(st_sql_int(db, "SELECT count(*) FROM ocpp_kept WHERE cp = 'CP-1'"), 1);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(written_in_order_and_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(close_writes_what_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_batch_tried_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(profiles_restored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
