@@ -39,6 +39,13 @@ typedef struct pw_ocpp_relay_opts {
      * resent call. The shell gives the wall clock in ms, so numbers keep increasing across
      * restarts. */
     uint64_t first_seq;
+    /* Authorize: the CSMS decides. A charge point's Authorize is answered by the relay with the
+     * CSMS's verdict when the CSMS is up, few calls wait before it and it answers within
+     * authorize_wait_ms (5000); otherwise (and with this off) phasewise answers it through
+     * sink.authorize. The CSMS's verdicts are remembered an hour per tag
+     * (pw_ocpp_relay_verdict), for the tag of a StartTransaction. */
+    bool authorize_csms;
+    uint32_t authorize_wait_ms;
 } pw_ocpp_relay_opts;
 
 /* One change of what the relay must not lose in a restart, reported through sink.keep in the
@@ -78,6 +85,9 @@ typedef struct pw_ocpp_relay_sink {
     /* The CSMS's profiles held changed (set, cleared, a TxProfile's transaction ended, one
      * expired): time to keep pw_ocpp_relay_profiles_dump again. Not during profiles_load. */
     void (*profiles_changed)(void *ud);
+    /* The answer to an Authorize when the CSMS's verdict does not come in time (authorize_csms);
+     * NULL: Accepted. */
+    enum pw_ocpp_answer (*authorize)(void *ud, const char *id_tag);
     /* A change to keep across a restart (strings borrowed for the call). */
     void (*keep)(void *ud, const pw_ocpp_relay_keep *k);
 } pw_ocpp_relay_sink;
@@ -100,7 +110,8 @@ int pw_ocpp_relay_restore(pw_ocpp_relay *r, const pw_ocpp_relay_keep *k);
 
 enum pw_ocpp_relay_verdict {
     PW_OCPP_RELAY_LOCAL = 0, /* give it to phasewise's own conversation (pw_ocpp_cp_receive) */
-    PW_OCPP_RELAY_TAKEN,     /* the relay took it (an answer to a CSMS call, sent up) */
+    PW_OCPP_RELAY_TAKEN,     /* the relay took it (an answer to a CSMS call, sent up; an
+                                Authorize the CSMS decides on) */
 };
 
 /* One frame from the charge point. A valid call of the ones forwarded is queued for the CSMS
@@ -152,6 +163,9 @@ json_t *pw_ocpp_relay_profiles_dump(const pw_ocpp_relay *r);
  * ("profile_load"); caps are reported after. Returns how many were skipped, or -1 (nothing
  * changed) when dump is not an array. */
 int pw_ocpp_relay_profiles_load(pw_ocpp_relay *r, const json_t *dump, int64_t wall);
+/* The CSMS's latest verdict on id_tag, if it gave one in the last hour: true and *out. */
+bool pw_ocpp_relay_verdict(const pw_ocpp_relay *r, const char *id_tag, uint64_t now,
+                           enum pw_ocpp_answer *out);
 /* The CSMS's transaction id for phasewise's (NULL if not known). */
 const char *pw_ocpp_relay_csms_tx(const pw_ocpp_relay *r, const char *local_tx);
 

@@ -15,6 +15,10 @@
 #define MAX_PENDING  16      /* CSMS calls waiting for the charge point's answer */
 #define MAX_PROFILES 16      /* CSMS profiles held */
 #define DOWN_PREFIX  "csms-" /* ids of CSMS calls toward the charge point */
+#define MAX_ASKED    4       /* Authorize calls the charge point waits on the CSMS for */
+#define ASK_QUEUE    8       /* beyond this many calls waiting, no answer would come in time */
+#define MAX_VERDICTS 32      /* the CSMS's latest verdicts, by tag */
+#define VERDICT_MS   3600000 /* how long one is used for a StartTransaction's tag */
 
 /* A transaction as both sides know it. */
 typedef struct tx {
@@ -60,6 +64,22 @@ typedef struct profile {
     json_t *raw; /* {connectorId, csChargingProfiles} as the CSMS sent them (the dump); owned */
 } profile;
 
+/* An Authorize the charge point waits on the CSMS's verdict for (authorize_csms). */
+typedef struct asked {
+    bool used;
+    uint64_t seq; /* the call that carries it up */
+    char cp_id[PW_OCPP_ID_LEN];
+    char tag[PW_OCPP_TAG_LEN];
+    uint64_t until; /* then the fallback answers */
+} asked;
+
+/* The CSMS's last verdict on a tag. */
+typedef struct verdict {
+    char tag[PW_OCPP_TAG_LEN];
+    enum pw_ocpp_answer status;
+    uint64_t at;
+} verdict;
+
 enum boot_state { UP_DOWN, UP_BOOTING, UP_READY };
 
 struct pw_ocpp_relay {
@@ -77,6 +97,8 @@ struct pw_ocpp_relay {
     tx tx[MAX_TX];
     pending pend[MAX_PENDING];
     profile prof[MAX_PROFILES];
+    asked ask[MAX_ASKED];
+    verdict verd[MAX_VERDICTS];
     double cap_sent[PW_OCPP_MAX_CONNECTORS];
     int64_t wall;        /* the latest wall time seen (profiles are followed at it) */
     int64_t next_change; /* wall time a held profile may next change a cap; INT64_MAX: none */
@@ -89,7 +111,8 @@ struct pw_ocpp_relay {
 
 void pw_ocpp_relay_default_opts(pw_ocpp_relay_opts *o)
 {
-    *o = (pw_ocpp_relay_opts){.call_timeout_ms = 30000, .max_queue = 1000, .volts = 230.0};
+    *o = (pw_ocpp_relay_opts){
+        .call_timeout_ms = 30000, .max_queue = 1000, .volts = 230.0, .authorize_wait_ms = 5000};
 }
 
 __attribute__((format(printf, 3, 4))) static void dropped(pw_ocpp_relay *r, const char *reason,
@@ -905,6 +928,68 @@ static void pump(pw_ocpp_relay *r, uint64_t now)
     }
 }
 
+/* ---- the CSMS's verdict on a tag (authorize_csms) -------------------------------------------- */
+
+static enum pw_ocpp_answer fallback(pw_ocpp_relay *r, const char *tag)
+{
+    return r->sink.authorize ? r->sink.authorize(r->sink.ud, tag) : PW_OCPP_ACCEPTED;
+}
+
+/* The charge point gets its answer: the CSMS's, or the fallback's. */
+static void ask_answer(pw_ocpp_relay *r, asked *q, enum pw_ocpp_answer status)
+{
+    size_t len;
+    char *text = pw_ocpp_result_text(q->cp_id, pw_ocpp_authorize_conf(status), &len);
+    send_text(r, false, text, len);
+    q->used = false;
+}
+
+static void ask_fallback_all(pw_ocpp_relay *r)
+{
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used)
+            ask_answer(r, &r->ask[i], fallback(r, r->ask[i].tag));
+}
+
+static void verdict_set(pw_ocpp_relay *r, const char *tag, enum pw_ocpp_answer status, uint64_t now)
+{
+    verdict *v = &r->verd[0];
+    for (size_t i = 0; i < MAX_VERDICTS; i++) {
+        if (strcmp(r->verd[i].tag, tag) == 0) {
+            v = &r->verd[i];
+            break;
+        }
+        if (r->verd[i].at < v->at)
+            v = &r->verd[i]; /* the oldest goes */
+    }
+    pw_strlcpy(v->tag, tag, sizeof v->tag);
+    v->status = status;
+    v->at = now ? now : 1;
+}
+
+bool pw_ocpp_relay_verdict(const pw_ocpp_relay *r, const char *tag, uint64_t now,
+                           enum pw_ocpp_answer *out)
+{
+    for (size_t i = 0; tag[0] && i < MAX_VERDICTS; i++)
+        if (r->verd[i].at && strcmp(r->verd[i].tag, tag) == 0 && now - r->verd[i].at < VERDICT_MS) {
+            *out = r->verd[i].status;
+            return true;
+        }
+    return false;
+}
+
+/* The CSMS answered a charge point's Authorize (ok false: with an error). */
+static void authorize_answered(pw_ocpp_relay *r, const item *it, bool ok,
+                               enum pw_ocpp_answer status, uint64_t now)
+{
+    const char *tag = json_string_value(json_object_get(it->payload, "idTag"));
+    if (ok && tag)
+        verdict_set(r, tag, status, now);
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used && r->ask[i].seq == it->seq)
+            ask_answer(r, &r->ask[i], ok ? status : fallback(r, r->ask[i].tag));
+}
+
 /* The CSMS answered the call in flight. */
 static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
 {
@@ -918,6 +1003,8 @@ static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
             r->boot_retry_at = now + 10000;
         else if (a == PW_OCPP_A_START_TRANSACTION && t)
             t->csms[0] = '\0';
+        else if (a == PW_OCPP_A_AUTHORIZE)
+            authorize_answered(r, it, false, PW_OCPP_ACCEPTED, now);
     } else {
         r->st.up_answered++;
         enum pw_ocpp_answer status = PW_OCPP_ACCEPTED;
@@ -935,6 +1022,8 @@ static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
                 int s = interval < 10 ? 10 : interval > 300 ? 300 : interval;
                 r->boot_retry_at = now + (uint64_t)s * 1000u;
             }
+        } else if (a == PW_OCPP_A_AUTHORIZE) {
+            authorize_answered(r, it, true, status, now);
         } else if (a == PW_OCPP_A_START_TRANSACTION && t && csms_tx[0]) {
             pw_strlcpy(t->csms, csms_tx, sizeof t->csms);
             if (t->local[0])
@@ -1040,6 +1129,7 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
             tx_profiles_end(r, t->local);
         }
     }
+    bool ask = false;
     if (r->up == UP_DOWN && a == PW_OCPP_A_BOOT_NOTIFICATION) {
         /* Kept as r->boot: it goes first when the link is back. */
     } else if (a == PW_OCPP_A_BOOT_NOTIFICATION && r->up == UP_BOOTING && r->q_len &&
@@ -1048,13 +1138,26 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
         json_decref(q_at(r, 0)->payload);
         q_at(r, 0)->payload = json_incref(f.payload);
     } else {
+        /* The CSMS decides on a tag when it can answer in time: the relay answers then. */
+        ask = a == PW_OCPP_A_AUTHORIZE && r->o.authorize_csms && r->up == UP_READY &&
+              r->q_len < ASK_QUEUE;
         item *it = q_push(r, f.action, json_incref(f.payload), slot, ++r->seq, false);
         if (it && a == PW_OCPP_A_START_TRANSACTION && slot >= 0)
             r->tx[slot].start_seq = it->seq;
+        asked *q = NULL;
+        for (size_t i = 0; ask && it && !q && i < MAX_ASKED; i++)
+            if (!r->ask[i].used)
+                q = &r->ask[i];
+        if (q) {
+            *q = (asked){.used = true, .seq = it->seq, .until = now + r->o.authorize_wait_ms};
+            pw_strlcpy(q->cp_id, f.id, sizeof q->cp_id);
+            pw_strlcpy(q->tag, call.u.id_tag, sizeof q->tag);
+        }
+        ask = q != NULL;
     }
     pw_ocpp_frame_clear(&f);
     pump(r, now);
-    return PW_OCPP_RELAY_LOCAL;
+    return ask ? PW_OCPP_RELAY_TAKEN : PW_OCPP_RELAY_LOCAL;
 }
 
 void pw_ocpp_relay_local_to_cp(pw_ocpp_relay *r, const char *text, size_t len)
@@ -1342,6 +1445,7 @@ void pw_ocpp_relay_upstream(pw_ocpp_relay *r, bool up, uint64_t now)
             i++;
     if (!up) {
         r->up = UP_DOWN;
+        ask_fallback_all(r); /* no verdict is coming */
         return;
     }
     r->up = r->boot ? UP_BOOTING : UP_READY;
@@ -1360,6 +1464,8 @@ void pw_ocpp_relay_cp_gone(pw_ocpp_relay *r)
 {
     for (size_t i = 0; i < MAX_PENDING; i++)
         r->pend[i].used = false;
+    for (size_t i = 0; i < MAX_ASKED; i++) /* its next connection asks again */
+        r->ask[i].used = false;
 }
 
 void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now, int64_t wall)
@@ -1385,6 +1491,12 @@ void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now, int64_t wall)
     for (size_t i = 0; i < MAX_PENDING; i++)
         if (r->pend[i].used && now - r->pend[i].at >= r->o.call_timeout_ms)
             r->pend[i].used = false;
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used && now >= r->ask[i].until) {
+            dropped(r, "authorize_late", "Authorize %s: no verdict from the CSMS in %u ms",
+                    r->ask[i].tag, r->o.authorize_wait_ms);
+            ask_answer(r, &r->ask[i], fallback(r, r->ask[i].tag));
+        }
     pump(r, now);
 }
 
@@ -1398,6 +1510,9 @@ uint64_t pw_ocpp_relay_next_deadline(const pw_ocpp_relay *r)
     for (size_t i = 0; i < MAX_PENDING; i++)
         if (r->pend[i].used && r->pend[i].at + r->o.call_timeout_ms < next)
             next = r->pend[i].at + r->o.call_timeout_ms;
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used && r->ask[i].until < next)
+            next = r->ask[i].until;
     uint64_t prof = profiles_deadline(r);
     return prof < next ? prof : next;
 }

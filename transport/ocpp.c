@@ -318,15 +318,25 @@ static void sink_evse(void *ud, int connector, const pw_ocpp_evse *e)
     report(c, connector, e, uv_now(c->o->env.loop));
 }
 
-static enum pw_ocpp_answer sink_authorize(void *ud, const char *id_tag)
+/* How phasewise itself decides on a tag. A local controller: the CSMS's last verdict on it
+ * (authorize "csms"), the tag list ("local"), or the charger's own list and cache. */
+static enum pw_ocpp_answer authorize(const ocpp *o, const struct rel *r, const char *id_tag)
 {
-    const conn *c = ud;
-    const pw_cfg_ocpp *oc = &c->o->cfg->ocpp;
-    /* A local controller: the tag list, or the charger's own list and cache. */
+    const pw_cfg_ocpp *oc = &o->cfg->ocpp;
+    enum pw_ocpp_answer verdict;
+    if (oc->upstream.url[0] && oc->upstream.authorize_csms && r &&
+        pw_ocpp_relay_verdict(r->r, id_tag, uv_now(o->env.loop), &verdict))
+        return verdict;
     bool local = oc->upstream.url[0] ? oc->upstream.authorize_local : oc->local_authorize;
     if (!local)
         return PW_OCPP_ACCEPTED;
-    return pw_cfg_tag_find(c->o->cfg, id_tag) ? PW_OCPP_ACCEPTED : PW_OCPP_INVALID;
+    return pw_cfg_tag_find(o->cfg, id_tag) ? PW_OCPP_ACCEPTED : PW_OCPP_INVALID;
+}
+
+static enum pw_ocpp_answer sink_authorize(void *ud, const char *id_tag)
+{
+    const conn *c = ud;
+    return authorize(c->o, c->rel, id_tag);
 }
 
 static void sink_event(void *ud, const char *kind, const char *detail)
@@ -360,6 +370,12 @@ static void rel_to_cp(void *ud, const char *text, size_t len)
         cp_send(r->live, text, len);
     else
         r->o->st.tx_errors++;
+}
+
+static enum pw_ocpp_answer rel_authorize(void *ud, const char *id_tag)
+{
+    const rel *r = ud;
+    return authorize(r->o, r, id_tag);
 }
 
 static void rel_keep(void *ud, const pw_ocpp_relay_keep *k)
@@ -425,6 +441,7 @@ static void rel_dropped(void *ud, const char *reason, const char *detail)
 static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
 {
     pw_ocpp_relay_default_opts(out);
+    out->authorize_csms = o->cfg->ocpp.upstream.authorize_csms;
     for (size_t k = 0; s && k < s->n; k++) {
         out->connectors[out->n_connectors] = s->connector[k];
         out->max_a[out->n_connectors++] = o->cfg->chargers[s->charger[k]].max_a;
@@ -464,6 +481,7 @@ static rel *rel_get(ocpp *o, const station *s)
                                                         .cap = rel_cap,
                                                         .dropped = rel_dropped,
                                                         .profiles_changed = rel_profiles,
+                                                        .authorize = rel_authorize,
                                                         .keep = rel_keep});
     r->next = o->relays;
     o->relays = r;

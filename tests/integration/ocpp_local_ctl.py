@@ -47,7 +47,7 @@ def write_config(tmp, http_port, ocpp_port, csms_port):
         "ocpp": {"listen": f"127.0.0.1:{ocpp_port}", "meter_interval_s": 2, "min_interval_s": 1,
                  "heartbeat_s": 60, "daily_writes": 500,
                  "upstream": {"url": f"ws://127.0.0.1:{csms_port}/ocpp",
-                              "authorize": "charge_point"},
+                              "authorize": "csms"},
                  "charge_points": [{"id": "LC-1", "upstream_password": UP_PASSWORD},
                                    {"id": "LC-2"}]},
         "nodes": [{"id": "main", "name": "Main fuse", "parent": None, "limit_a": 40,
@@ -284,12 +284,26 @@ def main():
             pwtest.wait_for("LC-1's csms_cap_a 9 A", lambda: charger(
                 http_port, "LC-1").get("csms_cap_a") == 9, 5)
 
+            # ---- authorize "csms": the CSMS's verdict on a tag reaches the charge point -------
+            csms.request({"cmd": "configure", "id_tags": {"STOLEN-CARD": "Blocked"}})
+
+            def authorize(tag):
+                r = cps.request({"cmd": "call", "id": "LC-2", "method": "Authorize",
+                                 "params": {"idTag": tag}})
+                return r["response"]["idTagInfo"]["status"]
+            check(authorize("STOLEN-CARD") == "Blocked", "the CSMS's Blocked reaches LC-2")
+            check(authorize("GOOD-CARD") == "Accepted", "the CSMS's Accepted reaches LC-2")
+            log("Authorize: the CSMS's verdicts (Blocked, Accepted) reached the charge point")
+
             # ---- the CSMS goes away: local control goes on ---------------------------------
             csms.stop()
             pwtest.wait_for("the upstream shown down", lambda: all(
                 charger(http_port, cp)["ocpp"].get("upstream") not in ("connected", None)
                 for cp in IDS), 15)
             log(f"CSMS stopped: state document says {charger(http_port, 'LC-2')['ocpp']['upstream']!r}")
+            check(authorize("STOLEN-CARD") == "Blocked" and authorize("NEW-CARD") == "Accepted",
+                  "with the CSMS away: its last verdict, else the charger's own cache")
+            log("Authorize with the CSMS away: Blocked remembered, an unknown tag Accepted")
             r = cps.request({"cmd": "status", "id": "LC-2", "connector": 1, "status": "Preparing"})
             check(r["ok"], "a status is answered with the CSMS away")
             r = cps.request({"cmd": "start", "id": "LC-2", "connector": 1, "idTag": "TAG-LC2",

@@ -49,6 +49,7 @@ typedef struct h {
     unsigned cp_seq;
     struct kept *kept; /* what sink.keep wrote down, as the store would hold it */
     size_t n_conn;     /* connectors 1..n_conn */
+    bool authorize_csms;
 } h;
 
 /* ---- what is kept across a restart, held as storage/ocppq.c holds it ------------------------- */
@@ -221,6 +222,7 @@ static void new_relay(h *t, uint64_t first_seq)
         ro.max_a[k] = 16;
     }
     ro.first_seq = first_seq;
+    ro.authorize_csms = t->authorize_csms;
     t->r = pw_ocpp_relay_new(&ro, &(pw_ocpp_relay_sink){.ud = t,
                                                         .to_cp = r_to_cp,
                                                         .to_csms = r_to_csms,
@@ -1602,6 +1604,83 @@ static void test_restore_refuses_bad_records(void **state)
     teardown_h(t);
 }
 
+/* How many answers the charge point got to its call id, and the status of the last. */
+static size_t answers_to(h *t, const char *id, const char **status)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_cp; i++)
+        if (t->cp_in[i].kind == PW_OCPP_RESULT && strcmp(t->cp_in[i].id, id) == 0) {
+            n++;
+            *status = json_string_value(
+                json_object_get(json_object_get(t->cp_in[i].payload, "idTagInfo"), "status"));
+        }
+    return n;
+}
+
+static const char *authorize_call(h *t, const char *tag)
+{
+    return cp_call(t, "Authorize", json_pack("{s:s}", "idTag", tag));
+}
+
+static void csms_verdict(h *t, const char *status)
+{
+    char id[PW_OCPP_ID_LEN];
+    assert_string_equal(last_up(t)->action, "Authorize");
+    pw_strlcpy(id, last_up(t)->id, sizeof id);
+    csms_answer(t, id, json_pack("{s:{s:s}}", "idTagInfo", "status", status));
+}
+
+/* authorize "csms": the CSMS's verdict reaches the charge point when it comes in time; late,
+ * with the link down, or the CSMS failing, phasewise's own answer does; verdicts are
+ * remembered for the StartTransaction that follows. */
+static void test_authorize_by_csms(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    pw_ocpp_relay_free(t->r);
+    t->authorize_csms = true;
+    new_relay(t, 0);
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    const char *status = NULL;
+    char id[16];
+    /* In time: the CSMS's Invalid, and only it. */
+    pw_strlcpy(id, authorize_call(t, "CARD-1"), sizeof id);
+    assert_int_equal(answers_to(t, id, &status), 0); /* waits for the CSMS */
+    csms_verdict(t, "Invalid");
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_string_equal(status, "Invalid");
+    enum pw_ocpp_answer v;
+    assert_true(pw_ocpp_relay_verdict(t->r, "CARD-1", t->now, &v));
+    assert_int_equal(v, PW_OCPP_INVALID);
+    assert_false(pw_ocpp_relay_verdict(t->r, "CARD-2", t->now, &v));
+    /* Late: phasewise's answer after the wait; the CSMS's later verdict is remembered, not
+     * sent as a second answer. */
+    pw_strlcpy(id, authorize_call(t, "CARD-2"), sizeof id);
+    assert_true(pw_ocpp_relay_next_deadline(t->r) <= t->now + 5000);
+    t->now += 5000;
+    pw_ocpp_relay_poll(t->r, t->now, WALL0 + (int64_t)t->now);
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_string_equal(status, "Accepted");
+    assert_non_null(strstr(t->reasons, "authorize_late"));
+    csms_verdict(t, "Blocked");
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_true(pw_ocpp_relay_verdict(t->r, "CARD-2", t->now, &v));
+    assert_int_equal(v, PW_OCPP_BLOCKED);
+    /* The link goes while one waits: answered at once. */
+    pw_strlcpy(id, authorize_call(t, "CARD-3"), sizeof id);
+    pw_ocpp_relay_upstream(t->r, false, t->now);
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_string_equal(status, "Accepted");
+    /* Down: phasewise's conversation answers (LOCAL); the call still goes up later. */
+    pw_strlcpy(id, authorize_call(t, "CARD-4"), sizeof id);
+    assert_int_equal(answers_to(t, id, &status), 1);
+    /* A verdict is used for an hour. */
+    assert_false(pw_ocpp_relay_verdict(t->r, "CARD-1", t->now + 3600000, &v));
+    teardown_h(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1625,6 +1704,7 @@ int main(void)
         cmocka_unit_test(test_queue_survives_restart),
         cmocka_unit_test(test_restart_with_call_in_flight),
         cmocka_unit_test(test_restore_refuses_bad_records),
+        cmocka_unit_test(test_authorize_by_csms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
