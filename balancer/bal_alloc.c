@@ -129,8 +129,12 @@ static void admission_safety(pw_bal *b)
         size_t n = b->dfs_node[i];
         const bal_node *node = &b->nodes[n];
         bool safe = n == 0 || b->adm_safe[node->spec.parent];
-        for (size_t j = node->row0; j < node->row0 + PW_LINES; j++) /* its line rows */
-            safe = safe && b->rows[j].base + need[n] <= b->rows[j].cap - 1e-6;
+        for (size_t j = node->row0; j < node->row0 + PW_LINES; j++) { /* its line rows */
+            /* The margin covers the rounding of sums taken in another order than the
+             * admission's, also at large currents. */
+            const bal_row *r = &b->rows[j];
+            safe = safe && r->base + need[n] <= r->cap - 1e-6 * (1 + fabs(r->cap));
+        }
         b->adm_safe[n] = safe;
     }
 }
