@@ -305,8 +305,8 @@ struct pw_bal {
     uint64_t deadline;
     bool has_imbalance;
     bool rotating; /* the last run paused a car for rotation */
-    /* Tests only (bal_prop_test): no shortcuts, every step as the plain algorithm takes it, so
-     * that a run with them can be compared with one without. */
+    /* Tests only (bal_prop_test): no shortcuts (admit_safe, smallest_first), every step as the
+     * plain algorithm takes it, so that a run with them can be compared with one without. */
     bool reference;
 };
 

@@ -449,7 +449,7 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
         }
         /* Turns go to the running cars by their ends, so only the first `waiting` of them are
          * read. */
-        if (waiting < running && waiting <= 32)
+        if (waiting < running && waiting <= 32 && !b->reference)
             smallest_first(b->tmp, running, waiting);
         else
             bal__sort(b->tmp, b->events, running);

@@ -919,9 +919,12 @@ static void check_same(const world *w, const pw_bal *x, const pw_bal *y, uint64_
         for (size_t l = 0; l < PW_LINES; l++)
             same = same && fabs(a[k].line_a[l] - b[k].line_a[l]) <= tol;
         if (!same)
-            fail_seed(w, "t=%llu charger %zu: %.9f A (%s) with shortcuts, %.9f A (%s) without",
-                      (unsigned long long)now, k, a[k].limit_a, a[k].reason_text, b[k].limit_a,
-                      b[k].reason_text);
+            fail_seed(w,
+                      "t=%llu charger %zu: %.9f A (%s, next turn %llu) with shortcuts, %.9f A (%s, "
+                      "next turn %llu) without",
+                      (unsigned long long)now, k, a[k].limit_a, a[k].reason_text,
+                      (unsigned long long)a[k].next_turn_ms, b[k].limit_a, b[k].reason_text,
+                      (unsigned long long)b[k].next_turn_ms);
     }
     const pw_bal_node_result *na = pw_bal_node_results(x), *nb = pw_bal_node_results(y);
     for (size_t n = 0; n < w->f.n_nodes; n++)
@@ -937,9 +940,9 @@ static void check_same(const world *w, const pw_bal *x, const pw_bal *y, uint64_
                   (unsigned long long)pw_bal_next_deadline(y));
 }
 
-/* The run's shortcuts (admission without checks where no order can matter) against the plain
- * algorithm: the same random facilities driven through time, once each way, must plan the same
- * at every run. */
+/* The run's shortcuts (admission without checks where no row can refuse, the first few ends of
+ * the running cars for the rotation estimate) against the plain algorithm: the same random
+ * facilities driven through time, once each way, must plan the same at every run. */
 static void test_shortcuts(void **state)
 {
     (void)state;
