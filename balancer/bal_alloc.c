@@ -520,10 +520,10 @@ static double raise_alone(pw_bal *b, size_t k)
     double room = pl->hi - pl->val;
     BAL_FOR_PATH(b, k, pl->mask, p)
     {
+        /* A positive coefficient is 1 (bal_prow): the room is the row's, with no division. */
         const bal_row *r = &b->rows[p->row];
-        double c = p->c;
-        if (c > 0 && (r->cap - r->a) / c < room)
-            room = (r->cap - r->a) / c;
+        double left = r->cap - r->a;
+        room = p->c > 0 && left < room ? left : room;
     }
     if (room <= 1e-9)
         return 0;
