@@ -10,6 +10,9 @@
 // in the commissioning forms (the appliance keeps only the key's hash), a restart to open the
 // OCPP port, a charge point (Chromium speaking OCPP 1.6J from a blank page) that connects
 // unassigned and is assigned from the page, and its transaction shown with the tag's name.
+// The local controller on the way: the operator's CSMS URL (an http:// one refused next to the
+// field), a charge point's password at the CSMS saved write-only, kept and cleared, and the
+// dashboard's CSMS line (down, calls waiting) equal to the state document's.
 // Last, a circuit's static reserve (reserve_a) in the forms and the preview.
 // With --walk first-start, instead: from an empty data folder to a balancing facility
 // (commissioning mode, discovery, a Modbus scan, the first save), see firstStart below.
