@@ -1306,7 +1306,7 @@ function csmsGroup() {
   check.dataset.field = "csms-url-check";
   const ids = d.ocpp.charge_points.map((x) => x.id);
   const showCheck = () => {
-    const v = url.value.trim();
+    const v = url.value; /* as sent: the appliance refuses a stray space too */
     const problem = v ? csmsUrlProblem(v) : "";
     check.textContent = problem || (v ? csmsUrlNote(v, ids) : "");
     check.className = "small " + (problem ? "bad" : "muted");
@@ -1325,7 +1325,7 @@ function csmsGroup() {
         placeholder: "system CAs", optional: true }), undefined, true));
     const auth = input("ocpp.upstream.authorize", "text",
                        { choices: CSMS_AUTHORIZE, rerender: true });
-    grid.appendChild(fld("Tags decided by", auth, undefined, true));
+    grid.appendChild(fld("Tags decided by", auth));
     const why = el("ul", "small csms-authorize");
     for (const [v, t, text] of CSMS_AUTHORIZE) {
       const li = el("li", v === d.ocpp.upstream.authorize ? "" : "muted", t + ": " + text + ".");
