@@ -11,10 +11,9 @@
  * OCPP charge point's connector; the OCPP section sets up the central system and its charge
  * points (a generated key is shown until saved: the appliance keeps only its hash), the
  * unassigned list offers "Assign" for a charge point that connected, and the tags (RFID cards)
- * are edited here too (docs/ocpp.md); its "Operator's CSMS" group makes the appliance a local
- * controller (a CSMS URL, checked here as the appliance checks it, and per charge point the
- * password the CSMS expects, write-only like the brokers' passwords). A circuit has a static
- * reserve for its own load that no meter sees (reserve_a), shown in the preview; the status timing per charger kind is edited
+ * are edited here too, with the operator's CSMS when the appliance is a local controller
+ * (docs/ocpp.md). A circuit has a static reserve for its own load that no
+ * meter sees (reserve_a), shown in the preview; the status timing per charger kind is edited
  * with the transport's values as placeholders. On a first start (commissioning mode) a note
  * says so, the unassigned list is "discovered on the network" with "Add to the facility", and
  * "Scan a Modbus gateway" (POST /api/meters/scan) finds the meters behind a gateway for a
@@ -1349,7 +1348,7 @@ function cpCsms(cp, base) {
   const path = base + ".upstream_password";
   const saved = !!cp.upstream_password_set;
   const key = input(path, "password", {
-    placeholder: saved ? "saved: type to replace" : "none: the CSMS takes it without" });
+    placeholder: saved ? "saved: type to replace" : "none" });
   key.autocomplete = "off";
   key.spellcheck = false;
   if (cp.upstream_password === "") key.dataset.cleared = "1";
@@ -1382,8 +1381,9 @@ function cpCsms(cp, base) {
   const where = el("div", "cp-url wide");
   where.append(el("span", "fld-label", "Its URL at the CSMS"), code,
                el("p", "muted small", "Register it at the CSMS under the same id" +
-                  (saved || cp.upstream_password ? ", with this password (HTTP Basic, user " +
-                   "name: the charge point id)." : ", without a password.")));
+                  ((saved && !key.dataset.cleared) || cp.upstream_password
+                    ? ", with this password (HTTP Basic, user name: the charge point id)."
+                    : ", without a password.")));
   box.appendChild(where);
   return box;
 }
