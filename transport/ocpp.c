@@ -1017,14 +1017,14 @@ static int ocpp_charger_info(const pw_transport *t, size_t charger, pw_transport
     pw_strlcpy(out->model, b->model, sizeof out->model);
     pw_strlcpy(out->firmware, b->firmware, sizeof out->firmware);
     out->default_profile = pw_ocpp_cp_default_installed(c->cp);
-    if (c->rel)
-        out->upstream_queued = (uint32_t)pw_ocpp_relay_stats_get(c->rel->r)->queued;
-    if (c->rel)
+    if (c->rel) {
         pw_strlcpy(out->upstream,
                    pw_ocpp_relay_is_up(c->rel->r) ? "connected"
                    : c->up_why[0]                 ? c->up_why
                                                   : "down",
                    sizeof out->upstream);
+        out->upstream_queued = pw_ocpp_relay_stats_get(c->rel->r)->queued;
+    }
     pw_strlcpy(out->measurands, pw_ocpp_cp_measurands(c->cp), sizeof out->measurands);
     const pw_ocpp_evse *e = pw_ocpp_cp_evse(c->cp, l->connector);
     if (e) {
