@@ -229,7 +229,7 @@ static void decide(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
          * (apply_dynamics), so a charger bound by its own demand is at it. */
         decide_bound(b, k, w, &x, &y);
     }
-    w->one_phase = pl->want && pl->val > 0 && pl->mode == 1;
+    w->one_phase = pl->want & (pl->val > 0) & (pl->mode == 1);
     w->cap = row_cap(b, w->row);
     /* Amperes are shown to a tenth: a change below that is no new sentence. (A draw of 0 or
      * less shows as 0 either way.) */

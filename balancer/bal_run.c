@@ -775,7 +775,7 @@ static void charger_result(pw_bal *b, size_t k, uint64_t now)
     for (size_t l = 0; l < PW_LINES; l++)
         r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
     bal__reason(b, k, now);
-    b->rotating = b->rotating || r->reason == PW_REASON_PAUSED_ROTATION;
+    b->rotating |= r->reason == PW_REASON_PAUSED_ROTATION;
 }
 
 /* A cut starts or extends the pending period; while it lasts, the lowest offer is kept. */
