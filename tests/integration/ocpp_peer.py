@@ -226,8 +226,10 @@ class CentralSystem(NodePeer):
     """ocpp_csms_peer.mjs on 127.0.0.1 (port 0: any free port; self.port once started)."""
 
     def __init__(self, port=0, passwords=None, require_password=False, record=None, trace=False,
-                 log=None):
+                 log=None, tx_base=0):
         args = ["--port", str(port)]
+        if tx_base:
+            args += ["--tx-base", str(tx_base)]
         if passwords:
             args += ["--passwords", json.dumps(passwords)]
         if require_password:

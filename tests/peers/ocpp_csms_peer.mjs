@@ -5,7 +5,10 @@
 // README.md). Ends on {"cmd":"quit"}, stdin EOF, SIGTERM or SIGINT: exit 0.
 //
 //   node ocpp_csms_peer.mjs [--port N] [--passwords JSON] [--require-password] [--record FILE]
-//                           [--trace]
+//                           [--tx-base N] [--trace]
+//
+// --tx-base N: transaction ids count from N + 1 (default 0), so that the ids of two central
+// systems run one after the other on the same port never collide in a test's checks.
 import fs from "node:fs";
 import { createRequire } from "node:module";
 import process from "node:process";
@@ -336,6 +339,7 @@ function parseArgs(argv) {
         else if (a === "--passwords") setPasswords(JSON.parse(value()));
         else if (a === "--require-password") requirePassword = true;
         else if (a === "--record") record = value();
+        else if (a === "--tx-base") txSeq = int(Number(value()), 0, 2 ** 30, "--tx-base");
         else if (a === "--trace") trace = true;
         else fail(`unknown argument ${a}`);
     }
@@ -371,7 +375,7 @@ try {
 } catch (err) {
     console.error(`ocpp_csms_peer: ${err.message}`);
     console.error("usage: node ocpp_csms_peer.mjs [--port N] [--passwords JSON] " +
-                  "[--require-password] [--record FILE] [--trace]");
+                  "[--require-password] [--record FILE] [--tx-base N] [--trace]");
     process.exit(2);
 }
 
