@@ -252,8 +252,8 @@ def overloads(reports, reaction_s):
     line above its limit counts once it stays there longer than the reaction window of wall
     time. The start is left out until every OCPP connector has a profile in force and no line is
     above its limit: a charge point offers its maximum until the central system sets it up, for a
-    moment that the speed stretches to simulated minutes. Returns (episodes beyond the window, max load % of a limit, the
-    simulated hours judged)."""
+    moment that the speed stretches to simulated minutes. Returns (episodes beyond the window,
+    max load % of a limit, the simulated hours judged)."""
     first = next((i for i, r in enumerate(reports)
                   if all(c["alloc_seq"] > 0 for c in r["chargers"] if c["id"] in OCPP) and
                   all(a <= b for n in r["nodes"] for a, b in zip(n["load_a"], n["limit_a"]))),
@@ -387,8 +387,10 @@ def main():
                                 lambda: not missing(), m["drain_s"], interval=1)
             except AssertionError:
                 left = missing()
+                wrong = [p for p in compare(truth, csmses)[0] if "never at the CSMS" not in p]
                 raise AssertionError(f"e) {len(left)} calls never reached the CSMS within "
-                                     f"{m['drain_s']} s, first: {left[:4]}")
+                                     f"{m['drain_s']} s, first: {left[:4]}; other problems: "
+                                     f"{len(wrong)}, first: {wrong[:4]}")
             t_drain = time.monotonic() - t_back
             log(f"e) drained {t_drain:.1f} s after the CSMS came back")
 
