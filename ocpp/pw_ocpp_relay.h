@@ -11,8 +11,9 @@
  * passed in, and pw_ocpp_relay_poll runs at pw_ocpp_relay_next_deadline. The relay lives as
  * long as the charge point is configured (across its reconnects), so the transaction map and
  * the CSMS's profiles survive a reconnect. Without the upstream (pw_ocpp_relay_upstream false)
- * the charge point's calls wait in the relay's queue (in memory: not across a restart yet) and
- * go up in order once the link is back, after its last BootNotification. */
+ * the charge point's calls wait in the relay's queue and go up in order once the link is back,
+ * after its last BootNotification. Across a restart of phasewise the shell keeps what sink.keep
+ * reports (in SQLite) and gives it back with pw_ocpp_relay_restore. */
 #ifndef PW_OCPP_RELAY_H
 #define PW_OCPP_RELAY_H
 
@@ -31,7 +32,33 @@ typedef struct pw_ocpp_relay_opts {
     size_t n_connectors;
     int connectors[PW_OCPP_MAX_CONNECTORS]; /* the configured connectors, 1.. */
     double max_a[PW_OCPP_MAX_CONNECTORS];   /* their maximum (GetCompositeSchedule) */
+    /* The number of the first call queued (1 when 0); each call's number is also its message
+     * id to the CSMS ("pw-N"), the same when it is sent again after a drop, so a CSMS can tell a
+     * resent call. The shell gives the wall clock in ms, so numbers keep increasing across
+     * restarts. */
+    uint64_t first_seq;
 } pw_ocpp_relay_opts;
+
+/* One change of what the relay must not lose in a restart, reported through sink.keep in the
+ * order they happen; the same records go back in with pw_ocpp_relay_restore. */
+enum pw_ocpp_relay_keep_kind {
+    PW_OCPP_KEEP_CALL = 1, /* a call queued for the CSMS: seq, action, payload, connector; on
+                              restore also local_tx (a StartTransaction's, as last set) */
+    PW_OCPP_KEEP_CALL_TX,  /* the StartTransaction queued as seq got phasewise's local_tx */
+    PW_OCPP_KEEP_DONE,     /* the call seq left the queue (answered, given up, or dropped) */
+    PW_OCPP_KEEP_TX,       /* local_tx is csms_tx at the CSMS, on connector */
+    PW_OCPP_KEEP_TX_DONE,  /* the pair of local_tx is forgotten */
+    PW_OCPP_KEEP_BOOT,     /* the charge point's last BootNotification: payload */
+};
+
+typedef struct pw_ocpp_relay_keep {
+    enum pw_ocpp_relay_keep_kind kind;
+    uint64_t seq;
+    const char *action;  /* CALL */
+    const char *payload; /* CALL, BOOT: a JSON object's text */
+    int connector;       /* CALL (its connectorId, 0 for none), TX */
+    const char *local_tx, *csms_tx;
+} pw_ocpp_relay_keep;
 
 /* Fills o with the defaults noted on each field (no connectors). */
 void pw_ocpp_relay_default_opts(pw_ocpp_relay_opts *o);
@@ -46,6 +73,8 @@ typedef struct pw_ocpp_relay_sink {
     void (*cap)(void *ud, int connector, double cap_a);
     /* A frame not forwarded, or a profile part left out, with why (for counters and logs). */
     void (*dropped)(void *ud, const char *reason, const char *detail);
+    /* A change to keep across a restart (strings borrowed for the call). */
+    void (*keep)(void *ud, const pw_ocpp_relay_keep *k);
 } pw_ocpp_relay_sink;
 
 typedef struct pw_ocpp_relay pw_ocpp_relay;
@@ -55,6 +84,14 @@ pw_ocpp_relay *pw_ocpp_relay_new(const pw_ocpp_relay_opts *opts, const pw_ocpp_r
 void pw_ocpp_relay_free(pw_ocpp_relay *r);
 /* The configured connectors changed (opts copied): caps are reported again for each. */
 void pw_ocpp_relay_reconfigure(pw_ocpp_relay *r, const pw_ocpp_relay_opts *opts);
+
+/* Before any frame or link change: puts back one record sink.keep reported before a restart,
+ * in this order: BOOT, the TX pairs, then the CALLs in their order (the CALL_TX of each
+ * StartTransaction folded into its local_tx). Nothing is reported through sink.keep for it,
+ * except a DONE for a call the bounded queue cannot take. Returns 0, or -1 for a record that is
+ * malformed or does not fit (an unknown action, a payload that is not a valid call, no room for
+ * another transaction), which is left out with sink.dropped saying why. */
+int pw_ocpp_relay_restore(pw_ocpp_relay *r, const pw_ocpp_relay_keep *k);
 
 enum pw_ocpp_relay_verdict {
     PW_OCPP_RELAY_LOCAL = 0, /* give it to phasewise's own conversation (pw_ocpp_cp_receive) */

@@ -24,6 +24,7 @@ typedef struct tx {
     char local[PW_OCPP_TXID_LEN]; /* phasewise's id, "" until its answer is seen */
     char csms[PW_OCPP_TXID_LEN];  /* the CSMS's id, "" until its answer */
     bool ended;                   /* StopTransaction sent up: freed at its answer */
+    uint64_t start_seq;           /* its StartTransaction's call number */
 } tx;
 
 /* A charge point call waiting to go up. */
@@ -32,6 +33,8 @@ typedef struct item {
     json_t *payload; /* owned */
     int tx;          /* StartTransaction / StopTransaction: its slot; -1 */
     bool mapped;     /* its transactionId is the CSMS's already (it was sent before) */
+    uint64_t seq;    /* its number: the order, and its message id up */
+    bool kept;       /* reported through sink.keep (a boot put first is not) */
 } item;
 
 /* A CSMS call sent down, waiting for the charge point's answer. */
@@ -65,7 +68,7 @@ struct pw_ocpp_relay {
     bool in_flight; /* q[q_head] was sent */
     char flight_id[PW_OCPP_ID_LEN];
     uint64_t flight_at;
-    uint64_t seq_up, seq_down;
+    uint64_t seq, seq_down; /* the last call number given; CSMS calls sent down */
     tx tx[MAX_TX];
     pending pend[MAX_PENDING];
     profile prof[MAX_PROFILES];
@@ -78,7 +81,8 @@ void pw_ocpp_relay_default_opts(pw_ocpp_relay_opts *o)
     *o = (pw_ocpp_relay_opts){.call_timeout_ms = 30000, .max_queue = 1000, .volts = 230.0};
 }
 
-static void dropped(pw_ocpp_relay *r, const char *reason, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void dropped(pw_ocpp_relay *r, const char *reason,
+                                                          const char *fmt, ...)
 {
     char text[200];
     va_list ap;
@@ -88,6 +92,20 @@ static void dropped(pw_ocpp_relay *r, const char *reason, const char *fmt, ...)
     r->st.dropped++;
     if (r->sink.dropped)
         r->sink.dropped(r->sink.ud, reason, text);
+}
+
+static void keep(pw_ocpp_relay *r, pw_ocpp_relay_keep k)
+{
+    if (r->sink.keep)
+        r->sink.keep(r->sink.ud, &k);
+}
+
+/* A transaction's pair is forgotten: here and in what is kept. */
+static void tx_free(pw_ocpp_relay *r, struct tx *t)
+{
+    if (t->used && t->local[0])
+        keep(r, (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_TX_DONE, .local_tx = t->local});
+    *t = (struct tx){0};
 }
 
 /* ---- sending ----------------------------------------------------------------------------------
@@ -160,8 +178,10 @@ static int tx_new(pw_ocpp_relay *r)
         if (!r->tx[i].used)
             return (int)i;
     for (size_t i = 0; i < MAX_TX; i++)
-        if (r->tx[i].ended)
+        if (r->tx[i].ended) {
+            tx_free(r, &r->tx[i]);
             return (int)i;
+        }
     return -1;
 }
 
@@ -408,9 +428,17 @@ static item *q_at(pw_ocpp_relay *r, size_t i)
     return &r->q[(r->q_head + i) % r->o.max_queue];
 }
 
+/* The item leaves the queue: so does its kept copy. */
+static void q_forget(pw_ocpp_relay *r, const item *it)
+{
+    if (it->kept)
+        keep(r, (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_DONE, .seq = it->seq});
+}
+
 static void q_pop(pw_ocpp_relay *r)
 {
     item *it = q_at(r, 0);
+    q_forget(r, it);
     json_decref(it->payload);
     *it = (item){.tx = -1};
     r->q_head = (r->q_head + 1) % r->o.max_queue;
@@ -418,15 +446,18 @@ static void q_pop(pw_ocpp_relay *r)
     r->in_flight = false;
 }
 
+/* The relay goes: what is kept stays kept. */
 static void q_clear(pw_ocpp_relay *r)
 {
-    while (r->q_len)
-        q_pop(r);
+    for (size_t i = 0; i < r->q_len; i++)
+        json_decref(q_at(r, i)->payload);
+    r->q_len = 0;
 }
 
 /* Removes the item at i (not the one in flight), keeping the order of the rest. */
 static void q_remove(pw_ocpp_relay *r, size_t i)
 {
+    q_forget(r, q_at(r, i));
     json_decref(q_at(r, i)->payload);
     for (; i + 1 < r->q_len; i++)
         *q_at(r, i) = *q_at(r, i + 1);
@@ -457,19 +488,36 @@ static bool q_room(pw_ocpp_relay *r, const char *action)
     return false;
 }
 
-/* Queues a call for the CSMS behind the others (payload stolen). */
-static bool q_push(pw_ocpp_relay *r, const char *action, json_t *payload, int tx_slot)
+static int connector_of(const json_t *payload)
+{
+    json_int_t c = json_integer_value(json_object_get(payload, "connectorId"));
+    return c > 0 && c <= INT32_MAX ? (int)c : 0;
+}
+
+/* Queues a call for the CSMS behind the others (payload stolen) as number seq; a new one (not
+ * restored) is reported through sink.keep. Its item, or NULL when there was no room. */
+static item *q_push(pw_ocpp_relay *r, const char *action, json_t *payload, int tx_slot,
+                    uint64_t seq, bool restored)
 {
     if (!q_room(r, action)) {
         json_decref(payload);
-        return false;
+        if (restored) /* it is not kept any more either */
+            keep(r, (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_DONE, .seq = seq});
+        return NULL;
     }
     item *it = q_at(r, r->q_len++);
+    *it = (item){.payload = payload, .tx = tx_slot, .seq = seq, .kept = true};
     pw_strlcpy(it->action, action, sizeof it->action);
-    it->payload = payload;
-    it->tx = tx_slot;
-    it->mapped = false;
-    return true;
+    if (!restored) {
+        char *text = json_dumps(payload, JSON_COMPACT);
+        keep(r, (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_CALL,
+                                     .seq = seq,
+                                     .action = action,
+                                     .payload = text ? text : "{}",
+                                     .connector = connector_of(payload)});
+        free(text);
+    }
+    return it;
 }
 
 /* Puts a call before all others (payload stolen); nothing is in flight. */
@@ -482,7 +530,7 @@ static void q_push_front(pw_ocpp_relay *r, const char *action, json_t *payload)
     r->q_head = (r->q_head + r->o.max_queue - 1) % r->o.max_queue;
     r->q_len++;
     item *it = q_at(r, 0);
-    *it = (item){.tx = -1, .payload = payload};
+    *it = (item){.tx = -1, .payload = payload, .seq = ++r->seq};
     pw_strlcpy(it->action, action, sizeof it->action);
 }
 
@@ -514,12 +562,15 @@ static void pump(pw_ocpp_relay *r, uint64_t now)
                         "upstream was down)",
                         it->action, local);
                 if (t)
-                    t->used = false;
+                    tx_free(r, t);
                 q_pop(r);
                 continue;
             }
         }
-        snprintf(r->flight_id, sizeof r->flight_id, "pw-%llu", (unsigned long long)++r->seq_up);
+        /* A call keeps its number when sent again; a boot sent again is a new call. */
+        if (!it->kept)
+            it->seq = ++r->seq;
+        snprintf(r->flight_id, sizeof r->flight_id, "pw-%llu", (unsigned long long)it->seq);
         size_t len;
         char *text = pw_ocpp_call_text(r->flight_id, it->action, json_incref(it->payload), &len);
         r->in_flight = true;
@@ -561,10 +612,15 @@ static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
             }
         } else if (a == PW_OCPP_A_START_TRANSACTION && t && csms_tx[0]) {
             pw_strlcpy(t->csms, csms_tx, sizeof t->csms);
+            if (t->local[0])
+                keep(r, (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_TX,
+                                             .local_tx = t->local,
+                                             .csms_tx = t->csms,
+                                             .connector = t->connector});
         }
     }
-    if (a == PW_OCPP_A_STOP_TRANSACTION && t)
-        t->used = false;
+    if (a == PW_OCPP_A_STOP_TRANSACTION && t && t->ended) /* not a slot reused since */
+        tx_free(r, t);
     if (a == PW_OCPP_A_BOOT_NOTIFICATION && r->up == UP_BOOTING) {
         /* Sent again at boot_retry_at: keep it at the head, not in flight. */
         r->in_flight = false;
@@ -638,6 +694,10 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
     if (a == PW_OCPP_A_BOOT_NOTIFICATION) {
         json_decref(r->boot);
         r->boot = json_incref(f.payload);
+        char *boot = json_dumps(r->boot, JSON_COMPACT);
+        if (boot)
+            keep(r, (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_BOOT, .payload = boot});
+        free(boot);
     }
     int slot = -1;
     if (a == PW_OCPP_A_START_TRANSACTION) {
@@ -661,7 +721,9 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
         json_decref(q_at(r, 0)->payload);
         q_at(r, 0)->payload = json_incref(f.payload);
     } else {
-        q_push(r, f.action, json_incref(f.payload), slot);
+        item *it = q_push(r, f.action, json_incref(f.payload), slot, ++r->seq, false);
+        if (it && a == PW_OCPP_A_START_TRANSACTION && slot >= 0)
+            r->tx[slot].start_seq = it->seq;
     }
     pw_ocpp_frame_clear(&f);
     pump(r, now);
@@ -690,8 +752,89 @@ void pw_ocpp_relay_local_to_cp(pw_ocpp_relay *r, const char *text, size_t len)
         if (json_is_integer(id))
             snprintf(t->local, sizeof t->local, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
         t->cp_call[0] = '\0';
+        if (t->local[0] && t->start_seq)
+            keep(r, (pw_ocpp_relay_keep){
+                        .kind = PW_OCPP_KEEP_CALL_TX, .seq = t->start_seq, .local_tx = t->local});
     }
     pw_ocpp_frame_clear(&f);
+}
+
+/* ---- a restart --------------------------------------------------------------------------------
+ */
+
+static int restore_fail(pw_ocpp_relay *r, const char *what, uint64_t seq, const char *why)
+{
+    dropped(r, "restore", "%s %llu left out after the restart: %s", what, (unsigned long long)seq,
+            why);
+    return -1;
+}
+
+/* A kept call back in the queue: checked like one from the charge point (the file is not
+ * trusted more than the network), its transaction slot made or found again. */
+static int restore_call(pw_ocpp_relay *r, const pw_ocpp_relay_keep *k)
+{
+    enum pw_ocpp_action a = k->action ? pw_ocpp_action_parse(k->action) : PW_OCPP_A_UNKNOWN;
+    if (!forwarded_up(a) || a == PW_OCPP_A_BOOT_NOTIFICATION || !k->seq)
+        return restore_fail(r, "call", k->seq, "not a call that is sent up");
+    json_error_t je;
+    json_t *p = k->payload ? json_loads(k->payload, JSON_REJECT_DUPLICATES, &je) : NULL;
+    pw_ocpp_fault fault;
+    if (!json_is_object(p) || pw_ocpp_check_payload(a, false, p, &fault) != 0) {
+        json_decref(p);
+        return restore_fail(r, k->action, k->seq, "its payload is not a valid call");
+    }
+    int slot = -1;
+    if (a == PW_OCPP_A_START_TRANSACTION) {
+        slot = tx_new(r);
+        if (slot >= 0) {
+            r->tx[slot] =
+                (struct tx){.used = true, .connector = connector_of(p), .start_seq = k->seq};
+            pw_strlcpy(r->tx[slot].local, k->local_tx ? k->local_tx : "", sizeof r->tx->local);
+        }
+    } else if (a == PW_OCPP_A_STOP_TRANSACTION) {
+        char local[PW_OCPP_TXID_LEN];
+        snprintf(local, sizeof local, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_object_get(p, "transactionId")));
+        struct tx *t = tx_by_local(r, local);
+        slot = t ? (int)(t - r->tx) : -1;
+    }
+    if (k->seq > r->seq)
+        r->seq = k->seq;
+    return q_push(r, k->action, p, slot, k->seq, true) ? 0 : -1;
+}
+
+int pw_ocpp_relay_restore(pw_ocpp_relay *r, const pw_ocpp_relay_keep *k)
+{
+    json_error_t je;
+    switch (k->kind) {
+    case PW_OCPP_KEEP_BOOT: {
+        json_t *p = k->payload ? json_loads(k->payload, JSON_REJECT_DUPLICATES, &je) : NULL;
+        pw_ocpp_fault fault;
+        if (!json_is_object(p) ||
+            pw_ocpp_check_payload(PW_OCPP_A_BOOT_NOTIFICATION, false, p, &fault) != 0) {
+            json_decref(p);
+            return restore_fail(r, "BootNotification", 0, "not a valid BootNotification");
+        }
+        json_decref(r->boot);
+        r->boot = p;
+        return 0;
+    }
+    case PW_OCPP_KEEP_TX: {
+        int slot = tx_new(r);
+        if (!k->local_tx || !k->csms_tx || !k->local_tx[0] || !k->csms_tx[0] || slot < 0 ||
+            strlen(k->local_tx) >= PW_OCPP_TXID_LEN || strlen(k->csms_tx) >= PW_OCPP_TXID_LEN)
+            return restore_fail(r, "transaction", 0, "an id missing, too long, or no room");
+        struct tx *t = &r->tx[slot];
+        *t = (struct tx){.used = true, .connector = k->connector};
+        pw_strlcpy(t->local, k->local_tx, sizeof t->local);
+        pw_strlcpy(t->csms, k->csms_tx, sizeof t->csms);
+        return 0;
+    }
+    case PW_OCPP_KEEP_CALL:
+        return restore_call(r, k);
+    default:
+        return restore_fail(r, "record", k->seq, "not one that is restored");
+    }
 }
 
 /* ---- frames from the CSMS ----------------------------------------------------------------------
@@ -947,6 +1090,7 @@ pw_ocpp_relay *pw_ocpp_relay_new(const pw_ocpp_relay_opts *opts, const pw_ocpp_r
     set_opts(r, opts);
     r->sink = *sink;
     r->q = pw_xcalloc(r->o.max_queue, sizeof *r->q);
+    r->seq = opts->first_seq ? opts->first_seq - 1 : 0;
     for (size_t i = 0; i < r->o.max_queue; i++)
         r->q[i].tx = -1;
     for (size_t k = 0; k < PW_OCPP_MAX_CONNECTORS; k++)

@@ -702,6 +702,7 @@ static int start_transports(pw_app *app)
                             .web = app->web,
                             .tls_cert = app->tls_cert[0] ? app->tls_cert : NULL,
                             .tls_key = app->tls_key[0] ? app->tls_key : NULL,
+                            .db_path = app->db_path,
                             .log_event = on_transport_event,
                             .ud = app};
     char err[512];

@@ -371,4 +371,68 @@ int pw_store_outbox_status_get(pw_store_outbox *o, pw_store_outbox_status *st);
 int pw_store_outbox_trim(pw_store_outbox *o, int64_t now_ms, uint64_t max_rows, int64_t max_age_ms,
                          uint64_t *dropped);
 
+/* ---- the OCPP local controller's upstream queue (ocpp/relay.c, docs/ocpp.md) ----
+ *
+ * What the relay of each charge point must not lose in a restart: the calls the CSMS has not
+ * answered yet (ocpp_queue, in the relay's order: seq), phasewise's transaction ids paired with
+ * the CSMS's (ocpp_tx), and a few values kept whole (ocpp_kept: the last BootNotification, the
+ * CSMS's charging profiles). The relay decides everything (order, bounds, what goes); this only
+ * writes down its changes, a batch per transaction, and reads them back at start. Like the
+ * outbox, it has a connection of its own, used on a worker, never on the loop thread (except the
+ * one read at start, before anything is served). */
+
+#define PW_STORE_OCPPQ_ID_LEN     49 /* a charge point id: 1..48 characters, NUL-terminated */
+#define PW_STORE_OCPPQ_TXID_LEN   24
+#define PW_STORE_OCPPQ_ACTION_LEN 40
+
+typedef struct pw_store_ocppq pw_store_ocppq;
+
+/* Opens it on a database pw_store_open has created and migrated. Returns 0 and *out, or a
+ * negative pw_store_err with a message in err. Close with pw_store_ocppq_close (NULL allowed). */
+int pw_store_ocppq_open(pw_store_ocppq **out, const char *path, char *err, size_t err_size);
+void pw_store_ocppq_close(pw_store_ocppq *q);
+/* The message for the last failed call on q, or "". Borrowed until the next call. */
+const char *pw_store_ocppq_errmsg(const pw_store_ocppq *q);
+
+enum pw_store_ocppq_kind {
+    PW_STORE_OCPPQ_CALL = 1, /* a call queued: seq, ts_ms, connector, local_tx, action, text */
+    PW_STORE_OCPPQ_CALL_TX,  /* the StartTransaction at seq got phasewise's id local_tx */
+    PW_STORE_OCPPQ_DONE,     /* the call at seq left the queue */
+    PW_STORE_OCPPQ_TX,       /* local_tx is csms_tx at the CSMS, on connector */
+    PW_STORE_OCPPQ_TX_DONE,  /* local_tx is forgotten */
+    PW_STORE_OCPPQ_KEPT,     /* the value named action is text ("" deletes it) */
+};
+
+/* One change, of charge point cp. */
+typedef struct pw_store_ocppq_op {
+    enum pw_store_ocppq_kind kind;
+    char cp[PW_STORE_OCPPQ_ID_LEN];
+    int64_t seq;
+    int64_t ts_ms;
+    int connector;
+    char local_tx[PW_STORE_OCPPQ_TXID_LEN];
+    char csms_tx[PW_STORE_OCPPQ_TXID_LEN];
+    char action[PW_STORE_OCPPQ_ACTION_LEN];
+    char *text; /* a call's JSON payload, or a kept value; borrowed */
+} pw_store_ocppq_op;
+
+/* Applies ops in order, all or none (one transaction). Returns 0 or PW_STORE_E_WRITE. */
+int pw_store_ocppq_apply(pw_store_ocppq *q, const pw_store_ocppq_op *ops, size_t n);
+
+/* What is kept of one charge point, as pw_store_ocppq_load reads it: its calls in order (CALL
+ * ops, local_tx as last set), its transaction pairs (TX ops) and its kept values (KEPT ops); the
+ * text of each is owned by the array (pw_store_ocppq_ops_free). */
+typedef struct pw_store_ocppq_saved {
+    pw_store_ocppq_op *ops;
+    size_t n;
+} pw_store_ocppq_saved;
+
+/* Everything kept of cp: kept values first, then the transaction pairs, then the calls in order.
+ * Returns 0 or PW_STORE_E_QUERY (nothing in *out). */
+int pw_store_ocppq_load(pw_store_ocppq *q, const char *cp, pw_store_ocppq_saved *out);
+void pw_store_ocppq_saved_free(pw_store_ocppq_saved *s);
+
+/* How many calls of cp wait. Returns 0 or PW_STORE_E_QUERY. */
+int pw_store_ocppq_count(pw_store_ocppq *q, const char *cp, uint64_t *count);
+
 #endif

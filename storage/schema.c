@@ -103,7 +103,32 @@ static const char step6[] = "CREATE TABLE outbox ("
                             "  payload TEXT NOT NULL);" /* a JSON object */
                             "CREATE INDEX outbox_ts ON outbox(ts);";
 
-static const char *const steps[] = {step1, step2, step3, step4, step5, step6};
+/* Version 7: the OCPP local controller's relay state (ocpp/relay.c, docs/ocpp.md), so that it
+ * survives a restart: the calls of a charge point the CSMS has not answered yet, in the relay's
+ * order (seq), phasewise's transaction ids paired with the CSMS's, and values kept whole (the
+ * last BootNotification, the CSMS's profiles). */
+static const char step7[] = "CREATE TABLE ocpp_queue ("
+                            "  cp TEXT NOT NULL,"                  /* the charge point id */
+                            "  seq INTEGER NOT NULL,"              /* the relay's order */
+                            "  ts INTEGER NOT NULL,"               /* Unix ms, when it was made */
+                            "  connector INTEGER NOT NULL,"        /* 0 when the call names none */
+                            "  local_tx TEXT NOT NULL DEFAULT ''," /* phasewise's transaction id */
+                            "  action TEXT NOT NULL,"
+                            "  payload TEXT NOT NULL," /* a JSON object */
+                            "  PRIMARY KEY (cp, seq)) WITHOUT ROWID;"
+                            "CREATE TABLE ocpp_tx ("
+                            "  cp TEXT NOT NULL,"
+                            "  local_tx TEXT NOT NULL,"
+                            "  csms_tx TEXT NOT NULL,"
+                            "  connector INTEGER NOT NULL,"
+                            "  PRIMARY KEY (cp, local_tx)) WITHOUT ROWID;"
+                            "CREATE TABLE ocpp_kept ("
+                            "  cp TEXT NOT NULL,"
+                            "  name TEXT NOT NULL," /* "boot", "profiles" */
+                            "  value TEXT NOT NULL,"
+                            "  PRIMARY KEY (cp, name)) WITHOUT ROWID;";
+
+static const char *const steps[] = {step1, step2, step3, step4, step5, step6, step7};
 
 int pw_store__schema_latest(void)
 {

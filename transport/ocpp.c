@@ -7,7 +7,9 @@
  * charge point, a WebSocket client to the operator's CSMS under the charge point's identity,
  * and lets the pure relay (ocpp/pw_ocpp_relay.h, one per charge point id, kept across its
  * reconnects) decide what goes up, what comes down and which CSMS profile becomes a cap in the
- * core. The upstream reconnects with a backoff and never holds local control up. */
+ * core. The upstream reconnects with a backoff and never holds local control up. What each relay
+ * must not lose in a restart is kept in the history database (ocpp_keep.h); frames for a charge
+ * point wait the moment it takes to write down the calls they answer. */
 #include <assert.h>
 #include <inttypes.h>
 #include <math.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocpp_keep.h"
 #include "pw_ocpp_cp.h"
 #include "pw_ocpp_relay.h"
 #include "pw_transport.h"
@@ -49,6 +52,13 @@ typedef struct upl {
     bool open;
 } upl;
 
+/* A frame for the charge point waiting until the changes made before it are written. */
+typedef struct held {
+    char *text;
+    size_t len;
+    uint64_t after; /* pw_ocpp_keep_queued when it was sent */
+} held;
+
 /* One WebSocket connection and its conversation. */
 typedef struct conn {
     struct ocpp *o;
@@ -64,6 +74,8 @@ typedef struct conn {
     char address[80]; /* "charge point CP-17 (127.0.0.1)" */
     station *st;      /* NULL: not in the config (unassigned) */
     uint64_t reported_ms;
+    held *held; /* in order */
+    size_t n_held, cap_held;
     struct conn *prev, *next;
 } conn;
 
@@ -79,8 +91,9 @@ typedef struct ocpp {
     uv_timer_t timer;
     bool timer_open;
     pw_transport_stats st;
-    uint64_t tx_seq; /* transaction ids, unique over every charge point */
-    rel *relays;     /* local controller: one per charge point id seen */
+    uint64_t tx_seq;    /* transaction ids, unique over every charge point */
+    rel *relays;        /* local controller: one per charge point id seen */
+    pw_ocpp_keep *keep; /* what the relays keep across a restart; NULL: nothing is */
 } ocpp;
 
 static int station_cmp(const void *a, const void *b)
@@ -207,6 +220,58 @@ static void report_all(conn *c, uint64_t now)
     }
 }
 
+/* ---- sending to a charge point ----------------------------------------------------------------
+ */
+
+static void ws_send(conn *c, const char *text, size_t len)
+{
+    if (c->ws && pw_web_ws_send(c->ws, text, len) == 0)
+        c->o->st.tx++;
+    else
+        c->o->st.tx_errors++;
+}
+
+/* A charge point with a relay gets nothing before the changes made so far are written: the
+ * answer to a call is its promise that the call will reach the CSMS. */
+static void cp_send(conn *c, const char *text, size_t len)
+{
+    const pw_ocpp_keep *k = c->o->keep;
+    uint64_t after = k && c->rel ? pw_ocpp_keep_queued(k) : 0;
+    if (!c->n_held && (!after || pw_ocpp_keep_written(k) >= after)) {
+        ws_send(c, text, len);
+        return;
+    }
+    if (c->n_held == c->cap_held) {
+        c->cap_held = c->cap_held ? c->cap_held * 2 : 8;
+        c->held = pw_xrealloc(c->held, c->cap_held * sizeof *c->held);
+    }
+    char *copy = pw_xmalloc(len + 1);
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    c->held[c->n_held++] = (held){.text = copy, .len = len, .after = after};
+}
+
+/* Sends the frames whose changes are written, in order. */
+static void cp_release(conn *c)
+{
+    uint64_t written = c->o->keep ? pw_ocpp_keep_written(c->o->keep) : UINT64_MAX;
+    size_t i = 0;
+    for (; i < c->n_held && c->held[i].after <= written; i++) {
+        ws_send(c, c->held[i].text, c->held[i].len);
+        free(c->held[i].text);
+    }
+    memmove(c->held, c->held + i, (c->n_held - i) * sizeof *c->held);
+    c->n_held -= i;
+}
+
+static void on_kept(void *ud)
+{
+    ocpp *o = ud;
+    for (conn *c = o->conns; c; c = c->next)
+        if (c->n_held)
+            cp_release(c);
+}
+
 /* ---- the state machine's sink ------------------------------------------------------------------
  */
 
@@ -215,10 +280,7 @@ static void sink_send(void *ud, const char *text, size_t len)
     conn *c = ud;
     if (c->rel) /* it reads phasewise's transaction ids from the answers */
         pw_ocpp_relay_local_to_cp(c->rel->r, text, len);
-    if (c->ws && pw_web_ws_send(c->ws, text, len) == 0)
-        c->o->st.tx++;
-    else
-        c->o->st.tx_errors++;
+    cp_send(c, text, len);
 }
 
 /* "Vendor Model" in the core's 32 bytes; a long vendor name gives way to the model. */
@@ -294,10 +356,17 @@ static bool upstream_on(const ocpp *o)
 static void rel_to_cp(void *ud, const char *text, size_t len)
 {
     rel *r = ud;
-    if (r->live && r->live->ws && pw_web_ws_send(r->live->ws, text, len) == 0)
-        r->o->st.tx++;
+    if (r->live)
+        cp_send(r->live, text, len);
     else
         r->o->st.tx_errors++;
+}
+
+static void rel_keep(void *ud, const pw_ocpp_relay_keep *k)
+{
+    rel *r = ud;
+    if (r->o->keep)
+        pw_ocpp_keep_add(r->o->keep, r->id, k, pw_wall_ms());
 }
 
 static void rel_to_csms(void *ud, const char *text, size_t len)
@@ -349,6 +418,19 @@ static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
     }
 }
 
+/* A new relay gets back what it kept before a restart. This reads the database on the loop: at
+ * start, before anything is served, or once when a config change turns the upstream on. */
+static void restore(ocpp *o, rel *r)
+{
+    char err[256];
+    int n = o->keep ? pw_ocpp_keep_restore(o->keep, r->id, r->r, err, sizeof err) : 0;
+    if (n < 0)
+        pw_error("ocpp", "charge point %s: its kept upstream queue cannot be read: %s", r->id, err);
+    else if (n > 0)
+        pw_info("ocpp", "charge point %s: %d calls kept for the CSMS from before the restart",
+                r->id, n);
+}
+
 /* The relay of a charge point id, made on first use. */
 static rel *rel_get(ocpp *o, const station *s)
 {
@@ -360,13 +442,18 @@ static rel *rel_get(ocpp *o, const station *s)
     pw_strlcpy(r->id, s->id, sizeof r->id);
     pw_ocpp_relay_opts ro;
     relay_opts(o, s, &ro);
+    /* Call numbers from the wall clock keep increasing across restarts. */
+    int64_t wall = pw_wall_ms();
+    ro.first_seq = wall > 0 ? (uint64_t)wall : 1;
     r->r = pw_ocpp_relay_new(&ro, &(pw_ocpp_relay_sink){.ud = r,
                                                         .to_cp = rel_to_cp,
                                                         .to_csms = rel_to_csms,
                                                         .cap = rel_cap,
-                                                        .dropped = rel_dropped});
+                                                        .dropped = rel_dropped,
+                                                        .keep = rel_keep});
     r->next = o->relays;
     o->relays = r;
+    restore(o, r);
     return r;
 }
 
@@ -614,6 +701,10 @@ static void on_closed(void *ud, void *conn_ud, const char *why)
         o->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    for (size_t i = 0; i < c->n_held; i++) /* the calls they answer are written or not: the
+                                              charge point sends them again either way */
+        free(c->held[i].text);
+    free(c->held);
     pw_ocpp_cp_free(c->cp);
     free(c);
 }
@@ -764,6 +855,22 @@ static void build_stations(ocpp *o, const pw_cfg *cfg)
     }
 }
 
+/* The keeper, and the relays given back what they kept before a restart. Without it (no
+ * database, or it cannot be opened) the relays keep their queues in memory only. */
+static void open_keep(ocpp *o)
+{
+    char err[256];
+    if (!o->env.db_path)
+        return;
+    o->keep = pw_ocpp_keep_open(o->env.loop, o->env.db_path, on_kept, o, err, sizeof err);
+    if (!o->keep) {
+        pw_error("ocpp", "the local controller's queue is kept in memory only: %s", err);
+        return;
+    }
+    for (size_t k = 0; upstream_on(o) && k < o->n_stations; k++)
+        rel_get(o, &o->stations[k]); /* what waits goes up once the charge point is back */
+}
+
 static int ocpp_start(pw_transport *t, const pw_transport_env *env, char *err, size_t err_size)
 {
     ocpp *o = (ocpp *)t;
@@ -773,6 +880,7 @@ static int ocpp_start(pw_transport *t, const pw_transport_env *env, char *err, s
     o->timer.data = o;
     o->timer_open = true;
     build_stations(o, env->cfg);
+    open_keep(o);
     const pw_cfg_ocpp *oc = &env->cfg->ocpp;
     if (!oc->listen_port)
         return 0; /* OCPP is off */
@@ -878,6 +986,8 @@ static int ocpp_charger_info(const pw_transport *t, size_t charger, pw_transport
     pw_strlcpy(out->firmware, b->firmware, sizeof out->firmware);
     out->default_profile = pw_ocpp_cp_default_installed(c->cp);
     if (c->rel)
+        out->upstream_queued = (uint32_t)pw_ocpp_relay_stats_get(c->rel->r)->queued;
+    if (c->rel)
         pw_strlcpy(out->upstream,
                    pw_ocpp_relay_is_up(c->rel->r) ? "connected"
                    : c->up_why[0]                 ? c->up_why
@@ -921,6 +1031,8 @@ static void ocpp_stop(pw_transport *t)
     }
     /* pw_web_ws_ep_close reports every connection closed before it returns. */
     assert(o->conns == NULL);
+    pw_ocpp_keep_close(o->keep); /* writes what waits, then frees itself */
+    o->keep = NULL;
     if (o->timer_open) {
         o->timer_open = false;
         uv_close((uv_handle_t *)&o->timer, on_timer_closed);

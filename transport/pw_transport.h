@@ -29,6 +29,9 @@ typedef struct pw_transport_env {
     pw_web *web;        /* the web front, for WebSocket endpoints (OCPP); may be NULL */
     /* The appliance's certificate pair (PEM files) for wss://; NULL when HTTPS is off. */
     const char *tls_cert, *tls_key;
+    /* The history database (migrated), for what a transport keeps across a restart (the OCPP
+     * local controller's queue); NULL: nothing is kept. */
+    const char *db_path;
     /* Events of the transport's own (another balancer on the group, ...). */
     void (*log_event)(void *ud, const char *kind, const char *subject, const char *detail);
     void *ud;
@@ -79,6 +82,7 @@ typedef struct pw_transport_charger_info {
     /* Local controller: the upstream CSMS link, "connected", "connecting" or why it is down;
      * "" without an upstream. */
     char upstream[64];
+    uint32_t upstream_queued; /* calls waiting for the CSMS (the one in flight included) */
 } pw_transport_charger_info;
 
 typedef void (*pw_transport_test_done)(void *ud, const pw_transport_test_result *r);

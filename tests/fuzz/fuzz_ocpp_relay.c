@@ -2,14 +2,18 @@
  * conversations. The input is lines; each line's first byte says what happens: 'c' a frame from
  * the charge point, 's' a frame from the CSMS, 'u' / 'd' the upstream up / down, 'g' the charge
  * point gone, 't' time passes (the next byte in seconds) and the relay polls; anything else is
- * a frame from the charge point. A StartTransaction the charge point sends is answered by a fake
+ * a frame from the charge point; 'r' puts back a record kept before a restart: 'rb' + a boot
+ * payload, 'rx' + "local csms" (a transaction pair), 'rc' + "seq action payload" (a call). A
+ * StartTransaction the charge point sends is answered by a fake
  * phasewise with a transaction id. Beyond "no crash": every frame the relay sends either way
  * parses back; every call it sends the CSMS holds to its action's schema; every answer it sends
  * up names a message id the CSMS used; a cap is a number >= 0 or INFINITY; the next deadline is
- * never in the past after a poll. Try -dict=ocpp.dict. */
+ * never in the past after a poll; what is kept is numbered in order and only a kept (or restored)
+ * call is ever done. Try -dict=ocpp.dict. */
 #include "pw_ocpp_relay.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +26,99 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                                               \
     } while (0)
 
+#define MAX_SEQS 64
+
 typedef struct fz {
     pw_ocpp_relay *r;
     uint64_t tx_seq;
+    uint64_t kept[MAX_SEQS]; /* calls kept and not done, as the store would hold them */
+    size_t n_kept;
 } fz;
+
+static bool kept_has(const fz *z, uint64_t seq)
+{
+    for (size_t i = 0; i < z->n_kept; i++)
+        if (z->kept[i] == seq)
+            return true;
+    return false;
+}
+
+static bool kept_drop(fz *z, uint64_t seq)
+{
+    for (size_t i = 0; i < z->n_kept; i++)
+        if (z->kept[i] == seq) {
+            z->kept[i] = z->kept[--z->n_kept];
+            return true;
+        }
+    return false;
+}
+
+static void keep(void *ud, const pw_ocpp_relay_keep *k)
+{
+    fz *z = ud;
+    switch (k->kind) {
+    case PW_OCPP_KEEP_CALL:
+        CHECK(k->seq > 0 && k->action && k->payload);
+        for (size_t i = 0; i < z->n_kept; i++)
+            CHECK(z->kept[i] < k->seq); /* numbers only grow */
+        if (z->n_kept < MAX_SEQS)
+            z->kept[z->n_kept++] = k->seq;
+        break;
+    case PW_OCPP_KEEP_DONE:
+        CHECK(kept_drop(z, k->seq) || z->n_kept == MAX_SEQS);
+        break;
+    case PW_OCPP_KEEP_CALL_TX:
+    case PW_OCPP_KEEP_TX:
+    case PW_OCPP_KEEP_TX_DONE:
+        CHECK(k->local_tx && k->local_tx[0]);
+        break;
+    case PW_OCPP_KEEP_BOOT:
+        CHECK(k->payload && k->payload[0] == '{');
+        break;
+    default:
+        CHECK(0);
+    }
+}
+
+/* 'r' lines: a record kept before a restart, put back. */
+static void restore(fz *z, const char *text, size_t len)
+{
+    char buf[4096];
+    if (len < 1 || len >= sizeof buf)
+        return;
+    memcpy(buf, text + 1, len - 1);
+    buf[len - 1] = '\0';
+    pw_ocpp_relay_keep k = {.payload = buf};
+    char *sp = strchr(buf, ' '), *sp2 = sp ? strchr(sp + 1, ' ') : NULL;
+    switch (text[0]) {
+    case 'b':
+        k.kind = PW_OCPP_KEEP_BOOT;
+        break;
+    case 'x':
+        if (!sp)
+            return;
+        *sp = '\0';
+        k = (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_TX, .local_tx = buf, .csms_tx = sp + 1};
+        break;
+    case 'c':
+        if (!sp || !sp2)
+            return;
+        *sp = *sp2 = '\0';
+        k = (pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_CALL,
+                                 .seq = strtoull(buf, NULL, 10),
+                                 .action = sp + 1,
+                                 .payload = sp2 + 1};
+        if (k.seq == 0 || kept_has(z, k.seq) || z->n_kept == MAX_SEQS)
+            return; /* the store holds one call per number */
+        z->kept[z->n_kept++] = k.seq;
+        break;
+    default:
+        k.kind = (enum pw_ocpp_relay_keep_kind)text[0];
+        break;
+    }
+    if (pw_ocpp_relay_restore(z->r, &k) != 0 && k.kind == PW_OCPP_KEEP_CALL)
+        kept_drop(z, k.seq);
+}
 
 static void parses(const char *text, size_t len, pw_ocpp_frame *f)
 {
@@ -95,9 +188,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.connectors[0] = 1;
     o.connectors[1] = 2;
     o.max_a[0] = o.max_a[1] = 16;
-    z.r = pw_ocpp_relay_new(
-        &o, &(pw_ocpp_relay_sink){
-                .ud = &z, .to_cp = to_cp, .to_csms = to_csms, .cap = cap, .dropped = dropped});
+    z.r = pw_ocpp_relay_new(&o, &(pw_ocpp_relay_sink){.ud = &z,
+                                                      .to_cp = to_cp,
+                                                      .to_csms = to_csms,
+                                                      .cap = cap,
+                                                      .dropped = dropped,
+                                                      .keep = keep});
     uint64_t now = 1000000;
     int64_t wall = INT64_C(1790000000000);
     const char *p = (const char *)data, *end = p + size;
@@ -118,6 +214,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 'g':
             pw_ocpp_relay_cp_gone(z.r);
+            break;
+        case 'r':
+            restore(&z, text, tlen);
             break;
         case 't': {
             uint64_t step = (tlen ? (uint8_t)text[0] : 1) * 1000u;

@@ -13,10 +13,13 @@ a new transaction is balanced, and the state document says the upstream is down.
 skipped (77) without the npm peers. What a charge point says while the CSMS is away is queued
 (in memory) and reaches the CSMS in order once it is back: the boot first, then statuses,
 StartTransaction, MeterValues and StopTransaction under the new CSMS's own transaction id, each
-call once. Not yet: the queue in SQLite (across a restart of phasewise)."""
+call once, also when phasewise is SIGKILLed and restarted while the CSMS is away (the queue,
+the transaction ids and the boot are kept in SQLite): the kept boot goes first, no message id
+twice."""
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -128,6 +131,7 @@ def main():
             conn = {e["id"]: e for e in csms.find(lambda e: e.get("event") == "connect")}
             check(conn["LC-1"]["password"] and not conn["LC-2"]["password"],
                   f"Basic auth upstream only where configured: {conn}")
+            csms_boot_lc2 = wait_csms_call(csms, "LC-2", "BootNotification")["params"]
             log("both charge points booted at the CSMS (LC-1 with its upstream password)")
             for cp in IDS:
                 cps.request({"cmd": "status", "id": cp, "connector": 1, "status": "Preparing"})
@@ -248,6 +252,20 @@ def main():
                         "LC-2's transaction balanced with the CSMS away")
             check(charger(http_port, "LC-2")["limit_a"] >= 6, "LC-2 charging")
             log(f"CSMS away: LC-2 started and got phasewise's limit {limit_of(cps, 'LC-2')} A")
+
+            # ---- phasewise is SIGKILLed while the CSMS is away: what waits is kept ---------
+            mark_cp = cps.mark()
+            pw.send_signal(signal.SIGKILL)
+            pw.wait(5)
+            cps.wait_for(lambda e: e.get("event") == "close" and e.get("id") == "LC-2", 10,
+                         since=mark_cp)
+            pw = fc.start_appliance(procs, tmp, cfg_path, http_port, args.phasewise,
+                                    name="phasewise-2")
+            cps.connect()  # back after the restart, without booting again
+            pwtest.wait_for("LC-2 connected again", lambda: charger(http_port, "LC-2").get(
+                "ocpp", {}).get("connected"), 10)
+            log("phasewise SIGKILLed and restarted with the CSMS still away; the charge points "
+                "reconnected without a new boot")
             cps.request({"cmd": "status", "id": "LC-2", "connector": 1, "status": "Finishing"})
             cps.request({"cmd": "stop", "id": "LC-2", "connector": 1, "meterStop": 2600,
                          "reason": "Local"})
@@ -264,6 +282,8 @@ def main():
                          e.get("id") == "LC-2"]
                 methods = [e["method"] for e in calls]
                 check(methods[0] == "BootNotification", f"the boot first: {methods}")
+                check(calls[0]["params"] == csms_boot_lc2,
+                      f"the boot kept from before the restart: {calls[0]['params']}")
                 starts = [i for i, m in enumerate(methods) if m == "StartTransaction"]
                 stops = [i for i, m in enumerate(methods) if m == "StopTransaction"]
                 meters = [i for i, m in enumerate(methods) if m == "MeterValues" and
@@ -284,8 +304,11 @@ def main():
                         calls[i]["params"]["connectorId"] == 1]
                 want = ["Preparing", "Charging", "Finishing", "Available"]
                 check(seen[-4:] == want, f"LC-2's statuses in order: {seen}")
-                log(f"CSMS back: LC-2's {len(calls)} calls made while it was away arrived in "
-                    f"order, start/stop once, {len(meters)} meter values under its id {tx}")
+                ids = [e["messageId"] for e in calls if "messageId" in e]
+                check(len(ids) == len(set(ids)), f"no message id twice: {ids}")
+                log(f"CSMS back: LC-2's {len(calls)} calls made while it was away, before and "
+                    f"after a SIGKILL of phasewise, arrived in order, start/stop once, "
+                    f"{len(meters)} meter values under its id {tx}")
             finally:
                 csms2.stop()
 

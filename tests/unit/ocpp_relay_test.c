@@ -42,7 +42,104 @@ typedef struct h {
     size_t n_cap;
     char reasons[1024];
     unsigned cp_seq;
+    struct kept *kept; /* what sink.keep wrote down, as the store would hold it */
 } h;
+
+/* ---- what is kept across a restart, held as storage/ocppq.c holds it ------------------------- */
+
+#define MAX_KEPT 64
+
+typedef struct kept_call {
+    uint64_t seq;
+    char action[PW_OCPP_ACTION_LEN];
+    char *payload;
+    int connector;
+    char local_tx[PW_OCPP_TXID_LEN];
+} kept_call;
+
+typedef struct kept {
+    char *boot;
+    kept_call calls[MAX_KEPT];
+    size_t n_calls;
+    struct {
+        char local[PW_OCPP_TXID_LEN], csms[PW_OCPP_TXID_LEN];
+        int connector;
+    } tx[MAX_KEPT];
+    size_t n_tx;
+    size_t n_records;
+} kept;
+
+static kept_call *kept_find(kept *k, uint64_t seq)
+{
+    for (size_t i = 0; i < k->n_calls; i++)
+        if (k->calls[i].seq == seq)
+            return &k->calls[i];
+    return NULL;
+}
+
+static void kept_tx_del(kept *k, const char *local)
+{
+    for (size_t i = 0; i < k->n_tx; i++)
+        if (strcmp(k->tx[i].local, local) == 0) {
+            k->tx[i] = k->tx[--k->n_tx];
+            return;
+        }
+}
+
+static void r_keep(void *ud, const pw_ocpp_relay_keep *r)
+{
+    kept *k = ((h *)ud)->kept;
+    k->n_records++;
+    kept_call *c;
+    switch (r->kind) {
+    case PW_OCPP_KEEP_CALL:
+        assert_null(kept_find(k, r->seq));
+        assert_true(k->n_calls < MAX_KEPT);
+        assert_true(k->n_calls == 0 || k->calls[k->n_calls - 1].seq < r->seq); /* in order */
+        c = &k->calls[k->n_calls++];
+        *c = (kept_call){.seq = r->seq, .connector = r->connector};
+        pw_strlcpy(c->action, r->action, sizeof c->action);
+        c->payload = pw_xstrdup(r->payload);
+        break;
+    case PW_OCPP_KEEP_CALL_TX:
+        c = kept_find(k, r->seq);
+        assert_non_null(c);
+        assert_string_equal(c->action, "StartTransaction");
+        pw_strlcpy(c->local_tx, r->local_tx, sizeof c->local_tx);
+        break;
+    case PW_OCPP_KEEP_DONE:
+        c = kept_find(k, r->seq);
+        assert_non_null(c); /* only what was kept is done */
+        free(c->payload);
+        memmove(c, c + 1, (size_t)(&k->calls[k->n_calls] - (c + 1)) * sizeof *c);
+        k->n_calls--;
+        break;
+    case PW_OCPP_KEEP_TX:
+        kept_tx_del(k, r->local_tx);
+        assert_true(k->n_tx < MAX_KEPT);
+        pw_strlcpy(k->tx[k->n_tx].local, r->local_tx, sizeof k->tx->local);
+        pw_strlcpy(k->tx[k->n_tx].csms, r->csms_tx, sizeof k->tx->csms);
+        k->tx[k->n_tx++].connector = r->connector;
+        break;
+    case PW_OCPP_KEEP_TX_DONE:
+        kept_tx_del(k, r->local_tx);
+        break;
+    case PW_OCPP_KEEP_BOOT:
+        free(k->boot);
+        k->boot = pw_xstrdup(r->payload);
+        break;
+    default:
+        fail_msg("keep: unknown record %d", (int)r->kind);
+    }
+}
+
+static void kept_free(kept *k)
+{
+    for (size_t i = 0; i < k->n_calls; i++)
+        free(k->calls[i].payload);
+    free(k->boot);
+    free(k);
+}
 
 static void record(fr *list, size_t *n, const char *text, size_t len)
 {
@@ -101,22 +198,25 @@ static void cp_send(void *ud, const char *text, size_t len)
     record(t->cp_in, &t->n_cp, text, len);
 }
 
-static h *setup_h(void)
+static void new_relay(h *t, uint64_t first_seq)
 {
-    h *t = pw_xcalloc(1, sizeof *t);
-    t->now = T0;
-    for (size_t k = 0; k <= PW_OCPP_MAX_CONNECTORS; k++)
-        t->cap[k] = INFINITY;
     pw_ocpp_relay_opts ro;
     pw_ocpp_relay_default_opts(&ro);
     ro.n_connectors = 2;
     ro.connectors[0] = 1;
     ro.connectors[1] = 2;
     ro.max_a[0] = ro.max_a[1] = 16;
-    t->r = pw_ocpp_relay_new(
-        &ro,
-        &(pw_ocpp_relay_sink){
-            .ud = t, .to_cp = r_to_cp, .to_csms = r_to_csms, .cap = r_cap, .dropped = r_dropped});
+    ro.first_seq = first_seq;
+    t->r = pw_ocpp_relay_new(&ro, &(pw_ocpp_relay_sink){.ud = t,
+                                                        .to_cp = r_to_cp,
+                                                        .to_csms = r_to_csms,
+                                                        .cap = r_cap,
+                                                        .dropped = r_dropped,
+                                                        .keep = r_keep});
+}
+
+static void new_cp(h *t)
+{
     pw_ocpp_cp_opts co;
     pw_ocpp_cp_default_opts(&co);
     co.n_connectors = 2;
@@ -124,7 +224,55 @@ static h *setup_h(void)
         co.connectors[k] = (pw_ocpp_connector_cfg){
             .connector = k + 1, .min_a = 6, .max_a = 16, .failsafe_a = 6, .prior_a = -1};
     t->cp = pw_ocpp_cp_new(&co, &(pw_ocpp_cp_sink){.ud = t, .send = cp_send}, t->now);
+}
+
+static h *setup_h(void)
+{
+    h *t = pw_xcalloc(1, sizeof *t);
+    t->now = T0;
+    for (size_t k = 0; k <= PW_OCPP_MAX_CONNECTORS; k++)
+        t->cap[k] = INFINITY;
+    t->kept = pw_xcalloc(1, sizeof *t->kept);
+    new_relay(t, 0);
+    new_cp(t);
     return t;
+}
+
+/* phasewise restarts: a new relay and conversation, the relay given back what was kept in the
+ * order the store reads it (boot, pairs, calls in order); the charge point and the CSMS stay. */
+static void restart(h *t, uint64_t first_seq)
+{
+    pw_ocpp_cp_free(t->cp);
+    pw_ocpp_relay_free(t->r);
+    new_relay(t, first_seq);
+    new_cp(t);
+    kept *k = t->kept;
+    size_t before = k->n_records;
+    if (k->boot)
+        assert_int_equal(
+            pw_ocpp_relay_restore(
+                t->r, &(pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_BOOT, .payload = k->boot}),
+            0);
+    for (size_t i = 0; i < k->n_tx; i++)
+        assert_int_equal(
+            pw_ocpp_relay_restore(t->r, &(pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_TX,
+                                                              .local_tx = k->tx[i].local,
+                                                              .csms_tx = k->tx[i].csms,
+                                                              .connector = k->tx[i].connector}),
+            0);
+    for (size_t i = 0; i < k->n_calls; i++) {
+        const kept_call *c = &k->calls[i];
+        assert_int_equal(
+            pw_ocpp_relay_restore(t->r, &(pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_CALL,
+                                                              .seq = c->seq,
+                                                              .action = c->action,
+                                                              .payload = c->payload,
+                                                              .connector = c->connector,
+                                                              .local_tx = c->local_tx}),
+            0);
+    }
+    assert_int_equal(k->n_records, before); /* nothing restored is kept again */
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, k->n_calls);
 }
 
 static void free_frames(fr *list, size_t n)
@@ -137,6 +285,7 @@ static void teardown_h(h *t)
 {
     pw_ocpp_cp_free(t->cp);
     pw_ocpp_relay_free(t->r);
+    kept_free(t->kept);
     free_frames(t->cp_in, t->n_cp);
     free_frames(t->up, t->n_up);
     free(t);
@@ -345,7 +494,9 @@ static void test_calls_made_while_down_go_up_in_order(void **state)
     assert_string_equal(t->up[7].action, "BootNotification");
     csms_answers(t);
     assert_string_equal(status_at(t, 8), "Finishing");
-    assert_string_not_equal(t->up[6].id, t->up[8].id);
+    /* Under the same message id: a CSMS can tell the call is sent again. */
+    assert_string_equal(t->up[6].id, t->up[8].id);
+    assert_string_not_equal(t->up[7].id, t->up[8].id);
     csms_answers(t);
     assert_string_equal(t->up[9].action, "Heartbeat");
     csms_answers(t);
@@ -793,6 +944,147 @@ static void test_stop_in_flight_sent_again(void **state)
     teardown_h(t);
 }
 
+/* A call's number from its message id ("pw-N"). */
+static unsigned long long seq_of(const fr *f)
+{
+    assert_memory_equal(f->id, "pw-", 3);
+    return strtoull(f->id + 3, NULL, 10);
+}
+
+static void meter_call(h *t, const char *local, uint64_t wh)
+{
+    pw_ocpp_meter m = {.connector = 1, .timestamp_ms = WALL0, .has_energy = true, .energy_wh = wh};
+    pw_strlcpy(m.tx_id, local, sizeof m.tx_id);
+    cp_call(t, "MeterValues", pw_ocpp_meter_req(&m));
+}
+
+static void stop_call(h *t, const char *local, uint64_t wh)
+{
+    pw_ocpp_stop_tx st = {.meter_stop_wh = wh, .timestamp_ms = WALL0};
+    pw_strlcpy(st.tx_id, local, sizeof st.tx_id);
+    cp_call(t, "StopTransaction", pw_ocpp_stop_req(&st));
+}
+
+/* Calls made while the CSMS is away survive a restart of phasewise: after it the CSMS gets the
+ * boot kept from before, then each call once and in order, the transaction (begun before the
+ * restart, ended after it) under its own id; what is kept empties as the CSMS answers. */
+static void test_queue_survives_restart(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    cp_call(t, "BootNotification", boot_payload());
+    cp_call(t, "StatusNotification", status_payload(1, PW_OCPP_PREPARING));
+    pw_ocpp_start_tx s = {.connector = 1, .meter_start_wh = 100, .timestamp_ms = WALL0};
+    pw_strlcpy(s.id_tag, "TAG1", sizeof s.id_tag);
+    char id[16], local[PW_OCPP_TXID_LEN];
+    pw_strlcpy(id, cp_call(t, "StartTransaction", pw_ocpp_start_req(&s)), sizeof id);
+    snprintf(local, sizeof local, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(local_answer(t, id)->payload, "transactionId")));
+    meter_call(t, local, 300);
+    assert_int_equal(t->kept->n_calls, 3);
+    assert_string_equal(t->kept->calls[1].local_tx, local); /* the start got its id */
+    restart(t, 5000);
+    stop_call(t, local, 700); /* the charge point goes on with its transaction */
+    assert_int_equal(t->n_up, 0);
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    assert_int_equal(t->n_up, 5);
+    assert_string_equal(t->up[0].action, "BootNotification");
+    assert_string_equal(json_string_value(json_object_get(t->up[0].payload, "chargePointVendor")),
+                        "Acme");
+    assert_string_equal(status_at(t, 1), "Preparing");
+    assert_string_equal(t->up[2].action, "StartTransaction");
+    assert_int_equal(json_integer_value(json_object_get(t->up[2].payload, "meterStart")), 100);
+    assert_string_equal(t->up[3].action, "MeterValues");
+    assert_int_equal(json_integer_value(json_object_get(t->up[3].payload, "transactionId")), 777);
+    assert_string_equal(t->up[4].action, "StopTransaction");
+    assert_int_equal(json_integer_value(json_object_get(t->up[4].payload, "transactionId")), 777);
+    assert_int_equal(json_integer_value(json_object_get(t->up[4].payload, "meterStop")), 700);
+    /* Numbers go on increasing: the calls from before the restart keep theirs. */
+    assert_true(seq_of(&t->up[1]) < seq_of(&t->up[2]) && seq_of(&t->up[3]) < 5000);
+    assert_true(seq_of(&t->up[4]) >= 5000);
+    assert_null(strstr(t->reasons, "unknown_tx"));
+    assert_int_equal(t->kept->n_calls, 0);
+    assert_int_equal(t->kept->n_tx, 0);
+    teardown_h(t);
+}
+
+/* A restart with a call in flight and a transaction the CSMS knows: the call goes again under
+ * the same message id, and under the CSMS's transaction id, which the restart did not lose. */
+static void test_restart_with_call_in_flight(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    char local[PW_OCPP_TXID_LEN];
+    booted_with_tx(t, local);
+    assert_int_equal(t->kept->n_tx, 1);
+    assert_int_equal(t->kept->n_calls, 0);
+    meter_call(t, local, 2000);
+    char flight[PW_OCPP_ID_LEN];
+    pw_strlcpy(flight, last_up(t)->id, sizeof flight);
+    restart(t, 9000);
+    assert_string_equal(pw_ocpp_relay_csms_tx(t->r, local), "777");
+    size_t before = t->n_up;
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    assert_string_equal(last_up(t)->action, "BootNotification");
+    csms_answers(t);
+    assert_string_equal(last_up(t)->action, "MeterValues");
+    assert_string_equal(last_up(t)->id, flight);
+    assert_int_equal(json_integer_value(json_object_get(last_up(t)->payload, "transactionId")),
+                     777);
+    csms_answers(t);
+    stop_call(t, local, 2500);
+    assert_int_equal(json_integer_value(json_object_get(last_up(t)->payload, "transactionId")),
+                     777);
+    csms_answers(t);
+    assert_int_equal(t->n_up - before, 3);
+    assert_int_equal(t->kept->n_calls, 0);
+    assert_int_equal(t->kept->n_tx, 0);
+    teardown_h(t);
+}
+
+/* What comes back from the file is checked like what comes from the network: a bad record is
+ * left out, says why, and changes nothing. */
+static void test_restore_refuses_bad_records(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    const pw_ocpp_relay_keep bad[] = {
+        {.kind = PW_OCPP_KEEP_CALL, .seq = 1, .action = "Reset", .payload = "{}"},
+        {.kind = PW_OCPP_KEEP_CALL, .seq = 2, .action = "MeterValues", .payload = "not json"},
+        {.kind = PW_OCPP_KEEP_CALL,
+         .seq = 3,
+         .action = "StatusNotification",
+         .payload = "{\"connectorId\":1}"},
+        {.kind = PW_OCPP_KEEP_CALL, .seq = 0, .action = "Heartbeat", .payload = "{}"},
+        {.kind = PW_OCPP_KEEP_CALL,
+         .seq = 4,
+         .action = "BootNotification",
+         .payload = "{\"chargePointVendor\":\"A\",\"chargePointModel\":\"B\"}"},
+        {.kind = PW_OCPP_KEEP_CALL, .seq = 5, .action = NULL, .payload = "{}"},
+        {.kind = PW_OCPP_KEEP_BOOT, .payload = "[]"},
+        {.kind = PW_OCPP_KEEP_TX, .local_tx = "", .csms_tx = "7"},
+        {.kind = PW_OCPP_KEEP_TX, .local_tx = "1", .csms_tx = "123456789012345678901234567"},
+        {.kind = PW_OCPP_KEEP_DONE, .seq = 1},
+        {.kind = (enum pw_ocpp_relay_keep_kind)99},
+    };
+    for (size_t i = 0; i < PW_ARRAY_LEN(bad); i++)
+        assert_int_equal(pw_ocpp_relay_restore(t->r, &bad[i]), -1);
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 0);
+    assert_int_equal(t->kept->n_records, 0);
+    assert_non_null(strstr(t->reasons, "restore"));
+    assert_int_equal(pw_ocpp_relay_restore(t->r, &(pw_ocpp_relay_keep){.kind = PW_OCPP_KEEP_CALL,
+                                                                       .seq = 6,
+                                                                       .action = "Heartbeat",
+                                                                       .payload = "{}"}),
+                     0);
+    assert_int_equal(pw_ocpp_relay_stats_get(t->r)->queued, 1);
+    pw_ocpp_relay_upstream(t->r, true, t->now); /* no boot kept: straight on */
+    assert_string_equal(last_up(t)->action, "Heartbeat");
+    assert_string_equal(last_up(t)->id, "pw-6");
+    teardown_h(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -808,6 +1100,9 @@ int main(void)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_transaction_while_down),
         cmocka_unit_test(test_stop_in_flight_sent_again),
+        cmocka_unit_test(test_queue_survives_restart),
+        cmocka_unit_test(test_restart_with_call_in_flight),
+        cmocka_unit_test(test_restore_refuses_bad_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

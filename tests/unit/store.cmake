@@ -28,3 +28,7 @@ pw_unit_test(store_fault_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/store_fault_test
 # The fleet uplink's outbox (storage/outbox.c).
 pw_unit_test(outbox_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/outbox_test.c
              LIBS pw_store pw_store_testutil)
+
+# The OCPP local controller's upstream queue (storage/ocppq.c).
+pw_unit_test(ocppq_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/ocppq_test.c
+             LIBS pw_store pw_store_testutil)

@@ -223,6 +223,8 @@ static const struct {
     [5] = {v5_rows, check_v5_rows, 3},
     /* Version 6 added the uplink's outbox: an empty one, the same history rows. */
     [6] = {v5_rows, check_v5_rows, 3},
+    /* Version 7 added the OCPP upstream queue and transaction map: empty, the same rows. */
+    [7] = {v5_rows, check_v5_rows, 3},
 };
 
 static void every_step_has_a_fixture(void **state)
