@@ -380,6 +380,9 @@ def main():
             check(any(truth.txs[k]["t_start"] >= t_away for k in tx_away) and
                   any(truth.txs[k].get("t_stop", 0) >= t_away for k in tx_away),
                   "no transaction began and none ended while the CSMS was away")
+            queued = {c["id"]: c["ocpp"].get("upstream_queued")
+                      for c in fc.state(port)["chargers"] if c["id"] in OCPP}
+            log(f"d) phasewise says these calls wait for the CSMS (upstream_queued): {queued}")
             csms2 = CentralSystem(port=csms.port, passwords={"GB-03": UP_PASSWORD},
                                   tx_base=TX_BASE[1], log=os.path.join(tmp, "csms2.log"))
             csmses.append(csms2)
