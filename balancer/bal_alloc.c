@@ -107,6 +107,60 @@ static int key_class(const pw_bal *b, const bal_key *key)
     return key->key >> 63 ? (int)b->n_cls : (int)((key->key >> BAL_KEY_CLS_SHIFT) & 0xffff);
 }
 
+/* ---- admission without checks where none can refuse ---- */
+
+/* Sets adm_safe: whether the line rows from each node up to the root hold, beside their base,
+ * every wanting charger below the node at its minimum on every line. Admission adds each
+ * charger's minimum to a line at most once, so on such rows a minimum added at full phases
+ * always fits, whatever was admitted before it. */
+static void admission_safety(pw_bal *b)
+{
+    double *need = b->adm_need;
+    memset(need, 0, b->n_nodes * sizeof *need);
+    for (size_t i = 0; i < b->n_order; i++) {
+        const bal_plan *pl = &b->plan[b->order[i].idx];
+        need[pl->node] += pl->lo;
+    }
+    for (size_t i = b->n_nodes; i-- > 1;) { /* children before parents */
+        size_t n = b->dfs_node[i];
+        need[b->nodes[n].spec.parent] += need[n];
+    }
+    for (size_t i = 0; i < b->n_nodes; i++) { /* parents before children */
+        size_t n = b->dfs_node[i];
+        const bal_node *node = &b->nodes[n];
+        bool safe = n == 0 || b->adm_safe[node->spec.parent];
+        for (size_t j = node->row0; j < node->row0 + PW_LINES; j++) { /* its line rows */
+            /* The margin covers the rounding of sums taken in another order than the
+             * admission's, also at large currents. */
+            const bal_row *r = &b->rows[j];
+            safe = safe && r->base + need[n] <= r->cap - 1e-6 * (1 + fabs(r->cap));
+        }
+        b->adm_safe[n] = safe;
+    }
+}
+
+/* Charger k where no row of its path can refuse its minimum at full phases: its line rows are
+ * safe, and it loads no imbalance row (it has none above it, or its car loads all three lines,
+ * which leaves every line difference as it is). Admitted as admit_one would, without checks;
+ * its load is added in the admission order all the same, so that every row sums exactly as
+ * before. Not a car on one phase: its return to three is checked with room to spare. Returns
+ * whether it was admitted. */
+static bool admit_safe(pw_bal *b, size_t k)
+{
+    bal_plan *pl = &b->plan[k];
+    if (pl->mode == 1 || !b->adm_safe[pl->node] || (pl->imb_path && pl->mask3 != 7) || b->reference)
+        return false;
+    pl->tmode = 3;
+    pl->mask = pl->mask3;
+    pl->st = ST_FROZEN;
+    pl->val = pl->lo;
+    pl->block = -1;
+    add_load(b, k, pl->mask, pl->lo);
+    return true;
+}
+
+/* Admits minimums in the admission order: the chargers no row can refuse without checks (above),
+ * the others checked row by row. */
 static void admit(pw_bal *b)
 {
     for (size_t j = 0; j < b->n_rows; j++) {
@@ -114,6 +168,7 @@ static void admit(pw_bal *b)
         b->rows[j].b = 0;
         b->rows[j].npos = 0;
     }
+    admission_safety(b);
     int cls = -1;
     size_t paused = 0;
     for (size_t i = 0; i < b->n_order; i++) {
@@ -122,7 +177,8 @@ static void admit(pw_bal *b)
             for (size_t j = 0; j < b->n_rows; j++)
                 b->rows[j].cls_top = b->rows[j].a;
         }
-        if (!admit_one(b, b->order[i].idx))
+        size_t k = b->order[i].idx;
+        if (!admit_safe(b, k) && !admit_one(b, k))
             b->cand[paused++] = b->order[i];
     }
     /* An imbalance row can gain room when a charger on its other line is admitted, so a paused
@@ -464,10 +520,10 @@ static double raise_alone(pw_bal *b, size_t k)
     double room = pl->hi - pl->val;
     BAL_FOR_PATH(b, k, pl->mask, p)
     {
+        /* A positive coefficient is 1 (bal_prow): the room is the row's, with no division. */
         const bal_row *r = &b->rows[p->row];
-        double c = p->c;
-        if (c > 0 && (r->cap - r->a) / c < room)
-            room = (r->cap - r->a) / c;
+        double left = r->cap - r->a;
+        room = p->c > 0 && left < room ? left : room;
     }
     if (room <= 1e-9)
         return 0;

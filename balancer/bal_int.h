@@ -295,11 +295,19 @@ struct pw_bal {
     bal_grp *grp;
     uint32_t *grp_list;
     size_t n_grp;
+    /* Admission (bal_alloc.c), per node: the most the wanting chargers below it can put on each
+     * of its lines while minimums are admitted (adm_need), and whether every line row from it up
+     * to the root holds that beside its base (adm_safe). */
+    double *adm_need;
+    bool *adm_safe;
     pw_bal_result *res;
     pw_bal_node_result *nres;
     uint64_t deadline;
     bool has_imbalance;
     bool rotating; /* the last run paused a car for rotation */
+    /* Tests only (bal_prop_test): no shortcuts (admit_safe, smallest_first), every step as the
+     * plain algorithm takes it, so that a run with them can be compared with one without. */
+    bool reference;
 };
 
 /* Admission of minimums in b->order, then weighted water-filling per class, then a pass that

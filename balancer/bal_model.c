@@ -480,6 +480,8 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->trans_acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->trans_acc);
     b->grp = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp);
     b->grp_list = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp_list);
+    b->adm_need = pw_xcalloc(b->n_nodes, sizeof *b->adm_need);
+    b->adm_safe = pw_xcalloc(b->n_nodes, sizeof *b->adm_safe);
     b->deadline = UINT64_MAX;
     size_t max_rows = b->n_nodes * 9;
     b->row_t = pw_xcalloc(max_rows, sizeof *b->row_t);
@@ -585,6 +587,8 @@ void pw_bal_free(pw_bal *b)
     free(b->row_txt_len);
     free(b->grp);
     free(b->grp_list);
+    free(b->adm_need);
+    free(b->adm_safe);
     free(b->res);
     free(b->nres);
     free(b);

@@ -403,6 +403,23 @@ void bal__reason(pw_bal *b, size_t k, uint64_t now)
     b->ch[k].has_why = true;
 }
 
+/* Puts the m smallest keys of a[0..n) first, in ascending order (m <= n); the rest are left in
+ * any order. For a few waiting cars among many running ones: a pass, not a sort of them all. */
+static void smallest_first(bal_key *a, size_t n, size_t m)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (i >= m && a[i].key >= a[m - 1].key)
+            continue;
+        bal_key v = a[i];
+        size_t j = i < m ? i : m - 1;
+        if (i >= m)
+            a[i] = a[m - 1]; /* the largest of the first m drops out */
+        for (; j > 0 && v.key < a[j - 1].key; j--)
+            a[j] = a[j - 1];
+        a[j] = v;
+    }
+}
+
 /* Estimated resume time of cars paused by rotation: the running cars of the class leave in the
  * order their minimum run ends, one turn per car, and a car just paused waits its minimum pause. */
 void bal__rotation_eta(pw_bal *b, uint64_t now)
@@ -430,7 +447,12 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
             uint64_t end = (c->running ? c->run_since : now) + b->p.min_run_ms;
             b->tmp[running++] = (bal_key){end > now ? end : now, (uint32_t)k};
         }
-        bal__sort(b->tmp, b->events, running);
+        /* Turns go to the running cars by their ends, so only the first `waiting` of them are
+         * read. */
+        if (waiting < running && waiting <= 32 && !b->reference)
+            smallest_first(b->tmp, running, waiting);
+        else
+            bal__sort(b->tmp, b->events, running);
         size_t p = 0;
         for (size_t i = from; i < to && running; i++) {
             size_t k = b->order[i].idx;

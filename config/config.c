@@ -1737,13 +1737,17 @@ static void parse_ocpp_upstream(ctx *c, const json_t *v, pw_cfg_ocpp_upstream *o
         strncmp(out->url, "wss://", 6) != 0)
         add_error(c, "ca_file", "is only used with a wss:// url");
     json_t *auth = json_object_get(v, "authorize");
-    if (auth && (!json_is_string(auth) || (strcmp(json_string_value(auth), "local") != 0 &&
-                                           strcmp(json_string_value(auth), "charge_point") != 0)))
+    const char *mode = json_string_value(auth);
+    if (auth && (!mode || (strcmp(mode, "local") != 0 && strcmp(mode, "charge_point") != 0 &&
+                           strcmp(mode, "csms") != 0)))
         add_error(c, "authorize",
-                  "must be \"local\" (the tags in \"tags\") or \"charge_point\" (the "
-                  "charger's own authorization list and cache)");
-    else if (auth)
-        out->authorize_local = strcmp(json_string_value(auth), "local") == 0;
+                  "must be \"csms\" (the CSMS's verdict while it answers), \"local\" (the tags "
+                  "in \"tags\") or \"charge_point\" (the charger's own authorization list and "
+                  "cache)");
+    else if (auth) {
+        out->authorize_local = strcmp(mode, "local") == 0;
+        out->authorize_csms = strcmp(mode, "csms") == 0;
+    }
     pop_path(c);
 }
 
@@ -2441,7 +2445,9 @@ json_t *pw_cfg_to_json(const pw_cfg *cfg)
             json_object_set_new(json_object_get(root, "ocpp"), "upstream",
                                 json_pack("{s:s, s:s, s:s}", "url", oc->upstream.url, "ca_file",
                                           oc->upstream.ca_file, "authorize",
-                                          oc->upstream.authorize_local ? "local" : "charge_point"));
+                                          oc->upstream.authorize_csms    ? "csms"
+                                          : oc->upstream.authorize_local ? "local"
+                                                                         : "charge_point"));
     }
     json_object_set_new(
         root, "balancer",

@@ -161,6 +161,8 @@ typedef struct pw_cfg_ocpp_upstream {
     bool authorize_local; /* "authorize": "local": phasewise answers Authorize from "tags";
                              "charge_point" (false): Accepted, the charger's own authorization
                              list and cache decide */
+    bool authorize_csms;  /* "authorize": "csms": the CSMS's verdict while it answers in time,
+                             otherwise as "charge_point" */
 } pw_cfg_ocpp_upstream;
 
 /* The OCPP 1.6J central system (off when listen_port is 0). */

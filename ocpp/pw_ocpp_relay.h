@@ -5,7 +5,9 @@
  * CSMS's calls go down with fresh ids and the charge point's answers go back with the CSMS's id;
  * charging profiles never reach the charge point: Set/ClearChargingProfile become a cap per
  * connector (sink.cap) answered as a charge point would, GetCompositeSchedule is answered from
- * it. Answers to phasewise's own calls are never forwarded.
+ * them. Each profile's schedule is followed (periods, start, duration, recurrency, validity) and
+ * a ChargePointMaxProfile is split among the connectors so that their caps never add up to
+ * more (see pw_ocpp_relay_cap). Answers to phasewise's own calls are never forwarded.
  *
  * Pure like the rest of ocpp/: no sockets, no clock; now (monotonic ms) and wall (Unix ms) are
  * passed in, and pw_ocpp_relay_poll runs at pw_ocpp_relay_next_deadline. The relay lives as
@@ -37,6 +39,13 @@ typedef struct pw_ocpp_relay_opts {
      * resent call. The shell gives the wall clock in ms, so numbers keep increasing across
      * restarts. */
     uint64_t first_seq;
+    /* Authorize: the CSMS decides. A charge point's Authorize is answered by the relay with the
+     * CSMS's verdict when the CSMS is up, few calls wait before it and it answers within
+     * authorize_wait_ms (5000); otherwise (and with this off) phasewise answers it through
+     * sink.authorize. The CSMS's verdicts are remembered an hour per tag
+     * (pw_ocpp_relay_verdict), for the tag of a StartTransaction. */
+    bool authorize_csms;
+    uint32_t authorize_wait_ms;
 } pw_ocpp_relay_opts;
 
 /* One change of what the relay must not lose in a restart, reported through sink.keep in the
@@ -73,6 +82,12 @@ typedef struct pw_ocpp_relay_sink {
     void (*cap)(void *ud, int connector, double cap_a);
     /* A frame not forwarded, or a profile part left out, with why (for counters and logs). */
     void (*dropped)(void *ud, const char *reason, const char *detail);
+    /* The CSMS's profiles held changed (set, cleared, a TxProfile's transaction ended, one
+     * expired): time to keep pw_ocpp_relay_profiles_dump again. Not during profiles_load. */
+    void (*profiles_changed)(void *ud);
+    /* The answer to an Authorize when the CSMS's verdict does not come in time (authorize_csms);
+     * NULL: Accepted. */
+    enum pw_ocpp_answer (*authorize)(void *ud, const char *id_tag);
     /* A change to keep across a restart (strings borrowed for the call). */
     void (*keep)(void *ud, const pw_ocpp_relay_keep *k);
 } pw_ocpp_relay_sink;
@@ -95,7 +110,8 @@ int pw_ocpp_relay_restore(pw_ocpp_relay *r, const pw_ocpp_relay_keep *k);
 
 enum pw_ocpp_relay_verdict {
     PW_OCPP_RELAY_LOCAL = 0, /* give it to phasewise's own conversation (pw_ocpp_cp_receive) */
-    PW_OCPP_RELAY_TAKEN,     /* the relay took it (an answer to a CSMS call, sent up) */
+    PW_OCPP_RELAY_TAKEN,     /* the relay took it (an answer to a CSMS call, sent up; an
+                                Authorize the CSMS decides on) */
 };
 
 /* One frame from the charge point. A valid call of the ones forwarded is queued for the CSMS
@@ -120,12 +136,36 @@ bool pw_ocpp_relay_is_up(const pw_ocpp_relay *r);
 void pw_ocpp_relay_cp_gone(pw_ocpp_relay *r);
 
 /* Time passes: gives up calls past their timeout, retries a BootNotification the CSMS left
- * Pending or Rejected. Call at pw_ocpp_relay_next_deadline (or later). */
-void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now);
+ * Pending or Rejected, reports the caps the CSMS's schedules set at wall (Unix ms) where they
+ * changed, and lets profiles that will never set a limit again go. Call at
+ * pw_ocpp_relay_next_deadline (or later): with profiles held that is their next period
+ * boundary, start, end or validity change, and at most 60 s (the wall clock may be stepped). */
+void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now, int64_t wall);
 uint64_t pw_ocpp_relay_next_deadline(const pw_ocpp_relay *r); /* UINT64_MAX: none */
 
-/* The CSMS's cap on a connector (INFINITY: none). */
+/* The CSMS's cap on a connector at the latest wall time the relay was given (INFINITY: none);
+ * connector 0: the ChargePointMaxProfile's limit. A TxProfile in force outranks the
+ * TxDefaultProfiles (the connector's before connector 0's), the highest stack level in force
+ * wins, W is converted with volts and numberPhases (3 if absent). The ChargePointMaxProfile is
+ * for the whole charge point: it is split evenly among the connectors with a running
+ * transaction, none getting more than its own cap (what one cannot use goes to the others),
+ * and what is left among the other connectors (all of them when none runs); it is split again
+ * when a transaction starts or stops. So the connectors' caps never add up to more than it. */
 double pw_ocpp_relay_cap(const pw_ocpp_relay *r, int connector);
+
+/* The CSMS's profiles held, to keep across a restart: an array (new reference, caller frees)
+ * of {"connectorId", "csChargingProfiles"} as the CSMS sent them, with "origin", the Unix ms a
+ * Relative schedule starts at. */
+json_t *pw_ocpp_relay_profiles_dump(const pw_ocpp_relay *r);
+/* Takes each element of such a dump (borrowed) as its SetChargingProfile would be, at wall:
+ * one that the CSMS would have had Rejected (a TxProfile with its transaction not running
+ * included), or that is not of the dump's form, is skipped with sink.dropped
+ * ("profile_load"); caps are reported after. Returns how many were skipped, or -1 (nothing
+ * changed) when dump is not an array. */
+int pw_ocpp_relay_profiles_load(pw_ocpp_relay *r, const json_t *dump, int64_t wall);
+/* The CSMS's latest verdict on id_tag, if it gave one in the last hour: true and *out. */
+bool pw_ocpp_relay_verdict(const pw_ocpp_relay *r, const char *id_tag, uint64_t now,
+                           enum pw_ocpp_answer *out);
 /* The CSMS's transaction id for phasewise's (NULL if not known). */
 const char *pw_ocpp_relay_csms_tx(const pw_ocpp_relay *r, const char *local_tx);
 

@@ -1,6 +1,6 @@
 /* The local controller's relay for one charge point (pw_ocpp_relay.h): which frame goes where,
  * message ids and transaction ids mapped both ways, and the CSMS's charging profiles turned
- * into caps instead of reaching the charge point. */
+ * into caps instead of reaching the charge point, followed over their schedules. */
 #include "pw_ocpp_relay.h"
 
 #include <math.h>
@@ -15,6 +15,10 @@
 #define MAX_PENDING  16      /* CSMS calls waiting for the charge point's answer */
 #define MAX_PROFILES 16      /* CSMS profiles held */
 #define DOWN_PREFIX  "csms-" /* ids of CSMS calls toward the charge point */
+#define MAX_ASKED    4       /* Authorize calls the charge point waits on the CSMS for */
+#define ASK_QUEUE    8       /* beyond this many calls waiting, no answer would come in time */
+#define MAX_VERDICTS 32      /* the CSMS's latest verdicts, by tag */
+#define VERDICT_MS   3600000 /* how long one is used for a StartTransaction's tag */
 
 /* A transaction as both sides know it. */
 typedef struct tx {
@@ -25,6 +29,8 @@ typedef struct tx {
     char csms[PW_OCPP_TXID_LEN];  /* the CSMS's id, "" until its answer */
     bool ended;                   /* StopTransaction sent up: freed at its answer */
     uint64_t start_seq;           /* its StartTransaction's call number */
+    bool stopped;                 /* the charge point stopped it (caps: no longer running) */
+    int64_t start_ms;             /* its StartTransaction's timestamp (Relative TxProfiles) */
 } tx;
 
 /* A charge point call waiting to go up. */
@@ -46,14 +52,33 @@ typedef struct pending {
     uint64_t at;
 } pending;
 
-/* A CSMS profile held as a cap. */
+/* A CSMS profile held as a cap: its whole schedule, followed as a charge point would. */
 typedef struct profile {
     bool used;
     int id, connector, stack_level;
     enum pw_ocpp_purpose purpose;
     char tx_local[PW_OCPP_TXID_LEN]; /* TxProfile: phasewise's transaction id */
-    double limit_a;                  /* the current period's limit at receipt; INFINITY: none */
+    pw_ocpp_profile s;               /* as decoded: kind, start, duration, periods, unit */
+    int64_t origin;               /* Unix ms a Relative schedule (or one without a start) starts */
+    int64_t valid_from, valid_to; /* Unix ms; INT64_MIN / INT64_MAX when absent */
+    json_t *raw; /* {connectorId, csChargingProfiles} as the CSMS sent them (the dump); owned */
 } profile;
+
+/* An Authorize the charge point waits on the CSMS's verdict for (authorize_csms). */
+typedef struct asked {
+    bool used;
+    uint64_t seq; /* the call that carries it up */
+    char cp_id[PW_OCPP_ID_LEN];
+    char tag[PW_OCPP_TAG_LEN];
+    uint64_t until; /* then the fallback answers */
+} asked;
+
+/* The CSMS's last verdict on a tag. */
+typedef struct verdict {
+    char tag[PW_OCPP_TAG_LEN];
+    enum pw_ocpp_answer status;
+    uint64_t at;
+} verdict;
 
 enum boot_state { UP_DOWN, UP_BOOTING, UP_READY };
 
@@ -72,13 +97,22 @@ struct pw_ocpp_relay {
     tx tx[MAX_TX];
     pending pend[MAX_PENDING];
     profile prof[MAX_PROFILES];
+    asked ask[MAX_ASKED];
+    verdict verd[MAX_VERDICTS];
     double cap_sent[PW_OCPP_MAX_CONNECTORS];
+    int64_t wall;        /* the latest wall time seen (profiles are followed at it) */
+    int64_t next_change; /* wall time a held profile may next change a cap; INT64_MAX: none */
+    bool clock_known;    /* polled once: poll_now and wall_at_poll relate the two clocks */
+    uint64_t poll_now;
+    int64_t wall_at_poll;
+    bool loading; /* pw_ocpp_relay_profiles_load: profiles_changed is not called */
     pw_ocpp_relay_stats st;
 };
 
 void pw_ocpp_relay_default_opts(pw_ocpp_relay_opts *o)
 {
-    *o = (pw_ocpp_relay_opts){.call_timeout_ms = 30000, .max_queue = 1000, .volts = 230.0};
+    *o = (pw_ocpp_relay_opts){
+        .call_timeout_ms = 30000, .max_queue = 1000, .volts = 230.0, .authorize_wait_ms = 5000};
 }
 
 __attribute__((format(printf, 3, 4))) static void dropped(pw_ocpp_relay *r, const char *reason,
@@ -161,12 +195,12 @@ static tx *tx_by_csms(pw_ocpp_relay *r, const char *csms)
     return NULL;
 }
 
-/* The running transaction on a connector (phasewise's id known), or NULL. */
+/* The running transaction on a connector (phasewise's id known, not stopped), or NULL. */
 static tx *tx_on(pw_ocpp_relay *r, int connector)
 {
     for (size_t i = 0; i < MAX_TX; i++)
-        if (r->tx[i].used && !r->tx[i].ended && r->tx[i].connector == connector &&
-            r->tx[i].local[0])
+        if (r->tx[i].used && !r->tx[i].ended && !r->tx[i].stopped &&
+            r->tx[i].connector == connector && r->tx[i].local[0])
             return &r->tx[i];
     return NULL;
 }
@@ -194,6 +228,12 @@ const char *pw_ocpp_relay_csms_tx(const pw_ocpp_relay *r, const char *local_tx)
 /* ---- caps
  * ---------------------------------------------------------------------------------------- */
 
+#define DAY_MS        INT64_C(86400000)
+#define MAX_TIME_MS   INT64_C(253402300800000) /* 10000-01-01: origins in a dump stay below */
+#define MAX_COMPOSITE 48                       /* periods in a GetCompositeSchedule answer */
+#define MAX_LOOKS     2048  /* boundaries it looks at: a long duration costs the loop no more */
+#define MAX_WAKE_MS   60000 /* profiles are looked at again at least this often (a clock step) */
+
 static bool configured(const pw_ocpp_relay *r, int connector)
 {
     for (size_t k = 0; k < r->o.n_connectors; k++)
@@ -202,85 +242,244 @@ static bool configured(const pw_ocpp_relay *r, int connector)
     return false;
 }
 
-/* The limit of the highest stack level among the profiles of a purpose on a connector; found
- * false when there is none. */
-static double stack_top(const pw_ocpp_relay *r, enum pw_ocpp_purpose p, int connector, bool *found)
+static void changed(pw_ocpp_relay *r)
 {
-    int level = -1;
-    double limit = INFINITY;
-    for (size_t i = 0; i < MAX_PROFILES; i++) {
-        const profile *q = &r->prof[i];
-        if (q->used && q->purpose == p && q->connector == connector && q->stack_level > level) {
-            level = q->stack_level;
-            limit = q->limit_a;
-        }
+    if (!r->loading && r->sink.profiles_changed)
+        r->sink.profiles_changed(r->sink.ud);
+}
+
+static void prof_free(profile *q)
+{
+    json_decref(q->raw);
+    *q = (profile){0};
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The limit in amperes profile q sets at wall time t, NAN when it sets none then (not valid yet
+ * or any more, before its start, past its duration, before its first period). *next is the
+ * first time after t at which that can change, INT64_MAX: never. */
+static double prof_at(const pw_ocpp_relay *r, const profile *q, int64_t t, int64_t *next)
+{
+    *next = INT64_MAX;
+    if (t < q->valid_from) {
+        *next = q->valid_from;
+        return NAN;
     }
-    *found = level >= 0;
-    return limit;
-}
-
-/* OCPP 1.6 section 3.13.2: a TxProfile outranks TxDefaultProfiles (on the connector before those
- * on connector 0), and ChargePointMaxProfile caps them all. */
-double pw_ocpp_relay_cap(const pw_ocpp_relay *r, int connector)
-{
-    bool found;
-    double cp_max = stack_top(r, PW_OCPP_CHARGE_POINT_MAX, 0, &found);
-    if (connector == 0)
-        return cp_max;
-    double lim = stack_top(r, PW_OCPP_TX, connector, &found);
-    if (!found)
-        lim = stack_top(r, PW_OCPP_TX_DEFAULT, connector, &found);
-    if (!found)
-        lim = stack_top(r, PW_OCPP_TX_DEFAULT, 0, &found);
-    return fmin(lim, cp_max);
-}
-
-static void report_caps(pw_ocpp_relay *r, bool all)
-{
-    for (size_t k = 0; k < r->o.n_connectors; k++) {
-        double cap = pw_ocpp_relay_cap(r, r->o.connectors[k]);
-        if (!all && (cap == r->cap_sent[k] || (isinf(cap) && isinf(r->cap_sent[k]))))
-            continue;
-        r->cap_sent[k] = cap;
-        if (r->sink.cap)
-            r->sink.cap(r->sink.ud, r->o.connectors[k], cap);
+    if (t >= q->valid_to)
+        return NAN;
+    *next = q->valid_to;
+    const pw_ocpp_profile *s = &q->s;
+    int64_t start = s->kind != PW_OCPP_RELATIVE && s->start_ms ? s->start_ms : q->origin;
+    int64_t cycle = s->kind == PW_OCPP_RECURRING          ? DAY_MS
+                    : s->kind == PW_OCPP_RECURRING_WEEKLY ? 7 * DAY_MS
+                                                          : 0;
+    int64_t el = t - start; /* both are bounded times (validated): no overflow */
+    if (el < 0 && !cycle) {
+        *next = min64(*next, start);
+        return NAN;
     }
-}
-
-/* The limit in amperes of the period in force at wall; INFINITY when none is (before the start,
- * after the duration). */
-static double limit_now(const pw_ocpp_relay *r, const pw_ocpp_profile *p, int64_t wall)
-{
-    double elapsed = 0;
-    if (p->kind != PW_OCPP_RELATIVE && p->start_ms)
-        elapsed = (double)(wall - p->start_ms) / 1000.0;
-    if (p->kind == PW_OCPP_RECURRING)
-        elapsed = fmod(elapsed, 86400.0);
-    else if (p->kind == PW_OCPP_RECURRING_WEEKLY)
-        elapsed = fmod(elapsed, 7 * 86400.0);
-    if (elapsed < 0)
-        elapsed += p->kind == PW_OCPP_RECURRING          ? 86400.0
-                   : p->kind == PW_OCPP_RECURRING_WEEKLY ? 7 * 86400.0
-                                                         : 0;
-    if (elapsed < 0 || (p->duration_s > 0 && elapsed >= p->duration_s))
-        return INFINITY;
+    if (cycle) {
+        el = (el % cycle + cycle) % cycle;
+        *next = min64(*next, t - el + cycle);
+    }
+    int64_t begin = t - el; /* this run (or this day's, this week's) of the schedule */
+    if (s->duration_s > 0) {
+        int64_t dur = (int64_t)s->duration_s * 1000;
+        if (el >= dur)
+            return NAN;
+        *next = min64(*next, begin + dur);
+    }
     const pw_ocpp_period *in = NULL;
-    for (size_t i = 0; i < p->n_periods; i++)
-        if (p->periods[i].start_s <= elapsed && (!in || p->periods[i].start_s >= in->start_s))
-            in = &p->periods[i];
+    for (size_t i = 0; i < s->n_periods; i++) {
+        int64_t at = (int64_t)s->periods[i].start_s * 1000;
+        if (at <= el && (!in || s->periods[i].start_s >= in->start_s))
+            in = &s->periods[i];
+        else if (at > el)
+            *next = min64(*next, begin + at);
+    }
     if (!in)
-        return INFINITY;
+        return NAN;
     double v = in->limit_a;
-    if (p->watts)
+    if (s->watts) /* numberPhases only matters here: A = W / (V * phases) */
         v /= r->o.volts * (in->phases ? in->phases : 3);
     return v;
 }
 
-/* SetChargingProfile from the CSMS, answered as a charge point would: Rejected for a connector
- * it does not have, a purpose that does not fit the connector, a TxProfile without a running
- * transaction (or for another one), a limit that is not a number, or too many profiles. */
-static const char *set_profile(pw_ocpp_relay *r, const pw_ocpp_profile *p, int64_t wall, char *why,
-                               size_t why_size)
+/* The limit of the highest stack level among the profiles of a purpose on a connector that set
+ * one at t; NAN when none does. *next as in prof_at, over all of them. */
+static double stack_top(const pw_ocpp_relay *r, enum pw_ocpp_purpose p, int connector, int64_t t,
+                        int64_t *next)
+{
+    int level = -1;
+    double limit = NAN;
+    for (size_t i = 0; i < MAX_PROFILES; i++) {
+        const profile *q = &r->prof[i];
+        if (!q->used || q->purpose != p || q->connector != connector)
+            continue;
+        int64_t nx;
+        double v = prof_at(r, q, t, &nx);
+        *next = min64(*next, nx);
+        if (!isnan(v) && q->stack_level > level) {
+            level = q->stack_level;
+            limit = v;
+        }
+    }
+    return limit;
+}
+
+/* A connector's own cap at t (OCPP 1.6 section 3.13.2): a TxProfile in force outranks the
+ * TxDefaultProfiles, those on the connector before those on connector 0. */
+static double own_cap(const pw_ocpp_relay *r, int connector, int64_t t, int64_t *next)
+{
+    double lim = stack_top(r, PW_OCPP_TX, connector, t, next);
+    if (isnan(lim))
+        lim = stack_top(r, PW_OCPP_TX_DEFAULT, connector, t, next);
+    if (isnan(lim))
+        lim = stack_top(r, PW_OCPP_TX_DEFAULT, 0, t, next);
+    return isnan(lim) ? INFINITY : lim;
+}
+
+/* Water-filling: *left amperes shared evenly among the connectors in `in`, none above its own
+ * cap (want), what one cannot use going to the others; shares are rounded down to 0.01 A so
+ * that they never add up to more than *left, which is reduced by what was given. */
+static void fill(size_t n, const bool *in, const double *want, double *out, double *left)
+{
+    bool fixed[PW_OCPP_MAX_CONNECTORS] = {0};
+    for (;;) {
+        size_t open = 0;
+        for (size_t k = 0; k < n; k++)
+            open += in[k] && !fixed[k];
+        if (!open)
+            return;
+        double fair = floor(*left / (double)open * 100.0) / 100.0;
+        bool any = false;
+        for (size_t k = 0; k < n; k++)
+            if (in[k] && !fixed[k] && want[k] <= fair) {
+                out[k] = want[k];
+                *left -= want[k];
+                fixed[k] = any = true;
+            }
+        if (any)
+            continue;
+        for (size_t k = 0; k < n; k++)
+            if (in[k] && !fixed[k]) {
+                out[k] = fair;
+                *left -= fair;
+                fixed[k] = true;
+            }
+        return;
+    }
+}
+
+/* Every configured connector's cap at t, with the transactions running now; returns the
+ * ChargePointMaxProfile's limit (INFINITY: none). A charge point's maximum is for all of its
+ * connectors together: it is split evenly among the connectors with a running transaction,
+ * each under its own cap, and what is left among the others (all of them when none runs), so
+ * that the caps never add up to more. */
+static double caps_at(pw_ocpp_relay *r, int64_t t, double *cap, int64_t *next)
+{
+    size_t n = r->o.n_connectors;
+    double cp_max = stack_top(r, PW_OCPP_CHARGE_POINT_MAX, 0, t, next);
+    bool run[PW_OCPP_MAX_CONNECTORS], idle[PW_OCPP_MAX_CONNECTORS];
+    for (size_t k = 0; k < n; k++) {
+        cap[k] = own_cap(r, r->o.connectors[k], t, next);
+        run[k] = tx_on(r, r->o.connectors[k]) != NULL;
+        idle[k] = !run[k];
+    }
+    if (isnan(cp_max))
+        return INFINITY;
+    double want[PW_OCPP_MAX_CONNECTORS], left = cp_max;
+    memcpy(want, cap, n * sizeof *cap);
+    fill(n, run, want, cap, &left);
+    fill(n, idle, want, cap, &left);
+    return cp_max;
+}
+
+/* OCPP 1.6 section 3.13.2 at the latest wall time seen; connector 0: the ChargePointMaxProfile.
+ */
+double pw_ocpp_relay_cap(const pw_ocpp_relay *r, int connector)
+{
+    pw_ocpp_relay *m = (pw_ocpp_relay *)r; /* tx_on takes it writable; nothing changes */
+    double cap[PW_OCPP_MAX_CONNECTORS];
+    int64_t next = INT64_MAX;
+    double cp_max = caps_at(m, r->wall, cap, &next);
+    if (connector == 0)
+        return cp_max;
+    for (size_t k = 0; k < r->o.n_connectors; k++)
+        if (r->o.connectors[k] == connector)
+            return cap[k];
+    return fmin(own_cap(r, connector, r->wall, &next), cp_max);
+}
+
+/* Reports the caps in force at r->wall that changed (all: every one), and when they next may. */
+static void report_caps(pw_ocpp_relay *r, bool all)
+{
+    double cap[PW_OCPP_MAX_CONNECTORS];
+    r->next_change = INT64_MAX;
+    caps_at(r, r->wall, cap, &r->next_change);
+    for (size_t k = 0; k < r->o.n_connectors; k++) {
+        if (!all && (cap[k] == r->cap_sent[k] || (isinf(cap[k]) && isinf(r->cap_sent[k]))))
+            continue;
+        r->cap_sent[k] = cap[k];
+        if (r->sink.cap)
+            r->sink.cap(r->sink.ud, r->o.connectors[k], cap[k]);
+    }
+}
+
+/* Profiles that will never set a limit again (validTo or their end passed) go. */
+static void profiles_expire(pw_ocpp_relay *r)
+{
+    bool any = false;
+    for (size_t i = 0; i < MAX_PROFILES; i++) {
+        profile *q = &r->prof[i];
+        int64_t next;
+        if (q->used && isnan(prof_at(r, q, r->wall, &next)) && next == INT64_MAX) {
+            prof_free(q);
+            any = true;
+        }
+    }
+    if (any)
+        changed(r);
+}
+
+/* The monotonic time the held profiles next want a look; UINT64_MAX: never. */
+static uint64_t profiles_deadline(const pw_ocpp_relay *r)
+{
+    bool held = false;
+    for (size_t i = 0; i < MAX_PROFILES && !held; i++)
+        held = r->prof[i].used;
+    if (!held)
+        return UINT64_MAX;
+    if (!r->clock_known)
+        return 0; /* the first poll tells the wall time */
+    uint64_t at = r->poll_now + MAX_WAKE_MS;
+    if (r->next_change != INT64_MAX) {
+        int64_t in = r->next_change - r->wall_at_poll;
+        uint64_t d = r->poll_now + (uint64_t)(in > 1 ? in : 1);
+        at = d < at ? d : at;
+    }
+    return at;
+}
+
+/* An RFC 3339 time of the profile, or dflt when absent. */
+static int64_t time_of(const json_t *o, const char *key, int64_t dflt)
+{
+    int64_t ms;
+    const char *s = json_string_value(json_object_get(o, key));
+    return s && pw_ocpp_time_parse(s, &ms) == 0 ? ms : dflt;
+}
+
+/* SetChargingProfile from the CSMS (payload: its csChargingProfiles and connectorId, kept for
+ * the dump), answered as a charge point would: Rejected for a connector it does not have, a
+ * purpose that does not fit the connector, a TxProfile without a running transaction (or for
+ * another one), a limit that is not a number, or too many profiles. A Relative schedule starts
+ * at origin, a TxProfile's at its transaction's start. */
+static const char *set_profile(pw_ocpp_relay *r, const pw_ocpp_profile *p, const json_t *payload,
+                               int64_t origin, char *why, size_t why_size)
 {
     if (p->connector != 0 && !configured(r, p->connector)) {
         snprintf(why, why_size, "connector %d is not configured", p->connector);
@@ -300,12 +499,20 @@ static const char *set_profile(pw_ocpp_relay *r, const pw_ocpp_profile *p, int64
                      p->connector);
             return "Rejected";
         }
+        if (t->start_ms > 0 && t->start_ms < origin)
+            origin = t->start_ms;
     }
     for (size_t i = 0; i < p->n_periods; i++)
         if (!isfinite(p->periods[i].limit_a) || p->periods[i].limit_a < 0) {
             snprintf(why, why_size, "period %zu: a limit that is not a number >= 0", i);
             return "Rejected";
         }
+    if (p->start_ms < -MAX_TIME_MS || p->start_ms >= MAX_TIME_MS) {
+        snprintf(why, why_size, "startSchedule out of range");
+        return "Rejected";
+    }
+    const json_t *cs = json_object_get(payload, "csChargingProfiles");
+    int64_t from = time_of(cs, "validFrom", INT64_MIN), to = time_of(cs, "validTo", INT64_MAX);
     /* The same id, or the same connector, purpose and stack level, is replaced (5.16.2). */
     profile *slot = NULL;
     for (size_t i = 0; i < MAX_PROFILES; i++) {
@@ -313,7 +520,7 @@ static const char *set_profile(pw_ocpp_relay *r, const pw_ocpp_profile *p, int64
         if (q->used &&
             (q->id == p->id || (q->connector == p->connector && q->purpose == p->purpose &&
                                 q->stack_level == p->stack_level))) {
-            q->used = false;
+            prof_free(q);
             slot = slot ? slot : q;
         }
     }
@@ -329,10 +536,17 @@ static const char *set_profile(pw_ocpp_relay *r, const pw_ocpp_profile *p, int64
                       .connector = p->connector,
                       .stack_level = p->stack_level,
                       .purpose = p->purpose,
-                      .limit_a = limit_now(r, p, wall)};
+                      .s = *p,
+                      .origin = origin,
+                      .valid_from = from,
+                      .valid_to = to,
+                      .raw = json_pack("{s:O, s:O}", "connectorId",
+                                       json_object_get(payload, "connectorId"),
+                                       "csChargingProfiles", cs)};
     if (t)
         pw_strlcpy(slot->tx_local, t->local, sizeof slot->tx_local);
     report_caps(r, false);
+    changed(r);
     return "Accepted";
 }
 
@@ -350,26 +564,54 @@ static const char *clear_profiles(pw_ocpp_relay *r, const pw_ocpp_cs_call *c)
                       (!c->u.clear.has_purpose || q->purpose == c->u.clear.purpose) &&
                       (!c->u.clear.has_stack_level || q->stack_level == c->u.clear.stack_level);
         if (match) {
-            q->used = false;
+            prof_free(q);
             n++;
         }
     }
     report_caps(r, false);
+    if (n)
+        changed(r);
     return n ? "Accepted" : "Unknown";
 }
 
-/* A transaction ended: its TxProfiles go with it (3.13.4). */
+/* A transaction ended: its TxProfiles go with it (3.13.4), and a ChargePointMaxProfile is
+ * split again among the others. */
 static void tx_profiles_end(pw_ocpp_relay *r, const char *local)
 {
+    bool any = false;
     for (size_t i = 0; i < MAX_PROFILES; i++)
         if (r->prof[i].used && r->prof[i].purpose == PW_OCPP_TX &&
-            strcmp(r->prof[i].tx_local, local) == 0)
-            r->prof[i].used = false;
+            strcmp(r->prof[i].tx_local, local) == 0) {
+            prof_free(&r->prof[i]);
+            any = true;
+        }
+    for (size_t i = 0; i < MAX_TX; i++)
+        if (r->tx[i].used && strcmp(r->tx[i].local, local) == 0)
+            r->tx[i].stopped = true;
     report_caps(r, false);
+    if (any)
+        changed(r);
 }
 
-/* GetCompositeSchedule: {connectorId, duration, chargingRateUnit?}, answered from the cap (the
- * connector's maximum without one). */
+/* What connector c may draw at t for GetCompositeSchedule: its cap under its maximum; for 0,
+ * the charge point's whole, under the ChargePointMaxProfile. */
+static double composite_at(pw_ocpp_relay *r, json_int_t c, int64_t t, int64_t *next)
+{
+    double cap[PW_OCPP_MAX_CONNECTORS], sum = 0;
+    double cp_max = caps_at(r, t, cap, next);
+    for (size_t k = 0; k < r->o.n_connectors; k++) {
+        double v = fmin(cap[k], r->o.max_a[k]);
+        if (r->o.connectors[k] == c)
+            return v;
+        sum += v;
+    }
+    return fmin(sum, cp_max);
+}
+
+/* GetCompositeSchedule: {connectorId, duration, chargingRateUnit?}, answered with the caps over
+ * the duration from now, a period each time they change (at most MAX_COMPOSITE, and no further
+ * than MAX_LOOKS boundaries: the duration then ends there). Transactions are taken as running
+ * as they do now. */
 static json_t *composite(pw_ocpp_relay *r, const json_t *p, int64_t wall, enum pw_ocpp_error *err,
                          const char **why)
 {
@@ -405,19 +647,125 @@ static json_t *composite(pw_ocpp_relay *r, const json_t *p, int64_t wall, enum p
     json_int_t c = json_integer_value(conn), d = json_integer_value(dur);
     if (c < 0 || (c != 0 && !configured(r, (int)c)) || d < 0 || d > INT32_MAX)
         return status_payload("Rejected");
-    double max = 0;
-    for (size_t k = 0; k < r->o.n_connectors; k++)
-        if (c == 0 || r->o.connectors[k] == c)
-            max += r->o.max_a[k];
-    double lim = fmin(pw_ocpp_relay_cap(r, (int)c), max);
-    if (watts)
-        lim *= r->o.volts * 3;
+    int64_t end = wall + (int64_t)d * 1000, t = wall;
+    json_t *periods = json_array();
+    double last = NAN;
+    json_int_t last_at = -1;
+    for (int looks = 0; t < end || t == wall; looks++) {
+        if (looks == MAX_LOOKS) {
+            d = (t - wall) / 1000; /* said as far as it was looked at */
+            break;
+        }
+        int64_t next = INT64_MAX;
+        double lim = composite_at(r, c, t, &next);
+        if (watts)
+            lim *= r->o.volts * 3;
+        lim = floor(lim * 10.0) / 10.0;
+        json_int_t at = (t - wall) / 1000;
+        if (!isfinite(lim)) {
+            json_decref(periods);
+            *err = PW_OCPP_INTERNAL_ERROR;
+            *why = "GetCompositeSchedule: the connector has no maximum";
+            return NULL;
+        }
+        if (lim != last) {
+            if (at == last_at) /* two changes within a second: the later holds */
+                json_array_remove(periods, json_array_size(periods) - 1);
+            else if (json_array_size(periods) == MAX_COMPOSITE) {
+                d = at;
+                break;
+            }
+            json_array_append_new(periods,
+                                  json_pack("{s:I, s:f}", "startPeriod", at, "limit", lim));
+            last = lim;
+            last_at = at;
+        }
+        if (next <= t || next == INT64_MAX)
+            break;
+        t = next;
+    }
     char start[32];
     pw_ocpp_time_format(wall, start, sizeof start);
-    return json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:[{s:i, s:f}]}}", "status", "Accepted",
-                     "connectorId", c, "scheduleStart", start, "chargingSchedule", "duration", d,
-                     "chargingRateUnit", watts ? "W" : "A", "chargingSchedulePeriod", "startPeriod",
-                     0, "limit", floor(lim * 10.0) / 10.0);
+    return json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:o}}", "status", "Accepted", "connectorId", c,
+                     "scheduleStart", start, "chargingSchedule", "duration", d, "chargingRateUnit",
+                     watts ? "W" : "A", "chargingSchedulePeriod", periods);
+}
+
+/* ---- the CSMS's profiles kept across a restart
+ * ---------------------------------------------------- */
+
+json_t *pw_ocpp_relay_profiles_dump(const pw_ocpp_relay *r)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < MAX_PROFILES; i++) {
+        const profile *q = &r->prof[i];
+        if (!q->used)
+            continue;
+        json_t *el = json_deep_copy(q->raw);
+        json_object_set_new(el, "origin", json_integer(q->origin));
+        json_array_append_new(a, el);
+    }
+    return a;
+}
+
+/* One element of a dump, taken as its SetChargingProfile would be; 0 when held. */
+static int load_one(pw_ocpp_relay *r, size_t i, const json_t *el, int64_t wall)
+{
+    const json_t *origin = json_object_get(el, "origin");
+    const char *key;
+    const json_t *v;
+    int64_t at = wall;
+    if (!json_is_object(el)) {
+        dropped(r, "profile_load", "element %zu: not an object", i);
+        return -1;
+    }
+    json_object_foreach((json_t *)el, key, v)
+    {
+        if (strcmp(key, "connectorId") != 0 && strcmp(key, "csChargingProfiles") != 0 &&
+            strcmp(key, "origin") != 0) {
+            dropped(r, "profile_load", "element %zu: unknown field", i);
+            return -1;
+        }
+    }
+    if (origin) {
+        if (!json_is_integer(origin) || json_integer_value(origin) < 0 ||
+            json_integer_value(origin) >= MAX_TIME_MS) {
+            dropped(r, "profile_load", "element %zu: origin is not a time in ms", i);
+            return -1;
+        }
+        at = json_integer_value(origin);
+    }
+    pw_ocpp_frame f = {.kind = PW_OCPP_CALL, .id = "load", .action = "SetChargingProfile"};
+    f.payload = json_deep_copy(el);
+    json_object_del(f.payload, "origin");
+    pw_ocpp_cs_call c;
+    pw_ocpp_fault fault;
+    char why[120] = "";
+    int rc = -1;
+    if (pw_ocpp_decode_cs_call(&f, &c, &fault) != 0)
+        dropped(r, "profile_load", "element %zu: %s", i, fault.text);
+    else if (strcmp(set_profile(r, &c.u.profile, f.payload, at, why, sizeof why), "Accepted"))
+        dropped(r, "profile_load", "element %zu: %s", i, why);
+    else
+        rc = 0;
+    json_decref(f.payload);
+    return rc;
+}
+
+int pw_ocpp_relay_profiles_load(pw_ocpp_relay *r, const json_t *dump, int64_t wall)
+{
+    if (!json_is_array(dump)) {
+        dropped(r, "profile_load", "the profiles kept are not an array");
+        return -1;
+    }
+    r->wall = wall;
+    r->loading = true;
+    int skipped = 0;
+    for (size_t i = 0; i < json_array_size(dump); i++)
+        skipped += load_one(r, i, json_array_get(dump, i), wall) != 0;
+    r->loading = false;
+    report_caps(r, false);
+    return skipped;
 }
 
 /* ---- the queue up
@@ -580,6 +928,68 @@ static void pump(pw_ocpp_relay *r, uint64_t now)
     }
 }
 
+/* ---- the CSMS's verdict on a tag (authorize_csms) -------------------------------------------- */
+
+static enum pw_ocpp_answer fallback(pw_ocpp_relay *r, const char *tag)
+{
+    return r->sink.authorize ? r->sink.authorize(r->sink.ud, tag) : PW_OCPP_ACCEPTED;
+}
+
+/* The charge point gets its answer: the CSMS's, or the fallback's. */
+static void ask_answer(pw_ocpp_relay *r, asked *q, enum pw_ocpp_answer status)
+{
+    size_t len;
+    char *text = pw_ocpp_result_text(q->cp_id, pw_ocpp_authorize_conf(status), &len);
+    send_text(r, false, text, len);
+    q->used = false;
+}
+
+static void ask_fallback_all(pw_ocpp_relay *r)
+{
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used)
+            ask_answer(r, &r->ask[i], fallback(r, r->ask[i].tag));
+}
+
+static void verdict_set(pw_ocpp_relay *r, const char *tag, enum pw_ocpp_answer status, uint64_t now)
+{
+    verdict *v = &r->verd[0];
+    for (size_t i = 0; i < MAX_VERDICTS; i++) {
+        if (strcmp(r->verd[i].tag, tag) == 0) {
+            v = &r->verd[i];
+            break;
+        }
+        if (r->verd[i].at < v->at)
+            v = &r->verd[i]; /* the oldest goes */
+    }
+    pw_strlcpy(v->tag, tag, sizeof v->tag);
+    v->status = status;
+    v->at = now ? now : 1;
+}
+
+bool pw_ocpp_relay_verdict(const pw_ocpp_relay *r, const char *tag, uint64_t now,
+                           enum pw_ocpp_answer *out)
+{
+    for (size_t i = 0; tag[0] && i < MAX_VERDICTS; i++)
+        if (r->verd[i].at && strcmp(r->verd[i].tag, tag) == 0 && now - r->verd[i].at < VERDICT_MS) {
+            *out = r->verd[i].status;
+            return true;
+        }
+    return false;
+}
+
+/* The CSMS answered a charge point's Authorize (ok false: with an error). */
+static void authorize_answered(pw_ocpp_relay *r, const item *it, bool ok,
+                               enum pw_ocpp_answer status, uint64_t now)
+{
+    const char *tag = json_string_value(json_object_get(it->payload, "idTag"));
+    if (ok && tag)
+        verdict_set(r, tag, status, now);
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used && r->ask[i].seq == it->seq)
+            ask_answer(r, &r->ask[i], ok ? status : fallback(r, r->ask[i].tag));
+}
+
 /* The CSMS answered the call in flight. */
 static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
 {
@@ -593,6 +1003,8 @@ static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
             r->boot_retry_at = now + 10000;
         else if (a == PW_OCPP_A_START_TRANSACTION && t)
             t->csms[0] = '\0';
+        else if (a == PW_OCPP_A_AUTHORIZE)
+            authorize_answered(r, it, false, PW_OCPP_ACCEPTED, now);
     } else {
         r->st.up_answered++;
         enum pw_ocpp_answer status = PW_OCPP_ACCEPTED;
@@ -610,6 +1022,8 @@ static void up_answer(pw_ocpp_relay *r, const pw_ocpp_frame *f, uint64_t now)
                 int s = interval < 10 ? 10 : interval > 300 ? 300 : interval;
                 r->boot_retry_at = now + (uint64_t)s * 1000u;
             }
+        } else if (a == PW_OCPP_A_AUTHORIZE) {
+            authorize_answered(r, it, true, status, now);
         } else if (a == PW_OCPP_A_START_TRANSACTION && t && csms_tx[0]) {
             pw_strlcpy(t->csms, csms_tx, sizeof t->csms);
             if (t->local[0])
@@ -703,7 +1117,9 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
     if (a == PW_OCPP_A_START_TRANSACTION) {
         slot = tx_new(r);
         if (slot >= 0)
-            r->tx[slot] = (tx){.used = true, .connector = call.u.start.connector};
+            r->tx[slot] = (tx){.used = true,
+                               .connector = call.u.start.connector,
+                               .start_ms = call.u.start.timestamp_ms};
         if (slot >= 0)
             pw_strlcpy(r->tx[slot].cp_call, f.id, sizeof r->tx[slot].cp_call);
     } else if (a == PW_OCPP_A_STOP_TRANSACTION) {
@@ -713,6 +1129,7 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
             tx_profiles_end(r, t->local);
         }
     }
+    bool ask = false;
     if (r->up == UP_DOWN && a == PW_OCPP_A_BOOT_NOTIFICATION) {
         /* Kept as r->boot: it goes first when the link is back. */
     } else if (a == PW_OCPP_A_BOOT_NOTIFICATION && r->up == UP_BOOTING && r->q_len &&
@@ -721,13 +1138,26 @@ enum pw_ocpp_relay_verdict pw_ocpp_relay_from_cp(pw_ocpp_relay *r, const char *t
         json_decref(q_at(r, 0)->payload);
         q_at(r, 0)->payload = json_incref(f.payload);
     } else {
+        /* The CSMS decides on a tag when it can answer in time: the relay answers then. */
+        ask = a == PW_OCPP_A_AUTHORIZE && r->o.authorize_csms && r->up == UP_READY &&
+              r->q_len < ASK_QUEUE;
         item *it = q_push(r, f.action, json_incref(f.payload), slot, ++r->seq, false);
         if (it && a == PW_OCPP_A_START_TRANSACTION && slot >= 0)
             r->tx[slot].start_seq = it->seq;
+        asked *q = NULL;
+        for (size_t i = 0; ask && it && !q && i < MAX_ASKED; i++)
+            if (!r->ask[i].used)
+                q = &r->ask[i];
+        if (q) {
+            *q = (asked){.used = true, .seq = it->seq, .until = now + r->o.authorize_wait_ms};
+            pw_strlcpy(q->cp_id, f.id, sizeof q->cp_id);
+            pw_strlcpy(q->tag, call.u.id_tag, sizeof q->tag);
+        }
+        ask = q != NULL;
     }
     pw_ocpp_frame_clear(&f);
     pump(r, now);
-    return PW_OCPP_RELAY_LOCAL;
+    return ask ? PW_OCPP_RELAY_TAKEN : PW_OCPP_RELAY_LOCAL;
 }
 
 void pw_ocpp_relay_local_to_cp(pw_ocpp_relay *r, const char *text, size_t len)
@@ -757,6 +1187,7 @@ void pw_ocpp_relay_local_to_cp(pw_ocpp_relay *r, const char *text, size_t len)
                         .kind = PW_OCPP_KEEP_CALL_TX, .seq = t->start_seq, .local_tx = t->local});
     }
     pw_ocpp_frame_clear(&f);
+    report_caps(r, false); /* a transaction runs: the ChargePointMaxProfile is split again */
 }
 
 /* ---- a restart --------------------------------------------------------------------------------
@@ -789,6 +1220,9 @@ static int restore_call(pw_ocpp_relay *r, const pw_ocpp_relay_keep *k)
         if (slot >= 0) {
             r->tx[slot] =
                 (struct tx){.used = true, .connector = connector_of(p), .start_seq = k->seq};
+            const char *ts = json_string_value(json_object_get(p, "timestamp"));
+            if (ts && pw_ocpp_time_parse(ts, &r->tx[slot].start_ms) != 0)
+                r->tx[slot].start_ms = 0;
             pw_strlcpy(r->tx[slot].local, k->local_tx ? k->local_tx : "", sizeof r->tx->local);
         }
     } else if (a == PW_OCPP_A_STOP_TRANSACTION) {
@@ -797,6 +1231,8 @@ static int restore_call(pw_ocpp_relay *r, const pw_ocpp_relay_keep *k)
                  json_integer_value(json_object_get(p, "transactionId")));
         struct tx *t = tx_by_local(r, local);
         slot = t ? (int)(t - r->tx) : -1;
+        if (t)
+            t->stopped = true; /* no longer running for the caps */
     }
     if (k->seq > r->seq)
         r->seq = k->seq;
@@ -925,8 +1361,9 @@ static void csms_call(pw_ocpp_relay *r, pw_ocpp_frame *f, uint64_t now, int64_t 
             r->st.local++;
             return;
         }
+        r->wall = wall;
         const char *status = a == PW_OCPP_A_SET_CHARGING_PROFILE
-                                 ? set_profile(r, &c.u.profile, wall, why, sizeof why)
+                                 ? set_profile(r, &c.u.profile, f->payload, wall, why, sizeof why)
                                  : clear_profiles(r, &c);
         if (why[0])
             dropped(r, "profile_rejected", "SetChargingProfile: %s", why);
@@ -1008,6 +1445,7 @@ void pw_ocpp_relay_upstream(pw_ocpp_relay *r, bool up, uint64_t now)
             i++;
     if (!up) {
         r->up = UP_DOWN;
+        ask_fallback_all(r); /* no verdict is coming */
         return;
     }
     r->up = r->boot ? UP_BOOTING : UP_READY;
@@ -1026,10 +1464,19 @@ void pw_ocpp_relay_cp_gone(pw_ocpp_relay *r)
 {
     for (size_t i = 0; i < MAX_PENDING; i++)
         r->pend[i].used = false;
+    for (size_t i = 0; i < MAX_ASKED; i++) /* its next connection asks again */
+        r->ask[i].used = false;
 }
 
-void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now)
+void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now, int64_t wall)
 {
+    /* The CSMS's schedules move on: caps that changed since are reported. */
+    r->wall = wall;
+    r->clock_known = true;
+    r->poll_now = now;
+    r->wall_at_poll = wall;
+    profiles_expire(r);
+    report_caps(r, false);
     if (r->in_flight && now - r->flight_at >= r->o.call_timeout_ms) {
         item *it = q_at(r, 0);
         dropped(r, "csms_timeout", "%s: no answer from the CSMS in %u ms", it->action,
@@ -1044,6 +1491,12 @@ void pw_ocpp_relay_poll(pw_ocpp_relay *r, uint64_t now)
     for (size_t i = 0; i < MAX_PENDING; i++)
         if (r->pend[i].used && now - r->pend[i].at >= r->o.call_timeout_ms)
             r->pend[i].used = false;
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used && now >= r->ask[i].until) {
+            dropped(r, "authorize_late", "Authorize %s: no verdict from the CSMS in %u ms",
+                    r->ask[i].tag, r->o.authorize_wait_ms);
+            ask_answer(r, &r->ask[i], fallback(r, r->ask[i].tag));
+        }
     pump(r, now);
 }
 
@@ -1057,7 +1510,11 @@ uint64_t pw_ocpp_relay_next_deadline(const pw_ocpp_relay *r)
     for (size_t i = 0; i < MAX_PENDING; i++)
         if (r->pend[i].used && r->pend[i].at + r->o.call_timeout_ms < next)
             next = r->pend[i].at + r->o.call_timeout_ms;
-    return next;
+    for (size_t i = 0; i < MAX_ASKED; i++)
+        if (r->ask[i].used && r->ask[i].until < next)
+            next = r->ask[i].until;
+    uint64_t prof = profiles_deadline(r);
+    return prof < next ? prof : next;
 }
 
 const pw_ocpp_relay_stats *pw_ocpp_relay_stats_get(const pw_ocpp_relay *r)
@@ -1110,6 +1567,8 @@ void pw_ocpp_relay_free(pw_ocpp_relay *r)
         return;
     q_clear(r);
     free(r->q);
+    for (size_t i = 0; i < MAX_PROFILES; i++)
+        prof_free(&r->prof[i]);
     json_decref(r->boot);
     free(r);
 }

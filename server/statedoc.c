@@ -63,7 +63,7 @@ static void transport_info(const pw_app *app, size_t i, const pw_cfg_link *link,
             device_text(ti.id_tag, sizeof ti.id_tag), "writes_today", (json_int_t)ti.writes_today);
         if (ti.upstream[0]) {
             json_object_set_new(d, "upstream", json_string(ti.upstream));
-            json_object_set_new(d, "upstream_queued", json_integer(ti.upstream_queued));
+            json_object_set_new(d, "upstream_queued", json_integer((json_int_t)ti.upstream_queued));
         }
         json_object_set_new(o, t->ops->name, d);
     }

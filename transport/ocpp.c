@@ -318,15 +318,25 @@ static void sink_evse(void *ud, int connector, const pw_ocpp_evse *e)
     report(c, connector, e, uv_now(c->o->env.loop));
 }
 
-static enum pw_ocpp_answer sink_authorize(void *ud, const char *id_tag)
+/* How phasewise itself decides on a tag. A local controller: the CSMS's last verdict on it
+ * (authorize "csms"), the tag list ("local"), or the charger's own list and cache. */
+static enum pw_ocpp_answer authorize(const ocpp *o, const struct rel *r, const char *id_tag)
 {
-    const conn *c = ud;
-    const pw_cfg_ocpp *oc = &c->o->cfg->ocpp;
-    /* A local controller: the tag list, or the charger's own list and cache. */
+    const pw_cfg_ocpp *oc = &o->cfg->ocpp;
+    enum pw_ocpp_answer verdict;
+    if (oc->upstream.url[0] && oc->upstream.authorize_csms && r &&
+        pw_ocpp_relay_verdict(r->r, id_tag, uv_now(o->env.loop), &verdict))
+        return verdict;
     bool local = oc->upstream.url[0] ? oc->upstream.authorize_local : oc->local_authorize;
     if (!local)
         return PW_OCPP_ACCEPTED;
-    return pw_cfg_tag_find(c->o->cfg, id_tag) ? PW_OCPP_ACCEPTED : PW_OCPP_INVALID;
+    return pw_cfg_tag_find(o->cfg, id_tag) ? PW_OCPP_ACCEPTED : PW_OCPP_INVALID;
+}
+
+static enum pw_ocpp_answer sink_authorize(void *ud, const char *id_tag)
+{
+    const conn *c = ud;
+    return authorize(c->o, c->rel, id_tag);
 }
 
 static void sink_event(void *ud, const char *kind, const char *detail)
@@ -362,11 +372,30 @@ static void rel_to_cp(void *ud, const char *text, size_t len)
         r->o->st.tx_errors++;
 }
 
+static enum pw_ocpp_answer rel_authorize(void *ud, const char *id_tag)
+{
+    const rel *r = ud;
+    return authorize(r->o, r, id_tag);
+}
+
 static void rel_keep(void *ud, const pw_ocpp_relay_keep *k)
 {
     rel *r = ud;
     if (r->o->keep)
         pw_ocpp_keep_add(r->o->keep, r->id, k, pw_wall_ms());
+}
+
+/* A charge point keeps its profiles across a reboot; phasewise keeps the CSMS's. */
+static void rel_profiles(void *ud)
+{
+    rel *r = ud;
+    if (!r->o->keep)
+        return;
+    json_t *dump = pw_ocpp_relay_profiles_dump(r->r);
+    char *text = json_array_size(dump) ? json_dumps(dump, JSON_COMPACT) : NULL;
+    pw_ocpp_keep_value(r->o->keep, r->id, "profiles", text ? text : "", pw_wall_ms());
+    free(text);
+    json_decref(dump);
 }
 
 static void rel_to_csms(void *ud, const char *text, size_t len)
@@ -412,6 +441,7 @@ static void rel_dropped(void *ud, const char *reason, const char *detail)
 static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
 {
     pw_ocpp_relay_default_opts(out);
+    out->authorize_csms = o->cfg->ocpp.upstream.authorize_csms;
     for (size_t k = 0; s && k < s->n; k++) {
         out->connectors[out->n_connectors] = s->connector[k];
         out->max_a[out->n_connectors++] = o->cfg->chargers[s->charger[k]].max_a;
@@ -423,7 +453,7 @@ static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
 static void restore(ocpp *o, rel *r)
 {
     char err[256];
-    int n = o->keep ? pw_ocpp_keep_restore(o->keep, r->id, r->r, err, sizeof err) : 0;
+    int n = o->keep ? pw_ocpp_keep_restore(o->keep, r->id, r->r, pw_wall_ms(), err, sizeof err) : 0;
     if (n < 0)
         pw_error("ocpp", "charge point %s: its kept upstream queue cannot be read: %s", r->id, err);
     else if (n > 0)
@@ -450,6 +480,8 @@ static rel *rel_get(ocpp *o, const station *s)
                                                         .to_csms = rel_to_csms,
                                                         .cap = rel_cap,
                                                         .dropped = rel_dropped,
+                                                        .profiles_changed = rel_profiles,
+                                                        .authorize = rel_authorize,
                                                         .keep = rel_keep});
     r->next = o->relays;
     o->relays = r;
@@ -726,7 +758,7 @@ static void on_timer(uv_timer_t *t)
         if (pw_ocpp_cp_next_deadline(c->cp) <= now)
             pw_ocpp_cp_poll(c->cp, now, wall);
         if (c->rel && pw_ocpp_relay_next_deadline(c->rel->r) <= now)
-            pw_ocpp_relay_poll(c->rel->r, now);
+            pw_ocpp_relay_poll(c->rel->r, now, wall);
         if (c->rel && !c->up && c->up_retry_at <= now)
             up_connect(c);
         if (now - c->reported_ms >= report_every(o))
@@ -985,14 +1017,14 @@ static int ocpp_charger_info(const pw_transport *t, size_t charger, pw_transport
     pw_strlcpy(out->model, b->model, sizeof out->model);
     pw_strlcpy(out->firmware, b->firmware, sizeof out->firmware);
     out->default_profile = pw_ocpp_cp_default_installed(c->cp);
-    if (c->rel)
-        out->upstream_queued = (uint32_t)pw_ocpp_relay_stats_get(c->rel->r)->queued;
-    if (c->rel)
+    if (c->rel) {
         pw_strlcpy(out->upstream,
                    pw_ocpp_relay_is_up(c->rel->r) ? "connected"
                    : c->up_why[0]                 ? c->up_why
                                                   : "down",
                    sizeof out->upstream);
+        out->upstream_queued = pw_ocpp_relay_stats_get(c->rel->r)->queued;
+    }
     pw_strlcpy(out->measurands, pw_ocpp_cp_measurands(c->cp), sizeof out->measurands);
     const pw_ocpp_evse *e = pw_ocpp_cp_evse(c->cp, l->connector);
     if (e) {

@@ -191,7 +191,8 @@ static enum pw_store_ocppq_kind store_kind(enum pw_ocpp_relay_keep_kind kind)
     return PW_STORE_OCPPQ_KEPT;
 }
 
-void pw_ocpp_keep_add(pw_ocpp_keep *k, const char *cp, const pw_ocpp_relay_keep *c, int64_t wall)
+/* Room for one more change at the end of what waits. */
+static pw_store_ocppq_op *push(pw_ocpp_keep *k)
 {
     if (k->n == MAX_WAITING) { /* the disk has failed for long: the oldest change goes */
         free(k->ops[0].text);
@@ -207,7 +208,13 @@ void pw_ocpp_keep_add(pw_ocpp_keep *k, const char *cp, const pw_ocpp_relay_keep 
         k->cap = k->cap ? k->cap * 2 : 64;
         k->ops = pw_xrealloc(k->ops, k->cap * sizeof *k->ops);
     }
-    pw_store_ocppq_op *op = &k->ops[k->n++];
+    k->queued++;
+    return &k->ops[k->n++];
+}
+
+void pw_ocpp_keep_add(pw_ocpp_keep *k, const char *cp, const pw_ocpp_relay_keep *c, int64_t wall)
+{
+    pw_store_ocppq_op *op = push(k);
     *op = (pw_store_ocppq_op){.kind = store_kind(c->kind),
                               .seq = (int64_t)c->seq,
                               .ts_ms = wall,
@@ -222,7 +229,17 @@ void pw_ocpp_keep_add(pw_ocpp_keep *k, const char *cp, const pw_ocpp_relay_keep 
         pw_strlcpy(op->action, c->action ? c->action : "", sizeof op->action);
         op->text = c->payload ? pw_xstrdup(c->payload) : NULL;
     }
-    k->queued++;
+    kick(k);
+}
+
+void pw_ocpp_keep_value(pw_ocpp_keep *k, const char *cp, const char *name, const char *text,
+                        int64_t wall)
+{
+    pw_store_ocppq_op *op = push(k);
+    *op = (pw_store_ocppq_op){.kind = PW_STORE_OCPPQ_KEPT, .ts_ms = wall};
+    pw_strlcpy(op->cp, cp, sizeof op->cp);
+    pw_strlcpy(op->action, name, sizeof op->action);
+    op->text = pw_xstrdup(text);
     kick(k);
 }
 
@@ -238,14 +255,30 @@ static void forget_bad(pw_ocpp_keep *k, const pw_store_ocppq_op *op)
         c.kind = PW_OCPP_KEEP_TX_DONE;
         break;
     default:
-        c.kind = PW_OCPP_KEEP_BOOT;
-        c.payload = ""; /* deletes it */
-        break;
+        pw_ocpp_keep_value(k, op->cp, op->action, "", 0);
+        return;
     }
     pw_ocpp_keep_add(k, op->cp, &c, 0);
 }
 
-int pw_ocpp_keep_restore(pw_ocpp_keep *k, const char *cp, pw_ocpp_relay *r, char *err,
+/* The CSMS's profiles, after the transactions their TxProfiles belong to. */
+static void load_profiles(pw_ocpp_keep *k, const pw_store_ocppq_op *op, pw_ocpp_relay *r,
+                          int64_t wall)
+{
+    json_error_t je;
+    json_t *dump = json_loads(op->text, JSON_REJECT_DUPLICATES, &je);
+    int skipped = pw_ocpp_relay_profiles_load(r, dump, wall);
+    if (skipped < 0)
+        forget_bad(k, op);
+    else if (skipped > 0)
+        pw_warn("ocpp",
+                "charge point %s: %d of the CSMS's kept profiles left out after the "
+                "restart (expired, or their transaction is gone)",
+                op->cp, skipped);
+    json_decref(dump);
+}
+
+int pw_ocpp_keep_restore(pw_ocpp_keep *k, const char *cp, pw_ocpp_relay *r, int64_t wall, char *err,
                          size_t err_size)
 {
     pw_store_ocppq_saved s;
@@ -253,6 +286,7 @@ int pw_ocpp_keep_restore(pw_ocpp_keep *k, const char *cp, pw_ocpp_relay *r, char
         snprintf(err, err_size, "%s", pw_store_ocppq_errmsg(k->q));
         return -1;
     }
+    const pw_store_ocppq_op *profiles = NULL;
     for (size_t i = 0; i < s.n; i++) {
         const pw_store_ocppq_op *op = &s.ops[i];
         pw_ocpp_relay_keep c = {.seq = (uint64_t)op->seq,
@@ -267,11 +301,16 @@ int pw_ocpp_keep_restore(pw_ocpp_keep *k, const char *cp, pw_ocpp_relay *r, char
             c.kind = PW_OCPP_KEEP_TX;
         else if (strcmp(op->action, "boot") == 0)
             c.kind = PW_OCPP_KEEP_BOOT;
-        else
+        else if (strcmp(op->action, "profiles") == 0) {
+            profiles = op;
+            continue;
+        } else
             continue; /* a value kept by a later version: left alone */
         if (pw_ocpp_relay_restore(r, &c) != 0)
             forget_bad(k, op);
     }
+    if (profiles)
+        load_profiles(k, profiles, r, wall);
     pw_store_ocppq_saved_free(&s);
     return (int)pw_ocpp_relay_stats_get(r)->queued;
 }

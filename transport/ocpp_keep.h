@@ -28,13 +28,18 @@ pw_ocpp_keep *pw_ocpp_keep_open(uv_loop_t *loop, const char *db_path,
                                 size_t err_size);
 
 /* Gives relay r everything kept of charge point cp (at start, on the loop thread, before
- * anything is served). Returns how many calls wait in r, or -1 with a message in err. */
-int pw_ocpp_keep_restore(pw_ocpp_keep *k, const char *cp, pw_ocpp_relay *r, char *err,
+ * anything is served): its boot, transaction pairs and calls, then the CSMS's profiles as at
+ * wall (Unix ms). Returns how many calls wait in r, or -1 with a message in err. */
+int pw_ocpp_keep_restore(pw_ocpp_keep *k, const char *cp, pw_ocpp_relay *r, int64_t wall, char *err,
                          size_t err_size);
 
 /* Queues one change of cp's relay for writing (copied); wall is the Unix time in ms. */
 void pw_ocpp_keep_add(pw_ocpp_keep *k, const char *cp, const pw_ocpp_relay_keep *change,
                       int64_t wall);
+
+/* Queues a value of cp's kept whole (the CSMS's "profiles", a dump): text, "" deletes it. */
+void pw_ocpp_keep_value(pw_ocpp_keep *k, const char *cp, const char *name, const char *text,
+                        int64_t wall);
 
 /* The number of the last change queued, and of the last one attempted. */
 uint64_t pw_ocpp_keep_queued(const pw_ocpp_keep *k);

@@ -82,7 +82,7 @@ typedef struct pw_transport_charger_info {
     /* Local controller: the upstream CSMS link, "connected", "connecting" or why it is down;
      * "" without an upstream. */
     char upstream[64];
-    uint32_t upstream_queued; /* calls waiting for the CSMS (the one in flight included) */
+    size_t upstream_queued; /* the charge point's calls waiting for the CSMS */
 } pw_transport_charger_info;
 
 typedef void (*pw_transport_test_done)(void *ud, const pw_transport_test_result *r);

@@ -10,6 +10,9 @@
 // in the commissioning forms (the appliance keeps only the key's hash), a restart to open the
 // OCPP port, a charge point (Chromium speaking OCPP 1.6J from a blank page) that connects
 // unassigned and is assigned from the page, and its transaction shown with the tag's name.
+// The local controller on the way: the operator's CSMS URL (an http:// one refused next to the
+// field), a charge point's password at the CSMS saved write-only, kept and cleared, and the
+// dashboard's CSMS line (down, calls waiting) equal to the state document's.
 // Last, a circuit's static reserve (reserve_a) in the forms and the preview.
 // With --walk first-start, instead: from an empty data folder to a balancing facility
 // (commissioning mode, discovery, a Modbus scan, the first save), see firstStart below.
@@ -772,6 +775,68 @@ async function main() {
     log(`OCPP on 127.0.0.1:${ocppPort} saved (restart pending), CP-17 with a key GET never ` +
         "shows, tag 04A2B3C4 \"Anna's Golf\"");
 
+    // 8b. The operator's CSMS (local controller, docs/ocpp.md): off, the group shows only its
+    // URL. A URL the appliance refuses (http://) gets the page's own note while typed, then the
+    // appliance's message next to the field on Save, and nothing is saved. A good one opens the
+    // group: CP-17's URL at the CSMS, and its password there saved write-only (GET says
+    // upstream_password_set and null; the file keeps it, it is sent). The CSMS's port is closed.
+    const csms = "#cfg-form fieldset[data-section=csms]";
+    const upUrl = "#cfg-form [data-path='ocpp.upstream.url']";
+    const cp17Card = "#cfg-form fieldset[data-cp='CP-17']";
+    const upKey = `${cp17Card} input[data-path$='.upstream_password']`;
+    const upState = `${cp17Card} [data-field=upstream-password-state]`;
+    check(await page.$eval(csms, (e) => e.dataset.on) === "false" &&
+          !(await page.$("#cfg-form [data-path='ocpp.upstream.authorize']")) && !(await page.$(upKey)),
+          "the CSMS group shows more than its URL while it is off");
+    await page.fill(upUrl, "http://127.0.0.1:9000/ocpp");
+    const ownNote = await page.textContent(`${csms} [data-field=csms-url-check]`);
+    check(/starts with ws:\/\/ or wss:\/\//.test(ownNote), `the page's check of the URL: ${ownNote}`);
+    await page.press(upUrl, "Tab");
+    const fileBefore = fs.readFileSync(cfgPath, "utf8");
+    await page.click("#cfg-save");
+    const upErr = await page.waitForSelector(
+      "#cfg-form .fld .field-error[data-error-for='ocpp.upstream.url']");
+    check(/must be the CSMS's ws:\/\/ or wss:\/\/ URL without the charge point id/.test(
+      await upErr.textContent()) && await upErr.evaluate((e) =>
+      !!e.closest(".fld").querySelector("[data-path='ocpp.upstream.url']")),
+          `the appliance's URL error, next to the field: ${await upErr.textContent()}`);
+    check(!(await (await fetch(base + "/api/config")).json()).ocpp.upstream &&
+          fs.readFileSync(cfgPath, "utf8") === fileBefore, "a refused CSMS URL was saved");
+    log(`http:// refused: "${ownNote}" in the page, the appliance's message next to the field`);
+    const csmsUrl = `ws://127.0.0.1:${await freeTcpPort()}/csms`;
+    await page.fill(upUrl, csmsUrl);
+    await page.press(upUrl, "Tab"); /* the group opens */
+    await page.waitForSelector(`${csms}[data-on=true]`);
+    const cpCsmsUrl = await page.textContent(`${cp17Card} [data-field=csms-url]`);
+    check(cpCsmsUrl === `${csmsUrl}/CP-17`, `CP-17's URL at the CSMS: ${cpCsmsUrl}`);
+    check(await page.inputValue("#cfg-form [data-path='ocpp.upstream.authorize']") ===
+          "charge_point" && !(await page.$("#cfg-form [data-path='ocpp.upstream.ca_file']")),
+          "a ws:// CSMS: not the default authorization, or a CA file field");
+    check(await page.textContent(upState) === "not set", "CP-17 shows a CSMS password before one");
+    const upPassword = "the CSMS's key for CP-17";
+    await page.fill(upKey, upPassword);
+    check(await page.textContent(upState) === "replaced when saved", "typed password state");
+    await page.click("#cfg-save");
+    await page.waitForFunction(() =>
+      /^Saved\. Some settings/.test(document.getElementById("cfg-message").textContent));
+    const upCfgText = await (await fetch(base + "/api/config")).text();
+    const upCfg = JSON.parse(upCfgText);
+    const up17 = upCfg.ocpp.charge_points.find((c) => c.id === "CP-17");
+    check(upCfg.ocpp.upstream && upCfg.ocpp.upstream.url === csmsUrl &&
+          upCfg.ocpp.upstream.authorize === "charge_point",
+          `GET /api/config ocpp.upstream ${JSON.stringify(upCfg.ocpp.upstream)}`);
+    check(up17.upstream_password === null && up17.upstream_password_set === true &&
+          !upCfgText.includes(upPassword), `GET /api/config shows CP-17 as ${JSON.stringify(up17)}`);
+    check(JSON.parse(fs.readFileSync(cfgPath, "utf8")).ocpp.charge_points
+      .find((c) => c.id === "CP-17").upstream_password === upPassword, "the file lacks it");
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.value === "true",
+                               upState);
+    check(await page.textContent(upState) === "set" && await page.inputValue(upKey) === "",
+          "after saving, the page shows the CSMS password or not that it is set");
+    await page.locator("#cfg-form [data-section=ocpp]")
+      .screenshot({ path: path.join(ARTIFACTS, "commission-csms.png") });
+    log(`CSMS ${csmsUrl} saved; CP-17 at ${cpCsmsUrl} with a password GET never shows`);
+
     // 9. Restart to open the OCPP port; a charge point nobody assigned connects: the page offers
     // it, "Assign" puts a charger on it in the draft, Save applies it, and the dashboard shows
     // the charge point's connection, model and the running transaction's tag by name.
@@ -824,6 +889,9 @@ async function main() {
     const nCh = cfg.chargers.length;
     check(await page.inputValue(`#cfg-form [data-path='chargers[${nCh}].link.ocpp.id']`) === "CP-9",
           "the assigned charger's card does not show charge point CP-9");
+    /* A CSMS password typed and erased again is left empty: the save keeps the saved one. */
+    await page.fill(upKey, "x");
+    await page.fill(upKey, "");
     await page.click("#cfg-save");
     await page.waitForFunction(() =>
       /^Saved/.test(document.getElementById("cfg-message").textContent));
@@ -831,6 +899,9 @@ async function main() {
       .find((c) => c.link && c.link.ocpp && c.link.ocpp.id === "CP-9");
     check(assigned && assigned.link.ocpp.connector === 1 && assigned.node === "garage-b",
           `the assigned charger in GET /api/config: ${JSON.stringify(assigned)}`);
+    const kept17 = (await (await fetch(base + "/api/config")).json()).ocpp.charge_points
+      .find((c) => c.id === "CP-17");
+    check(kept17.upstream_password_set === true, "a save with the CSMS password empty lost it");
     log(`CP-9 connected unassigned, assigned from the page as ${assigned.id} on garage-b`);
     await cpPage.evaluate(() => {
       window.cp.call("StatusNotification", { connectorId: 1, errorCode: "NoError",
@@ -848,8 +919,26 @@ async function main() {
           /Browser Test CP · fw 0\.1/.test(f("ocpp-device").textContent) &&
           f("tag").textContent === "tag: Anna's Golf" && !f("tag").hidden;
       }, row), 15000);
+    /* CP-9's link to the CSMS: nobody listens at its port, so it is down (or, between two
+       attempts, connecting) and CP-9's calls wait; the page says what the state document says. */
+    let upSeen = "";
+    const upLine = await waitFor("the dashboard to show CP-9's CSMS link as /api/state has it",
+                                 async () => {
+      const o = (await (await fetch(base + "/api/state")).json()).chargers
+        .find((c) => c.id === assigned.id).ocpp;
+      const [text, value, bad] = await page.$eval(`${row} [data-field=ocpp-upstream]`, (e) =>
+        [e.hidden ? "" : e.textContent, e.dataset.value, e.classList.contains("bad")]);
+      const n = o.upstream_queued;
+      upSeen = JSON.stringify({ text, upstream: o.upstream, n });
+      return /^(down|connecting)/.test(o.upstream) && n >= 1 && value === o.upstream &&
+        text === `CSMS ${o.upstream} · ${n} call${n === 1 ? " waits" : "s wait"}` &&
+        bad === o.upstream.startsWith("down") && text;
+    }, 15000).catch((e) => {
+      throw new Error(`${e.message}: ${upSeen}`);
+    });
     await page.locator(row).screenshot({ path: path.join(ARTIFACTS, "dashboard-ocpp.png") });
-    log(`dashboard: ${assigned.id} connected, "Browser Test CP", transaction of Anna's Golf`);
+    log(`dashboard: ${assigned.id} connected, "Browser Test CP", transaction of Anna's Golf, ` +
+        `"${upLine}"`);
 
     // 10. The transaction ends; History lists its energy under the tag's name, and the tag CSV.
     await cpPage.evaluate(() => {
@@ -875,6 +964,20 @@ async function main() {
           `tag CSV: ${tagLines.join(" / ")}`);
     log(`energy per tag: Anna's Golf listed; ${tagCsv.suggestedFilename()}: ${tagLines[0]}`);
     await cpPage.close();
+
+    // 10a. "Clear" removes CP-17's password at the CSMS with the next save.
+    await page.click("nav.pages a[data-page=commission]");
+    await (await page.waitForSelector("#cfg-form button[data-clear-upstream='CP-17']")).click();
+    check(await page.textContent(upState) === "removed when saved", "cleared password state");
+    await page.click("#cfg-save");
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.value === "false",
+                               upState);
+    const cleared = (await (await fetch(base + "/api/config")).json()).ocpp.charge_points
+      .find((c) => c.id === "CP-17");
+    check(cleared.upstream_password_set === false && !("upstream_password" in
+          JSON.parse(fs.readFileSync(cfgPath, "utf8")).ocpp.charge_points
+            .find((c) => c.id === "CP-17")), `after Clear: ${JSON.stringify(cleared)}`);
+    log("CP-17's password at the CSMS cleared from the page");
 
     // 10. A circuit's own load that no meter sees (reserve_a): the field with its hint, the
     // preview names it on the circuit, a reserve that fills the fuse is refused next to the

@@ -1,15 +1,18 @@
 /* libFuzzer target: the local controller's relay (ocpp/pw_ocpp_relay.h) on arbitrary
  * conversations. The input is lines; each line's first byte says what happens: 'c' a frame from
  * the charge point, 's' a frame from the CSMS, 'u' / 'd' the upstream up / down, 'g' the charge
- * point gone, 't' time passes (the next byte in seconds) and the relay polls; anything else is
- * a frame from the charge point; 'r' puts back a record kept before a restart: 'rb' + a boot
- * payload, 'rx' + "local csms" (a transaction pair), 'rc' + "seq action payload" (a call). A
- * StartTransaction the charge point sends is answered by a fake
- * phasewise with a transaction id. Beyond "no crash": every frame the relay sends either way
- * parses back; every call it sends the CSMS holds to its action's schema; every answer it sends
- * up names a message id the CSMS used; a cap is a number >= 0 or INFINITY; the next deadline is
- * never in the past after a poll; what is kept is numbered in order and only a kept (or restored)
- * call is ever done. Try -dict=ocpp.dict. */
+ * point gone, 't' time passes (the next byte in seconds; 'T': in hours) and the relay polls,
+ * 'l' the rest of the line is a dump of kept profiles to load, 'r' puts back a record kept
+ * before a restart: 'rb' + a boot payload, 'rx' + "local csms" (a transaction pair), 'rc' +
+ * "seq action payload" (a call); anything else is a frame from the charge point. A
+ * StartTransaction the charge point sends is answered by a fake phasewise with a transaction id.
+ * Beyond "no crash": every frame the relay sends either way parses back; every call it sends the
+ * CSMS holds to its action's schema; every answer it sends up names a message id the CSMS used;
+ * a cap is a number >= 0 or INFINITY; the connectors' caps never add up to more than the
+ * ChargePointMaxProfile; the next deadline is never in the past after a poll; what is kept is
+ * numbered in order and only a kept (or restored) call is ever done; at the end the profiles
+ * held dump, and load into a fresh relay, every one but the TxProfiles (their transactions do
+ * not run there). Try -dict=ocpp.dict. */
 #include "pw_ocpp_relay.h"
 
 #include <math.h>
@@ -178,6 +181,35 @@ static void local_answer(fz *z, const char *text, size_t len)
     pw_ocpp_frame_clear(&f);
 }
 
+/* The profiles held, dumped as the store would keep them, load into a fresh relay. */
+static void round_trip(const pw_ocpp_relay_opts *o, const pw_ocpp_relay_sink *sink,
+                       const pw_ocpp_relay *r, int64_t wall)
+{
+    json_t *dump = pw_ocpp_relay_profiles_dump(r);
+    CHECK(json_is_array(dump));
+    char *text = json_dumps(dump, JSON_COMPACT);
+    json_t *back = json_loads(text, 0, NULL);
+    CHECK(back && json_equal(back, dump));
+    size_t not_tx = 0;
+    for (size_t i = 0; i < json_array_size(dump); i++) {
+        const char *purpose = json_string_value(
+            json_object_get(json_object_get(json_array_get(dump, i), "csChargingProfiles"),
+                            "chargingProfilePurpose"));
+        CHECK(purpose);
+        not_tx += strcmp(purpose, "TxProfile") != 0;
+    }
+    pw_ocpp_relay *fresh = pw_ocpp_relay_new(o, sink);
+    int skipped = pw_ocpp_relay_profiles_load(fresh, back, wall);
+    CHECK(skipped >= 0 && (size_t)skipped == json_array_size(dump) - not_tx);
+    json_t *again = pw_ocpp_relay_profiles_dump(fresh);
+    CHECK(json_array_size(again) == not_tx);
+    json_decref(again);
+    pw_ocpp_relay_free(fresh);
+    json_decref(back);
+    json_decref(dump);
+    free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz z = {0};
@@ -188,12 +220,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.connectors[0] = 1;
     o.connectors[1] = 2;
     o.max_a[0] = o.max_a[1] = 16;
-    z.r = pw_ocpp_relay_new(&o, &(pw_ocpp_relay_sink){.ud = &z,
-                                                      .to_cp = to_cp,
-                                                      .to_csms = to_csms,
-                                                      .cap = cap,
-                                                      .dropped = dropped,
-                                                      .keep = keep});
+    pw_ocpp_relay_sink sink = {
+        .ud = &z, .to_cp = to_cp, .to_csms = to_csms, .cap = cap, .dropped = dropped, .keep = keep};
+    z.r = pw_ocpp_relay_new(&o, &sink);
     uint64_t now = 1000000;
     int64_t wall = INT64_C(1790000000000);
     const char *p = (const char *)data, *end = p + size;
@@ -218,12 +247,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 'r':
             restore(&z, text, tlen);
             break;
-        case 't': {
-            uint64_t step = (tlen ? (uint8_t)text[0] : 1) * 1000u;
+        case 't':
+        case 'T': {
+            uint64_t step = (tlen ? (uint8_t)text[0] : 1) * (op == 't' ? 1000u : 3600000u);
             now += step;
             wall += (int64_t)step;
-            pw_ocpp_relay_poll(z.r, now);
+            pw_ocpp_relay_poll(z.r, now, wall);
             CHECK(pw_ocpp_relay_next_deadline(z.r) > now);
+            break;
+        }
+        case 'l': {
+            json_t *dump = json_loadb(text, tlen, 0, NULL);
+            int skipped = pw_ocpp_relay_profiles_load(z.r, dump, wall);
+            CHECK(json_is_array(dump) ? skipped >= 0 && (size_t)skipped <= json_array_size(dump)
+                                      : skipped == -1);
+            json_decref(dump);
             break;
         }
         case 'c':
@@ -235,13 +273,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 local_answer(&z, p, len);
             break;
         }
+        double sum = 0;
         for (int c = 0; c <= 2; c++) {
             double v = pw_ocpp_relay_cap(z.r, c);
             CHECK(isinf(v) ? v > 0 : v >= 0);
+            sum += c ? v : 0;
         }
+        CHECK(sum <= pw_ocpp_relay_cap(z.r, 0) + 1e-9);
         p = nl ? nl + 1 : end;
     }
     CHECK(pw_ocpp_relay_stats_get(z.r)->queued <= 8);
+    round_trip(&o, &sink, z.r, wall);
     pw_ocpp_relay_free(z.r);
     return 0;
 }

@@ -8,7 +8,9 @@ statuses, and a transaction's start, meter values and stop under its own transac
 charge point's meter readings; its RemoteStartTransaction and ChangeConfiguration reach the
 charge point and the answers come back to its call; its SetChargingProfile of 8 A holds the
 connector at 8 A in the balancer while the charge point only ever gets phasewise's own profiles,
-and ClearChargingProfile lifts it. With the CSMS stopped, the charge points' calls are answered,
+and ClearChargingProfile lifts it; a schedule whose second period starts 8 s after receipt is
+followed: the balancer's csms_cap_a and the charger's offered current go from 10 A to 7 A then,
+and GetCompositeSchedule says so ahead. With the CSMS stopped, the charge points' calls are answered,
 a new transaction is balanced, and the state document says the upstream is down. Loopback only;
 skipped (77) without the npm peers. What a charge point says while the CSMS is away is queued
 (in memory) and reaches the CSMS in order once it is back: the boot first, then statuses,
@@ -45,7 +47,7 @@ def write_config(tmp, http_port, ocpp_port, csms_port):
         "ocpp": {"listen": f"127.0.0.1:{ocpp_port}", "meter_interval_s": 2, "min_interval_s": 1,
                  "heartbeat_s": 60, "daily_writes": 500,
                  "upstream": {"url": f"ws://127.0.0.1:{csms_port}/ocpp",
-                              "authorize": "charge_point"},
+                              "authorize": "csms"},
                  "charge_points": [{"id": "LC-1", "upstream_password": UP_PASSWORD},
                                    {"id": "LC-2"}]},
         "nodes": [{"id": "main", "name": "Main fuse", "parent": None, "limit_a": 40,
@@ -219,6 +221,41 @@ def main():
             log(f"SetChargingProfile 8 A: LC-1 held at 8 A, raised after the clear; the charge "
                 f"points got {len(got)} profiles, all phasewise's")
 
+            # ---- a schedule is followed: 10 A, then 7 A from 8 s after receipt -------------
+            sched = {"connectorId": 1, "csChargingProfiles": {
+                "chargingProfileId": CSMS_PROFILE_ID + 1, "stackLevel": 2,
+                "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+                "chargingSchedule": {"chargingRateUnit": "A", "duration": 600,
+                                     "chargingSchedulePeriod": [
+                                         {"startPeriod": 0, "limit": 10},
+                                         {"startPeriod": 8, "limit": 7}]}}}
+            t_set = time.monotonic()
+            r = csms.call("LC-1", "SetChargingProfile", sched)
+            check(r["response"]["status"] == "Accepted", f"schedule answered: {r}")
+            r = csms.call("LC-1", "GetCompositeSchedule", {"connectorId": 1, "duration": 60})
+            pers = [(p["startPeriod"], p["limit"]) for p in
+                    r["response"]["chargingSchedule"]["chargingSchedulePeriod"]]
+            check(len(pers) == 2 and pers[0] == (0, 10) and pers[1][0] in (7, 8) and
+                  pers[1][1] == 7, f"GetCompositeSchedule tells both periods: {r['response']}")
+            pwtest.wait_for("csms_cap_a 10 A from the first period", lambda: charger(
+                http_port, "LC-1").get("csms_cap_a") == 10, 5)
+            meter_until(cps, "LC-1", 16, lambda: limit_of(cps, "LC-1") == 10,
+                        "LC-1 offered 10 A in the first period", timeout=7)
+            check(time.monotonic() - t_set < 8, "the first period seen before the second began")
+            pwtest.wait_for("csms_cap_a 7 A from the second period", lambda: charger(
+                http_port, "LC-1").get("csms_cap_a") == 7, 12)
+            took = time.monotonic() - t_set
+            check(7.5 <= took <= 11, f"the cap followed the schedule at 8 s: {took:.1f} s")
+            meter_until(cps, "LC-1", 10, lambda: limit_of(cps, "LC-1") == 7,
+                        "LC-1 offered 7 A in the second period", timeout=10)
+            check(charger(http_port, "LC-1")["limit_a"] <= 7, "the balancer holds LC-1 at 7 A")
+            r = csms.call("LC-1", "ClearChargingProfile", {"id": CSMS_PROFILE_ID + 1})
+            check(r["response"]["status"] == "Accepted", f"schedule cleared: {r}")
+            pwtest.wait_for("the schedule's cap gone", lambda: "csms_cap_a" not in charger(
+                http_port, "LC-1"), 5)
+            log(f"a schedule: csms_cap_a and LC-1's offer 10 A, then 7 A after {took:.1f} s "
+                f"(second period at 8 s); GetCompositeSchedule {pers}")
+
             mark = csms.mark()
             cps.request({"cmd": "stop", "id": "LC-1", "connector": 1, "meterStop": 4000,
                          "reason": "Local"})
@@ -234,12 +271,39 @@ def main():
                 check(charger(http_port, cp)["ocpp"].get("upstream") == "connected",
                       f"{cp}: upstream connected in the state document")
 
+            # A CSMS profile on LC-1 that must outlive a restart of phasewise (a charge point
+            # keeps its profiles across a reboot).
+            kept = {"connectorId": 0, "csChargingProfiles": {
+                "chargingProfileId": CSMS_PROFILE_ID + 2, "stackLevel": 0,
+                "chargingProfilePurpose": "ChargePointMaxProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": 9}]}}}
+            r = csms.call("LC-1", "SetChargingProfile", kept)
+            check(r["response"]["status"] == "Accepted", f"ChargePointMaxProfile: {r}")
+            pwtest.wait_for("LC-1's csms_cap_a 9 A", lambda: charger(
+                http_port, "LC-1").get("csms_cap_a") == 9, 5)
+
+            # ---- authorize "csms": the CSMS's verdict on a tag reaches the charge point -------
+            csms.request({"cmd": "configure", "id_tags": {"STOLEN-CARD": "Blocked"}})
+
+            def authorize(tag):
+                r = cps.request({"cmd": "call", "id": "LC-2", "method": "Authorize",
+                                 "params": {"idTag": tag}})
+                return r["response"]["idTagInfo"]["status"]
+            check(authorize("STOLEN-CARD") == "Blocked", "the CSMS's Blocked reaches LC-2")
+            check(authorize("GOOD-CARD") == "Accepted", "the CSMS's Accepted reaches LC-2")
+            log("Authorize: the CSMS's verdicts (Blocked, Accepted) reached the charge point")
+
             # ---- the CSMS goes away: local control goes on ---------------------------------
             csms.stop()
             pwtest.wait_for("the upstream shown down", lambda: all(
                 charger(http_port, cp)["ocpp"].get("upstream") not in ("connected", None)
                 for cp in IDS), 15)
             log(f"CSMS stopped: state document says {charger(http_port, 'LC-2')['ocpp']['upstream']!r}")
+            check(authorize("STOLEN-CARD") == "Blocked" and authorize("NEW-CARD") == "Accepted",
+                  "with the CSMS away: its last verdict, else the charger's own cache")
+            log("Authorize with the CSMS away: Blocked remembered, an unknown tag Accepted")
             r = cps.request({"cmd": "status", "id": "LC-2", "connector": 1, "status": "Preparing"})
             check(r["ok"], "a status is answered with the CSMS away")
             r = cps.request({"cmd": "start", "id": "LC-2", "connector": 1, "idTag": "TAG-LC2",
@@ -264,8 +328,10 @@ def main():
             cps.connect()  # back after the restart, without booting again
             pwtest.wait_for("LC-2 connected again", lambda: charger(http_port, "LC-2").get(
                 "ocpp", {}).get("connected"), 10)
+            pwtest.wait_for("LC-1's CSMS cap of 9 A back after the restart", lambda: charger(
+                http_port, "LC-1").get("csms_cap_a") == 9, 10)
             log("phasewise SIGKILLed and restarted with the CSMS still away; the charge points "
-                "reconnected without a new boot")
+                "reconnected without a new boot; LC-1 is still under the CSMS's 9 A")
             cps.request({"cmd": "status", "id": "LC-2", "connector": 1, "status": "Finishing"})
             cps.request({"cmd": "stop", "id": "LC-2", "connector": 1, "meterStop": 2600,
                          "reason": "Local"})

@@ -1622,6 +1622,20 @@ static void test_ocpp_upstream(void **state)
                                  "'ca_file':'/etc/ca.pem','authorize':'charge_point'}}",
                                  C1));
     assert_string_equal(cfg->ocpp.upstream.ca_file, "/etc/ca.pem");
+    assert_false(cfg->ocpp.upstream.authorize_csms);
+    pw_cfg_free(cfg);
+    /* The CSMS's verdict, written back as it was given. */
+    cfg = parse_ok(ocpp_facility(",'ocpp':{'upstream':{'url':'ws://10.0.0.5/o',"
+                                 "'authorize':'csms'}}",
+                                 C1));
+    assert_true(cfg->ocpp.upstream.authorize_csms);
+    assert_false(cfg->ocpp.upstream.authorize_local);
+    json_t *csms = pw_cfg_to_json(cfg);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(csms, "ocpp"), "upstream"), "authorize")),
+        "csms");
+    json_decref(csms);
     pw_cfg_free(cfg);
     static const struct {
         const char *upstream, *field, *says;

@@ -4,8 +4,11 @@
  * link comes up, one call in flight, transaction ids mapped both ways, CSMS calls down with fresh
  * ids and their answers up with the CSMS's, answers to phasewise's own calls kept local, charging
  * profiles turned into caps (A and W, purposes, stack levels, replace and clear, rejections as a
- * charge point would), GetCompositeSchedule, managed configuration keys, bad CSMS frames, the
- * link down, timeouts and a boot the CSMS leaves pending. */
+ * charge point would), schedules followed in fake time (periods, duration, validity, daily
+ * recurrence, Relative origins), the ChargePointMaxProfile split among 1, 2 and 3 connectors,
+ * GetCompositeSchedule, the profiles dumped and loaded (round trip, malformed dumps), managed
+ * configuration keys, bad CSMS frames, the link down, timeouts and a boot the CSMS leaves
+ * pending. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,10 +42,14 @@ typedef struct h {
     fr cp_in[MAXF], up[MAXF]; /* frames the charge point got, frames the CSMS got */
     size_t n_cp, n_up;
     double cap[PW_OCPP_MAX_CONNECTORS + 1];
+    uint64_t cap_at[PW_OCPP_MAX_CONNECTORS + 1]; /* when each last changed */
     size_t n_cap;
+    size_t n_changed; /* profiles_changed calls */
     char reasons[1024];
     unsigned cp_seq;
     struct kept *kept; /* what sink.keep wrote down, as the store would hold it */
+    size_t n_conn;     /* connectors 1..n_conn */
+    bool authorize_csms;
 } h;
 
 /* ---- what is kept across a restart, held as storage/ocppq.c holds it ------------------------- */
@@ -179,7 +186,14 @@ static void r_cap(void *ud, int connector, double cap)
     h *t = ud;
     assert_true(connector >= 1 && connector <= PW_OCPP_MAX_CONNECTORS);
     t->cap[connector] = cap;
+    t->cap_at[connector] = t->now;
     t->n_cap++;
+}
+
+static void r_changed(void *ud)
+{
+    h *t = ud;
+    t->n_changed++;
 }
 
 static void r_dropped(void *ud, const char *reason, const char *detail)
@@ -202,16 +216,19 @@ static void new_relay(h *t, uint64_t first_seq)
 {
     pw_ocpp_relay_opts ro;
     pw_ocpp_relay_default_opts(&ro);
-    ro.n_connectors = 2;
-    ro.connectors[0] = 1;
-    ro.connectors[1] = 2;
-    ro.max_a[0] = ro.max_a[1] = 16;
+    ro.n_connectors = t->n_conn;
+    for (size_t k = 0; k < t->n_conn; k++) {
+        ro.connectors[k] = (int)k + 1;
+        ro.max_a[k] = 16;
+    }
     ro.first_seq = first_seq;
+    ro.authorize_csms = t->authorize_csms;
     t->r = pw_ocpp_relay_new(&ro, &(pw_ocpp_relay_sink){.ud = t,
                                                         .to_cp = r_to_cp,
                                                         .to_csms = r_to_csms,
                                                         .cap = r_cap,
                                                         .dropped = r_dropped,
+                                                        .profiles_changed = r_changed,
                                                         .keep = r_keep});
 }
 
@@ -219,23 +236,30 @@ static void new_cp(h *t)
 {
     pw_ocpp_cp_opts co;
     pw_ocpp_cp_default_opts(&co);
-    co.n_connectors = 2;
-    for (int k = 0; k < 2; k++)
+    co.n_connectors = t->n_conn;
+    for (int k = 0; k < (int)t->n_conn; k++)
         co.connectors[k] = (pw_ocpp_connector_cfg){
             .connector = k + 1, .min_a = 6, .max_a = 16, .failsafe_a = 6, .prior_a = -1};
     t->cp = pw_ocpp_cp_new(&co, &(pw_ocpp_cp_sink){.ud = t, .send = cp_send}, t->now);
 }
 
-static h *setup_h(void)
+/* A charge point with connectors 1..n of 16 A each. */
+static h *setup_n(size_t n)
 {
     h *t = pw_xcalloc(1, sizeof *t);
     t->now = T0;
+    t->n_conn = n;
     for (size_t k = 0; k <= PW_OCPP_MAX_CONNECTORS; k++)
         t->cap[k] = INFINITY;
     t->kept = pw_xcalloc(1, sizeof *t->kept);
     new_relay(t, 0);
     new_cp(t);
     return t;
+}
+
+static h *setup_h(void)
+{
+    return setup_n(2);
 }
 
 /* phasewise restarts: a new relay and conversation, the relay given back what was kept in the
@@ -547,7 +571,7 @@ static void test_boot_pending_is_retried(void **state)
     assert_int_equal(t->n_up, 1);
     assert_int_equal(pw_ocpp_relay_next_deadline(t->r), t->now + 20000);
     t->now += 20000;
-    pw_ocpp_relay_poll(t->r, t->now);
+    pw_ocpp_relay_poll(t->r, t->now, WALL0 + (int64_t)t->now);
     assert_int_equal(t->n_up, 2);
     assert_string_equal(t->up[1].action, "BootNotification");
     csms_answers(t);
@@ -729,17 +753,18 @@ static void test_profiles_become_caps(void **state)
     assert_string_equal(up_status(t, "p1"), "Accepted");
     assert_float_equal(t->cap[1], 8, 1e-9);
     assert_true(isinf(t->cap[2]));
-    /* 11 kW on three phases over the whole charge point: 11040 / 690 = 16 A on each connector,
-     * the smaller cap wins on connector 1. */
+    /* 6.9 kW on three phases over the whole charge point: 6900 / 690 = 10 A for both
+     * connectors together; connector 1 charges and takes its own 8 A, idle 2 gets the rest. */
     csms_call(t, "p2", "SetChargingProfile",
               profile_req(0, 12, 0, "ChargePointMaxProfile", "W", 6900, 3));
     assert_string_equal(up_status(t, "p2"), "Accepted");
     assert_float_equal(t->cap[1], 8, 1e-9);
-    assert_float_equal(t->cap[2], 10, 1e-9);
+    assert_float_equal(t->cap[2], 2, 1e-9);
     /* A TxProfile outranks the TxDefaultProfile, and belongs to the running transaction. */
     csms_call(t, "p3", "SetChargingProfile", profile_req(1, 13, 0, "TxProfile", "A", 9.5, 0));
     assert_string_equal(up_status(t, "p3"), "Accepted");
     assert_float_equal(t->cap[1], 9.5, 1e-9);
+    assert_float_equal(t->cap[2], 0.5, 1e-9);
     /* As a charge point would: no transaction on 2, connector 5 absent, purposes misplaced. */
     csms_call(t, "p4", "SetChargingProfile", profile_req(2, 14, 0, "TxProfile", "A", 7, 0));
     assert_string_equal(up_status(t, "p4"), "Rejected");
@@ -766,15 +791,20 @@ static void test_profiles_become_caps(void **state)
     pw_ocpp_stop_tx s = {.meter_stop_wh = 3000, .timestamp_ms = WALL0};
     pw_strlcpy(s.tx_id, local, sizeof s.tx_id);
     cp_call(t, "StopTransaction", pw_ocpp_stop_req(&s));
-    assert_float_equal(t->cap[1], 8, 1e-9);
+    assert_float_equal(t->cap[1], 5, 1e-9); /* nothing runs: the 10 A split between both */
+    assert_float_equal(t->cap[2], 5, 1e-9);
     csms_answers(t);
     /* Replaced by the same connector, purpose and stack level. */
-    csms_call(t, "p8", "SetChargingProfile", profile_req(1, 18, 1, "TxDefaultProfile", "A", 12, 0));
-    assert_float_equal(t->cap[1], 10, 1e-9); /* under the 10 A ChargePointMax */
+    csms_call(t, "p8", "SetChargingProfile", profile_req(1, 18, 1, "TxDefaultProfile", "A", 4, 0));
+    assert_float_equal(t->cap[1], 4, 1e-9); /* its own 4 A; the 6 A it leaves go to 2 */
+    assert_float_equal(t->cap[2], 6, 1e-9);
+    csms_call(t, "p9", "SetChargingProfile", profile_req(1, 18, 1, "TxDefaultProfile", "A", 12, 0));
+    assert_float_equal(t->cap[1], 5, 1e-9);
     /* Clear by id, then by purpose; clearing nothing is Unknown. */
     csms_call(t, "c1", "ClearChargingProfile", json_pack("{s:i}", "id", 12));
     assert_string_equal(up_status(t, "c1"), "Accepted");
     assert_float_equal(t->cap[1], 12, 1e-9);
+    assert_true(isinf(pw_ocpp_relay_cap(t->r, 0)));
     assert_true(isinf(t->cap[2]));
     csms_call(t, "c2", "ClearChargingProfile",
               json_pack("{s:s}", "chargingProfilePurpose", "TxDefaultProfile"));
@@ -827,6 +857,495 @@ static void test_profile_periods(void **state)
     teardown_h(t);
 }
 
+/* ---- schedules followed, ChargePointMaxProfile split, profiles kept ------------------------ */
+
+static int64_t wall_now(const h *t)
+{
+    return WALL0 + (int64_t)t->now;
+}
+
+/* Fake time: the relay polls at each of its deadlines up to until (wall = WALL0 + now). */
+static void run_until(h *t, uint64_t until)
+{
+    for (int i = 0; i < 100000; i++) {
+        uint64_t d = pw_ocpp_relay_next_deadline(t->r);
+        if (d > until) {
+            t->now = until;
+            return;
+        }
+        if (d > t->now)
+            t->now = d;
+        pw_ocpp_relay_poll(t->r, t->now, wall_now(t));
+    }
+    fail_msg("the relay's deadline does not move on");
+}
+
+/* A profile with a schedule: periods as {startPeriod, limit} pairs, n of them; start 0 and
+ * duration 0 are left out; kind "Recurring" is daily. */
+static json_t *sched_req(int connector, int id, int level, const char *purpose, const char *kind,
+                         int64_t start, int duration, const double (*per)[2], size_t n)
+{
+    json_t *periods = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            periods, json_pack("{s:i, s:f}", "startPeriod", (int)per[i][0], "limit", per[i][1]));
+    json_t *sched =
+        json_pack("{s:s, s:o}", "chargingRateUnit", "A", "chargingSchedulePeriod", periods);
+    if (start) {
+        char text[32];
+        pw_ocpp_time_format(start, text, sizeof text);
+        json_object_set_new(sched, "startSchedule", json_string(text));
+    }
+    if (duration)
+        json_object_set_new(sched, "duration", json_integer(duration));
+    json_t *prof = json_pack("{s:i, s:i, s:s, s:s, s:o}", "chargingProfileId", id, "stackLevel",
+                             level, "chargingProfilePurpose", purpose, "chargingProfileKind", kind,
+                             "chargingSchedule", sched);
+    if (strcmp(kind, "Recurring") == 0)
+        json_object_set_new(prof, "recurrencyKind", json_string("Daily"));
+    return json_pack("{s:i, s:o}", "connectorId", connector, "csChargingProfiles", prof);
+}
+
+static void set_ok(h *t, json_t *req)
+{
+    csms_call(t, "sp", "SetChargingProfile", req);
+    assert_string_equal(up_status(t, "sp"), "Accepted");
+}
+
+static void booted(h *t)
+{
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+}
+
+/* A transaction starts on a connector (the CSMS calls it 777); phasewise's id in local. */
+static void start_tx(h *t, int connector, int64_t timestamp, char *local)
+{
+    pw_ocpp_start_tx s = {.connector = connector, .meter_start_wh = 1, .timestamp_ms = timestamp};
+    pw_strlcpy(s.id_tag, "TAG1", sizeof s.id_tag);
+    char id[16];
+    pw_strlcpy(id, cp_call(t, "StartTransaction", pw_ocpp_start_req(&s)), sizeof id);
+    fr *a = local_answer(t, id);
+    assert_non_null(a);
+    snprintf(local, PW_OCPP_TXID_LEN, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(a->payload, "transactionId")));
+    csms_drain(t);
+}
+
+static void stop_tx(h *t, const char *local)
+{
+    pw_ocpp_stop_tx s = {.meter_stop_wh = 2, .timestamp_ms = wall_now(t)};
+    pw_strlcpy(s.tx_id, local, sizeof s.tx_id);
+    cp_call(t, "StopTransaction", pw_ocpp_stop_req(&s));
+}
+
+/* GetCompositeSchedule's periods as {startPeriod, limit} pairs; returns how many. */
+static size_t composite_of(h *t, int connector, int duration, const char *unit, double (*out)[2])
+{
+    json_t *req = json_pack("{s:i, s:i}", "connectorId", connector, "duration", duration);
+    if (unit)
+        json_object_set_new(req, "chargingRateUnit", json_string(unit));
+    csms_call(t, "gc", "GetCompositeSchedule", req);
+    assert_string_equal(up_status(t, "gc"), "Accepted");
+    json_t *sched = json_object_get(last_up(t)->payload, "chargingSchedule");
+    json_t *per = json_object_get(sched, "chargingSchedulePeriod");
+    assert_true(json_is_integer(json_object_get(sched, "duration")));
+    assert_true(json_array_size(per) > 0);
+    for (size_t i = 0; i < json_array_size(per); i++) {
+        json_t *at = json_object_get(json_array_get(per, i), "startPeriod");
+        json_t *lim = json_object_get(json_array_get(per, i), "limit");
+        assert_true(json_is_integer(at) && json_is_number(lim));
+        out[i][0] = (double)json_integer_value(at);
+        out[i][1] = json_number_value(lim);
+        /* The schedule's periods start at 0, in order, each a change. */
+        assert_true(i ? out[i][0] > out[i - 1][0] && out[i][1] != out[i - 1][1] : out[i][0] == 0);
+    }
+    return json_array_size(per);
+}
+
+/* A schedule's later periods, its duration, validity and a daily recurrence are followed: the
+ * cap changes exactly at each boundary (the relay wakes there), a lower stack level holds
+ * where the higher sets nothing, and GetCompositeSchedule tells the same story ahead. */
+static void test_schedules_followed(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    booted(t);
+    uint64_t t0 = t->now;
+    /* Level 0 on the whole charge point: 10 A, Relative from receipt. */
+    set_ok(t, sched_req(0, 1, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 10}}, 1));
+    /* Level 1 on connector 2: 16 A, 7 A after 30 s, 12 A after 100 s, for 150 s. */
+    set_ok(t, sched_req(2, 2, 1, "TxDefaultProfile", "Absolute", wall_now(t), 150,
+                        (double[][2]){{0, 16}, {30, 7}, {100, 12}}, 3));
+    assert_float_equal(t->cap[1], 10, 1e-9);
+    assert_float_equal(t->cap[2], 16, 1e-9);
+    double per[MAXF][2];
+    assert_int_equal(composite_of(t, 2, 200, NULL, per), 4);
+    const double want[][2] = {{0, 16}, {30, 7}, {100, 12}, {150, 10}};
+    assert_memory_equal(per, want, sizeof want);
+    assert_int_equal(composite_of(t, 0, 40, NULL, per), 2); /* both, under 16 A each */
+    assert_float_equal(per[0][1], 26, 1e-9);
+    assert_float_equal(per[1][1], 17, 1e-9);
+    assert_int_equal(composite_of(t, 2, 20, "W", per), 1);
+    assert_float_equal(per[0][1], 16 * 690, 1e-9);
+    run_until(t, t0 + 29999);
+    assert_float_equal(t->cap[2], 16, 1e-9);
+    run_until(t, t0 + 30000);
+    assert_float_equal(t->cap[2], 7, 1e-9);
+    assert_int_equal(t->cap_at[2], t0 + 30000); /* woken at the boundary, not later */
+    run_until(t, t0 + 100000);
+    assert_float_equal(t->cap[2], 12, 1e-9);
+    assert_int_equal(t->cap_at[2], t0 + 100000);
+    size_t changed = t->n_changed;
+    run_until(t, t0 + 150000);
+    assert_float_equal(t->cap[2], 10, 1e-9); /* its duration is over: level 0 again */
+    assert_int_equal(t->cap_at[2], t0 + 150000);
+    assert_int_equal(t->n_changed, changed + 1); /* and it is let go */
+    json_t *dump = pw_ocpp_relay_profiles_dump(t->r);
+    assert_int_equal(json_array_size(dump), 1);
+    json_decref(dump);
+
+    /* validFrom / validTo: level 2 on connector 1 at 6 A from 10 s to 20 s from now. */
+    uint64_t t1 = t->now;
+    json_t *req =
+        sched_req(1, 3, 2, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 6}}, 1);
+    char from[32], to[32];
+    pw_ocpp_time_format(wall_now(t) + 10000, from, sizeof from);
+    pw_ocpp_time_format(wall_now(t) + 20000, to, sizeof to);
+    json_t *cs = json_object_get(req, "csChargingProfiles");
+    json_object_set_new(cs, "validFrom", json_string(from));
+    json_object_set_new(cs, "validTo", json_string(to));
+    set_ok(t, req);
+    assert_float_equal(t->cap[1], 10, 1e-9);
+    run_until(t, t1 + 10000);
+    assert_float_equal(t->cap[1], 6, 1e-9);
+    assert_int_equal(t->cap_at[1], t1 + 10000);
+    run_until(t, t1 + 20000);
+    assert_float_equal(t->cap[1], 10, 1e-9);
+    assert_int_equal(t->cap_at[1], t1 + 20000);
+
+    /* Daily from 3 days and 1 hour ago: 8 A, 9 A from the 2nd hour of each day; a
+     * minChargingRate changes nothing. */
+    uint64_t t2 = t->now;
+    req = sched_req(1, 4, 3, "TxDefaultProfile", "Recurring", wall_now(t) - 3 * 86400000 - 3600000,
+                    0, (double[][2]){{0, 8}, {7200, 9}}, 2);
+    json_object_set_new(
+        json_object_get(json_object_get(req, "csChargingProfiles"), "chargingSchedule"),
+        "minChargingRate", json_real(7.5));
+    set_ok(t, req);
+    assert_float_equal(t->cap[1], 8, 1e-9);
+    run_until(t, t2 + 3600000);
+    assert_float_equal(t->cap[1], 9, 1e-9);
+    assert_int_equal(t->cap_at[1], t2 + 3600000);
+    run_until(t, t2 + 23 * 3600000 - 1);
+    assert_float_equal(t->cap[1], 9, 1e-9);
+    run_until(t, t2 + 23 * 3600000);
+    assert_float_equal(t->cap[1], 8, 1e-9); /* a new day */
+    assert_int_equal(t->cap_at[1], t2 + 23 * 3600000);
+    teardown_h(t);
+}
+
+/* Relative: a TxProfile from its transaction's start, a TxDefaultProfile from receipt; the
+ * next deadline is the next boundary. */
+static void test_relative_origins(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    booted(t);
+    char local[PW_OCPP_TXID_LEN];
+    start_tx(t, 1, wall_now(t) - 1000000, local); /* begun 1000 s ago */
+    uint64_t t0 = t->now;
+    size_t changes = t->n_changed;
+    set_ok(t, sched_req(1, 5, 0, "TxProfile", "Relative", 0, 0,
+                        (double[][2]){{0, 6}, {900, 10}, {1200, 14}}, 3));
+    assert_int_equal(t->n_changed, changes + 1);
+    csms_call(t, "x", "SetChargingProfile", profile_req(5, 7, 0, "TxDefaultProfile", "A", 7, 0));
+    assert_string_equal(up_status(t, "x"), "Rejected");
+    csms_call(t, "y", "ClearChargingProfile", json_pack("{s:i}", "id", 99));
+    assert_string_equal(up_status(t, "y"), "Unknown");
+    assert_int_equal(t->n_changed, changes + 1); /* nothing changed */
+    assert_float_equal(t->cap[1], 10, 1e-9);
+    set_ok(t, sched_req(2, 6, 0, "TxDefaultProfile", "Relative", 0, 0,
+                        (double[][2]){{0, 6}, {900, 10}}, 2));
+    assert_float_equal(t->cap[2], 6, 1e-9);
+    pw_ocpp_relay_poll(t->r, t->now, wall_now(t));
+    assert_int_equal(pw_ocpp_relay_next_deadline(t->r), t0 + 60000); /* at most 60 s */
+    run_until(t, t0 + 199999);
+    assert_float_equal(t->cap[1], 10, 1e-9);
+    assert_int_equal(pw_ocpp_relay_next_deadline(t->r), t0 + 200000);
+    run_until(t, t0 + 200000);
+    assert_float_equal(t->cap[1], 14, 1e-9);
+    run_until(t, t0 + 900000);
+    assert_float_equal(t->cap[2], 10, 1e-9);
+    assert_int_equal(t->cap_at[2], t0 + 900000);
+    /* The transaction ends: its TxProfile goes, and so does the need to wake for it. */
+    size_t changed = t->n_changed;
+    stop_tx(t, local);
+    csms_drain(t);
+    assert_int_equal(t->n_changed, changed + 1);
+    assert_true(isinf(t->cap[1]));
+    csms_call(t, "c", "ClearChargingProfile", json_pack("{}"));
+    assert_int_equal(t->n_changed, changed + 2);
+    assert_int_equal(pw_ocpp_relay_next_deadline(t->r), UINT64_MAX);
+    teardown_h(t);
+}
+
+/* The caps of all connectors added up, checked never above the charge point's maximum. */
+static void assert_within(h *t, size_t n, double max)
+{
+    double sum = 0;
+    for (size_t k = 1; k <= n; k++) {
+        assert_float_equal(pw_ocpp_relay_cap(t->r, (int)k), t->cap[k], 1e-9);
+        sum += t->cap[k];
+    }
+    assert_true(sum <= max + 1e-9);
+}
+
+/* ChargePointMaxProfile is for the whole charge point: with 1, 2 and 3 connectors the caps
+ * never add up to more, split among the running transactions (again the moment one starts or
+ * stops), each under its own cap, what one leaves going to the others. */
+static void test_charge_point_max_split(void **state)
+{
+    (void)state;
+    for (size_t n = 1; n <= 3; n++) {
+        h *t = setup_n(n);
+        booted(t);
+        set_ok(t, sched_req(0, 1, 0, "ChargePointMaxProfile", "Relative", 0, 0,
+                            (double[][2]){{0, 30}}, 1));
+        assert_float_equal(pw_ocpp_relay_cap(t->r, 0), 30, 1e-9);
+        for (size_t k = 1; k <= n; k++) /* nothing runs: evenly among all */
+            assert_float_equal(t->cap[k], n == 3 ? 10 : 30.0 / (double)n, 1e-9);
+        assert_within(t, n, 30);
+        char tx1[PW_OCPP_TXID_LEN], tx2[PW_OCPP_TXID_LEN], tx3[PW_OCPP_TXID_LEN];
+        start_tx(t, 1, wall_now(t), tx1);
+        assert_float_equal(t->cap[1], 30, 1e-9);
+        for (size_t k = 2; k <= n; k++)
+            assert_float_equal(t->cap[k], 0, 1e-9);
+        assert_within(t, n, 30);
+        if (n == 1) {
+            /* Its own cap is lower: that holds. */
+            set_ok(t, sched_req(1, 2, 0, "TxDefaultProfile", "Relative", 0, 0,
+                                (double[][2]){{0, 6}}, 1));
+            assert_float_equal(t->cap[1], 6, 1e-9);
+            teardown_h(t);
+            continue;
+        }
+        /* A second transaction: the moment phasewise answers its start, both get half. */
+        pw_ocpp_start_tx s = {.connector = 2, .meter_start_wh = 1, .timestamp_ms = wall_now(t)};
+        pw_strlcpy(s.id_tag, "TAG2", sizeof s.id_tag);
+        const char *id = cp_call(t, "StartTransaction", pw_ocpp_start_req(&s));
+        assert_non_null(local_answer(t, id));
+        assert_float_equal(t->cap[1], 15, 1e-9);
+        assert_float_equal(t->cap[2], 15, 1e-9);
+        assert_within(t, n, 30);
+        snprintf(
+            tx2, sizeof tx2, "%" JSON_INTEGER_FORMAT,
+            json_integer_value(json_object_get(local_answer(t, id)->payload, "transactionId")));
+        csms_drain(t);
+        /* Connector 1 may have 6 A only: the 24 A it leaves go to connector 2. */
+        set_ok(t,
+               sched_req(1, 2, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 6}}, 1));
+        assert_float_equal(t->cap[1], 6, 1e-9);
+        assert_float_equal(t->cap[2], 24, 1e-9);
+        if (n == 3)
+            assert_float_equal(t->cap[3], 0, 1e-9);
+        assert_within(t, n, 30);
+        if (n == 3) {
+            start_tx(t, 3, wall_now(t), tx3);
+            assert_float_equal(t->cap[1], 6, 1e-9);
+            assert_float_equal(t->cap[2], 12, 1e-9);
+            assert_float_equal(t->cap[3], 12, 1e-9);
+            assert_within(t, n, 30);
+        }
+        /* The second one stops: the others share again at once. */
+        stop_tx(t, tx2);
+        assert_float_equal(t->cap[1], 6, 1e-9);
+        if (n == 3) { /* 3 runs: it has the 24 A */
+            assert_float_equal(t->cap[2], 0, 1e-9);
+            assert_float_equal(t->cap[3], 24, 1e-9);
+        } else { /* nothing else runs: idle 2 has what 1 leaves */
+            assert_float_equal(t->cap[2], 24, 1e-9);
+        }
+        assert_within(t, n, 30);
+        /* A lower maximum later in the schedule is split the same way. */
+        set_ok(t, sched_req(0, 1, 0, "ChargePointMaxProfile", "Relative", 0, 0,
+                            (double[][2]){{0, 30}, {60, 10}}, 2));
+        run_until(t, t->now + 60000);
+        assert_within(t, n, 10);
+        assert_float_equal(t->cap[1], n == 3 ? 5 : 6, 1e-9); /* 1 and 3 share 10 A */
+        teardown_h(t);
+    }
+    /* Three idle connectors under 10 A: 3.33 A each, never 10.000001 together. */
+    h *t = setup_n(3);
+    booted(t);
+    set_ok(t, sched_req(0, 1, 0, "ChargePointMaxProfile", "Relative", 0, 0, (double[][2]){{0, 10}},
+                        1));
+    assert_float_equal(t->cap[1], 3.33, 1e-9);
+    assert_within(t, 3, 10);
+    teardown_h(t);
+}
+
+/* The same composite schedules from two relays, then the same caps at several wall times. */
+static void assert_same_caps(h *a, h *b, uint64_t until)
+{
+    size_t total = 0;
+    for (int c = 0; c <= 2; c++) {
+        double pa[MAXF][2], pb[MAXF][2];
+        size_t na = composite_of(a, c, 86400, NULL, pa);
+        assert_int_equal(composite_of(b, c, 86400, NULL, pb), na);
+        assert_memory_equal(pa, pb, na * sizeof pa[0]);
+        total += na;
+    }
+    assert_true(total > 6); /* the schedules do change over the day */
+    while (a->now < until) {
+        uint64_t step = a->now + 7000 < until ? a->now + 7000 : until;
+        run_until(a, step);
+        run_until(b, step);
+        for (int c = 0; c <= 2; c++) {
+            double x = pw_ocpp_relay_cap(a->r, c), y = pw_ocpp_relay_cap(b->r, c);
+            assert_true(x == y || (isinf(x) && isinf(y)));
+        }
+    }
+}
+
+/* The profiles held survive a dump and a load into a fresh relay (as after a restart): the
+ * same caps at every wall time, a Relative one still counted from its first receipt. */
+static void test_dump_load_round_trip(void **state)
+{
+    (void)state;
+    h *a = setup_h();
+    booted(a);
+    char tx_a[PW_OCPP_TXID_LEN], tx_b[PW_OCPP_TXID_LEN];
+    int64_t began = wall_now(a) - 500000;
+    start_tx(a, 1, began, tx_a);
+    /* High enough that idle connector 2 shows its own caps beside connector 1's 11 A. */
+    set_ok(a, sched_req(0, 1, 0, "ChargePointMaxProfile", "Absolute", wall_now(a) - 5000, 0,
+                        (double[][2]){{0, 30}, {40, 25}}, 2));
+    set_ok(a,
+           sched_req(1, 2, 0, "TxProfile", "Relative", 0, 0, (double[][2]){{0, 8}, {530, 11}}, 2));
+    set_ok(a, sched_req(0, 3, 0, "TxDefaultProfile", "Relative", 0, 0,
+                        (double[][2]){{0, 12}, {100, 9}}, 2));
+    /* On connector 2 for 20 s of each day, then 10 A for a minute, then connector 0's. */
+    set_ok(a, sched_req(2, 4, 1, "TxDefaultProfile", "Recurring", wall_now(a) - 50000, 70,
+                        (double[][2]){{0, 5}, {60, 7}}, 2));
+    json_t *w = profile_req(2, 5, 2, "TxDefaultProfile", "W", 2300, 1);
+    json_object_set_new(
+        json_object_get(json_object_get(w, "csChargingProfiles"), "chargingSchedule"), "duration",
+        json_integer(80));
+    set_ok(a, w);
+    /* Time passes before the dump: the Relative ones keep counting from their receipt. */
+    run_until(a, a->now + 12000);
+    json_t *dump = pw_ocpp_relay_profiles_dump(a->r);
+    assert_int_equal(json_array_size(dump), 5);
+    char *text = json_dumps(dump, JSON_COMPACT); /* as the store keeps it */
+    json_decref(dump);
+    json_t *back = json_loads(text, 0, NULL);
+    free(text);
+
+    h *b = setup_h();
+    b->now = a->now;
+    booted(b);
+    start_tx(b, 1, began, tx_b);
+    size_t changed = b->n_changed;
+    assert_int_equal(pw_ocpp_relay_profiles_load(b->r, back, wall_now(b)), 0);
+    assert_int_equal(b->n_changed, changed); /* loading is not a change to keep */
+    assert_same_caps(a, b, a->now + 200000);
+    /* Both let the W one go at its end, and hold the same four. */
+    json_t *d1 = pw_ocpp_relay_profiles_dump(a->r), *d2 = pw_ocpp_relay_profiles_dump(b->r);
+    assert_int_equal(json_array_size(d2), 4);
+    assert_true(json_equal(d1, d2));
+    json_decref(d1);
+    json_decref(d2);
+
+    /* Without its transaction the TxProfile is skipped, as its SetChargingProfile would be. */
+    h *c = setup_h();
+    c->now = b->now;
+    b->reasons[0] = '\0';
+    assert_int_equal(pw_ocpp_relay_profiles_load(c->r, back, wall_now(c)), 1);
+    assert_non_null(strstr(c->reasons, "profile_load"));
+    json_decref(back);
+    teardown_h(a);
+    teardown_h(b);
+    teardown_h(c);
+}
+
+/* A dump that is not one, bad elements and too many: each bad element is skipped with a
+ * reason, nothing else changes, nothing crashes. */
+static void test_dump_load_malformed(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    booted(t);
+    set_ok(t, sched_req(1, 1, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 9}}, 1));
+    json_t *before = pw_ocpp_relay_profiles_dump(t->r);
+    size_t n_cap = t->n_cap;
+    json_t *not_arrays[] = {json_object(), json_string("[]"), json_null(), json_integer(1)};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(pw_ocpp_relay_profiles_load(t->r, not_arrays[i], wall_now(t)), -1);
+        json_decref(not_arrays[i]);
+    }
+    assert_int_equal(pw_ocpp_relay_profiles_load(t->r, NULL, wall_now(t)), -1);
+    json_t *good =
+        sched_req(2, 7, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 5}}, 1);
+    json_t *bad = json_pack(
+        "[i, s, {}, {s:i}, {s:i, s:{}}, o, o, o, o, o, o, o]", 3, "x", "connectorId", 1,
+        "connectorId", 1, "csChargingProfiles",
+        /* connector 9 is not configured */
+        sched_req(9, 8, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, 5}}, 1),
+        /* a TxProfile with no transaction running */
+        sched_req(1, 9, 0, "TxProfile", "Relative", 0, 0, (double[][2]){{0, 5}}, 1),
+        /* a ChargePointMaxProfile on a connector */
+        sched_req(1, 10, 0, "ChargePointMaxProfile", "Relative", 0, 0, (double[][2]){{0, 5}}, 1),
+        /* a negative limit */
+        sched_req(1, 11, 0, "TxDefaultProfile", "Relative", 0, 0, (double[][2]){{0, -5}}, 1),
+        json_pack("{s:i, s:{s:s}}", "connectorId", 1, "csChargingProfiles", "x", "y"),
+        json_pack("{s:i, s:s}", "connectorId", 1, "csChargingProfiles", "no"),
+        json_pack("{s:i, s:s}", "connectorId", -1, "extra", "field"));
+    assert_non_null(bad);
+    /* The same good element with a bad origin, an unknown field: skipped too. */
+    json_t *e = json_deep_copy(good);
+    json_object_set_new(e, "origin", json_string("yesterday"));
+    json_array_append_new(bad, e);
+    e = json_deep_copy(good);
+    json_object_set_new(e, "origin", json_integer(-5));
+    json_array_append_new(bad, e);
+    e = json_deep_copy(good);
+    json_object_set_new(e, "origin", json_integer(INT64_MAX));
+    json_array_append_new(bad, e);
+    e = json_deep_copy(good);
+    json_object_set_new(e, "stowaway", json_true());
+    json_array_append_new(bad, e);
+    size_t n_bad = json_array_size(bad);
+    t->reasons[0] = '\0';
+    assert_int_equal(pw_ocpp_relay_profiles_load(t->r, bad, wall_now(t)), (int)n_bad);
+    assert_non_null(strstr(t->reasons, "profile_load"));
+    assert_int_equal(t->n_cap, n_cap); /* no cap moved */
+    json_t *after = pw_ocpp_relay_profiles_dump(t->r);
+    assert_true(json_equal(before, after));
+    json_decref(after);
+    /* A good one among them is taken. */
+    json_array_append(bad, good);
+    assert_int_equal(pw_ocpp_relay_profiles_load(t->r, bad, wall_now(t)), (int)n_bad);
+    assert_float_equal(t->cap[2], 5, 1e-9);
+    assert_float_equal(t->cap[1], 9, 1e-9);
+    json_decref(bad);
+    json_decref(good);
+    /* Too many: the relay holds 16, the rest are skipped. */
+    json_t *many = json_array();
+    for (int i = 0; i < 40; i++)
+        json_array_append_new(many, sched_req(2, 100 + i, 10 + i, "TxDefaultProfile", "Relative", 0,
+                                              0, (double[][2]){{0, 3 + i * 0.1}}, 1));
+    assert_int_equal(pw_ocpp_relay_profiles_load(t->r, many, wall_now(t)), 40 - 14);
+    json_decref(many);
+    json_t *full = pw_ocpp_relay_profiles_dump(t->r);
+    assert_int_equal(json_array_size(full), 16);
+    json_decref(full);
+    assert_float_equal(t->cap[2], 3 + 13 * 0.1, 1e-9); /* the highest level taken */
+    json_decref(before);
+    teardown_h(t);
+}
+
 static void test_bad_csms_frames(void **state)
 {
     (void)state;
@@ -868,7 +1387,7 @@ static void test_timeouts(void **state)
     uint64_t d = pw_ocpp_relay_next_deadline(t->r);
     assert_int_equal(d, t->now + 30000);
     t->now = d;
-    pw_ocpp_relay_poll(t->r, t->now);
+    pw_ocpp_relay_poll(t->r, t->now, WALL0 + (int64_t)t->now);
     assert_string_equal(last_up(t)->action, "StatusNotification");
     assert_non_null(strstr(t->reasons, "csms_timeout"));
     /* A late answer to the heartbeat is not taken for the status's. */
@@ -880,7 +1399,7 @@ static void test_timeouts(void **state)
     char down_id[PW_OCPP_ID_LEN];
     pw_strlcpy(down_id, down->id, sizeof down_id);
     t->now += 30000;
-    pw_ocpp_relay_poll(t->r, t->now);
+    pw_ocpp_relay_poll(t->r, t->now, WALL0 + (int64_t)t->now);
     size_t n_up = t->n_up;
     cp_answer(t, down_id, json_pack("{s:s}", "status", "Accepted"));
     assert_int_equal(t->n_up, n_up);
@@ -1085,6 +1604,83 @@ static void test_restore_refuses_bad_records(void **state)
     teardown_h(t);
 }
 
+/* How many answers the charge point got to its call id, and the status of the last. */
+static size_t answers_to(h *t, const char *id, const char **status)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_cp; i++)
+        if (t->cp_in[i].kind == PW_OCPP_RESULT && strcmp(t->cp_in[i].id, id) == 0) {
+            n++;
+            *status = json_string_value(
+                json_object_get(json_object_get(t->cp_in[i].payload, "idTagInfo"), "status"));
+        }
+    return n;
+}
+
+static const char *authorize_call(h *t, const char *tag)
+{
+    return cp_call(t, "Authorize", json_pack("{s:s}", "idTag", tag));
+}
+
+static void csms_verdict(h *t, const char *status)
+{
+    char id[PW_OCPP_ID_LEN];
+    assert_string_equal(last_up(t)->action, "Authorize");
+    pw_strlcpy(id, last_up(t)->id, sizeof id);
+    csms_answer(t, id, json_pack("{s:{s:s}}", "idTagInfo", "status", status));
+}
+
+/* authorize "csms": the CSMS's verdict reaches the charge point when it comes in time; late,
+ * with the link down, or the CSMS failing, phasewise's own answer does; verdicts are
+ * remembered for the StartTransaction that follows. */
+static void test_authorize_by_csms(void **state)
+{
+    (void)state;
+    h *t = setup_h();
+    pw_ocpp_relay_free(t->r);
+    t->authorize_csms = true;
+    new_relay(t, 0);
+    cp_call(t, "BootNotification", boot_payload());
+    pw_ocpp_relay_upstream(t->r, true, t->now);
+    csms_drain(t);
+    const char *status = NULL;
+    char id[16];
+    /* In time: the CSMS's Invalid, and only it. */
+    pw_strlcpy(id, authorize_call(t, "CARD-1"), sizeof id);
+    assert_int_equal(answers_to(t, id, &status), 0); /* waits for the CSMS */
+    csms_verdict(t, "Invalid");
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_string_equal(status, "Invalid");
+    enum pw_ocpp_answer v;
+    assert_true(pw_ocpp_relay_verdict(t->r, "CARD-1", t->now, &v));
+    assert_int_equal(v, PW_OCPP_INVALID);
+    assert_false(pw_ocpp_relay_verdict(t->r, "CARD-2", t->now, &v));
+    /* Late: phasewise's answer after the wait; the CSMS's later verdict is remembered, not
+     * sent as a second answer. */
+    pw_strlcpy(id, authorize_call(t, "CARD-2"), sizeof id);
+    assert_true(pw_ocpp_relay_next_deadline(t->r) <= t->now + 5000);
+    t->now += 5000;
+    pw_ocpp_relay_poll(t->r, t->now, WALL0 + (int64_t)t->now);
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_string_equal(status, "Accepted");
+    assert_non_null(strstr(t->reasons, "authorize_late"));
+    csms_verdict(t, "Blocked");
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_true(pw_ocpp_relay_verdict(t->r, "CARD-2", t->now, &v));
+    assert_int_equal(v, PW_OCPP_BLOCKED);
+    /* The link goes while one waits: answered at once. */
+    pw_strlcpy(id, authorize_call(t, "CARD-3"), sizeof id);
+    pw_ocpp_relay_upstream(t->r, false, t->now);
+    assert_int_equal(answers_to(t, id, &status), 1);
+    assert_string_equal(status, "Accepted");
+    /* Down: phasewise's conversation answers (LOCAL); the call still goes up later. */
+    pw_strlcpy(id, authorize_call(t, "CARD-4"), sizeof id);
+    assert_int_equal(answers_to(t, id, &status), 1);
+    /* A verdict is used for an hour. */
+    assert_false(pw_ocpp_relay_verdict(t->r, "CARD-1", t->now + 3600000, &v));
+    teardown_h(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1096,6 +1692,11 @@ int main(void)
         cmocka_unit_test(test_csms_calls_down_and_answers_up),
         cmocka_unit_test(test_profiles_become_caps),
         cmocka_unit_test(test_profile_periods),
+        cmocka_unit_test(test_schedules_followed),
+        cmocka_unit_test(test_relative_origins),
+        cmocka_unit_test(test_charge_point_max_split),
+        cmocka_unit_test(test_dump_load_round_trip),
+        cmocka_unit_test(test_dump_load_malformed),
         cmocka_unit_test(test_bad_csms_frames),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_transaction_while_down),
@@ -1103,6 +1704,7 @@ int main(void)
         cmocka_unit_test(test_queue_survives_restart),
         cmocka_unit_test(test_restart_with_call_in_flight),
         cmocka_unit_test(test_restore_refuses_bad_records),
+        cmocka_unit_test(test_authorize_by_csms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,3 +32,7 @@ pw_unit_test(outbox_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/outbox_test.c
 # The OCPP local controller's upstream queue (storage/ocppq.c).
 pw_unit_test(ocppq_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/ocppq_test.c
              LIBS pw_store pw_store_testutil)
+
+# The local controller's keeper (transport/ocpp_keep.c) on a real loop and database.
+pw_unit_test(ocpp_keep_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/ocpp_keep_test.c
+             LIBS pw_transport pw_store pw_store_testutil)

@@ -1,6 +1,7 @@
 /* phasewise UI entry: the live dashboard (the state document of docs/state.md pushed over the
  * WebSocket at /ws, reconnecting by itself; OCPP chargers with their connection, model, what
- * they did with their limit and the running transaction's tag; an operator's overrides and the
+ * they did with their limit, the running transaction's tag and, as a local controller, the link
+ * to the operator's CSMS with the calls waiting for it; an operator's overrides and the
  * facility limit, with Resume and Clear for an admin), login and first-start setup,
  * and the page router for the history and commissioning views. Plain DOM, no framework,
  * nothing loaded from outside the appliance. Elements carry stable ids and data-* attributes for
@@ -433,14 +434,29 @@ function buildCharger(c) {
 }
 
 /* The OCPP lines of the network cell: the WebSocket connection, what the charge point said it
- * is at boot, and what it did with the last limit. */
+ * is at boot, what it did with the last limit, and with a CSMS upstream its link there. */
 function buildOcpp() {
   const box = el("div", "ocpp small");
   const conn = field("span", "", "ocpp-connected");
   const device = field("div", "muted", "ocpp-device");
   const profile = field("div", "", "ocpp-profile");
-  box.append(conn, device, profile);
-  return { box, conn, device, profile };
+  const upstream = field("div", "", "ocpp-upstream");
+  upstream.title = "the operator's CSMS (local controller): while the link is down the charge " +
+    "point's calls wait and go up in order when it is back; charging goes on";
+  box.append(conn, device, profile, upstream);
+  return { box, conn, device, profile, upstream };
+}
+
+/* The CSMS line: "CSMS connected", "CSMS down: <why> · 12 calls wait", with the CSMS's cap.
+ * o.upstream is there only for a connected charge point with a CSMS set (docs/state.md). */
+function upstreamText(o, capA) {
+  const n = o.upstream_queued || 0;
+  const parts = [];
+  if (o.upstream) parts.push("CSMS " + o.upstream);
+  if (n) parts.push(n + (n === 1 ? " call waits" : " calls wait"));
+  if (typeof capA === "number")
+    parts.push((o.upstream ? "" : "CSMS ") + "cap " + fmt1(capA) + " A");
+  return parts.join(" · ");
 }
 
 function updateOcpp(v, c) {
@@ -471,6 +487,12 @@ function updateOcpp(v, c) {
     (typeof o.writes_today === "number" ? " · " + o.writes_today + " sent today" : "");
   v.ocpp.profile.dataset.value = p;
   v.ocpp.profile.classList.toggle("bad", p === "rejected" || p === "ignored");
+  const up = upstreamText(o, c.csms_cap_a);
+  v.ocpp.upstream.hidden = !up;
+  v.ocpp.upstream.textContent = up;
+  v.ocpp.upstream.dataset.value = o.upstream || "";
+  v.ocpp.upstream.dataset.queued = String(o.upstream_queued || 0);
+  v.ocpp.upstream.classList.toggle("bad", /^down/.test(o.upstream || ""));
 }
 
 function updateCharger(v, c) {

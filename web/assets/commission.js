@@ -11,7 +11,8 @@
  * OCPP charge point's connector; the OCPP section sets up the central system and its charge
  * points (a generated key is shown until saved: the appliance keeps only its hash), the
  * unassigned list offers "Assign" for a charge point that connected, and the tags (RFID cards)
- * are edited here too (docs/ocpp.md). A circuit has a static reserve for its own load that no
+ * are edited here too, with the operator's CSMS when the appliance is a local controller
+ * (docs/ocpp.md). A circuit has a static reserve for its own load that no
  * meter sees (reserve_a), shown in the preview; the status timing per charger kind is edited
  * with the transport's values as placeholders. On a first start (commissioning mode) a note
  * says so, the unassigned list is "discovered on the network" with "Add to the facility", and
@@ -57,6 +58,16 @@ const QUIRKS = [
   ["whole-amps", "whole amperes only"],
 ];
 const AUTHORIZE = [["local_list", "only the tags listed below"], ["accept", "every tag"]];
+/* With a CSMS upstream, who decides on a tag (ocpp.upstream.authorize); it replaces AUTHORIZE. */
+const CSMS_AUTHORIZE = [
+  ["csms", "the CSMS",
+   "its answer when it comes within 5 s, else as below; a verdict it gave is kept an hour, so a " +
+   "blocked card stays blocked while the CSMS is away"],
+  ["charge_point", "the charge point",
+   "every tag is accepted here: the charger's own list and cache decide (the CSMS can send it a " +
+   "list)"],
+  ["local", "phasewise's tag list", "only the tags listed below start a session"],
+];
 const OCPP_DEFAULTS = { listen: "127.0.0.1:8887", tls: false, meter_interval_s: 10,
                         heartbeat_s: 300, min_interval_s: 10, daily_writes: 500,
                         authorize: "local_list", charge_points: [] };
@@ -171,8 +182,9 @@ function readInput(e) {
   }
   case "parent":
     return e.value === "" ? null : e.value;
-  case "password": /* the appliance never sends it back: empty keeps the saved one */
-    return e.value === "" ? null : e.value;
+  case "password": /* the appliance never sends it back: empty keeps the saved one, unless the
+                     * field was cleared on purpose ("" removes it) */
+    return e.value === "" ? (e.dataset.cleared ? "" : null) : e.value;
   case "secret": /* a charge point's new password; left out, the saved one is kept */
     return e.value === "" ? undefined : e.value;
   case "json": { /* not JSON yet: sent as text, and the appliance says what it must be */
@@ -1222,12 +1234,161 @@ function cpCard(cp, j) {
   url.append(el("span", "fld-label", "Central system URL for the charger"), code,
              el("p", "muted small", securityText(cp)));
   grid.append(pw, url);
+  if (csmsOn()) grid.append(cpCsms(cp, base));
   card.appendChild(grid);
   card.appendChild(actionButton("Remove charge point", () => {
     cm.draft.ocpp.charge_points.splice(j, 1);
     render();
   }));
   return card;
+}
+
+/* ---- the local controller: the operator's CSMS (docs/ocpp.md "Local controller") ---- */
+
+/* Why the appliance would refuse url as ocpp.upstream.url (config/config.c
+ * parse_ocpp_upstream: ws:// or wss://, printable ASCII without spaces, an address after the
+ * scheme), or "" when it takes it. */
+function csmsUrlProblem(url) {
+  const m = /^(wss?):\/\/(.*)$/.exec(url);
+  if (!m) return "Not a CSMS URL: it starts with ws:// or wss://.";
+  if (/[^\x21-\x7e]/.test(url)) return "Not a CSMS URL: no spaces or non-ASCII characters.";
+  if (m[2] === "" || m[2][0] === "/" || m[2][0] === ":")
+    return "Not a CSMS URL: the CSMS's address comes after " + m[1] + "://.";
+  return "";
+}
+
+/* What the appliance takes but an installer should know, or "". */
+function csmsUrlNote(url, ids) {
+  const host = url.replace(/^wss?:\/\//, "").split("/")[0].replace(/:\d*$/, "");
+  if (!/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\])$/.test(host))
+    return "Give a numeric address: a host name is resolved while every other connection and " +
+      "the balancer wait.";
+  const last = url.replace(/\/+$/, "").split("/").pop();
+  if (ids.includes(last))
+    return "Leave the charge point id out: phasewise appends each one's own id.";
+  return "";
+}
+
+/* The URL the charge point id connects to at the CSMS: the configured one and "/<id>", as
+ * transport/ocpp.c builds it. */
+function csmsUrlFor(id) {
+  const base = cm.draft.ocpp.upstream.url;
+  return base + (base.endsWith("/") ? "" : "/") + id;
+}
+
+function csmsOn() {
+  const up = cm.draft.ocpp && cm.draft.ocpp.upstream;
+  return !!(up && up.url);
+}
+
+/* The group in the OCPP section; only the URL while it is empty (off). */
+function csmsGroup() {
+  const d = cm.draft;
+  /* An emptied URL turns the local controller off: the rest goes with it, so that a CA file
+   * left behind is not refused for a URL that is gone. */
+  if (d.ocpp.upstream && !d.ocpp.upstream.url) delete d.ocpp.upstream;
+  const on = csmsOn();
+  if (on && d.ocpp.upstream.authorize === undefined) d.ocpp.upstream.authorize = "charge_point";
+  const g = el("fieldset", "cfg-card csms");
+  g.dataset.path = "ocpp.upstream";
+  g.dataset.section = "csms";
+  g.dataset.on = String(on);
+  g.appendChild(el("legend", "", "Operator's CSMS (local controller)"));
+  g.appendChild(el("p", "muted small", on
+    ? "phasewise stays these charge points' central system and connects to the operator's CSMS " +
+      "for each of them, under its id: the CSMS bills and runs its app, phasewise balances."
+    : "Off. With a CSMS URL, phasewise passes the charge points' traffic on to an operator's " +
+      "CSMS (billing, driver app) and still balances them; the chargers keep phasewise's URL."));
+  const grid = el("div", "fld-grid");
+  const url = input("ocpp.upstream.url", "text", { rerender: true,
+                                                   placeholder: "ws://10.0.0.5:9000/ocpp" });
+  url.spellcheck = false;
+  const urlFld = fld("CSMS URL, without the charge point id", url, undefined, true);
+  const check = el("span", "small", "");
+  check.dataset.field = "csms-url-check";
+  const ids = d.ocpp.charge_points.map((x) => x.id);
+  const showCheck = () => {
+    const v = url.value; /* as sent: the appliance refuses a stray space too */
+    const problem = v ? csmsUrlProblem(v) : "";
+    check.textContent = problem || (v ? csmsUrlNote(v, ids) : "");
+    check.className = "small " + (problem ? "bad" : "muted");
+    check.dataset.value = problem ? "bad" : "ok";
+    check.hidden = !check.textContent;
+  };
+  url.addEventListener("input", showCheck);
+  showCheck();
+  urlFld.appendChild(check);
+  grid.appendChild(urlFld);
+  if (on) {
+    const wss = d.ocpp.upstream.url.startsWith("wss://");
+    /* Only TLS uses it; one left from a wss:// URL stays visible so its error can show. */
+    if (wss || d.ocpp.upstream.ca_file)
+      grid.appendChild(fld("CA file (PEM)", input("ocpp.upstream.ca_file", "text", {
+        placeholder: "system CAs", optional: true }), undefined, true));
+    const auth = input("ocpp.upstream.authorize", "text",
+                       { choices: CSMS_AUTHORIZE, rerender: true });
+    grid.appendChild(fld("Tags decided by", auth));
+    const why = el("ul", "small csms-authorize");
+    for (const [v, t, text] of CSMS_AUTHORIZE) {
+      const li = el("li", v === d.ocpp.upstream.authorize ? "" : "muted", t + ": " + text + ".");
+      li.dataset.authorize = v;
+      why.appendChild(li);
+    }
+    why.appendChild(el("li", "", "This replaces \u201cTags accepted\u201d above while a CSMS " +
+                                 "is set."));
+    grid.appendChild(why);
+  }
+  g.appendChild(grid);
+  return g;
+}
+
+/* A charge point's part of the local controller: its URL at the CSMS and the password the CSMS
+ * expects of it (write-only: "set" or "not set"; a new value replaces it, empty keeps it,
+ * "Clear" removes it on the next save). */
+function cpCsms(cp, base) {
+  const box = el("div", "cp-password cp-csms wide");
+  box.dataset.field = "csms";
+  const path = base + ".upstream_password";
+  const saved = !!cp.upstream_password_set;
+  const key = input(path, "password", {
+    placeholder: saved ? "saved: type to replace" : "none" });
+  key.autocomplete = "off";
+  key.spellcheck = false;
+  if (cp.upstream_password === "") key.dataset.cleared = "1";
+  const state = el("span", "small");
+  state.dataset.field = "upstream-password-state";
+  state.dataset.value = String(saved);
+  const showState = () => {
+    state.textContent = key.value !== "" ? "replaced when saved"
+      : key.dataset.cleared && saved ? "removed when saved"
+      : saved ? "set" : "not set";
+  };
+  key.addEventListener("input", showState);
+  showState();
+  box.append(fld("Password at the CSMS", key), state);
+  if (saved && !key.dataset.cleared) {
+    const clear = el("button", "button-quiet small", "Clear");
+    clear.type = "button";
+    clear.dataset.clearUpstream = cp.id || "";
+    clear.addEventListener("click", () => {
+      cp.upstream_password = "";
+      markDirty();
+      render();
+    });
+    box.appendChild(clear);
+  }
+  const bad = csmsUrlProblem(cm.draft.ocpp.upstream.url);
+  const code = el("code", bad ? "muted" : "", bad ? "(once the CSMS URL above is right)"
+                                                  : csmsUrlFor(cp.id || "ID"));
+  code.dataset.field = "csms-url";
+  const where = el("div", "cp-url wide");
+  where.append(el("span", "fld-label", "Its URL at the CSMS"), code,
+               el("p", "muted small", "Register it at the CSMS under the same id" +
+                  ((saved && !key.dataset.cleared) || cp.upstream_password
+                    ? ", with this password (HTTP Basic, user name: the charge point id)."
+                    : ", without a password.")));
+  box.appendChild(where);
+  return box;
 }
 
 /* The OCPP 1.6J central system (docs/ocpp.md); absent from the config until it is set up. */
@@ -1267,6 +1428,7 @@ function ocppSection() {
   reach.hidden = !notes.length;
   for (const n of notes) reach.appendChild(el("li", "", n));
   s.appendChild(reach);
+  s.appendChild(csmsGroup());
   const cards = el("div", "cfg-cards");
   cards.dataset.path = "ocpp.charge_points";
   d.ocpp.charge_points.forEach((cp, j) => cards.appendChild(cpCard(cp, j)));
