@@ -35,13 +35,17 @@ OCPP = {"b01": ("GB-01", 1), "b03": ("GB-03", 1), "b04": ("GB-04", 1), "b05": ("
         "b06": ("GB-56", 2)}
 CPS = sorted({cp for cp, _ in OCPP.values()})
 UP_PASSWORD = "gb03-csms-authorization-01"  # the CSMS asks GB-03 for it
-# Transaction ids of the two CSMS runs, far apart and far above phasewise's own: an id at the
-# CSMS tells which CSMS gave it, and one phasewise forgot to map is never mistaken for one.
+# Transaction ids of the two CSMS runs, far apart and far from phasewise's own (numbers from the
+# wall clock): an id at the CSMS tells which CSMS gave it, and one phasewise forgot to map is
+# never mistaken for one.
 TX_BASE = (500000, 900000)
 # (CSMS up at first, CSMS away, phasewise killed this far into it, down for, after the CSMS is
-# back before the charge points stop, sim speed, cars a day) in real seconds.
-MODES = {"short": dict(up_s=12, away_s=40, kill_at_s=16, down_s=3, after_s=8, speed=240,
-                       cars=40, drain_s=90),
+# back before the charge points stop, sim speed, cars a day) in real seconds. The short run kills
+# phasewise on the simulated clock instead, at kill_sim_s, and keeps it dead for 8 s (a reboot):
+# the cars of seed 11 arrive at b06 and b03 at 7000 and 7182 simulated s, so every run has cars
+# arriving while phasewise is dead, longer than the reaction window.
+MODES = {"short": dict(up_s=12, away_s=40, kill_at_s=16, kill_sim_s=6900, down_s=8, after_s=8,
+                       speed=240, cars=40, drain_s=90),
          "long": dict(up_s=20, away_s=300, kill_at_s=150, down_s=5, after_s=20, speed=120,
                       cars=60, drain_s=120)}
 FRAME = re.compile(r"ocpp (\S+) ([<>]) (\[.*)$")
@@ -140,6 +144,20 @@ class SimTruth:
 
 def canon(action, payload):
     return action + " " + json.dumps(payload, sort_keys=True)
+
+
+def sim_now_ms(report):
+    """The simulated time of the report's last whole line (read from its end: it grows fast)."""
+    with open(report, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 16384))
+        lines = f.read().split(b"\n")
+    for raw in reversed(lines[1:-1] if len(lines) > 2 else lines):
+        try:
+            return json.loads(raw)["t_ms"]
+        except ValueError:
+            continue
+    return 0
 
 
 def csms_view(csmses):
@@ -289,6 +307,9 @@ def main():
     ap.add_argument("--phasewise", required=True)
     ap.add_argument("--sim", required=True)
     ap.add_argument("--mode", choices=sorted(MODES), default="short")
+    ap.add_argument("--kill-at-sim", type=float, default=None,
+                    help="simulated second at which phasewise is killed (0: after kill_at_s of "
+                         "the outage, in real time)")
     ap.add_argument("--no-kill", action="store_true",
                     help="leave out step c (the SIGKILL): to check the rest on a build whose "
                          "relay queue does not survive a restart")
@@ -341,7 +362,12 @@ def main():
                 for c in fc.state(port)["chargers"] if c["id"] in OCPP), 15)
             log(f"b) CSMS stopped: upstream "
                 f"{fc.state(port)['chargers'][0]['ocpp']['upstream']!r}")
-            fc.sleep_watch(m["kill_at_s"] - (time.monotonic() - t_away), [pw, sim])
+            kill_sim_s = m.get("kill_sim_s") if args.kill_at_sim is None else args.kill_at_sim
+            if kill_sim_s:
+                pwtest.wait_for(f"simulated {kill_sim_s} s", lambda: (
+                    sim_now_ms(sim.report) >= kill_sim_s * 1000), m["kill_at_s"] + 20, 0.05)
+            else:
+                fc.sleep_watch(m["kill_at_s"] - (time.monotonic() - t_away), [pw, sim])
 
             # ---- c) phasewise SIGKILLed and restarted while the CSMS is away ---------------
             truth.read()
@@ -355,7 +381,8 @@ def main():
                 pw.send_signal(signal.SIGKILL)
                 pw.wait(5)
                 log(f"c) phasewise SIGKILLed {time.monotonic() - t_away:.0f} s into the "
-                    f"outage, {before_kill} calls answered and waiting for the CSMS")
+                    f"outage (simulated {sim_now_ms(sim.report) / 1000:.0f} s), {before_kill} "
+                    f"calls answered and waiting for the CSMS")
                 fc.sleep_watch(m["down_s"], [sim])
                 pw = fc.start_appliance(procs, tmp, cfg_path, port, args.phasewise,
                                         name="phasewise-2")
