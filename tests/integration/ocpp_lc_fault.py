@@ -13,8 +13,9 @@ any time (the simulator's ground truth).
 
 The truth is the simulator's own record of what it sent and what phasewise answered (its debug
 log of every frame), never what the CSMS saw. `--mode short` (ctest ocpp_lc_fault): the CSMS away
-about 40 s; `--mode long` (ocpp_lc_fault_long, label soak): away 5 minutes, more cars. Loopback
-only; skipped (77) without the npm peers."""
+about 40 s, phasewise dead for 8 s while two cars arrive (on the simulated clock, so every run);
+`--mode long` (ocpp_lc_fault_long, label soak): away 5 minutes, more cars. `--no-kill` leaves the
+restart out. Loopback only; skipped (77) without the npm peers."""
 import argparse
 import collections
 import json
