@@ -7,49 +7,41 @@
 #include <string.h>
 
 /* Whether adding amount at the lines of mask to charger k's path keeps every row it tightens
- * within its cap. On failure *block is the first row that refused. */
+ * (the rows it loads) within its cap. On failure *block is the first row that refused. */
 static bool fits(const pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
 {
     const bal_row *rows = b->rows;
-    BAL_FOR_PATH(b, k, mask, p)
+    BAL_FOR_POS(b, BAL_GROUP(b, k, mask), p)
     {
-        const bal_row *r = &rows[p->row];
-        if (p->c > 0 && r->a + p->c * amount > r->cap + 1e-9) {
-            *block = (int)p->row;
+        const bal_row *r = &rows[*p];
+        if (r->a + amount > r->cap + 1e-9) {
+            *block = (int)*p;
             return false;
         }
     }
     return true;
 }
 
-/* fits() and, when it does, add_load() in one walk: each row takes its new load at once and
- * gets its old one back (exactly, from a copy) if a later row refuses. */
-static bool fits_add(pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
-{
-    bal_row *rows = b->rows;
-    double *old = b->path_a;
-    size_t n = 0;
-    BAL_FOR_PATH(b, k, mask, p)
-    {
-        bal_row *r = &rows[p->row];
-        double a = r->a + p->c * amount;
-        if (p->c > 0 && a > r->cap + 1e-9) {
-            *block = (int)p->row;
-            for (const bal_prow *q = p - n; q < p; q++)
-                rows[q->row].a = old[q - (p - n)];
-            return false;
-        }
-        old[n++] = r->a;
-        r->a = a;
-    }
-    return true;
-}
-
+/* Adds amount at the lines of mask along charger k's path: loaded rows take it, unloaded rows
+ * (coefficient -1) give it up; exactly what adding the coefficient times amount gives. */
 static void add_load(pw_bal *b, size_t k, uint8_t mask, double amount)
 {
     bal_row *rows = b->rows;
-    BAL_FOR_PATH(b, k, mask, p)
-    rows[p->row].a += p->c * amount;
+    size_t g = BAL_GROUP(b, k, mask);
+    BAL_FOR_POS(b, g, p)
+    rows[*p].a += amount;
+    BAL_FOR_NEG(b, g, p)
+    rows[*p].a -= amount;
+}
+
+/* fits() and, when it does, add_load(). The rows are distinct, so checking each before adding
+ * to any refuses at the same row as adding along the path would. */
+static bool fits_add(pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
+{
+    if (!fits(b, k, mask, amount, block))
+        return false;
+    add_load(b, k, mask, amount);
+    return true;
 }
 
 /* Why a minimum did not fit on row j: the facility itself has no room, higher classes took it,
@@ -345,15 +337,20 @@ static void grp_apply(pw_bal *b, int sign)
         bal_grp *q = &b->grp[g];
         double dv = sign * q->dv, w = sign * q->w;
         int n = sign * q->n;
-        for (const bal_prow *p = b->prows + b->prow_at[g], *end = b->prows + b->prow_at[g + 1];
-             p < end; p++) {
-            bal_row *r = &rows[p->row];
-            double c = p->c;
-            r->a += c * dv;
-            r->b -= c * w;
-            r->npos -= c > 0 ? n : 0;
-            if (sign > 0 && c < 0)
-                touch(b, p->row);
+        BAL_FOR_POS(b, g, p)
+        {
+            bal_row *r = &rows[*p];
+            r->a += dv;
+            r->b -= w;
+            r->npos -= n;
+        }
+        BAL_FOR_NEG(b, g, p)
+        {
+            bal_row *r = &rows[*p];
+            r->a -= dv;
+            r->b += w;
+            if (sign > 0)
+                touch(b, *p);
         }
         *q = (bal_grp){0, 0, 0};
     }
@@ -368,15 +365,20 @@ static void start_rising(pw_bal *b, size_t k)
     /* Copies: a store to a row could be to the plan as far as the compiler knows. */
     double dv = pl->floor - pl->x, w = pl->w;
     bal_row *rows = b->rows;
-    BAL_FOR_PATH(b, k, pl->mask, p)
+    size_t g = BAL_GROUP(b, k, pl->mask);
+    BAL_FOR_POS(b, g, p)
     {
-        bal_row *r = &rows[p->row];
-        double c = p->c;
-        r->a -= c * dv;
-        r->b += c * w;
-        r->npos += c > 0;
-        if (c > 0)
-            touch(b, p->row);
+        bal_row *r = &rows[*p];
+        r->a -= dv;
+        r->b += w;
+        r->npos++;
+        touch(b, *p);
+    }
+    BAL_FOR_NEG(b, g, p)
+    {
+        bal_row *r = &rows[*p];
+        r->a += dv;
+        r->b -= w;
     }
     pl->st = ST_RISE;
 }
@@ -518,12 +520,12 @@ static double raise_alone(pw_bal *b, size_t k)
     if (pl->st != ST_FROZEN || pl->val >= pl->hi - 1e-9)
         return 0;
     double room = pl->hi - pl->val;
-    BAL_FOR_PATH(b, k, pl->mask, p)
+    BAL_FOR_POS(b, BAL_GROUP(b, k, pl->mask), p)
     {
-        /* A positive coefficient is 1 (bal_prow): the room is the row's, with no division. */
-        const bal_row *r = &b->rows[p->row];
+        /* The coefficient is 1: the room is the row's, with no division. */
+        const bal_row *r = &b->rows[*p];
         double left = r->cap - r->a;
-        room = p->c > 0 && left < room ? left : room;
+        room = left < room ? left : room;
     }
     if (room <= 1e-9)
         return 0;

@@ -12,13 +12,6 @@
 #define BAL_EPS  1e-9
 #define BAL_HIST 6 /* buckets of the stale-meter history, each meter_history_ms / BAL_HIST long */
 
-/* A constraint row on a charger's path and the coefficient the charger's line mask has in it. */
-typedef struct bal_prow {
-    double c; /* -1 or 1 (never 0: rows a mask does not load are left out), as a double so that
-                 the hot loops need no conversion; c * x is exactly what the int would give */
-    uint32_t row;
-} bal_prow;
-
 /* The earliest level at which a row of a block of rows fills up, and that row. */
 typedef struct bal_blk {
     double t;
@@ -254,18 +247,21 @@ struct pw_bal {
     size_t n_slots;    /* the most metered nodes on any path from a node to the root */
     bal_plan *plan;
     bal_row *rows;
-    /* Per node and line mask, the rows of its path that the mask loads or unloads, the node's
-     * own first, then up to the root: runs walk a flat array instead of the tree, and skip the
-     * rows a car's phases do not touch. */
-    bal_prow *prows;
-    uint32_t *prow_at; /* n_nodes * 8 + 1 offsets: node n, mask m is [n * 8 + m, n * 8 + m + 1) */
-    double *path_a;    /* scratch: a value per row of the longest path */
-    size_t *dfs_node;  /* nodes in depth-first preorder */
-    uint32_t *dfs_ch;  /* chargers in the depth-first order of their nodes */
-    uint8_t *rising;   /* by dfs_ch position: the charger's line mask while it is ST_FLOOR or
-                          ST_RISE, else 0 (cm[0] is 0), so that a full row finds the chargers below
-                          its node that it stops without reading every plan */
-    bal_key *order;    /* admission order of the wanting chargers */
+    /* Per node and line mask (a group, g = node * 8 + mask), the rows of its path that the mask
+     * loads (coefficient 1), then those it unloads (-1, imbalance rows), each in path order: the
+     * node's own first, then up to the root. Runs walk a flat array of row numbers instead of the
+     * tree, skip the rows a car's phases do not touch, and add or subtract without reading a
+     * coefficient. Group g's rows are [path_at[g], path_neg[g]) and [path_neg[g], path_at[g + 1]).
+     */
+    uint32_t *path_rows;
+    uint32_t *path_at;  /* n_nodes * 8 + 1 offsets */
+    uint32_t *path_neg; /* n_nodes * 8: where the unloaded rows start */
+    size_t *dfs_node;   /* nodes in depth-first preorder */
+    uint32_t *dfs_ch;   /* chargers in the depth-first order of their nodes */
+    uint8_t *rising;    /* by dfs_ch position: the charger's line mask while it is ST_FLOOR or
+                           ST_RISE, else 0 (cm[0] is 0), so that a full row finds the chargers below
+                           its node that it stops without reading every plan */
+    bal_key *order;     /* admission order of the wanting chargers */
     size_t n_order;
     bal_key *events; /* water-filling: floor ends [0, n_ch), caps [n_ch, 2 n_ch) */
     bal_key *tmp;    /* sort scratch */
@@ -315,11 +311,19 @@ struct pw_bal {
  * rows' base; writes plan mode/mask/val/st/bind/block/pause and rows a. */
 void bal__allocate(pw_bal *b);
 
-/* The rows of charger k's path with a nonzero coefficient at line mask m, as bal_prow *p. */
-#define BAL_FOR_PATH(b, k, m, p)                                                                   \
-    for (const bal_prow *                                                                          \
-             p = (b)->prows + (b)->prow_at[(size_t)(b)->plan[k].node * 8 + (m)],                   \
-            *p##_end_ = (b)->prows + (b)->prow_at[(size_t)(b)->plan[k].node * 8 + (m) + 1];        \
+/* Charger k's group at line mask m (pw_bal.path_rows). */
+#define BAL_GROUP(b, k, m) ((size_t)(b)->plan[k].node * 8 + (m))
+
+/* The rows group g loads (coefficient 1), in path order, as const uint32_t *p. */
+#define BAL_FOR_POS(b, g, p)                                                                       \
+    for (const uint32_t *p = (b)->path_rows + (b)->path_at[g],                                     \
+                        *p##_end_ = (b)->path_rows + (b)->path_neg[g];                             \
+         p < p##_end_; p++)
+
+/* The rows group g unloads (coefficient -1), as const uint32_t *p. */
+#define BAL_FOR_NEG(b, g, p)                                                                       \
+    for (const uint32_t *p = (b)->path_rows + (b)->path_neg[g],                                    \
+                        *p##_end_ = (b)->path_rows + (b)->path_at[(g) + 1];                        \
          p < p##_end_; p++)
 
 /* The metered nodes on charger k's path, nearest first. */

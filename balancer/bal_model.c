@@ -2,6 +2,7 @@
  * needs is sized here) and the measurement inputs. */
 #include "bal_int.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -359,33 +360,35 @@ static void build_rows(pw_bal *b)
     b->n_rows = j;
 }
 
-/* The path rows of every node and line mask (pw_bal.prows): counted, then filled. */
+/* The path rows of every node and line mask (pw_bal.path_rows): counted, then filled, the
+ * rows with coefficient 1 before those with -1. */
 static void build_paths(pw_bal *b)
 {
-    size_t total = 0, longest = 1;
+    size_t total = 0;
     for (int pass = 0; pass < 2; pass++) {
         total = 0;
-        for (size_t n = 0; n < b->n_nodes; n++)
-            for (unsigned m = 0; m < 8; m++) {
-                size_t from = total;
-                if (pass)
-                    b->prow_at[n * 8 + m] = (uint32_t)total;
-                for (int up = (int)n; up >= 0; up = b->nodes[up].spec.parent) {
+        for (size_t g = 0; g < b->n_nodes * 8; g++) {
+            if (pass)
+                b->path_at[g] = (uint32_t)total;
+            for (int sign = 1; sign >= -1; sign -= 2) {
+                if (pass && sign < 0)
+                    b->path_neg[g] = (uint32_t)total;
+                for (int up = (int)(g / 8); up >= 0; up = b->nodes[up].spec.parent) {
                     const bal_node *node = &b->nodes[up];
                     for (size_t j = node->row0; j < node->row0 + node->nrows; j++) {
-                        int c = b->rows[j].cm[m];
-                        if (c && pass)
-                            b->prows[total] = (bal_prow){c, (uint32_t)j};
-                        total += c != 0;
+                        int c = b->rows[j].cm[g % 8];
+                        assert(c >= -1 && c <= 1); /* the walks add or subtract the amount */
+                        if (c == sign && pass)
+                            b->path_rows[total] = (uint32_t)j;
+                        total += c == sign;
                     }
                 }
-                longest = total - from > longest ? total - from : longest;
             }
+        }
         if (!pass)
-            b->prows = pw_xcalloc(total ? total : 1, sizeof *b->prows);
+            b->path_rows = pw_xcalloc(total ? total : 1, sizeof *b->path_rows);
     }
-    b->prow_at[b->n_nodes * 8] = (uint32_t)total;
-    b->path_a = pw_xcalloc(longest, sizeof *b->path_a);
+    b->path_at[b->n_nodes * 8] = (uint32_t)total;
 }
 
 /* The nearest metered node at or above node n, -1 if none. */
@@ -541,7 +544,8 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->n_blk = n_blk;
     b->blk = pw_xcalloc(n_blk ? n_blk : 1, sizeof *b->blk);
     b->blk_dirty = pw_xcalloc(n_blk ? n_blk : 1, sizeof *b->blk_dirty);
-    b->prow_at = pw_xcalloc(b->n_nodes * 8 + 1, sizeof *b->prow_at);
+    b->path_at = pw_xcalloc(b->n_nodes * 8 + 1, sizeof *b->path_at);
+    b->path_neg = pw_xcalloc(b->n_nodes * 8, sizeof *b->path_neg);
     build_paths(b);
     build_slots(b);
     for (size_t k = 0; k < b->n_ch; k++)
@@ -566,9 +570,9 @@ void pw_bal_free(pw_bal *b)
     free(b->trans_acc);
     free(b->plan);
     free(b->rows);
-    free(b->prows);
-    free(b->prow_at);
-    free(b->path_a);
+    free(b->path_rows);
+    free(b->path_at);
+    free(b->path_neg);
     free(b->dfs_node);
     free(b->dfs_ch);
     free(b->rising);

@@ -140,11 +140,11 @@ static int binding_row(const pw_bal *b, size_t k)
         if (r->cm[pl->mask] > 0 && r->cap - r->a <= tight)
             return pl->bind;
     }
-    BAL_FOR_PATH(b, k, pl->mask, p)
+    BAL_FOR_POS(b, BAL_GROUP(b, k, pl->mask), p)
     {
-        const bal_row *r = &b->rows[p->row];
-        if (p->c > 0 && r->cap - r->a <= tight)
-            return (int)p->row;
+        const bal_row *r = &b->rows[*p];
+        if (r->cap - r->a <= tight)
+            return (int)*p;
     }
     return -1;
 }
@@ -192,50 +192,49 @@ static void decide_bound(const pw_bal *b, size_t k, bal_why *w, double *x, doubl
     }
 }
 
-/* Decides the reason of charger k: the code and everything its sentence shows. */
-static bal_why decide(const pw_bal *b, size_t k, uint64_t now)
+/* Decides the reason of charger k into *w: the code and everything its sentence shows. */
+static void decide(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
 {
     const bal_plan *pl = &b->plan[k];
     const bal_ch *c = &b->ch[k];
     const pw_bal_result *r = &b->res[k];
-    bal_why w = {.row = -1, .stale = -1, .cap = -1};
+    *w = (bal_why){.row = -1, .stale = -1, .cap = -1};
     double x = 0, y = 0; /* amperes shown */
     if (!pl->online || pl->overdue) {
-        w.code = PW_REASON_OFFLINE;
-        w.variant = pl->overdue ? 2 : c->has_meas;
-        w.n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
+        w->code = PW_REASON_OFFLINE;
+        w->variant = pl->overdue ? 2 : c->has_meas;
+        w->n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
         x = largest(pl->fixed);
         y = pl->overdue ? c->prev_limit : 0;
     } else if (c->m.car == PW_CAR_FAULT) {
-        w.code = PW_REASON_FAULT;
+        w->code = PW_REASON_FAULT;
     } else if (!pl->want) {
-        w.code = c->op_paused ? PW_REASON_PAUSED_OPERATOR : PW_REASON_NO_CAR;
+        w->code = c->op_paused ? PW_REASON_PAUSED_OPERATOR : PW_REASON_NO_CAR;
     } else if (pl->held) {
-        w.code = PW_REASON_WAITING_CUTS;
-        w.variant = pl->own_wait ? 2 : pl->val > 0;
+        w->code = PW_REASON_WAITING_CUTS;
+        w->variant = pl->own_wait ? 2 : pl->val > 0;
         x = pl->target;
     } else if (pl->val <= 0) {
-        w.row = pl->block;
-        w.code = pl->susp ? PW_REASON_SUSPENDED : pl->pause;
-        w.variant = pl->susp ? 0 : r->next_turn_ms > now;
+        w->row = pl->block;
+        w->code = pl->susp ? PW_REASON_SUSPENDED : pl->pause;
+        w->variant = pl->susp ? 0 : r->next_turn_ms > now;
         x = pl->lo;
-        w.n = r->next_turn_ms > now ? (r->next_turn_ms - now + 59999) / 60000 : 0;
+        w->n = r->next_turn_ms > now ? (r->next_turn_ms - now + 59999) / 60000 : 0;
     } else if (pl->susp) {
-        w.code = PW_REASON_SUSPENDED;
-        w.variant = 1;
+        w->code = PW_REASON_SUSPENDED;
+        w->variant = 1;
         x = pl->lo;
     } else {
         /* A raise to the charger's own limit is never held back by the hysteresis
          * (apply_dynamics), so a charger bound by its own demand is at it. */
-        decide_bound(b, k, &w, &x, &y);
+        decide_bound(b, k, w, &x, &y);
     }
-    w.one_phase = pl->want && pl->val > 0 && pl->mode == 1;
-    w.cap = row_cap(b, w.row);
+    w->one_phase = pl->want & (pl->val > 0) & (pl->mode == 1);
+    w->cap = row_cap(b, w->row);
     /* Amperes are shown to a tenth: a change below that is no new sentence. (A draw of 0 or
      * less shows as 0 either way.) */
-    w.x = tenths(x);
-    w.y = y > 0 ? tenths(y) : 0;
-    return w;
+    w->x = tenths(x);
+    w->y = y > 0 ? tenths(y) : 0;
 }
 
 static bool same_why(const bal_why *x, const bal_why *y)
@@ -391,7 +390,8 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
 void bal__reason(pw_bal *b, size_t k, uint64_t now)
 {
     pw_bal_result *r = &b->res[k];
-    bal_why w = decide(b, k, now);
+    bal_why w;
+    decide(b, k, now, &w);
     r->reason = w.code;
     r->bind_node = w.row >= 0 ? b->rows[w.row].node : -1;
     r->bind_line = w.row >= 0 ? b->rows[w.row].line : 0;

@@ -445,6 +445,12 @@ static void build_order(pw_bal *b, const uint32_t *fresh, size_t n_fresh)
     bal__sort(b->order, b->tmp, n);
 }
 
+/* Per line mask, all ones on the lines it loads and zeros on the others (set_lines). */
+static const uint64_t lane[8][PW_LINES] = {
+    {0, 0, 0},     {~0ull, 0, 0},     {0, ~0ull, 0},     {~0ull, ~0ull, 0},
+    {0, 0, ~0ull}, {~0ull, 0, ~0ull}, {0, ~0ull, ~0ull}, {~0ull, ~0ull, ~0ull},
+};
+
 /* v on the lines in mask, 0 on the others. By masking bits, without a branch: the masks of
  * consecutive chargers differ at random, and a mispredicted branch costs more than this. */
 static void set_lines(double line[PW_LINES], uint8_t mask, double v)
@@ -452,7 +458,7 @@ static void set_lines(double line[PW_LINES], uint8_t mask, double v)
     uint64_t bits;
     memcpy(&bits, &v, sizeof bits);
     for (size_t l = 0; l < PW_LINES; l++) {
-        uint64_t on = bits & (0 - (uint64_t)((mask >> l) & 1u));
+        uint64_t on = bits & lane[mask & 7][l];
         memcpy(&line[l], &on, sizeof on);
     }
 }
@@ -534,14 +540,12 @@ static void prev_lines_now(const pw_bal *b, size_t k, double line[PW_LINES])
 /* Held: what charger k offers until its raise is allowed. The held load must exceed neither
  * the previous offer (that would be a raise) nor the target (that could overload) on any line:
  * the smaller current, in whichever of the two phase modes satisfies both, else nothing. */
-static void hold_prev(pw_bal *b, size_t k)
+static void hold_prev(pw_bal *b, size_t k, const double prev[PW_LINES])
 {
     const bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
     double v = c->prev_limit < pl->target ? c->prev_limit : pl->target;
     uint8_t modes[2] = {c->prev_mode, pl->tmode};
-    double prev[PW_LINES];
-    prev_lines_now(b, k, prev);
     pl->val = 0;
     pl->mode = pl->tmode;
     memset(pl->line, 0, sizeof pl->line);
@@ -563,15 +567,11 @@ static void hold_prev(pw_bal *b, size_t k)
     }
 }
 
-static bool is_raise(const pw_bal *b, size_t k)
+/* Whether charger k's plan is a raise on a line over prev (prev_lines_now). */
+static bool is_raise(const pw_bal *b, size_t k, const double prev[PW_LINES])
 {
-    const bal_plan *pl = &b->plan[k];
-    double prev[PW_LINES];
-    prev_lines_now(b, k, prev);
-    for (size_t l = 0; l < PW_LINES; l++)
-        if (pl->line[l] > prev[l] + 1e-9)
-            return true;
-    return false;
+    const double *line = b->plan[k].line;
+    return (line[0] > prev[0] + 1e-9) | (line[1] > prev[1] + 1e-9) | (line[2] > prev[2] + 1e-9);
 }
 
 /* What charger k may still draw per grid line while a cut is pending: the most its status and
@@ -687,9 +687,8 @@ static bool dynamics_one(pw_bal *b, size_t k)
         return false;
     /* Until a cut is seen, the charger may still draw what it drew before: a cut made now
      * is as pending as an earlier one. */
-    bool cutting = false;
-    for (size_t l = 0; l < PW_LINES; l++)
-        cutting = cutting || pl->line[l] < c->prev_line[l] - 1e-9;
+    bool cutting = (pl->line[0] < c->prev_line[0] - 1e-9) | (pl->line[1] < c->prev_line[1] - 1e-9) |
+                   (pl->line[2] < c->prev_line[2] - 1e-9);
     double d[PW_LINES] = {0, 0, 0};
     if (c->cut_pending || cutting) {
         pending_draw(b, k, d);
@@ -701,7 +700,11 @@ static bool dynamics_one(pw_bal *b, size_t k)
             pl->rpend[l] = unseen ? c->raise_line[l] : 0;
         }
     }
-    if (!pl->want || !is_raise(b, k))
+    if (!pl->want)
+        return false;
+    double prev[PW_LINES]; /* for the raise and the hold alike */
+    prev_lines_now(b, k, prev);
+    if (!is_raise(b, k, prev))
         return false;
     /* Too small a raise to be worth sending, unless it takes the car to its own limit: the
      * allocation found nothing else that wants the room, and the car would stay below its
@@ -712,7 +715,7 @@ static bool dynamics_one(pw_bal *b, size_t k)
         set_lines(pl->line, pl->mask, pl->val);
         return false;
     }
-    hold_prev(b, k);
+    hold_prev(b, k, prev);
     pl->held = true;
     pl->own_wait = cut_unseen(b, k, d);
     return true;
@@ -772,7 +775,7 @@ static void charger_result(pw_bal *b, size_t k, uint64_t now)
     for (size_t l = 0; l < PW_LINES; l++)
         r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
     bal__reason(b, k, now);
-    b->rotating = b->rotating || r->reason == PW_REASON_PAUSED_ROTATION;
+    b->rotating |= r->reason == PW_REASON_PAUSED_ROTATION;
 }
 
 /* A cut starts or extends the pending period; while it lasts, the lowest offer is kept. */
@@ -889,8 +892,10 @@ static void finish(pw_bal *b, uint64_t now)
     double *acc = subtree_begin(b);
     for (size_t k = 0; k < b->n_ch; k++) {
         charger_result(b, k, now);
+        const bal_plan *pl = &b->plan[k];
+        double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
-            acc[(size_t)b->plan[k].node * PW_LINES + l] += b->plan[k].line[l];
+            a[l] += pl->line[l];
         if (live) {
             update_state(b, k, now);
             charger_deadline(b, k, now, &d, &d_rot);

@@ -58,41 +58,18 @@ static void destroy(pw_store_ocppq *q)
     free(q);
 }
 
-/* Like a reader, this connection never migrates: the writer has done it. */
-static int check(sqlite3 *db, const char *path, char *err, size_t err_size)
-{
-    int version = 0;
-    int ret = pw_store__check_file(db, path, &version, err, err_size);
-    if (ret == 0 && version != pw_store__schema_latest()) {
-        snprintf(err, err_size, "%s has schema version %d, not %d: open it with the writer first",
-                 path, version, pw_store__schema_latest());
-        ret = PW_STORE_E_OPEN;
-    }
-    return ret;
-}
-
 int pw_store_ocppq_open(pw_store_ocppq **out, const char *path, char *err, size_t err_size)
 {
     *out = NULL;
     pw_store_ocppq *q = pw_xcalloc(1, sizeof(*q));
-    int ret;
-    if ((ret = pw_store__connect(&q->db, path, SQLITE_OPEN_READWRITE, err, err_size)) ||
-        (ret = check(q->db, path, err, err_size)))
-        goto fail;
-    ret = PW_STORE_E_OPEN;
-    if (sqlite3_exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -2048", NULL, NULL,
-                     NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "cannot configure the OCPP queue connection: %s",
-                 sqlite3_errmsg(q->db));
-        goto fail;
+    int ret =
+        pw_store__side_open(&q->db, path, "OCPP queue", qstmt_sql, q->stmt, QS_N, err, err_size);
+    if (ret) {
+        destroy(q);
+        return ret;
     }
-    if ((ret = pw_store__prepare(q->db, qstmt_sql, q->stmt, QS_N, err, err_size)))
-        goto fail;
     *out = q;
     return 0;
-fail:
-    destroy(q);
-    return ret;
 }
 
 void pw_store_ocppq_close(pw_store_ocppq *q)
@@ -106,13 +83,11 @@ const char *pw_store_ocppq_errmsg(const pw_store_ocppq *q)
     return q->errmsg;
 }
 
-/* Keeps SQLite's message, ends a transaction left open and returns err. */
 static int fail(pw_store_ocppq *q, const char *what, int err)
 {
-    snprintf(q->errmsg, sizeof(q->errmsg), "OCPP queue %s: %s", what, sqlite3_errmsg(q->db));
-    if (!sqlite3_get_autocommit(q->db))
-        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-    return err;
+    char prefixed[64];
+    snprintf(prefixed, sizeof prefixed, "OCPP queue %s", what);
+    return pw_store__side_fail(q->db, q->errmsg, sizeof(q->errmsg), prefixed, err);
 }
 
 static const char *text_or_empty(const char *t)

@@ -45,41 +45,18 @@ static void destroy(pw_store_outbox *o)
     free(o);
 }
 
-/* Like a reader, this connection never migrates: the writer has done it. */
-static int check(sqlite3 *db, const char *path, char *err, size_t err_size)
-{
-    int version = 0;
-    int ret = pw_store__check_file(db, path, &version, err, err_size);
-    if (ret == 0 && version != pw_store__schema_latest()) {
-        snprintf(err, err_size, "%s has schema version %d, not %d: open it with the writer first",
-                 path, version, pw_store__schema_latest());
-        ret = PW_STORE_E_OPEN;
-    }
-    return ret;
-}
-
 int pw_store_outbox_open(pw_store_outbox **out, const char *path, char *err, size_t err_size)
 {
     *out = NULL;
     pw_store_outbox *o = pw_xcalloc(1, sizeof(*o));
-    int ret;
-    if ((ret = pw_store__connect(&o->db, path, SQLITE_OPEN_READWRITE, err, err_size)) ||
-        (ret = check(o->db, path, err, err_size)))
-        goto fail;
-    ret = PW_STORE_E_OPEN;
-    if (sqlite3_exec(o->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -2048", NULL, NULL,
-                     NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "cannot configure the outbox connection: %s",
-                 sqlite3_errmsg(o->db));
-        goto fail;
+    int ret =
+        pw_store__side_open(&o->db, path, "outbox", ostmt_sql, o->stmt, OS_COUNT, err, err_size);
+    if (ret) {
+        destroy(o);
+        return ret;
     }
-    if ((ret = pw_store__prepare(o->db, ostmt_sql, o->stmt, OS_COUNT, err, err_size)))
-        goto fail;
     *out = o;
     return 0;
-fail:
-    destroy(o);
-    return ret;
 }
 
 void pw_store_outbox_close(pw_store_outbox *o)
@@ -93,13 +70,11 @@ const char *pw_store_outbox_errmsg(const pw_store_outbox *o)
     return o->errmsg;
 }
 
-/* Keeps SQLite's message, ends a transaction left open and returns err. */
 static int fail(pw_store_outbox *o, const char *what, int err)
 {
-    snprintf(o->errmsg, sizeof(o->errmsg), "outbox %s: %s", what, sqlite3_errmsg(o->db));
-    if (!sqlite3_get_autocommit(o->db))
-        sqlite3_exec(o->db, "ROLLBACK", NULL, NULL, NULL);
-    return err;
+    char prefixed[64];
+    snprintf(prefixed, sizeof prefixed, "outbox %s", what);
+    return pw_store__side_fail(o->db, o->errmsg, sizeof(o->errmsg), prefixed, err);
 }
 
 int pw_store_outbox_read(pw_store_outbox *o, int64_t after_id, size_t max,

@@ -573,6 +573,37 @@ int pw_store__connect(sqlite3 **db, const char *path, int flags, char *err, size
     return 0;
 }
 
+int pw_store__side_open(sqlite3 **db, const char *path, const char *what, const char *const *sql,
+                        sqlite3_stmt **st, int n, char *err, size_t err_size)
+{
+    int version = 0;
+    int ret = pw_store__connect(db, path, SQLITE_OPEN_READWRITE, err, err_size);
+    if (!ret)
+        ret = pw_store__check_file(*db, path, &version, err, err_size);
+    if (!ret && version != pw_store__schema_latest()) {
+        snprintf(err, err_size, "%s has schema version %d, not %d: open it with the writer first",
+                 path, version, pw_store__schema_latest());
+        ret = PW_STORE_E_OPEN;
+    }
+    if (!ret && sqlite3_exec(*db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -2048", NULL,
+                             NULL, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "cannot configure the %s connection: %s", what,
+                 sqlite3_errmsg(*db));
+        ret = PW_STORE_E_OPEN;
+    }
+    if (!ret)
+        ret = pw_store__prepare(*db, sql, st, n, err, err_size);
+    return ret;
+}
+
+int pw_store__side_fail(sqlite3 *db, char *errmsg, size_t errmsg_size, const char *what, int ret)
+{
+    snprintf(errmsg, errmsg_size, "%s: %s", what, sqlite3_errmsg(db));
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return ret;
+}
+
 int pw_store__prepare(sqlite3 *db, const char *const *sql, sqlite3_stmt **st, int n, char *err,
                       size_t err_size)
 {

@@ -208,6 +208,17 @@ int pw_store__connect(sqlite3 **db, const char *path, int flags, char *err, size
 int pw_store__prepare(sqlite3 *db, const char *const *sql, sqlite3_stmt **st, int n, char *err,
                       size_t err_size);
 
+/* Opens a side connection of a worker (the outbox's, the OCPP queue's) on a database the writer
+ * has created and migrated: it never migrates, runs with synchronous NORMAL and a small cache,
+ * and prepares its n statements. Returns 0, or PW_STORE_E_OPEN with a message naming what;
+ * *db (and the statements) need pw_store__disconnect either way. */
+int pw_store__side_open(sqlite3 **db, const char *path, const char *what, const char *const *sql,
+                        sqlite3_stmt **st, int n, char *err, size_t err_size);
+
+/* Keeps SQLite's message for db as "<what>: <message>" in errmsg, ends a transaction left
+ * open, and returns ret. */
+int pw_store__side_fail(sqlite3 *db, char *errmsg, size_t errmsg_size, const char *what, int ret);
+
 /* Finalizes n statements (NULL allowed) and closes db, logging a failure. */
 void pw_store__disconnect(sqlite3 *db, sqlite3_stmt **st, int n);
 

@@ -69,7 +69,7 @@ typedef struct conn {
     uint64_t up_retry_at;   /* when to connect upstream again */
     uint32_t up_backoff_ms; /* doubles per failure, 1 s .. 60 s */
     char up_url[320];       /* the URL the upstream client uses */
-    char up_why[64];        /* why the upstream is down, for the state document */
+    char up_why[160];       /* why the upstream is down, for the state document */
     char id[PW_CFG_CP_ID_LEN];
     char address[80]; /* "charge point CP-17 (127.0.0.1)" */
     station *st;      /* NULL: not in the config (unassigned) */
@@ -519,6 +519,19 @@ static void up_message(void *ud, void *conn_ud, const char *text, size_t len)
     arm_timer_for(c->o, c);
 }
 
+/* Why the upstream went down, in words an installer can act on: the TLS library's own text for
+ * a refused certificate says nothing of where to look. */
+static void up_down_text(const char *why, char *out, size_t size)
+{
+    if (strstr(why, "SSL") || strstr(why, "certificate") || strstr(why, "tls"))
+        snprintf(out, size,
+                 "down: TLS failed: is the CSMS's certificate from the CA in "
+                 "ocpp.upstream.ca_file (or the system's), for this address? (%.40s)",
+                 why);
+    else
+        snprintf(out, size, "down: %s", why);
+}
+
 static void up_closed(void *ud, void *conn_ud, const char *why)
 {
     (void)ud;
@@ -533,7 +546,7 @@ static void up_closed(void *ud, void *conn_ud, const char *why)
     if (c->up_backoff_ms > 60000)
         c->up_backoff_ms = 60000;
     c->up_retry_at = now + c->up_backoff_ms;
-    snprintf(c->up_why, sizeof c->up_why, "down: %s", why);
+    up_down_text(why, c->up_why, sizeof c->up_why);
     pw_info("ocpp", "%s: upstream down (%s); again in %u s", c->address, why,
             c->up_backoff_ms / 1000);
     pw_ocpp_relay_upstream(c->rel->r, false, now);

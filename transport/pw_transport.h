@@ -81,7 +81,7 @@ typedef struct pw_transport_charger_info {
     uint32_t writes_today;
     /* Local controller: the upstream CSMS link, "connected", "connecting" or why it is down;
      * "" without an upstream. */
-    char upstream[64];
+    char upstream[160];
     size_t upstream_queued; /* the charge point's calls waiting for the CSMS */
 } pw_transport_charger_info;
 

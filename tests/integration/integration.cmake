@@ -171,6 +171,11 @@ add_test(NAME ocpp_local_ctl
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_local_ctl.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(ocpp_local_ctl PROPERTIES LABELS "integration" TIMEOUT 90 SKIP_RETURN_CODE 77)
+# The local controller's upstream over wss://: the CSMS's certificate checked against ca_file.
+add_test(NAME ocpp_upstream_tls
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_upstream_tls.py
+                 --phasewise $<TARGET_FILE:phasewise>)
+set_tests_properties(ocpp_upstream_tls PROPERTIES LABELS "integration" TIMEOUT 90 SKIP_RETURN_CODE 77)
 # OCPP local controller's long fault run (issue 14, point 4): the simulator's charge points behind
 # phasewise, ocpp-rpc's strict CSMS upstream stopped for a stretch of real time while phasewise is
 # SIGKILLed and restarted; every call once, in order, under the CSMS's transaction ids, no line

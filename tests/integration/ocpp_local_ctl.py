@@ -375,6 +375,8 @@ def main():
                 log(f"CSMS back: LC-2's {len(calls)} calls made while it was away, before and "
                     f"after a SIGKILL of phasewise, arrived in order, start/stop once, "
                     f"{len(meters)} meter values under its id {tx}")
+                problems = csms2.problems()
+                check(problems == [], f"strict mode at the second CSMS: {problems[:3]}")
             finally:
                 csms2.stop()
 

@@ -223,11 +223,14 @@ class ChargePoints(NodePeer):
 
 
 class CentralSystem(NodePeer):
-    """ocpp_csms_peer.mjs on 127.0.0.1 (port 0: any free port; self.port once started)."""
+    """ocpp_csms_peer.mjs on 127.0.0.1 (port 0: any free port; self.port once started); with
+    tls=(cert, key) PEM files it listens for wss://."""
 
     def __init__(self, port=0, passwords=None, require_password=False, record=None, trace=False,
-                 log=None, tx_base=0):
+                 log=None, tls=None, tx_base=0):
         args = ["--port", str(port)]
+        if tls:  # (cert, key): wss://
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if tx_base:
             args += ["--tx-base", str(tx_base)]
         if passwords:

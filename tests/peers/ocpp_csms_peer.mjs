@@ -5,11 +5,12 @@
 // README.md). Ends on {"cmd":"quit"}, stdin EOF, SIGTERM or SIGINT: exit 0.
 //
 //   node ocpp_csms_peer.mjs [--port N] [--passwords JSON] [--require-password] [--record FILE]
-//                           [--tx-base N] [--trace]
-//
+//                           [--tx-base N] [--trace] [--tls-cert PEM --tls-key PEM]
+// With --tls-cert and --tls-key it listens for wss:// (TLS) instead of ws://.
 // --tx-base N: transaction ids count from N + 1 (default 0), so that the ids of two central
 // systems run one after the other on the same port never collide in a test's checks.
 import fs from "node:fs";
+import https from "node:https";
 import { createRequire } from "node:module";
 import process from "node:process";
 import readline from "node:readline";
@@ -86,6 +87,8 @@ function now() {
 let record = null;
 let trace = false;
 let port = 0;
+let tlsCert = null, tlsKey = null; // wss:// with these (PEM files)
+let tlsServer = null;
 const passwords = new Map(); // identity -> password a charge point must present
 let requirePassword = false;
 let txSeq = 0;
@@ -341,6 +344,8 @@ function parseArgs(argv) {
         else if (a === "--record") record = value();
         else if (a === "--tx-base") txSeq = int(Number(value()), 0, 2 ** 30, "--tx-base");
         else if (a === "--trace") trace = true;
+        else if (a === "--tls-cert") tlsCert = value();
+        else if (a === "--tls-key") tlsKey = value();
         else fail(`unknown argument ${a}`);
     }
 }
@@ -375,7 +380,8 @@ try {
 } catch (err) {
     console.error(`ocpp_csms_peer: ${err.message}`);
     console.error("usage: node ocpp_csms_peer.mjs [--port N] [--passwords JSON] " +
-                  "[--require-password] [--record FILE] [--tx-base N] [--trace]");
+                  "[--require-password] [--record FILE] [--tx-base N] [--trace] " +
+                  "[--tls-cert PEM --tls-key PEM]");
     process.exit(2);
 }
 
@@ -397,8 +403,21 @@ server.on("error", (err) => emit({ event: "server_error", error: errInfo(err) })
 server.on("client", attach);
 
 try {
-    const http = await server.listen(port, "127.0.0.1");
-    port = http.address().port;
+    if (tlsCert || tlsKey) {
+        if (!tlsCert || !tlsKey) throw new Error("--tls-cert and --tls-key go together");
+        const tls = https.createServer({ cert: fs.readFileSync(tlsCert),
+                                         key: fs.readFileSync(tlsKey) });
+        tls.on("upgrade", server.handleUpgrade);
+        await new Promise((resolve, reject) => {
+            tls.once("error", reject);
+            tls.listen(port, "127.0.0.1", resolve);
+        });
+        port = tls.address().port;
+        tlsServer = tls;
+    } else {
+        const http = await server.listen(port, "127.0.0.1");
+        port = http.address().port;
+    }
 } catch (err) {
     console.error(`ocpp_csms_peer: cannot listen on 127.0.0.1:${port}: ${err.message}`);
     process.exit(1);
@@ -407,5 +426,6 @@ try {
 const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
 rl.on("line", onLine);
 rl.on("close", () => shutdown(0));
-emit({ event: "listening", host: "127.0.0.1", port, url: `ws://127.0.0.1:${port}/ocpp`,
+emit({ event: "listening", host: "127.0.0.1", port,
+       url: `${tlsServer ? "wss" : "ws"}://127.0.0.1:${port}/ocpp`,
        ocpp_rpc: RPC_VERSION, node: process.version });
