@@ -176,3 +176,16 @@ add_test(NAME ocpp_upstream_tls
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_upstream_tls.py
                  --phasewise $<TARGET_FILE:phasewise>)
 set_tests_properties(ocpp_upstream_tls PROPERTIES LABELS "integration" TIMEOUT 90 SKIP_RETURN_CODE 77)
+# OCPP local controller's long fault run (issue 14, point 4): the simulator's charge points behind
+# phasewise, ocpp-rpc's strict CSMS upstream stopped for a stretch of real time while phasewise is
+# SIGKILLed and restarted; every call once, in order, under the CSMS's transaction ids, no line
+# over its limit. The long form (CSMS away 5 minutes) is a soak: not in the default presets.
+add_test(NAME ocpp_lc_fault
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_lc_fault.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>)
+set_tests_properties(ocpp_lc_fault PROPERTIES LABELS "integration" TIMEOUT 240 SKIP_RETURN_CODE 77)
+add_test(NAME ocpp_lc_fault_long
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/ocpp_lc_fault.py
+                 --phasewise $<TARGET_FILE:phasewise> --sim $<TARGET_FILE:phasewise-sim>
+                 --mode long)
+set_tests_properties(ocpp_lc_fault_long PROPERTIES LABELS "soak" TIMEOUT 720 SKIP_RETURN_CODE 77)

@@ -227,10 +227,12 @@ class CentralSystem(NodePeer):
     tls=(cert, key) PEM files it listens for wss://."""
 
     def __init__(self, port=0, passwords=None, require_password=False, record=None, trace=False,
-                 log=None, tls=None):
+                 log=None, tls=None, tx_base=0):
         args = ["--port", str(port)]
         if tls:  # (cert, key): wss://
             args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if tx_base:
+            args += ["--tx-base", str(tx_base)]
         if passwords:
             args += ["--passwords", json.dumps(passwords)]
         if require_password:

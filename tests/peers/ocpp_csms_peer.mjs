@@ -5,8 +5,10 @@
 // README.md). Ends on {"cmd":"quit"}, stdin EOF, SIGTERM or SIGINT: exit 0.
 //
 //   node ocpp_csms_peer.mjs [--port N] [--passwords JSON] [--require-password] [--record FILE]
-//                           [--trace] [--tls-cert PEM --tls-key PEM]
+//                           [--tx-base N] [--trace] [--tls-cert PEM --tls-key PEM]
 // With --tls-cert and --tls-key it listens for wss:// (TLS) instead of ws://.
+// --tx-base N: transaction ids count from N + 1 (default 0), so that the ids of two central
+// systems run one after the other on the same port never collide in a test's checks.
 import fs from "node:fs";
 import https from "node:https";
 import { createRequire } from "node:module";
@@ -340,6 +342,7 @@ function parseArgs(argv) {
         else if (a === "--passwords") setPasswords(JSON.parse(value()));
         else if (a === "--require-password") requirePassword = true;
         else if (a === "--record") record = value();
+        else if (a === "--tx-base") txSeq = int(Number(value()), 0, 2 ** 30, "--tx-base");
         else if (a === "--trace") trace = true;
         else if (a === "--tls-cert") tlsCert = value();
         else if (a === "--tls-key") tlsKey = value();
@@ -377,7 +380,7 @@ try {
 } catch (err) {
     console.error(`ocpp_csms_peer: ${err.message}`);
     console.error("usage: node ocpp_csms_peer.mjs [--port N] [--passwords JSON] " +
-                  "[--require-password] [--record FILE] [--trace] " +
+                  "[--require-password] [--record FILE] [--tx-base N] [--trace] " +
                   "[--tls-cert PEM --tls-key PEM]");
     process.exit(2);
 }
