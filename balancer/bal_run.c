@@ -131,6 +131,17 @@ static void silent_budget(const bal_ch *c, bool overdue, double fixed[PW_LINES])
     }
 }
 
+/* A charger that keeps its limits without the appliance (OCPP: no lease) lets a car that plugs
+ * in draw its failsafe default at once, also while the appliance is away and the others keep
+ * what they were last offered: so an idle one is budgeted at its failsafe on its wired lines. */
+static void idle_budget(const bal_ch *c, double fixed[PW_LINES])
+{
+    if (!c->spec.timing.keeps_limit)
+        return;
+    for (size_t l = 0; l < PW_LINES; l++)
+        fixed[l] = (c->wired & (1u << l)) ? c->spec.failsafe_a : 0;
+}
+
 /* A car that stopped drawing is reported as suspended, but it may have stopped because it was
  * offered too little: believe it paused itself only once it has been offered at least its
  * minimum for the reaction window, and then until it changes state. */
@@ -211,8 +222,10 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
         memcpy(pl->fixed, c->meas_line, sizeof pl->fixed);
         return;
     }
-    if (c->m.car == PW_CAR_NONE)
+    if (c->m.car == PW_CAR_NONE) {
+        idle_budget(c, pl->fixed);
         return;
+    }
     /* Operator override: a paused charger wants nothing (a cut at once, like an unplug); its
      * trim is forgotten, so that a resume starts from its maximum. */
     if (c->op_paused) {

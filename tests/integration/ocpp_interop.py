@@ -37,9 +37,9 @@ TAG = {cp: f"04A1B2{i + 1:02d}" for i, cp in enumerate(IDS)}
 METER_S, MIN_INTERVAL_S, HEARTBEAT_S = 5, 2, 60
 WAVE1 = IDS[:8]  # 8 x 16 A > 98 A: shared from the start
 WAVE2 = IDS[8:14]  # 14 cars: about 7 A each
-STOPPED = IDS[:4]  # 10 cars left: about 9.8 A each
+STOPPED = IDS[6:10]  # 10 cars left: about 9.8 A each (their connectors have no failsafe to keep)
 BAD = "CP-14"  # sends the bad frames and the flood while its car charges
-RECONNECT = IDS[8:13]
+RECONNECT = IDS[10:14] + IDS[5:6]  # running, not stopped
 UNKNOWN = "CP-99"
 SETUP_METHODS = ("SetChargingProfile", "GetConfiguration", "ChangeConfiguration",
                  "TriggerMessage")

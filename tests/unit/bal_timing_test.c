@@ -307,6 +307,38 @@ static void test_silent_without_lease_keeps_limit(void **state)
     A_EQ(silent_budget_of(true), 8);
 }
 
+/* An idle charger that keeps its limits without phasewise (OCPP: its failsafe default profile)
+ * lets a car that plugs in draw that failsafe at once, also while phasewise is away and the
+ * running cars keep what they were offered: it is budgeted at its failsafe on its wired lines,
+ * so the running car gets 32 - 10 A. A LAN charger's failsafe only comes with its lease's end,
+ * when every running car falls back too: idle, it holds nothing. */
+static double room_next_to_idle(bool keeps_limit, double failsafe_a)
+{
+    fx x;
+    fx_garage(&x, PW_GRID_TN, false, 32, 2, "L1L2L3", 32);
+    x.ch[1].failsafe_a = failsafe_a;
+    x.ch[1].timing.keeps_limit = keeps_limit;
+    fx_start(&x);
+    fx_draws(&x, 0, 32, 0);
+    fx_meas(&x, 1, PW_CAR_NONE, 0, 0, 0, 0, 0);
+    fx_run(&x, 0);
+    for (int l = 0; l < PW_LINES; l++)
+        A_EQ(fx_res(&x, 1)->line_a[l], keeps_limit ? failsafe_a : 0);
+    A_EQ(fx_res(&x, 1)->limit_a, 0);
+    fx_assert_no_overload(&x);
+    double room = fx_res(&x, 0)->limit_a;
+    fx_free(&x);
+    return room;
+}
+
+static void test_idle_keeps_failsafe_room(void **state)
+{
+    (void)state;
+    A_EQ(room_next_to_idle(true, 10), 22);
+    A_EQ(room_next_to_idle(false, 10), 32);
+    A_EQ(room_next_to_idle(true, 0), 32); /* failsafe 0: a new car waits for phasewise */
+}
+
 /* A car that followed a cut before the reading but has not reported it yet makes the reading
  * look like room: that room must not be handed back before the car is seen to follow. */
 static void test_unreported_cut_no_raise_back(void **state)
@@ -505,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_status_every_30s_stays_online),
         cmocka_unit_test(test_missed_status_budgets_failsafe),
         cmocka_unit_test(test_silent_without_lease_keeps_limit),
+        cmocka_unit_test(test_idle_keeps_failsafe_room),
         cmocka_unit_test(test_unreported_cut_no_raise_back),
         cmocka_unit_test(test_reasons_name_what_binds),
         cmocka_unit_test(test_unseen_raise_counts_at_offer),
