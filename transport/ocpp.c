@@ -231,13 +231,23 @@ static void ws_send(conn *c, const char *text, size_t len)
         c->o->st.tx_errors++;
 }
 
-/* A charge point with a relay gets nothing before the changes made so far are written: the
- * answer to a call is its promise that the call will reach the CSMS. */
+/* An OCPP-J CALL ("[2, ..."), as opposed to an answer. */
+static bool is_call(const char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (text[i] == '[' || text[i] == ' ' || text[i] == '\t' || text[i] == '\n'))
+        i++;
+    return i < len && text[i] == '2';
+}
+
+/* A charge point with a relay gets no answer before the changes made so far are written: the
+ * answer to a call is its promise that the call will reach the CSMS. phasewise's own calls (a
+ * cut among them) never wait for the disk. */
 static void cp_send(conn *c, const char *text, size_t len)
 {
     const pw_ocpp_keep *k = c->o->keep;
-    uint64_t after = k && c->rel ? pw_ocpp_keep_queued(k) : 0;
-    if (!c->n_held && (!after || pw_ocpp_keep_written(k) >= after)) {
+    uint64_t after = k && c->rel && !is_call(text, len) ? pw_ocpp_keep_queued(k) : 0;
+    if (!after || (!c->n_held && pw_ocpp_keep_written(k) >= after)) {
         ws_send(c, text, len);
         return;
     }
