@@ -22,7 +22,9 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
+import threading
 import time
 
 import fault_common as fc
@@ -379,6 +381,26 @@ def main():
                 check(problems == [], f"strict mode at the second CSMS: {problems[:3]}")
             finally:
                 csms2.stop()
+
+            # ---- an answer is the promise that the call is written down ---------------------
+            # Another connection holds the database's write lock for 2 s: a call that must be
+            # kept for the CSMS is answered only once it is written, after the lock goes.
+            db = sqlite3.connect(os.path.join(tmp, "history.db"), isolation_level=None,
+                                 timeout=10, check_same_thread=False)
+            db.execute("BEGIN EXCLUSIVE")
+            release = threading.Timer(2.0, db.execute, args=("COMMIT",))
+            t_lock = time.monotonic()
+            release.start()
+            try:
+                cps.request({"cmd": "status", "id": "LC-1", "connector": 1,
+                             "status": "Available"}, timeout=15)
+                waited = time.monotonic() - t_lock
+            finally:
+                release.join()
+                db.close()
+            check(1.5 <= waited <= 4.5, f"the answer came {waited:.2f} s into a 2 s write lock")
+            log(f"a status with the database locked for 2 s was answered after {waited:.2f} s, "
+                f"once it was written down")
 
             # ---- the upstream password is never shown --------------------------------------
             status, doc = pwtest.http_json(http_port, "/api/config",
