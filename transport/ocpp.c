@@ -458,8 +458,9 @@ static void relay_opts(const ocpp *o, const station *s, pw_ocpp_relay_opts *out)
     }
 }
 
-/* A new relay gets back what it kept before a restart. This reads the database on the loop: at
- * start, before anything is served, or once when a config change turns the upstream on. */
+/* A new relay gets back what it kept before a restart. This reads the database on the loop (a
+ * few indexed rows): at start for every charge point, before anything is served; later only for
+ * one the config adds, or when a config change turns the upstream on. */
 static void restore(ocpp *o, rel *r)
 {
     char err[256];

@@ -22,12 +22,11 @@ import json
 import os
 import re
 import signal
-import sys
 import time
 
 import fault_common as fc
 import pwtest
-from ocpp_peer import CentralSystem, PeerError, ocpp_peer_ready
+from ocpp_peer import CentralSystem, PeerError, skip_without_peers
 from pwtest import check, log
 
 # Garage B of the demo on OCPP only: four charge points, GB-56 with two connectors; 5 x 16 A on
@@ -319,10 +318,7 @@ def main():
                     help="leave out step c (the SIGKILL): to check the rest on a build whose "
                          "relay queue does not survive a restart")
     args = ap.parse_args()
-    why = ocpp_peer_ready()
-    if why:
-        log(f"skipped: {why}")
-        sys.exit(77)
+    skip_without_peers()
     m = MODES[args.mode]
 
     with pwtest.workspace("pw-ocpp-lcf-") as (tmp, procs):

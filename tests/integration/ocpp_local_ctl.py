@@ -23,13 +23,12 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 import threading
 import time
 
 import fault_common as fc
 import pwtest
-from ocpp_peer import CentralSystem, ChargePoints, PeerError, ocpp_peer_ready
+from ocpp_peer import CentralSystem, ChargePoints, PeerError, skip_without_peers
 from pwtest import check, log
 
 IDS = ["LC-1", "LC-2"]
@@ -109,10 +108,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--phasewise", required=True)
     args = ap.parse_args()
-    why = ocpp_peer_ready()
-    if why:
-        log(f"skipped: {why}")
-        sys.exit(77)
+    skip_without_peers()
 
     with pwtest.workspace("pw-ocpp-lc-") as (tmp, procs):
         csms = CentralSystem(passwords={"LC-1": UP_PASSWORD}, log=os.path.join(tmp, "csms.log"))

@@ -9,8 +9,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
+
+from pwtest import log
 
 PEERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "peers")
 # The events every test should fail on when they appear: the peer found something wrong with
@@ -26,6 +29,15 @@ def ocpp_peer_ready():
         return ("tests/peers/node_modules is missing ocpp-rpc: run `npm ci` in tests/peers "
                 "(scripts/test.sh does)")
     return None
+
+
+def skip_without_peers():
+    """Ends the test as skipped (exit 77, what ctest counts as a skip), saying why, when the
+    OCPP peers cannot run."""
+    why = ocpp_peer_ready()
+    if why:
+        log(f"skipped: {why}")
+        sys.exit(77)
 
 
 class PeerError(Exception):

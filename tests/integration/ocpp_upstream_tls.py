@@ -16,7 +16,7 @@ import time
 import fault_common as fc
 import pwtest
 from mosquitto_common import TestCA
-from ocpp_peer import CentralSystem, ChargePoints, PeerError, ocpp_peer_ready
+from ocpp_peer import CentralSystem, ChargePoints, PeerError, skip_without_peers
 from pwtest import check, log
 
 CP = "TLS-1"
@@ -71,10 +71,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--phasewise", required=True)
     args = ap.parse_args()
-    why = ocpp_peer_ready()
-    if why:
-        log(f"skipped: {why}")
-        sys.exit(77)
+    skip_without_peers()
     with pwtest.workspace("pw-ocpp-up-tls-") as (tmp, procs):
         try:
             ca = TestCA(os.path.join(tmp, "ca"))
