@@ -537,7 +537,7 @@ static void up_down_text(const char *why, char *out, size_t size)
     if (strstr(why, "SSL") || strstr(why, "certificate") || strstr(why, "tls"))
         snprintf(out, size,
                  "down: TLS failed: is the CSMS's certificate from the CA in "
-                 "ocpp.upstream.ca_file (or the system's), for this address? (%.40s)",
+                 "ocpp.upstream.ca_file (or the system's), for this address? (%.39s)",
                  why);
     else
         snprintf(out, size, "down: %s", why);
