@@ -14,3 +14,7 @@ foreach(path ${pw_bench_examples})
   set_tests_properties(bal_bench_scenario_${example} PROPERTIES LABELS "bench" TIMEOUT 30
                        PASS_REGULAR_EXPRESSION "median [0-9.]+ us, p99 [0-9.]+ us")
 endforeach()
+# Plans fingerprint: a hash of every result over many runs of varied facilities, to show that a
+# change meant to make the balancer faster leaves every plan as it was (compare before/after).
+add_executable(bal_fingerprint ${CMAKE_CURRENT_SOURCE_DIR}/bal_fingerprint.c)
+target_link_libraries(bal_fingerprint PRIVATE pw_bal pw_util ${MATH_LIB})

@@ -1,0 +1,212 @@
+/* Fingerprint of the balancer's plans: a hash of every result (limit, phases, reason and its
+ * text, line loads, demand, binding row, next turn), every node result and the next deadline over
+ * many runs of 16 varied facilities (live and oneshot; TN and IT; weights; overrides and node
+ * caps; silent chargers, faults, suspended cars, stale meters; tight limits; 10 to 10,000
+ * chargers). A change meant to make the balancer faster, not different, must leave every line of
+ * its output as it was: run it before and after.
+ *
+ *   bal_fingerprint > before.txt; (change, rebuild); bal_fingerprint | diff before.txt -
+ *
+ * Prints one line per facility; it is not a test (the figures have no expected value of their
+ * own), and it is deterministic: same source, same output, whatever the build type. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pw_bal.h"
+#include "pw_util.h"
+
+/* Facility kinds: the bench's garage live; the same oneshot; an IT grid with weights, two-phase
+ * wiring, silent chargers and operator overrides; tight limits with reserves, OCPP-like chargers
+ * that keep their limits, faults and suspended cars. */
+enum kind { LIVE, ONESHOT, IT_WEIGHTS, TIGHT, N_KINDS };
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static double rndf(double lo, double hi)
+{
+    return lo + (hi - lo) * (double)(rnd() >> 11) / 9007199254740992.0;
+}
+
+static uint64_t hash;
+
+static void mix(const void *p, size_t n) /* FNV-1a */
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        hash = (hash ^ c[i]) * 1099511628211u;
+}
+
+/* The bench's garage (bench/bal_bench.c): a main fuse, a ring of sub-distributions and a second
+ * level under them, every third node metered, every seventh with an imbalance limit. */
+static void build(enum kind kind, pw_bal_node_spec *nodes, size_t nn, pw_bal_charger_spec *ch,
+                  size_t nch, pw_bal_facility *f)
+{
+    static const uint8_t rot[3][3] = {{1, 2, 3}, {2, 3, 1}, {3, 1, 2}};
+    memset(f, 0, sizeof *f);
+    f->grid = kind == IT_WEIGHTS ? PW_GRID_IT : PW_GRID_TN;
+    f->nodes = nodes;
+    f->n_nodes = nn;
+    f->chargers = ch;
+    f->n_chargers = nch;
+    pw_bal_default_params(&f->params);
+    f->params.oneshot = kind == ONESHOT;
+    size_t first_level = nn > 8 ? (nn - 1) / 4 : nn - 1;
+    double per_node = (double)nch / (double)(nn > 1 ? nn - 1 : 1);
+    for (size_t n = 0; n < nn; n++) {
+        pw_bal_node_spec *d = &nodes[n];
+        snprintf(d->id, sizeof d->id, "n%zu", n);
+        d->parent = n == 0 ? -1 : n <= first_level ? 0 : (int)(1 + (n - 1) % first_level);
+        double share = n == 0 ? (double)nch * 9 : per_node * 14;
+        share *= (n > 0 && n <= first_level ? 3 : 1) * (kind == TIGHT ? 0.6 : 1);
+        d->margin_a = 1;
+        d->metered = n % 3 == 0;
+        d->meter_timeout_ms = 15000;
+        d->max_imbalance_a = n % 7 == 3 ? 20 : 0;
+        for (size_t l = 0; l < PW_LINES; l++) {
+            d->limit_a[l] = share < 16 ? 16 : share;
+            d->meter_fallback_a[l] = 3;
+            d->reserve_a[l] = !d->metered && n % 4 == 1 && l != 1 ? 2 : 0;
+        }
+    }
+    for (size_t k = 0; k < nch; k++) {
+        pw_bal_charger_spec *c = &ch[k];
+        snprintf(c->id, sizeof c->id, "c%zu", k);
+        c->node = nn > 1 ? (int)(1 + k % (nn - 1)) : 0;
+        memcpy(c->wiring, rot[k % 3], sizeof c->wiring);
+        if (kind == IT_WEIGHTS && k % 7 == 1)
+            c->wiring[2] = 0; /* a two-terminal charger */
+        c->min_a = 6;
+        c->max_a = k % 4 == 0 ? 32 : 16;
+        c->failsafe_a = k % 6 == 0 ? 6 : 0;
+        c->weight = kind >= IT_WEIGHTS ? (double)(1 + k % 3) : 1;
+        c->priority = k % 10 == 0 ? 1 : 0;
+        c->can_switch_phases = k % 5 == 0 && c->wiring[2] != 0;
+        c->timing.keeps_limit = kind == TIGHT && k % 8 == 1;
+    }
+}
+
+/* One round of reports: the bench's fixed car states in the first two kinds, random ones (with
+ * suspended cars and faults) in the others, where a car draws no more than it was offered and
+ * some chargers and meters stay silent. */
+static void feed(pw_bal *b, enum kind kind, const pw_bal_facility *f, int round, uint64_t now)
+{
+    const pw_bal_result *prev = pw_bal_results(b);
+    bool rough = kind >= IT_WEIGHTS;
+    for (size_t k = 0; k < f->n_chargers; k++) {
+        if (rough && rnd() % 23 == 0)
+            continue;
+        uint64_t r = rough ? rnd() % 12 : (k * 2654435761u) % 10;
+        pw_bal_measure m = {0};
+        m.car = r < 2     ? PW_CAR_NONE
+                : r < 3   ? PW_CAR_CONNECTED
+                : r == 10 ? PW_CAR_SUSPENDED
+                : r == 11 ? PW_CAR_FAULT
+                          : PW_CAR_CHARGING;
+        m.applied_limit_a = round ? prev[k].limit_a : 0;
+        m.applied_phases = round ? prev[k].phases : 0;
+        if (m.car == PW_CAR_CHARGING) {
+            double a = rndf(5, 16);
+            if (round && kind != LIVE && prev[k].limit_a > 0 && a > prev[k].limit_a)
+                a = prev[k].limit_a;
+            for (size_t t = 0; t < (r % 3 == 0 ? 1u : 3u); t++)
+                m.current_a[t] = a;
+        }
+        pw_bal_set_charger(b, k, &m, now);
+    }
+    for (size_t n = 0; n < f->n_nodes; n++) {
+        if (!f->nodes[n].metered || (rough && rnd() % 9 == 0))
+            continue;
+        double line[PW_LINES];
+        for (size_t l = 0; l < PW_LINES; l++)
+            line[l] = rndf(0, f->nodes[n].limit_a[l] * 0.2);
+        pw_bal_set_meter(b, n, line, now);
+    }
+    if (rough && round % 5 == 2) {
+        pw_bal_set_override(b, rnd() % f->n_chargers, rnd() % 2 ? 4.0 : 10.0, 1);
+        double cap[PW_LINES] = {f->nodes[0].limit_a[0] * 0.9, INFINITY, INFINITY};
+        pw_bal_set_node_cap(b, 0, cap);
+    }
+}
+
+static void mix_results(const pw_bal *b, const pw_bal_facility *f)
+{
+    const pw_bal_result *r = pw_bal_results(b);
+    for (size_t k = 0; k < f->n_chargers; k++) {
+        mix(&r[k].limit_a, sizeof r[k].limit_a);
+        mix(&r[k].phases, sizeof r[k].phases);
+        mix(&r[k].reason, sizeof r[k].reason);
+        mix(r[k].reason_text, strlen(r[k].reason_text));
+        mix(r[k].line_a, sizeof r[k].line_a);
+        mix(&r[k].demand_a, sizeof r[k].demand_a);
+        mix(&r[k].bind_node, sizeof r[k].bind_node);
+        mix(&r[k].bind_line, sizeof r[k].bind_line);
+        mix(&r[k].next_turn_ms, sizeof r[k].next_turn_ms);
+    }
+    const pw_bal_node_result *nr = pw_bal_node_results(b);
+    for (size_t n = 0; n < f->n_nodes; n++) {
+        mix(nr[n].non_ev_a, sizeof nr[n].non_ev_a);
+        mix(nr[n].planned_a, sizeof nr[n].planned_a);
+        mix(nr[n].headroom_a, sizeof nr[n].headroom_a);
+    }
+    uint64_t d = pw_bal_next_deadline(b);
+    mix(&d, sizeof d);
+}
+
+static uint64_t fingerprint(enum kind kind, size_t nch, size_t nn, int rounds)
+{
+    pw_bal_node_spec *nodes = pw_xcalloc(nn, sizeof *nodes);
+    pw_bal_charger_spec *ch = pw_xcalloc(nch, sizeof *ch);
+    pw_bal_facility f;
+    build(kind, nodes, nn, ch, nch, &f);
+    char err[256];
+    if (pw_bal_validate(&f, err, sizeof err) != 0) {
+        fprintf(stderr, "bal_fingerprint: facility rejected: %s\n", err);
+        exit(1);
+    }
+    pw_bal *b = pw_bal_new(&f);
+    hash = 14695981039346656037u;
+    uint64_t now = 1000;
+    for (int i = 0; i < rounds; i++) {
+        /* About a second between runs, and now and then minutes: hold times end, rotation turns. */
+        now += i % 17 == 5 ? 400000 : 1000 + rnd() % 1500;
+        feed(b, kind, &f, i, now);
+        pw_bal_run(b, now);
+        mix_results(b, &f);
+    }
+    pw_bal_free(b);
+    free(ch);
+    free(nodes);
+    return hash;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        printf("usage: bal_fingerprint\n"
+               "Prints a hash of every plan over many runs of 16 facilities; compare before and "
+               "after a change that must not change plans.\n");
+        return 0;
+    }
+    static const char *const names[] = {"live", "oneshot", "it_weights", "tight"};
+    static const size_t sizes[][2] = {{10, 4}, {100, 10}, {1000, 50}, {10000, 200}};
+    for (int kind = 0; kind < N_KINDS; kind++) {
+        for (size_t s = 0; s < PW_ARRAY_LEN(sizes); s++) {
+            rng = 0x243f6a8885a308d3u + (uint64_t)kind * 7 + s;
+            uint64_t h = fingerprint((enum kind)kind, sizes[s][0], sizes[s][1], s == 3 ? 15 : 80);
+            printf("%-10s %6zu chargers  %016" PRIx64 "\n", names[kind], sizes[s][0], h);
+        }
+    }
+    return 0;
+}
