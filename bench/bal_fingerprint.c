@@ -1,6 +1,6 @@
 /* Fingerprint of the balancer's plans: a hash of every result (limit, phases, reason and its
  * text, line loads, demand, binding row, next turn), every node result and the next deadline over
- * many runs of 16 varied facilities (live and oneshot; TN and IT; weights; overrides and node
+ * many runs of 20 varied facilities (live and oneshot; TN and IT; weights; overrides and node
  * caps; silent chargers, faults, suspended cars, stale meters; tight limits; 10 to 10,000
  * chargers). A change meant to make the balancer faster, not different, must leave every line of
  * its output as it was: run it before and after.
@@ -20,8 +20,9 @@
 
 /* Facility kinds: the bench's garage live; the same oneshot; an IT grid with weights, two-phase
  * wiring, silent chargers and operator overrides; tight limits with reserves, OCPP-like chargers
- * that keep their limits, faults and suspended cars. */
-enum kind { LIVE, ONESHOT, IT_WEIGHTS, TIGHT, N_KINDS };
+ * that keep their limits, faults and suspended cars; the same where most cars draw just what
+ * they are offered and the building load drifts slowly. */
+enum kind { LIVE, ONESHOT, IT_WEIGHTS, TIGHT, STEADY, N_KINDS };
 
 static uint64_t rng;
 
@@ -68,7 +69,7 @@ static void build(enum kind kind, pw_bal_node_spec *nodes, size_t nn, pw_bal_cha
         snprintf(d->id, sizeof d->id, "n%zu", n);
         d->parent = n == 0 ? -1 : n <= first_level ? 0 : (int)(1 + (n - 1) % first_level);
         double share = n == 0 ? (double)nch * 9 : per_node * 14;
-        share *= (n > 0 && n <= first_level ? 3 : 1) * (kind == TIGHT ? 0.6 : 1);
+        share *= (n > 0 && n <= first_level ? 3 : 1) * (kind >= TIGHT ? 0.6 : 1);
         d->margin_a = 1;
         d->metered = n % 3 == 0;
         d->meter_timeout_ms = 15000;
@@ -92,19 +93,21 @@ static void build(enum kind kind, pw_bal_node_spec *nodes, size_t nn, pw_bal_cha
         c->weight = kind >= IT_WEIGHTS ? (double)(1 + k % 3) : 1;
         c->priority = k % 10 == 0 ? 1 : 0;
         c->can_switch_phases = k % 5 == 0 && c->wiring[2] != 0;
-        c->timing.keeps_limit = kind == TIGHT && k % 8 == 1;
+        c->timing.keeps_limit = kind >= TIGHT && k % 8 == 1;
     }
 }
 
 /* One round of reports: the bench's fixed car states in the first two kinds, random ones (with
- * suspended cars and faults) in the others, where a car draws no more than it was offered and
- * some chargers and meters stay silent. */
+ * suspended cars and faults) in the others, where a car draws no more than it was offered, some
+ * chargers miss a status or fall silent for a minute (overdue, then offline) and some meters
+ * miss readings. In the steady kind most cars draw just what they are offered and the building
+ * load drifts slowly. */
 static void feed(pw_bal *b, enum kind kind, const pw_bal_facility *f, int round, uint64_t now)
 {
     const pw_bal_result *prev = pw_bal_results(b);
     bool rough = kind >= IT_WEIGHTS;
     for (size_t k = 0; k < f->n_chargers; k++) {
-        if (rough && rnd() % 23 == 0)
+        if (rough && (rnd() % 23 == 0 || ((size_t)round / 40 + k) % 11 == 0))
             continue;
         uint64_t r = rough ? rnd() % 12 : (k * 2654435761u) % 10;
         pw_bal_measure m = {0};
@@ -119,6 +122,8 @@ static void feed(pw_bal *b, enum kind kind, const pw_bal_facility *f, int round,
             double a = rndf(5, 16);
             if (round && kind != LIVE && prev[k].limit_a > 0 && a > prev[k].limit_a)
                 a = prev[k].limit_a;
+            if (round && kind == STEADY && k % 4 != 0 && prev[k].limit_a > 0)
+                a = prev[k].limit_a; /* the car follows its offer */
             for (size_t t = 0; t < (r % 3 == 0 ? 1u : 3u); t++)
                 m.current_a[t] = a;
         }
@@ -129,7 +134,9 @@ static void feed(pw_bal *b, enum kind kind, const pw_bal_facility *f, int round,
             continue;
         double line[PW_LINES];
         for (size_t l = 0; l < PW_LINES; l++)
-            line[l] = rndf(0, f->nodes[n].limit_a[l] * 0.2);
+            line[l] = kind == TIGHT
+                          ? f->nodes[n].limit_a[l] * (0.1 + 0.05 * sin(round / 7.0 + n + l))
+                          : rndf(0, f->nodes[n].limit_a[l] * 0.2);
         pw_bal_set_meter(b, n, line, now);
     }
     if (rough && round % 5 == 2) {
@@ -195,11 +202,11 @@ int main(int argc, char **argv)
     (void)argv;
     if (argc > 1) {
         printf("usage: bal_fingerprint\n"
-               "Prints a hash of every plan over many runs of 16 facilities; compare before and "
+               "Prints a hash of every plan over many runs of 20 facilities; compare before and "
                "after a change that must not change plans.\n");
         return 0;
     }
-    static const char *const names[] = {"live", "oneshot", "it_weights", "tight"};
+    static const char *const names[] = {"live", "oneshot", "it_weights", "tight", "steady"};
     static const size_t sizes[][2] = {{10, 4}, {100, 10}, {1000, 50}, {10000, 200}};
     for (int kind = 0; kind < N_KINDS; kind++) {
         for (size_t s = 0; s < PW_ARRAY_LEN(sizes); s++) {
