@@ -429,6 +429,35 @@ static double per_weight(double v, double w)
     return w == 1 ? v : v / w;
 }
 
+/* The caps of fill_class are ordered lazily: those the level may reach next are sorted apart,
+ * in ready[0, n), the others (the rest, unsorted, in list order) stay in caps[0, *n_rest), all
+ * above them. When the ready ones are used up, moves the rest's caps at levels <= upto to ready,
+ * sorted, drops the caps of frozen chargers (the level would pass over them) and returns the
+ * lowest level left in the rest (INFINITY when none). Most chargers freeze at a full row long
+ * before their cap: their caps are never sorted. Splitting by level keeps equal caps together
+ * and the sort is stable, so caps come in the order one sort of them all gives. */
+static double caps_extend(pw_bal *b, bal_key *caps, size_t *n_rest, bal_key *ready, size_t *n,
+                          double upto)
+{
+    size_t m = 0, left = 0;
+    double low = INFINITY;
+    for (size_t i = 0; i < *n_rest; i++) {
+        if (b->plan[caps[i].idx].st == ST_FROZEN)
+            continue;
+        double c = bal__keyd(caps[i].key);
+        if (c <= upto) {
+            ready[m++] = caps[i];
+        } else {
+            caps[left++] = caps[i];
+            low = c < low ? c : low;
+        }
+    }
+    bal__sort(ready, b->tmp, m);
+    *n_rest = left;
+    *n = m;
+    return low;
+}
+
 /* Progressive filling of one class: the level t rises, charger k holds max(floor, x + w t)
  * capped at hi, and whoever loads a row that fills up freezes. Events are the kinks of each
  * charger (its floor ends at (floor - x) / w, its cap at (hi - x) / w) and rows filling up.
@@ -438,9 +467,10 @@ static double per_weight(double v, double w)
 static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
     /* Floor ends and caps are sorted apart (floor ends are usually all alike, which sorts for
-     * free) and merged as the level rises. */
+     * free; caps only as far as the level gets, see caps_extend) and merged as the level rises. */
     bal_key *floors = b->events, *caps = b->events + b->n_ch;
     size_t nf = 0, nc = 0, active = 0;
+    double rest = INFINITY; /* the lowest cap not yet sorted */
     for (size_t i = 0; i < n; i++) {
         size_t k = list[i].idx;
         bal_plan *pl = &b->plan[k];
@@ -458,17 +488,25 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         active++;
         floors[nf++] = (bal_key){bal__dkey(per_weight(pl->floor - pl->x, pl->w)), (uint32_t)k};
         caps[nc++] = (bal_key){bal__dkey(per_weight(pl->hi - pl->x, pl->w)), (uint32_t)k};
+        double cap = bal__keyd(caps[nc - 1].key);
+        rest = cap < rest ? cap : rest;
     }
     bal__sort(floors, b->tmp, nf);
-    bal__sort(caps, b->tmp, nc);
     levels_build(b);
-    size_t ef = 0, ec = 0;
+    bal_key *ready = b->tmp + b->n_ch; /* below it the sort's scratch */
+    size_t ef = 0, ec = 0, nr = 0;     /* ready[ec, nr) are the caps next in order */
     double t = 0;
     while (active > 0) {
-        double tf = ef < nf ? bal__keyd(floors[ef].key) : INFINITY;
-        double tc = ec < nc ? bal__keyd(caps[ec].key) : INFINITY;
-        double t_row, t_ev = tf < tc ? tf : tc;
+        double t_row;
         int j = next_full_row(b, t, &t_row);
+        double tf = ef < nf ? bal__keyd(floors[ef].key) : INFINITY;
+        double next = j >= 0 && t_row < tf ? t_row : tf;
+        if (ec == nr && nc && next >= rest) { /* the rest may hold the next event */
+            rest = caps_extend(b, caps, &nc, ready, &nr, j >= 0 ? t_row : tf);
+            ec = 0;
+        }
+        double tc = ec < nr ? bal__keyd(ready[ec].key) : INFINITY;
+        double t_ev = tf < tc ? tf : tc;
         if (j >= 0 && t_row <= t_ev) {
             t = t_row;
             active -= freeze_row(b, (size_t)j, t);
@@ -500,11 +538,11 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
             }
         }
         grp_apply(b, -1);
-        for (; ec < nc && bal__keyd(caps[ec].key) <= t_ev; ec++) { /* by group, as rows do */
-            bal_plan *pl = &b->plan[caps[ec].idx];
+        for (; ec < nr && bal__keyd(ready[ec].key) <= t_ev; ec++) { /* by group, as rows do */
+            bal_plan *pl = &b->plan[ready[ec].idx];
             double dv;
             if (pl->st == ST_FLOOR || pl->st == ST_RISE) {
-                if (freeze_plan(b, caps[ec].idx, t, -1, &dv))
+                if (freeze_plan(b, ready[ec].idx, t, -1, &dv))
                     grp_add(b, pl, dv);
                 active--;
             }
