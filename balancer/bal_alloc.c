@@ -557,6 +557,10 @@ static double raise_alone(pw_bal *b, size_t k)
     bal_plan *pl = &b->plan[k];
     if (pl->st != ST_FROZEN || pl->val >= pl->hi - 1e-9)
         return 0;
+    /* The row that froze it is one of the path's below: most are still full, and then the walk
+     * would find no room either. */
+    if (pl->bind >= 0 && b->rows[pl->bind].cap - b->rows[pl->bind].a <= 1e-9)
+        return 0;
     double room = pl->hi - pl->val;
     BAL_FOR_POS(b, BAL_GROUP(b, k, pl->mask), p)
     {
