@@ -220,16 +220,15 @@ static void row_set(pw_bal *b, size_t j, double t)
     blk_fix(b, j / b->blk_size);
 }
 
-static void levels_build(pw_bal *b)
+/* At the start of a class nothing rises (npos and b are 0 on every row): no row fills, and
+ * fill_class asks for none before its first floor ends. Every row is brought up to date at the
+ * first question, once chargers rise. */
+static void levels_reset(pw_bal *b)
 {
-    for (size_t j = 0; j < b->n_rows; j++)
-        b->row_t[j] = row_full_at(&b->rows[j]);
-    for (size_t k = 0; k < b->n_blk; k++)
-        blk_fix(b, k);
     for (size_t i = 0; i < b->n_dirty; i++) /* left over from the previous class */
         b->is_dirty[b->dirty[i]] = false;
     b->n_dirty = 0;
-    b->all_dirty = false;
+    b->all_dirty = true;
 }
 
 static void touch(pw_bal *b, size_t j)
@@ -492,13 +491,13 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         rest = cap < rest ? cap : rest;
     }
     bal__sort(floors, b->tmp, nf);
-    levels_build(b);
+    levels_reset(b);
     bal_key *ready = b->tmp + b->n_ch; /* below it the sort's scratch */
     size_t ef = 0, ec = 0, nr = 0;     /* ready[ec, nr) are the caps next in order */
     double t = 0;
     while (active > 0) {
         double t_row;
-        int j = next_full_row(b, t, &t_row);
+        int j = ef > 0 ? next_full_row(b, t, &t_row) : -1; /* none rises before a floor ends */
         double tf = ef < nf ? bal__keyd(floors[ef].key) : INFINITY;
         double next = j >= 0 && t_row < tf ? t_row : tf;
         if (ec == nr && nc && next >= rest) { /* the rest may hold the next event */
@@ -584,8 +583,10 @@ static void fill_classes(pw_bal *b, const bal_key *list, size_t n, bool refill)
         while (to < n && key_class(b, &list[to]) == key_class(b, &list[from]))
             to++;
         fill_class(b, list + from, to - from, refill);
-        for (size_t j = 0; j < b->n_rows; j++) /* drop rounding residue of the class */
+        for (size_t j = 0; j < b->n_rows; j++) { /* drop rounding residue of the class */
             b->rows[j].b = 0;
+            b->rows[j].npos = 0; /* already, unless the class stopped early (fill_class) */
+        }
         from = to;
     }
 }
