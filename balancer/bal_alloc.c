@@ -214,10 +214,15 @@ static void blk_fix(pw_bal *b, size_t k)
     b->blk[k] = (bal_blk){t, row};
 }
 
-static void row_set(pw_bal *b, size_t j, double t)
+/* Brings every row of block k up to date: where one stored level was early, others of the
+ * block, which loaded the same chargers, usually are too. */
+static void blk_refresh(pw_bal *b, size_t k)
 {
-    b->row_t[j] = t;
-    blk_fix(b, j / b->blk_size);
+    size_t lo = k * b->blk_size, hi = lo + b->blk_size;
+    hi = hi < b->n_rows ? hi : b->n_rows;
+    for (size_t j = lo; j < hi; j++)
+        b->row_t[j] = row_full_at(&b->rows[j]);
+    blk_fix(b, k);
 }
 
 /* At the start of a class nothing rises (npos and b are 0 on every row): no row fills, and
@@ -242,7 +247,7 @@ static void touch(pw_bal *b, size_t j)
 /* The earliest level >= t at which a row with rising chargers becomes full; -1 if none.
  * Touched rows are brought up to date first. Changes that can only make a row fill later are
  * not touched (see grp_apply): their stored level is early, never late, so the earliest stored
- * level is checked against its row and fixed until it is exact. */
+ * level is checked against its row and fixed (with its block) until it is exact. */
 static int next_full_row(pw_bal *b, double t, double *t_row)
 {
     if (b->all_dirty) {
@@ -282,7 +287,7 @@ static int next_full_row(pw_bal *b, double t, double *t_row)
             return -1;
         double exact = row_full_at(&b->rows[j]);
         if (exact != top) {
-            row_set(b, j, exact);
+            blk_refresh(b, j / b->blk_size);
             continue;
         }
         *t_row = exact < t ? t : exact;
