@@ -259,18 +259,18 @@ static int next_full_row(pw_bal *b, double t, double *t_row)
             blk_fix(b, k);
         b->all_dirty = false;
     } else {
-        /* Each block once, however many of its rows changed. */
+        /* Each block once, however many of its rows changed; all its rows, as they are read
+         * anyway and early ones are likely among them. */
         for (size_t i = 0; i < b->n_dirty; i++) {
             size_t j = b->dirty[i];
             b->is_dirty[j] = false;
-            b->row_t[j] = row_full_at(&b->rows[j]);
             b->blk_dirty[j / b->blk_size] = true;
         }
         for (size_t i = 0; i < b->n_dirty; i++) {
             size_t k = b->dirty[i] / b->blk_size;
             if (b->blk_dirty[k]) {
                 b->blk_dirty[k] = false;
-                blk_fix(b, k);
+                blk_refresh(b, k);
             }
         }
     }
