@@ -506,8 +506,9 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         double tf = ef < nf ? bal__keyd(floors[ef].key) : INFINITY;
         double next = j >= 0 && t_row < tf ? t_row : tf;
         if (ec == nr && nc && next >= rest) { /* the rest may hold the next event */
-            /* Half as far again as the next level: most chargers still rise after a row fills,
-             * so looking no further would pass over the rest again at each row. */
+            /* At least as far as the next event (levels are >= 0), so that no cap before it
+             * stays in the rest; half as far again as the next row: most chargers still rise
+             * after a row fills, so looking no further would pass over the rest at each row. */
             rest = caps_extend(b, caps, &nc, ready, &nr, 1.5 * (j >= 0 ? t_row : tf));
             ec = 0;
         }
