@@ -214,22 +214,26 @@ static void blk_fix(pw_bal *b, size_t k)
     b->blk[k] = (bal_blk){t, row};
 }
 
-static void row_set(pw_bal *b, size_t j, double t)
+/* Brings every row of block k up to date: where one stored level was early, others of the
+ * block, which loaded the same chargers, usually are too. */
+static void blk_refresh(pw_bal *b, size_t k)
 {
-    b->row_t[j] = t;
-    blk_fix(b, j / b->blk_size);
+    size_t lo = k * b->blk_size, hi = lo + b->blk_size;
+    hi = hi < b->n_rows ? hi : b->n_rows;
+    for (size_t j = lo; j < hi; j++)
+        b->row_t[j] = row_full_at(&b->rows[j]);
+    blk_fix(b, k);
 }
 
-static void levels_build(pw_bal *b)
+/* At the start of a class nothing rises (npos and b are 0 on every row): no row fills, and
+ * fill_class asks for none before its first floor ends. Every row is brought up to date at the
+ * first question, once chargers rise. */
+static void levels_reset(pw_bal *b)
 {
-    for (size_t j = 0; j < b->n_rows; j++)
-        b->row_t[j] = row_full_at(&b->rows[j]);
-    for (size_t k = 0; k < b->n_blk; k++)
-        blk_fix(b, k);
     for (size_t i = 0; i < b->n_dirty; i++) /* left over from the previous class */
         b->is_dirty[b->dirty[i]] = false;
     b->n_dirty = 0;
-    b->all_dirty = false;
+    b->all_dirty = true;
 }
 
 static void touch(pw_bal *b, size_t j)
@@ -243,7 +247,7 @@ static void touch(pw_bal *b, size_t j)
 /* The earliest level >= t at which a row with rising chargers becomes full; -1 if none.
  * Touched rows are brought up to date first. Changes that can only make a row fill later are
  * not touched (see grp_apply): their stored level is early, never late, so the earliest stored
- * level is checked against its row and fixed until it is exact. */
+ * level is checked against its row and fixed (with its block) until it is exact. */
 static int next_full_row(pw_bal *b, double t, double *t_row)
 {
     if (b->all_dirty) {
@@ -255,18 +259,18 @@ static int next_full_row(pw_bal *b, double t, double *t_row)
             blk_fix(b, k);
         b->all_dirty = false;
     } else {
-        /* Each block once, however many of its rows changed. */
+        /* Each block once, however many of its rows changed; all its rows, as they are read
+         * anyway and early ones are likely among them. */
         for (size_t i = 0; i < b->n_dirty; i++) {
             size_t j = b->dirty[i];
             b->is_dirty[j] = false;
-            b->row_t[j] = row_full_at(&b->rows[j]);
             b->blk_dirty[j / b->blk_size] = true;
         }
         for (size_t i = 0; i < b->n_dirty; i++) {
             size_t k = b->dirty[i] / b->blk_size;
             if (b->blk_dirty[k]) {
                 b->blk_dirty[k] = false;
-                blk_fix(b, k);
+                blk_refresh(b, k);
             }
         }
     }
@@ -283,7 +287,7 @@ static int next_full_row(pw_bal *b, double t, double *t_row)
             return -1;
         double exact = row_full_at(&b->rows[j]);
         if (exact != top) {
-            row_set(b, j, exact);
+            blk_refresh(b, j / b->blk_size);
             continue;
         }
         *t_row = exact < t ? t : exact;
@@ -429,6 +433,35 @@ static double per_weight(double v, double w)
     return w == 1 ? v : v / w;
 }
 
+/* The caps of fill_class are ordered lazily: those the level may reach next are sorted apart,
+ * in ready[0, n), the others (the rest, unsorted, in list order) stay in caps[0, *n_rest), all
+ * above them. When the ready ones are used up, moves the rest's caps at levels <= upto to ready,
+ * sorted, drops the caps of frozen chargers (the level would pass over them) and returns the
+ * lowest level left in the rest (INFINITY when none). Most chargers freeze at a full row long
+ * before their cap: their caps are never sorted. Splitting by level keeps equal caps together
+ * and the sort is stable, so caps come in the order one sort of them all gives. */
+static double caps_extend(pw_bal *b, bal_key *caps, size_t *n_rest, bal_key *ready, size_t *n,
+                          double upto)
+{
+    size_t m = 0, left = 0;
+    double low = INFINITY;
+    for (size_t i = 0; i < *n_rest; i++) {
+        if (b->plan[caps[i].idx].st == ST_FROZEN)
+            continue;
+        double c = bal__keyd(caps[i].key);
+        if (c <= upto) {
+            ready[m++] = caps[i];
+        } else {
+            caps[left++] = caps[i];
+            low = c < low ? c : low;
+        }
+    }
+    bal__sort(ready, b->tmp, m);
+    *n_rest = left;
+    *n = m;
+    return low;
+}
+
 /* Progressive filling of one class: the level t rises, charger k holds max(floor, x + w t)
  * capped at hi, and whoever loads a row that fills up freezes. Events are the kinks of each
  * charger (its floor ends at (floor - x) / w, its cap at (hi - x) / w) and rows filling up.
@@ -438,9 +471,10 @@ static double per_weight(double v, double w)
 static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
     /* Floor ends and caps are sorted apart (floor ends are usually all alike, which sorts for
-     * free) and merged as the level rises. */
+     * free; caps only as far as the level gets, see caps_extend) and merged as the level rises. */
     bal_key *floors = b->events, *caps = b->events + b->n_ch;
     size_t nf = 0, nc = 0, active = 0;
+    double rest = INFINITY; /* the lowest cap not yet sorted */
     for (size_t i = 0; i < n; i++) {
         size_t k = list[i].idx;
         bal_plan *pl = &b->plan[k];
@@ -458,17 +492,28 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         active++;
         floors[nf++] = (bal_key){bal__dkey(per_weight(pl->floor - pl->x, pl->w)), (uint32_t)k};
         caps[nc++] = (bal_key){bal__dkey(per_weight(pl->hi - pl->x, pl->w)), (uint32_t)k};
+        double cap = bal__keyd(caps[nc - 1].key);
+        rest = cap < rest ? cap : rest;
     }
     bal__sort(floors, b->tmp, nf);
-    bal__sort(caps, b->tmp, nc);
-    levels_build(b);
-    size_t ef = 0, ec = 0;
+    levels_reset(b);
+    bal_key *ready = b->tmp + b->n_ch; /* below it the sort's scratch */
+    size_t ef = 0, ec = 0, nr = 0;     /* ready[ec, nr) are the caps next in order */
     double t = 0;
     while (active > 0) {
+        double t_row;
+        int j = ef > 0 ? next_full_row(b, t, &t_row) : -1; /* none rises before a floor ends */
         double tf = ef < nf ? bal__keyd(floors[ef].key) : INFINITY;
-        double tc = ec < nc ? bal__keyd(caps[ec].key) : INFINITY;
-        double t_row, t_ev = tf < tc ? tf : tc;
-        int j = next_full_row(b, t, &t_row);
+        double next = j >= 0 && t_row < tf ? t_row : tf;
+        if (ec == nr && nc && next >= rest) { /* the rest may hold the next event */
+            /* At least as far as the next event (levels are >= 0), so that no cap before it
+             * stays in the rest; half as far again as the next row: most chargers still rise
+             * after a row fills, so looking no further would pass over the rest at each row. */
+            rest = caps_extend(b, caps, &nc, ready, &nr, 1.5 * (j >= 0 ? t_row : tf));
+            ec = 0;
+        }
+        double tc = ec < nr ? bal__keyd(ready[ec].key) : INFINITY;
+        double t_ev = tf < tc ? tf : tc;
         if (j >= 0 && t_row <= t_ev) {
             t = t_row;
             active -= freeze_row(b, (size_t)j, t);
@@ -500,11 +545,11 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
             }
         }
         grp_apply(b, -1);
-        for (; ec < nc && bal__keyd(caps[ec].key) <= t_ev; ec++) { /* by group, as rows do */
-            bal_plan *pl = &b->plan[caps[ec].idx];
+        for (; ec < nr && bal__keyd(ready[ec].key) <= t_ev; ec++) { /* by group, as rows do */
+            bal_plan *pl = &b->plan[ready[ec].idx];
             double dv;
             if (pl->st == ST_FLOOR || pl->st == ST_RISE) {
-                if (freeze_plan(b, caps[ec].idx, t, -1, &dv))
+                if (freeze_plan(b, ready[ec].idx, t, -1, &dv))
                     grp_add(b, pl, dv);
                 active--;
             }
@@ -518,6 +563,10 @@ static double raise_alone(pw_bal *b, size_t k)
 {
     bal_plan *pl = &b->plan[k];
     if (pl->st != ST_FROZEN || pl->val >= pl->hi - 1e-9)
+        return 0;
+    /* The row that froze it is one of the path's below: most are still full, and then the walk
+     * would find no room either. */
+    if (pl->bind >= 0 && b->rows[pl->bind].cap - b->rows[pl->bind].a <= 1e-9)
         return 0;
     double room = pl->hi - pl->val;
     BAL_FOR_POS(b, BAL_GROUP(b, k, pl->mask), p)
@@ -542,8 +591,10 @@ static void fill_classes(pw_bal *b, const bal_key *list, size_t n, bool refill)
         while (to < n && key_class(b, &list[to]) == key_class(b, &list[from]))
             to++;
         fill_class(b, list + from, to - from, refill);
-        for (size_t j = 0; j < b->n_rows; j++) /* drop rounding residue of the class */
+        for (size_t j = 0; j < b->n_rows; j++) { /* drop rounding residue of the class */
             b->rows[j].b = 0;
+            b->rows[j].npos = 0; /* already, unless the class stopped early (fill_class) */
+        }
         from = to;
     }
 }

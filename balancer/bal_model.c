@@ -864,9 +864,12 @@ static void msd_sort(bal_key *a, bal_key *tmp, size_t n)
         differ |= a[i].key ^ a[0].key;
     if (!differ)
         return;
-    unsigned shift = 56;
-    while (!((differ >> shift) & 0xff))
-        shift -= 8;
+    /* The digit is the 8 bits from the highest that differs down, not a byte: keys of one run
+     * differ in few high bits (their exponents), which a byte would spread over few buckets. */
+    unsigned top = 63;
+    while (!(differ >> top))
+        top--;
+    unsigned shift = top >= 7 ? top - 7 : 0;
     /* Most keys often share their byte (chargers at one maximum): counted in two tables by
      * turns, and placed with the position of a run of one byte kept in a register, so that the
      * steps do not each wait for the last one's store to the same counter. */
