@@ -4,42 +4,62 @@
 
 #include <string.h>
 
-/* A small text builder: reasons are written for every charger whose reason changed, on every
- * run, and printf with floating point would cost more than the allocation itself. Output is
- * truncated, never overrun; render() ends it with a NUL. */
+/* A small text builder over PW_BAL_REASON_LEN bytes: reasons are written for every charger whose
+ * reason changed, on every run, and printf with floating point would cost more than the
+ * allocation itself. Output is truncated, never overrun; render() ends it with a NUL. */
 typedef struct text {
     char *p;
-    size_t len, cap;
+    size_t len;
 } text;
+
+static size_t room(const text *t)
+{
+    return PW_BAL_REASON_LEN - 1 - t->len;
+}
 
 static void put_n(text *t, const char *s, size_t n)
 {
-    size_t room = t->cap - 1 - t->len;
+    size_t r = room(t);
     /* Copied in two branches so that, for a literal, the usual one copies a size known when
      * compiled (inline moves, not a call). */
-    if (n <= room)
+    if (n <= r)
         memcpy(t->p + t->len, s, n);
     else
-        memcpy(t->p + t->len, s, n = room);
+        memcpy(t->p + t->len, s, n = r);
     t->len += n;
 }
 
 /* A string literal, its length known when compiled. */
 #define PUT(t, lit) put_n((t), "" lit, sizeof(lit) - 1)
 
-static void put(text *t, const char *s)
+static size_t digits(uint64_t v)
 {
-    put_n(t, s, strlen(s));
+    size_t n = 1;
+    for (; v >= 10; v /= 10)
+        n++;
+    return n;
 }
 
+/* Writes v in decimal, its last digit just before end. */
+static void write_digits(char *end, uint64_t v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+}
+
+/* Written in place, not copied from a scratch buffer, unless it would be cut. */
 static void put_uint(text *t, uint64_t v)
 {
-    char buf[24];
-    size_t n = sizeof buf;
-    do
-        buf[--n] = (char)('0' + v % 10);
-    while ((v /= 10) > 0);
-    put_n(t, buf + n, sizeof buf - n);
+    size_t n = digits(v);
+    if (n <= room(t)) {
+        write_digits(t->p + t->len + n, v);
+        t->len += n;
+        return;
+    }
+    char buf[20]; /* UINT64_MAX has 20 digits */
+    write_digits(buf + n, v);
+    put_n(t, buf, n);
 }
 
 /* Amperes with one decimal ("10.7"), or none when whole ("16"). */
@@ -57,6 +77,19 @@ static void put_amps(text *t, double a)
 static void put_tenths(text *t, int64_t tenths)
 {
     uint64_t v = tenths > 0 ? (uint64_t)tenths : 0;
+    /* The usual, under 100 A: written in place, at most "99.9" (the decimals are written in any
+     * case, and counted only when not 0). */
+    if (v < 1000 && room(t) >= 4) {
+        char *p = t->p + t->len;
+        unsigned whole = (unsigned)v / 10, frac = (unsigned)v % 10;
+        size_t n = whole >= 10;
+        p[0] = (char)('0' + whole / 10); /* overwritten below when a single digit */
+        p[n] = (char)('0' + whole % 10);
+        p[n + 1] = '.';
+        p[n + 2] = (char)('0' + frac);
+        t->len += n + 1 + (frac ? 2 : 0);
+        return;
+    }
     put_uint(t, v / 10);
     if (v % 10) {
         char frac[2] = {'.', (char)('0' + v % 10)};
@@ -96,26 +129,73 @@ static void write_row(text *t, const pw_bal *b, int j)
     PUT(t, " A)");
 }
 
+#define LIMITED_BY "limited by "
+
+/* Row j's name, row_txt_len[j] bytes. */
+static const char *row_name(const pw_bal *b, int j)
+{
+    return b->row_txt + (size_t)j * BAL_ROW_TXT_LEN;
+}
+
+/* The sentence "limited by <row j>", NUL-terminated in PW_BAL_REASON_LEN bytes. */
+static const char *row_limited(const pw_bal *b, int j)
+{
+    return row_name(b, j) + PW_BAL_REASON_LEN;
+}
+
+static size_t row_limited_len(const pw_bal *b, int j)
+{
+    size_t n = sizeof LIMITED_BY - 1 + b->row_txt_len[j];
+    return n < PW_BAL_REASON_LEN - 1 ? n : PW_BAL_REASON_LEN - 1;
+}
+
 void bal__row_texts(pw_bal *b)
 {
     for (size_t j = 0; j < b->n_rows; j++) {
+        char *name = b->row_txt + j * BAL_ROW_TXT_LEN;
         /* Cut, like a sentence, at PW_BAL_REASON_LEN - 1 characters: the most one can show. */
-        text t = {b->row_txt + j * PW_BAL_REASON_LEN, 0, PW_BAL_REASON_LEN};
+        text t = {name, 0};
         write_row(&t, b, (int)j);
         b->row_txt_len[j] = (uint8_t)t.len;
+        text s = {name + PW_BAL_REASON_LEN, 0};
+        PUT(&s, LIMITED_BY);
+        put_n(&s, name, t.len);
+        s.p[s.len] = '\0';
     }
 }
 
-/* The row of a reason by its name: half of the sentences name one, so it is written once
- * (bal__row_texts); with an operator's cap on its line, the cap ("(facility limit 40 A)"). */
-static void put_row(text *t, const pw_bal *b, const bal_why *w)
+/* With an operator's cap on the row's line, the cap: " (facility limit 40 A)". */
+static void put_cap(text *t, const pw_bal *b, const bal_why *w)
 {
-    put_n(t, b->row_txt + (size_t)w->row * PW_BAL_REASON_LEN, b->row_txt_len[w->row]);
     if (w->cap < 0)
         return;
-    put(t, b->rows[w->row].node == 0 ? " (facility limit " : " (operator limit ");
+    if (b->rows[w->row].node == 0)
+        PUT(t, " (facility limit ");
+    else
+        PUT(t, " (operator limit ");
     put_tenths(t, w->cap);
     PUT(t, " A)");
+}
+
+/* The row of a reason by its name: half of the sentences name one, so it is written once
+ * (bal__row_texts), then its cap if any. */
+static void put_row(text *t, const pw_bal *b, const bal_why *w)
+{
+    put_n(t, row_name(b, w->row), b->row_txt_len[w->row]);
+    put_cap(t, b, w);
+}
+
+/* Amperes as shown: in tenths, rounded as put_amps rounds them. */
+static int64_t tenths(double a)
+{
+    return (int64_t)(a * 10 + 0.5);
+}
+
+/* An operator's cap in force on node n's line (1..3), in tenths of amperes; -1 if none. */
+static int64_t line_cap(const bal_node *n, unsigned line)
+{
+    size_t l = line - 1u;
+    return n->op_cap_a[l] < n->cfg_limit_a[l] ? tenths(n->op_cap_a[l]) : -1;
 }
 
 /* An operator's cap in force on row j's line, in tenths of amperes; -1 if none (or not a line
@@ -124,35 +204,26 @@ static int64_t row_cap(const pw_bal *b, int j)
 {
     if (j < 0 || !b->rows[j].line)
         return -1;
-    const bal_node *n = &b->nodes[b->rows[j].node];
-    size_t l = b->rows[j].line - 1u;
-    return n->op_cap_a[l] < n->cfg_limit_a[l] ? (int64_t)(n->op_cap_a[l] * 10 + 0.5) : -1;
+    return line_cap(&b->nodes[b->rows[j].node], b->rows[j].line);
 }
 
 /* The row that binds a charger below its demand: where it froze if that row is still full,
  * else any full row on its path that it loads. */
-static int binding_row(const pw_bal *b, size_t k)
+static int binding_row(const pw_bal *b, const bal_plan *pl)
 {
-    const bal_plan *pl = &b->plan[k];
     const double tight = 1e-6;
     if (pl->bind >= 0) {
         const bal_row *r = &b->rows[pl->bind];
         if (r->cm[pl->mask] > 0 && r->cap - r->a <= tight)
             return pl->bind;
     }
-    BAL_FOR_POS(b, BAL_GROUP(b, k, pl->mask), p)
+    BAL_FOR_POS(b, (size_t)pl->node * 8 + pl->mask, p)
     {
         const bal_row *r = &b->rows[*p];
         if (r->cap - r->a <= tight)
             return (int)*p;
     }
     return -1;
-}
-
-/* Amperes as shown: in tenths, rounded as put_amps rounds them. */
-static int64_t tenths(double a)
-{
-    return (int64_t)(a * 10 + 0.5);
 }
 
 static double largest(const double a[PW_LINES])
@@ -169,57 +240,53 @@ static void decide_bound(const pw_bal *b, size_t k, bal_why *w, double *x, doubl
 {
     const bal_plan *pl = &b->plan[k];
     if (pl->target >= pl->hi - 1e-6) {
-        w->code = pl->trimmed ? PW_REASON_CAR_DRAW : PW_REASON_MAX;
-        *x = pl->hi;
-        /* The draw the trim was made for (it follows the draw down by whole amperes), so
-         * that the sentence does not change with every small move of the current. */
         const bal_ch *c = &b->ch[k];
-        double draw = b->p.oneshot ? largest(c->m.current_a) : c->trim_cap - b->p.trim_headroom_a;
-        *y = pl->trimmed ? draw : 0;
-        w->variant = pl->trimmed && pl->hi <= pl->lo + 1e-6; /* trimmed to the minimum */
-        if (!pl->trimmed && c->op_cap_a < c->cfg_max_a)      /* the operator's maximum */
-            w->variant = 1;
-    } else if ((w->row = binding_row(b, k)) < 0) {
+        *x = pl->hi;
+        if (pl->trimmed) {
+            w->code = PW_REASON_CAR_DRAW;
+            /* The draw the trim was made for (it follows the draw down by whole amperes), so
+             * that the sentence does not change with every small move of the current. */
+            *y = b->p.oneshot ? largest(c->m.current_a) : c->trim_cap - b->p.trim_headroom_a;
+            w->variant = pl->hi <= pl->lo + 1e-6; /* trimmed to the minimum */
+        } else {
+            w->code = PW_REASON_MAX;
+            w->variant = c->op_cap_a < c->cfg_max_a; /* the operator's maximum */
+        }
+    } else if ((w->row = binding_row(b, pl)) < 0) {
         w->code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */
         w->variant = 1;
         *x = pl->val;
     } else {
         const bal_row *row = &b->rows[w->row];
-        w->stale = row->line ? b->nodes[row->node].stale_src : -1;
-        w->code = !row->line      ? PW_REASON_IMBALANCE
-                  : w->stale >= 0 ? PW_REASON_METER_STALE
-                                  : PW_REASON_NODE_LIMIT;
+        if (!row->line) {
+            w->code = PW_REASON_IMBALANCE;
+            return;
+        }
+        const bal_node *n = &b->nodes[row->node];
+        w->stale = n->stale_src;
+        w->code = w->stale >= 0 ? PW_REASON_METER_STALE : PW_REASON_NODE_LIMIT;
+        w->cap = line_cap(n, row->line);
     }
 }
 
-/* Decides the reason of charger k into *w: the code and everything its sentence shows. */
-static void decide(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
+/* The reason of a charger that wants current: prepare_charger sets want only for one online, on
+ * time, without a fault, with a car and not paused by the operator. */
+static void decide_wanting(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
 {
     const bal_plan *pl = &b->plan[k];
-    const bal_ch *c = &b->ch[k];
-    const pw_bal_result *r = &b->res[k];
-    *w = (bal_why){.row = -1, .stale = -1, .cap = -1};
     double x = 0, y = 0; /* amperes shown */
-    if (!pl->online || pl->overdue) {
-        w->code = PW_REASON_OFFLINE;
-        w->variant = pl->overdue ? 2 : c->has_meas;
-        w->n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
-        x = largest(pl->fixed);
-        y = pl->overdue ? c->prev_limit : 0;
-    } else if (c->m.car == PW_CAR_FAULT) {
-        w->code = PW_REASON_FAULT;
-    } else if (!pl->want) {
-        w->code = c->op_paused ? PW_REASON_PAUSED_OPERATOR : PW_REASON_NO_CAR;
-    } else if (pl->held) {
+    if (pl->held) {
         w->code = PW_REASON_WAITING_CUTS;
         w->variant = pl->own_wait ? 2 : pl->val > 0;
         x = pl->target;
     } else if (pl->val <= 0) {
+        uint64_t turn = b->res[k].next_turn_ms;
         w->row = pl->block;
+        w->cap = row_cap(b, w->row);
         w->code = pl->susp ? PW_REASON_SUSPENDED : pl->pause;
-        w->variant = pl->susp ? 0 : r->next_turn_ms > now;
+        w->variant = pl->susp ? 0 : turn > now;
         x = pl->lo;
-        w->n = r->next_turn_ms > now ? (r->next_turn_ms - now + 59999) / 60000 : 0;
+        w->n = turn > now ? (turn - now + 59999) / 60000 : 0;
     } else if (pl->susp) {
         w->code = PW_REASON_SUSPENDED;
         w->variant = 1;
@@ -229,19 +296,40 @@ static void decide(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
          * (apply_dynamics), so a charger bound by its own demand is at it. */
         decide_bound(b, k, w, &x, &y);
     }
-    w->one_phase = pl->want & (pl->val > 0) & (pl->mode == 1);
-    w->cap = row_cap(b, w->row);
+    w->one_phase = (pl->val > 0) & (pl->mode == 1);
     /* Amperes are shown to a tenth: a change below that is no new sentence. (A draw of 0 or
      * less shows as 0 either way.) */
     w->x = tenths(x);
     w->y = y > 0 ? tenths(y) : 0;
 }
 
+/* Decides the reason of charger k into *w: the code and everything its sentence shows. */
+static void decide(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
+{
+    const bal_plan *pl = &b->plan[k];
+    *w = (bal_why){.row = -1, .stale = -1, .cap = -1};
+    if (pl->want) {
+        decide_wanting(b, k, now, w);
+        return;
+    }
+    const bal_ch *c = &b->ch[k];
+    if (!pl->online || pl->overdue) {
+        w->code = PW_REASON_OFFLINE;
+        w->variant = pl->overdue ? 2 : c->has_meas;
+        w->n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
+        w->x = tenths(largest(pl->fixed));
+        w->y = pl->overdue && c->prev_limit > 0 ? tenths(c->prev_limit) : 0;
+    } else if (c->m.car == PW_CAR_FAULT) {
+        w->code = PW_REASON_FAULT;
+    } else {
+        w->code = c->op_paused ? PW_REASON_PAUSED_OPERATOR : PW_REASON_NO_CAR;
+    }
+}
+
+/* bal_why has no padding: two reasons are the same when their bytes are. */
 static bool same_why(const bal_why *x, const bal_why *y)
 {
-    return x->code == y->code && x->variant == y->variant && x->one_phase == y->one_phase &&
-           x->row == y->row && x->stale == y->stale && x->x == y->x && x->y == y->y &&
-           x->n == y->n && x->cap == y->cap;
+    return memcmp(x, y, sizeof *x) == 0;
 }
 
 static void render_paused(const pw_bal *b, const bal_why *w, text *t)
@@ -295,40 +383,76 @@ static void put_kept(const pw_bal *b, int64_t kept, text *t)
 static void render_own_limit(const bal_why *w, text *t)
 {
     if (w->code == PW_REASON_MAX) {
-        put(t, w->variant ? "at the operator's maximum " : "at the charger's maximum ");
+        if (w->variant)
+            PUT(t, "at the operator's maximum ");
+        else
+            PUT(t, "at the charger's maximum ");
         put_tenths(t, w->x);
         PUT(t, " A");
         return;
     }
     PUT(t, "car draws ");
     put_tenths(t, w->y);
-    put(t, w->variant ? " A, less than offered: offer trimmed to its minimum "
-                      : " A, less than offered: offer trimmed to ");
+    PUT(t, " A, less than offered: offer trimmed to ");
+    if (w->variant)
+        PUT(t, "its minimum ");
     put_tenths(t, w->x);
     PUT(t, " A");
 }
 
-/* Writes the sentence of a decided reason. */
-static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
+/* "charger silent for 42 s: budgeted at 6 A", "no status for 42 s: offer 16 A held, budgeted at
+ * 6 A" or "charger not heard from yet: budgeted at 6 A". */
+static void render_offline(const bal_why *w, text *t)
 {
-    text t = {out, 0, size};
+    if (!w->variant) {
+        PUT(t, "charger not heard from yet: budgeted at ");
+    } else {
+        if (w->variant == 2)
+            PUT(t, "no status for ");
+        else
+            PUT(t, "charger silent for ");
+        put_uint(t, w->n);
+        PUT(t, " s");
+        if (w->variant == 2) {
+            PUT(t, ": offer ");
+            put_tenths(t, w->y);
+            PUT(t, " A held, budgeted at ");
+        } else {
+            PUT(t, ": budgeted at ");
+        }
+    }
+    put_tenths(t, w->x);
+    PUT(t, " A");
+}
+
+/* A charger bound by a row: "limited by <row>", written once per row (bal__row_texts) and copied
+ * whole with its NUL, then what else the sentence shows. */
+static void render_limited(const pw_bal *b, const bal_why *w, text *t)
+{
+    if (w->variant) {
+        put_kept(b, w->x, t);
+        PUT(t, " is not sent");
+        return;
+    }
+    memcpy(t->p, row_limited(b, w->row), PW_BAL_REASON_LEN);
+    t->len = row_limited_len(b, w->row);
+    put_cap(t, b, w);
+    if (w->stale >= 0) {
+        PUT(t, "; meter '");
+        put_node(t, b, w->stale);
+        PUT(t, "' stale: conservative budget");
+    }
+}
+
+/* Writes the sentence of a decided reason. Kept out of line: most chargers keep their sentence,
+ * and the run's path for them stays short. */
+__attribute__((noinline)) static void render(const pw_bal *b, const bal_why *w,
+                                             char out[PW_BAL_REASON_LEN])
+{
+    text t = {out, 0};
     switch (w->code) {
     case PW_REASON_OFFLINE:
-        put(&t, w->variant == 2 ? "no status for "
-                : w->variant    ? "charger silent for "
-                                : "charger not heard from yet");
-        if (w->variant) {
-            put_uint(&t, w->n);
-            PUT(&t, " s");
-        }
-        if (w->variant == 2) {
-            PUT(&t, ": offer ");
-            put_tenths(&t, w->y);
-            PUT(&t, " A held");
-        }
-        put(&t, w->variant == 2 ? ", budgeted at " : ": budgeted at ");
-        put_tenths(&t, w->x);
-        PUT(&t, " A");
+        render_offline(w, &t);
         break;
     case PW_REASON_FAULT:
         PUT(&t, "charger reports a fault");
@@ -346,8 +470,10 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
         }
         PUT(&t, "raise to ");
         put_tenths(&t, w->x);
-        put(&t, w->variant == 2 ? " A waits until the car has followed its last cut"
-                                : " A waits until other chargers follow cuts");
+        if (w->variant == 2)
+            PUT(&t, " A waits until the car has followed its last cut");
+        else
+            PUT(&t, " A waits until other chargers follow cuts");
         break;
     case PW_REASON_CAR_DRAW:
     case PW_REASON_MAX:
@@ -365,18 +491,7 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
     case PW_REASON_NODE_LIMIT:
     case PW_REASON_IMBALANCE:
     case PW_REASON_METER_STALE:
-        if (w->variant) {
-            put_kept(b, w->x, &t);
-            PUT(&t, " is not sent");
-            break;
-        }
-        PUT(&t, "limited by ");
-        put_row(&t, b, w);
-        if (w->stale >= 0) {
-            PUT(&t, "; meter '");
-            put_node(&t, b, w->stale);
-            PUT(&t, "' stale: conservative budget");
-        }
+        render_limited(b, w, &t);
         break;
     default:
         render_paused(b, w, &t);
@@ -390,17 +505,18 @@ static void render(const pw_bal *b, const bal_why *w, char *out, size_t size)
 void bal__reason(pw_bal *b, size_t k, uint64_t now)
 {
     pw_bal_result *r = &b->res[k];
+    bal_ch *c = &b->ch[k];
     bal_why w;
     decide(b, k, now, &w);
     r->reason = w.code;
     r->bind_node = w.row >= 0 ? b->rows[w.row].node : -1;
     r->bind_line = w.row >= 0 ? b->rows[w.row].line : 0;
-    /* Most chargers keep their reason from run to run: write the sentence only when it changes. */
-    if (b->ch[k].has_why && same_why(&w, &b->ch[k].why) && r->reason_text[0])
+    /* Most chargers keep their reason from run to run: write the sentence only when it changes
+     * (every sentence has a character: an empty text has not been written yet). */
+    if (r->reason_text[0] && same_why(&w, &c->why))
         return;
-    render(b, &w, r->reason_text, sizeof r->reason_text);
-    b->ch[k].why = w;
-    b->ch[k].has_why = true;
+    render(b, &w, r->reason_text);
+    c->why = w;
 }
 
 /* Puts the m smallest keys of a[0..n) first, in ascending order (m <= n); the rest are left in
