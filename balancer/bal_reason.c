@@ -40,12 +40,13 @@ static size_t digits(uint64_t v)
     return n;
 }
 
-/* Writes v in decimal, its last digit just before end. */
-static void write_digits(char *end, uint64_t v)
+/* Writes v in decimal, its last digit just before end; returns its first digit. */
+static char *write_digits(char *end, uint64_t v)
 {
     do
         *--end = (char)('0' + v % 10);
     while ((v /= 10) > 0);
+    return end;
 }
 
 /* Written in place, not copied from a scratch buffer, unless it would be cut. */
@@ -58,8 +59,8 @@ static void put_uint(text *t, uint64_t v)
         return;
     }
     char buf[20]; /* UINT64_MAX has 20 digits */
-    write_digits(buf + n, v);
-    put_n(t, buf, n);
+    const char *s = write_digits(buf + sizeof buf, v);
+    put_n(t, s, (size_t)(buf + sizeof buf - s));
 }
 
 /* Amperes with one decimal ("10.7"), or none when whole ("16"). */
@@ -73,28 +74,34 @@ static void put_amps(text *t, double a)
     }
 }
 
-/* Amperes given in tenths (bal_why), as put_amps writes them. */
-static void put_tenths(text *t, int64_t tenths)
+/* Amperes given in tenths, v >= 0, as put_amps writes them. */
+__attribute__((noinline)) static void put_tenths_any(text *t, uint64_t v)
 {
-    uint64_t v = tenths > 0 ? (uint64_t)tenths : 0;
-    /* The usual, under 100 A: written in place, at most "99.9" (the decimals are written in any
-     * case, and counted only when not 0). */
-    if (v < 1000 && room(t) >= 4) {
-        char *p = t->p + t->len;
-        unsigned whole = (unsigned)v / 10, frac = (unsigned)v % 10;
-        size_t n = whole >= 10;
-        p[0] = (char)('0' + whole / 10); /* overwritten below when a single digit */
-        p[n] = (char)('0' + whole % 10);
-        p[n + 1] = '.';
-        p[n + 2] = (char)('0' + frac);
-        t->len += n + 1 + (frac ? 2 : 0);
-        return;
-    }
     put_uint(t, v / 10);
     if (v % 10) {
         char frac[2] = {'.', (char)('0' + v % 10)};
         put_n(t, frac, sizeof frac);
     }
+}
+
+/* Amperes given in tenths (bal_why), as put_amps writes them. */
+static void put_tenths(text *t, int64_t tenths)
+{
+    uint64_t v = tenths > 0 ? (uint64_t)tenths : 0;
+    if (v >= 1000 || room(t) < 4) {
+        put_tenths_any(t, v);
+        return;
+    }
+    /* The usual, under 100 A: written in place, at most "99.9" (the decimals are written in any
+     * case, and counted only when not 0). */
+    char *p = t->p + t->len;
+    unsigned whole = (unsigned)v / 10, frac = (unsigned)v % 10;
+    size_t n = whole >= 10;
+    p[0] = (char)('0' + whole / 10); /* overwritten below when a single digit */
+    p[n] = (char)('0' + whole % 10);
+    p[n + 1] = '.';
+    p[n + 2] = (char)('0' + frac);
+    t->len += n + 1 + (frac ? 2 : 0);
 }
 
 static void put_line(text *t, unsigned line)
@@ -332,175 +339,211 @@ static bool same_why(const bal_why *x, const bal_why *y)
     return memcmp(x, y, sizeof *x) == 0;
 }
 
-static void render_paused(const pw_bal *b, const bal_why *w, text *t)
+/* Ends a sentence: ", on 1 phase" for a car switched to one, then the NUL. */
+static void finish(text *t, const bal_why *w)
 {
-    switch (w->code) {
-    case PW_REASON_SUSPENDED:
-        PUT(t, "car paused itself; no room at ");
-        put_row(t, b, w);
-        PUT(t, " to hold its minimum ");
-        put_tenths(t, w->x);
-        PUT(t, " A");
-        break;
-    case PW_REASON_PAUSED_PRIORITY:
-        PUT(t, "paused: higher-priority cars use ");
-        put_row(t, b, w);
-        break;
-    case PW_REASON_PAUSED_ROTATION:
-        if (w->variant) {
-            PUT(t, "paused: rotation, next turn in ~");
-            put_uint(t, w->n);
-            PUT(t, " min (");
-            put_row(t, b, w);
-            PUT(t, " is full)");
-        } else {
-            PUT(t, "paused: rotation, minimums do not all fit at ");
-            put_row(t, b, w);
-        }
-        break;
-    default:
-        PUT(t, "paused: ");
-        put_row(t, b, w);
-        PUT(t, " has no room for the minimum ");
-        put_tenths(t, w->x);
-        PUT(t, " A");
-        break;
-    }
+    if (w->one_phase)
+        PUT(t, ", on 1 phase");
+    t->p[t->len] = '\0';
 }
 
-/* "kept at 15.5 A: a raise under 1 A" */
-static void put_kept(const pw_bal *b, int64_t kept, text *t)
-{
-    PUT(t, "kept at ");
-    put_tenths(t, kept);
-    PUT(t, " A: a raise under ");
-    put_amps(t, b->p.hysteresis_a);
-    PUT(t, " A");
-}
-
-/* A charger bound by its own demand: the charger's maximum, or a car drawing less than offered
- * (its draw and the trimmed offer). */
-static void render_own_limit(const bal_why *w, text *t)
-{
-    if (w->code == PW_REASON_MAX) {
-        if (w->variant)
-            PUT(t, "at the operator's maximum ");
-        else
-            PUT(t, "at the charger's maximum ");
-        put_tenths(t, w->x);
-        PUT(t, " A");
-        return;
-    }
-    PUT(t, "car draws ");
-    put_tenths(t, w->y);
-    PUT(t, " A, less than offered: offer trimmed to ");
-    if (w->variant)
-        PUT(t, "its minimum ");
-    put_tenths(t, w->x);
-    PUT(t, " A");
-}
-
-/* "charger silent for 42 s: budgeted at 6 A", "no status for 42 s: offer 16 A held, budgeted at
- * 6 A" or "charger not heard from yet: budgeted at 6 A". */
-static void render_offline(const bal_why *w, text *t)
-{
-    if (!w->variant) {
-        PUT(t, "charger not heard from yet: budgeted at ");
-    } else {
-        if (w->variant == 2)
-            PUT(t, "no status for ");
-        else
-            PUT(t, "charger silent for ");
-        put_uint(t, w->n);
-        PUT(t, " s");
-        if (w->variant == 2) {
-            PUT(t, ": offer ");
-            put_tenths(t, w->y);
-            PUT(t, " A held, budgeted at ");
-        } else {
-            PUT(t, ": budgeted at ");
-        }
-    }
-    put_tenths(t, w->x);
-    PUT(t, " A");
-}
-
-/* A charger bound by a row: "limited by <row>", written once per row (bal__row_texts) and copied
- * whole with its NUL, then what else the sentence shows. */
-static void render_limited(const pw_bal *b, const bal_why *w, text *t)
-{
-    if (w->variant) {
-        put_kept(b, w->x, t);
-        PUT(t, " is not sent");
-        return;
-    }
-    memcpy(t->p, row_limited(b, w->row), PW_BAL_REASON_LEN);
-    t->len = row_limited_len(b, w->row);
-    put_cap(t, b, w);
-    if (w->stale >= 0) {
-        PUT(t, "; meter '");
-        put_node(t, b, w->stale);
-        PUT(t, "' stale: conservative budget");
-    }
-}
-
-/* Writes the sentence of a decided reason. Kept out of line: most chargers keep their sentence,
- * and the run's path for them stays short. */
-__attribute__((noinline)) static void render(const pw_bal *b, const bal_why *w,
-                                             char out[PW_BAL_REASON_LEN])
+/* A car paused for want of room, or one that paused itself and has none for its minimum. */
+static void render_paused(const pw_bal *b, const bal_why *w, char *out)
 {
     text t = {out, 0};
     switch (w->code) {
-    case PW_REASON_OFFLINE:
-        render_offline(w, &t);
+    case PW_REASON_SUSPENDED:
+        PUT(&t, "car paused itself; no room at ");
+        put_row(&t, b, w);
+        PUT(&t, " to hold its minimum ");
+        put_tenths(&t, w->x);
+        PUT(&t, " A");
         break;
-    case PW_REASON_FAULT:
-        PUT(&t, "charger reports a fault");
+    case PW_REASON_PAUSED_PRIORITY:
+        PUT(&t, "paused: higher-priority cars use ");
+        put_row(&t, b, w);
         break;
-    case PW_REASON_NO_CAR:
-        PUT(&t, "no car connected");
-        break;
-    case PW_REASON_PAUSED_OPERATOR:
-        PUT(&t, "paused by operator");
-        break;
-    case PW_REASON_WAITING_CUTS:
-        if (!w->variant) {
-            PUT(&t, "starts once other chargers have followed their cuts");
-            break;
+    case PW_REASON_PAUSED_ROTATION:
+        if (w->variant) {
+            PUT(&t, "paused: rotation, next turn in ~");
+            put_uint(&t, w->n);
+            PUT(&t, " min (");
+            put_row(&t, b, w);
+            PUT(&t, " is full)");
+        } else {
+            PUT(&t, "paused: rotation, minimums do not all fit at ");
+            put_row(&t, b, w);
         }
+        break;
+    default:
+        PUT(&t, "paused: ");
+        put_row(&t, b, w);
+        PUT(&t, " has no room for the minimum ");
+        put_tenths(&t, w->x);
+        PUT(&t, " A");
+        break;
+    }
+    finish(&t, w);
+}
+
+/* A car that paused itself, its minimum held: "car paused itself; holding the minimum 6 A so it
+ * can resume". */
+static void render_holding(const pw_bal *b, const bal_why *w, char *out)
+{
+    (void)b; /* the signature of the table (render) */
+    text t = {out, 0};
+    PUT(&t, "car paused itself; holding the minimum ");
+    put_tenths(&t, w->x);
+    PUT(&t, " A so it can resume");
+    finish(&t, w);
+}
+
+/* A charger that wants nothing: "no car connected", "paused by operator", "charger reports a
+ * fault". */
+static void render_idle(const pw_bal *b, const bal_why *w, char *out)
+{
+    (void)b; /* the signature of the table (render) */
+    text t = {out, 0};
+    if (w->code == PW_REASON_FAULT)
+        PUT(&t, "charger reports a fault");
+    else if (w->code == PW_REASON_PAUSED_OPERATOR)
+        PUT(&t, "paused by operator");
+    else
+        PUT(&t, "no car connected");
+    finish(&t, w);
+}
+
+/* A start or raise held until cuts are seen. */
+static void render_waiting(const pw_bal *b, const bal_why *w, char *out)
+{
+    (void)b; /* the signature of the table (render) */
+    text t = {out, 0};
+    if (!w->variant) {
+        PUT(&t, "starts once other chargers have followed their cuts");
+    } else {
         PUT(&t, "raise to ");
         put_tenths(&t, w->x);
         if (w->variant == 2)
             PUT(&t, " A waits until the car has followed its last cut");
         else
             PUT(&t, " A waits until other chargers follow cuts");
-        break;
-    case PW_REASON_CAR_DRAW:
-    case PW_REASON_MAX:
-        render_own_limit(w, &t);
-        break;
-    case PW_REASON_SUSPENDED:
-        if (!w->variant) {
-            render_paused(b, w, &t);
-            break;
-        }
-        PUT(&t, "car paused itself; holding the minimum ");
-        put_tenths(&t, w->x);
-        PUT(&t, " A so it can resume");
-        break;
-    case PW_REASON_NODE_LIMIT:
-    case PW_REASON_IMBALANCE:
-    case PW_REASON_METER_STALE:
-        render_limited(b, w, &t);
-        break;
-    default:
-        render_paused(b, w, &t);
-        break;
     }
-    if (w->one_phase)
-        PUT(&t, ", on 1 phase");
-    out[t.len] = '\0';
+    finish(&t, w);
 }
+
+/* A charger bound by its own demand: the charger's maximum, or a car drawing less than offered
+ * (its draw and the trimmed offer). */
+static void render_own_limit(const pw_bal *b, const bal_why *w, char *out)
+{
+    (void)b; /* the signature of the table (render) */
+    text t = {out, 0};
+    if (w->code == PW_REASON_MAX) {
+        if (w->variant)
+            PUT(&t, "at the operator's maximum ");
+        else
+            PUT(&t, "at the charger's maximum ");
+        put_tenths(&t, w->x);
+    } else {
+        PUT(&t, "car draws ");
+        put_tenths(&t, w->y);
+        PUT(&t, " A, less than offered: offer trimmed to ");
+        if (w->variant)
+            PUT(&t, "its minimum ");
+        put_tenths(&t, w->x);
+    }
+    PUT(&t, " A");
+    finish(&t, w);
+}
+
+/* "charger silent for 42 s: budgeted at 6 A", "no status for 42 s: offer 16 A held, budgeted at
+ * 6 A" or "charger not heard from yet: budgeted at 6 A". */
+static void render_offline(const pw_bal *b, const bal_why *w, char *out)
+{
+    (void)b; /* the signature of the table (render) */
+    text t = {out, 0};
+    if (!w->variant) {
+        PUT(&t, "charger not heard from yet: budgeted at ");
+    } else {
+        if (w->variant == 2)
+            PUT(&t, "no status for ");
+        else
+            PUT(&t, "charger silent for ");
+        put_uint(&t, w->n);
+        PUT(&t, " s");
+        if (w->variant == 2) {
+            PUT(&t, ": offer ");
+            put_tenths(&t, w->y);
+            PUT(&t, " A held, budgeted at ");
+        } else {
+            PUT(&t, ": budgeted at ");
+        }
+    }
+    put_tenths(&t, w->x);
+    PUT(&t, " A");
+    finish(&t, w);
+}
+
+/* A raise too small to send, or "limited by <row>" and more: its cap, its stale meter. Out of
+ * line, so that the usual path of render_limited saves no registers. */
+__attribute__((noinline)) static void render_limited_more(const pw_bal *b, const bal_why *w,
+                                                          char *out)
+{
+    text t = {out, 0};
+    if (w->variant) {
+        PUT(&t, "kept at ");
+        put_tenths(&t, w->x);
+        PUT(&t, " A: a raise under ");
+        put_amps(&t, b->p.hysteresis_a);
+        PUT(&t, " A is not sent");
+    } else {
+        put_n(&t, row_limited(b, w->row), row_limited_len(b, w->row));
+        put_cap(&t, b, w);
+        if (w->stale >= 0) {
+            PUT(&t, "; meter '");
+            put_node(&t, b, w->stale);
+            PUT(&t, "' stale: conservative budget");
+        }
+    }
+    finish(&t, w);
+}
+
+/* A charger bound by a row: "limited by <row>", written once per row (bal__row_texts) and copied
+ * whole with its NUL. */
+static void render_limited(const pw_bal *b, const bal_why *w, char *out)
+{
+    if (w->variant || w->cap >= 0 || w->stale >= 0 || w->one_phase)
+        render_limited_more(b, w, out);
+    else
+        memcpy(out, row_limited(b, w->row), PW_BAL_REASON_LEN);
+}
+
+/* A car that paused itself: holding its minimum, or no room for it. */
+static void render_suspended(const pw_bal *b, const bal_why *w, char *out)
+{
+    if (w->variant)
+        render_holding(b, w, out);
+    else
+        render_paused(b, w, out);
+}
+
+/* The sentence writer of each code. Called through the table, out of line: most chargers keep
+ * their sentence, and the run's path for them stays short. */
+static void (*const render[PW_REASON_COUNT])(const pw_bal *b, const bal_why *w, char *out) = {
+    [PW_REASON_NO_CAR] = render_idle,
+    [PW_REASON_MAX] = render_own_limit,
+    [PW_REASON_NODE_LIMIT] = render_limited,
+    [PW_REASON_IMBALANCE] = render_limited,
+    [PW_REASON_CAR_DRAW] = render_own_limit,
+    [PW_REASON_PAUSED_PRIORITY] = render_paused,
+    [PW_REASON_PAUSED_ROTATION] = render_paused,
+    [PW_REASON_PAUSED_NO_ROOM] = render_paused,
+    [PW_REASON_WAITING_CUTS] = render_waiting,
+    [PW_REASON_METER_STALE] = render_limited,
+    [PW_REASON_OFFLINE] = render_offline,
+    [PW_REASON_FAULT] = render_idle,
+    [PW_REASON_SUSPENDED] = render_suspended,
+    [PW_REASON_PAUSED_OPERATOR] = render_idle,
+};
 
 void bal__reason(pw_bal *b, size_t k, uint64_t now)
 {
@@ -515,7 +558,7 @@ void bal__reason(pw_bal *b, size_t k, uint64_t now)
      * (every sentence has a character: an empty text has not been written yet). */
     if (r->reason_text[0] && same_why(&w, &c->why))
         return;
-    render(b, &w, r->reason_text);
+    render[w.code](b, &w, r->reason_text);
     c->why = w;
 }
 
