@@ -558,8 +558,8 @@ void bal__reason(pw_bal *b, size_t k, uint64_t now)
      * (every sentence has a character: an empty text has not been written yet). */
     if (r->reason_text[0] && same_why(&w, &c->why))
         return;
-    render[w.code](b, &w, r->reason_text);
-    c->why = w;
+    c->why = w; /* kept first and written from: the call is the last thing done */
+    render[w.code](b, &c->why, r->reason_text);
 }
 
 /* Puts the m smallest keys of a[0..n) first, in ascending order (m <= n); the rest are left in
@@ -579,6 +579,12 @@ static void smallest_first(bal_key *a, size_t n, size_t m)
     }
 }
 
+/* Paused by rotation. The pause reason first: it is rarely rotation, and it is an integer. */
+static bool waits_turn(const bal_plan *pl)
+{
+    return pl->pause == PW_REASON_PAUSED_ROTATION && pl->val <= 0 && !pl->held;
+}
+
 /* Estimated resume time of cars paused by rotation: the running cars of the class leave in the
  * order their minimum run ends, one turn per car, and a car just paused waits its minimum pause. */
 void bal__rotation_eta(pw_bal *b, uint64_t now)
@@ -592,7 +598,7 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
         size_t running = 0, waiting = 0;
         for (; to < b->n_order && b->order[to].key >> BAL_KEY_CLS_SHIFT == cls; to++) {
             const bal_plan *pl = &b->plan[b->order[to].idx];
-            waiting += pl->val <= 0 && !pl->held && pl->pause == PW_REASON_PAUSED_ROTATION;
+            waiting += waits_turn(pl);
         }
         if (!waiting) { /* nobody of the class waits for a turn */
             from = to;
@@ -617,7 +623,7 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
             size_t k = b->order[i].idx;
             const bal_plan *pl = &b->plan[k];
             const bal_ch *c = &b->ch[k];
-            if (pl->val > 0 || pl->held || pl->pause != PW_REASON_PAUSED_ROTATION)
+            if (!waits_turn(pl))
                 continue;
             uint64_t eta = b->tmp[p % running].key + (p / running) * (uint64_t)b->p.min_run_ms;
             uint64_t guard = c->running        ? now + b->p.min_pause_ms
