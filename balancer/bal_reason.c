@@ -84,8 +84,9 @@ __attribute__((noinline)) static void put_tenths_any(text *t, uint64_t v)
     }
 }
 
-/* Amperes given in tenths (bal_why), as put_amps writes them. */
-static void put_tenths(text *t, int64_t tenths)
+/* Amperes given in tenths (bal_why), as put_amps writes them. Inline: the usual case is a few
+ * moves. */
+static inline void put_tenths(text *t, int64_t tenths)
 {
     uint64_t v = tenths > 0 ? (uint64_t)tenths : 0;
     if (v >= 1000 || room(t) < 4) {
@@ -585,11 +586,21 @@ static bool waits_turn(const bal_plan *pl)
     return pl->pause == PW_REASON_PAUSED_ROTATION && pl->val <= 0 && !pl->held;
 }
 
+/* Whether any car waits for a turn. Most runs pause none for rotation: a pass over the plans in
+ * memory order tells so for less than the one by class below. */
+static bool any_waits_turn(const pw_bal *b)
+{
+    for (size_t k = 0; k < b->n_ch; k++)
+        if (waits_turn(&b->plan[k]) && b->plan[k].want)
+            return true;
+    return false;
+}
+
 /* Estimated resume time of cars paused by rotation: the running cars of the class leave in the
  * order their minimum run ends, one turn per car, and a car just paused waits its minimum pause. */
 void bal__rotation_eta(pw_bal *b, uint64_t now)
 {
-    if (b->p.oneshot)
+    if (b->p.oneshot || !any_waits_turn(b))
         return;
     for (size_t from = 0; from < b->n_order;) {
         size_t to = from;
