@@ -6,7 +6,7 @@
 
 /* A small text builder over PW_BAL_REASON_LEN bytes: reasons are written for every charger whose
  * reason changed, on every run, and printf with floating point would cost more than the
- * allocation itself. Output is truncated, never overrun; render() ends it with a NUL. */
+ * allocation itself. Output is truncated, never overrun; finish() ends it with a NUL. */
 typedef struct text {
     char *p;
     size_t len;
@@ -217,15 +217,16 @@ static int64_t row_cap(const pw_bal *b, int j)
 
 /* The row that binds a charger below its demand: where it froze if that row is still full,
  * else any full row on its path that it loads. */
-static int binding_row(const pw_bal *b, const bal_plan *pl)
+static int binding_row(const pw_bal *b, size_t k)
 {
+    const bal_plan *pl = &b->plan[k];
     const double tight = 1e-6;
     if (pl->bind >= 0) {
         const bal_row *r = &b->rows[pl->bind];
         if (r->cm[pl->mask] > 0 && r->cap - r->a <= tight)
             return pl->bind;
     }
-    BAL_FOR_POS(b, (size_t)pl->node * 8 + pl->mask, p)
+    BAL_FOR_POS(b, BAL_GROUP(b, k, pl->mask), p)
     {
         const bal_row *r = &b->rows[*p];
         if (r->cap - r->a <= tight)
@@ -260,7 +261,7 @@ static void decide_bound(const pw_bal *b, size_t k, bal_why *w, double *x, doubl
             w->code = PW_REASON_MAX;
             w->variant = c->op_cap_a < c->cfg_max_a; /* the operator's maximum */
         }
-    } else if ((w->row = binding_row(b, pl)) < 0) {
+    } else if ((w->row = binding_row(b, k)) < 0) {
         w->code = PW_REASON_NODE_LIMIT; /* only a hysteresis hold leaves room unused */
         w->variant = 1;
         *x = pl->val;
@@ -389,9 +390,8 @@ static void render_paused(const pw_bal *b, const bal_why *w, char *out)
 
 /* A car that paused itself, its minimum held: "car paused itself; holding the minimum 6 A so it
  * can resume". */
-static void render_holding(const pw_bal *b, const bal_why *w, char *out)
+static void render_holding(const bal_why *w, char *out)
 {
-    (void)b; /* the signature of the table (render) */
     text t = {out, 0};
     PUT(&t, "car paused itself; holding the minimum ");
     put_tenths(&t, w->x);
@@ -522,13 +522,13 @@ static void render_limited(const pw_bal *b, const bal_why *w, char *out)
 static void render_suspended(const pw_bal *b, const bal_why *w, char *out)
 {
     if (w->variant)
-        render_holding(b, w, out);
+        render_holding(w, out);
     else
         render_paused(b, w, out);
 }
 
-/* The sentence writer of each code. Called through the table, out of line: most chargers keep
- * their sentence, and the run's path for them stays short. */
+/* The sentence writer of each code (every code has one). Called through the table, out of line:
+ * most chargers keep their sentence, and the run's path for them stays short. */
 static void (*const render[PW_REASON_COUNT])(const pw_bal *b, const bal_why *w, char *out) = {
     [PW_REASON_NO_CAR] = render_idle,
     [PW_REASON_MAX] = render_own_limit,
