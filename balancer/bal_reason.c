@@ -607,10 +607,11 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
         /* A class and whether suspended, as the order key holds them (bal_int.h). */
         uint64_t cls = b->order[from].key >> BAL_KEY_CLS_SHIFT;
         size_t running = 0, waiting = 0;
-        for (; to < b->n_order && b->order[to].key >> BAL_KEY_CLS_SHIFT == cls; to++) {
-            const bal_plan *pl = &b->plan[b->order[to].idx];
-            waiting += waits_turn(pl);
-        }
+        bal_key *wait = b->tmp + b->n_ch; /* the class's waiting cars, in admission order; the
+                                             running ones take tmp[0, n_ch) */
+        for (; to < b->n_order && b->order[to].key >> BAL_KEY_CLS_SHIFT == cls; to++)
+            if (waits_turn(&b->plan[b->order[to].idx]))
+                wait[waiting++] = b->order[to];
         if (!waiting) { /* nobody of the class waits for a turn */
             from = to;
             continue;
@@ -629,20 +630,15 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
             smallest_first(b->tmp, running, waiting);
         else
             bal__sort(b->tmp, b->events, running);
-        size_t p = 0;
-        for (size_t i = from; i < to && running; i++) {
-            size_t k = b->order[i].idx;
-            const bal_plan *pl = &b->plan[k];
+        for (size_t p = 0; p < waiting && running; p++) {
+            size_t k = wait[p].idx;
             const bal_ch *c = &b->ch[k];
-            if (!waits_turn(pl))
-                continue;
             uint64_t eta = b->tmp[p % running].key + (p / running) * (uint64_t)b->p.min_run_ms;
             uint64_t guard = c->running        ? now + b->p.min_pause_ms
                              : c->paused_by_us ? c->paused_at + b->p.min_pause_ms
                                                : 0;
             b->res[k].next_turn_ms = eta > guard ? eta : guard;
             b->plan[k].eta = true;
-            p++;
         }
         from = to;
     }
