@@ -338,7 +338,7 @@ const char *bal__node_name(const pw_bal *b, int n);
 /* Bytes per row in pw_bal.row_txt: its name, then its "limited by" sentence. */
 #define BAL_ROW_TXT_LEN (2 * PW_BAL_REASON_LEN)
 
-/* Writes every row's name into row_txt (after the rows are built). */
+/* Writes every row's name and "limited by" sentence into row_txt (after the rows are built). */
 void bal__row_texts(pw_bal *b);
 
 /* Fills the reason code and text of charger k's result (after bal__rotation_eta). */
