@@ -160,18 +160,21 @@ typedef struct bal_spec {
     pw_bal_timing timing; /* resolved: no zero fields */
 } bal_spec;
 
-/* A reason decided: its code and every value its sentence shows. */
+/* A reason decided: its code and every value its sentence shows. No padding: compared as one
+ * block of bytes (same_why in bal_reason.c). */
 typedef struct bal_why {
-    enum pw_bal_reason code;
-    uint8_t variant; /* which sentence of the code */
-    bool one_phase;
-    int row;     /* binding or blocking row, -1 */
-    int stale;   /* node whose stale meter is named, -1 */
-    int64_t x;   /* amperes shown, in tenths */
-    int64_t y;   /* a car's draw, in tenths; 0 when none */
-    uint64_t n;  /* seconds or minutes shown */
+    int32_t code;      /* enum pw_bal_reason */
+    int32_t row;       /* binding or blocking row, -1 */
+    int32_t stale;     /* node whose stale meter is named, -1 */
+    uint8_t variant;   /* which sentence of the code */
+    uint8_t one_phase; /* 0 or 1 */
+    uint8_t unused[2]; /* 0, so that no byte is padding */
+    int64_t x;         /* amperes shown, in tenths */
+    int64_t y;         /* a car's draw, in tenths; 0 when none */
+    uint64_t n;        /* seconds or minutes shown */
     int64_t cap; /* an operator's cap on the row's line in tenths of amperes, shown with it; -1 */
 } bal_why;
+_Static_assert(sizeof(bal_why) == 4 * 4 + 4 * 8, "bal_why has no padding");
 
 /* What the balancer remembers about a charger between runs. */
 typedef struct bal_ch {
@@ -225,7 +228,6 @@ typedef struct bal_ch {
     bool susp_believed; /* its car's "suspended" was believed: held until it changes state */
     bool running, paused_by_us;
     uint64_t run_since, paused_at, waiting_since;
-    bool has_why;
     bal_why why;     /* reason of the last run, to write its sentence only when it changes */
     double trim_cap; /* 0 = not trimmed */
     uint64_t trim_at;
@@ -281,8 +283,9 @@ struct pw_bal {
     size_t n_dirty;
     bool all_dirty; /* every row may have changed: bring them all up to date */
     bool *is_dirty;
-    /* Each row as reasons name it ("node 'Garage B' line L2"), written once by pw_bal_new:
-     * PW_BAL_REASON_LEN bytes per row, row_txt_len[j] of them used (no NUL). */
+    /* Each row as reasons name it, written once by pw_bal_new: BAL_ROW_TXT_LEN bytes per row,
+     * its name ("node 'Garage B' line L2", row_txt_len[j] bytes, no NUL), then from
+     * PW_BAL_REASON_LEN on the most common sentence, "limited by " and the name, with a NUL. */
     char *row_txt;
     uint8_t *row_txt_len;
     /* Water-filling: chargers that start rising or freeze together are summed per node and line
@@ -332,7 +335,10 @@ void bal__allocate(pw_bal *b);
 /* Human-readable name of a node / charger: its name, or its id when unnamed. */
 const char *bal__node_name(const pw_bal *b, int n);
 
-/* Writes every row's name into row_txt (after the rows are built). */
+/* Bytes per row in pw_bal.row_txt: its name, then its "limited by" sentence. */
+#define BAL_ROW_TXT_LEN (2 * PW_BAL_REASON_LEN)
+
+/* Writes every row's name and "limited by" sentence into row_txt (after the rows are built). */
 void bal__row_texts(pw_bal *b);
 
 /* Fills the reason code and text of charger k's result (after bal__rotation_eta). */

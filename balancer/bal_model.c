@@ -533,7 +533,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     }
     build_tree_order(b);
     build_rows(b);
-    b->row_txt = pw_xcalloc(b->n_rows ? b->n_rows : 1, PW_BAL_REASON_LEN);
+    b->row_txt = pw_xcalloc(b->n_rows ? b->n_rows : 1, BAL_ROW_TXT_LEN);
     b->row_txt_len = pw_xcalloc(b->n_rows ? b->n_rows : 1, sizeof *b->row_txt_len);
     bal__row_texts(b);
     /* Blocks of about sqrt(n_rows) rows, at least 8. */

@@ -777,16 +777,22 @@ static void node_results(pw_bal *b, const double *acc)
 static void charger_result(pw_bal *b, size_t k, uint64_t now)
 {
     const bal_plan *pl = &b->plan[k];
-    const bal_ch *c = &b->ch[k];
     pw_bal_result *r = &b->res[k];
-    /* An overdue charger keeps its offer (budgeted in fixed, so not as a plan). */
-    r->limit_a = pl->overdue ? c->prev_limit : pl->val;
     if (!pl->eta) /* the others were set by bal__rotation_eta */
         r->next_turn_ms = 0;
-    r->phases = (pl->overdue ? c->prev_mode : pl->mode) == 1 ? 1 : 3;
-    r->demand_a = pl->want ? pl->hi : 0;
-    for (size_t l = 0; l < PW_LINES; l++)
-        r->line_a[l] = pl->want ? pl->line[l] : pl->fixed[l];
+    if (pl->want) { /* the plan (an overdue charger never wants) */
+        r->limit_a = pl->val;
+        r->phases = pl->mode == 1 ? 1 : 3;
+        r->demand_a = pl->hi;
+        memcpy(r->line_a, pl->line, sizeof r->line_a);
+    } else {
+        /* An overdue charger keeps its offer (budgeted in fixed, so not as a plan). */
+        const bal_ch *c = &b->ch[k];
+        r->limit_a = pl->overdue ? c->prev_limit : pl->val;
+        r->phases = (pl->overdue ? c->prev_mode : pl->mode) == 1 ? 1 : 3;
+        r->demand_a = 0;
+        memcpy(r->line_a, pl->fixed, sizeof r->line_a);
+    }
     bal__reason(b, k, now);
     b->rotating |= r->reason == PW_REASON_PAUSED_ROTATION;
 }

@@ -254,6 +254,35 @@ static void test_rotation_eta(void **state)
     fx_free(&x);
 }
 
+/* Cars waiting for a turn get the turns in their admission order, each the next running car's
+ * end: a plugs in first, then b, c and d a minute apart each. */
+static void test_rotation_eta_order(void **state)
+{
+    (void)state;
+    fx x;
+    fx_live_garage(&x, 16, 4, 16);
+    double lim[4] = {0, 0, 0, 0};
+    for (uint64_t t = 0; t <= 4 * MIN_MS; t += 10000) {
+        for (int k = 0; k < 4; k++) {
+            uint64_t plugged = k == 0 ? 0 : (uint64_t)k * MIN_MS;
+            if (t < plugged)
+                fx_meas(&x, k, PW_CAR_NONE, 0, 0, 0, 0, t);
+            else
+                fx_draws(&x, k, lim[k], t); /* cars follow within one step */
+        }
+        fx_run(&x, t);
+        for (int k = 0; k < 4; k++)
+            lim[k] = fx_res(&x, k)->limit_a;
+    }
+    /* c follows a, which runs since 0; d follows b, which started later (once a's cut was
+     * seen). */
+    assert_int_equal(fx_res(&x, 2)->reason, PW_REASON_PAUSED_ROTATION);
+    assert_int_equal(fx_res(&x, 3)->reason, PW_REASON_PAUSED_ROTATION);
+    assert_int_equal(fx_res(&x, 2)->next_turn_ms, x.f.params.min_run_ms);
+    assert_true(fx_res(&x, 3)->next_turn_ms > fx_res(&x, 2)->next_turn_ms);
+    fx_free(&x);
+}
+
 /* Feeds the phase-switching car its meter: non-EV load (n1, n23, n23) plus its own draw. */
 static void switch_step(fx *x, double n1, double n23, uint64_t t, double *lim, uint8_t *phases)
 {
@@ -404,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_trim_and_probe),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_rotation_eta),
+        cmocka_unit_test(test_rotation_eta_order),
         cmocka_unit_test(test_phase_switching),
         cmocka_unit_test(test_stale_meter_worst_recent),
         cmocka_unit_test(test_charger_goes_silent),

@@ -547,6 +547,33 @@ static void test_states(void **state)
     fx_free(&x);
 }
 
+/* Reasons write amperes of any size in full, with the tenth when there is one: 100 A and more as
+ * well as the usual few (the sentence writer has a short way for those under 100 A). */
+static void test_reason_amperes(void **state)
+{
+    (void)state;
+    fx x;
+    fx_init(&x, PW_GRID_TN, true);
+    int m = fx_node(&x, "main", -1, 2000, 2000, 2000);
+    fx_charger(&x, "a", m, "L1L2L3", 125.5);
+    fx_charger(&x, "b", m, "L1L2L3", 100);
+    fx_charger(&x, "c", m, "L1L2L3", 16);
+    fx_start(&x);
+    fx_all_connected(&x, 0);
+    fx_run(&x, 0);
+    assert_string_equal(fx_res(&x, 0)->reason_text, "at the charger's maximum 125.5 A");
+    assert_string_equal(fx_res(&x, 1)->reason_text, "at the charger's maximum 100 A");
+    assert_string_equal(fx_res(&x, 2)->reason_text, "at the charger's maximum 16 A");
+    /* An operator's cap of 200.5 A on L1: c keeps its 16 A, a and b share the rest. */
+    const double cap[PW_LINES] = {200.5, INFINITY, INFINITY};
+    pw_bal_set_node_cap(x.b, 0, cap);
+    fx_run(&x, 0);
+    for (int k = 0; k < 2; k++)
+        assert_string_equal(fx_res(&x, k)->reason_text,
+                            "limited by node 'main' line L1 (facility limit 200.5 A)");
+    fx_free(&x);
+}
+
 /* Suspended cars are paused first when minimums do not fit, whatever their priority. */
 static void test_suspended_yield_first(void **state)
 {
@@ -699,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_silent_charger_budget),
         cmocka_unit_test(test_trim_oneshot),
         cmocka_unit_test(test_states),
+        cmocka_unit_test(test_reason_amperes),
         cmocka_unit_test(test_suspended_yield_first),
         cmocka_unit_test(test_bad_input_ignored),
         cmocka_unit_test(test_validate),
