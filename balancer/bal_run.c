@@ -358,12 +358,15 @@ static void clear_nodes(pw_bal *b)
  * meters above it read of it where that does not count. */
 static void charger_sums(pw_bal *b, size_t k)
 {
-    bal_node *n = &b->nodes[b->ch[k].spec.node];
-    for (size_t l = 0; l < PW_LINES; l++)
-        n->fixed[l] += b->plan[k].fixed[l];
+    const bal_plan *pl = &b->plan[k];
     /* Live: the readings hold every charger already (at_sum), the silent ones come out;
      * oneshot: the online ones go in. */
-    bool adjust = b->p.oneshot ? b->plan[k].online : !b->plan[k].online;
+    bool adjust = b->p.oneshot ? pl->online : !pl->online;
+    if (pl->want && !adjust)
+        return; /* most of them: a wanting charger has no silent budget (fixed is 0) */
+    bal_node *n = &b->nodes[pl->node];
+    for (size_t l = 0; l < PW_LINES; l++)
+        n->fixed[l] += pl->fixed[l];
     if (b->ch[k].has_meas && adjust)
         meter_draws(b, k);
 }
