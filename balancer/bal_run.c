@@ -836,8 +836,12 @@ static void update_state(pw_bal *b, size_t k, uint64_t now)
     const bal_plan *pl = &b->plan[k];
     if (!pl->online || pl->overdue)
         return;
-    track_cuts(b, c, pl->line, now);
-    track_raises(c, pl->line, now);
+    /* Most offers stay as they were: no cut and no raise to look for then. */
+    bool same = memcmp(pl->line, c->prev_line, sizeof c->prev_line) == 0;
+    if (!same || c->cut_pending)
+        track_cuts(b, c, pl->line, now);
+    if (!same)
+        track_raises(c, pl->line, now);
     if (fabs(pl->val - c->prev_limit) > 1e-9)
         c->offer_since = now;
     if (pl->want && pl->val > 0 && pl->mode != c->mode) {
