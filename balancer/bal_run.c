@@ -544,24 +544,24 @@ static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
     return room;
 }
 
-/* The previous offer as line loads with what is known about the car now: a car seen on a new
+/* The lines of the previous offer with what is known about the car now: a car seen on a new
  * phase was already drawing there, so learning it is no raise. */
-static void prev_lines_now(const pw_bal *b, size_t k, double line[PW_LINES])
+static uint8_t prev_mask_now(const bal_ch *c, const bal_plan *pl)
 {
-    const bal_ch *c = &b->ch[k];
-    const bal_plan *pl = &b->plan[k];
-    set_lines(line, c->prev_mode == 1 ? pl->mask1 : pl->mask3, c->prev_limit);
+    return c->prev_mode == 1 ? pl->mask1 : pl->mask3;
 }
 
 /* Held: what charger k offers until its raise is allowed. The held load must exceed neither
  * the previous offer (that would be a raise) nor the target (that could overload) on any line:
  * the smaller current, in whichever of the two phase modes satisfies both, else nothing. */
-static void hold_prev(pw_bal *b, size_t k, const double prev[PW_LINES])
+static void hold_prev(pw_bal *b, size_t k)
 {
     const bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
     double v = c->prev_limit < pl->target ? c->prev_limit : pl->target;
     uint8_t modes[2] = {c->prev_mode, pl->tmode};
+    double prev[PW_LINES];
+    set_lines(prev, prev_mask_now(c, pl), c->prev_limit);
     pl->val = 0;
     pl->mode = pl->tmode;
     memset(pl->line, 0, sizeof pl->line);
@@ -583,11 +583,14 @@ static void hold_prev(pw_bal *b, size_t k, const double prev[PW_LINES])
     }
 }
 
-/* Whether charger k's plan is a raise on a line over prev (prev_lines_now). */
-static bool is_raise(const pw_bal *b, size_t k, const double prev[PW_LINES])
+/* Whether charger k's plan (its value on the lines of its mask) is a raise on a line over the
+ * previous offer (prev_limit on prev_mask_now), as line loads compared line by line, without
+ * building them: a line it newly loads rises from 0, which is no more than prev_limit. */
+static bool is_raise(const bal_ch *c, const bal_plan *pl)
 {
-    const double *line = b->plan[k].line;
-    return (line[0] > prev[0] + 1e-9) | (line[1] > prev[1] + 1e-9) | (line[2] > prev[2] + 1e-9);
+    uint8_t on = pl->mask & 7, was = prev_mask_now(c, pl) & 7;
+    double from = (on & ~was) ? 0 : c->prev_limit;
+    return on && pl->val > from + 1e-9;
 }
 
 /* What charger k may still draw per grid line while a cut is pending: the most its status and
@@ -718,9 +721,7 @@ static bool dynamics_one(pw_bal *b, size_t k)
     }
     if (!pl->want)
         return false;
-    double prev[PW_LINES]; /* for the raise and the hold alike */
-    prev_lines_now(b, k, prev);
-    if (!is_raise(b, k, prev))
+    if (!is_raise(c, pl))
         return false;
     /* Too small a raise to be worth sending, unless it takes the car to its own limit: the
      * allocation found nothing else that wants the room, and the car would stay below its
@@ -731,7 +732,7 @@ static bool dynamics_one(pw_bal *b, size_t k)
         set_lines(pl->line, pl->mask, pl->val);
         return false;
     }
-    hold_prev(b, k, prev);
+    hold_prev(b, k);
     pl->held = true;
     pl->own_wait = cut_unseen(b, k, d);
     return true;
