@@ -607,7 +607,8 @@ static void pending_draw(pw_bal *b, size_t k, double d[PW_LINES])
         double at = c->at_max[l];
         d[l] = at > c->meas_line[l] ? at : c->meas_line[l];
         double low = c->cut_pending ? c->low_line[l] : at;
-        flight[l] += at > low ? at - low : 0;
+        if (at > low) /* mostly not: the car is seen at or below its lowest offer */
+            flight[l] += at - low;
     }
 }
 
