@@ -637,10 +637,10 @@ static void raise_budgets(pw_bal *b)
     }
 }
 
-/* Lets held raises go as far as the measured reality allows, in admission order: the n_held
- * raises in cand, and in trans_acc every charger's transitional load at its node (both from
- * apply_dynamics). */
-static void release_raises(pw_bal *b, size_t n_held)
+/* Lets held raises go as far as the measured reality allows, in admission order (b->order,
+ * which lists every wanting charger: a walk of it costs less than sorting the held ones), with
+ * trans_acc holding every charger's transitional load at its node (from apply_dynamics). */
+static void release_raises(pw_bal *b)
 {
     raise_budgets(b);
     double *acc = b->trans_acc;
@@ -649,12 +649,11 @@ static void release_raises(pw_bal *b, size_t n_held)
         for (size_t l = 0; l < PW_LINES; l++)
             b->nodes[ni].trans[l] =
                 b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
-    /* Sorted by key and then index, as the order is, they come in admission order without a
-     * walk of the order. */
-    bal__sort(b->cand, b->tmp, n_held);
-    for (size_t i = 0; i < n_held; i++) {
-        size_t k = b->cand[i].idx;
+    for (size_t i = 0; i < b->n_order; i++) {
+        size_t k = b->order[i].idx;
         bal_plan *pl = &b->plan[k];
+        if (!pl->held || pl->own_wait)
+            continue;
         trans_add(b, k, -1);
         double room = trans_room(b, k, pl->mask);
         double v = pl->mode == pl->tmode ? (room < pl->target ? room : pl->target) : 0;
@@ -739,12 +738,11 @@ static bool dynamics_one(pw_bal *b, size_t k)
     return true;
 }
 
-/* The dynamic rules for every charger, then the held raises. The transitional loads and the
- * held raises that release_raises needs are gathered on the way, in the same pass. */
+/* The dynamic rules for every charger, then the held raises. The transitional loads that
+ * release_raises needs are gathered on the way, in the same pass. */
 static void apply_dynamics(pw_bal *b)
 {
     bool any_held = false;
-    size_t n_held = 0;
     double *acc = b->trans_acc;
     memset(acc, 0, b->n_nodes * PW_LINES * sizeof *acc);
     for (size_t k = 0; k < b->n_ch; k++) {
@@ -753,11 +751,9 @@ static void apply_dynamics(pw_bal *b)
         double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
             a[l] += trans_load(pl, l);
-        b->cand[n_held] = (bal_key){pl->okey, (uint32_t)k}; /* kept if held */
-        n_held += pl->held && !pl->own_wait;
     }
     if (any_held)
-        release_raises(b, n_held);
+        release_raises(b);
 }
 
 /* The node results, with acc holding the planned EV load of every node's subtree. */
