@@ -553,31 +553,28 @@ static uint8_t prev_mask_now(const bal_ch *c, const bal_plan *pl)
 
 /* Held: what charger k offers until its raise is allowed. The held load must exceed neither
  * the previous offer (that would be a raise) nor the target (that could overload) on any line:
- * the smaller current, in whichever of the two phase modes satisfies both, else nothing. */
+ * the smaller current, in whichever of the two phase modes satisfies both, else nothing. Line
+ * by line as in is_raise, by masks: a line the previous offer did not load allows 0. */
 static void hold_prev(pw_bal *b, size_t k)
 {
     const bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
     double v = c->prev_limit < pl->target ? c->prev_limit : pl->target;
     uint8_t modes[2] = {c->prev_mode, pl->tmode};
-    double prev[PW_LINES];
-    set_lines(prev, prev_mask_now(c, pl), c->prev_limit);
+    uint8_t was = prev_mask_now(c, pl) & 7;
     pl->val = 0;
     pl->mode = pl->tmode;
     memset(pl->line, 0, sizeof pl->line);
     if (v < pl->lo)
         return;
     for (size_t i = 0; i < 2; i++) {
-        uint8_t mask = modes[i] == 1 ? pl->mask1 : pl->mask3;
-        double line[PW_LINES];
-        set_lines(line, mask, v);
-        bool ok = true;
-        for (size_t l = 0; l < PW_LINES; l++)
-            ok = ok && line[l] <= prev[l] + 1e-9 && (line[l] == 0 || (pl->mask & (1u << l)));
+        uint8_t mask = (modes[i] == 1 ? pl->mask1 : pl->mask3) & 7;
+        bool ok = (!(mask & ~was) || v <= 0 + 1e-9) &&
+                  (!(mask & was) || v <= c->prev_limit + 1e-9) && (v == 0 || !(mask & ~pl->mask));
         if (ok) {
             pl->val = v;
             pl->mode = modes[i];
-            memcpy(pl->line, line, sizeof line);
+            set_lines(pl->line, mask, v);
             return;
         }
     }
