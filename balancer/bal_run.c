@@ -831,12 +831,12 @@ static void update_state(pw_bal *b, size_t k, uint64_t now)
     const bal_plan *pl = &b->plan[k];
     if (!pl->online || pl->overdue)
         return;
-    /* Most offers stay as they were: no cut and no raise to look for then. */
-    bool same = memcmp(pl->line, c->prev_line, sizeof c->prev_line) == 0;
-    if (!same || c->cut_pending)
+    /* Most offers stay as they were: no cut and no raise then, and a pending cut's lowest offer
+     * is no higher than the offer it kept. */
+    if (memcmp(pl->line, c->prev_line, sizeof c->prev_line) != 0) {
         track_cuts(b, c, pl->line, now);
-    if (!same)
         track_raises(c, pl->line, now);
+    }
     if (fabs(pl->val - c->prev_limit) > 1e-9)
         c->offer_since = now;
     if (pl->want && pl->val > 0 && pl->mode != c->mode) {
