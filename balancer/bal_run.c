@@ -60,9 +60,9 @@ static double trimmed_demand(pw_bal *b, size_t k, uint64_t now)
                 c->trim_cap = 0; /* probe upward, or the car is using what it has */
             else if (want + p->hysteresis_a < c->trim_cap)
                 c->trim_cap = want; /* its draw fell further */
-        } else if (c->have_prev && c->prev_limit > 0 && c->meas_at >= c->offer_since &&
-                   c->meas_at - c->offer_since >= p->reaction_ms &&
-                   want + p->hysteresis_a <= c->prev_limit) {
+        } else if (/* first what fails most while offers move: the reaction window */
+                   c->meas_at >= c->offer_since && c->meas_at - c->offer_since >= p->reaction_ms &&
+                   c->have_prev && c->prev_limit > 0 && want + p->hysteresis_a <= c->prev_limit) {
             c->trim_cap = want;
             c->trim_at = now;
         }
