@@ -60,9 +60,9 @@ static double trimmed_demand(pw_bal *b, size_t k, uint64_t now)
                 c->trim_cap = 0; /* probe upward, or the car is using what it has */
             else if (want + p->hysteresis_a < c->trim_cap)
                 c->trim_cap = want; /* its draw fell further */
-        } else if (c->have_prev && c->prev_limit > 0 && c->meas_at >= c->offer_since &&
-                   c->meas_at - c->offer_since >= p->reaction_ms &&
-                   want + p->hysteresis_a <= c->prev_limit) {
+        } else if (/* first what fails most while offers move: the reaction window */
+                   c->meas_at >= c->offer_since && c->meas_at - c->offer_since >= p->reaction_ms &&
+                   c->have_prev && c->prev_limit > 0 && want + p->hysteresis_a <= c->prev_limit) {
             c->trim_cap = want;
             c->trim_at = now;
         }
@@ -358,12 +358,15 @@ static void clear_nodes(pw_bal *b)
  * meters above it read of it where that does not count. */
 static void charger_sums(pw_bal *b, size_t k)
 {
-    bal_node *n = &b->nodes[b->ch[k].spec.node];
-    for (size_t l = 0; l < PW_LINES; l++)
-        n->fixed[l] += b->plan[k].fixed[l];
+    const bal_plan *pl = &b->plan[k];
     /* Live: the readings hold every charger already (at_sum), the silent ones come out;
      * oneshot: the online ones go in. */
-    bool adjust = b->p.oneshot ? b->plan[k].online : !b->plan[k].online;
+    bool adjust = b->p.oneshot ? pl->online : !pl->online;
+    if (pl->want && !adjust)
+        return; /* most of them: a wanting charger has no silent budget (fixed is 0) */
+    bal_node *n = &b->nodes[pl->node];
+    for (size_t l = 0; l < PW_LINES; l++)
+        n->fixed[l] += pl->fixed[l];
     if (b->ch[k].has_meas && adjust)
         meter_draws(b, k);
 }
@@ -541,50 +544,50 @@ static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
     return room;
 }
 
-/* The previous offer as line loads with what is known about the car now: a car seen on a new
+/* The lines of the previous offer with what is known about the car now: a car seen on a new
  * phase was already drawing there, so learning it is no raise. */
-static void prev_lines_now(const pw_bal *b, size_t k, double line[PW_LINES])
+static uint8_t prev_mask_now(const bal_ch *c, const bal_plan *pl)
 {
-    const bal_ch *c = &b->ch[k];
-    const bal_plan *pl = &b->plan[k];
-    set_lines(line, c->prev_mode == 1 ? pl->mask1 : pl->mask3, c->prev_limit);
+    return c->prev_mode == 1 ? pl->mask1 : pl->mask3;
 }
 
 /* Held: what charger k offers until its raise is allowed. The held load must exceed neither
  * the previous offer (that would be a raise) nor the target (that could overload) on any line:
- * the smaller current, in whichever of the two phase modes satisfies both, else nothing. */
-static void hold_prev(pw_bal *b, size_t k, const double prev[PW_LINES])
+ * the smaller current, in whichever of the two phase modes satisfies both, else nothing. Line
+ * by line as in is_raise, by masks: a line the previous offer did not load allows 0. */
+static void hold_prev(pw_bal *b, size_t k)
 {
     const bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
     double v = c->prev_limit < pl->target ? c->prev_limit : pl->target;
     uint8_t modes[2] = {c->prev_mode, pl->tmode};
+    uint8_t was = prev_mask_now(c, pl) & 7;
     pl->val = 0;
     pl->mode = pl->tmode;
     memset(pl->line, 0, sizeof pl->line);
     if (v < pl->lo)
         return;
     for (size_t i = 0; i < 2; i++) {
-        uint8_t mask = modes[i] == 1 ? pl->mask1 : pl->mask3;
-        double line[PW_LINES];
-        set_lines(line, mask, v);
-        bool ok = true;
-        for (size_t l = 0; l < PW_LINES; l++)
-            ok = ok && line[l] <= prev[l] + 1e-9 && (line[l] == 0 || (pl->mask & (1u << l)));
+        uint8_t mask = (modes[i] == 1 ? pl->mask1 : pl->mask3) & 7;
+        bool ok = (!(mask & ~was) || v <= 0 + 1e-9) &&
+                  (!(mask & was) || v <= c->prev_limit + 1e-9) && (v == 0 || !(mask & ~pl->mask));
         if (ok) {
             pl->val = v;
             pl->mode = modes[i];
-            memcpy(pl->line, line, sizeof line);
+            set_lines(pl->line, mask, v);
             return;
         }
     }
 }
 
-/* Whether charger k's plan is a raise on a line over prev (prev_lines_now). */
-static bool is_raise(const pw_bal *b, size_t k, const double prev[PW_LINES])
+/* Whether charger k's plan (its value on the lines of its mask) is a raise on a line over the
+ * previous offer (prev_limit on prev_mask_now), as line loads compared line by line, without
+ * building them: a line it newly loads rises from 0, which is no more than prev_limit. */
+static bool is_raise(const bal_ch *c, const bal_plan *pl)
 {
-    const double *line = b->plan[k].line;
-    return (line[0] > prev[0] + 1e-9) | (line[1] > prev[1] + 1e-9) | (line[2] > prev[2] + 1e-9);
+    uint8_t on = pl->mask & 7, was = prev_mask_now(c, pl) & 7;
+    double from = (on & ~was) ? 0 : c->prev_limit;
+    return on && pl->val > from + 1e-9;
 }
 
 /* What charger k may still draw per grid line while a cut is pending: the most its status and
@@ -601,7 +604,8 @@ static void pending_draw(pw_bal *b, size_t k, double d[PW_LINES])
         double at = c->at_max[l];
         d[l] = at > c->meas_line[l] ? at : c->meas_line[l];
         double low = c->cut_pending ? c->low_line[l] : at;
-        flight[l] += at > low ? at - low : 0;
+        if (at > low) /* mostly not: the car is seen at or below its lowest offer */
+            flight[l] += at - low;
     }
 }
 
@@ -630,10 +634,10 @@ static void raise_budgets(pw_bal *b)
     }
 }
 
-/* Lets held raises go as far as the measured reality allows, in admission order: the n_held
- * raises in cand, and in trans_acc every charger's transitional load at its node (both from
- * apply_dynamics). */
-static void release_raises(pw_bal *b, size_t n_held)
+/* Lets held raises go as far as the measured reality allows, in admission order (b->order,
+ * which lists every wanting charger: a walk of it costs less than sorting the held ones), with
+ * trans_acc holding every charger's transitional load at its node (from apply_dynamics). */
+static void release_raises(pw_bal *b)
 {
     raise_budgets(b);
     double *acc = b->trans_acc;
@@ -642,12 +646,11 @@ static void release_raises(pw_bal *b, size_t n_held)
         for (size_t l = 0; l < PW_LINES; l++)
             b->nodes[ni].trans[l] =
                 b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
-    /* Sorted by key and then index, as the order is, they come in admission order without a
-     * walk of the order. */
-    bal__sort(b->cand, b->tmp, n_held);
-    for (size_t i = 0; i < n_held; i++) {
-        size_t k = b->cand[i].idx;
+    for (size_t i = 0; i < b->n_order; i++) {
+        size_t k = b->order[i].idx;
         bal_plan *pl = &b->plan[k];
+        if (!pl->held || pl->own_wait)
+            continue;
         trans_add(b, k, -1);
         double room = trans_room(b, k, pl->mask);
         double v = pl->mode == pl->tmode ? (room < pl->target ? room : pl->target) : 0;
@@ -715,9 +718,7 @@ static bool dynamics_one(pw_bal *b, size_t k)
     }
     if (!pl->want)
         return false;
-    double prev[PW_LINES]; /* for the raise and the hold alike */
-    prev_lines_now(b, k, prev);
-    if (!is_raise(b, k, prev))
+    if (!is_raise(c, pl))
         return false;
     /* Too small a raise to be worth sending, unless it takes the car to its own limit: the
      * allocation found nothing else that wants the room, and the car would stay below its
@@ -728,18 +729,17 @@ static bool dynamics_one(pw_bal *b, size_t k)
         set_lines(pl->line, pl->mask, pl->val);
         return false;
     }
-    hold_prev(b, k, prev);
+    hold_prev(b, k);
     pl->held = true;
     pl->own_wait = cut_unseen(b, k, d);
     return true;
 }
 
-/* The dynamic rules for every charger, then the held raises. The transitional loads and the
- * held raises that release_raises needs are gathered on the way, in the same pass. */
+/* The dynamic rules for every charger, then the held raises. The transitional loads that
+ * release_raises needs are gathered on the way, in the same pass. */
 static void apply_dynamics(pw_bal *b)
 {
     bool any_held = false;
-    size_t n_held = 0;
     double *acc = b->trans_acc;
     memset(acc, 0, b->n_nodes * PW_LINES * sizeof *acc);
     for (size_t k = 0; k < b->n_ch; k++) {
@@ -748,11 +748,9 @@ static void apply_dynamics(pw_bal *b)
         double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
             a[l] += trans_load(pl, l);
-        b->cand[n_held] = (bal_key){pl->okey, (uint32_t)k}; /* kept if held */
-        n_held += pl->held && !pl->own_wait;
     }
     if (any_held)
-        release_raises(b, n_held);
+        release_raises(b);
 }
 
 /* The node results, with acc holding the planned EV load of every node's subtree. */
@@ -839,8 +837,12 @@ static void update_state(pw_bal *b, size_t k, uint64_t now)
     const bal_plan *pl = &b->plan[k];
     if (!pl->online || pl->overdue)
         return;
-    track_cuts(b, c, pl->line, now);
-    track_raises(c, pl->line, now);
+    /* Most offers stay as they were: no cut and no raise then, and a pending cut's lowest offer
+     * is no higher than the offer it kept. */
+    if (memcmp(pl->line, c->prev_line, sizeof c->prev_line) != 0) {
+        track_cuts(b, c, pl->line, now);
+        track_raises(c, pl->line, now);
+    }
     if (fabs(pl->val - c->prev_limit) > 1e-9)
         c->offer_since = now;
     if (pl->want && pl->val > 0 && pl->mode != c->mode) {

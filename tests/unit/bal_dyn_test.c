@@ -342,6 +342,49 @@ static void test_phase_switching(void **state)
     fx_free(&x);
 }
 
+/* A switch from 1 phase to 3 at a lower current is a raise on the two lines the car did not
+ * load: it waits, like any raise, until a cut pending on them is seen. Car a (16 A, switchable)
+ * is on L1 alone while L3 is full; car b (on L2) draws 16. Then L3 frees and L2's non-EV load
+ * rises to 16: the plan is a on 3 phases and b, each at (40 - 16) / 2 = 12 on L2. b still draws
+ * 16, so a 12 A on L2 now would put 16 + 16 + 12 = 44 on its 40 A: a is held at 12 on L1. */
+static void test_phase_switch_up_waits_for_cuts(void **state)
+{
+    (void)state;
+    fx x;
+    fx_init(&x, PW_GRID_TN, false);
+    int n = fx_node(&x, "main", -1, 40, 40, 40);
+    fx_meter(&x, n, 60000, 0);
+    fx_charger(&x, "a", n, "L1L2L3", 16);
+    fx_charger(&x, "b", n, "L2", 16);
+    x.ch[0].can_switch_phases = true;
+    fx_start(&x);
+    const uint64_t hold = x.f.params.phase_hold_ms;
+    fx_meas(&x, 0, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_meas(&x, 1, PW_CAR_CHARGING, 16, 0, 0, 16, 0);
+    fx_meter_read(&x, n, 0, 16, 36, 0);
+    fx_run(&x, 0);
+    assert_int_equal(fx_res(&x, 0)->phases, 1);
+    A_EQ(fx_res(&x, 0)->limit_a, 16);
+    A_EQ(fx_res(&x, 1)->limit_a, 16);
+
+    fx_meas(&x, 0, PW_CAR_CHARGING, 16, 0, 0, 16, hold);
+    fx_meas(&x, 1, PW_CAR_CHARGING, 16, 0, 0, 16, hold);
+    fx_meter_read(&x, n, 16, 32, 0, hold);
+    fx_run(&x, hold);
+    A_EQ(fx_res(&x, 1)->limit_a, 12); /* the cut goes at once */
+    assert_int_equal(fx_res(&x, 0)->phases, 1);
+    A_EQ(fx_res(&x, 0)->limit_a, 12);
+    assert_int_equal(fx_res(&x, 0)->reason, PW_REASON_WAITING_CUTS);
+
+    fx_meas(&x, 0, PW_CAR_CHARGING, 12, 0, 0, 12, hold + 1000); /* both followed their cuts */
+    fx_meas(&x, 1, PW_CAR_CHARGING, 12, 0, 0, 12, hold + 1000);
+    fx_meter_read(&x, n, 12, 28, 0, hold + 1000);
+    fx_run(&x, hold + 1000);
+    assert_int_equal(fx_res(&x, 0)->phases, 3);
+    A_EQ(fx_res(&x, 0)->limit_a, 12);
+    fx_free(&x);
+}
+
 /* A stale meter budgets the worst non-EV load of the recent history (or the fallback if
  * larger), never the last reading; once the history is older than meter_history_ms only the
  * fallback is left. */
@@ -435,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_rotation_eta),
         cmocka_unit_test(test_rotation_eta_order),
         cmocka_unit_test(test_phase_switching),
+        cmocka_unit_test(test_phase_switch_up_waits_for_cuts),
         cmocka_unit_test(test_stale_meter_worst_recent),
         cmocka_unit_test(test_charger_goes_silent),
         cmocka_unit_test(test_oneshot),
