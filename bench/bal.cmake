@@ -1,6 +1,6 @@
 # Balancer benchmark: prints allocation times and memory; build with -O2 (RelWithDebInfo).
 # --scenario reads planner scenarios, checked by the planner itself (server/plan.c).
-add_executable(bal_bench ${CMAKE_CURRENT_SOURCE_DIR}/bal_bench.c)
+add_executable(bal_bench ${CMAKE_CURRENT_SOURCE_DIR}/bal_bench.c ${CMAKE_CURRENT_SOURCE_DIR}/bal_garage.c)
 target_link_libraries(bal_bench PRIVATE pw_server pw_bal pw_cfg pw_util PkgConfig::JANSSON
                                         ${MATH_LIB})
 # Every shipped scenario is timed (few runs: it checks the path, not the speed), and must give
@@ -16,5 +16,6 @@ foreach(path ${pw_bench_examples})
 endforeach()
 # Plans fingerprint: a hash of every result over many runs of varied facilities, to show that a
 # change meant to make the balancer faster leaves every plan as it was (compare before/after).
-add_executable(bal_fingerprint ${CMAKE_CURRENT_SOURCE_DIR}/bal_fingerprint.c)
+add_executable(bal_fingerprint ${CMAKE_CURRENT_SOURCE_DIR}/bal_fingerprint.c
+                               ${CMAKE_CURRENT_SOURCE_DIR}/bal_garage.c)
 target_link_libraries(bal_fingerprint PRIVATE pw_bal pw_util ${MATH_LIB})

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bal_garage.h"
 #include "plan.h"
 #include "pw_bal.h"
 #include "pw_cfg.h"
@@ -28,63 +29,9 @@ typedef struct scenario {
 
 static uint64_t rng_state = 0x243f6a8885a308d3u;
 
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
 static double rndf(double lo, double hi)
 {
-    return lo + (hi - lo) * (double)(rnd() >> 11) / 9007199254740992.0;
-}
-
-/* A garage: main fuse, a ring of sub-distributions under it and a second level under those;
- * chargers spread evenly with rotated wiring; limits tight enough that the main fuse and most
- * sub-distributions bind and some cars pause, the expensive case. */
-static void build(const scenario *sc, pw_bal_node_spec *nodes, pw_bal_charger_spec *ch,
-                  pw_bal_facility *f)
-{
-    static const uint8_t rot[3][3] = {{1, 2, 3}, {2, 3, 1}, {3, 1, 2}};
-    memset(f, 0, sizeof *f);
-    f->grid = PW_GRID_TN;
-    f->nodes = nodes;
-    f->chargers = ch;
-    f->n_nodes = sc->nodes;
-    f->n_chargers = sc->chargers;
-    pw_bal_default_params(&f->params);
-    size_t first_level = sc->nodes > 8 ? (sc->nodes - 1) / 4 : sc->nodes - 1;
-    double per_node = (double)sc->chargers / (double)(sc->nodes > 1 ? sc->nodes - 1 : 1);
-    for (size_t n = 0; n < sc->nodes; n++) {
-        pw_bal_node_spec *d = &nodes[n];
-        memset(d, 0, sizeof *d);
-        snprintf(d->id, sizeof d->id, "n%zu", n);
-        d->parent = n == 0 ? -1 : n <= first_level ? 0 : (int)(1 + (n - 1) % first_level);
-        double share = n == 0 ? (double)sc->chargers * 9 : per_node * 14;
-        if (n > 0 && n <= first_level)
-            share *= 3;
-        for (size_t l = 0; l < 3; l++)
-            d->limit_a[l] = share < 16 ? 16 : share;
-        d->margin_a = 1;
-        d->metered = n % 3 == 0;
-        d->meter_timeout_ms = 15000;
-        if (n % 7 == 3)
-            d->max_imbalance_a = 20;
-    }
-    for (size_t k = 0; k < sc->chargers; k++) {
-        pw_bal_charger_spec *c = &ch[k];
-        memset(c, 0, sizeof *c);
-        snprintf(c->id, sizeof c->id, "c%zu", k);
-        c->node = sc->nodes > 1 ? (int)(1 + k % (sc->nodes - 1)) : 0;
-        memcpy(c->wiring, rot[k % 3], 3);
-        c->min_a = 6;
-        c->max_a = k % 4 == 0 ? 32 : 16;
-        c->weight = 1;
-        c->priority = k % 10 == 0 ? 1 : 0;
-        c->can_switch_phases = k % 5 == 0;
-    }
+    return bal_garage_rndf(&rng_state, lo, hi);
 }
 
 /* Fresh measurements: most cars charge on 1 or 3 phases at various currents. */
@@ -131,7 +78,7 @@ static void run_scenario(const scenario *sc, int rounds)
     pw_bal_node_spec *nodes = pw_xcalloc(sc->nodes, sizeof *nodes);
     pw_bal_charger_spec *ch = pw_xcalloc(sc->chargers, sizeof *ch);
     pw_bal_facility f;
-    build(sc, nodes, ch, &f);
+    bal_garage_build(sc->chargers, sc->nodes, nodes, ch, &f);
     char err[256];
     if (pw_bal_validate(&f, err, sizeof err) != 0) {
         fprintf(stderr, "bal_bench: facility rejected: %s\n", err);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bal_garage.h"
 #include "pw_bal.h"
 #include "pw_util.h"
 
@@ -32,15 +33,12 @@ static uint64_t rng;
 
 static uint64_t rnd(void)
 {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
+    return bal_garage_rnd(&rng);
 }
 
 static double rndf(double lo, double hi)
 {
-    return lo + (hi - lo) * (double)(rnd() >> 11) / 9007199254740992.0;
+    return bal_garage_rndf(&rng, lo, hi);
 }
 
 static uint64_t hash;
@@ -52,51 +50,28 @@ static void mix(const void *p, size_t n) /* FNV-1a */
         hash = (hash ^ c[i]) * 1099511628211u;
 }
 
-/* The bench's garage (bench/bal_bench.c): a main fuse, a ring of sub-distributions and a second
- * level under them, every third node metered, every seventh with an imbalance limit. */
+/* The bench's garage (bal_garage.h) as the kind wants it. */
 static void build(enum kind kind, pw_bal_node_spec *nodes, size_t nn, pw_bal_charger_spec *ch,
                   size_t nch, pw_bal_facility *f)
 {
-    static const uint8_t rot[3][3] = {{1, 2, 3}, {2, 3, 1}, {3, 1, 2}};
-    memset(f, 0, sizeof *f);
+    bal_garage_build(nch, nn, nodes, ch, f);
     f->grid = kind == IT_WEIGHTS ? PW_GRID_IT : PW_GRID_TN;
-    f->nodes = nodes;
-    f->n_nodes = nn;
-    f->chargers = ch;
-    f->n_chargers = nch;
-    pw_bal_default_params(&f->params);
     f->params.oneshot = kind == ONESHOT;
-    size_t first_level = nn > 8 ? (nn - 1) / 4 : nn - 1;
-    double per_node = (double)nch / (double)(nn > 1 ? nn - 1 : 1);
     for (size_t n = 0; n < nn; n++) {
         pw_bal_node_spec *d = &nodes[n];
-        snprintf(d->id, sizeof d->id, "n%zu", n);
-        d->parent = n == 0 ? -1 : n <= first_level ? 0 : (int)(1 + (n - 1) % first_level);
-        double share = n == 0 ? (double)nch * 9 : per_node * 14;
-        share *= (n > 0 && n <= first_level ? 3 : 1) * (kind >= TIGHT ? 0.6 : 1);
-        d->margin_a = 1;
-        d->metered = n % 3 == 0;
-        d->meter_timeout_ms = 15000;
-        d->max_imbalance_a = n % 7 == 3 ? 20 : 0;
         for (size_t l = 0; l < PW_LINES; l++) {
-            d->limit_a[l] = share < 16 ? 16 : share;
+            d->limit_a[l] *= kind >= TIGHT ? 0.6 : 1;
             d->meter_fallback_a[l] = 3;
             d->reserve_a[l] = !d->metered && n % 4 == 1 && l != 1 ? 2 : 0;
         }
     }
     for (size_t k = 0; k < nch; k++) {
         pw_bal_charger_spec *c = &ch[k];
-        snprintf(c->id, sizeof c->id, "c%zu", k);
-        c->node = nn > 1 ? (int)(1 + k % (nn - 1)) : 0;
-        memcpy(c->wiring, rot[k % 3], sizeof c->wiring);
         if (kind == IT_WEIGHTS && k % 7 == 1)
             c->wiring[2] = 0; /* a two-terminal charger */
-        c->min_a = 6;
-        c->max_a = k % 4 == 0 ? 32 : 16;
         c->failsafe_a = k % 6 == 0 ? 6 : 0;
         c->weight = kind >= IT_WEIGHTS ? (double)(1 + k % 3) : 1;
-        c->priority = k % 10 == 0 ? 1 : 0;
-        c->can_switch_phases = k % 5 == 0 && c->wiring[2] != 0;
+        c->can_switch_phases = c->can_switch_phases && c->wiring[2] != 0;
         c->timing.keeps_limit = kind >= TIGHT && k % 8 == 1;
     }
 }
