@@ -7,14 +7,17 @@
 #include <string.h>
 
 /* Whether adding amount at the lines of mask to charger k's path keeps every row it tightens
- * (the rows it loads) within its cap. On failure *block is the first row that refused. */
+ * (the rows it loads) within its cap. On failure *block is the first row that refused. The
+ * reference (tests only) counts the minimums waiting in admission's groups (adm_pend) in the
+ * rows, as the plain algorithm would have added them already. */
 static bool fits(const pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
 {
     const bal_row *rows = b->rows;
+    const double *pend = b->reference ? b->adm_pend : NULL;
     BAL_FOR_POS(b, BAL_GROUP(b, k, mask), p)
     {
         const bal_row *r = &rows[*p];
-        if (r->a + amount > r->cap + 1e-9) {
+        if (r->a + (pend ? pend[*p] : 0) + amount > r->cap + 1e-9) {
             *block = (int)*p;
             return false;
         }
@@ -102,16 +105,17 @@ static int key_class(const pw_bal *b, const bal_key *key)
 /* ---- admission without checks where none can refuse ---- */
 
 /* Sets adm_safe: whether the line rows from each node up to the root hold, beside their base,
- * every wanting charger below the node at its minimum on every line. Admission adds each
- * charger's minimum to a line at most once, so on such rows a minimum added at full phases
- * always fits, whatever was admitted before it. */
+ * every wanting charger below the node at its minimum on every line, plus the hysteresis of each
+ * car on one phase that may return to three (admit_one checks that return with it). Admission
+ * adds each charger's minimum to a line at most once, so no check of any charger can refuse on
+ * such a row, whatever was admitted before it, nor depend on its load. */
 static void admission_safety(pw_bal *b)
 {
     double *need = b->adm_need;
     memset(need, 0, b->n_nodes * sizeof *need);
     for (size_t i = 0; i < b->n_order; i++) {
         const bal_plan *pl = &b->plan[b->order[i].idx];
-        need[pl->node] += pl->lo;
+        need[pl->node] += pl->lo + (pl->mode == 1 && pl->can3 ? b->p.hysteresis_a : 0);
     }
     for (size_t i = b->n_nodes; i-- > 1;) { /* children before parents */
         size_t n = b->dfs_node[i];
@@ -133,22 +137,55 @@ static void admission_safety(pw_bal *b)
 
 /* Charger k where no row of its path can refuse its minimum at full phases: its line rows are
  * safe, and it loads no imbalance row (it has none above it, or its car loads all three lines,
- * which leaves every line difference as it is). Admitted as admit_one would, without checks;
- * its load is added in the admission order all the same, so that every row sums exactly as
- * before. Not a car on one phase: its return to three is checked with room to spare. Returns
- * whether it was admitted. */
+ * which leaves every line difference as it is). Admitted as admit_one would, without checks.
+ * Not a car on one phase: its return to three is checked with room to spare. Its minimum waits
+ * in the group of its node and line mask (pw_bal.grp) until admission ends: only safe rows take
+ * it, and no check depends on a safe row's load, so each group's path is walked once
+ * (adm_flush) instead of once per charger. The reference (tests only) checks it all the same,
+ * against the rows with what waits for them (adm_pend): a flaw in the safety argument shows as
+ * a plan that differs, while both sum the rows in the same order. Returns whether it was
+ * admitted. */
 static bool admit_safe(pw_bal *b, size_t k)
 {
     bal_plan *pl = &b->plan[k];
-    if (pl->mode == 1 || !b->adm_safe[pl->node] || (pl->imb_path && pl->mask3 != 7) || b->reference)
+    int block;
+    if (pl->mode == 1 || !b->adm_safe[pl->node] || (pl->imb_path && pl->mask3 != 7) ||
+        (b->reference && !fits(b, k, pl->mask3, pl->lo, &block)))
         return false;
     pl->tmode = 3;
     pl->mask = pl->mask3;
     pl->st = ST_FROZEN;
     pl->val = pl->lo;
     pl->block = -1;
-    add_load(b, k, pl->mask, pl->lo);
+    size_t g = BAL_GROUP(b, k, pl->mask);
+    bal_grp *q = &b->grp[g];
+    if (!q->n++)
+        b->grp_list[b->n_grp++] = (uint32_t)g;
+    q->dv += pl->lo;
+    if (b->reference) {
+        BAL_FOR_POS(b, g, p)
+        b->adm_pend[*p] += pl->lo;
+        BAL_FOR_NEG(b, g, p)
+        b->adm_pend[*p] -= pl->lo;
+    }
     return true;
+}
+
+/* The minimums admit_safe holds per group go into their rows; the groups are emptied. */
+static void adm_flush(pw_bal *b)
+{
+    for (size_t i = 0; i < b->n_grp; i++) {
+        size_t g = b->grp_list[i];
+        double dv = b->grp[g].dv;
+        BAL_FOR_POS(b, g, p)
+        b->rows[*p].a += dv;
+        BAL_FOR_NEG(b, g, p)
+        b->rows[*p].a -= dv;
+        b->grp[g] = (bal_grp){0, 0, 0};
+    }
+    b->n_grp = 0;
+    if (b->reference)
+        memset(b->adm_pend, 0, b->n_rows * sizeof *b->adm_pend);
 }
 
 /* Admits minimums in the admission order: the chargers no row can refuse without checks (above),
@@ -166,13 +203,16 @@ static void admit(pw_bal *b)
     for (size_t i = 0; i < b->n_order; i++) {
         if (key_class(b, &b->order[i]) != cls) {
             cls = key_class(b, &b->order[i]);
+            /* The reference's waiting minimums are part of the load (fits); elsewhere none
+             * wait on a row that can refuse, the only rows whose cls_top is read. */
             for (size_t j = 0; j < b->n_rows; j++)
-                b->rows[j].cls_top = b->rows[j].a;
+                b->rows[j].cls_top = b->rows[j].a + (b->reference ? b->adm_pend[j] : 0);
         }
         size_t k = b->order[i].idx;
         if (!admit_safe(b, k) && !admit_one(b, k))
             b->cand[paused++] = b->order[i];
     }
+    adm_flush(b);
     /* An imbalance row can gain room when a charger on its other line is admitted, so a paused
      * charger may fit after all: retry, in admission order, until nothing changes. Without
      * imbalance rows loads only grow and a refused minimum stays refused. */

@@ -296,16 +296,19 @@ struct pw_bal {
     size_t n_grp;
     /* Admission (bal_alloc.c), per node: the most the wanting chargers below it can put on each
      * of its lines while minimums are admitted (adm_need), and whether every line row from it up
-     * to the root holds that beside its base (adm_safe). */
+     * to the root holds that beside its base (adm_safe). By row, for the reference only: the
+     * minimums admit_safe holds in groups until admission ends (adm_pend). */
     double *adm_need;
     bool *adm_safe;
+    double *adm_pend;
     pw_bal_result *res;
     pw_bal_node_result *nres;
     uint64_t deadline;
     bool has_imbalance;
     bool rotating; /* the last run paused a car for rotation */
-    /* Tests only (bal_prop_test): no shortcuts (admit_safe, smallest_first), every step as the
-     * plain algorithm takes it, so that a run with them can be compared with one without. */
+    /* Tests only (bal_prop_test): no shortcuts (admit_safe checks every row, smallest_first),
+     * every decision as the plain algorithm takes it, so that a run with them can be compared
+     * with one without. */
     bool reference;
 };
 
