@@ -102,6 +102,13 @@ static int key_class(const pw_bal *b, const bal_key *key)
     return key->key >> 63 ? (int)b->n_cls : (int)((key->key >> BAL_KEY_CLS_SHIFT) & 0xffff);
 }
 
+/* The greatest admission order key of key's class (key_class). The order is sorted by key, so
+ * a walk in it enters the next class at the first key above this: one compare a charger. */
+static uint64_t class_last_key(uint64_t key)
+{
+    return key >> 63 ? UINT64_MAX : (((key >> BAL_KEY_CLS_SHIFT) + 1) << BAL_KEY_CLS_SHIFT) - 1;
+}
+
 /* ---- admission without checks where none can refuse ---- */
 
 /* Sets adm_safe: whether the line rows from each node up to the root hold, beside their base,
@@ -198,11 +205,11 @@ static void admit(pw_bal *b)
         b->rows[j].npos = 0;
     }
     admission_safety(b);
-    int cls = -1;
+    uint64_t cls_last = 0;
     size_t paused = 0;
     for (size_t i = 0; i < b->n_order; i++) {
-        if (key_class(b, &b->order[i]) != cls) {
-            cls = key_class(b, &b->order[i]);
+        if (i == 0 || b->order[i].key > cls_last) {
+            cls_last = class_last_key(b->order[i].key);
             /* The reference's waiting minimums are part of the load (fits); elsewhere none
              * wait on a row that can refuse, the only rows whose cls_top is read. */
             for (size_t j = 0; j < b->n_rows; j++)
