@@ -159,22 +159,25 @@ static bool admit_safe(pw_bal *b, size_t k)
     if (pl->mode == 1 || !b->adm_safe[pl->node] || (pl->imb_path && pl->mask3 != 7) ||
         (b->reference && !fits(b, k, pl->mask3, pl->lo, &block)))
         return false;
-    pl->tmode = 3;
-    pl->mask = pl->mask3;
-    pl->st = ST_FROZEN;
-    pl->val = pl->lo;
-    pl->block = -1;
-    size_t g = BAL_GROUP(b, k, pl->mask);
-    bal_grp *q = &b->grp[g];
-    if (!q->n++)
-        b->grp_list[b->n_grp++] = (uint32_t)g;
-    q->dv += pl->lo;
+    /* Everything read before the plan is written: to the compiler its byte fields could be
+     * anything, which a read after them would load again. */
+    double lo = pl->lo;
+    uint8_t mask = pl->mask3;
+    bal_grp *q = &b->grp[BAL_GROUP(b, k, mask)];
     if (b->reference) {
-        BAL_FOR_POS(b, g, p)
-        b->adm_pend[*p] += pl->lo;
-        BAL_FOR_NEG(b, g, p)
-        b->adm_pend[*p] -= pl->lo;
+        BAL_FOR_POS(b, BAL_GROUP(b, k, mask), p)
+        b->adm_pend[*p] += lo;
+        BAL_FOR_NEG(b, BAL_GROUP(b, k, mask), p)
+        b->adm_pend[*p] -= lo;
     }
+    if (!q->n++)
+        b->grp_list[b->n_grp++] = (uint32_t)BAL_GROUP(b, k, mask);
+    q->dv += lo;
+    pl->tmode = 3;
+    pl->mask = mask;
+    pl->st = ST_FROZEN;
+    pl->val = lo;
+    pl->block = -1;
     return true;
 }
 
@@ -207,17 +210,18 @@ static void admit(pw_bal *b)
     admission_safety(b);
     uint64_t cls_last = 0;
     size_t paused = 0;
-    for (size_t i = 0; i < b->n_order; i++) {
-        if (i == 0 || b->order[i].key > cls_last) {
-            cls_last = class_last_key(b->order[i].key);
+    const bal_key *order = b->order; /* copies: admission writes plans' byte fields */
+    for (size_t i = 0, n = b->n_order; i < n; i++) {
+        if (i == 0 || order[i].key > cls_last) {
+            cls_last = class_last_key(order[i].key);
             /* The reference's waiting minimums are part of the load (fits); elsewhere none
              * wait on a row that can refuse, the only rows whose cls_top is read. */
             for (size_t j = 0; j < b->n_rows; j++)
                 b->rows[j].cls_top = b->rows[j].a + (b->reference ? b->adm_pend[j] : 0);
         }
-        size_t k = b->order[i].idx;
+        size_t k = order[i].idx;
         if (!admit_safe(b, k) && !admit_one(b, k))
-            b->cand[paused++] = b->order[i];
+            b->cand[paused++] = order[i];
     }
     adm_flush(b);
     /* An imbalance row can gain room when a charger on its other line is admitted, so a paused
