@@ -7,17 +7,14 @@
 #include <string.h>
 
 /* Whether adding amount at the lines of mask to charger k's path keeps every row it tightens
- * (the rows it loads) within its cap. On failure *block is the first row that refused. The
- * reference (tests only) counts the minimums waiting in admission's groups (adm_pend) in the
- * rows, as the plain algorithm would have added them already. */
+ * (the rows it loads) within its cap. On failure *block is the first row that refused. */
 static bool fits(const pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
 {
     const bal_row *rows = b->rows;
-    const double *pend = b->reference ? b->adm_pend : NULL;
     BAL_FOR_POS(b, BAL_GROUP(b, k, mask), p)
     {
         const bal_row *r = &rows[*p];
-        if (r->a + (pend ? pend[*p] : 0) + amount > r->cap + 1e-9) {
+        if (r->a + amount > r->cap + 1e-9) {
             *block = (int)*p;
             return false;
         }
@@ -37,13 +34,27 @@ static void add_load(pw_bal *b, size_t k, uint8_t mask, double amount)
     rows[*p].a -= amount;
 }
 
-/* fits() and, when it does, add_load(). The rows are distinct, so checking each before adding
+/* add_load() for admission. The reference (tests only) also adds to ref_a, its rows' loads
+ * without the minimums admit_safe holds until admission ends, which adm_flush starts from. */
+static void adm_add(pw_bal *b, size_t k, uint8_t mask, double amount)
+{
+    add_load(b, k, mask, amount);
+    if (b->reference) {
+        size_t g = BAL_GROUP(b, k, mask);
+        BAL_FOR_POS(b, g, p)
+        b->ref_a[*p] += amount;
+        BAL_FOR_NEG(b, g, p)
+        b->ref_a[*p] -= amount;
+    }
+}
+
+/* fits() and, when it does, adm_add(). The rows are distinct, so checking each before adding
  * to any refuses at the same row as adding along the path would. */
 static bool fits_add(pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
 {
     if (!fits(b, k, mask, amount, block))
         return false;
-    add_load(b, k, mask, amount);
+    adm_add(b, k, mask, amount);
     return true;
 }
 
@@ -91,7 +102,7 @@ static bool admit_one(pw_bal *b, size_t k)
     pl->val = pl->lo;
     pl->block = -1;
     if (!added)
-        add_load(b, k, pl->mask, pl->lo);
+        adm_add(b, k, pl->mask, pl->lo);
     return true;
 }
 
@@ -148,10 +159,10 @@ static void admission_safety(pw_bal *b)
  * Not a car on one phase: its return to three is checked with room to spare. Its minimum waits
  * in the group of its node and line mask (pw_bal.grp) until admission ends: only safe rows take
  * it, and no check depends on a safe row's load, so each group's path is walked once
- * (adm_flush) instead of once per charger. The reference (tests only) checks it all the same,
- * against the rows with what waits for them (adm_pend): a flaw in the safety argument shows as
- * a plan that differs, while both sum the rows in the same order. Returns whether it was
- * admitted. */
+ * (adm_flush) instead of once per charger. The reference (tests only) checks and adds it all
+ * the same, as the plain algorithm does: a flaw in the safety argument shows as a plan that
+ * differs. It holds the minimum in the group too, so that both end with the rows summed in the
+ * same order (adm_flush). Returns whether it was admitted. */
 static bool admit_safe(pw_bal *b, size_t k)
 {
     bal_plan *pl = &b->plan[k];
@@ -164,12 +175,8 @@ static bool admit_safe(pw_bal *b, size_t k)
     double lo = pl->lo;
     uint8_t mask = pl->mask3;
     bal_grp *q = &b->grp[BAL_GROUP(b, k, mask)];
-    if (b->reference) {
-        BAL_FOR_POS(b, BAL_GROUP(b, k, mask), p)
-        b->adm_pend[*p] += lo;
-        BAL_FOR_NEG(b, BAL_GROUP(b, k, mask), p)
-        b->adm_pend[*p] -= lo;
-    }
+    if (b->reference)
+        add_load(b, k, mask, lo);
     if (!q->n++)
         b->grp_list[b->n_grp++] = (uint32_t)BAL_GROUP(b, k, mask);
     q->dv += lo;
@@ -181,9 +188,13 @@ static bool admit_safe(pw_bal *b, size_t k)
     return true;
 }
 
-/* The minimums admit_safe holds per group go into their rows; the groups are emptied. */
+/* The minimums admit_safe holds per group go into their rows; the groups are emptied. The
+ * reference's rows hold them already, in admission order: they start again from ref_a. */
 static void adm_flush(pw_bal *b)
 {
+    if (b->reference)
+        for (size_t j = 0; j < b->n_rows; j++)
+            b->rows[j].a = b->ref_a[j];
     for (size_t i = 0; i < b->n_grp; i++) {
         size_t g = b->grp_list[i];
         double dv = b->grp[g].dv;
@@ -194,8 +205,6 @@ static void adm_flush(pw_bal *b)
         b->grp[g] = (bal_grp){0, 0, 0};
     }
     b->n_grp = 0;
-    if (b->reference)
-        memset(b->adm_pend, 0, b->n_rows * sizeof *b->adm_pend);
 }
 
 /* Admits minimums in the admission order: the chargers no row can refuse without checks (above),
@@ -206,6 +215,8 @@ static void admit(pw_bal *b)
         b->rows[j].a = b->rows[j].base;
         b->rows[j].b = 0;
         b->rows[j].npos = 0;
+        if (b->reference)
+            b->ref_a[j] = b->rows[j].base;
     }
     admission_safety(b);
     uint64_t cls_last = 0;
@@ -214,10 +225,10 @@ static void admit(pw_bal *b)
     for (size_t i = 0, n = b->n_order; i < n; i++) {
         if (i == 0 || order[i].key > cls_last) {
             cls_last = class_last_key(order[i].key);
-            /* The reference's waiting minimums are part of the load (fits); elsewhere none
-             * wait on a row that can refuse, the only rows whose cls_top is read. */
+            /* Held minimums wait on no row that can refuse, the only rows whose cls_top is
+             * read (pause_reason). */
             for (size_t j = 0; j < b->n_rows; j++)
-                b->rows[j].cls_top = b->rows[j].a + (b->reference ? b->adm_pend[j] : 0);
+                b->rows[j].cls_top = b->rows[j].a;
         }
         size_t k = order[i].idx;
         if (!admit_safe(b, k) && !admit_one(b, k))

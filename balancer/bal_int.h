@@ -297,10 +297,10 @@ struct pw_bal {
     /* Admission (bal_alloc.c), per node: the most the wanting chargers below it can put on each
      * of its lines while minimums are admitted (adm_need), and whether every line row from it up
      * to the root holds that beside its base (adm_safe). By row, for the reference only: the
-     * minimums admit_safe holds in groups until admission ends (adm_pend). */
+     * load without the minimums admit_safe holds until admission ends (ref_a, see adm_add). */
     double *adm_need;
     bool *adm_safe;
-    double *adm_pend;
+    double *ref_a;
     pw_bal_result *res;
     pw_bal_node_result *nres;
     uint64_t deadline;

@@ -487,7 +487,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->adm_safe = pw_xcalloc(b->n_nodes, sizeof *b->adm_safe);
     b->deadline = UINT64_MAX;
     size_t max_rows = b->n_nodes * 9;
-    b->adm_pend = pw_xcalloc(max_rows, sizeof *b->adm_pend);
+    b->ref_a = pw_xcalloc(max_rows, sizeof *b->ref_a);
     b->row_t = pw_xcalloc(max_rows, sizeof *b->row_t);
     b->dirty = pw_xcalloc(max_rows, sizeof *b->dirty);
     b->is_dirty = pw_xcalloc(max_rows, sizeof *b->is_dirty);
@@ -594,7 +594,7 @@ void pw_bal_free(pw_bal *b)
     free(b->grp_list);
     free(b->adm_need);
     free(b->adm_safe);
-    free(b->adm_pend);
+    free(b->ref_a);
     free(b->res);
     free(b->nres);
     free(b);
