@@ -731,7 +731,8 @@ static double leftover_pass(pw_bal *b, size_t n_imb, bool alone)
  * raise each alone. Refills too can crawl: chargers on different lines under two nested
  * imbalance limits free, at each step, exactly the room the next step uses, so that passes repeat
  * one move, or shrink it slowly. From the third pass on, the chargers therefore go on along the
- * line of each two passes as far as the rows allow (extrapolate): a crawl ends in one step.
+ * line of each two passes as far as the rows allow (extrapolate): a crawl that repeats one move
+ * ends in one step. (One that shrinks slowly mostly does not: its line runs into a full row.)
  * Line rows only fill up, so for everyone else water-filling left nothing to raise (the property
  * tests check exactly that). */
 static void raise_leftovers(pw_bal *b)
