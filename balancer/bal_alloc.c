@@ -682,13 +682,121 @@ static double refill(pw_bal *b, size_t n_imb)
     return after - before;
 }
 
+/* Where passes start: x = val for the chargers below an imbalance limit (x, the water-filling's,
+ * is free between refills, which set it again). */
+static void mark_start(pw_bal *b, size_t n_imb)
+{
+    for (size_t i = 0; i < n_imb; i++) {
+        bal_plan *pl = &b->plan[b->imb[i].idx];
+        pl->x = pl->val;
+    }
+}
+
+/* Whether group g loads row j. */
+static bool loads_row(const pw_bal *b, size_t g, size_t j)
+{
+    BAL_FOR_POS(b, g, p)
+    if (*p == j)
+        return true;
+    return false;
+}
+
+/* How far (in multiples of the move val - x) the chargers below an imbalance limit can go on
+ * along the line of their last passes: to the first demand or row on the way (a full row admits
+ * rounding, as fits does). *full is that row if it is full already, else -1. */
+static double line_room(pw_bal *b, size_t n_imb, int *full)
+{
+    bal_row *rows = b->rows;
+    double s = INFINITY;
+    for (size_t i = 0; i < n_imb; i++) {
+        size_t k = b->imb[i].idx;
+        const bal_plan *pl = &b->plan[k];
+        double d = pl->val - pl->x;
+        if (!(d > 0))
+            continue;
+        size_t g = BAL_GROUP(b, k, pl->mask);
+        BAL_FOR_POS(b, g, p)
+        rows[*p].b += d;
+        BAL_FOR_NEG(b, g, p)
+        rows[*p].b -= d;
+        double to_hi = (pl->hi - pl->val) / d;
+        s = to_hi < s ? to_hi : s;
+    }
+    *full = -1;
+    for (size_t j = 0; j < b->n_rows; j++) {
+        const bal_row *r = &rows[j];
+        if (r->b > 0 && (r->cap + BAL_EPS - r->a) / r->b < s) {
+            s = (r->cap + BAL_EPS - r->a) / r->b;
+            *full = r->cap - r->a <= BAL_EPS ? (int)j : -1;
+        }
+        rows[j].b = 0; /* as fill_classes leaves it */
+    }
+    return s > 0 ? s : 0;
+}
+
+/* Moves the chargers below an imbalance limit on along the line from where their last passes
+ * started (x) to where they ended (val), as far as every row and every demand allow. Both ends
+ * fit every row and the rows are linear, so every point on the line up to the first row that
+ * fills does too: one step reaches what passes repeating the same move would reach in many.
+ * Chargers at their demand leave the line, and so do those that load a row already full on it
+ * (they moved into it): it would not let the others go on. */
+static void extrapolate(pw_bal *b, size_t n_imb)
+{
+    for (size_t i = 0; i < n_imb; i++) {
+        bal_plan *pl = &b->plan[b->imb[i].idx];
+        if (pl->val >= pl->hi - BAL_EPS)
+            pl->x = pl->val;
+    }
+    int full;
+    double s = line_room(b, n_imb, &full);
+    for (int round = 0; full >= 0 && round < 8; round++) {
+        for (size_t i = 0; i < n_imb; i++) {
+            size_t k = b->imb[i].idx;
+            bal_plan *pl = &b->plan[k];
+            if (pl->val > pl->x && loads_row(b, BAL_GROUP(b, k, pl->mask), (size_t)full))
+                pl->x = pl->val;
+        }
+        s = line_room(b, n_imb, &full);
+    }
+    if (full >= 0 || s < 1 || s == INFINITY) /* passes reach as far: not worth a step */
+        return;
+    for (size_t i = 0; i < n_imb; i++) {
+        size_t k = b->imb[i].idx;
+        bal_plan *pl = &b->plan[k];
+        if (!(pl->val > pl->x))
+            continue;
+        double v = pl->val + s * (pl->val - pl->x);
+        v = v > pl->hi ? pl->hi : v;
+        add_load(b, k, pl->mask, v - pl->val);
+        pl->val = v;
+        if (v >= pl->hi - BAL_EPS)
+            pl->bind = -1;
+    }
+}
+
+/* One pass over the chargers below an imbalance limit: a refill, or raising each alone. Returns
+ * by how much they rose in all. */
+static double leftover_pass(pw_bal *b, size_t n_imb, bool alone)
+{
+    if (!alone)
+        return refill(b, n_imb);
+    double moved = 0;
+    for (size_t i = 0; i < n_imb; i++)
+        moved += raise_alone(b, b->imb[i].idx);
+    return moved;
+}
+
 /* With imbalance rows, freezing a charger at a line difference is premature when chargers on
  * the other line keep rising: the difference may shrink again. Two imbalance limits can block
  * two chargers in turn, so raising one at a time would crawl; instead the chargers stopped by an
- * imbalance row rise together again from where they are until nothing moves (this converges
- * geometrically when the two sides rise at different rates), and a last pass raises each alone.
- * Line rows only fill up, so for everyone else water-filling left nothing to raise (the
- * property tests check exactly that). */
+ * imbalance row rise together again from where they are until nothing moves, and last passes
+ * raise each alone. Refills too can crawl: chargers on different lines under two nested
+ * imbalance limits free, at each step, exactly the room the next step uses, so that passes repeat
+ * one move, or shrink it slowly. From the third pass on, the chargers therefore go on along the
+ * line of each two passes as far as the rows allow (extrapolate): a crawl that repeats one move
+ * ends in one step. (One that shrinks slowly mostly does not: its line runs into a full row.)
+ * Line rows only fill up, so for everyone else water-filling left nothing to raise (the property
+ * tests check exactly that). */
 static void raise_leftovers(pw_bal *b)
 {
     if (!b->has_imbalance)
@@ -698,14 +806,22 @@ static void raise_leftovers(pw_bal *b)
         b->imb[n_imb] = b->order[i];
         n_imb += b->plan[b->order[i].idx].imb_path;
     }
-    for (int pass = 0; pass < 100 && refill(b, n_imb) > 1e-9; pass++)
-        continue;
-    for (int pass = 0; pass < 64; pass++) {
-        double moved = 0;
-        for (size_t i = 0; i < n_imb; i++)
-            moved += raise_alone(b, b->imb[i].idx);
-        if (moved <= 1e-7)
-            break;
+    for (int alone = 0; alone < 2; alone++) {
+        double still = alone ? 1e-7 : 1e-9; /* moved less: done */
+        int passes = alone ? 64 : 100;
+        for (int pass = 0; pass < passes; pass++) {
+            bool jump = pass >= 2 && pass + 1 < passes;
+            if (jump)
+                mark_start(b, n_imb);
+            if (leftover_pass(b, n_imb, alone) <= still)
+                break;
+            if (jump) {
+                pass++;
+                if (leftover_pass(b, n_imb, alone) <= still)
+                    break;
+                extrapolate(b, n_imb);
+            }
+        }
     }
 }
 
