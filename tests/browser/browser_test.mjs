@@ -272,13 +272,15 @@ async function firstStart(a, chromium) {
     // 3. Discovered, live: add each to the facility.
     const lanIds = site.chargers.filter((c) => c.link.lan).map((c) => c.link.lan.device_id);
     const cp = site.chargers.find((c) => c.link.ocpp).link.ocpp.id;
+    // Locators, not element handles: the list is drawn again each time a device turns up, so a
+    // handle can be detached between finding and clicking; a locator finds the button again.
     for (const id of lanIds) {
-      const add = await page.waitForSelector(`#cfg-unassigned button[data-add-lan='${id}']`);
+      const add = page.locator(`#cfg-unassigned button[data-add-lan='${id}']`);
       check(/Add to the facility/.test(await add.textContent()), "the button is not 'Add to the facility'");
       await add.click();
     }
     const cpKey = `ocpp ${cp} connector 1`;
-    await (await page.waitForSelector(`#cfg-unassigned button[data-assign='${cpKey}']`)).click();
+    await page.locator(`#cfg-unassigned button[data-assign='${cpKey}']`).click();
     await page.waitForFunction((n) => document.querySelectorAll("[data-charger]").length === n,
                                site.chargers.length);
     log(`discovered and added: LAN ${lanIds.join(", ")} and charge point ${cp}`);
@@ -290,7 +292,8 @@ async function firstStart(a, chromium) {
     await page.fill("[data-scan=from]", "1");
     await page.fill("[data-scan=to]", "3");
     await page.click("#cfg-scan-run");
-    const use = await page.waitForSelector("#cfg-scan-units button[data-scan-use='1']");
+    const use = page.locator("#cfg-scan-units button[data-scan-use='1']");
+    await use.waitFor();
     const found = await page.textContent("#cfg-scan-units [data-scan-unit='1']");
     check(/SDM630/.test(found), `scan row: ${found}`);
     check(/^1 unit answered/.test(await page.textContent("#cfg-scan-out")),
@@ -883,7 +886,8 @@ async function main() {
                                              status: "Available" });
     }, `ws://127.0.0.1:${ocppPort}/ocpp/CP-9`);
     const cpKey = "ocpp CP-9 connector 1";
-    const assign = await page.waitForSelector(`#cfg-unassigned button[data-assign='${cpKey}']`);
+    const assign = page.locator(`#cfg-unassigned button[data-assign='${cpKey}']`);
+    await assign.waitFor();
     await page.selectOption(`#cfg-unassigned select[data-assign-node='${cpKey}']`, "garage-b");
     await assign.click();
     const nCh = cfg.chargers.length;
@@ -967,7 +971,7 @@ async function main() {
 
     // 10a. "Clear" removes CP-17's password at the CSMS with the next save.
     await page.click("nav.pages a[data-page=commission]");
-    await (await page.waitForSelector("#cfg-form button[data-clear-upstream='CP-17']")).click();
+    await page.locator("#cfg-form button[data-clear-upstream='CP-17']").click();
     check(await page.textContent(upState) === "removed when saved", "cleared password state");
     await page.click("#cfg-save");
     await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.value === "false",

@@ -1082,11 +1082,18 @@ function scanSection() {
   return s;
 }
 
-/* Redraws the unassigned list when the live one changed (a charge point connected). */
+/* Redraws the unassigned list when the live one changed (a charge point connected), keeping the
+ * circuits chosen so far: a device turning up must not undo the installer's choice. */
 function refreshUnassigned() {
   const box = $("cfg-unassigned");
   if (!box || !cm.draft || unassignedKey(facility.unassigned || []) === cm.unassigned) return;
-  box.replaceWith(unassignedBlock());
+  const chosen = new Map();
+  for (const s of box.querySelectorAll("select[data-assign-node]"))
+    chosen.set(s.dataset.assignNode, s.value);
+  const fresh = unassignedBlock();
+  for (const s of fresh.querySelectorAll("select[data-assign-node]"))
+    if (chosen.has(s.dataset.assignNode)) s.value = chosen.get(s.dataset.assignNode);
+  box.replaceWith(fresh);
 }
 
 /* ---- OCPP: the central system, its charge points, the tags ---- */
