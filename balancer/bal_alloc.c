@@ -22,16 +22,21 @@ static bool fits(const pw_bal *b, size_t k, uint8_t mask, double amount, int *bl
     return true;
 }
 
-/* Adds amount at the lines of mask along charger k's path: loaded rows take it, unloaded rows
- * (coefficient -1) give it up; exactly what adding the coefficient times amount gives. */
-static void add_load(pw_bal *b, size_t k, uint8_t mask, double amount)
+/* Adds amount along group g's path rows: loaded rows take it, unloaded rows (coefficient -1)
+ * give it up; exactly what adding the coefficient times amount gives. */
+static void add_group(pw_bal *b, size_t g, double amount)
 {
     bal_row *rows = b->rows;
-    size_t g = BAL_GROUP(b, k, mask);
     BAL_FOR_POS(b, g, p)
     rows[*p].a += amount;
     BAL_FOR_NEG(b, g, p)
     rows[*p].a -= amount;
+}
+
+/* add_group for charger k at the lines of mask. */
+static void add_load(pw_bal *b, size_t k, uint8_t mask, double amount)
+{
+    add_group(b, BAL_GROUP(b, k, mask), amount);
 }
 
 /* add_load() for admission. The reference (tests only) also adds to ref_a, its rows' loads
@@ -197,11 +202,7 @@ static void adm_flush(pw_bal *b)
             b->rows[j].a = b->ref_a[j];
     for (size_t i = 0; i < b->n_grp; i++) {
         size_t g = b->grp_list[i];
-        double dv = b->grp[g].dv;
-        BAL_FOR_POS(b, g, p)
-        b->rows[*p].a += dv;
-        BAL_FOR_NEG(b, g, p)
-        b->rows[*p].a -= dv;
+        add_group(b, g, b->grp[g].dv);
         b->grp[g] = (bal_grp){0, 0, 0};
     }
     b->n_grp = 0;

@@ -569,8 +569,8 @@ static void hold_prev(pw_bal *b, size_t k)
         return;
     for (size_t i = 0; i < 2; i++) {
         uint8_t mask = (modes[i] == 1 ? pl->mask1 : pl->mask3) & 7;
-        bool ok = (!(mask & ~was) || v <= 0 + 1e-9) &&
-                  (!(mask & was) || v <= c->prev_limit + 1e-9) && (v == 0 || !(mask & ~pl->mask));
+        bool ok = (!(mask & ~was) || v <= 1e-9) && (!(mask & was) || v <= c->prev_limit + 1e-9) &&
+                  (v == 0 || !(mask & ~pl->mask));
         if (ok) {
             pl->val = v;
             pl->mode = modes[i];
