@@ -160,21 +160,20 @@ typedef struct bal_spec {
     pw_bal_timing timing; /* resolved: no zero fields */
 } bal_spec;
 
-/* A reason decided: its code and every value its sentence shows. No padding: compared as one
- * block of bytes (same_why in bal_reason.c). */
+/* A reason decided: its code and every value its sentence shows. Every field is 8 bytes: decide
+ * writes them one by one just before same_why reads them back, and a read that spans two
+ * narrower writes (which a compiler makes of adjacent fields) waits for them to drain. */
 typedef struct bal_why {
-    int32_t code;      /* enum pw_bal_reason */
-    int32_t row;       /* binding or blocking row, -1 */
-    int32_t stale;     /* node whose stale meter is named, -1 */
-    uint8_t variant;   /* which sentence of the code */
-    uint8_t one_phase; /* 0 or 1 */
-    uint8_t unused[2]; /* 0, so that no byte is padding */
+    int64_t code;      /* enum pw_bal_reason */
+    int64_t row;       /* binding or blocking row, -1 */
+    int64_t stale;     /* node whose stale meter is named, -1 */
+    int64_t variant;   /* which sentence of the code */
+    int64_t one_phase; /* 0 or 1 */
     int64_t x;         /* amperes shown, in tenths */
     int64_t y;         /* a car's draw, in tenths; 0 when none */
     uint64_t n;        /* seconds or minutes shown */
     int64_t cap; /* an operator's cap on the row's line in tenths of amperes, shown with it; -1 */
 } bal_why;
-_Static_assert(sizeof(bal_why) == 4 * 4 + 4 * 8, "bal_why has no padding");
 
 /* What the balancer remembers about a charger between runs. */
 typedef struct bal_ch {
