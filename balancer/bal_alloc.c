@@ -461,10 +461,10 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
     bal_row *r = &b->rows[j];
     const bal_node *n = &b->nodes[r->node];
     /* The ones to stop are listed first, then stopped in the same order, their rows updated per
-     * group. rising holds each charger's mask (0 when not rising): the row loads a mask that has
-     * its line (pos) and not the line it unloads (neg; bit 3, never set, for a line row). Eight
-     * chargers are tested at once, one bit a byte, and only those found are visited (most have
-     * stopped rising, and which ones rise is a coin toss). */
+     * group. rising holds each charger's mask (with BAL_RISING; 0 when not rising): the row loads a
+     * mask that has its line (pos) and not the line it unloads (neg; bit 3, never set, for a line
+     * row). Eight chargers are tested at once, one bit a byte, and only those found are visited
+     * (most have stopped rising, and which ones rise is a coin toss). */
     unsigned pos = r->line ? r->line - 1u : r->hi_line - 1u;
     unsigned neg = r->line ? 3u : r->lo_line - 1u;
     const uint64_t ones = 0x0101010101010101u;
@@ -510,7 +510,9 @@ static double per_weight(double v, double w)
  * in ready[0, n), the others (the rest, unsorted, in list order) stay in caps[0, *n_rest), all
  * above them. When the ready ones are used up, moves the rest's caps at levels <= upto to ready,
  * sorted, drops the caps of frozen chargers (the level would pass over them) and returns the
- * lowest level left in the rest (INFINITY when none). Most chargers freeze at a full row long
+ * lowest level left in the rest (INFINITY when none). A cap holds the charger's dfs_ch position,
+ * not its index: its rising byte tells whether it still rises without reading its plan (a cache
+ * miss, as caps are in list order). Most chargers freeze at a full row long
  * before their cap: their caps are never sorted. Splitting by level keeps equal caps together
  * and the sort is stable, so caps come in the order one sort of them all gives. */
 static double caps_extend(pw_bal *b, bal_key *caps, size_t *n_rest, bal_key *ready, size_t *n,
@@ -519,7 +521,7 @@ static double caps_extend(pw_bal *b, bal_key *caps, size_t *n_rest, bal_key *rea
     size_t m = 0, left = 0;
     double low = INFINITY;
     for (size_t i = 0; i < *n_rest; i++) {
-        if (b->plan[caps[i].idx].st == ST_FROZEN)
+        if (!b->rising[caps[i].idx])
             continue;
         double c = bal__keyd(caps[i].key);
         if (c <= upto) {
@@ -561,10 +563,10 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
             continue;
         }
         pl->st = ST_FLOOR;
-        b->rising[pl->pos] = pl->mask;
+        b->rising[pl->pos] = BAL_RISING | pl->mask;
         active++;
         floors[nf++] = (bal_key){bal__dkey(per_weight(pl->floor - pl->x, pl->w)), (uint32_t)k};
-        caps[nc++] = (bal_key){bal__dkey(per_weight(pl->hi - pl->x, pl->w)), (uint32_t)k};
+        caps[nc++] = (bal_key){bal__dkey(per_weight(pl->hi - pl->x, pl->w)), pl->pos};
         double cap = bal__keyd(caps[nc - 1].key);
         rest = cap < rest ? cap : rest;
     }
@@ -619,10 +621,11 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         }
         grp_apply(b, -1);
         for (; ec < nr && bal__keyd(ready[ec].key) <= t_ev; ec++) { /* by group, as rows do */
-            bal_plan *pl = &b->plan[ready[ec].idx];
+            size_t k = b->dfs_ch[ready[ec].idx];
+            bal_plan *pl = &b->plan[k];
             double dv;
             if (pl->st == ST_FLOOR || pl->st == ST_RISE) {
-                if (freeze_plan(b, ready[ec].idx, t, -1, &dv))
+                if (freeze_plan(b, k, t, -1, &dv))
                     grp_add(b, pl, dv);
                 active--;
             }

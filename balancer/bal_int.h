@@ -259,8 +259,8 @@ struct pw_bal {
     uint32_t *path_neg; /* n_nodes * 8: where the unloaded rows start */
     size_t *dfs_node;   /* nodes in depth-first preorder */
     uint32_t *dfs_ch;   /* chargers in the depth-first order of their nodes */
-    uint8_t *rising;    /* by dfs_ch position: the charger's line mask while it is ST_FLOOR or
-                           ST_RISE, else 0 (cm[0] is 0), so that a full row finds the chargers below
+    uint8_t *rising;    /* by dfs_ch position: BAL_RISING and the charger's line mask while it is
+                           ST_FLOOR or ST_RISE, else 0, so that a full row finds the chargers below
                            its node that it stops without reading every plan */
     bal_key *order;     /* admission order of the wanting chargers */
     size_t n_order;
@@ -315,6 +315,9 @@ struct pw_bal {
  * raises anyone who can still be raised alone. Reads plan lo/hi/w/mask3/mask1/can1/can3 and the
  * rows' base; writes plan mode/mask/val/st/bind/block/pause and rows a. */
 void bal__allocate(pw_bal *b);
+
+/* In pw_bal.rising: the charger rises (its mask may be 0, a car seen on unwired terminals). */
+#define BAL_RISING 0x80
 
 /* Charger k's group at line mask m (pw_bal.path_rows). */
 #define BAL_GROUP(b, k, m) ((size_t)(b)->plan[k].node * 8 + (m))
