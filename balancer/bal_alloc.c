@@ -214,8 +214,9 @@ static void adm_flush(pw_bal *b)
 }
 
 /* Admits minimums in the admission order: the chargers no row can refuse without checks (above),
- * the others checked row by row. */
-static void admit(pw_bal *b)
+ * the others checked row by row. Lists the wanting chargers below an imbalance limit in b->imb,
+ * in admission order, while their plans are read anyway; returns how many. */
+static size_t admit(pw_bal *b)
 {
     for (size_t j = 0; j < b->n_rows; j++) {
         b->rows[j].a = b->rows[j].base;
@@ -226,7 +227,7 @@ static void admit(pw_bal *b)
     }
     admission_safety(b);
     uint64_t cls_last = 0;
-    size_t paused = 0;
+    size_t paused = 0, n_imb = 0;
     const bal_key *order = b->order; /* copies: admission writes plans' byte fields */
     for (size_t i = 0, n = b->n_order; i < n; i++) {
         if (i == 0 || order[i].key > cls_last) {
@@ -237,6 +238,8 @@ static void admit(pw_bal *b)
                 b->rows[j].cls_top = b->rows[j].a;
         }
         size_t k = order[i].idx;
+        b->imb[n_imb] = order[i];
+        n_imb += b->plan[k].imb_path;
         if (!admit_safe(b, k) && !admit_one(b, k))
             b->cand[paused++] = order[i];
     }
@@ -256,6 +259,7 @@ static void admit(pw_bal *b)
         }
         paused = still;
     }
+    return n_imb;
 }
 
 /* ---- which row fills up next ---- */
@@ -810,16 +814,11 @@ static double leftover_pass(pw_bal *b, size_t n_imb, bool alone)
  * line of each two passes as far as the rows allow (extrapolate): a crawl that repeats one move
  * ends in one step. (One that shrinks slowly mostly does not: its line runs into a full row.)
  * Line rows only fill up, so for everyone else water-filling left nothing to raise (the property
- * tests check exactly that). */
-static void raise_leftovers(pw_bal *b)
+ * tests check exactly that). The n_imb chargers below an imbalance limit are in b->imb (admit). */
+static void raise_leftovers(pw_bal *b, size_t n_imb)
 {
     if (!b->has_imbalance)
         return;
-    size_t n_imb = 0;
-    for (size_t i = 0; i < b->n_order; i++) {
-        b->imb[n_imb] = b->order[i];
-        n_imb += b->plan[b->order[i].idx].imb_path;
-    }
     for (int alone = 0; alone < 2; alone++) {
         double still = alone ? 1e-7 : 1e-9; /* moved less: done */
         int passes = alone ? 64 : 100;
@@ -841,7 +840,7 @@ static void raise_leftovers(pw_bal *b)
 
 void bal__allocate(pw_bal *b)
 {
-    admit(b);
+    size_t n_imb = admit(b);
     fill_classes(b, b->order, b->n_order, false);
-    raise_leftovers(b);
+    raise_leftovers(b, n_imb);
 }
