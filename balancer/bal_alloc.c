@@ -549,11 +549,16 @@ static double caps_extend(pw_bal *b, bal_key *caps, size_t *n_rest, bal_key *rea
  * (x = floor = their value). */
 static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
-    /* Floor ends and caps are sorted apart (floor ends are usually all alike, which sorts for
-     * free; caps only as far as the level gets, see caps_extend) and merged as the level rises. */
+    /* Floor ends and caps are sorted apart (caps only as far as the level gets, see caps_extend)
+     * and merged as the level rises. Floor ends are usually all alike (the minimum over the
+     * weight; 0 in a refill): the chargers whose floor ends where the first one's does (the bulk)
+     * are summed by group here, where their plans are read anyway, and marked rising, which they
+     * are from their first event on. That holds when no other floor ends before theirs, and they
+     * are many (as the floor events below would sum them so); else they go back to the floors. */
     bal_key *floors = b->events, *caps = b->events + b->n_ch;
-    size_t nf = 0, nc = 0, active = 0;
-    double rest = INFINITY; /* the lowest cap not yet sorted */
+    size_t nf = 0, nc = 0, active = 0, n_bulk = 0;
+    uint64_t bulk = 0, other = UINT64_MAX; /* the bulk's floor end, the lowest other */
+    double rest = INFINITY;                /* the lowest cap not yet sorted */
     for (size_t i = 0; i < n; i++) {
         size_t k = list[i].idx;
         bal_plan *pl = &b->plan[k];
@@ -566,23 +571,47 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
                 pl->bind = -1;
             continue;
         }
-        pl->st = ST_FLOOR;
         b->rising[pl->pos] = BAL_RISING | pl->mask;
         active++;
-        floors[nf++] = (bal_key){bal__dkey(per_weight(pl->floor - pl->x, pl->w)), (uint32_t)k};
+        uint64_t end = bal__dkey(per_weight(pl->floor - pl->x, pl->w));
+        bulk = n_bulk ? bulk : end;
+        if (end == bulk) {
+            n_bulk++;
+            grp_add(b, pl, pl->floor - pl->x);
+            pl->st = ST_RISE;
+        } else {
+            floors[nf++] = (bal_key){end, (uint32_t)k};
+            other = end < other ? end : other;
+            pl->st = ST_FLOOR;
+        }
         caps[nc++] = (bal_key){bal__dkey(per_weight(pl->hi - pl->x, pl->w)), pl->pos};
         double cap = bal__keyd(caps[nc - 1].key);
         rest = cap < rest ? cap : rest;
+    }
+    if (n_bulk && (other < bulk || n_bulk * 4 <= b->n_rows)) {
+        for (size_t i = 0; i < n; i++) { /* the bulk is what rises so far */
+            bal_plan *pl = &b->plan[list[i].idx];
+            if (pl->st == ST_RISE) {
+                pl->st = ST_FLOOR;
+                floors[nf++] = (bal_key){bulk, list[i].idx}; /* after the others: stable sort */
+            }
+        }
+        for (size_t i = 0; i < b->n_grp; i++)
+            b->grp[b->grp_list[i]] = (bal_grp){0, 0, 0};
+        b->n_grp = 0;
+        n_bulk = 0;
     }
     bal__sort(floors, b->tmp, nf);
     levels_reset(b);
     bal_key *ready = b->tmp + b->n_ch; /* below it the sort's scratch */
     size_t ef = 0, ec = 0, nr = 0;     /* ready[ec, nr) are the caps next in order */
-    double t = 0;
+    double t = 0, t_bulk = n_bulk ? bal__keyd(bulk) : INFINITY;
+    bool started = false; /* none rises before a floor ends */
     while (active > 0) {
         double t_row;
-        int j = ef > 0 ? next_full_row(b, t, &t_row) : -1; /* none rises before a floor ends */
+        int j = started ? next_full_row(b, t, &t_row) : -1;
         double tf = ef < nf ? bal__keyd(floors[ef].key) : INFINITY;
+        tf = t_bulk < tf ? t_bulk : tf;
         double next = j >= 0 && t_row < tf ? t_row : tf;
         if (ec == nr && nc && next >= rest) { /* the rest may hold the next event */
             /* At least as far as the next event (levels are >= 0), so that no cap before it
@@ -607,11 +636,13 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         /* At one level, floors end before caps are reached. When many start rising at once
          * (at the start everyone does), every row is brought up to date in one pass instead of
          * touching each. */
+        bool bulk_now = t_bulk <= t_ev; /* its sums wait in the groups */
+        t_bulk = bulk_now ? INFINITY : t_bulk;
         size_t ef_end = ef;
         while (ef_end < nf && bal__keyd(floors[ef_end].key) <= t_ev)
             ef_end++;
         bool many = (ef_end - ef) * 4 > b->n_rows;
-        b->all_dirty = b->all_dirty || many;
+        b->all_dirty = b->all_dirty || many || bulk_now;
         for (; ef < ef_end; ef++) {
             bal_plan *pl = &b->plan[floors[ef].idx];
             if (pl->st != ST_FLOOR)
@@ -624,6 +655,7 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
             }
         }
         grp_apply(b, -1);
+        started = started || ef > 0 || bulk_now;
         for (; ec < nr && bal__keyd(ready[ec].key) <= t_ev; ec++) { /* by group, as rows do */
             size_t k = b->dfs_ch[ready[ec].idx];
             bal_plan *pl = &b->plan[k];
