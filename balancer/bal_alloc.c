@@ -116,15 +116,10 @@ static bool admit_one(pw_bal *b, size_t k)
     return true;
 }
 
-/* Suspended cars form one last class after every priority class. Read from the admission order
- * key, which holds both, rather than from the plan: lists in admission order are walked by key. */
-static int key_class(const pw_bal *b, const bal_key *key)
-{
-    return key->key >> 63 ? (int)b->n_cls : (int)((key->key >> BAL_KEY_CLS_SHIFT) & 0xffff);
-}
-
-/* The greatest admission order key of key's class (key_class). The order is sorted by key, so
- * a walk in it enters the next class at the first key above this: one compare a charger. */
+/* The greatest admission order key of key's class. Suspended cars form one last class after
+ * every priority class; the key holds both, so the plan is not read. Lists in admission order
+ * are sorted by key: a walk in one enters the next class at the first key above this, one
+ * compare a charger. */
 static uint64_t class_last_key(uint64_t key)
 {
     return key >> 63 ? UINT64_MAX : (((key >> BAL_KEY_CLS_SHIFT) + 1) << BAL_KEY_CLS_SHIFT) - 1;
@@ -700,7 +695,8 @@ static void fill_classes(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
     for (size_t from = 0; from < n;) {
         size_t to = from + 1;
-        while (to < n && key_class(b, &list[to]) == key_class(b, &list[from]))
+        uint64_t last = class_last_key(list[from].key);
+        while (to < n && list[to].key <= last)
             to++;
         fill_class(b, list + from, to - from, refill);
         for (size_t j = 0; j < b->n_rows; j++) { /* drop rounding residue of the class */
