@@ -292,6 +292,29 @@ static void test_tn_rotation(void **state)
     }
 }
 
+/* A car reported drawing only on a terminal that is not wired loads no grid line (mask 0): it
+ * still rises with the level, and its cap stops it (its plan is its maximum, on no line) while a
+ * row stops the car beside it. */
+static void test_unwired_terminal_draw(void **state)
+{
+    (void)state;
+    fx x;
+    fx_init(&x, PW_GRID_TN, true);
+    int n = fx_node(&x, "main", -1, 10, 10, 10);
+    fx_charger(&x, "a", n, "L1", 16);
+    fx_charger(&x, "b", n, "L1L2L3", 16);
+    fx_start(&x);
+    fx_charging(&x, 0, 0, 7, 0, 0);
+    fx_charging(&x, 1, 10, 10, 10, 0);
+    fx_run(&x, 0);
+    A_EQ(fx_res(&x, 0)->limit_a, 16);
+    for (int l = 0; l < PW_LINES; l++)
+        A_EQ(fx_res(&x, 0)->line_a[l], 0);
+    A_EQ(fx_res(&x, 1)->limit_a, 10);
+    assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_NODE_LIMIT);
+    fx_free(&x);
+}
+
 /* IT: a single-phase car draws between terminals L1 and L2 and loads both their grid lines.
  * Chargers wired L1L2L3 (lines 1+2) and L2L3L1 (lines 2+3) share line 2: 10 A each on 20. */
 static void test_it_single_phase_pair(void **state)
@@ -716,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_tree),
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_tn_rotation),
+        cmocka_unit_test(test_unwired_terminal_draw),
         cmocka_unit_test(test_it_single_phase_pair),
         cmocka_unit_test(test_unknown_phases_are_all_wired),
         cmocka_unit_test(test_phase_switch_instead_of_pause),
