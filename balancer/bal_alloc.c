@@ -136,9 +136,12 @@ static void admission_safety(pw_bal *b)
 {
     double *need = b->adm_need;
     memset(need, 0, b->n_nodes * sizeof *need);
-    for (size_t i = 0; i < b->n_order; i++) {
-        const bal_plan *pl = &b->plan[b->order[i].idx];
-        need[pl->node] += pl->lo + (pl->mode == 1 && pl->can3 ? b->p.hysteresis_a : 0);
+    /* The wanting chargers are those in the order; taken in memory order, which the cache
+     * fetches ahead, not in the order's (a miss each; the margin below covers the sum's order). */
+    for (size_t k = 0; k < b->n_ch; k++) {
+        const bal_plan *pl = &b->plan[k];
+        if (pl->want)
+            need[pl->node] += pl->lo + (pl->mode == 1 && pl->can3 ? b->p.hysteresis_a : 0);
     }
     for (size_t i = b->n_nodes; i-- > 1;) { /* children before parents */
         size_t n = b->dfs_node[i];
