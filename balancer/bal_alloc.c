@@ -512,11 +512,11 @@ static double per_weight(double v, double w)
  * in ready[0, n), the others (the rest, unsorted, in list order) stay in caps[0, *n_rest), all
  * above them. When the ready ones are used up, moves the rest's caps at levels <= upto to ready,
  * sorted, drops the caps of frozen chargers (the level would pass over them) and returns the
- * lowest level left in the rest (INFINITY when none). A cap holds the charger's dfs_ch position,
- * not its index: its rising byte tells whether it still rises without reading its plan (a cache
- * miss, as caps are in list order). Most chargers freeze at a full row long
+ * lowest level left in the rest (INFINITY when none). Most chargers freeze at a full row long
  * before their cap: their caps are never sorted. Splitting by level keeps equal caps together
- * and the sort is stable, so caps come in the order one sort of them all gives. */
+ * and the sort is stable, so caps come in the order one sort of them all gives. A cap holds the
+ * charger's dfs_ch position, not its index: its rising byte tells whether it still rises without
+ * reading its plan (a cache miss, as caps are in list order). */
 static double caps_extend(pw_bal *b, bal_key *caps, size_t *n_rest, bal_key *ready, size_t *n,
                           double upto)
 {
@@ -552,7 +552,8 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
      * weight; 0 in a refill): the chargers whose floor ends where the first one's does (the bulk)
      * are summed by group here, where their plans are read anyway, and marked rising, which they
      * are from their first event on. That holds when no other floor ends before theirs, and they
-     * are many (as the floor events below would sum them so); else they go back to the floors. */
+     * are many (as the floor events below would sum them so); else they go back to the floors.
+     * The groups are empty here: every event applies what it sums. */
     bal_key *floors = b->events, *caps = b->events + b->n_ch;
     size_t nf = 0, nc = 0, active = 0, n_bulk = 0;
     uint64_t bulk = 0, other = UINT64_MAX; /* the bulk's floor end, the lowest other */
