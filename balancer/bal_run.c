@@ -634,11 +634,13 @@ static void raise_budgets(pw_bal *b)
     }
 }
 
-/* Lets held raises go as far as the measured reality allows, in admission order (b->order,
- * which lists every wanting charger: a walk of it costs less than sorting the held ones), with
- * trans_acc holding every charger's transitional load at its node (from apply_dynamics). */
-static void release_raises(pw_bal *b)
+/* Lets held raises go as far as the measured reality allows, in admission order: held[0..n),
+ * the chargers whose raise waits on others' cuts, by admission key (sorted here: fewer than the
+ * wanting chargers, and b->order would have to be walked in full, plan by plan in random order).
+ * trans_acc holds every charger's transitional load at its node (from apply_dynamics). */
+static void release_raises(pw_bal *b, bal_key *held, size_t n)
 {
+    bal__sort(held, b->tmp, n); /* stable: equal keys stay in index order, as in b->order */
     raise_budgets(b);
     double *acc = b->trans_acc;
     subtree_sum(b, acc);
@@ -646,11 +648,9 @@ static void release_raises(pw_bal *b)
         for (size_t l = 0; l < PW_LINES; l++)
             b->nodes[ni].trans[l] =
                 b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
-    for (size_t i = 0; i < b->n_order; i++) {
-        size_t k = b->order[i].idx;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = held[i].idx;
         bal_plan *pl = &b->plan[k];
-        if (!pl->held || pl->own_wait)
-            continue;
         trans_add(b, k, -1);
         double room = trans_room(b, k, pl->mask);
         double v = pl->mode == pl->tmode ? (room < pl->target ? room : pl->target) : 0;
@@ -736,21 +736,24 @@ static bool dynamics_one(pw_bal *b, size_t k)
 }
 
 /* The dynamic rules for every charger, then the held raises. The transitional loads that
- * release_raises needs are gathered on the way, in the same pass. */
+ * release_raises needs are gathered on the way, in the same pass, and the raises it may let go
+ * (held, not waiting on their own cut) are listed in cand (free after the allocation). */
 static void apply_dynamics(pw_bal *b)
 {
-    bool any_held = false;
+    size_t n_held = 0;
     double *acc = b->trans_acc;
     memset(acc, 0, b->n_nodes * PW_LINES * sizeof *acc);
     for (size_t k = 0; k < b->n_ch; k++) {
-        any_held = dynamics_one(b, k) || any_held;
+        bool held = dynamics_one(b, k);
         const bal_plan *pl = &b->plan[k];
+        b->cand[n_held] = (bal_key){pl->okey, (uint32_t)k};
+        n_held += held && !pl->own_wait;
         double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
             a[l] += trans_load(pl, l);
     }
-    if (any_held)
-        release_raises(b);
+    if (n_held)
+        release_raises(b, b->cand, n_held);
 }
 
 /* The node results, with acc holding the planned EV load of every node's subtree. */
