@@ -511,30 +511,26 @@ static double trans_load(const bal_plan *pl, size_t l)
     return v > pl->rpend[l] ? v : pl->rpend[l];
 }
 
-/* Adds a charger's transitional load along its path, with sign +1 or -1. */
-static void trans_add(pw_bal *b, size_t k, int sign)
+/* A charger's transitional load per line (trans_load). */
+static void trans_loads(const bal_plan *pl, double load[PW_LINES])
 {
-    const bal_plan *pl = &b->plan[k];
-    double load[PW_LINES];
     for (size_t l = 0; l < PW_LINES; l++)
-        load[l] = sign * trans_load(pl, l);
-    for (int n = (int)pl->node; n >= 0; n = b->nodes[n].spec.parent)
-        for (size_t l = 0; l < PW_LINES; l++)
-            b->nodes[n].trans[l] += load[l];
+        load[l] = trans_load(pl, l);
 }
 
-/* Room for a line load of v on charger k's lines, given the transitional loads without it. */
-static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
+/* Room for a load on the lines of mask along charger pl's path, given the transitional loads
+ * with its own (own) taken out. */
+static double trans_room(const pw_bal *b, const bal_plan *pl, uint8_t mask,
+                         const double own[PW_LINES])
 {
     double room = INFINITY;
-    const bal_plan *pl = &b->plan[k];
-    for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent) {
+    for (int n = (int)pl->node; n >= 0; n = b->nodes[n].spec.parent) {
         const bal_node *node = &b->nodes[n];
         for (size_t l = 0; l < PW_LINES; l++) {
             if (!(mask & (1u << l)))
                 continue;
             double cap = node->spec.limit_a[l] - node->spec.margin_a;
-            double r = cap - node->trans[l];
+            double r = cap - (node->trans[l] - own[l]);
             if (pl->pend[l] > r)
                 return 0; /* its own pending draw already fills the line */
             if (r < room)
@@ -542,6 +538,16 @@ static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
         }
     }
     return room;
+}
+
+/* Replaces a charger's transitional load along its path: was out, now in. One walk, with the
+ * sums of taking it out and then adding it. */
+static void trans_swap(pw_bal *b, const bal_plan *pl, const double was[PW_LINES],
+                       const double now[PW_LINES])
+{
+    for (int n = (int)pl->node; n >= 0; n = b->nodes[n].spec.parent)
+        for (size_t l = 0; l < PW_LINES; l++)
+            b->nodes[n].trans[l] = (b->nodes[n].trans[l] - was[l]) + now[l];
 }
 
 /* The lines of the previous offer with what is known about the car now: a car seen on a new
@@ -651,8 +657,9 @@ static void release_raises(pw_bal *b, bal_key *held, size_t n)
     for (size_t i = 0; i < n; i++) {
         size_t k = held[i].idx;
         bal_plan *pl = &b->plan[k];
-        trans_add(b, k, -1);
-        double room = trans_room(b, k, pl->mask);
+        double was[PW_LINES], now[PW_LINES];
+        trans_loads(pl, was);
+        double room = trans_room(b, pl, pl->mask, was);
         double v = pl->mode == pl->tmode ? (room < pl->target ? room : pl->target) : 0;
         if (pl->mode != pl->tmode && room >= pl->target)
             v = pl->target; /* a phase change goes all at once */
@@ -664,7 +671,8 @@ static void release_raises(pw_bal *b, bal_key *held, size_t n)
             pl->val = v;
         }
         set_lines(pl->line, pl->val > 0 ? (pl->mode == 1 ? pl->mask1 : pl->mask3) : 0, pl->val);
-        trans_add(b, k, +1);
+        trans_loads(pl, now);
+        trans_swap(b, pl, was, now);
     }
 }
 
