@@ -640,13 +640,17 @@ static void raise_budgets(pw_bal *b)
     }
 }
 
-/* Lets held raises go as far as the measured reality allows, in admission order: held[0..n),
- * the chargers whose raise waits on others' cuts, by admission key (sorted here: fewer than the
- * wanting chargers, and b->order would have to be walked in full, plan by plan in random order).
- * trans_acc holds every charger's transitional load at its node (from apply_dynamics). */
-static void release_raises(pw_bal *b, bal_key *held, size_t n)
+/* Lets held raises go as far as the measured reality allows, in admission order: the chargers
+ * whose raise waits on others' cuts (held[k] 1, by charger, from apply_dynamics), picked from
+ * b->order into cand without a branch and without reading their plans, which lie in random
+ * order there. trans_acc holds every charger's transitional load at its node. */
+static void release_raises(pw_bal *b, const uint32_t *held)
 {
-    bal__sort(held, b->tmp, n); /* stable: equal keys stay in index order, as in b->order */
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_order; i++) {
+        b->cand[n] = b->order[i];
+        n += held[b->order[i].idx];
+    }
     raise_budgets(b);
     double *acc = b->trans_acc;
     subtree_sum(b, acc);
@@ -655,7 +659,7 @@ static void release_raises(pw_bal *b, bal_key *held, size_t n)
             b->nodes[ni].trans[l] =
                 b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
     for (size_t i = 0; i < n; i++) {
-        size_t k = held[i].idx;
+        size_t k = b->cand[i].idx;
         bal_plan *pl = &b->plan[k];
         double was[PW_LINES], now[PW_LINES];
         trans_loads(pl, was);
@@ -745,7 +749,8 @@ static bool dynamics_one(pw_bal *b, size_t k)
 
 /* The dynamic rules for every charger, then the held raises. The transitional loads that
  * release_raises needs are gathered on the way, in the same pass, and the raises it may let go
- * (held, not waiting on their own cut) are listed in cand (free after the allocation). */
+ * (held, not waiting on their own cut) are marked by charger in hits (free after the
+ * allocation). */
 static void apply_dynamics(pw_bal *b)
 {
     size_t n_held = 0;
@@ -754,14 +759,14 @@ static void apply_dynamics(pw_bal *b)
     for (size_t k = 0; k < b->n_ch; k++) {
         bool held = dynamics_one(b, k);
         const bal_plan *pl = &b->plan[k];
-        b->cand[n_held] = (bal_key){pl->okey, (uint32_t)k};
-        n_held += held && !pl->own_wait;
+        b->hits[k] = held && !pl->own_wait;
+        n_held += b->hits[k];
         double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
             a[l] += trans_load(pl, l);
     }
     if (n_held)
-        release_raises(b, b->cand, n_held);
+        release_raises(b, b->hits);
 }
 
 /* The node results, with acc holding the planned EV load of every node's subtree. */
