@@ -142,7 +142,6 @@ typedef struct bal_plan {
     bool own_wait; /* held until its own pending cut is seen */
     bool in_order; /* in pw_bal.order as build_order last left it */
     bool eta;      /* bal__rotation_eta set its result's next_turn_ms this run */
-    uint64_t okey; /* wanting: its admission order key this run */
     double target; /* value before the dynamic rules */
     double line[PW_LINES];  /* final load on grid lines */
     double pend[PW_LINES];  /* draw above the final plan while its cut is pending */

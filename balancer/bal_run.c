@@ -189,7 +189,9 @@ static uint64_t order_key(const pw_bal *b, size_t k, uint64_t now)
            (group << BAL_KEY_TIME_BITS) | t;
 }
 
-static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
+/* Charger k's plan before the allocation, and its admission key into *key when it wants
+ * current (*key is left alone otherwise). */
+static void prepare_charger(pw_bal *b, size_t k, uint64_t now, bal_key *key)
 {
     bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
@@ -238,7 +240,7 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->w = c->spec.weight;
     pl->hi = pl->susp ? pl->lo : trimmed_demand(b, k, now);
     phase_options(b, k, now);
-    pl->okey = order_key(b, k, now);
+    *key = (bal_key){order_key(b, k, now), (uint32_t)k};
 }
 
 /* Worst non-EV load per line seen within meter_history_ms. */
@@ -407,6 +409,8 @@ static void prepare_nodes(pw_bal *b, uint64_t now)
     }
 }
 
+#define NO_KEY UINT32_MAX /* build_order's keys: the charger does not want current */
+
 /* Key, then charger index: the order a stable sort of the chargers in index order gives. */
 static bool key_less(bal_key x, bal_key y)
 {
@@ -431,24 +435,26 @@ static bool sort_nearly_sorted(bal_key *a, size_t n)
     return true;
 }
 
-/* The admission order (keys from prepare_charger). Keys move together as time passes, so the
- * last run's order, with the chargers that stopped wanting taken out and the new ones (fresh[0..
- * n_fresh), from the prepare pass) added, is sorted already but for the few that changed group:
- * sorting it by insertion costs a pass over it. Only when that does not work are the keys sorted
- * afresh. key_less orders by key and index, so either way gives one and the same order. */
-static void build_order(pw_bal *b, const uint32_t *fresh, size_t n_fresh)
+/* The admission order, from keys[k] (by charger: its admission key, idx NO_KEY when it does not
+ * want current; from the prepare pass, so that the walk of the last order reads a small array
+ * rather than plans in random order). Keys move together as time passes, so the last run's
+ * order, with the chargers that stopped wanting taken out and the new ones (fresh[0..n_fresh),
+ * from the prepare pass) added, is sorted already but for the few that changed group: sorting it
+ * by insertion costs a pass over it. Only when that does not work are the keys sorted afresh.
+ * key_less orders by key and index, so either way gives one and the same order. */
+static void build_order(pw_bal *b, const bal_key *keys, const uint32_t *fresh, size_t n_fresh)
 {
     size_t n = 0;
     for (size_t i = 0; i < b->n_order; i++) {
         size_t k = b->order[i].idx;
-        if (b->plan[k].want)
-            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+        if (keys[k].idx != NO_KEY)
+            b->order[n++] = keys[k];
         else
             b->plan[k].in_order = false;
     }
     for (size_t i = 0; i < n_fresh; i++) {
         size_t k = fresh[i];
-        b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+        b->order[n++] = keys[k];
         b->plan[k].in_order = true;
     }
     b->n_order = n;
@@ -456,8 +462,8 @@ static void build_order(pw_bal *b, const uint32_t *fresh, size_t n_fresh)
         return;
     n = 0;
     for (size_t k = 0; k < b->n_ch; k++)
-        if (b->plan[k].want)
-            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+        if (keys[k].idx != NO_KEY)
+            b->order[n++] = keys[k];
     bal__sort(b->order, b->tmp, n);
 }
 
@@ -955,16 +961,18 @@ int pw_bal_run(pw_bal *b, uint64_t now_ms)
     prepare_meters(b, now_ms);
     clear_nodes(b);
     /* One pass: each charger's state is read once. Chargers that want current and are not in
-     * the last order are listed (in hits, free until the allocation) for build_order. */
+     * the last order are listed (in hits, free until the allocation) for build_order, and the
+     * admission keys are set out by charger (in events, free until then too). */
     size_t n_fresh = 0;
     for (size_t k = 0; k < b->n_ch; k++) {
-        prepare_charger(b, k, now_ms);
+        b->events[k].idx = NO_KEY;
+        prepare_charger(b, k, now_ms, &b->events[k]);
         charger_sums(b, k);
         b->hits[n_fresh] = (uint32_t)k;
         n_fresh += b->plan[k].want && !b->plan[k].in_order;
     }
     prepare_nodes(b, now_ms);
-    build_order(b, b->hits, n_fresh);
+    build_order(b, b->events, b->hits, n_fresh);
     bal__allocate(b);
     apply_dynamics(b);
     finish(b, now_ms);
