@@ -189,7 +189,9 @@ static uint64_t order_key(const pw_bal *b, size_t k, uint64_t now)
            (group << BAL_KEY_TIME_BITS) | t;
 }
 
-static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
+/* Charger k's plan before the allocation, and its admission key into *key when it wants
+ * current (*key is left alone otherwise). */
+static void prepare_charger(pw_bal *b, size_t k, uint64_t now, bal_key *key)
 {
     bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
@@ -238,7 +240,7 @@ static void prepare_charger(pw_bal *b, size_t k, uint64_t now)
     pl->w = c->spec.weight;
     pl->hi = pl->susp ? pl->lo : trimmed_demand(b, k, now);
     phase_options(b, k, now);
-    pl->okey = order_key(b, k, now);
+    *key = (bal_key){order_key(b, k, now), (uint32_t)k};
 }
 
 /* Worst non-EV load per line seen within meter_history_ms. */
@@ -407,6 +409,8 @@ static void prepare_nodes(pw_bal *b, uint64_t now)
     }
 }
 
+#define NO_KEY UINT32_MAX /* build_order's keys: the charger does not want current */
+
 /* Key, then charger index: the order a stable sort of the chargers in index order gives. */
 static bool key_less(bal_key x, bal_key y)
 {
@@ -431,24 +435,26 @@ static bool sort_nearly_sorted(bal_key *a, size_t n)
     return true;
 }
 
-/* The admission order (keys from prepare_charger). Keys move together as time passes, so the
- * last run's order, with the chargers that stopped wanting taken out and the new ones (fresh[0..
- * n_fresh), from the prepare pass) added, is sorted already but for the few that changed group:
- * sorting it by insertion costs a pass over it. Only when that does not work are the keys sorted
- * afresh. key_less orders by key and index, so either way gives one and the same order. */
-static void build_order(pw_bal *b, const uint32_t *fresh, size_t n_fresh)
+/* The admission order, from keys[k] (by charger: its admission key, idx NO_KEY when it does not
+ * want current; from the prepare pass, so that the walk of the last order reads a small array
+ * rather than plans in random order). Keys move together as time passes, so the last run's
+ * order, with the chargers that stopped wanting taken out and the new ones (fresh[0..n_fresh),
+ * from the prepare pass) added, is sorted already but for the few that changed group: sorting it
+ * by insertion costs a pass over it. Only when that does not work are the keys sorted afresh.
+ * key_less orders by key and index, so either way gives one and the same order. */
+static void build_order(pw_bal *b, const bal_key *keys, const uint32_t *fresh, size_t n_fresh)
 {
     size_t n = 0;
     for (size_t i = 0; i < b->n_order; i++) {
         size_t k = b->order[i].idx;
-        if (b->plan[k].want)
-            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+        if (keys[k].idx != NO_KEY)
+            b->order[n++] = keys[k];
         else
             b->plan[k].in_order = false;
     }
     for (size_t i = 0; i < n_fresh; i++) {
         size_t k = fresh[i];
-        b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+        b->order[n++] = keys[k];
         b->plan[k].in_order = true;
     }
     b->n_order = n;
@@ -456,8 +462,8 @@ static void build_order(pw_bal *b, const uint32_t *fresh, size_t n_fresh)
         return;
     n = 0;
     for (size_t k = 0; k < b->n_ch; k++)
-        if (b->plan[k].want)
-            b->order[n++] = (bal_key){b->plan[k].okey, (uint32_t)k};
+        if (keys[k].idx != NO_KEY)
+            b->order[n++] = keys[k];
     bal__sort(b->order, b->tmp, n);
 }
 
@@ -511,30 +517,26 @@ static double trans_load(const bal_plan *pl, size_t l)
     return v > pl->rpend[l] ? v : pl->rpend[l];
 }
 
-/* Adds a charger's transitional load along its path, with sign +1 or -1. */
-static void trans_add(pw_bal *b, size_t k, int sign)
+/* A charger's transitional load per line (trans_load). */
+static void trans_loads(const bal_plan *pl, double load[PW_LINES])
 {
-    const bal_plan *pl = &b->plan[k];
-    double load[PW_LINES];
     for (size_t l = 0; l < PW_LINES; l++)
-        load[l] = sign * trans_load(pl, l);
-    for (int n = (int)pl->node; n >= 0; n = b->nodes[n].spec.parent)
-        for (size_t l = 0; l < PW_LINES; l++)
-            b->nodes[n].trans[l] += load[l];
+        load[l] = trans_load(pl, l);
 }
 
-/* Room for a line load of v on charger k's lines, given the transitional loads without it. */
-static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
+/* Room for a load on the lines of mask along charger pl's path, given the transitional loads
+ * with its own (own) taken out. */
+static double trans_room(const pw_bal *b, const bal_plan *pl, uint8_t mask,
+                         const double own[PW_LINES])
 {
     double room = INFINITY;
-    const bal_plan *pl = &b->plan[k];
-    for (int n = b->ch[k].spec.node; n >= 0; n = b->nodes[n].spec.parent) {
+    for (int n = (int)pl->node; n >= 0; n = b->nodes[n].spec.parent) {
         const bal_node *node = &b->nodes[n];
         for (size_t l = 0; l < PW_LINES; l++) {
             if (!(mask & (1u << l)))
                 continue;
             double cap = node->spec.limit_a[l] - node->spec.margin_a;
-            double r = cap - node->trans[l];
+            double r = cap - (node->trans[l] - own[l]);
             if (pl->pend[l] > r)
                 return 0; /* its own pending draw already fills the line */
             if (r < room)
@@ -542,6 +544,16 @@ static double trans_room(const pw_bal *b, size_t k, uint8_t mask)
         }
     }
     return room;
+}
+
+/* Replaces a charger's transitional load along its path: was out, now in. One walk, with the
+ * sums of taking it out and then adding it. */
+static void trans_swap(pw_bal *b, const bal_plan *pl, const double was[PW_LINES],
+                       const double now[PW_LINES])
+{
+    for (int n = (int)pl->node; n >= 0; n = b->nodes[n].spec.parent)
+        for (size_t l = 0; l < PW_LINES; l++)
+            b->nodes[n].trans[l] = (b->nodes[n].trans[l] - was[l]) + now[l];
 }
 
 /* The lines of the previous offer with what is known about the car now: a car seen on a new
@@ -634,11 +646,17 @@ static void raise_budgets(pw_bal *b)
     }
 }
 
-/* Lets held raises go as far as the measured reality allows, in admission order (b->order,
- * which lists every wanting charger: a walk of it costs less than sorting the held ones), with
- * trans_acc holding every charger's transitional load at its node (from apply_dynamics). */
-static void release_raises(pw_bal *b)
+/* Lets held raises go as far as the measured reality allows, in admission order: the chargers
+ * whose raise waits on others' cuts (held[k] 1, by charger, from apply_dynamics), picked from
+ * b->order into cand without a branch and without reading their plans, which lie in random
+ * order there. trans_acc holds every charger's transitional load at its node. */
+static void release_raises(pw_bal *b, const uint32_t *held)
 {
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_order; i++) {
+        b->cand[n] = b->order[i];
+        n += held[b->order[i].idx];
+    }
     raise_budgets(b);
     double *acc = b->trans_acc;
     subtree_sum(b, acc);
@@ -646,13 +664,12 @@ static void release_raises(pw_bal *b)
         for (size_t l = 0; l < PW_LINES; l++)
             b->nodes[ni].trans[l] =
                 b->nodes[ni].non_ev_t[l] + b->nodes[ni].fixed[l] + acc[ni * PW_LINES + l];
-    for (size_t i = 0; i < b->n_order; i++) {
-        size_t k = b->order[i].idx;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = b->cand[i].idx;
         bal_plan *pl = &b->plan[k];
-        if (!pl->held || pl->own_wait)
-            continue;
-        trans_add(b, k, -1);
-        double room = trans_room(b, k, pl->mask);
+        double was[PW_LINES], now[PW_LINES];
+        trans_loads(pl, was);
+        double room = trans_room(b, pl, pl->mask, was);
         double v = pl->mode == pl->tmode ? (room < pl->target ? room : pl->target) : 0;
         if (pl->mode != pl->tmode && room >= pl->target)
             v = pl->target; /* a phase change goes all at once */
@@ -664,7 +681,8 @@ static void release_raises(pw_bal *b)
             pl->val = v;
         }
         set_lines(pl->line, pl->val > 0 ? (pl->mode == 1 ? pl->mask1 : pl->mask3) : 0, pl->val);
-        trans_add(b, k, +1);
+        trans_loads(pl, now);
+        trans_swap(b, pl, was, now);
     }
 }
 
@@ -736,21 +754,25 @@ static bool dynamics_one(pw_bal *b, size_t k)
 }
 
 /* The dynamic rules for every charger, then the held raises. The transitional loads that
- * release_raises needs are gathered on the way, in the same pass. */
+ * release_raises needs are gathered on the way, in the same pass, and the raises it may let go
+ * (held, not waiting on their own cut) are marked by charger in hits (free after the
+ * allocation). */
 static void apply_dynamics(pw_bal *b)
 {
-    bool any_held = false;
+    size_t n_held = 0;
     double *acc = b->trans_acc;
     memset(acc, 0, b->n_nodes * PW_LINES * sizeof *acc);
     for (size_t k = 0; k < b->n_ch; k++) {
-        any_held = dynamics_one(b, k) || any_held;
+        bool held = dynamics_one(b, k);
         const bal_plan *pl = &b->plan[k];
+        b->hits[k] = held && !pl->own_wait;
+        n_held += b->hits[k];
         double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
             a[l] += trans_load(pl, l);
     }
-    if (any_held)
-        release_raises(b);
+    if (n_held)
+        release_raises(b, b->hits);
 }
 
 /* The node results, with acc holding the planned EV load of every node's subtree. */
@@ -939,16 +961,18 @@ int pw_bal_run(pw_bal *b, uint64_t now_ms)
     prepare_meters(b, now_ms);
     clear_nodes(b);
     /* One pass: each charger's state is read once. Chargers that want current and are not in
-     * the last order are listed (in hits, free until the allocation) for build_order. */
+     * the last order are listed (in hits, free until the allocation) for build_order, and the
+     * admission keys are set out by charger (in events, free until then too). */
     size_t n_fresh = 0;
     for (size_t k = 0; k < b->n_ch; k++) {
-        prepare_charger(b, k, now_ms);
+        b->events[k].idx = NO_KEY;
+        prepare_charger(b, k, now_ms, &b->events[k]);
         charger_sums(b, k);
         b->hits[n_fresh] = (uint32_t)k;
         n_fresh += b->plan[k].want && !b->plan[k].in_order;
     }
     prepare_nodes(b, now_ms);
-    build_order(b, b->hits, n_fresh);
+    build_order(b, b->events, b->hits, n_fresh);
     bal__allocate(b);
     apply_dynamics(b);
     finish(b, now_ms);

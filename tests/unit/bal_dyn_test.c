@@ -93,6 +93,55 @@ static void test_partial_raise(void **state)
     fx_free(&x);
 }
 
+/* Held raises share the room the pending cuts leave in admission order: the higher class first,
+ * though it comes later in charger order. a is cut 30 -> 9 but still draws 30; b (6 -> 9) and c
+ * (higher class, 6 -> 32) wait, and 50 - 30 - 6 - 6 = 8 A is free: c rises to 14 at once, which
+ * leaves b nothing worth a raise (b first would take it to 9 and leave c 11). */
+static void test_held_raises_in_admission_order(void **state)
+{
+    (void)state;
+    fx x;
+    fx_garage(&x, PW_GRID_TN, false, 50, 3, "L1L2L3", 32);
+    x.ch[2].priority = 1;
+    fx_start(&x);
+    fx_draws(&x, 0, 30, 0);
+    fx_draws(&x, 1, 6, 0);
+    fx_draws(&x, 2, 6, 0);
+    fx_run(&x, 0);
+    A_EQ(fx_res(&x, 0)->limit_a, 9);
+    A_EQ(fx_res(&x, 2)->limit_a, 14);
+    A_EQ(fx_res(&x, 1)->limit_a, 6);
+    assert_int_equal(fx_res(&x, 1)->reason, PW_REASON_WAITING_CUTS);
+    assert_int_equal(fx_res(&x, 2)->reason, PW_REASON_WAITING_CUTS);
+    fx_assert_no_overload(&x);
+    fx_free(&x);
+}
+
+/* A raise below the hysteresis stays unsent while other raises wait for cuts: releasing the
+ * held raises passes it by. d (under a 10.5 A sub-node, offered 10) would rise by 0.5 A; a is cut
+ * 30 -> 19.75 and b waits to rise 6 -> 19.75, which the 50 - 46 = 4 A free lets go to 10. */
+static void test_small_raise_stays_while_raises_wait(void **state)
+{
+    (void)state;
+    fx x;
+    fx_init(&x, PW_GRID_TN, false);
+    int main = fx_node(&x, "main", -1, 50, 50, 50);
+    int sub = fx_node(&x, "sub", main, 10.5, 10.5, 10.5);
+    fx_charger(&x, "a", main, "L1L2L3", 32);
+    fx_charger(&x, "d", sub, "L1L2L3", 32);
+    fx_charger(&x, "b", main, "L1L2L3", 32);
+    fx_start(&x);
+    fx_draws(&x, 0, 30, 0);
+    fx_draws(&x, 1, 10, 0);
+    fx_draws(&x, 2, 6, 0);
+    fx_run(&x, 0);
+    A_EQ(fx_res(&x, 0)->limit_a, 19.75);
+    A_EQ(fx_res(&x, 1)->limit_a, 10);
+    A_EQ(fx_res(&x, 2)->limit_a, 10);
+    assert_int_equal(fx_res(&x, 2)->reason, PW_REASON_WAITING_CUTS);
+    fx_free(&x);
+}
+
 /* Raises below the hysteresis are not sent; cuts always are. */
 static void test_hysteresis(void **state)
 {
@@ -472,6 +521,8 @@ int main(void)
         cmocka_unit_test(test_cut_now_raise_after_seen),
         cmocka_unit_test(test_raise_after_reaction_window),
         cmocka_unit_test(test_partial_raise),
+        cmocka_unit_test(test_held_raises_in_admission_order),
+        cmocka_unit_test(test_small_raise_stays_while_raises_wait),
         cmocka_unit_test(test_hysteresis),
         cmocka_unit_test(test_trim_and_probe),
         cmocka_unit_test(test_rotation),
