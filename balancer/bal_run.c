@@ -794,7 +794,8 @@ static void node_results(pw_bal *b, const double *acc)
     }
 }
 
-static void charger_result(pw_bal *b, size_t k, uint64_t now)
+/* Charger k's result; returns whether it is paused for rotation. */
+static bool charger_result(pw_bal *b, size_t k, uint64_t now)
 {
     const bal_plan *pl = &b->plan[k];
     pw_bal_result *r = &b->res[k];
@@ -814,7 +815,7 @@ static void charger_result(pw_bal *b, size_t k, uint64_t now)
         memcpy(r->line_a, pl->fixed, sizeof r->line_a);
     }
     bal__reason(b, k, now);
-    b->rotating |= r->reason == PW_REASON_PAUSED_ROTATION;
+    return r->reason == PW_REASON_PAUSED_ROTATION;
 }
 
 /* A cut starts or extends the pending period; while it lasts, the lowest offer is kept. */
@@ -928,13 +929,12 @@ static void charger_deadline(const pw_bal *b, size_t k, uint64_t now, uint64_t *
  * the planned loads summed per node, the state kept for the next run and the next deadline. */
 static void finish(pw_bal *b, uint64_t now)
 {
-    bool live = !b->p.oneshot;
+    bool live = !b->p.oneshot, rotating = false;
     uint64_t d = UINT64_MAX, d_rot = UINT64_MAX;
     bal__rotation_eta(b, now);
-    b->rotating = false;
     double *acc = subtree_begin(b);
     for (size_t k = 0; k < b->n_ch; k++) {
-        charger_result(b, k, now);
+        rotating |= charger_result(b, k, now);
         const bal_plan *pl = &b->plan[k];
         double *a = acc + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
@@ -946,7 +946,8 @@ static void finish(pw_bal *b, uint64_t now)
     }
     subtree_end(b);
     node_results(b, acc);
-    if (live && b->rotating)
+    b->rotating = rotating;
+    if (live && rotating)
         earliest(&d, now, d_rot);
     for (size_t ni = 0; ni < b->n_nodes && live; ni++) {
         const bal_node *n = &b->nodes[ni];
