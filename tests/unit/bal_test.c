@@ -403,6 +403,34 @@ static void test_phase_switch_instead_of_pause(void **state)
     }
 }
 
+/* A car at its maximum, switched to one phase at the same current: the reason and its amperes stay,
+ * but the sentence must now say so (a reason is rewritten only when something it shows changes). */
+static void test_phase_switch_same_reason_rewritten(void **state)
+{
+    (void)state;
+    fx x;
+    fx_init(&x, PW_GRID_TN, true);
+    int n = fx_node(&x, "main", -1, 32, 32, 32);
+    fx_meter(&x, n, 10000, 0);
+    fx_charger(&x, "a", n, "L1L2L3", 16);
+    x.ch[0].can_switch_phases = true;
+    fx_start(&x);
+    fx_meas(&x, 0, PW_CAR_CONNECTED, 0, 0, 0, 0, 0);
+    fx_meter_read(&x, n, 0, 0, 0, 0);
+    fx_run(&x, 0);
+    assert_int_equal(fx_res(&x, 0)->phases, 3);
+    assert_int_equal(fx_res(&x, 0)->reason, PW_REASON_MAX);
+    assert_null(strstr(fx_res(&x, 0)->reason_text, "on 1 phase"));
+    fx_meas(&x, 0, PW_CAR_CONNECTED, 0, 0, 0, 0, 1000);
+    fx_meter_read(&x, n, 0, 28, 28, 1000);
+    fx_run(&x, 1000);
+    assert_int_equal(fx_res(&x, 0)->phases, 1);
+    assert_int_equal(fx_res(&x, 0)->reason, PW_REASON_MAX);
+    A_EQ(fx_res(&x, 0)->limit_a, 16);
+    fx_assert_text(fx_res(&x, 0), "16 A, on 1 phase");
+    fx_free(&x);
+}
+
 /* IT switching: one phase is the L1-L2 pair, so it helps only when line 3 is the full one. */
 static void test_phase_switch_it(void **state)
 {
@@ -743,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_it_single_phase_pair),
         cmocka_unit_test(test_unknown_phases_are_all_wired),
         cmocka_unit_test(test_phase_switch_instead_of_pause),
+        cmocka_unit_test(test_phase_switch_same_reason_rewritten),
         cmocka_unit_test(test_phase_switch_it),
         cmocka_unit_test(test_imbalance),
         cmocka_unit_test(test_margin),
