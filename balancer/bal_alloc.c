@@ -547,6 +547,9 @@ static double caps_extend(pw_bal *b, bal_key *caps, size_t *n_rest, bal_key *rea
  * (x = floor = their value). */
 static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
+    /* list NULL: the class is every admitted charger (n = n_ch), taken in memory order, which
+     * the cache fetches ahead, instead of the admission order's (a miss each). Only the order of
+     * equal floors and caps differs, hence the order of some sums. */
     /* Floor ends and caps are sorted apart (caps only as far as the level gets, see caps_extend)
      * and merged as the level rises. Floor ends are usually all alike (the minimum over the
      * weight; 0 in a refill): the chargers whose floor ends where the first one's does (the bulk)
@@ -559,7 +562,7 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
     uint64_t bulk = 0, other = UINT64_MAX; /* the bulk's floor end, the lowest other */
     double rest = INFINITY;                /* the lowest cap not yet sorted */
     for (size_t i = 0; i < n; i++) {
-        size_t k = list[i].idx;
+        size_t k = list ? list[i].idx : i;
         bal_plan *pl = &b->plan[k];
         if (pl->st != ST_FROZEN)
             continue;
@@ -589,10 +592,11 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
     }
     if (n_bulk && (other < bulk || n_bulk * 4 <= b->n_rows)) {
         for (size_t i = 0; i < n; i++) { /* the bulk is what rises so far */
-            bal_plan *pl = &b->plan[list[i].idx];
+            size_t k = list ? list[i].idx : i;
+            bal_plan *pl = &b->plan[k];
             if (pl->st == ST_RISE) {
                 pl->st = ST_FLOOR;
-                floors[nf++] = (bal_key){bulk, list[i].idx}; /* after the others: stable sort */
+                floors[nf++] = (bal_key){bulk, (uint32_t)k}; /* after the others: stable sort */
             }
         }
         for (size_t i = 0; i < b->n_grp; i++)
@@ -628,7 +632,7 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         }
         if (t_ev == INFINITY) { /* cannot happen: every active charger has a cap event left */
             for (size_t i = 0; i < n; i++)
-                b->rising[b->plan[list[i].idx].pos] = 0;
+                b->rising[b->plan[list ? list[i].idx : i].pos] = 0;
             break;
         }
         t = t_ev;
@@ -698,11 +702,14 @@ static double raise_alone(pw_bal *b, size_t k)
 static void fill_classes(pw_bal *b, const bal_key *list, size_t n, bool refill)
 {
     for (size_t from = 0; from < n;) {
-        size_t to = from + 1;
         uint64_t last = class_last_key(list[from].key);
+        size_t to = list[n - 1].key <= last ? n : from + 1; /* usually all in one class */
         while (to < n && list[to].key <= last)
             to++;
-        fill_class(b, list + from, to - from, refill);
+        if (from == 0 && to == n && !refill) /* one class: every admitted charger */
+            fill_class(b, NULL, b->n_ch, false);
+        else
+            fill_class(b, list + from, to - from, refill);
         for (size_t j = 0; j < b->n_rows; j++) { /* drop rounding residue of the class */
             b->rows[j].b = 0;
             b->rows[j].npos = 0; /* already, unless the class stopped early (fill_class) */
