@@ -399,6 +399,36 @@ static void grp_add(pw_bal *b, const bal_plan *pl, double dv)
     q->n++;
 }
 
+/* A group's sums held in locals while the chargers added to it follow each other (freeze_row
+ * finds them by dfs_ch position: mostly a node's and one mask's in a row): the same additions
+ * in the same order as grp_add's, without storing the sums and loading them back each time. */
+typedef struct grp_run {
+    size_t g; /* SIZE_MAX: none yet */
+    bal_grp s;
+} grp_run;
+
+static void run_flush(pw_bal *b, const grp_run *r)
+{
+    if (r->g != SIZE_MAX)
+        b->grp[r->g] = r->s;
+}
+
+/* grp_add through run r. */
+static void run_add(pw_bal *b, grp_run *r, const bal_plan *pl, double dv)
+{
+    size_t g = (size_t)pl->node * 8 + pl->mask;
+    if (g != r->g) {
+        run_flush(b, r);
+        r->g = g;
+        r->s = b->grp[g];
+        if (!r->s.n)
+            b->grp_list[b->n_grp++] = (uint32_t)g;
+    }
+    r->s.dv += dv;
+    r->s.w += pl->w;
+    r->s.n++;
+}
+
 /* Applies the groups to their path rows and empties them: frozen (sign 1: their values go into
  * the load, their weights out of the slope; only rows they unload fill up sooner, and those are
  * touched) or starting to rise (sign -1, as start_rising with every row to be brought up to date).
@@ -481,12 +511,14 @@ static size_t freeze_row(pw_bal *b, size_t j, double t)
         for (; sel; sel &= sel - 1)
             hit[frozen++] = (uint32_t)(i + (size_t)__builtin_ctzll(sel) / 8);
     }
+    grp_run run = {SIZE_MAX, {0, 0, 0}};
     for (size_t q = 0; q < frozen; q++) {
         size_t k = b->dfs_ch[hit[q]];
         double dv;
         if (freeze_plan(b, k, t, (int)j, &dv))
-            grp_add(b, &b->plan[k], dv);
+            run_add(b, &run, &b->plan[k], dv);
     }
+    run_flush(b, &run);
     grp_apply(b, 1);
     if (!frozen) { /* only rounding left it looking tight */
         r->npos = 0;
