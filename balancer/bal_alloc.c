@@ -586,9 +586,10 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
      * and merged as the level rises. Floor ends are usually all alike (the minimum over the
      * weight; 0 in a refill): the chargers whose floor ends where the first one's does (the bulk)
      * are summed by group here, where their plans are read anyway, and marked rising, which they
-     * are from their first event on. That holds when no other floor ends before theirs, and they
-     * are many (as the floor events below would sum them so); else they go back to the floors.
-     * The groups are empty here: every event applies what it sums. */
+     * are from their first event on. That holds when no other floor ends before theirs; else they
+     * go back to the floors. However few they are (a refill): every row is brought up to date at
+     * the first event anyway (levels_reset). The groups are empty here: every event applies what
+     * it sums. */
     bal_key *floors = b->events, *caps = b->events + b->n_ch;
     size_t nf = 0, nc = 0, active = 0, n_bulk = 0;
     uint64_t bulk = 0, other = UINT64_MAX; /* the bulk's floor end, the lowest other */
@@ -622,7 +623,7 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         double cap = bal__keyd(caps[nc - 1].key);
         rest = cap < rest ? cap : rest;
     }
-    if (n_bulk && (other < bulk || n_bulk * 4 <= b->n_rows)) {
+    if (n_bulk && other < bulk) {
         for (size_t i = 0; i < n; i++) { /* the bulk is what rises so far */
             size_t k = list ? list[i].idx : i;
             bal_plan *pl = &b->plan[k];
@@ -670,13 +671,13 @@ static void fill_class(pw_bal *b, const bal_key *list, size_t n, bool refill)
         t = t_ev;
         /* At one level, floors end before caps are reached. When many start rising at once
          * (at the start everyone does), every row is brought up to date in one pass instead of
-         * touching each. */
+         * touching each; so too when it is anyway (before the first question). */
         bool bulk_now = t_bulk <= t_ev; /* its sums wait in the groups */
         t_bulk = bulk_now ? INFINITY : t_bulk;
         size_t ef_end = ef;
         while (ef_end < nf && bal__keyd(floors[ef_end].key) <= t_ev)
             ef_end++;
-        bool many = (ef_end - ef) * 4 > b->n_rows;
+        bool many = (ef_end - ef) * 4 > b->n_rows || b->all_dirty;
         b->all_dirty = b->all_dirty || many || bulk_now;
         for (; ef < ef_end; ef++) {
             bal_plan *pl = &b->plan[floors[ef].idx];
