@@ -135,7 +135,7 @@ typedef struct bal_plan {
     uint32_t pos;        /* its place in pw_bal.dfs_ch */
     int bind;            /* row that froze it, -1 */
     int block;           /* row that refused its minimum, -1 */
-    uint8_t pause; /* enum pw_bal_reason: a byte, so that a plan fills 3 cache lines */
+    uint8_t pause;       /* enum pw_bal_reason: a byte, so that a plan fills 3 cache lines */
     bool want, trimmed, online, can1, can3;
     bool overdue;  /* online, but a status is overdue: its offer is held and budgeted in fixed */
     bool held;     /* a raise is held until cuts are seen */
@@ -250,7 +250,8 @@ struct pw_bal {
     bal_ch *ch;
     double *at_meter;  /* n_ch x n_slots x PW_LINES, see bal_ch.at_meter */
     double *acc;       /* n_nodes x PW_LINES scratch for sums over subtrees */
-    double *trans_acc; /* the same, for the transitional loads (apply_dynamics) */
+    double *trans_acc; /* the same, for the transitional loads (finish in bal_run.c) */
+    double *ev_acc;    /* the same, for the planned EV loads the node results show */
     size_t n_slots;    /* the most metered nodes on any path from a node to the root */
     bal_plan *plan;
     bal_row *rows;
@@ -352,11 +353,20 @@ const char *bal__node_name(const pw_bal *b, int n);
 /* Writes every row's name and "limited by" sentence into row_txt (after the rows are built). */
 void bal__row_texts(pw_bal *b);
 
-/* Fills the reason code and text of charger k's result (after bal__rotation_eta). */
+/* Fills the reason code and text of charger k's result (a car waiting for a turn: after
+ * bal__rotation_eta). */
 void bal__reason(pw_bal *b, size_t k, uint64_t now);
 
-/* Fills next_turn_ms of the cars paused by rotation and marks them (bal_plan.eta); the results
- * of the others are zeroed by the final pass, which writes them anyway. */
+/* A wanting car paused by rotation waits for a turn. The pause reason first: it is rarely
+ * rotation, and it is an integer. */
+static inline bool bal_waits_turn(const bal_plan *pl)
+{
+    return pl->pause == PW_REASON_PAUSED_ROTATION && pl->val <= 0 && !pl->held;
+}
+
+/* Fills next_turn_ms of the wanting cars that wait for a turn and marks them (bal_plan.eta); the
+ * results of the others are zeroed when they are written. Live mode only, once every running
+ * car's plan is final; a run where no car waits need not call it. */
 void bal__rotation_eta(pw_bal *b, uint64_t now);
 
 #endif

@@ -481,6 +481,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->nres = pw_xcalloc(b->n_nodes, sizeof *b->nres);
     b->acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->acc);
     b->trans_acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->trans_acc);
+    b->ev_acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->ev_acc);
     b->grp = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp);
     b->grp_list = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp_list);
     b->adm_need = pw_xcalloc(b->n_nodes, sizeof *b->adm_need);
@@ -569,6 +570,7 @@ void pw_bal_free(pw_bal *b)
     free(b->at_meter);
     free(b->acc);
     free(b->trans_acc);
+    free(b->ev_acc);
     free(b->plan);
     free(b->rows);
     free(b->path_rows);

@@ -302,7 +302,7 @@ static void decide_wanting(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
         x = pl->lo;
     } else {
         /* A raise to the charger's own limit is never held back by the hysteresis
-         * (apply_dynamics), so a charger bound by its own demand is at it. */
+         * (dynamics_one in bal_run.c), so a charger bound by its own demand is at it. */
         decide_bound(b, k, w, &x, &y);
     }
     w->one_phase = (pl->val > 0) & (pl->mode == 1);
@@ -583,28 +583,10 @@ static void smallest_first(bal_key *a, size_t n, size_t m)
     }
 }
 
-/* Paused by rotation. The pause reason first: it is rarely rotation, and it is an integer. */
-static bool waits_turn(const bal_plan *pl)
-{
-    return pl->pause == PW_REASON_PAUSED_ROTATION && pl->val <= 0 && !pl->held;
-}
-
-/* Whether any car waits for a turn. Most runs pause none for rotation: a pass over the plans in
- * memory order tells so for less than the one by class below. */
-static bool any_waits_turn(const pw_bal *b)
-{
-    for (size_t k = 0; k < b->n_ch; k++)
-        if (waits_turn(&b->plan[k]) && b->plan[k].want)
-            return true;
-    return false;
-}
-
 /* Estimated resume time of cars paused by rotation: the running cars of the class leave in the
  * order their minimum run ends, one turn per car, and a car just paused waits its minimum pause. */
 void bal__rotation_eta(pw_bal *b, uint64_t now)
 {
-    if (b->p.oneshot || !any_waits_turn(b))
-        return;
     for (size_t from = 0; from < b->n_order;) {
         size_t to = from;
         /* A class and whether suspended, as the order key holds them (bal_int.h). */
@@ -613,7 +595,7 @@ void bal__rotation_eta(pw_bal *b, uint64_t now)
         bal_key *wait = b->tmp + b->n_ch; /* the class's waiting cars, in admission order; the
                                              running ones take tmp[0, n_ch) */
         for (; to < b->n_order && b->order[to].key >> BAL_KEY_CLS_SHIFT == cls; to++)
-            if (waits_turn(&b->plan[b->order[to].idx]))
+            if (bal_waits_turn(&b->plan[b->order[to].idx]))
                 wait[waiting++] = b->order[to];
         if (!waiting) { /* nobody of the class waits for a turn */
             from = to;

@@ -486,11 +486,12 @@ static void set_lines(double line[PW_LINES], uint8_t mask, double v)
 }
 
 /* Per-line amounts added at each charger's node, summed over every node's subtree: the sums over
- * all chargers below each node in one walk of the tree instead of one per charger. */
-static double *subtree_begin(pw_bal *b)
+ * all chargers below each node in one walk of the tree instead of one per charger. Empties acc
+ * (n_nodes x PW_LINES, a value per node) and returns it. */
+static double *subtree_begin(const pw_bal *b, double *acc)
 {
-    memset(b->acc, 0, b->n_nodes * PW_LINES * sizeof *b->acc);
-    return b->acc;
+    memset(acc, 0, b->n_nodes * PW_LINES * sizeof *acc);
+    return acc;
 }
 
 /* Sums acc (n_nodes x PW_LINES, a value per node) over every node's subtree. */
@@ -502,11 +503,6 @@ static void subtree_sum(const pw_bal *b, double *acc)
         for (size_t l = 0; l < PW_LINES; l++)
             up[l] += acc[ni * PW_LINES + l];
     }
-}
-
-static void subtree_end(pw_bal *b)
-{
-    subtree_sum(b, b->acc);
 }
 
 /* A charger's transitional load on line l: its plan, or more while a cut is not yet followed
@@ -603,7 +599,7 @@ static bool is_raise(const bal_ch *c, const bal_plan *pl)
 }
 
 /* What charger k may still draw per grid line while a cut is pending: the most its status and
- * the readings above it show (at_max); apply_dynamics adds a raise its car has not been seen
+ * the readings above it show (at_max); dynamics_one adds a raise its car has not been seen
  * acting on (rpend). A drop its status shows is seen only once a meter read after it agrees. And
  * the other way round: the car may have followed a pending cut before a reading, down to its lowest
  * offer, with no status saying so yet (a late or lost status); that drop hides in the reading as
@@ -625,7 +621,7 @@ static void pending_draw(pw_bal *b, size_t k, double d[PW_LINES])
  * the chargers below added, or its children's if larger, as for non_ev. */
 static void raise_budgets(pw_bal *b)
 {
-    double *acc = subtree_begin(b);
+    double *acc = subtree_begin(b, b->acc);
     for (size_t i = b->n_nodes; i-- > 0;) { /* children before parents: sums are complete */
         size_t ni = b->dfs_node[i];
         bal_node *n = &b->nodes[ni];
@@ -647,7 +643,7 @@ static void raise_budgets(pw_bal *b)
 }
 
 /* Lets held raises go as far as the measured reality allows, in admission order: the chargers
- * whose raise waits on others' cuts (held[k] 1, by charger, from apply_dynamics), picked from
+ * whose raise waits on others' cuts (held[k] 1, by charger, from finish), picked from
  * b->order into cand without a branch and without reading their plans, which lie in random
  * order there. trans_acc holds every charger's transitional load at its node. */
 static void release_raises(pw_bal *b, const uint32_t *held)
@@ -751,28 +747,6 @@ static bool dynamics_one(pw_bal *b, size_t k)
     pl->held = true;
     pl->own_wait = cut_unseen(b, k, d);
     return true;
-}
-
-/* The dynamic rules for every charger, then the held raises. The transitional loads that
- * release_raises needs are gathered on the way, in the same pass, and the raises it may let go
- * (held, not waiting on their own cut) are marked by charger in hits (free after the
- * allocation). */
-static void apply_dynamics(pw_bal *b)
-{
-    size_t n_held = 0;
-    double *acc = b->trans_acc;
-    memset(acc, 0, b->n_nodes * PW_LINES * sizeof *acc);
-    for (size_t k = 0; k < b->n_ch; k++) {
-        bool held = dynamics_one(b, k);
-        const bal_plan *pl = &b->plan[k];
-        b->hits[k] = held && !pl->own_wait;
-        n_held += b->hits[k];
-        double *a = acc + (size_t)pl->node * PW_LINES;
-        for (size_t l = 0; l < PW_LINES; l++)
-            a[l] += trans_load(pl, l);
-    }
-    if (n_held)
-        release_raises(b, b->hits);
 }
 
 /* The node results, with acc holding the planned EV load of every node's subtree. */
@@ -924,37 +898,73 @@ static void charger_deadline(const pw_bal *b, size_t k, uint64_t now, uint64_t *
         earliest(d, now, c->mode_since + p->phase_hold_ms);
 }
 
-/* After the allocation, one pass over the chargers (the per-charger work of a run touches every
- * charger's state: doing it in one pass keeps that state in cache once): results and reasons,
- * the planned loads summed per node, the state kept for the next run and the next deadline. */
+/* What settling the chargers gathers: the planned EV load at each node (acc), whether a car is
+ * paused for rotation, and the next deadlines. */
+typedef struct settle_sums {
+    double *acc;
+    bool live, rotating;
+    uint64_t d, d_rot;
+} settle_sums;
+
+/* Charger k's plan is final: its result and reason, its planned load at its node, and in live
+ * mode the state kept for the next run and when it can decide something new. */
+static void settle(pw_bal *b, size_t k, uint64_t now, settle_sums *s)
+{
+    s->rotating |= charger_result(b, k, now);
+    const bal_plan *pl = &b->plan[k];
+    double *a = s->acc + (size_t)pl->node * PW_LINES;
+    for (size_t l = 0; l < PW_LINES; l++)
+        a[l] += pl->line[l];
+    if (s->live) {
+        update_state(b, k, now);
+        charger_deadline(b, k, now, &s->d, &s->d_rot);
+    }
+}
+
+/* After the allocation: the dynamic rules and the end of the run, in one pass over the chargers
+ * that applies the rules and settles every charger whose plan they leave final, so that a
+ * charger's state is read once (a second pass over it costs more than the work). Two kinds wait
+ * (listed in imb, free after the allocation): the raises held until cuts are seen, which
+ * release_raises then lets go as far as the transitional loads gathered on the pass allow (they
+ * are marked by charger in hits, free too); and the cars waiting for a turn, whose resume time
+ * (bal__rotation_eta) depends on every running car's final plan. */
 static void finish(pw_bal *b, uint64_t now)
 {
-    bool live = !b->p.oneshot, rotating = false;
-    uint64_t d = UINT64_MAX, d_rot = UINT64_MAX;
-    bal__rotation_eta(b, now);
-    double *acc = subtree_begin(b);
+    settle_sums s = {subtree_begin(b, b->ev_acc), !b->p.oneshot, false, UINT64_MAX, UINT64_MAX};
+    double *trans = subtree_begin(b, b->trans_acc);
+    size_t n_held = 0, n_turn = 0, n_later = 0;
     for (size_t k = 0; k < b->n_ch; k++) {
-        rotating |= charger_result(b, k, now);
+        bool held = dynamics_one(b, k);
         const bal_plan *pl = &b->plan[k];
-        double *a = acc + (size_t)pl->node * PW_LINES;
+        double *t = trans + (size_t)pl->node * PW_LINES;
         for (size_t l = 0; l < PW_LINES; l++)
-            a[l] += pl->line[l];
-        if (live) {
-            update_state(b, k, now);
-            charger_deadline(b, k, now, &d, &d_rot);
-        }
+            t[l] += trans_load(pl, l);
+        b->hits[k] = held && !pl->own_wait;
+        bool turn = s.live && pl->want && bal_waits_turn(pl);
+        n_held += b->hits[k];
+        n_turn += turn;
+        if (b->hits[k] || turn)
+            b->imb[n_later++].idx = (uint32_t)k;
+        else
+            settle(b, k, now, &s);
     }
-    subtree_end(b);
-    node_results(b, acc);
-    b->rotating = rotating;
-    if (live && rotating)
-        earliest(&d, now, d_rot);
-    for (size_t ni = 0; ni < b->n_nodes && live; ni++) {
+    if (n_held)
+        release_raises(b, b->hits);
+    if (n_turn)
+        bal__rotation_eta(b, now);
+    for (size_t i = 0; i < n_later; i++)
+        settle(b, b->imb[i].idx, now, &s);
+    subtree_sum(b, s.acc);
+    node_results(b, s.acc);
+    b->rotating = s.rotating;
+    if (s.live && s.rotating)
+        earliest(&s.d, now, s.d_rot);
+    for (size_t ni = 0; ni < b->n_nodes && s.live; ni++) {
         const bal_node *n = &b->nodes[ni];
         if (n->spec.metered && n->has_meter)
-            earliest(&d, now, n->meter_at + n->spec.meter_timeout_ms);
+            earliest(&s.d, now, n->meter_at + n->spec.meter_timeout_ms);
     }
-    b->deadline = d;
+    b->deadline = s.d;
 }
 
 int pw_bal_run(pw_bal *b, uint64_t now_ms)
@@ -975,7 +985,6 @@ int pw_bal_run(pw_bal *b, uint64_t now_ms)
     prepare_nodes(b, now_ms);
     build_order(b, b->events, b->hits, n_fresh);
     bal__allocate(b);
-    apply_dynamics(b);
     finish(b, now_ms);
     return 0;
 }
