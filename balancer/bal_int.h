@@ -271,11 +271,17 @@ struct pw_bal {
                            its node that it stops without reading every plan */
     bal_key *order;     /* admission order of the wanting chargers */
     size_t n_order;
-    bal_key *events; /* water-filling: floor ends [0, n_ch), caps [n_ch, 2 n_ch) */
+    /* Scratch, each array used by one phase of a run at a time (pw_bal_run: prepare, allocate,
+     * finish): */
+    bal_key *events; /* prepare: admission keys by charger; water-filling: floor ends [0, n_ch),
+                        caps [n_ch, 2 n_ch); finish: sort scratch of bal__rotation_eta */
     bal_key *tmp;    /* sort scratch */
-    bal_key *cand;   /* chargers taking part in a refill; in admission, the paused ones */
-    bal_key *imb;    /* the wanting chargers below an imbalance limit, in admission order */
-    uint32_t *hits;  /* scratch: the chargers a full row stops, by dfs_ch position */
+    bal_key *cand;   /* admission: the paused chargers; a refill's chargers; finish: the held
+                        raises release_raises may let go */
+    bal_key *imb;    /* allocation: the wanting chargers below an imbalance limit, in admission
+                        order; finish: the chargers settled after the pass */
+    uint32_t *hits;  /* prepare: the chargers new to the order; water-filling: the chargers a full
+                        row stops, by dfs_ch position; finish: the held raises, 1 by charger */
     /* Water-filling: the level at which each row fills up (row_t), and for blocks of about
      * sqrt(n_rows) rows their earliest (blk), so that the next row to fill is found without
      * scanning every row at every step: a changed row rescans its block, a query the blocks.
