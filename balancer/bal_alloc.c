@@ -134,15 +134,9 @@ static uint64_t class_last_key(uint64_t key)
  * such a row, whatever was admitted before it, nor depend on its load. */
 static void admission_safety(pw_bal *b)
 {
+    /* Each node's own wanting chargers are in already: the prepare pass summed them
+     * (charger_sums in bal_run.c, in memory order; the margin below covers the sum's order). */
     double *need = b->adm_need;
-    memset(need, 0, b->n_nodes * sizeof *need);
-    /* The wanting chargers are those in the order; taken in memory order, which the cache
-     * fetches ahead, not in the order's (a miss each; the margin below covers the sum's order). */
-    for (size_t k = 0; k < b->n_ch; k++) {
-        const bal_plan *pl = &b->plan[k];
-        if (pl->want)
-            need[pl->node] += pl->lo + (pl->mode == 1 && pl->can3 ? b->p.hysteresis_a : 0);
-    }
     for (size_t i = b->n_nodes; i-- > 1;) { /* children before parents */
         size_t n = b->dfs_node[i];
         need[b->nodes[n].spec.parent] += need[n];

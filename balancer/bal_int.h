@@ -307,7 +307,8 @@ struct pw_bal {
     uint32_t *grp_list;
     size_t n_grp;
     /* Admission (bal_alloc.c), per node: the most the wanting chargers below it can put on each
-     * of its lines while minimums are admitted (adm_need), and whether every line row from it up
+     * of its lines while minimums are admitted (adm_need: its own chargers' from the prepare
+     * pass, then summed up the tree), and whether every line row from it up
      * to the root holds that beside its base (adm_safe). By row, for the reference only: the
      * load without the minimums admit_safe holds until admission ends (ref_a, see adm_add). */
     double *adm_need;
@@ -362,6 +363,10 @@ void bal__row_texts(pw_bal *b);
 /* Fills the reason code and text of charger k's result (a car waiting for a turn: after
  * bal__rotation_eta). */
 void bal__reason(pw_bal *b, size_t k, uint64_t now);
+
+/* bal__reason for a charger that wants nothing and is heard on time (not offline or overdue):
+ * the same, but the usual case, a reason kept from the last run, is known without deciding it. */
+void bal__reason_idle(pw_bal *b, size_t k, uint64_t now);
 
 /* A wanting car paused by rotation waits for a turn. The pause reason first: it is rarely
  * rotation, and it is an integer. */

@@ -312,6 +312,15 @@ static void decide_wanting(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
     w->y = y > 0 ? tenths(y) : 0;
 }
 
+/* The reason of a charger that wants nothing and is heard on time: a code, and a sentence that
+ * shows nothing else. */
+static enum pw_bal_reason idle_code(const bal_ch *c)
+{
+    if (c->m.car == PW_CAR_FAULT)
+        return PW_REASON_FAULT;
+    return c->op_paused ? PW_REASON_PAUSED_OPERATOR : PW_REASON_NO_CAR;
+}
+
 /* Decides the reason of charger k into *w: the code and everything its sentence shows. */
 static void decide(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
 {
@@ -328,10 +337,8 @@ static void decide(const pw_bal *b, size_t k, uint64_t now, bal_why *w)
         w->n = c->has_meas ? (now > c->meas_at ? now - c->meas_at : 0) / 1000 : 0;
         w->x = tenths(largest(pl->fixed));
         w->y = pl->overdue && c->prev_limit > 0 ? tenths(c->prev_limit) : 0;
-    } else if (c->m.car == PW_CAR_FAULT) {
-        w->code = PW_REASON_FAULT;
     } else {
-        w->code = c->op_paused ? PW_REASON_PAUSED_OPERATOR : PW_REASON_NO_CAR;
+        w->code = idle_code(c);
     }
 }
 
@@ -564,6 +571,15 @@ void bal__reason(pw_bal *b, size_t k, uint64_t now)
         return;
     c->why = w; /* kept first and written from: the call is the last thing done */
     render[w.code](b, &c->why, r->reason_text);
+}
+
+void bal__reason_idle(pw_bal *b, size_t k, uint64_t now)
+{
+    /* Its last reason is kept whole (its code is one only idle_code gives, whose sentence shows
+     * nothing else), and so are its result's code and binding: nothing to decide. */
+    if (b->res[k].reason_text[0] && b->ch[k].why.code == idle_code(&b->ch[k]))
+        return;
+    bal__reason(b, k, now);
 }
 
 /* Puts the m smallest keys of a[0..n) first, in ascending order (m <= n); the rest are left in
