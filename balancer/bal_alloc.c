@@ -11,6 +11,15 @@
 #error "bal_alloc.c assumes a little-endian machine"
 #endif
 
+/* Lists group g (pw_bal.grp_list) unless it is listed already, which it is once it has members.
+ * Without a branch: whether a charger is its group's first is a coin toss, and grp_list has a
+ * spare slot for the write that does not count. */
+static void grp_list_add(pw_bal *b, size_t g, bool listed)
+{
+    b->grp_list[b->n_grp] = (uint32_t)g;
+    b->n_grp += !listed;
+}
+
 /* Whether adding amount at the lines of mask to charger k's path keeps every row it tightens
  * (the rows it loads) within its cap. On failure *block is the first row that refused. */
 static bool fits(const pw_bal *b, size_t k, uint8_t mask, double amount, int *block)
@@ -179,8 +188,7 @@ static bool admit_safe(pw_bal *b, size_t k)
     bal_grp *q = &b->grp[BAL_GROUP(b, k, mask)];
     if (b->reference)
         add_load(b, k, mask, lo);
-    if (!q->n++)
-        b->grp_list[b->n_grp++] = (uint32_t)BAL_GROUP(b, k, mask);
+    grp_list_add(b, BAL_GROUP(b, k, mask), q->n++);
     q->dv += lo;
     pl->tmode = 3;
     pl->mask = mask;
@@ -386,8 +394,7 @@ static void grp_add(pw_bal *b, const bal_plan *pl, double dv)
 {
     size_t g = (size_t)pl->node * 8 + pl->mask;
     bal_grp *q = &b->grp[g];
-    if (!q->n)
-        b->grp_list[b->n_grp++] = (uint32_t)g;
+    grp_list_add(b, g, q->n);
     q->dv += dv;
     q->w += pl->w;
     q->n++;
@@ -415,8 +422,7 @@ static void run_add(pw_bal *b, grp_run *r, const bal_plan *pl, double dv)
         run_flush(b, r);
         r->g = g;
         r->s = b->grp[g];
-        if (!r->s.n)
-            b->grp_list[b->n_grp++] = (uint32_t)g;
+        grp_list_add(b, g, r->s.n);
     }
     r->s.dv += dv;
     r->s.w += pl->w;

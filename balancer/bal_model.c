@@ -483,7 +483,7 @@ pw_bal *pw_bal_new(const pw_bal_facility *f)
     b->trans_acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->trans_acc);
     b->ev_acc = pw_xcalloc(b->n_nodes * PW_LINES, sizeof *b->ev_acc);
     b->grp = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp);
-    b->grp_list = pw_xcalloc(b->n_nodes * 8, sizeof *b->grp_list);
+    b->grp_list = pw_xcalloc(b->n_nodes * 8 + 1, sizeof *b->grp_list); /* + grp_list_add's spare */
     b->adm_need = pw_xcalloc(b->n_nodes, sizeof *b->adm_need);
     b->adm_safe = pw_xcalloc(b->n_nodes, sizeof *b->adm_safe);
     b->deadline = UINT64_MAX;

@@ -108,12 +108,12 @@ static void init_prev(pw_bal *b, size_t k, uint64_t now)
 }
 
 /* A cut may still be unseen within the reaction window plus the longest meter interval above
- * the charger (bal_node.path_iv, as of this run). */
+ * the charger (bal_node.path_iv, as of this run). Without a branch: whether a cut has expired
+ * is a coin toss from one charger to the next. */
 static void cut_expiry(const pw_bal *b, bal_ch *c, uint64_t now)
 {
     c->cut_until = c->cut_at + b->p.reaction_ms + b->nodes[c->spec.node].path_iv;
-    if (c->cut_pending && now >= c->cut_until)
-        c->cut_pending = false;
+    c->cut_pending = c->cut_pending & (now < c->cut_until);
 }
 
 /* A silent charger may still draw its last current, or its failsafe once its lease ends; one
@@ -477,16 +477,23 @@ static const uint64_t lane[8][PW_LINES] = {
     {0, 0, ~0ull}, {~0ull, 0, ~0ull}, {0, ~0ull, ~0ull}, {~0ull, ~0ull, ~0ull},
 };
 
-/* v on the lines in mask, 0 on the others. By masking bits, without a branch: the masks of
- * consecutive chargers differ at random, and a mispredicted branch costs more than this. */
-static void set_lines(double line[PW_LINES], uint8_t mask, double v)
+/* v if on, else 0, by masking its bits (with lane[][] a mask per line): without a branch, which
+ * a compiler may make of a select. Where it is used, whether on holds is a coin toss from one
+ * charger to the next, and a mispredicted branch costs more than this. */
+static double masked(double v, uint64_t on)
 {
     uint64_t bits;
     memcpy(&bits, &v, sizeof bits);
-    for (size_t l = 0; l < PW_LINES; l++) {
-        uint64_t on = bits & lane[mask & 7][l];
-        memcpy(&line[l], &on, sizeof on);
-    }
+    bits &= on;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+/* v on the lines in mask, 0 on the others (masked). */
+static void set_lines(double line[PW_LINES], uint8_t mask, double v)
+{
+    for (size_t l = 0; l < PW_LINES; l++)
+        line[l] = masked(v, lane[mask & 7][l]);
 }
 
 /* Per-line amounts added at each charger's node, summed over every node's subtree: the sums over
@@ -599,7 +606,7 @@ static bool is_raise(const bal_ch *c, const bal_plan *pl)
 {
     uint8_t on = pl->mask & 7, was = prev_mask_now(c, pl) & 7;
     double from = (on & ~was) ? 0 : c->prev_limit;
-    return on && pl->val > from + 1e-9;
+    return (on != 0) & (pl->val > from + 1e-9); /* not &&: a branch on a coin toss */
 }
 
 /* What charger k may still draw per grid line while a cut is pending: the most its status and
@@ -730,8 +737,8 @@ static bool dynamics_one(pw_bal *b, size_t k)
             pl->pend[l] = d[l] > pl->line[l] + p->active_phase_a ? d[l] : 0;
             /* The car may still rise to a raise it has not been seen acting on before it
              * follows the cut (issue 15: a raise counts at the offered value until seen). */
-            bool unseen = c->raise_unseen && c->raise_line[l] > pl->line[l] + 1e-9;
-            pl->rpend[l] = unseen ? c->raise_line[l] : 0;
+            bool unseen = c->raise_unseen & (c->raise_line[l] > pl->line[l] + 1e-9);
+            pl->rpend[l] = masked(c->raise_line[l], -(uint64_t)unseen);
         }
     }
     if (!pl->want)
@@ -844,8 +851,7 @@ static void update_state(pw_bal *b, size_t k, uint64_t now)
         track_cuts(b, c, pl->line, now);
         track_raises(c, pl->line, now);
     }
-    if (fabs(pl->val - c->prev_limit) > 1e-9)
-        c->offer_since = now;
+    c->offer_since = fabs(pl->val - c->prev_limit) > 1e-9 ? now : c->offer_since; /* a select */
     if (pl->want && pl->val > 0 && pl->mode != c->mode) {
         c->mode = pl->mode;
         c->mode_since = now;
