@@ -29,32 +29,19 @@ typedef struct scenario {
 
 static uint64_t rng_state = 0x243f6a8885a308d3u;
 
-static double rndf(double lo, double hi)
-{
-    return bal_garage_rndf(&rng_state, lo, hi);
-}
-
 /* Fresh measurements: most cars charge on 1 or 3 phases at various currents. */
 static void feed(pw_bal *b, const pw_bal_facility *f, uint64_t now)
 {
     for (size_t k = 0; k < f->n_chargers; k++) {
-        pw_bal_measure m = {0};
-        uint64_t r = (k * 2654435761u) % 10;
-        m.car = r < 2 ? PW_CAR_NONE : r < 3 ? PW_CAR_CONNECTED : PW_CAR_CHARGING;
-        if (m.car == PW_CAR_CHARGING) {
-            double a = rndf(5, 16);
-            int phases = r % 3 == 0 ? 1 : 3;
-            for (int t = 0; t < phases; t++)
-                m.current_a[t] = a;
-        }
+        pw_bal_measure m;
+        bal_garage_status(k, &rng_state, &m);
         pw_bal_set_charger(b, k, &m, now);
     }
     for (size_t n = 0; n < f->n_nodes; n++) {
         if (!f->nodes[n].metered)
             continue;
-        double line[3];
-        for (size_t l = 0; l < 3; l++)
-            line[l] = rndf(0, f->nodes[n].limit_a[l] * 0.2);
+        double line[PW_LINES];
+        bal_garage_reading(&f->nodes[n], &rng_state, line);
         pw_bal_set_meter(b, n, line, now);
     }
 }

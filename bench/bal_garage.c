@@ -59,3 +59,22 @@ void bal_garage_build(size_t n_chargers, size_t n_nodes, pw_bal_node_spec *nodes
         c->can_switch_phases = k % 5 == 0;
     }
 }
+
+void bal_garage_status(size_t k, uint64_t *state, pw_bal_measure *m)
+{
+    *m = (pw_bal_measure){0};
+    uint64_t r = (k * 2654435761u) % 10;
+    m->car = r < 2 ? PW_CAR_NONE : r < 3 ? PW_CAR_CONNECTED : PW_CAR_CHARGING;
+    if (m->car == PW_CAR_CHARGING) {
+        double a = bal_garage_rndf(state, 5, 16);
+        int phases = r % 3 == 0 ? 1 : 3;
+        for (int t = 0; t < phases; t++)
+            m->current_a[t] = a;
+    }
+}
+
+void bal_garage_reading(const pw_bal_node_spec *n, uint64_t *state, double line[PW_LINES])
+{
+    for (size_t l = 0; l < PW_LINES; l++)
+        line[l] = bal_garage_rndf(state, 0, n->limit_a[l] * 0.2);
+}

@@ -1,5 +1,6 @@
-/* The benchmark garage shared by bal_bench and bal_fingerprint: a facility shaped like a large
- * garage, and the random numbers that feed it. Bench code only. */
+/* The benchmark garage shared by bal_bench, bal_pair and bal_fingerprint: a facility shaped like
+ * a large garage, the random numbers that feed it, and bal_bench's statuses and readings. Bench
+ * code only. */
 #ifndef PW_BAL_GARAGE_H
 #define PW_BAL_GARAGE_H
 
@@ -20,5 +21,13 @@ double bal_garage_rndf(uint64_t *state, double lo, double hi);
  * imbalance limit. */
 void bal_garage_build(size_t n_chargers, size_t n_nodes, pw_bal_node_spec *nodes,
                       pw_bal_charger_spec *ch, pw_bal_facility *f);
+
+/* The bench's status of charger k into *m: no car, a car connected, or (most) a car charging on
+ * 1 or 3 phases at a random current (random numbers from *state). */
+void bal_garage_status(size_t k, uint64_t *state, pw_bal_measure *m);
+
+/* The bench's reading of metered node n into line: random building load up to a fifth of its
+ * limits. */
+void bal_garage_reading(const pw_bal_node_spec *n, uint64_t *state, double line[PW_LINES]);
 
 #endif
