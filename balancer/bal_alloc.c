@@ -389,15 +389,27 @@ static bool freeze_plan(pw_bal *b, size_t k, double t, int bind, double *dv)
     return rose;
 }
 
-/* Adds charger k's change (dv, its weight) to the group of its node and line mask. */
-static void grp_add(pw_bal *b, const bal_plan *pl, double dv)
+/* The group of a plan's node and line mask (BAL_GROUP, from the plan). */
+static size_t plan_group(const bal_plan *pl)
 {
-    size_t g = (size_t)pl->node * 8 + pl->mask;
-    bal_grp *q = &b->grp[g];
-    grp_list_add(b, g, q->n);
+    return (size_t)pl->node * 8 + pl->mask;
+}
+
+/* A charger's change (dv) and its weight, into group sums q. */
+static void grp_sum(bal_grp *q, const bal_plan *pl, double dv)
+{
     q->dv += dv;
     q->w += pl->w;
     q->n++;
+}
+
+/* Adds charger k's change (dv, its weight) to the group of its node and line mask. */
+static void grp_add(pw_bal *b, const bal_plan *pl, double dv)
+{
+    size_t g = plan_group(pl);
+    bal_grp *q = &b->grp[g];
+    grp_list_add(b, g, q->n);
+    grp_sum(q, pl, dv);
 }
 
 /* A group's sums held in locals while the chargers added to it follow each other (freeze_row
@@ -417,16 +429,14 @@ static void run_flush(pw_bal *b, const grp_run *r)
 /* grp_add through run r. */
 static void run_add(pw_bal *b, grp_run *r, const bal_plan *pl, double dv)
 {
-    size_t g = (size_t)pl->node * 8 + pl->mask;
+    size_t g = plan_group(pl);
     if (g != r->g) {
         run_flush(b, r);
         r->g = g;
         r->s = b->grp[g];
         grp_list_add(b, g, r->s.n);
     }
-    r->s.dv += dv;
-    r->s.w += pl->w;
-    r->s.n++;
+    grp_sum(&r->s, pl, dv);
 }
 
 /* Applies the groups to their path rows and empties them: frozen (sign 1: their values go into

@@ -711,6 +711,17 @@ static bool cut_unseen(const pw_bal *b, size_t k, const double d[PW_LINES])
     return false;
 }
 
+/* The plan the dynamic rules start from: the allocation's value (the target) on its lines, and
+ * nothing pending. */
+static void plan_as_allocated(bal_plan *pl)
+{
+    pl->target = pl->val;
+    pl->mode = pl->tmode;
+    set_lines(pl->line, pl->val > 0 ? pl->mask : 0, pl->val);
+    memset(pl->pend, 0, sizeof pl->pend);
+    memset(pl->rpend, 0, sizeof pl->rpend);
+}
+
 /* Cuts apply at once; a raise waits until the cuts it depends on are seen (cut_pending);
  * raises smaller than the hysteresis are not sent. Charger k's part; returns whether its raise
  * is held. */
@@ -719,11 +730,7 @@ static bool dynamics_one(pw_bal *b, size_t k)
     const pw_bal_params *p = &b->p;
     bal_ch *c = &b->ch[k];
     bal_plan *pl = &b->plan[k];
-    pl->target = pl->val;
-    pl->mode = pl->tmode;
-    set_lines(pl->line, pl->val > 0 ? pl->mask : 0, pl->val);
-    memset(pl->pend, 0, sizeof pl->pend);
-    memset(pl->rpend, 0, sizeof pl->rpend);
+    plan_as_allocated(pl);
     if (p->oneshot || !pl->online || pl->overdue)
         return false;
     /* Until a cut is seen, the charger may still draw what it drew before: a cut made now
@@ -954,22 +961,18 @@ static bool stays_idle(const pw_bal *b, size_t k)
 static void settle_idle(pw_bal *b, size_t k, uint64_t now, settle_sums *s)
 {
     bal_ch *c = &b->ch[k];
-    bal_plan *pl = &b->plan[k];
-    pw_bal_result *r = &b->res[k];
-    pl->target = 0; /* val is 0 and mode 3, as prepare_charger left them */
-    memset(pl->line, 0, sizeof pl->line);
-    memset(pl->pend, 0, sizeof pl->pend);
-    memset(pl->rpend, 0, sizeof pl->rpend);
+    plan_as_allocated(&b->plan[k]); /* which the dynamic rules leave as it is */
+    pw_bal_result *r = &b->res[k];  /* as charger_result writes it for one wanting nothing */
     r->next_turn_ms = 0;
     r->limit_a = 0;
     r->phases = 3;
     r->demand_a = 0;
-    memcpy(r->line_a, pl->fixed, sizeof r->line_a);
+    memcpy(r->line_a, b->plan[k].fixed, sizeof r->line_a);
     bal__reason_idle(b, k, now);
-    if (s->live) {
+    if (s->live) { /* what update_state changes for it: its offer and lines stay 0 */
         c->waiting_since = now;
         c->paused_by_us = false;
-        c->prev_mode = 3;
+        c->prev_mode = b->plan[k].mode;
         status_deadline(c, now, &s->d);
     }
 }

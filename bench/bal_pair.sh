@@ -39,6 +39,12 @@ object() {
 
 sources a "$1"
 sources b "$2"
+# The driver is built against this tree's pw_bal.h: a version whose public structs differ would
+# be fed the wrong layout. Such an older one is timed with bench/bal_ab.sh, its own bal_bench.
+for p in a b; do
+  cmp -s "$work/$p/pw_bal.h" "$root/balancer/pw_bal.h" ||
+    { echo "bal_pair.sh: $p's pw_bal.h differs from this tree's; use bench/bal_ab.sh" >&2; exit 2; }
+done
 object a A_
 object a B_
 object b A_
